@@ -1,0 +1,40 @@
+// Per-call context. The trace id lives in AsyncLocalStorage so that every kRPC call a handler makes downstream
+// carries the caller's trace without each handler threading it by hand.
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
+
+/** Who is calling, as established from a verified token. */
+export interface Principal {
+  /** User id for user tokens; service name for kernel service tokens. */
+  userId: string;
+  /** The app the token was issued to (e.g. `control-panel`, `buckyos-cli`, or an installed app id). */
+  appId: string;
+  kind: 'session' | 'sudo' | 'service';
+  /** Session id, for tokens that belong to a login session. */
+  sessionId?: string;
+  /** Unix seconds. */
+  expiresAt: number;
+}
+
+export interface CallContext {
+  principal: Principal | null;
+  /** The raw token, so a handler can forward it when acting on the caller's behalf. */
+  token: string | null;
+  trace: string;
+  seq: number;
+  remoteAddress: string;
+}
+
+const traceStore = new AsyncLocalStorage<string>();
+
+export function newTraceId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+export function currentTrace(): string | undefined {
+  return traceStore.getStore();
+}
+
+export function runWithTrace<T>(trace: string, fn: () => T): T {
+  return traceStore.run(trace, fn);
+}

@@ -1,0 +1,55 @@
+// A kRPC service is declared once: its name and, per method, the params and result schemas and whether a token is
+// needed. The server validates against these schemas, the typed client is derived from them, and so are the docs.
+import { z } from 'zod';
+
+export type AuthMode = 'none' | 'token';
+
+export interface MethodDef<P extends z.ZodType = z.ZodType, R extends z.ZodType = z.ZodType> {
+  params: P;
+  result: R;
+  auth: AuthMode;
+  doc: string;
+}
+
+export type MethodMap = Record<string, MethodDef>;
+
+export interface ServiceDef<M extends MethodMap = MethodMap> {
+  name: string;
+  doc: string;
+  methods: M;
+}
+
+export function method<P extends z.ZodType, R extends z.ZodType>(def: {
+  params: P;
+  result: R;
+  auth?: AuthMode;
+  doc: string;
+}): MethodDef<P, R> {
+  return { auth: 'token', ...def };
+}
+
+const SERVICE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
+
+export function defineService<M extends MethodMap>(name: string, doc: string, methods: M): ServiceDef<M> {
+  if (!SERVICE_NAME.test(name)) throw new Error(`invalid service name "${name}": lowercase letters, digits and dashes`);
+  for (const m of Object.keys(methods)) {
+    if (!/^[a-z][a-z0-9_.]*$/.test(m)) throw new Error(`invalid method name "${m}" in service ${name}`);
+  }
+  return { name, doc, methods };
+}
+
+/** What a caller passes (schema input) and what a handler receives (schema output, after defaults). */
+export type ParamsIn<D extends MethodDef> = z.input<D['params']>;
+export type ParamsOut<D extends MethodDef> = z.output<D['params']>;
+export type Result<D extends MethodDef> = z.output<D['result']>;
+
+/** Markdown reference for a service, generated from its declaration so docs cannot drift from the code. */
+export function describeService(def: ServiceDef): string {
+  const lines = [`# kRPC service \`${def.name}\``, '', def.doc, '', `Endpoint: \`POST /kapi/${def.name}\``, ''];
+  for (const [name, m] of Object.entries(def.methods)) {
+    lines.push(`## \`${name}\``, '', m.doc, '', `Authentication: ${m.auth === 'none' ? 'none' : 'session, service or app token in sys[1]'}`, '');
+    lines.push('Params (JSON Schema):', '```json', JSON.stringify(z.toJSONSchema(m.params, { unrepresentable: 'any', io: 'input' }), null, 2), '```', '');
+    lines.push('Result (JSON Schema):', '```json', JSON.stringify(z.toJSONSchema(m.result, { unrepresentable: 'any' }), null, 2), '```', '');
+  }
+  return lines.join('\n');
+}
