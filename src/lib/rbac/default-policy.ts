@@ -1,0 +1,137 @@
+// The base policy every zone starts from. It is code, not configuration: the scheduler's generated tail (users, apps
+// and their grants) is appended to it but may not change what any subject named here can do (see enforcer.ts), so
+// the guarantees written in the comments below hold in every zone. docs/rbac.md explains the model.
+
+/** User-side roles a user can be given (by `Rbac.setUserRole` or a `g` line in the tail). Each inherits the next. */
+export const USER_ROLES = ['admin', 'user', 'limited', 'guest'] as const;
+
+/** App-side roles the tail may give an app (`g2` lines). */
+export const APP_ROLES = ['app'] as const;
+
+export const DEFAULT_POLICY = `# BuckyOS base RBAC policy. Lines: p/g are the user side, p2/g2 the app side; a request needs both.
+# p, <subject or role>, <resource pattern>, <actions>      g, <member>, <role>
+
+# =====================================================================================================================
+# User side
+# =====================================================================================================================
+
+# kernel: the kernel ring (DESIGN §2) is the system itself and owns the disks, so there is nothing it could be kept
+# from that it could not reach anyway; limiting it would only break repair. Kernel services call as themselves: the
+# service id is both the user and the app of the request. The ids are those node_daemon mints service tokens for
+# (KERNEL_SERVICES in lib/identity/tokens.ts), except klog, which needs no more than frame.
+p, kernel, obj://**, *
+g, system-config, kernel
+g, verify-hub, kernel
+g, node-daemon, kernel
+g, scheduler, kernel
+g, gateway, kernel
+g, activation, kernel
+
+# frame: services that serve users without being the system. They read the zone's configuration to do their job, but
+# not system/, which holds kernel secrets (verify-hub's credentials and sessions). They keep their own state under services/<self>/; a bug there harms only
+# themselves. They may append to logs but not rewrite or delete a record, so a compromised frame service cannot
+# erase its own tracks.
+p, frame, obj://config/boot/config, read
+p, frame, obj://config/devices/**, read
+p, frame, obj://config/nodes/**, read
+p, frame, obj://config/services/**, read
+p, frame, obj://config/users/**, read
+p, frame, obj://config/storage/**, read
+p, frame, obj://config/services/{user}/**, write|create|delete
+p, frame, obj://log/**, create
+g, control-panel, frame
+g, klog, frame
+
+# guest: someone let in to see what is shared publicly, nothing more. The boot config is public anyway (the zone
+# publishes it through DNS), and the UI needs it to know which zone it is in.
+p, guest, obj://config/boot/config, read
+p, guest, obj://dfs/*/public/**, read
+
+# limited: a read-only account (a child, a visitor, a kiosk). It sees the zone's status, its own account and its
+# own home, and may use apps, which then act read-only too because the user side also bounds them. The one write is
+# its own password: verify-hub checks obj://user/<self>/password and then stores the hash as a kernel service.
+g, limited, guest
+p, limited, obj://config/devices/*/info, read
+p, limited, obj://config/services/*/info, read
+p, limited, obj://config/users/{user}/**, read
+p, limited, obj://dfs/*/home/{user}/**, read
+p, limited, obj://user/{user}/**, read
+p, limited, obj://user/{user}/password, write
+p, limited, obj://app/**, read|exec
+
+# user: a full member of the zone. Owns their home folder, shares the public folder, and configures their own apps.
+# Not their account record (users/<self>/settings holds their role) and not their app specs (a spec's permissions
+# become app grants): those are admin's, so a user cannot raise their own role or an app's reach.
+g, user, limited
+p, user, obj://config/users/{user}/apps/*/settings/**, write|create|delete
+p, user, obj://dfs/*/home/{user}/**, write|create|delete
+p, user, obj://dfs/*/public/**, write|create|delete
+
+# admin: the owner, and whoever the owner trusts with the zone. Admin writes the zone's desired state (device
+# documents, users and their app specs, service specs, storage) and operates it (exec on obj://system). Only the
+# kernel, even against admin:
+#  - writes what the kernel derives or observes: boot/config (written at activation from the owner-signed document),
+#    devices/*/info, nodes/*/config, services/*/info and instances, and system/. That includes system/rbac/: the
+#    scheduler regenerates it from users/, so an admin changes a role in users/<u>/settings and the policy can never
+#    disagree with the user records;
+#  - reads system/ other than system/rbac/ (signing keys and other kernel secrets);
+#  - creates, writes or deletes under obj://system (minting service tokens, changing kernel membership): with that
+#    an admin session, or a stolen admin cookie, could make itself kernel;
+#  - changes or deletes logs: the audit trail must outlive whoever it records.
+g, admin, user
+p, admin, obj://config/devices/**, read
+p, admin, obj://config/devices/*/doc, write|create|delete
+p, admin, obj://config/nodes/**, read
+p, admin, obj://config/services/**, read
+p, admin, obj://config/services/*/spec, write|create|delete
+p, admin, obj://config/users/**, read|write|create|delete
+p, admin, obj://config/storage/**, read|write|create|delete
+p, admin, obj://config/system/rbac/**, read
+p, admin, obj://dfs/**, read|write|create|delete
+p, admin, obj://app/**, *
+p, admin, obj://user/**, read|write|create|delete
+p, admin, obj://system/**, read|exec
+p, admin, obj://log/**, read
+
+# =====================================================================================================================
+# App side
+# =====================================================================================================================
+
+# kernel: a kernel service calling as itself (see the user side).
+p2, kernel, obj://**, *
+g2, system-config, kernel
+g2, verify-hub, kernel
+g2, node-daemon, kernel
+g2, scheduler, kernel
+g2, gateway, kernel
+g2, activation, kernel
+
+# frame: the same reach as on the user side. A frame service that serves a user's request is bounded by this scope
+# AND by that user's rights, so it can never do more for a user than it could do for itself.
+p2, frame, obj://config/boot/config, read
+p2, frame, obj://config/devices/**, read
+p2, frame, obj://config/nodes/**, read
+p2, frame, obj://config/services/**, read
+p2, frame, obj://config/users/**, read
+p2, frame, obj://config/storage/**, read
+p2, frame, obj://config/services/{app}/**, write|create|delete
+p2, frame, obj://log/**, create
+g2, klog, frame
+
+# trusted-ui: the system UI and the CLI are how a user acts on the zone at all, so they may do whatever that user
+# may: the user side alone decides. They ship with the kernel; no installed app can join this role (see the tail
+# rules in enforcer.ts). The control panel is also a frame service; when it calls as itself the user side bounds it
+# to frame.
+p2, trusted-ui, obj://**, *
+g2, control-panel, trusted-ui
+g2, buckyos-cli, trusted-ui
+
+# app: an ordinary user-mode app (DESIGN §2, user ring). It reads its own spec but cannot write it (that would widen
+# its own permissions), keeps its settings, and keeps its data in its own folder inside the home of the user it runs
+# for. The boot config is public and lets it build its own URLs. The scheduler puts every installed app in this role
+# (g2, <app>, app) and adds the grants its manifest asks for, as p2 lines in the tail.
+p2, app, obj://config/boot/config, read
+p2, app, obj://config/users/*/apps/{app}/**, read
+p2, app, obj://config/users/*/apps/{app}/settings/**, write|create|delete
+p2, app, obj://dfs/*/home/*/apps/{app}/**, read|write|create|delete
+`;

@@ -1,0 +1,161 @@
+// The RBAC model: the casbin model text, the vocabulary it uses (actions, resource kinds, subject names) and the two
+// matcher functions it calls. The same functions back both stock casbin (the reference, see enforcer.ts) and the
+// compiled fast path, so the two can only differ in how rules are found, never in what a rule means.
+
+/** Every action a policy line may grant. `create` and `delete` are separate from `write` so that a rule can allow
+ * appending (a log record, a new file) without allowing rewriting or removal. `exec` is operating something (running
+ * an app, rebooting a node) rather than changing stored state. */
+export const ACTIONS = ['read', 'write', 'create', 'delete', 'exec'] as const;
+
+/** The first path segment of every resource URI `obj://<kind>/...`. A pattern naming another kind is a typo, and is
+ * rejected at load instead of silently granting nothing. */
+export const RESOURCE_KINDS = ['config', 'dfs', 'app', 'user', 'system', 'log'] as const;
+
+/**
+ * The casbin model. A request is `(user, app, obj, act)`; it is allowed only if BOTH matchers find a rule:
+ *
+ * - `m` (policy `p`, roles `g`) asks whether the user may do it;
+ * - `m2` (policy `p2`, roles `g2`) asks whether the app may do it.
+ *
+ * Users and apps live in separate namespaces (`g`/`p` versus `g2`/`p2`): a user who happens to share a name with an
+ * app, or with a kernel service's app identity, gets nothing from it. Both matchers see both `r.user` and `r.app`, so
+ * a pattern's `{user}` always means the requesting user and `{app}` the requesting app, on either side.
+ *
+ * `objMatch` is a segment matcher rather than casbin's keyMatch family because there `*` also matches `/`, so a
+ * wildcard meant for one user id would also match `alice/apps/other`; see `compilePattern` for the syntax.
+ */
+export const RBAC_MODEL = `[request_definition]
+r = user, app, obj, act
+
+[policy_definition]
+p = sub, obj, act
+p2 = sub, obj, act
+
+[role_definition]
+g = _, _
+g2 = _, _
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = g(r.user, p.sub) && actMatch(r.act, p.act) && objMatch(r.obj, p.obj, r.user, r.app)
+m2 = g2(r.app, p2.sub) && actMatch(r.act, p2.act) && objMatch(r.obj, p2.obj, r.user, r.app)
+`;
+
+const SUBJECT_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** User ids, app ids, service ids and role names share one syntax. It keeps out every character that means something
+ * in a pattern (`/`, `*`, `{`, `}`) or in the CSV (`,`, `"`, `#`), so `{user}` can be replaced by a name without the
+ * name changing the pattern's shape. */
+export function isValidSubject(name: string): boolean {
+  return SUBJECT_RE.test(name);
+}
+
+const ACTION_BITS: Readonly<Record<string, number>> = Object.fromEntries(ACTIONS.map((a, i) => [a, 1 << i]));
+const ALL_ACTIONS = (1 << ACTIONS.length) - 1;
+
+/** The bit of one requested action, or 0 for a string that is not an action (which nothing grants). */
+export function actionBit(action: string): number {
+  return Object.hasOwn(ACTION_BITS, action) ? ACTION_BITS[action] : 0;
+}
+
+/** Parses a policy's action field, `read|write` or `*`, into a bit set. Throws with the reason. */
+export function parseActions(field: string): number {
+  if (field === '*') return ALL_ACTIONS;
+  let bits = 0;
+  for (const a of field.split('|')) {
+    const bit = actionBit(a.trim());
+    if (bit === 0) throw new Error(`unknown action "${a.trim()}" (expected ${ACTIONS.join(', ')} or *)`);
+    bits |= bit;
+  }
+  return bits;
+}
+
+const STAR = 0;
+const SELF_USER = 1;
+const SELF_APP = 2;
+/** One pattern segment: a literal, or one of the markers above. */
+type Segment = string | typeof STAR | typeof SELF_USER | typeof SELF_APP;
+
+export interface CompiledPattern {
+  /** Segments after `obj://`, without a trailing `**`. */
+  segments: readonly Segment[];
+  /** Whether the pattern ended in `**`, which matches zero or more further segments. */
+  rest: boolean;
+}
+
+const PREFIX = 'obj://';
+
+/**
+ * Compiles a resource pattern. Syntax, segment by segment after `obj://`:
+ * a literal matches itself; `*` matches exactly one segment; `{user}` / `{app}` match exactly the request's user /
+ * app id; `**`, only as the last segment, matches zero or more segments, so `users/{user}/**` covers the key
+ * `users/alice` and everything below it. Wildcards never sit inside a segment (`*.jpg` is rejected) so what a
+ * pattern covers is always visible in its shape. Throws with the reason.
+ */
+export function compilePattern(pattern: string): CompiledPattern {
+  if (!pattern.startsWith(PREFIX)) throw new Error(`resource pattern must start with ${PREFIX}`);
+  const parts = pattern.slice(PREFIX.length).split('/');
+  const rest = parts[parts.length - 1] === '**';
+  if (rest) parts.pop();
+  const segments: Segment[] = [];
+  for (const part of parts) {
+    if (part === '*') segments.push(STAR);
+    else if (part === '{user}') segments.push(SELF_USER);
+    else if (part === '{app}') segments.push(SELF_APP);
+    else if (part === '**') throw new Error('** may only be the last segment');
+    else if (part === '') throw new Error('empty path segment');
+    else if (part === '.' || part === '..') throw new Error(`"${part}" segment`);
+    else if (/[*{}]/.test(part)) throw new Error(`wildcards and placeholders must be a whole segment, not "${part}"`);
+    else if (/[\u0000-\u001f\u007f]/.test(part)) throw new Error('control character in path');
+    else segments.push(part);
+  }
+  const kind = segments[0];
+  if (typeof kind === 'string' && !(RESOURCE_KINDS as readonly string[]).includes(kind)) {
+    throw new Error(`unknown resource kind "${kind}" (expected ${RESOURCE_KINDS.join(', ')})`);
+  }
+  if (kind === SELF_USER || kind === SELF_APP) throw new Error('the resource kind cannot be a placeholder');
+  return { segments, rest };
+}
+
+/**
+ * Splits a requested resource into its segments, or returns null when it is not canonical: not `obj://`, empty
+ * segments (`a//b`, a trailing `/`), or `.`/`..` segments. Those are denied outright, because the service behind the
+ * check may normalise the path and reach a resource other than the one that was checked.
+ */
+export function splitResource(resource: string): string[] | null {
+  if (!resource.startsWith(PREFIX)) return null;
+  const segs = resource.slice(PREFIX.length).split('/');
+  for (const s of segs) {
+    if (s === '' || s === '.' || s === '..') return null;
+  }
+  return segs;
+}
+
+export function matchPattern(p: CompiledPattern, segs: readonly string[], user: string, app: string): boolean {
+  const n = p.segments.length;
+  if (p.rest ? segs.length < n : segs.length !== n) return false;
+  for (let i = 0; i < n; i++) {
+    const s = p.segments[i];
+    if (s === STAR) continue;
+    if (s === SELF_USER) {
+      if (segs[i] !== user) return false;
+    } else if (s === SELF_APP) {
+      if (segs[i] !== app) return false;
+    } else if (s !== segs[i]) return false;
+  }
+  return true;
+}
+
+/** The casbin matcher function `objMatch(r.obj, p.obj, r.user, r.app)`. It compiles the pattern on every call:
+ * it serves the reference evaluation, where clarity matters more than speed. */
+export function objMatch(resource: string, pattern: string, user: string, app: string): boolean {
+  const segs = splitResource(resource);
+  return segs !== null && matchPattern(compilePattern(pattern), segs, user, app);
+}
+
+/** The casbin matcher function `actMatch(r.act, p.act)`. */
+export function actMatch(action: string, field: string): boolean {
+  return (actionBit(action) & parseActions(field)) !== 0;
+}
