@@ -1,0 +1,143 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { systemConfigApi } from '../../lib/api/system-config.ts';
+import { generateKeyPair, didDev } from '../../lib/identity/keys.ts';
+import { VERIFY_HUB_KID, createTokenVerifier, signAccessToken } from '../../lib/identity/tokens.ts';
+import { type KrpcError, type RunningServer, callRaw, createClient, createHttpApp, listen } from '../../lib/krpc/index.ts';
+import { Rbac } from '../../lib/rbac/enforcer.ts';
+import { openSqliteStore } from './backends/sqlite.ts';
+import { createSystemConfigEndpoint } from './service.ts';
+import { affectsPolicy, followAccessPolicy, rbacConfigAccess } from './access.ts';
+import type { ConfigStore } from './store.ts';
+
+describe('system-config service (SQLite backend, real RBAC)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sc-svc-'));
+  const hub = generateKeyPair();
+  const device = generateKeyPair();
+  const deviceDid = didDev(device.publicKeyB64);
+  let store: ConfigStore;
+  let srv: RunningServer;
+  let base: string;
+  const stop = new AbortController();
+
+  const userToken = (sub: string, app = 'control-panel', ttl = 900) =>
+    signAccessToken({ typ: 'session', sub, app, sid: randomUUID(), jti: randomUUID() }, hub.privateKey, ttl, VERIFY_HUB_KID);
+  const serviceToken = (sub: string) =>
+    signAccessToken({ typ: 'service', sub, app: sub, jti: randomUUID() }, device.privateKey, 600, deviceDid);
+  const client = async (token: string) => createClient(systemConfigApi, { baseUrl: base, token });
+
+  before(async () => {
+    store = openSqliteStore(join(dir, 'config.db'));
+    const rbac = await Rbac.create();
+    const policy = await followAccessPolicy(store, rbac, stop.signal, (e) => assert.fail(String(e)));
+    const endpoint = createSystemConfigEndpoint(store, {
+      authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: (d) => (d === deviceDid ? device.publicKey : undefined) })),
+      access: rbacConfigAccess(rbac),
+      onWrite: async (_p, keys) => {
+        if (keys.some(affectsPolicy)) await policy.catchUp();
+      },
+    });
+    srv = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');
+    base = `http://127.0.0.1:${srv.port}`;
+    const kernel = await client(await serviceToken('verify-hub'));
+    for (const [name, role] of [['alice', 'admin'], ['bob', 'user'], ['gus', 'guest'], ['lim', 'limited']]) {
+      await kernel.set({ key: `users/${name}/settings`, value: JSON.stringify({ name, role, state: 'active' }) });
+    }
+  });
+  after(async () => {
+    stop.abort();
+    await srv.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('lets a kernel service read and write anything', async () => {
+    const k = await client(await serviceToken('node-daemon'));
+    const r = await k.set({ key: 'nodes/ood1/config', value: '{"kernel":[]}' });
+    assert.ok(r.revision > 0);
+    assert.equal((await k.get({ key: 'nodes/ood1/config' })).value, '{"kernel":[]}');
+  });
+
+  it('enforces RBAC per role on obj://config/<key>', async () => {
+    const alice = await client(await userToken('alice'));
+    const bob = await client(await userToken('bob'));
+    const gus = await client(await userToken('gus'));
+    await alice.set({ key: 'storage/volumes/home', value: '{}' });
+    await bob.set({ key: 'users/bob/apps/share/settings/theme', value: 'dark' });
+    assert.equal((await bob.get({ key: 'users/bob/settings' })).value !== null, true);
+    assert.equal((await gus.get({ key: 'boot/config' })).value, null);
+
+    const denied: [typeof bob, () => Promise<unknown>][] = [
+      [bob, () => bob.set({ key: 'storage/volumes/home', value: '{}' })],
+      [bob, () => bob.get({ key: 'users/alice/settings' })],
+      [bob, () => bob.set({ key: 'users/bob/settings', value: '{"role":"admin"}' })],
+      [gus, () => gus.get({ key: 'users/gus/settings' })],
+      [alice, () => alice.get({ key: 'system/verify-hub/credentials/bob' })],
+      [alice, () => alice.set({ key: 'system/rbac/policy', value: '' })],
+    ];
+    for (const [, call] of denied) await assert.rejects(call(), (e: KrpcError) => e.code === 'PERMISSION_DENIED');
+  });
+
+  it('denies when the app is not allowed even if the user is', async () => {
+    const aliceViaApp = await client(await userToken('alice', 'some-app'));
+    await assert.rejects(aliceViaApp.get({ key: 'storage/volumes/home' }), { code: 'PERMISSION_DENIED' });
+  });
+
+  it('filters list and dump to readable keys', async () => {
+    const bob = await client(await userToken('bob'));
+    const listed = await bob.list({ prefix: 'users/' });
+    assert.ok(listed.entries.length > 0);
+    assert.ok(listed.entries.every((e) => e.key.startsWith('users/bob/')));
+    const dumped = await bob.dump({});
+    assert.ok(dumped.entries.every((e) => !e.key.startsWith('users/alice/')));
+  });
+
+  it('removes a deleted user\'s grants before the delete is acknowledged', async () => {
+    const kernel = await client(await serviceToken('verify-hub'));
+    await kernel.set({ key: 'users/carol/settings', value: JSON.stringify({ name: 'carol', role: 'user', state: 'active' }) });
+    const carol = await client(await userToken('carol'));
+    await carol.get({ key: 'users/carol/settings' });
+    await kernel.delete({ key: 'users/carol/settings' });
+    await assert.rejects(carol.get({ key: 'boot/config' }), { code: 'PERMISSION_DENIED' });
+  });
+
+  it('runs CAS transactions atomically', async () => {
+    const k = await client(await serviceToken('scheduler'));
+    const a = await k.set({ key: 'services/x/spec', value: '1' });
+    const ok = await k.exec_tx({ compares: [{ key: 'services/x/spec', revision: a.revision }], ops: [{ op: 'put', key: 'services/x/spec', value: '2' }, { op: 'create', key: 'services/x/info', value: '{}' }] });
+    assert.equal(ok.succeeded, true);
+    const stale = await k.exec_tx({ compares: [{ key: 'services/x/spec', revision: a.revision }], ops: [{ op: 'put', key: 'services/x/spec', value: '3' }] });
+    assert.deepEqual([stale.succeeded, stale.conflicts], [false, ['services/x/spec']]);
+    assert.equal((await k.get({ key: 'services/x/spec' })).value, '2');
+    await assert.rejects(k.set({ key: 'services/x/spec', value: '4', expect_revision: a.revision }), { code: 'CONFLICT' });
+  });
+
+  it('watch resumes from a revision and misses nothing', async () => {
+    const k = await client(await serviceToken('scheduler'));
+    const start = (await k.list({ prefix: 'services/w/' })).revision;
+    for (let i = 0; i < 5; i++) await k.set({ key: `services/w/k${i}`, value: String(i) });
+    const first = await k.watch({ prefix: 'services/w/', after_revision: start, timeout_ms: 0, limit: 3 });
+    assert.equal(first.events.length, 3);
+    const rest = await k.watch({ prefix: 'services/w/', after_revision: first.revision, timeout_ms: 0 });
+    assert.deepEqual([...first.events, ...rest.events].map((e) => e.value), ['0', '1', '2', '3', '4']);
+    const waiting = k.watch({ prefix: 'services/w/', after_revision: rest.revision, timeout_ms: 10_000 });
+    await k.set({ key: 'services/w/late', value: 'x' });
+    assert.deepEqual((await waiting).events.map((e) => e.key), ['services/w/late']);
+  });
+
+  it('rejects bad keys, oversized values and missing tokens with clear codes', async () => {
+    const k = await client(await serviceToken('scheduler'));
+    for (const key of ['', '/abs', 'a//b', 'a/../b', 'a/b/', 'spa ce', 'x'.repeat(513)]) {
+      await assert.rejects(k.get({ key }), (e: KrpcError) => e.code === 'INVALID_PARAMS' && /key/.test(e.message), key);
+    }
+    await assert.rejects(k.set({ key: 'services/big', value: 'x'.repeat(300 * 1024) }), { code: 'INVALID_PARAMS' });
+    const r = await callRaw(`${base}/kapi/system-config`, { method: 'get', params: { key: 'boot/config' }, sys: [1] }, 5000);
+    assert.equal((r.json as { error: { code: string } }).error.code, 'UNAUTHENTICATED');
+    const expired = await userToken('alice', 'control-panel', -60);
+    await assert.rejects((await client(expired)).get({ key: 'boot/config' }), { code: 'TOKEN_EXPIRED' });
+  });
+});

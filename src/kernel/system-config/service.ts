@@ -1,0 +1,113 @@
+// system-config's kRPC face: validates, authorises every key against RBAC on `obj://config/<key>`, and delegates to
+// whichever ConfigStore backend the node runs. Nothing here knows whether that is SQLite or etcd.
+import type { Logger } from 'pino';
+import { systemConfigApi } from '../../lib/api/system-config.ts';
+import { type CallContext, KrpcError, type KrpcEndpoint, type Principal, createKrpcEndpoint } from '../../lib/krpc/index.ts';
+import { type ConfigEntry, type ConfigStore, StoreError, type TxOp } from './store.ts';
+
+export type ConfigAction = 'read' | 'write' | 'create' | 'delete';
+
+export interface ConfigAccess {
+  /** True when both the principal's user and app may perform `action` on `obj://config/<key>`. */
+  allowed(principal: Principal, key: string, action: ConfigAction): boolean;
+}
+
+export interface SystemConfigEndpointOptions {
+  authenticate: (token: string) => Promise<Principal>;
+  access: ConfigAccess;
+  logger?: Logger;
+  /** Called after every successful write with the keys it touched (audit of sensitive keys). */
+  onWrite?: (principal: Principal, keys: string[], revision: number) => Promise<void> | void;
+}
+
+export function mapStoreError(err: unknown): KrpcError | undefined {
+  if (err instanceof StoreError) return new KrpcError(err.code, err.message);
+  return undefined;
+}
+
+function wire(e: ConfigEntry) {
+  return { key: e.key, value: e.value, revision: e.revision, create_revision: e.createRevision };
+}
+
+export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfigEndpointOptions): KrpcEndpoint {
+  const { access } = opts;
+
+  function require(ctx: CallContext, key: string, action: ConfigAction): Principal {
+    const p = ctx.principal!;
+    if (!access.allowed(p, key, action)) {
+      throw new KrpcError('PERMISSION_DENIED', `${p.userId} (app ${p.appId}) may not ${action} config key "${key}"`);
+    }
+    return p;
+  }
+
+  const canRead = (ctx: CallContext) => (key: string) => access.allowed(ctx.principal!, key, 'read');
+
+  return createKrpcEndpoint(
+    systemConfigApi,
+    {
+      async get({ key }, ctx) {
+        require(ctx, key, 'read');
+        const e = await store.get(key);
+        return e ? wire(e) : { key, value: null, revision: 0, create_revision: 0 };
+      },
+      async set({ key, value, expect_revision }, ctx) {
+        const p = require(ctx, key, 'write');
+        const revision = await store.set(key, value, expect_revision);
+        await opts.onWrite?.(p, [key], revision);
+        return { revision };
+      },
+      async create({ key, value }, ctx) {
+        const p = require(ctx, key, 'create');
+        const revision = await store.create(key, value);
+        await opts.onWrite?.(p, [key], revision);
+        return { revision };
+      },
+      async delete({ key, expect_revision }, ctx) {
+        const p = require(ctx, key, 'delete');
+        const revision = await store.delete(key, expect_revision);
+        await opts.onWrite?.(p, [key], revision);
+        return { revision };
+      },
+      async list({ prefix, limit, keys_only }, ctx) {
+        const readable = canRead(ctx);
+        const r = await store.list(prefix, limit);
+        const entries = r.entries.filter((e) => readable(e.key)).map(wire);
+        return { entries: keys_only ? entries.map((e) => ({ ...e, value: '' })) : entries, revision: r.revision };
+      },
+      async exec_tx({ compares, ops }, ctx) {
+        let p: Principal | undefined;
+        for (const c of compares) p = require(ctx, c.key, 'read');
+        for (const op of ops) p = require(ctx, op.key, op.op === 'put' ? 'write' : op.op);
+        const r = await store.execTx(compares, ops as TxOp[]);
+        if (r.succeeded) await opts.onWrite?.(p!, ops.map((o) => o.key), r.revision);
+        return r;
+      },
+      async watch({ prefix, after_revision, timeout_ms, limit }, ctx) {
+        const readable = canRead(ctx);
+        const deadline = Date.now() + timeout_ms;
+        for (;;) {
+          const current = await store.currentRevision();
+          const events = await store.changesSince(prefix, after_revision, limit);
+          if (events.length > 0) {
+            const last = events[events.length - 1].revision;
+            // Fewer than `limit` events means everything up to `current` was seen, so the caller may skip ahead.
+            const next = events.length < limit ? Math.max(current, last) : last;
+            const visible = events.filter((e) => readable(e.key));
+            if (visible.length > 0 || Date.now() >= deadline) return { events: visible, revision: next };
+            after_revision = next;
+            continue;
+          }
+          const remaining = deadline - Date.now();
+          if (remaining <= 0) return { events: [], revision: Math.max(current, after_revision) };
+          await store.waitForChange(Math.max(current, after_revision), remaining);
+        }
+      },
+      async dump(_p, ctx) {
+        const readable = canRead(ctx);
+        const r = await store.dump();
+        return { entries: r.entries.filter((e) => readable(e.key)).map(wire), revision: r.revision };
+      },
+    },
+    { authenticate: opts.authenticate, logger: opts.logger, mapError: mapStoreError },
+  );
+}
