@@ -15,7 +15,7 @@ function walk(dir, out) {
 }
 
 const filters = process.argv.slice(2);
-const files = ['src', 'test']
+const files = ['src', 'test', 'scripts']
   .flatMap((d) => walk(d, []))
   .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
   .sort();

@@ -5,59 +5,14 @@ import type { Principal } from '../../lib/krpc/index.ts';
 import type { Rbac } from '../../lib/rbac/enforcer.ts';
 import type { ConfigStore } from './store.ts';
 import type { ConfigAccess } from './service.ts';
+import { RBAC_TAIL_KEY, applyPolicyEntry } from '../../lib/rbac/config-sync.ts';
 
-export const RBAC_TAIL_KEY = 'system/rbac/policy';
-const SETTINGS_KEY = /^users\/([^/]+)\/settings$/;
-
-export function affectsPolicy(key: string): boolean {
-  return key === RBAC_TAIL_KEY || SETTINGS_KEY.test(key);
-}
+export { affectsPolicy } from '../../lib/rbac/config-sync.ts';
 
 export function rbacConfigAccess(rbac: Rbac): ConfigAccess {
   return {
     allowed: (p: Principal, key: string, action) => rbac.check({ user: p.userId, app: p.appId, resource: `obj://config/${key}`, action }),
   };
-}
-
-function roleOf(value: string | null): string | null {
-  if (value === null) return null;
-  try {
-    const role = (JSON.parse(value) as { role?: unknown; state?: unknown }).role;
-    return typeof role === 'string' ? role : null;
-  } catch {
-    return null;
-  }
-}
-
-function apply(rbac: Rbac, key: string, value: string | null, onError: (err: unknown) => void): void {
-  if (key === RBAC_TAIL_KEY) {
-    try {
-      rbac.loadTail(value ?? '');
-    } catch (err) {
-      // A bad tail is refused whole and the previous one stays in force: never half a policy.
-      onError(err);
-    }
-    return;
-  }
-  const m = SETTINGS_KEY.exec(key);
-  if (!m) return;
-  const role = roleOf(value);
-  const state = value === null ? null : (() => {
-    try {
-      return (JSON.parse(value) as { state?: unknown }).state;
-    } catch {
-      return null;
-    }
-  })();
-  if (role === null || state === 'disabled') rbac.removeUser(m[1]);
-  else {
-    try {
-      rbac.setUserRole(m[1], role);
-    } catch (err) {
-      onError(err);
-      rbac.removeUser(m[1]);
-    }
-  }
 }
 
 export interface PolicyFollower {
@@ -71,13 +26,13 @@ export async function followAccessPolicy(store: ConfigStore, rbac: Rbac, signal:
   let after = await store.currentRevision();
   for (const prefix of ['users/', RBAC_TAIL_KEY]) {
     const listed = await store.list(prefix);
-    for (const e of listed.entries) apply(rbac, e.key, e.value, onError);
+    for (const e of listed.entries) applyPolicyEntry(rbac, e.key, e.value, onError);
   }
   let running: Promise<void> | null = null;
   const drain = async () => {
     for (;;) {
       const events = await store.changesSince('', after, 1000);
-      for (const ev of events) apply(rbac, ev.key, ev.value, onError);
+      for (const ev of events) applyPolicyEntry(rbac, ev.key, ev.value, onError);
       if (events.length === 0) return;
       after = events[events.length - 1].revision;
     }

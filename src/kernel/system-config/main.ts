@@ -7,20 +7,23 @@ import { createHttpApp, listen } from '../../lib/krpc/index.ts';
 import type { KernelRuntime } from '../runtime.ts';
 import type { ConfigStore } from './store.ts';
 import { openSqliteStore } from './backends/sqlite.ts';
-import { openEtcdStore } from './backends/etcd.ts';
 import { createSystemConfigEndpoint } from './service.ts';
 import { affectsPolicy, followAccessPolicy, rbacConfigAccess } from './access.ts';
 import type { NodeConfig, NodePaths } from '../../lib/config/node-config.ts';
 
-export function openConfiguredStore(config: NodeConfig, paths: NodePaths): ConfigStore {
-  if (config.config_backend.type === 'etcd') return openEtcdStore({ hosts: config.config_backend.endpoints });
+export async function openConfiguredStore(config: NodeConfig, paths: NodePaths): Promise<ConfigStore> {
+  if (config.config_backend.type === 'etcd') {
+    // Loaded only when used: the gRPC stack behind etcd3 costs a SQLite-only node ~25 MB of memory.
+    const { openEtcdStore } = await import('./backends/etcd.ts');
+    return openEtcdStore({ hosts: config.config_backend.endpoints });
+  }
   const dir = join(paths.data, 'system-config');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   return openSqliteStore(join(dir, 'config.db'));
 }
 
 export async function runSystemConfigService(rt: KernelRuntime, port: number): Promise<{ close(): Promise<void> }> {
-  const store = openConfiguredStore(rt.config, rt.paths);
+  const store = await openConfiguredStore(rt.config, rt.paths);
   const rbac = await Rbac.create();
   const stop = new AbortController();
   const policy = await followAccessPolicy(store, rbac, stop.signal, (err) => rt.log.error({ err: (err as Error).message }, 'RBAC policy sync failed'));
@@ -30,7 +33,7 @@ export async function runSystemConfigService(rt: KernelRuntime, port: number): P
     logger: rt.log,
     onWrite: async (p, keys, revision) => {
       if (keys.some(affectsPolicy)) await policy.catchUp();
-      rt.log.info({ user: p.userId, app: p.appId, keys, revision }, 'config write');
+      rt.log.debug({ user: p.userId, app: p.appId, keys, revision }, 'config write');
     },
   });
   const server = createHttpApp({

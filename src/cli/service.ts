@@ -1,0 +1,85 @@
+// `buckyos service <name>`: one kernel service process, as node_daemon starts it. Not meant for people to run.
+// This is the composition root: it gives each service the dependencies it takes (RBAC enforcer, audit sink, role
+// lookup) built from other services' clients, so no service reaches into another.
+import type { Command } from 'commander';
+import { systemConfigApi } from '../lib/api/system-config.ts';
+import { klogApi } from '../lib/api/klog.ts';
+import { Rbac } from '../lib/rbac/enforcer.ts';
+import { followPolicy } from '../lib/rbac/config-sync.ts';
+import { createKernelRuntime, type KernelRuntime } from '../kernel/runtime.ts';
+import { KERNEL_SERVICE_PORTS, type KernelServiceName } from '../lib/config/node-config.ts';
+
+type Running = { close(): Promise<void> };
+
+async function runVerifyHub(rt: KernelRuntime, port: number, stop: AbortSignal): Promise<Running> {
+  const { runVerifyHubService } = await import('../kernel/verify-hub/main.ts');
+  const config = rt.localClient(systemConfigApi, rt.config.ports.system_config);
+  const klog = rt.localClient(klogApi, rt.config.ports.klog);
+  const rbac = await Rbac.create();
+  await followPolicy(config, rbac, stop, (err) => rt.log.error({ err: (err as Error).message }, 'RBAC policy sync failed'));
+  return runVerifyHubService(rt, port, {
+    check: (req) => rbac.check(req),
+    audit: async (ev) => {
+      // The audit stream lives in klog; its outage must not block logins, so a failed append is logged locally
+      // (and shipped to klog later with the rest of this service's log).
+      try {
+        await klog.audit_append({
+          event: {
+            kind: ev.type,
+            actor: ev.actor ?? 'anonymous',
+            target: ev.target ?? '',
+            detail: { action: ev.action, at: ev.at, app: ev.app, ip: ev.ip, sid: ev.sid, reason: ev.reason },
+          },
+        });
+      } catch (err) {
+        rt.log.warn({ audit: ev, err: (err as Error).message }, 'audit event not delivered to klog');
+      }
+    },
+    onUserDeleted: (name) => rbac.removeUser(name),
+  });
+}
+
+async function runKlog(rt: KernelRuntime, port: number): Promise<Running> {
+  const { runKlogService } = await import('../kernel/klog/main.ts');
+  const config = rt.localClient(systemConfigApi, rt.config.ports.system_config);
+  return runKlogService(rt, port, async (user) => {
+    const e = await config.get({ key: `users/${user}/settings` });
+    if (e.value === null) return undefined;
+    const s = JSON.parse(e.value) as { role?: string; state?: string };
+    return s.state === 'disabled' ? undefined : s.role;
+  });
+}
+
+export function registerService(program: Command): void {
+  program
+    .command('service <name>')
+    .description(`run one kernel service (${Object.keys(KERNEL_SERVICE_PORTS).join(', ')}); node_daemon does this`)
+    .action(async (name: string, _o: unknown, cmd: Command) => {
+      if (!Object.prototype.hasOwnProperty.call(KERNEL_SERVICE_PORTS, name)) throw new Error(`unknown kernel service "${name}"`);
+      const svc = name as KernelServiceName;
+      const rt = await createKernelRuntime(svc, cmd.optsWithGlobals().root);
+      const port = rt.config.ports[KERNEL_SERVICE_PORTS[svc]];
+      const stop = new AbortController();
+      const running =
+        svc === 'system-config' ? await (await import('../kernel/system-config/main.ts')).runSystemConfigService(rt, port)
+        : svc === 'verify-hub' ? await runVerifyHub(rt, port, stop.signal)
+        : svc === 'klog' ? await runKlog(rt, port)
+        : await (await import('../net/gateway/main.ts')).runNodeGateway(rt, port);
+      let closing = false;
+      const close = async (why: string) => {
+        if (closing) return;
+        closing = true;
+        rt.log.info({ why }, 'stopping');
+        stop.abort();
+        await running.close();
+        process.exit(0);
+      };
+      process.on('SIGTERM', () => void close('SIGTERM'));
+      process.on('SIGINT', () => void close('SIGINT'));
+      // When node_daemon dies without stopping us (kill -9), we are re-parented: stop rather than run unsupervised.
+      const parent = process.ppid;
+      setInterval(() => {
+        if (process.ppid !== parent) void close('node daemon is gone');
+      }, 1000).unref();
+    });
+}

@@ -1,0 +1,77 @@
+// `buckyos start` and `buckyos node`: prepare a node root and run node_daemon (in the foreground, or detached).
+import { spawn } from 'node:child_process';
+import { mkdirSync, existsSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { loadNodeConfig, nodePaths, saveNodeConfig, type NodePaths } from '../lib/config/node-config.ts';
+import { readStatusFile, runNodeDaemon } from '../kernel/node-daemon/main.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/buckyos.mjs', import.meta.url));
+
+export function prepareRoot(root: string | undefined, portOffset: number | undefined): NodePaths {
+  const paths = nodePaths(root);
+  for (const d of [paths.root, paths.etc, paths.data, paths.logs, paths.run]) mkdirSync(d, { recursive: true, mode: d === paths.etc ? 0o700 : 0o755 });
+  if (!existsSync(paths.nodeConfig) || portOffset !== undefined) {
+    const current = loadNodeConfig(paths);
+    const off = portOffset ?? 0;
+    const base = { gateway: 3180, activation: 3182, system_config: 3200, verify_hub: 3300, scheduler: 3400, klog: 3500 };
+    const ports = Object.fromEntries(Object.entries(base).map(([k, v]) => [k, v + off]));
+    saveNodeConfig(paths, { ...current, ports });
+  }
+  return paths;
+}
+
+async function waitForStatus(paths: NodePaths, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const s = readStatusFile(paths);
+    if (s && (s.state === 'activation' || s.state === 'running')) return s;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return readStatusFile(paths);
+}
+
+function explain(paths: NodePaths, s: ReturnType<typeof readStatusFile>): void {
+  if (!s) {
+    console.log(`node is starting; see ${join(paths.logs, 'node-daemon')} for progress`);
+    return;
+  }
+  if (s.state === 'activation') {
+    console.log(`This device is not activated yet. Activate it:`);
+    console.log(`  in a browser:   ${s.activation_url}`);
+    console.log(`  from a script:  buckyos activate --root ${paths.root} --zone <your.zone.name> --owner <name> --generate-mnemonic`);
+  } else {
+    console.log(`zone ${s.zone} is running on node ${s.node}; \`buckyos status --root ${paths.root}\` shows its services`);
+  }
+}
+
+export function registerStart(program: Command): void {
+  program
+    .command('start')
+    .description('set up a node root (default /opt/buckyos) and run this device\'s node daemon')
+    .option('--port-offset <n>', 'add n to every default port (a development zone without root)', (v) => Number(v))
+    .option('--detach', 'run in the background and return once the node is up')
+    .action(async (opts: { portOffset?: number; detach?: boolean }, cmd: Command) => {
+      const root = cmd.optsWithGlobals().root as string | undefined;
+      const paths = prepareRoot(root, opts.portOffset);
+      if (opts.detach) {
+        const out = openSync(join(paths.logs, 'node-daemon.out'), 'a');
+        const child = spawn(process.execPath, [BIN, 'node', '--root', paths.root], { detached: true, stdio: ['ignore', out, out] });
+        child.unref();
+        const s = await waitForStatus(paths, 60_000);
+        explain(paths, s);
+        return;
+      }
+      setTimeout(() => explain(paths, readStatusFile(paths)), 1500).unref();
+      await runNodeDaemon(paths.root);
+      explain(paths, await waitForStatus(paths, 60_000));
+    });
+
+  program
+    .command('node')
+    .description('run the node daemon in the foreground (what `start` runs)')
+    .action(async (_o: unknown, cmd: Command) => {
+      await runNodeDaemon(cmd.optsWithGlobals().root);
+    });
+}

@@ -1,0 +1,71 @@
+// `buckyos status`: node, services, health and memory, from the node's own status file (always readable by root,
+// even when system-config is down) and, when reachable, the heartbeats and device info in system-config.
+import type { Command } from 'commander';
+import { systemConfigApi } from '../lib/api/system-config.ts';
+import { readStatusFile } from '../kernel/node-daemon/main.ts';
+import { CliContext, formatBytes, table } from './context.ts';
+
+export interface StatusReport {
+  node: string | null;
+  zone: string | null;
+  state: string;
+  activation_url?: string;
+  daemon_pid: number | null;
+  services: { name: string; state: string; healthy: boolean; pid: number | null; port: number; restarts: number; rss_bytes: number | null }[];
+  total_rss_bytes: number;
+  device?: unknown;
+  config_reachable: boolean;
+}
+
+export async function collectStatus(ctx: CliContext): Promise<StatusReport> {
+  const s = readStatusFile(ctx.paths);
+  const services = (s?.children ?? []).map((c) => ({
+    name: c.name, state: c.state, healthy: c.healthy, pid: c.pid, port: c.port, restarts: c.restarts, rss_bytes: c.rssBytes,
+  }));
+  const report: StatusReport = {
+    node: s?.node ?? null,
+    zone: s?.zone ?? null,
+    state: s ? s.state : 'stopped',
+    activation_url: s?.activation_url,
+    daemon_pid: s?.pid ?? null,
+    services,
+    total_rss_bytes: services.reduce((a, c) => a + (c.rss_bytes ?? 0), 0),
+    config_reachable: false,
+  };
+  if (s?.state === 'running' && s.node) {
+    try {
+      const cfg = ctx.client(systemConfigApi);
+      const dev = await cfg.get({ key: `devices/${s.node}/info` }, { timeoutMs: 3000 });
+      report.device = dev.value ? JSON.parse(dev.value) : undefined;
+      report.config_reachable = true;
+    } catch {
+      report.config_reachable = false;
+    }
+  }
+  return report;
+}
+
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('show this node, its kernel services, their health and memory')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const ctx = new CliContext(cmd.optsWithGlobals());
+      const r = await collectStatus(ctx);
+      if (opts.json) {
+        console.log(JSON.stringify(r, null, 2));
+        return;
+      }
+      console.log(`node: ${r.node ?? '-'}   zone: ${r.zone ?? '-'}   state: ${r.state}${r.daemon_pid ? `   daemon pid: ${r.daemon_pid}` : ''}`);
+      if (r.activation_url) console.log(`not activated: open ${r.activation_url} or run \`buckyos activate\``);
+      if (r.services.length > 0) {
+        console.log('');
+        console.log(table(['SERVICE', 'STATE', 'HEALTH', 'PID', 'PORT', 'RESTARTS', 'MEMORY'], r.services.map((c) => [
+          c.name, c.state, c.healthy ? 'ok' : 'FAILING', c.pid ?? '-', c.port, c.restarts, formatBytes(c.rss_bytes),
+        ])));
+        console.log(`\ntotal kernel memory: ${formatBytes(r.total_rss_bytes)}${r.state === 'running' && !r.config_reachable ? '   (system-config unreachable)' : ''}`);
+      }
+      if (r.state === 'stopped') process.exitCode = 3;
+    });
+}

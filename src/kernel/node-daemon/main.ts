@@ -1,0 +1,347 @@
+// node_daemon (DESIGN §1.3): the first process on every device. Unactivated, it serves activation; activated, it
+// boots the kernel services in order, supervises them, reports the device and its instances to system-config, and
+// converges to `nodes/<node>/config` by watch (polling when the watch fails). SIGTERM stops the whole tree.
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { KERNEL_SERVICE_PORTS, type KernelServiceName, type NodeConfig, type NodePaths, loadNodeConfig, nodePaths } from '../../lib/config/node-config.ts';
+import { isActivated } from '../../lib/identity/node-identity.ts';
+import { writeFileAtomic } from '../../lib/identity/keys.ts';
+import { systemConfigApi } from '../../lib/api/system-config.ts';
+import { klogApi } from '../../lib/api/klog.ts';
+import { KrpcError, listen } from '../../lib/krpc/index.ts';
+import { type Logger, createLogger } from '../../lib/log/logger.ts';
+import { collectDeviceInfo } from '../../lib/sysinfo.ts';
+import { createLogShipper } from '../../lib/log/shipper.ts';
+import { createKernelRuntime, type KernelRuntime } from '../runtime.ts';
+import { type ChildStatus, Supervisor } from './supervisor.ts';
+
+/** Kernel services in boot order; each waits for the one before to be healthy. */
+export const KERNEL_BOOT_ORDER = Object.keys(KERNEL_SERVICE_PORTS) as KernelServiceName[];
+
+export function kernelPort(name: KernelServiceName, config: NodeConfig): number {
+  return config.ports[KERNEL_SERVICE_PORTS[name]];
+}
+
+export const nodeRunConfigSchema = z.object({
+  kernel: z.array(z.enum(Object.keys(KERNEL_SERVICE_PORTS) as [KernelServiceName, ...KernelServiceName[]])),
+  apps: z.array(z.string()).default([]),
+});
+export type NodeRunConfig = z.infer<typeof nodeRunConfigSchema>;
+
+/** A small young generation: kernel services hold little live data, and the default semi-space (16 MB) is memory
+ * they would keep committed for nothing. */
+const KERNEL_NODE_FLAGS = ['--max-semi-space-size=1'];
+
+const BIN = fileURLToPath(new URL('../../../bin/buckyos.mjs', import.meta.url));
+
+export interface NodeStatusFile {
+  node: string | null;
+  zone: string | null;
+  pid: number;
+  state: 'activation' | 'booting' | 'running' | 'stopping';
+  activation_url?: string;
+  started_at: number;
+  updated_at: number;
+  children: (ChildStatus & { port: number })[];
+}
+
+export function statusFilePath(paths: NodePaths): string {
+  return join(paths.run, 'status.json');
+}
+
+export function readStatusFile(paths: NodePaths): NodeStatusFile | null {
+  try {
+    return JSON.parse(readFileSync(statusFilePath(paths), 'utf8')) as NodeStatusFile;
+  } catch {
+    return null;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+class NodeDaemon {
+  private readonly supervisor: Supervisor;
+  private rt: KernelRuntime | null = null;
+  private readonly stop = new AbortController();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private state: NodeStatusFile['state'] = 'booting';
+  private activationUrl: string | undefined;
+  private readonly startedAt = Date.now();
+  private lastInfo = new Map<string, string>();
+  private desired: NodeRunConfig = { kernel: [...KERNEL_BOOT_ORDER], apps: [] };
+  private converging: Promise<void> = Promise.resolve();
+  private shipper: { stop(): Promise<void> } | null = null;
+
+  constructor(
+    private readonly paths: NodePaths,
+    private readonly config: NodeConfig,
+    private readonly log: Logger,
+  ) {
+    this.supervisor = new Supervisor({ logger: log });
+  }
+
+  get aborted(): boolean {
+    return this.stop.signal.aborted;
+  }
+
+  writeStatus(): void {
+    const dev = this.rt?.identity.device;
+    const status: NodeStatusFile = {
+      node: dev?.name ?? null,
+      zone: dev?.zone ?? null,
+      pid: process.pid,
+      state: this.state,
+      activation_url: this.activationUrl,
+      started_at: this.startedAt,
+      updated_at: Date.now(),
+      children: this.supervisor.statuses().map((c) => ({ ...c, port: kernelPort(c.name as KernelServiceName, this.config) })),
+    };
+    writeFileAtomic(statusFilePath(this.paths), JSON.stringify(status, null, 2), 0o644);
+  }
+
+  /** Serves activation until the owner activates this device. */
+  async awaitActivation(): Promise<void> {
+    this.state = 'activation';
+    const { port, host } = { port: this.config.ports.activation, host: this.config.activation_host };
+    let done!: () => void;
+    const activated = new Promise<void>((r) => (done = r));
+    // Loaded only on an unactivated device: an activated node never needs it in memory.
+    const { createActivationApp } = await import('../activation/main.ts');
+    const app = createActivationApp({ paths: this.paths, logger: this.log, onActivated: () => done() });
+    const running = await listen(app, port, host);
+    const addr = collectDeviceInfo().addresses.find((a) => a.family === 'IPv4')?.address ?? '127.0.0.1';
+    this.activationUrl = `http://${host === '0.0.0.0' ? addr : host}:${running.port}/`;
+    this.writeStatus();
+    this.log.info({ url: this.activationUrl }, 'device is not activated; waiting for activation');
+    const aborted = new Promise<void>((r) => this.stop.signal.addEventListener('abort', () => r(), { once: true }));
+    await Promise.race([activated, aborted]);
+    await running.close();
+    this.activationUrl = undefined;
+  }
+
+  private spec(name: KernelServiceName) {
+    return {
+      name,
+      command: process.execPath,
+      args: [...KERNEL_NODE_FLAGS, BIN, 'service', name, '--root', this.paths.root],
+      env: { BUCKYOS_ROOT: this.paths.root },
+      healthUrl: `http://127.0.0.1:${kernelPort(name, this.config)}/health`,
+      stderrDir: join(this.paths.logs, name),
+    };
+  }
+
+  private async startKernel(name: KernelServiceName): Promise<void> {
+    if (this.supervisor.has(name)) return;
+    this.supervisor.start(this.spec(name));
+    await this.supervisor.waitHealthy(name, 60_000);
+  }
+
+  async boot(): Promise<void> {
+    this.state = 'booting';
+    this.writeStatus();
+    this.rt = await createKernelRuntime('node-daemon', this.paths.root);
+    // system-config is the bootstrap: nothing can be read, not even this node's own run config, before it.
+    await this.startKernel('system-config');
+    await this.seedZoneRecords();
+    await this.readDesired();
+    await this.converge();
+    this.state = 'running';
+    await this.heartbeat();
+    await this.reportDevice();
+    this.timers.push(setInterval(() => void this.heartbeat(), this.config.heartbeat_ms));
+    this.timers.push(setInterval(() => void this.reportDevice(), Math.max(this.config.heartbeat_ms * 6, 30_000)));
+    void this.followRunConfig();
+    this.startShipper();
+    this.log.info({ node: this.rt.identity.device.name, zone: this.rt.identity.boot.zone }, 'node is running');
+  }
+
+  private config_client() {
+    return this.rt!.localClient(systemConfigApi, this.config.ports.system_config);
+  }
+
+  /** Publishes this node's owner-signed documents (always the ones on disk: they are the truth) and, on first
+   * boot, this node's run config, as the scheduler would. */
+  private async seedZoneRecords(): Promise<void> {
+    const rt = this.rt!;
+    const cfg = this.config_client();
+    const node = rt.identity.device.name;
+    for (const [key, value] of [['boot/config', rt.identity.bootJwt], [`devices/${node}/doc`, rt.identity.deviceJwt]]) {
+      const cur = await cfg.get({ key });
+      if (cur.value !== value) await cfg.set({ key, value });
+    }
+    try {
+      await cfg.create({ key: `nodes/${node}/config`, value: JSON.stringify({ kernel: [...KERNEL_BOOT_ORDER], apps: [] } satisfies NodeRunConfig) });
+    } catch (e) {
+      if (!(e instanceof KrpcError && e.code === 'ALREADY_EXISTS')) throw e;
+    }
+  }
+
+  private applyRunConfig(value: string | null): void {
+    if (value === null) return;
+    try {
+      const parsed = nodeRunConfigSchema.safeParse(JSON.parse(value));
+      if (parsed.success) this.desired = parsed.data;
+      else this.log.error({ issues: parsed.error.issues }, 'nodes/<node>/config is invalid; keeping the previous one');
+    } catch {
+      this.log.error('nodes/<node>/config is not JSON; keeping the previous one');
+    }
+  }
+
+  private async readDesired(): Promise<number> {
+    const key = `nodes/${this.rt!.identity.device.name}/config`;
+    const e = await this.config_client().get({ key });
+    this.applyRunConfig(e.value);
+    return e.revision;
+  }
+
+  /** Starts what the run config lists and stops what it no longer lists; system-config always runs. */
+  converge(): Promise<void> {
+    this.converging = this.converging.then(async () => {
+      const want = new Set<string>(['system-config', ...this.desired.kernel]);
+      for (const name of [...KERNEL_BOOT_ORDER].reverse()) {
+        if (!want.has(name) && this.supervisor.has(name)) {
+          this.log.info({ service: name }, 'stopping kernel service no longer in the run config');
+          await this.supervisor.stop(name);
+        }
+      }
+      for (const name of KERNEL_BOOT_ORDER) {
+        if (want.has(name) && !this.supervisor.has(name) && !this.aborted) {
+          try {
+            await this.startKernel(name);
+          } catch (err) {
+            // Keep booting the rest: the supervisor goes on restarting it, and status shows it unhealthy.
+            this.log.error({ service: name, err: (err as Error).message }, 'kernel service did not become healthy');
+          }
+        }
+      }
+    });
+    return this.converging;
+  }
+
+  /** Watch on the run config, with a polling fallback while the watch keeps failing. */
+  private async followRunConfig(): Promise<void> {
+    const key = `nodes/${this.rt!.identity.device.name}/config`;
+    let rev = 0;
+    while (!this.aborted) {
+      try {
+        if (rev === 0) {
+          const listed = await this.config_client().list({ prefix: key });
+          this.applyRunConfig(listed.entries[0]?.value ?? null);
+          rev = listed.revision;
+          await this.converge();
+        }
+        const w = await this.config_client().watch({ prefix: key, after_revision: rev, timeout_ms: 25_000 }, { timeoutMs: 35_000 });
+        rev = w.revision;
+        const last = w.events.filter((e) => e.key === key).pop();
+        if (last) {
+          this.applyRunConfig(last.value);
+          await this.converge();
+        }
+      } catch (err) {
+        if (this.aborted) return;
+        this.log.warn({ err: (err as Error).message }, 'run config watch failed; polling');
+        rev = 0;
+        await new Promise((r) => setTimeout(r, Math.min(this.config.heartbeat_ms, 5000)));
+      }
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.aborted || !this.rt) return;
+    this.writeStatus();
+    const node = this.rt.identity.device.name;
+    const cfg = this.config_client();
+    const now = Date.now();
+    try {
+      for (const c of this.supervisor.statuses()) {
+        const port = kernelPort(c.name as KernelServiceName, this.config);
+        const instance = { node, pid: c.pid, port, state: c.state, healthy: c.healthy, restarts: c.restarts, rss_bytes: c.rssBytes, heartbeat_at: now };
+        await cfg.set({ key: `services/${c.name}/instances/${node}`, value: JSON.stringify(instance) });
+        // Single-device derivation of the route; the scheduler owns this key once the zone has one.
+        const info = JSON.stringify({
+          instances: [{ node, host: '127.0.0.1', port, state: c.healthy ? 'running' : c.state === 'stopped' ? 'dead' : 'starting' }],
+        });
+        if (this.lastInfo.get(c.name) !== info) {
+          await cfg.set({ key: `services/${c.name}/info`, value: JSON.stringify({ ...JSON.parse(info), updated_at: now }) });
+          this.lastInfo.set(c.name, info);
+        }
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'heartbeat to system-config failed');
+    }
+  }
+
+  private async reportDevice(): Promise<void> {
+    if (this.aborted || !this.rt) return;
+    try {
+      const info = { ...collectDeviceInfo(), reported_at: Date.now() };
+      await this.config_client().set({ key: `devices/${this.rt.identity.device.name}/info`, value: JSON.stringify(info) });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'device report to system-config failed');
+    }
+  }
+
+  private startShipper(): void {
+    const rt = this.rt!;
+    const klog = rt.localClient(klogApi, this.config.ports.klog);
+    this.shipper = createLogShipper({
+      logsDir: this.paths.logs,
+      node: rt.identity.device.name,
+      stateFile: join(this.paths.run, 'log-shipper.json'),
+      send: async (records, batchId) => {
+        await klog.append({ records, batch_id: batchId });
+      },
+      log: this.log,
+    });
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.aborted) return;
+    this.stop.abort();
+    this.state = 'stopping';
+    for (const t of this.timers) clearInterval(t);
+    this.log.info('stopping node: all kernel services');
+    await this.shipper?.stop();
+    await this.supervisor.stopAll();
+    rmSync(statusFilePath(this.paths), { force: true });
+    this.log.info('node stopped');
+  }
+}
+
+/** Runs node_daemon in this process until SIGTERM or SIGINT. */
+export async function runNodeDaemon(root?: string): Promise<void> {
+  const paths = nodePaths(root);
+  const config = loadNodeConfig(paths);
+  const pidFile = join(paths.run, 'node-daemon.pid');
+  if (existsSync(pidFile)) {
+    const pid = Number(readFileSync(pidFile, 'utf8'));
+    if (pid && pid !== process.pid && pidAlive(pid)) throw new Error(`a node daemon is already running for ${paths.root} (pid ${pid})`);
+  }
+  writeFileAtomic(pidFile, String(process.pid), 0o644);
+  const log = await createLogger({ service: 'node-daemon', logsDir: paths.logs, level: config.log_level });
+  const daemon = new NodeDaemon(paths, config, log);
+  let exiting = false;
+  const onSignal = (sig: string) => {
+    if (exiting) return;
+    exiting = true;
+    log.info({ signal: sig }, 'received signal');
+    void daemon.shutdown().finally(() => {
+      rmSync(pidFile, { force: true });
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  if (!isActivated(paths.etc)) await daemon.awaitActivation();
+  if (daemon.aborted) return;
+  await daemon.boot();
+}

@@ -1,0 +1,103 @@
+// Where a node keeps its state and which ports it uses. Everything lives under one root (DESIGN §3); a development or
+// test zone gets its own root and its own ports. The file is validated at load and every error names its field.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { writeFileAtomic } from '../identity/keys.ts';
+
+export const DEFAULT_ROOT = '/opt/buckyos';
+
+export interface NodePaths {
+  root: string;
+  etc: string;
+  data: string;
+  logs: string;
+  run: string;
+  nodeConfig: string;
+}
+
+export function nodePaths(root = process.env.BUCKYOS_ROOT || DEFAULT_ROOT): NodePaths {
+  return {
+    root,
+    etc: join(root, 'etc'),
+    data: join(root, 'data'),
+    logs: join(root, 'logs'),
+    run: join(root, 'run'),
+    nodeConfig: join(root, 'etc', 'node.json'),
+  };
+}
+
+const port = z.number().int().min(1).max(65535);
+
+export const nodeConfigSchema = z
+  .object({
+    ports: z
+      .object({
+        gateway: port.default(3180),
+        activation: port.default(3182),
+        system_config: port.default(3200),
+        verify_hub: port.default(3300),
+        scheduler: port.default(3400),
+        klog: port.default(3500),
+      })
+      .strict()
+      .prefault({}),
+    /** Address the activation port listens on: the LAN, so a browser can reach an unactivated device. */
+    activation_host: z.string().default('0.0.0.0'),
+    /** Kernel services listen on loopback only; the gateway is the one entry. */
+    service_host: z.string().default('127.0.0.1'),
+    config_backend: z
+      .discriminatedUnion('type', [
+        z.object({ type: z.literal('sqlite') }).strict(),
+        z.object({ type: z.literal('etcd'), endpoints: z.array(z.string().url()).min(1) }).strict(),
+      ])
+      .default({ type: 'sqlite' }),
+    log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+    /** How often node_daemon reports instance heartbeats; the scheduler calls an instance dead after 9 missed. */
+    heartbeat_ms: z.number().int().min(500).max(60_000).default(10_000),
+  })
+  .strict();
+
+export type NodeConfig = z.infer<typeof nodeConfigSchema>;
+
+/** Kernel services node_daemon runs as children, in boot order, with the port setting each listens on. */
+export const KERNEL_SERVICE_PORTS = {
+  'system-config': 'system_config',
+  'verify-hub': 'verify_hub',
+  klog: 'klog',
+  gateway: 'gateway',
+} as const satisfies Record<string, keyof NodeConfig['ports']>;
+export type KernelServiceName = keyof typeof KERNEL_SERVICE_PORTS;
+
+export class ConfigFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigFileError';
+  }
+}
+
+export function parseNodeConfig(raw: unknown, source: string): NodeConfig {
+  const r = nodeConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const why = r.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ');
+    throw new ConfigFileError(`${source}: ${why}`);
+  }
+  return r.data;
+}
+
+export function loadNodeConfig(paths: NodePaths): NodeConfig {
+  if (!existsSync(paths.nodeConfig)) return parseNodeConfig({}, paths.nodeConfig);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(paths.nodeConfig, 'utf8'));
+  } catch (e) {
+    throw new ConfigFileError(`${paths.nodeConfig}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseNodeConfig(raw, paths.nodeConfig);
+}
+
+export function saveNodeConfig(paths: NodePaths, cfg: z.input<typeof nodeConfigSchema>): NodeConfig {
+  const parsed = parseNodeConfig(cfg, paths.nodeConfig);
+  writeFileAtomic(paths.nodeConfig, JSON.stringify(parsed, null, 2) + '\n', 0o644);
+  return parsed;
+}

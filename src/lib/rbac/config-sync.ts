@@ -1,0 +1,85 @@
+// How RBAC inputs are stored in system-config, shared by every process that enforces RBAC: a user's role is the
+// `role` of `users/<u>/settings` (a disabled or deleted user has none), and the scheduler-generated tail is the
+// CSV text at `system/rbac/policy`.
+import type { Rbac } from './enforcer.ts';
+
+export const RBAC_TAIL_KEY = 'system/rbac/policy';
+const SETTINGS_KEY = /^users\/([^/]+)\/settings$/;
+
+export function affectsPolicy(key: string): boolean {
+  return key === RBAC_TAIL_KEY || SETTINGS_KEY.test(key);
+}
+
+function parseSettings(value: string): { role?: unknown; state?: unknown } | null {
+  try {
+    const v = JSON.parse(value) as unknown;
+    return v && typeof v === 'object' ? (v as { role?: unknown; state?: unknown }) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Applies one stored key (null: deleted) to the enforcer. Keys that are not RBAC inputs are ignored. */
+export function applyPolicyEntry(rbac: Rbac, key: string, value: string | null, onError: (err: unknown) => void): void {
+  if (key === RBAC_TAIL_KEY) {
+    try {
+      rbac.loadTail(value ?? '');
+    } catch (err) {
+      // A bad tail is refused whole and the previous one stays in force: never half a policy.
+      onError(err);
+    }
+    return;
+  }
+  const m = SETTINGS_KEY.exec(key);
+  if (!m) return;
+  const settings = value === null ? null : parseSettings(value);
+  if (!settings || typeof settings.role !== 'string' || settings.state === 'disabled') {
+    rbac.removeUser(m[1]);
+    return;
+  }
+  try {
+    rbac.setUserRole(m[1], settings.role);
+  } catch (err) {
+    onError(err);
+    rbac.removeUser(m[1]);
+  }
+}
+
+/** The part of the system-config client a policy follower needs. */
+export interface PolicySource {
+  list(p: { prefix: string; limit?: number }): Promise<{ entries: { key: string; value: string }[]; revision: number }>;
+  watch(
+    p: { prefix: string; after_revision: number; timeout_ms?: number },
+    o?: { timeoutMs?: number },
+  ): Promise<{ events: { key: string; value: string | null }[]; revision: number }>;
+}
+
+/** For processes other than system-config: load the inputs, then follow each prefix by watch until `signal` aborts.
+ * Resolves once the initial policy is loaded. */
+export async function followPolicy(source: PolicySource, rbac: Rbac, signal: AbortSignal, onError: (err: unknown) => void): Promise<void> {
+  const load = async (prefix: string) => {
+    const listed = await source.list({ prefix, limit: 10_000 });
+    for (const e of listed.entries) applyPolicyEntry(rbac, e.key, e.value, onError);
+    return listed.revision;
+  };
+  const follow = async (prefix: string, from: number) => {
+    let rev = from;
+    while (!signal.aborted) {
+      try {
+        if (rev === 0) rev = await load(prefix);
+        const w = await source.watch({ prefix, after_revision: rev, timeout_ms: 25_000 }, { timeoutMs: 35_000 });
+        for (const ev of w.events) applyPolicyEntry(rbac, ev.key, ev.value, onError);
+        rev = w.revision;
+      } catch (err) {
+        if (signal.aborted) return;
+        onError(err);
+        rev = 0;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  };
+  for (const prefix of ['users/', RBAC_TAIL_KEY]) {
+    const rev = await load(prefix);
+    void follow(prefix, rev);
+  }
+}

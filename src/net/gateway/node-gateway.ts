@@ -1,0 +1,97 @@
+// The node gateway (DESIGN §8): one local entry, `http://127.0.0.1:3180/kapi/<service>`, for every service wherever
+// it runs. Routes come from `services/<s>/info` in system-config, followed by watch so a moved service is routed
+// to its new instance without a restart.
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { systemConfigApi } from '../../lib/api/system-config.ts';
+import { sendJson, type Client } from '../../lib/krpc/index.ts';
+
+export const serviceInfoSchema = z.object({
+  instances: z.array(
+    z.object({
+      node: z.string(),
+      host: z.string(),
+      port: z.number().int().min(1).max(65535),
+      state: z.enum(['running', 'starting', 'dead']),
+    }),
+  ),
+  updated_at: z.number(),
+});
+export type ServiceInfo = z.infer<typeof serviceInfoSchema>;
+
+const INFO_KEY = /^services\/([a-z][a-z0-9-]*)\/info$/;
+
+export class RouteTable {
+  private readonly routes = new Map<string, ServiceInfo>();
+
+  constructor(private readonly node: string) {}
+
+  apply(key: string, value: string | null): void {
+    const m = INFO_KEY.exec(key);
+    if (!m) return;
+    if (value === null) {
+      this.routes.delete(m[1]);
+      return;
+    }
+    try {
+      const info = serviceInfoSchema.safeParse(JSON.parse(value));
+      if (info.success) this.routes.set(m[1], info.data);
+    } catch {
+      // A malformed info document is treated as absent: the route answers UNAVAILABLE rather than guessing.
+      this.routes.delete(m[1]);
+    }
+  }
+
+  /** A running instance, preferring this node's own. */
+  pick(service: string): { host: string; port: number } | undefined {
+    const running = this.routes.get(service)?.instances.filter((i) => i.state === 'running') ?? [];
+    return running.find((i) => i.node === this.node) ?? running[0];
+  }
+
+  services(): string[] {
+    return [...this.routes.keys()].sort();
+  }
+}
+
+export function proxy(req: IncomingMessage, res: ServerResponse, target: { host: string; port: number }, path: string): void {
+  const upstream = httpRequest(
+    { host: target.host, port: target.port, method: req.method, path, headers: { ...req.headers, host: `${target.host}:${target.port}` } },
+    (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    },
+  );
+  upstream.on('error', (e) => {
+    if (!res.headersSent) sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `service instance unreachable: ${e.message}` } });
+    else res.destroy();
+  });
+  req.pipe(upstream);
+}
+
+/** Keeps `table` in step with system-config: a full list, then watch from its revision; on error, back off and relist. */
+export async function followRoutes(
+  config: Client<typeof systemConfigApi.methods>,
+  table: RouteTable,
+  signal: AbortSignal,
+  onError: (err: unknown) => void,
+): Promise<void> {
+  let backoff = 500;
+  while (!signal.aborted) {
+    try {
+      const listed = await config.list({ prefix: 'services/' });
+      for (const e of listed.entries) table.apply(e.key, e.value);
+      let rev = listed.revision;
+      backoff = 500;
+      while (!signal.aborted) {
+        const w = await config.watch({ prefix: 'services/', after_revision: rev, timeout_ms: 25_000 }, { timeoutMs: 35_000 });
+        for (const ev of w.events) table.apply(ev.key, ev.value);
+        rev = w.revision;
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      onError(err);
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 10_000);
+    }
+  }
+}

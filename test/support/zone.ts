@@ -1,0 +1,137 @@
+// Starts a real single-device zone (the built `buckyos node` process and its kernel children) in a temporary root
+// on free ports, and always tears it down. Multi-process tests build on this.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { saveNodeConfig, nodePaths, type NodePaths } from '../../src/lib/config/node-config.ts';
+import type { NodeStatusFile } from '../../src/kernel/node-daemon/main.ts';
+
+export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+export const BIN = join(REPO, 'bin', 'buckyos.mjs');
+
+export async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+const OFFSETS = { gateway: 0, activation: 2, system_config: 20, verify_hub: 120, scheduler: 220, klog: 320 };
+
+/** A block of ports laid out like the defaults (3180, 3182, 3200, ...) shifted to a free range. */
+export async function freePorts(): Promise<Record<keyof typeof OFFSETS, number>> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * 400) * 100;
+    const ports = Object.fromEntries(Object.entries(OFFSETS).map(([k, o]) => [k, base + o])) as Record<keyof typeof OFFSETS, number>;
+    const free = await Promise.all(Object.values(ports).map(portFree));
+    if (free.every(Boolean)) return ports;
+  }
+  throw new Error('no free port block found');
+}
+
+export interface TestZone {
+  root: string;
+  paths: NodePaths;
+  ports: Awaited<ReturnType<typeof freePorts>>;
+  daemon: ChildProcess;
+  gatewayUrl: string;
+  activationUrl: string;
+  status(): NodeStatusFile | null;
+  waitFor(pred: (s: NodeStatusFile) => boolean, timeoutMs?: number, what?: string): Promise<NodeStatusFile>;
+  /** Runs the CLI against this zone; resolves with exit code and output. */
+  cli(args: string[], env?: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** SIGTERM the daemon and wait for it and every child to exit. */
+  stop(): Promise<void>;
+  /** Stops (if running) and deletes the root. */
+  destroy(): Promise<void>;
+  startDaemon(): void;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function startZone(opts: { heartbeatMs?: number } = {}): Promise<TestZone> {
+  const root = mkdtempSync(join(tmpdir(), 'buckyos-zone-'));
+  const paths = nodePaths(root);
+  const ports = await freePorts();
+  saveNodeConfig(paths, { ports, activation_host: '127.0.0.1', heartbeat_ms: opts.heartbeatMs ?? 1000, log_level: 'debug' });
+  const statusPath = join(paths.run, 'status.json');
+  const seenPids = new Set<number>();
+
+  const zone: TestZone = {
+    root,
+    paths,
+    ports,
+    daemon: null as unknown as ChildProcess,
+    gatewayUrl: `http://127.0.0.1:${ports.gateway}`,
+    activationUrl: `http://127.0.0.1:${ports.activation}`,
+    status() {
+      try {
+        const s = JSON.parse(readFileSync(statusPath, 'utf8')) as NodeStatusFile;
+        for (const c of s.children) if (c.pid) seenPids.add(c.pid);
+        return s;
+      } catch {
+        return null;
+      }
+    },
+    async waitFor(pred, timeoutMs = 60_000, what = 'condition') {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        const s = zone.status();
+        if (s && pred(s)) return s;
+        if (zone.daemon.exitCode !== null) throw new Error(`node daemon exited (${zone.daemon.exitCode}) while waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(zone.status())}`);
+    },
+    cli(args, env = {}) {
+      return new Promise((resolve) => {
+        const p = spawn(process.execPath, [BIN, '--root', root, ...args], { env: { ...process.env, ...env } });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (d) => (stdout += d));
+        p.stderr.on('data', (d) => (stderr += d));
+        p.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      });
+    },
+    startDaemon() {
+      zone.daemon = spawn(process.execPath, [BIN, 'node', '--root', root], { stdio: ['ignore', 'ignore', 'pipe'] });
+      zone.daemon.stderr?.on('data', (d) => process.stderr.write(`[node-daemon] ${d}`));
+    },
+    async stop() {
+      const d = zone.daemon;
+      zone.status();
+      if (d && d.exitCode === null && d.signalCode === null) {
+        const exited = new Promise((r) => d.once('exit', r));
+        d.kill('SIGTERM');
+        const t = setTimeout(() => d.kill('SIGKILL'), 20_000);
+        await exited;
+        clearTimeout(t);
+      }
+      // Anything the daemon failed to stop is a test failure, but we still clean it up.
+      const left = [...seenPids].filter(pidAlive);
+      for (const pid of left) process.kill(pid, 'SIGKILL');
+      if (left.length > 0) throw new Error(`kernel processes outlived the daemon: ${left.join(', ')}`);
+    },
+    async destroy() {
+      try {
+        await zone.stop();
+      } finally {
+        if (existsSync(root)) rmSync(root, { recursive: true, force: true });
+      }
+    },
+  };
+  zone.startDaemon();
+  await zone.waitFor((s) => s.state === 'activation', 30_000, 'activation mode');
+  return zone;
+}
