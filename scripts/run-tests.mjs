@@ -23,6 +23,11 @@ if (files.length === 0) {
   console.error('no test files match', filters.join(' '));
   process.exit(1);
 }
+// Multi-process tests run the compiled CLI, as a user would; build it first so they never test stale code.
+if (files.some((f) => f.startsWith('test/'))) {
+  const build = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  if (build.status !== 0) process.exit(build.status ?? 1);
+}
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
   stdio: 'inherit',
 });

@@ -42,6 +42,8 @@ export interface TestZone {
   activationUrl: string;
   status(): NodeStatusFile | null;
   waitFor(pred: (s: NodeStatusFile) => boolean, timeoutMs?: number, what?: string): Promise<NodeStatusFile>;
+  /** Waits until the node gateway answers `/health` of each service through its route. */
+  waitRoutable(services: string[], timeoutMs?: number): Promise<void>;
   /** Runs the CLI against this zone; resolves with exit code and output. */
   cli(args: string[], env?: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }>;
   /** SIGTERM the daemon and wait for it and every child to exit. */
@@ -93,6 +95,22 @@ export async function startZone(opts: { heartbeatMs?: number } = {}): Promise<Te
         await new Promise((r) => setTimeout(r, 100));
       }
       throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(zone.status())}`);
+    },
+    async waitRoutable(services, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (const s of services) {
+        for (;;) {
+          try {
+            const r = await fetch(`${zone.gatewayUrl}/kapi/${s}/health`);
+            await r.body?.cancel();
+            if (r.status === 200) break;
+          } catch {
+            // Not routable yet.
+          }
+          if (Date.now() > deadline) throw new Error(`${s} not routable through the gateway within ${timeoutMs} ms`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
     },
     cli(args, env = {}) {
       return new Promise((resolve) => {

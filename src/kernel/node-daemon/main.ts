@@ -86,7 +86,7 @@ class NodeDaemon {
     private readonly config: NodeConfig,
     private readonly log: Logger,
   ) {
-    this.supervisor = new Supervisor({ logger: log });
+    this.supervisor = new Supervisor({ logger: log, onChange: () => this.scheduleHeartbeat() });
   }
 
   get aborted(): boolean {
@@ -253,6 +253,17 @@ class NodeDaemon {
         await new Promise((r) => setTimeout(r, Math.min(this.config.heartbeat_ms, 5000)));
       }
     }
+  }
+
+  private heartbeatSoon: NodeJS.Timeout | null = null;
+
+  /** A child changed state: report it now (coalescing bursts) so routes follow within moments, not a tick. */
+  private scheduleHeartbeat(): void {
+    if (this.heartbeatSoon || !this.rt || this.state !== 'running') return;
+    this.heartbeatSoon = setTimeout(() => {
+      this.heartbeatSoon = null;
+      void this.heartbeat();
+    }, 50);
   }
 
   private async heartbeat(): Promise<void> {

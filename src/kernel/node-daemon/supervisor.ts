@@ -31,6 +31,8 @@ export interface ChildStatus {
 
 export interface SupervisorOptions {
   logger: Logger;
+  /** Called when a child becomes healthy or exits, so its state can be reported without waiting for a tick. */
+  onChange?: (name: string) => void;
   healthIntervalMs?: number;
   /** Consecutive failed health checks before the child is killed and restarted. */
   healthFailures?: number;
@@ -52,6 +54,8 @@ export function readRss(pid: number): number | null {
   }
 }
 
+type SupervisorSettings = Required<Omit<SupervisorOptions, 'logger' | 'onChange'>> & Pick<SupervisorOptions, 'logger' | 'onChange'>;
+
 class Supervised {
   status: ChildStatus;
   private child: ChildProcess | null = null;
@@ -64,7 +68,7 @@ class Supervised {
 
   constructor(
     readonly spec: ChildSpec,
-    private readonly opts: Required<Omit<SupervisorOptions, 'logger'>> & { logger: Logger },
+    private readonly opts: SupervisorSettings,
     private readonly onHealthy: (name: string) => void,
   ) {
     this.status = { name: spec.name, state: 'stopped', pid: null, healthy: false, restarts: 0, startedAt: null, lastExit: null, rssBytes: null };
@@ -128,6 +132,7 @@ class Supervised {
     const ranFor = Date.now() - (this.status.startedAt ?? Date.now());
     this.child = null;
     this.status = { ...this.status, pid: null, healthy: false, lastExit: { code, signal, at: Date.now() }, rssBytes: null };
+    opts.onChange?.(spec.name);
     if (!this.wanted) {
       this.status.state = 'stopped';
       return;
@@ -167,7 +172,7 @@ class Supervised {
 
 export class Supervisor {
   private readonly children = new Map<string, Supervised>();
-  private readonly opts: Required<Omit<SupervisorOptions, 'logger'>> & { logger: Logger };
+  private readonly opts: SupervisorSettings;
   private readonly healthyWaiters = new Map<string, (() => void)[]>();
 
   constructor(opts: SupervisorOptions) {
@@ -192,6 +197,7 @@ export class Supervisor {
     const s = new Supervised(spec, this.opts, (name) => {
       for (const w of this.healthyWaiters.get(name) ?? []) w();
       this.healthyWaiters.delete(name);
+      this.opts.onChange?.(name);
     });
     this.children.set(spec.name, s);
     s.start();

@@ -37,7 +37,8 @@ export function createHttpApp(opts: HttpAppOptions): Server {
     try {
       const ep = byPath.get(url.pathname);
       if (ep) return await ep.handle(req, res);
-      if (req.method === 'GET' && url.pathname === '/health') {
+      // Also under the service's own prefix, so a health check through the node gateway reaches it.
+      if (req.method === 'GET' && (url.pathname === '/health' || url.pathname === `/kapi/${opts.name}/health`)) {
         try {
           const details = opts.health ? await opts.health() : {};
           return sendJson(res, 200, { ok: true, service: opts.name, pid: process.pid, ...details });

@@ -42,10 +42,16 @@ export class RouteTable {
     }
   }
 
-  /** A running instance, preferring this node's own. */
+  /** A running instance, preferring this node's own; a starting one only when nothing runs (a restart in
+   * progress answers a moment later rather than failing at once). */
   pick(service: string): { host: string; port: number } | undefined {
-    const running = this.routes.get(service)?.instances.filter((i) => i.state === 'running') ?? [];
-    return running.find((i) => i.node === this.node) ?? running[0];
+    const instances = this.routes.get(service)?.instances ?? [];
+    for (const state of ['running', 'starting'] as const) {
+      const ok = instances.filter((i) => i.state === state);
+      const pick = ok.find((i) => i.node === this.node) ?? ok[0];
+      if (pick) return pick;
+    }
+    return undefined;
   }
 
   services(): string[] {

@@ -1,0 +1,263 @@
+// The activation service (DESIGN §3, docs/identity.md): what an unactivated device runs on its LAN port until the
+// owner makes it the first device of a zone. The device generates its own keys; the owner signs; the device checks
+// every signature and every binding to the keys it generated before writing anything, and writes zone.json last,
+// because that file's presence is what "activated" means.
+import { type KeyObject, randomBytes, scrypt as scryptCb, type ScryptOptions } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import pkg from '../../../package.json' with { type: 'json' };
+import { type DeviceInfo, activationApi, adminPasswordProblem } from '../../lib/api/activation.ts';
+import type { NodePaths } from '../../lib/config/node-config.ts';
+import {
+  DEVICE_NAME, DocumentError, verifyDeviceDoc, verifyOwnerDoc, verifyZoneBootConfig,
+} from '../../lib/identity/documents.ts';
+import {
+  type KeyPair, didDev, didWeb, generateKeyPair, privateKeyToPem, publicKeyFromB64, writeFileAtomic,
+} from '../../lib/identity/keys.ts';
+import {
+  IDENTITY_FILES, type OwnerAdminFile, isActivated, loadNodeIdentity, writeZoneFile,
+} from '../../lib/identity/node-identity.ts';
+import { KrpcError, createHttpApp, createKrpcEndpoint, sendJson } from '../../lib/krpc/index.ts';
+import type { Logger } from '../../lib/log/logger.ts';
+import { collectDeviceInfo } from '../../lib/sysinfo.ts';
+
+export const ATTEMPT_TTL_MS = 10 * 60_000;
+/** Pending attempts kept at once; a new one evicts the oldest, so nobody on the LAN can lock the owner out. */
+export const MAX_PENDING_ATTEMPTS = 4;
+export const COMMITS_PER_MINUTE = 10;
+/** 2^15 × 8 × 128 bytes = 32 MiB, about 0.1 s per hash: verify-hub's parameters, so its first login needs no rehash. */
+export const SCRYPT_PARAMS = { N: 2 ** 15, r: 8, p: 1, keylen: 32 } as const;
+
+const scrypt = promisify(scryptCb) as (pw: string, salt: Buffer, keylen: number, opts: ScryptOptions) => Promise<Buffer>;
+
+// ---- device description ----------------------------------------------------------------------------------------
+
+/** A valid device name from a host name: first label, lower-cased, other characters turned into dashes. */
+export function suggestDeviceName(host: string): string {
+  let n = (host.split('.')[0] ?? '').toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/-+/g, '-').replace(/^-+/, '');
+  if (/^[0-9]/.test(n)) n = `dev-${n}`;
+  n = n.slice(0, 32).replace(/-+$/, '');
+  // "ood1" (owner online device) is the Rust project's name for a zone's first device.
+  return DEVICE_NAME.test(n) ? n : 'ood1';
+}
+
+// Loop devices (snap and image mounts), RAM disks and network block devices are not disks the owner could use.
+const NOT_A_DISK = /^\/dev\/(loop|ram|zram|nbd)\d/;
+
+/** What `GET /device` and `prepare` report: the node's system facts plus what only activation knows. */
+export function describeDevice(paths: NodePaths): DeviceInfo {
+  const info = collectDeviceInfo();
+  return {
+    name: suggestDeviceName(info.hostname),
+    activated: isActivated(paths.etc),
+    version: pkg.version,
+    ...info,
+    disks: info.disks.filter((d) => !NOT_A_DISK.test(d.device)),
+  };
+}
+
+// ---- the service ------------------------------------------------------------------------------------------------
+
+interface Attempt {
+  id: string;
+  deviceName: string;
+  deviceKey: KeyPair;
+  verifyHubKey: KeyPair;
+  expiresAt: number;
+}
+
+export interface ActivationAppOptions {
+  paths: NodePaths;
+  /** Called once, after a successful commit has been answered; node_daemon then restarts into the zone. */
+  onActivated?: () => void;
+  logger?: Logger;
+}
+
+function rateLimiter(limit: number, windowMs: number): (key: string) => void {
+  const hits = new Map<string, number[]>();
+  return (key) => {
+    const now = Date.now();
+    for (const [k, times] of hits) {
+      const fresh = times.filter((t) => now - t < windowMs);
+      if (fresh.length) hits.set(k, fresh);
+      else hits.delete(k);
+    }
+    const mine = hits.get(key) ?? [];
+    if (mine.length >= limit) {
+      const retry = Math.ceil((mine[0]! + windowMs - now) / 1000);
+      throw new KrpcError('RATE_LIMITED', `too many activation attempts; try again in ${retry} s`, { retry_after_sec: retry });
+    }
+    mine.push(now);
+    hits.set(key, mine);
+  };
+}
+
+/** Turns a document refusal into the error the caller must see: a bad signature is not a typo, and vice versa. */
+async function checkedDoc<T>(field: string, verify: () => Promise<T>): Promise<T> {
+  try {
+    return await verify();
+  } catch (e) {
+    if (!(e instanceof DocumentError)) throw e;
+    if (e.reason === 'invalid') throw new KrpcError('UNAUTHENTICATED', `${field}: ${e.message}; it must be an EdDSA JWT signed by owner_key`);
+    if (e.reason === 'expired') throw new KrpcError('UNAUTHENTICATED', `${field}: ${e.message}; sign it again`);
+    throw new KrpcError('INVALID_PARAMS', `${field}: ${e.message}`);
+  }
+}
+
+function ownerPublicKey(b64: string): KeyObject {
+  try {
+    return publicKeyFromB64(b64);
+  } catch {
+    throw new KrpcError('INVALID_PARAMS', 'owner_key is not a canonical base64url Ed25519 public key');
+  }
+}
+
+function mustMatch(ok: boolean, message: string): void {
+  if (!ok) throw new KrpcError('INVALID_PARAMS', message);
+}
+
+async function hashPassword(password: string): Promise<OwnerAdminFile['scrypt']> {
+  const salt = randomBytes(16);
+  const { N, r, p, keylen } = SCRYPT_PARAMS;
+  // NFC, as verify-hub normalises at login: the same password typed on another keyboard must still match.
+  const hash = await scrypt(password.normalize('NFC'), salt, keylen, { N, r, p, maxmem: 256 * N * r });
+  return { N, r, p, salt: salt.toString('base64'), hash: hash.toString('base64') };
+}
+
+export function createActivationApp(opts: ActivationAppOptions): Server {
+  const { paths, logger: log } = opts;
+  const attempts = new Map<string, Attempt>();
+  const limitCommits = rateLimiter(COMMITS_PER_MINUTE, 60_000);
+  let committing = false;
+
+  function refuseIfActivated(): void {
+    if (isActivated(paths.etc)) {
+      throw new KrpcError('FAILED_PRECONDITION', 'this device is already activated; run `buckyos reset` first');
+    }
+  }
+
+  function prune(): void {
+    const now = Date.now();
+    for (const [id, a] of attempts) if (a.expiresAt <= now) attempts.delete(id);
+  }
+
+  /** Writes the identity files, zone.json last; on any error removes what it wrote, so a retry starts clean. */
+  async function writeIdentity(a: Attempt, files: { ownerKey: string; bootJwt: string; deviceJwt: string; ownerJwt: string; owner: string; password: string }): Promise<void> {
+    const hashed = await hashPassword(files.password);
+    const zonePath = join(paths.etc, IDENTITY_FILES.zone);
+    const written: string[] = [];
+    const write = (name: string, data: string): void => {
+      const path = join(paths.etc, name);
+      writeFileAtomic(path, data, 0o600);
+      written.push(path);
+    };
+    try {
+      write(IDENTITY_FILES.deviceKey, privateKeyToPem(a.deviceKey.privateKey));
+      write(IDENTITY_FILES.verifyHubKey, privateKeyToPem(a.verifyHubKey.privateKey));
+      const admin: OwnerAdminFile = { user: files.owner, scrypt: hashed, created_at: new Date().toISOString() };
+      write(IDENTITY_FILES.ownerAdmin, JSON.stringify(admin, null, 2) + '\n');
+      writeZoneFile(paths.etc, {
+        owner_key: files.ownerKey,
+        zone_boot_jwt: files.bootJwt,
+        device_doc_jwt: files.deviceJwt,
+        owner_doc_jwt: files.ownerJwt,
+        activated_at: new Date().toISOString(),
+      });
+      written.unshift(zonePath);
+      // Every service starts through loadNodeIdentity: prove now that it will, instead of at the next boot.
+      await loadNodeIdentity(paths.etc);
+    } catch (e) {
+      for (const path of written) rmSync(path, { force: true });
+      log?.error({ err: e }, 'activation could not write the identity files; rolled back');
+      throw new KrpcError('INTERNAL', `could not store the identity files in ${paths.etc}: ${(e as Error).message}`);
+    }
+  }
+
+  const endpoint = createKrpcEndpoint(
+    activationApi,
+    {
+      prepare: async (p) => {
+        refuseIfActivated();
+        prune();
+        const info = describeDevice(paths);
+        while (attempts.size >= MAX_PENDING_ATTEMPTS) attempts.delete(attempts.keys().next().value!);
+        const a: Attempt = {
+          id: randomBytes(16).toString('base64url'),
+          deviceName: p.device_name ?? info.name,
+          deviceKey: generateKeyPair(),
+          verifyHubKey: generateKeyPair(),
+          expiresAt: Date.now() + ATTEMPT_TTL_MS,
+        };
+        attempts.set(a.id, a);
+        log?.info({ attempt: a.id, device_name: a.deviceName }, 'activation attempt prepared');
+        return {
+          attempt_id: a.id,
+          device_name: a.deviceName,
+          device_key: a.deviceKey.publicKeyB64,
+          device_did: didDev(a.deviceKey.publicKeyB64),
+          verify_hub_key: a.verifyHubKey.publicKeyB64,
+          expires_at: Math.floor(a.expiresAt / 1000),
+          device_info: info,
+        };
+      },
+
+      commit: async (p, ctx) => {
+        refuseIfActivated();
+        limitCommits(ctx.remoteAddress);
+        prune();
+        const a = attempts.get(p.attempt_id);
+        if (!a) throw new KrpcError('FAILED_PRECONDITION', 'unknown or expired activation attempt; call prepare again');
+        if (committing) throw new KrpcError('FAILED_PRECONDITION', 'another activation is being committed on this device');
+        committing = true;
+        try {
+          const ownerKey = ownerPublicKey(p.owner_key);
+          const boot = await checkedDoc('zone_boot_jwt', () => verifyZoneBootConfig(p.zone_boot_jwt, ownerKey));
+          const device = await checkedDoc('device_doc_jwt', () => verifyDeviceDoc(p.device_doc_jwt, ownerKey));
+          const owner = await checkedDoc('owner_doc_jwt', () => verifyOwnerDoc(p.owner_doc_jwt));
+          if (owner.key !== p.owner_key) throw new KrpcError('UNAUTHENTICATED', 'owner_doc_jwt: owner document is signed by another key than owner_key');
+
+          mustMatch(boot.owner_key === p.owner_key, 'zone boot config: owner_key differs from the owner_key sent');
+          mustMatch(boot.verify_hub_key === a.verifyHubKey.publicKeyB64, 'zone boot config: verify_hub_key is not the key this device prepared for this attempt');
+          mustMatch(boot.core_nodes.includes(a.deviceName), `zone boot config: core_nodes must include this device, "${a.deviceName}"`);
+          mustMatch(device.key === a.deviceKey.publicKeyB64, 'device document: key is not the key this device prepared for this attempt');
+          mustMatch(device.name === a.deviceName, `device document: name "${device.name}" is not the prepared device name "${a.deviceName}"`);
+          mustMatch(device.zone === boot.zone, `device document: zone "${device.zone}" is not the zone "${boot.zone}"`);
+          mustMatch(device.role === 'core', `device document: the first device of a zone has role "core", not "${device.role}"`);
+          mustMatch(owner.name === boot.owner, `owner document: name "${owner.name}" is not the zone owner "${boot.owner}"`);
+          mustMatch(owner.zone === boot.zone, `owner document: zone "${owner.zone}" is not the zone "${boot.zone}"`);
+          const weak = adminPasswordProblem(p.admin_password, { user: boot.owner, zone: boot.zone });
+          if (weak) throw new KrpcError('INVALID_PARAMS', weak);
+
+          refuseIfActivated();
+          await writeIdentity(a, {
+            ownerKey: p.owner_key,
+            bootJwt: p.zone_boot_jwt,
+            deviceJwt: p.device_doc_jwt,
+            ownerJwt: p.owner_doc_jwt,
+            owner: boot.owner,
+            password: p.admin_password,
+          });
+          attempts.clear();
+          log?.info({ zone: boot.zone, device: a.deviceName, owner: boot.owner }, 'device activated');
+          // After the answer is on its way: the callback typically closes this server.
+          if (opts.onActivated) setImmediate(opts.onActivated);
+          return { zone: boot.zone, zone_did: didWeb(boot.zone), device_name: a.deviceName, device_did: device.did, owner: boot.owner };
+        } finally {
+          committing = false;
+        }
+      },
+    },
+    { logger: log },
+  );
+
+  return createHttpApp({
+    name: 'activation',
+    endpoints: [endpoint],
+    routes: {
+      'GET /device': (_req, res) => sendJson(res, 200, describeDevice(paths)),
+    },
+    health: () => ({ activated: isActivated(paths.etc) }),
+  });
+}

@@ -1,0 +1,94 @@
+// The activation kRPC declaration (DESIGN §3, §5): the bootstrap service an unactivated device runs on its LAN port.
+// No method needs a token, because before activation there is no zone to issue one; what makes `commit` safe is
+// that every document it accepts must carry the owner's signature and the keys this device generated in `prepare`.
+import { z } from 'zod';
+import { defineService, method } from '../krpc/index.ts';
+import { deviceName } from '../identity/documents.ts';
+
+const b64Key = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'an Ed25519 public key in base64url (43 characters)');
+const jwt = z.string().min(1).max(16 * 1024);
+
+/** The system facts node_daemon also reports as devices/<node>/info, plus what only activation knows. */
+export const deviceInfoSchema = z.object({
+  /** A valid device name derived from the host name, offered as the default. */
+  name: z.string(),
+  activated: z.boolean(),
+  version: z.string(),
+  hostname: z.string(),
+  arch: z.string(),
+  platform: z.string(),
+  kernel: z.string(),
+  cpu: z.object({ model: z.string(), count: z.number().int(), load1: z.number() }),
+  memory: z.object({ total_bytes: z.number(), free_bytes: z.number() }),
+  /** Mounted block devices; `free_bytes` is what an unprivileged process may use. */
+  disks: z.array(z.object({ mount: z.string(), device: z.string(), fstype: z.string(), size_bytes: z.number(), free_bytes: z.number() })),
+  /** Non-loopback addresses, IPv4 and IPv6. */
+  addresses: z.array(z.object({ iface: z.string(), family: z.enum(['IPv4', 'IPv6']), address: z.string() })),
+  uptime_sec: z.number(),
+});
+export type DeviceInfo = z.infer<typeof deviceInfoSchema>;
+
+export const activationApi = defineService(
+  'activation',
+  'Device bootstrap: an unactivated device offers fresh keys (prepare), the owner signs the zone documents with the key from their recovery phrase, and the device verifies and stores them (commit).',
+  {
+    prepare: method({
+      params: z.object({ device_name: deviceName.optional() }).strict(),
+      result: z.object({
+        attempt_id: z.string(),
+        device_name: z.string(),
+        device_key: b64Key,
+        device_did: z.string(),
+        verify_hub_key: b64Key,
+        /** Unix seconds after which commit refuses this attempt. */
+        expires_at: z.number().int(),
+        device_info: deviceInfoSchema,
+      }),
+      auth: 'none',
+      doc: 'Generates, in memory only, this device\'s key and the zone\'s verify-hub key for one activation attempt (valid 10 minutes). Nothing is written to disk. FAILED_PRECONDITION if the device is already activated.',
+    }),
+    commit: method({
+      params: z
+        .object({
+          attempt_id: z.string().min(1).max(64),
+          owner_key: b64Key,
+          zone_boot_jwt: jwt,
+          device_doc_jwt: jwt,
+          owner_doc_jwt: jwt,
+          admin_password: z.string().max(1024),
+        })
+        .strict(),
+      result: z.object({ zone: z.string(), zone_did: z.string(), device_name: z.string(), device_did: z.string(), owner: z.string() }),
+      auth: 'none',
+      doc: 'Verifies the owner-signed zone boot config, device document and owner document against owner_key and the keys of the attempt, checks the admin password, then writes the identity files (zone.json last). On any failure nothing is written. UNAUTHENTICATED: a signature does not verify; INVALID_PARAMS: a document or the password breaks a rule (the message names it); FAILED_PRECONDITION: unknown or expired attempt, or already activated; RATE_LIMITED: too many commits.',
+    }),
+  },
+);
+
+export const PASSWORD_MIN_LENGTH = 10;
+
+// Lower-cased; only entries that would pass the length and character-class rules matter.
+const COMMON_PASSWORDS = new Set([
+  'password123', 'password1234', 'password12345', 'passw0rd123', 'p@ssw0rd123', 'p@ssword123', 'qwerty12345',
+  'qwerty123456', 'qwertyuiop1', '1q2w3e4r5t', '1q2w3e4r5t6y', '1qaz2wsx3edc', 'zaq12wsxcde', 'abc1234567',
+  'abcd123456', 'a123456789', '123456789a', '1234567890a', 'admin12345', 'admin123456', 'administrator1',
+  'changeme123', 'welcome123', 'welcome1234', 'letmein123', 'iloveyou123', 'trustno1234', 'sunshine123',
+  'princess123', 'football123', 'baseball123', 'superman123', 'starwars123', 'dragon12345', 'monkey12345',
+  'buckyos123', 'buckyos1234',
+]);
+
+/**
+ * The admin password rules, shared by the device (which enforces them) and clients (which can say so before an
+ * attempt); they include verify-hub's rules for new passwords, so the first password is never weaker than later ones.
+ * Returns the first broken rule as a sentence, or null when the password is acceptable.
+ */
+export function adminPasswordProblem(password: string, ctx: { user: string; zone: string }): string | null {
+  if ([...password].length < PASSWORD_MIN_LENGTH) return `admin password is too short: use at least ${PASSWORD_MIN_LENGTH} characters`;
+  const classes = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((re) => re.test(password)).length;
+  if (classes < 2) return 'admin password uses only one kind of character: mix letters with digits, capitals or symbols';
+  const lower = password.toLowerCase();
+  if (lower.includes(ctx.user.toLowerCase())) return 'admin password must not contain the user name';
+  if (lower.includes(ctx.zone.toLowerCase())) return 'admin password must not contain the zone name';
+  if (COMMON_PASSWORDS.has(lower)) return 'admin password is on the list of commonly used passwords';
+  return null;
+}

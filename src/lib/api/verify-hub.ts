@@ -1,0 +1,147 @@
+// The verify-hub kRPC declaration (DESIGN §5): logins, token refresh with rotation, sudo, and user and session
+// management. Server, client and docs all derive from this one object; docs/verify-hub.md explains the flows.
+import { z } from 'zod';
+import { defineService, method } from '../krpc/index.ts';
+import { userName } from '../identity/documents.ts';
+import { USER_ROLES } from '../rbac/default-policy.ts';
+
+export const userRole = z.enum(USER_ROLES);
+export type UserRole = z.infer<typeof userRole>;
+
+/** Same syntax as RBAC subjects, so an app id can always be checked. */
+export const appId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'app id: 1-64 letters, digits, . _ or -');
+
+/** Long enough for any passphrase, short enough that hashing it costs nothing extra. */
+export const MAX_PASSWORD_LENGTH = 1024;
+const password = z.string().min(1, 'password is empty').max(MAX_PASSWORD_LENGTH, `password is longer than ${MAX_PASSWORD_LENGTH} characters`);
+
+const unixSec = z.number().int();
+
+export const publicUser = z.object({
+  name: z.string(),
+  role: userRole,
+  state: z.enum(['active', 'disabled']),
+  created_at: unixSec,
+  /** The zone owner: always admin, never disabled or deleted. */
+  owner: z.boolean(),
+});
+
+const tokens = z.object({
+  /** Access token for every kRPC call (sys[1]); expires after 15 minutes. */
+  session_token: z.string(),
+  /** Opaque, single-use; trade it at `refresh` for a new pair before `refresh_expires_at`. */
+  refresh_token: z.string(),
+  expires_at: unixSec,
+  refresh_expires_at: unixSec,
+  user: z.object({ name: z.string(), role: userRole }),
+});
+
+const session = z.object({
+  sid: z.string(),
+  user: z.string(),
+  app: z.string(),
+  login: z.enum(['password', 'owner_key', 'device_key']),
+  created_at: unixSec,
+  expires_at: unixSec,
+  last_refresh_at: unixSec.nullable(),
+  revoked: z.boolean(),
+  /** The session the call was made with. */
+  current: z.boolean(),
+});
+
+const nameParams = z.object({ name: userName }).strict();
+
+export const verifyHubApi = defineService('verify-hub', 'Logins, session and sudo tokens, refresh-token rotation, and the zone\'s users.', {
+  login_nonce: method({
+    params: z.object({}).strict(),
+    result: z.object({ nonce: z.string(), expires_at: unixSec }),
+    auth: 'none',
+    doc: 'A single-use nonce, valid 60 seconds, that every login must carry.',
+  }),
+  login_password: method({
+    params: z.object({ username: userName, password, nonce: z.string().min(1).max(128), app_id: appId }).strict(),
+    result: tokens,
+    auth: 'none',
+    doc: 'Password login. Rate-limited per client address and per user name; 5 consecutive failures lock the account for 15 minutes (RATE_LIMITED with data.locked_until). A wrong password and an unknown user answer the same UNAUTHENTICATED.',
+  }),
+  login_jwt: method({
+    params: z.object({ jwt: z.string().min(1).max(8192), app_id: appId }).strict(),
+    result: tokens,
+    auth: 'none',
+    doc: 'Key login: an EdDSA JWT {typ:"login", sub, nonce, exp} living at most 5 minutes, signed by the owner key (sub must be the owner) or by a zone device key (header kid did:dev:..., sub an active user).',
+  }),
+  refresh: method({
+    params: z.object({ refresh_token: z.string().min(1).max(256) }).strict(),
+    result: tokens,
+    auth: 'none',
+    doc: 'Trades a refresh token for a new session token and a NEW refresh token. Presenting a refresh token that was already used revokes the whole session (UNAUTHENTICATED). Serialise refreshes: two in flight with one token end the session.',
+  }),
+  logout: method({
+    params: z.object({}).strict(),
+    result: z.object({ sid: z.string() }),
+    doc: 'Revokes the calling session: its refresh token stops working at once.',
+  }),
+  sudo: method({
+    params: z.object({ password }).strict(),
+    result: z.object({ sudo_token: z.string(), expires_at: unixSec }),
+    doc: 'Re-checks the caller\'s password and answers a 5-minute sudo token for dangerous actions (counts toward lockout).',
+  }),
+  whoami: method({
+    params: z.object({}).strict(),
+    result: z.object({
+      user: z.string(),
+      kind: z.enum(['session', 'sudo', 'service']),
+      app: z.string(),
+      role: userRole.nullable(),
+      owner: z.boolean(),
+      session_id: z.string().nullable(),
+      expires_at: unixSec,
+    }),
+    doc: 'Who the token belongs to. role is null for kernel service tokens.',
+  }),
+  user_create: method({
+    params: z.object({ name: userName, password, role: userRole }).strict(),
+    result: publicUser,
+    doc: 'Admins (creating an admin needs a sudo token) and kernel service tokens. The name must not be a reserved system name; the password must pass the strength rules.',
+  }),
+  user_list: method({
+    params: z.object({}).strict(),
+    result: z.object({ users: z.array(publicUser) }),
+    doc: 'Admins and kernel services see every user; anyone else sees only themselves.',
+  }),
+  user_set_role: method({
+    params: z.object({ name: userName, role: userRole }).strict(),
+    result: publicUser,
+    doc: 'Admin with a sudo token, or a kernel service token. The owner\'s role cannot change.',
+  }),
+  user_set_password: method({
+    params: z.object({ name: userName, old_password: password.optional(), new_password: password }).strict(),
+    result: z.object({ revoked_sessions: z.number().int() }),
+    doc: 'Own password with old_password (or a sudo token; an account without a password yet needs neither); another user\'s password: admin with a sudo token, or a kernel service token. Revokes that user\'s other sessions.',
+  }),
+  user_disable: method({
+    params: nameParams,
+    result: publicUser,
+    doc: 'Admins and kernel service tokens. A disabled user cannot log in or refresh; their sessions are revoked. The owner cannot be disabled.',
+  }),
+  user_enable: method({
+    params: nameParams,
+    result: publicUser,
+    doc: 'Admins and kernel service tokens.',
+  }),
+  user_delete: method({
+    params: nameParams,
+    result: z.object({ deleted_keys: z.number().int(), revoked_sessions: z.number().int() }),
+    doc: 'Admin with a sudo token, or a kernel service token. Revokes every session of the user and deletes users/<name>/... and their credentials. The owner cannot be deleted.',
+  }),
+  session_list: method({
+    params: z.object({ user: userName.optional(), all: z.boolean().default(false) }).strict(),
+    result: z.object({ sessions: z.array(session) }),
+    doc: 'The caller\'s sessions; admins may name another user or ask for all; a kernel service token sees all unless it names a user.',
+  }),
+  session_revoke: method({
+    params: z.object({ sid: z.string().min(1).max(64) }).strict(),
+    result: z.object({ sid: z.string() }),
+    doc: 'Revokes one of the caller\'s sessions, or (admin, kernel service token) anyone\'s.',
+  }),
+});

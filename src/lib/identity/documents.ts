@@ -1,0 +1,143 @@
+// The zone's signed documents (DESIGN §5). Each is an EdDSA JWT whose payload is validated by a zod schema after the
+// signature and expiry check, so a document that reaches code is always authentic, current and well-formed.
+import { z } from 'zod';
+import type { KeyObject } from 'node:crypto';
+import { signJwt, verifyJwt, JwtError } from './jwt.ts';
+import { ZONE_HOST, publicKeyFromB64 } from './keys.ts';
+
+function isPublicKey(b64: string): boolean {
+  try {
+    publicKeyFromB64(b64);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Canonical encodings only: 43 characters can carry stray low bits, and two spellings of one key must not both pass.
+const b64Key = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{43}$/, 'an Ed25519 public key in base64url (43 characters)')
+  .refine(isPublicKey, 'not a canonical base64url Ed25519 public key');
+export const DEVICE_NAME = /^[a-z][a-z0-9-]{0,30}[a-z0-9]$/;
+export const USER_NAME = /^[a-z][a-z0-9_-]{1,31}$/;
+export const deviceName = z.string().regex(DEVICE_NAME, 'device name: 2-32 lowercase letters, digits or dashes, starting with a letter');
+export const userName = z.string().regex(USER_NAME, 'user name: 2-32 lowercase letters, digits, _ or -, starting with a letter');
+export const zoneHost = z.string().regex(ZONE_HOST, 'zone name: a DNS host name such as alice.example.com');
+
+export const DEVICE_ROLES = ['core', 'storage', 'portable', 'gateway'] as const;
+
+export const gatewaySchema = z.object({
+  mode: z.enum(['lan', 'public', 'sn']),
+  /** Public host or relay the zone is reached through, when not LAN-only. */
+  host: z.string().max(253).optional(),
+});
+
+export const zoneBootConfigSchema = z.object({
+  typ: z.literal('zone-boot'),
+  zone: zoneHost,
+  owner: userName,
+  owner_key: b64Key,
+  /** Key that signs session tokens; tokens signed by anything else are refused by every service. */
+  verify_hub_key: b64Key,
+  core_nodes: z.array(deviceName).min(1).max(7),
+  gateway: gatewaySchema,
+  iat: z.number().int(),
+  exp: z.number().int(),
+});
+export type ZoneBootConfig = z.infer<typeof zoneBootConfigSchema>;
+
+export const deviceDocSchema = z
+  .object({
+    typ: z.literal('device'),
+    name: deviceName,
+    zone: zoneHost,
+    /** did:dev:<public key>. */
+    did: z.string().regex(/^did:dev:[A-Za-z0-9_-]{43}$/),
+    key: b64Key,
+    role: z.enum(DEVICE_ROLES),
+    iat: z.number().int(),
+    exp: z.number().int(),
+  })
+  // Tokens are matched to keys by DID, so a document whose DID names another key would let that key's holder pass
+  // as this device.
+  .refine((d) => d.did === `did:dev:${d.key}`, { message: 'did must be did:dev:<key>', path: ['did'] });
+export type DeviceDoc = z.infer<typeof deviceDocSchema>;
+
+export const ownerDocSchema = z.object({
+  typ: z.literal('owner'),
+  name: userName,
+  zone: zoneHost,
+  key: b64Key,
+  iat: z.number().int(),
+  exp: z.number().int(),
+});
+export type OwnerDoc = z.infer<typeof ownerDocSchema>;
+
+/**
+ * Why a document was refused: `expired`; `invalid` (not a JWT, or not signed by the expected key); `malformed`
+ * (authentic, but its content breaks the schema); `mismatch` (documents that disagree with each other or with files).
+ */
+export type DocumentProblem = 'expired' | 'invalid' | 'malformed' | 'mismatch';
+
+export class DocumentError extends Error {
+  constructor(
+    message: string,
+    readonly reason: DocumentProblem = 'malformed',
+  ) {
+    super(message);
+    this.name = 'DocumentError';
+  }
+}
+
+type Schema<T> = z.ZodType<T>;
+
+async function verifyDoc<T>(what: string, schema: Schema<T>, jwt: string, key: KeyObject): Promise<T> {
+  let payload: Record<string, unknown>;
+  try {
+    payload = await verifyJwt(jwt, key, { clockToleranceSec: 300 });
+  } catch (e) {
+    if (e instanceof JwtError && e.reason === 'expired') throw new DocumentError(`${what} has expired`, 'expired');
+    throw new DocumentError(`${what} has an invalid signature or format`, 'invalid');
+  }
+  const parsed = schema.safeParse(payload);
+  if (!parsed.success) {
+    throw new DocumentError(`${what} is malformed: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  }
+  return parsed.data;
+}
+
+export function verifyZoneBootConfig(jwt: string, ownerKey: KeyObject): Promise<ZoneBootConfig> {
+  return verifyDoc('zone boot config', zoneBootConfigSchema, jwt, ownerKey);
+}
+
+export function verifyDeviceDoc(jwt: string, ownerKey: KeyObject): Promise<DeviceDoc> {
+  return verifyDoc('device document', deviceDocSchema, jwt, ownerKey);
+}
+
+/** An owner document is self-signed: it proves possession of the key it names. */
+export async function verifyOwnerDoc(jwt: string): Promise<OwnerDoc> {
+  const parts = jwt.split('.');
+  let claimed: unknown;
+  try {
+    claimed = JSON.parse(Buffer.from(parts[1] ?? '', 'base64url').toString('utf8'));
+  } catch {
+    throw new DocumentError('owner document is not a JWT', 'invalid');
+  }
+  const key = ownerDocSchema.shape.key.safeParse((claimed as { key?: unknown })?.key);
+  if (!key.success) throw new DocumentError('owner document names no valid key', 'invalid');
+  let ownerKey: KeyObject;
+  try {
+    ownerKey = publicKeyFromB64(key.data);
+  } catch {
+    throw new DocumentError('owner document names no valid key', 'invalid');
+  }
+  return verifyDoc('owner document', ownerDocSchema, jwt, ownerKey);
+}
+
+export function signDocument(payload: ZoneBootConfig | DeviceDoc | OwnerDoc, ownerKey: KeyObject): Promise<string> {
+  return signJwt(payload, ownerKey);
+}
+
+/** Ten years: documents are re-signed by the owner on change; expiry bounds the damage of a leaked old copy. */
+export const DOCUMENT_LIFETIME_SEC = 10 * 365 * 24 * 3600;

@@ -1,0 +1,67 @@
+// Access tokens every service accepts. verify-hub signs user tokens with the zone's verify-hub key (named in the
+// owner-signed zone boot config); node_daemon signs service tokens for the kernel services it starts with its
+// device key (named in an owner-signed device document). Nothing else is trusted.
+import { z } from 'zod';
+import type { KeyObject } from 'node:crypto';
+import { KrpcError, type Principal } from '../krpc/index.ts';
+import { JwtError, peekJwt, signJwt, verifyJwt } from './jwt.ts';
+
+export const SESSION_TOKEN_TTL_SEC = 15 * 60;
+export const SUDO_TOKEN_TTL_SEC = 5 * 60;
+export const REFRESH_TOKEN_TTL_SEC = 7 * 24 * 3600;
+export const SERVICE_TOKEN_TTL_SEC = 24 * 3600;
+
+export const KERNEL_SERVICES = ['system-config', 'verify-hub', 'scheduler', 'klog', 'node-daemon', 'gateway', 'activation'] as const;
+
+const accessClaims = z.object({
+  typ: z.enum(['session', 'sudo', 'service']),
+  sub: z.string().min(1).max(64),
+  app: z.string().min(1).max(64),
+  sid: z.string().max(64).optional(),
+  jti: z.string().max(64),
+  exp: z.number().int(),
+  iat: z.number().int(),
+});
+export type AccessClaims = z.infer<typeof accessClaims>;
+
+export const VERIFY_HUB_KID = 'verify-hub';
+
+export function signAccessToken(claims: Omit<AccessClaims, 'iat' | 'exp'>, key: KeyObject, ttlSec: number, kid: string): Promise<string> {
+  return signJwt(claims, key, { kid, expiresInSec: ttlSec });
+}
+
+export interface TrustAnchors {
+  verifyHubKey: KeyObject;
+  /** did:dev → public key, for devices whose owner-signed documents this node has verified. */
+  deviceKey(did: string): KeyObject | undefined;
+}
+
+/** Builds the authenticate function kRPC servers use. */
+export function createTokenVerifier(anchors: () => TrustAnchors): (token: string) => Promise<Principal> {
+  return async (token) => {
+    let kid: string | undefined;
+    try {
+      kid = peekJwt(token).kid;
+    } catch {
+      throw new KrpcError('UNAUTHENTICATED', 'token is malformed');
+    }
+    const a = anchors();
+    const key = kid === VERIFY_HUB_KID ? a.verifyHubKey : kid?.startsWith('did:dev:') ? a.deviceKey(kid) : undefined;
+    if (!key) throw new KrpcError('UNAUTHENTICATED', 'token is signed by a key this zone does not trust');
+    let payload: Record<string, unknown>;
+    try {
+      payload = await verifyJwt(token, key);
+    } catch (e) {
+      if (e instanceof JwtError && e.reason === 'expired') throw new KrpcError('TOKEN_EXPIRED', 'token has expired; refresh or log in again');
+      throw new KrpcError('UNAUTHENTICATED', 'token signature is invalid');
+    }
+    const c = accessClaims.safeParse(payload);
+    if (!c.success) throw new KrpcError('UNAUTHENTICATED', 'token claims are malformed');
+    // A device key may only vouch for kernel services running on that device, never for a user.
+    if (kid !== VERIFY_HUB_KID && c.data.typ !== 'service') throw new KrpcError('UNAUTHENTICATED', 'device keys sign only service tokens');
+    if (c.data.typ === 'service' && !(KERNEL_SERVICES as readonly string[]).includes(c.data.sub)) {
+      throw new KrpcError('UNAUTHENTICATED', 'service token names an unknown kernel service');
+    }
+    return { userId: c.data.sub, appId: c.data.app, kind: c.data.typ, sessionId: c.data.sid, expiresAt: c.data.exp };
+  };
+}
