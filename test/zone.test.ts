@@ -151,11 +151,42 @@ describe('single-device zone, end to end', { timeout: 300_000 }, () => {
     await assert.rejects(login('bob', BOB_PASSWORD), (e: KrpcError) => e.code === 'UNAUTHENTICATED');
   });
 
+  it('converges to nodes/<node>/config: a service removed from it stops, and starts again when restored', async () => {
+    const t = await login('alice', ADMIN_PASSWORD);
+    const node = zone.status()!.node!;
+    const kernel = createClient(systemConfigApi, { baseUrl: zone.gatewayUrl, token: await zone.localToken() });
+    const key = `nodes/${node}/config`;
+    const original = (await kernel.get({ key })).value!;
+    await kernel.set({ key, value: JSON.stringify({ kernel: KERNEL.filter((k) => k !== 'klog'), apps: [] }) });
+    await zone.waitFor((s) => !s.children.some((c) => c.name === 'klog'), 30_000, 'klog stopped');
+    await kernel.set({ key, value: original });
+    await zone.waitFor(allHealthy, 60_000, 'klog started again');
+    assert.ok(t.session_token);
+  });
+
   it('stops the whole process tree on SIGTERM', async () => {
     const pids = zone.status()!.children.map((c) => c.pid!);
     await zone.stop();
     for (const pid of pids) assert.throws(() => process.kill(pid, 0), `kernel process ${pid} still alive`);
     assert.equal(zone.daemon.exitCode, 0);
     assert.throws(() => readFileSync(join(zone.paths.run, 'status.json')), 'status file removed');
+  });
+
+  it('resets to an unactivated device that keeps no old accounts', async () => {
+    const refused = await zone.cli(['reset']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /--yes/);
+    const r = await zone.cli(['reset', '--yes']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /removed .*zone\.json/);
+    assert.match(r.stdout, /removed .*system-config/);
+    assert.match(r.stdout, /kept .*logs/);
+    zone.startDaemon();
+    await zone.waitFor((s) => s.state === 'activation', 30_000, 'activation mode after reset');
+    await activateDevice(zone.activationUrl, { mnemonic: generateMnemonic(), zone: 'carol.example.net', owner: 'carol', password: 'Another-horse-77x' });
+    await zone.waitFor(allHealthy, 90_000, 'new zone healthy');
+    await zone.waitRoutable(KERNEL);
+    await assert.rejects(login('alice', ADMIN_PASSWORD), (e: KrpcError) => e.code === 'UNAUTHENTICATED');
+    assert.equal((await login('carol', 'Another-horse-77x')).user.role, 'admin');
   });
 });

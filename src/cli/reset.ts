@@ -30,6 +30,10 @@ export function registerReset(program: Command): void {
       const r = resetNode(ctx.paths, { keepData: !opts.wipeData });
       for (const p of r.removed) console.log(`removed ${p}`);
       for (const p of r.kept) console.log(`kept    ${p}`);
-      console.log(opts.wipeData ? 'device reset; all data removed' : 'device reset; data kept (a new activation starts a new zone beside it: use --wipe-data for a clean start)');
+      console.log(
+        opts.wipeData
+          ? 'device reset: identity, zone configuration, accounts and all data removed'
+          : 'device reset: identity, zone configuration and accounts removed; user data, logs and node settings kept',
+      );
     });
 }

@@ -8,6 +8,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { saveNodeConfig, nodePaths, type NodePaths } from '../../src/lib/config/node-config.ts';
 import type { NodeStatusFile } from '../../src/kernel/node-daemon/main.ts';
+import { didDev, loadKeyFile } from '../../src/lib/identity/keys.ts';
+import { signAccessToken } from '../../src/lib/identity/tokens.ts';
+import { randomUUID } from 'node:crypto';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(REPO, 'bin', 'buckyos.mjs');
@@ -42,6 +45,8 @@ export interface TestZone {
   activationUrl: string;
   status(): NodeStatusFile | null;
   waitFor(pred: (s: NodeStatusFile) => boolean, timeoutMs?: number, what?: string): Promise<NodeStatusFile>;
+  /** A kernel token as root on the device has (what the CLI uses without --user). */
+  localToken(): Promise<string>;
   /** Waits until the node gateway answers `/health` of each service through its route. */
   waitRoutable(services: string[], timeoutMs?: number): Promise<void>;
   /** Runs the CLI against this zone; resolves with exit code and output. */
@@ -95,6 +100,10 @@ export async function startZone(opts: { heartbeatMs?: number } = {}): Promise<Te
         await new Promise((r) => setTimeout(r, 100));
       }
       throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(zone.status())}`);
+    },
+    async localToken() {
+      const kp = loadKeyFile(join(paths.etc, 'device_key.pem'));
+      return signAccessToken({ typ: 'service', sub: 'node-daemon', app: 'buckyos-cli', jti: randomUUID() }, kp.privateKey, 600, didDev(kp.publicKeyB64));
     },
     async waitRoutable(services, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;

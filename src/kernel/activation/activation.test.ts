@@ -216,10 +216,15 @@ describe('activation service: full activation', () => {
       mkdirSync(join(h.paths.data, 'volumes'), { recursive: true });
       writeFileSync(join(h.paths.data, 'volumes', 'photo.jpg'), 'x');
       mkdirSync(h.paths.logs, { recursive: true });
+      mkdirSync(join(h.paths.data, 'system-config'), { recursive: true });
+      writeFileSync(join(h.paths.data, 'system-config', 'config.db'), 'old zone');
 
       const kept = resetNode(h.paths, { keepData: true });
       assert.equal(kept.removed[0], join(h.paths.etc, IDENTITY_FILES.zone));
-      assert.deepEqual(kept.removed, [IDENTITY_FILES.zone, IDENTITY_FILES.deviceKey, IDENTITY_FILES.verifyHubKey, IDENTITY_FILES.ownerAdmin].map((f) => join(h.paths.etc, f)));
+      assert.deepEqual(kept.removed, [
+        ...[IDENTITY_FILES.zone, IDENTITY_FILES.deviceKey, IDENTITY_FILES.verifyHubKey, IDENTITY_FILES.ownerAdmin].map((f) => join(h.paths.etc, f)),
+        join(h.paths.data, 'system-config'),
+      ]);
       assert.deepEqual(kept.kept, [h.paths.logs, h.paths.data]);
       assert.ok(existsSync(join(h.paths.data, 'volumes', 'photo.jpg')));
       assert.ok(etcIsEmpty(h.paths));

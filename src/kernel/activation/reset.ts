@@ -15,6 +15,9 @@ export interface ResetReport {
 
 const IDENTITY_ORDER = [IDENTITY_FILES.zone, IDENTITY_FILES.deviceKey, IDENTITY_FILES.verifyHubKey, IDENTITY_FILES.ownerAdmin];
 
+/** Directories under data/ that belong to the zone identity rather than to the user's data. */
+export const ZONE_STATE_DIRS = ['system-config'];
+
 export function resetNode(paths: NodePaths, opts: { keepData: boolean }): ResetReport {
   const removed: string[] = [];
   const remove = (path: string): void => {
@@ -29,6 +32,9 @@ export function resetNode(paths: NodePaths, opts: { keepData: boolean }): ResetR
       if (IDENTITY_ORDER.some((f) => name.startsWith(`${f}.tmp-`))) remove(join(paths.etc, name));
     }
   }
+  // The zone's configuration store holds its users, credentials, sessions and documents: all bound to the identity
+  // just removed. Kept, it would hand the next zone the old accounts (and the old owner's password), so it always goes.
+  for (const dir of ZONE_STATE_DIRS) remove(join(paths.data, dir));
   if (!opts.keepData) remove(paths.data);
   const kept = [paths.nodeConfig, paths.logs, ...(opts.keepData ? [paths.data] : [])].filter((p) => existsSync(p));
   return { removed, kept };
