@@ -2,7 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { z } from 'zod';
 import {
-  KrpcError, callRaw, createClient, createHttpApp, createKrpcEndpoint, currentTrace, defineService, describeService,
+  KrpcError, callRaw, clientAddress, createClient, createHttpApp, createKrpcEndpoint, currentTrace, defineService, describeService,
   listen, method, type RunningServer,
 } from './index.ts';
 
@@ -93,5 +93,14 @@ describe('krpc', () => {
     const md = describeService(echo);
     assert.match(md, /## `say`/);
     assert.match(md, /"maxLength": 10/);
+  });
+});
+
+describe('clientAddress', () => {
+  const req = (peer: string, fwd?: string) => ({ socket: { remoteAddress: peer }, headers: fwd ? { 'x-forwarded-for': fwd } : {} }) as never;
+  it('trusts X-Forwarded-For only from a loopback peer', () => {
+    assert.equal(clientAddress(req('127.0.0.1', '192.0.2.7, 10.0.0.1')), '192.0.2.7');
+    assert.equal(clientAddress(req('192.0.2.9', '127.0.0.1')), '192.0.2.9');
+    assert.equal(clientAddress(req('::1')), '::1');
   });
 });

@@ -99,6 +99,20 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(text);
 }
 
+const LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+
+/** The caller's address. Only a loopback peer (this node's own gateway) may speak for another client through
+ * X-Forwarded-For; from anywhere else the header is ignored, so it cannot be used to dodge per-address limits. */
+export function clientAddress(req: IncomingMessage): string {
+  const peer = req.socket.remoteAddress ?? '';
+  const fwd = req.headers['x-forwarded-for'];
+  if (LOOPBACK.has(peer) && typeof fwd === 'string') {
+    const first = fwd.split(',')[0]?.trim();
+    if (first && first.length <= 64) return first;
+  }
+  return peer;
+}
+
 export function bearerToken(req: IncomingMessage): string | null {
   const h = req.headers.authorization;
   if (typeof h === 'string' && h.startsWith('Bearer ')) return h.slice(7).trim() || null;
@@ -171,7 +185,7 @@ export function createKrpcEndpoint<M extends MethodMap>(
         token: token ?? null,
         trace,
         seq,
-        remoteAddress: req.socket.remoteAddress ?? '',
+        remoteAddress: clientAddress(req),
       };
       const handler = handlers[methodName as keyof M];
       const result = await runWithTrace(trace, () => handler(parsed.data as never, ctx));

@@ -4,7 +4,7 @@
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
-import { sendJson, type Client } from '../../lib/krpc/index.ts';
+import { clientAddress, sendJson, type Client } from '../../lib/krpc/index.ts';
 
 export const serviceInfoSchema = z.object({
   instances: z.array(
@@ -61,7 +61,13 @@ export class RouteTable {
 
 export function proxy(req: IncomingMessage, res: ServerResponse, target: { host: string; port: number }, path: string): void {
   const upstream = httpRequest(
-    { host: target.host, port: target.port, method: req.method, path, headers: { ...req.headers, host: `${target.host}:${target.port}` } },
+    {
+      host: target.host,
+      port: target.port,
+      method: req.method,
+      path,
+      headers: { ...req.headers, host: `${target.host}:${target.port}`, 'x-forwarded-for': clientAddress(req) },
+    },
     (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       up.pipe(res);
