@@ -7,7 +7,7 @@ import { klogApi } from '../lib/api/klog.ts';
 import { Rbac } from '../lib/rbac/enforcer.ts';
 import { followPolicy } from '../lib/rbac/config-sync.ts';
 import { createKernelRuntime, type KernelRuntime } from '../kernel/runtime.ts';
-import { KERNEL_SERVICE_PORTS, type KernelServiceName } from '../lib/config/node-config.ts';
+import { KERNEL_SERVICE_PORTS, type KernelServiceName, loadNodeConfig, nodePaths } from '../lib/config/node-config.ts';
 
 type Running = { close(): Promise<void> };
 
@@ -50,11 +50,23 @@ async function runKlog(rt: KernelRuntime, port: number): Promise<Running> {
   });
 }
 
+/** The bootstrap service of an unactivated device: runs until the device is activated, then exits 0. */
+async function runActivation(root: string | undefined): Promise<void> {
+  const { runActivationService } = await import('../kernel/activation/main.ts');
+  const paths = nodePaths(root);
+  const config = loadNodeConfig(paths);
+  const svc = await runActivationService(paths.root, config.ports.activation, config.activation_host);
+  process.on('SIGTERM', () => void svc.close().then(() => process.exit(0)));
+  await svc.activated;
+  process.exit(0);
+}
+
 export function registerService(program: Command): void {
   program
     .command('service <name>')
-    .description(`run one kernel service (${Object.keys(KERNEL_SERVICE_PORTS).join(', ')}); node_daemon does this`)
+    .description(`run one kernel service (${Object.keys(KERNEL_SERVICE_PORTS).join(', ')}, or activation); node_daemon does this`)
     .action(async (name: string, _o: unknown, cmd: Command) => {
+      if (name === 'activation') return runActivation(cmd.optsWithGlobals().root);
       if (!Object.prototype.hasOwnProperty.call(KERNEL_SERVICE_PORTS, name)) throw new Error(`unknown kernel service "${name}"`);
       const svc = name as KernelServiceName;
       const rt = await createKernelRuntime(svc, cmd.optsWithGlobals().root);

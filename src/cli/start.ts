@@ -38,9 +38,10 @@ function explain(paths: NodePaths, s: ReturnType<typeof readStatusFile>): void {
     return;
   }
   if (s.state === 'activation') {
-    console.log(`This device is not activated yet. Activate it:`);
-    console.log(`  in a browser:   ${s.activation_url}`);
-    console.log(`  from a script:  buckyos activate --root ${paths.root} --zone <your.zone.name> --owner <name> --generate-mnemonic`);
+    console.log(`This device is not activated yet. Its activation address is ${s.activation_url}`);
+    console.log(`Activate it from this machine with:`);
+    console.log(`  node ${BIN} activate --root ${paths.root} --zone <your.zone.name> --owner <name> --generate-mnemonic`);
+    console.log(`or from another machine with \`buckyos activate --device ${s.activation_url} ...\`.`);
   } else {
     console.log(`zone ${s.zone} is running on node ${s.node}; \`buckyos status --root ${paths.root}\` shows its services`);
   }
@@ -63,9 +64,15 @@ export function registerStart(program: Command): void {
         explain(paths, s);
         return;
       }
-      setTimeout(() => explain(paths, readStatusFile(paths)), 1500).unref();
+      let told: string | undefined;
+      const tell = async () => {
+        const s = await waitForStatus(paths, 60_000);
+        if (s?.state !== told) explain(paths, s);
+        told = s?.state;
+      };
+      void tell();
       await runNodeDaemon(paths.root);
-      explain(paths, await waitForStatus(paths, 60_000));
+      await tell();
     });
 
   program

@@ -7,7 +7,7 @@ import { type RunningServer, listen } from '../../lib/krpc/index.ts';
 import { createLogger } from '../../lib/log/logger.ts';
 import { createActivationApp } from './service.ts';
 
-// main.ts is this service's public face (.dependency-cruiser.cjs): node_daemon embeds the app, the CLI resets.
+// main.ts is this service's public face (.dependency-cruiser.cjs): the CLI runs the service and resets.
 export { type ActivationAppOptions, createActivationApp } from './service.ts';
 export { type ResetReport, resetNode } from './reset.ts';
 

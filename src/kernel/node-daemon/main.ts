@@ -1,6 +1,8 @@
 // node_daemon (DESIGN §1.3): the first process on every device. Unactivated, it serves activation; activated, it
 // boots the kernel services in order, supervises them, reports the device and its instances to system-config, and
 // converges to `nodes/<node>/config` by watch (polling when the watch fails). SIGTERM stops the whole tree.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +12,7 @@ import { isActivated } from '../../lib/identity/node-identity.ts';
 import { writeFileAtomic } from '../../lib/identity/keys.ts';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { klogApi } from '../../lib/api/klog.ts';
-import { KrpcError, listen } from '../../lib/krpc/index.ts';
+import { KrpcError } from '../../lib/krpc/index.ts';
 import { type Logger, createLogger } from '../../lib/log/logger.ts';
 import { collectDeviceInfo } from '../../lib/sysinfo.ts';
 import { createLogShipper } from '../../lib/log/shipper.ts';
@@ -57,6 +59,23 @@ export function readStatusFile(paths: NodePaths): NodeStatusFile | null {
   } catch {
     return null;
   }
+}
+
+/** Polls a health URL until it answers 200 (true) or `exited` settles first (false). */
+async function untilHealthy(url: string, exited: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void exited.then(() => (done = true));
+  while (!done) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      await res.body?.cancel();
+      if (res.status === 200) return true;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
 }
 
 function pidAlive(pid: number): boolean {
@@ -108,23 +127,35 @@ class NodeDaemon {
     writeFileAtomic(statusFilePath(this.paths), JSON.stringify(status, null, 2), 0o644);
   }
 
-  /** Serves activation until the owner activates this device. */
+  /** Runs the activation service as a child until the owner activates this device. A child of its own, so the
+   * daemon of an activated node never carries activation's code in memory. */
   async awaitActivation(): Promise<void> {
     this.state = 'activation';
     const { port, host } = { port: this.config.ports.activation, host: this.config.activation_host };
-    let done!: () => void;
-    const activated = new Promise<void>((r) => (done = r));
-    // Loaded only on an unactivated device: an activated node never needs it in memory.
-    const { createActivationApp } = await import('../activation/main.ts');
-    const app = createActivationApp({ paths: this.paths, logger: this.log, onActivated: () => done() });
-    const running = await listen(app, port, host);
     const addr = collectDeviceInfo().addresses.find((a) => a.family === 'IPv4')?.address ?? '127.0.0.1';
-    this.activationUrl = `http://${host === '0.0.0.0' ? addr : host}:${running.port}/`;
-    this.writeStatus();
-    this.log.info({ url: this.activationUrl }, 'device is not activated; waiting for activation');
-    const aborted = new Promise<void>((r) => this.stop.signal.addEventListener('abort', () => r(), { once: true }));
-    await Promise.race([activated, aborted]);
-    await running.close();
+    const url = `http://${host === '0.0.0.0' ? addr : host}:${port}/`;
+    const health = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}/health`;
+    while (!this.aborted && !isActivated(this.paths.etc)) {
+      const child = spawn(process.execPath, [...KERNEL_NODE_FLAGS, BIN, 'service', 'activation', '--root', this.paths.root], {
+        env: { ...process.env, BUCKYOS_ROOT: this.paths.root },
+        stdio: 'ignore',
+      });
+      const stopChild = () => child.kill('SIGTERM');
+      this.stop.signal.addEventListener('abort', stopChild, { once: true });
+      const exited = once(child, 'exit');
+      // Announce the address only once it answers, so whoever reads the status can use it at once.
+      if (await untilHealthy(health, exited)) {
+        this.activationUrl = url;
+        this.writeStatus();
+        this.log.info({ url }, 'device is not activated; waiting for activation');
+      }
+      const [code, signal] = (await exited) as [number | null, string | null];
+      this.stop.signal.removeEventListener('abort', stopChild);
+      if (!this.aborted && !isActivated(this.paths.etc)) {
+        this.log.error({ code, signal }, 'activation service exited before activation; restarting it');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
     this.activationUrl = undefined;
   }
 

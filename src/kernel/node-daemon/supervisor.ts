@@ -97,9 +97,16 @@ class Supervised {
     else this.status.state = 'running';
   }
 
+  /** Checks overlap (a hung child takes a whole timeout to fail): a result about a process that has since exited,
+   * been replaced or is being stopped says nothing about the current one. */
+  private isCurrent(child: ChildProcess | null): child is ChildProcess {
+    return child !== null && child === this.child && this.status.state !== 'stopping';
+  }
+
   private async checkHealth(): Promise<void> {
     const { spec, opts } = this;
-    if (!this.child || this.status.state === 'stopping') return;
+    const child = this.child;
+    if (!this.isCurrent(child)) return;
     let ok = false;
     try {
       const res = await fetch(spec.healthUrl!, { signal: AbortSignal.timeout(Math.max(1000, opts.healthIntervalMs - 100)) });
@@ -108,6 +115,7 @@ class Supervised {
     } catch {
       ok = false;
     }
+    if (!this.isCurrent(child)) return;
     if (ok) {
       this.healthMisses = 0;
       if (!this.status.healthy) {
@@ -121,7 +129,7 @@ class Supervised {
     this.healthMisses++;
     if (this.healthMisses >= opts.healthFailures) {
       opts.logger.warn({ child: spec.name, misses: this.healthMisses }, 'kernel service failed health checks; killing it');
-      this.child.kill('SIGKILL');
+      child.kill('SIGKILL');
     }
   }
 

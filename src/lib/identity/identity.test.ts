@@ -365,3 +365,17 @@ describe('node identity on disk', () => {
     }
   });
 });
+
+describe('token verifier cache', () => {
+  it('answers a repeated token from cache but still expires it', async () => {
+    const hub = generateKeyPair();
+    const verify = createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: () => undefined }));
+    const token = await signAccessToken({ typ: 'session', sub: 'alice', app: 'control-panel', sid: 's', jti: 'j' }, hub.privateKey, 1, VERIFY_HUB_KID);
+    assert.equal((await verify(token)).userId, 'alice');
+    assert.equal((await verify(token)).userId, 'alice');
+    await new Promise((r) => setTimeout(r, 1100));
+    await assert.rejects(verify(token), { code: 'TOKEN_EXPIRED' });
+    const forged = token.slice(0, -4) + (token.endsWith('AAAA') ? 'BBBB' : 'AAAA');
+    await assert.rejects(verify(forged), { code: 'UNAUTHENTICATED' });
+  });
+});

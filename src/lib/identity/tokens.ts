@@ -36,9 +36,28 @@ export interface TrustAnchors {
   deviceKey(did: string): KeyObject | undefined;
 }
 
+/** Verified tokens remembered, so a client's repeated calls cost one signature check per token, not per call. */
+const VERIFIED_CACHE_SIZE = 1024;
+
 /** Builds the authenticate function kRPC servers use. */
 export function createTokenVerifier(anchors: () => TrustAnchors): (token: string) => Promise<Principal> {
+  // Keyed by the exact token text, so only a token that already verified can hit. Expiry is re-checked on every hit;
+  // trust anchors only grow during a verifier's life, so a cached answer stays as true as it was when checked.
+  const verified = new Map<string, Principal>();
   return async (token) => {
+    const hit = verified.get(token);
+    if (hit) {
+      if (hit.expiresAt > Date.now() / 1000) return hit;
+      verified.delete(token);
+      throw new KrpcError('TOKEN_EXPIRED', 'token has expired; refresh or log in again');
+    }
+    const principal = await verifyUncached(token);
+    if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
+    verified.set(token, principal);
+    return principal;
+  };
+
+  async function verifyUncached(token: string): Promise<Principal> {
     let kid: string | undefined;
     try {
       kid = peekJwt(token).kid;
@@ -63,5 +82,5 @@ export function createTokenVerifier(anchors: () => TrustAnchors): (token: string
       throw new KrpcError('UNAUTHENTICATED', 'service token names an unknown kernel service');
     }
     return { userId: c.data.sub, appId: c.data.app, kind: c.data.typ, sessionId: c.data.sid, expiresAt: c.data.exp };
-  };
+  }
 }

@@ -33,13 +33,16 @@ export class RouteTable {
       this.routes.delete(m[1]);
       return;
     }
+    // A malformed info document is treated as absent: the route answers UNAVAILABLE rather than guessing.
+    let doc: unknown;
     try {
-      const info = serviceInfoSchema.safeParse(JSON.parse(value));
-      if (info.success) this.routes.set(m[1], info.data);
+      doc = JSON.parse(value);
     } catch {
-      // A malformed info document is treated as absent: the route answers UNAVAILABLE rather than guessing.
-      this.routes.delete(m[1]);
+      doc = undefined;
     }
+    const info = serviceInfoSchema.safeParse(doc);
+    if (info.success) this.routes.set(m[1], info.data);
+    else this.routes.delete(m[1]);
   }
 
   /** A running instance, preferring this node's own; a starting one only when nothing runs (a restart in
@@ -71,11 +74,21 @@ export function proxy(req: IncomingMessage, res: ServerResponse, target: { host:
     (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       up.pipe(res);
+      up.on('end', () => {
+        if (req.complete) return;
+        // The instance answered without reading the whole body (413 for an oversized one). The rest is of no use to
+        // it, but must still be read off the client's connection: left unread, it stalls the next request on that
+        // keep-alive connection until the server times the connection out and resets it.
+        req.unpipe(upstream);
+        upstream.destroy();
+        req.resume();
+      });
     },
   );
   upstream.on('error', (e) => {
     if (!res.headersSent) sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `service instance unreachable: ${e.message}` } });
-    else res.destroy();
+    // A complete answer stands: destroying the connection now would only break the client's next request on it.
+    else if (!res.writableEnded) res.destroy();
   });
   req.pipe(upstream);
 }
