@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { startZone, type TestZone } from './support/zone.ts';
+import { spawn } from 'node:child_process';
+import { BIN, startZone, type TestZone } from './support/zone.ts';
 import { activateDevice } from '../src/lib/identity/activation-client.ts';
 import { generateMnemonic } from '../src/lib/identity/mnemonic.ts';
 import { loadKeyFile } from '../src/lib/identity/keys.ts';
@@ -138,6 +139,25 @@ describe('single-device zone, end to end', { timeout: 300_000 }, () => {
     const users = await zone.cli(['user', 'list']);
     assert.match(users.stdout, /alice\s+admin/);
     assert.match(users.stdout, /bob\s+user/);
+    const logs = await zone.cli(['logs', '-s', 'verify-hub', '-n', '20']);
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, /verify-hub: .*listening/);
+    const follow = spawn(process.execPath, [BIN, '--root', zone.root, 'logs', '--follow', '-n', '0', '-g', 'marker-follow']);
+    let followed = '';
+    let followErr = '';
+    follow.stdout.on('data', (d) => (followed += d));
+    follow.stderr.on('data', (d) => (followErr += d));
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!followed.includes('marker-follow') && Date.now() < deadline) {
+        // system-config logs each write with its keys (debug level in this zone); shipped to klog, it reaches the follower.
+        await zone.cli(['config', 'set', 'storage/marker-follow', '1']);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.match(followed, /marker-follow/, `follower printed nothing matching; stderr: ${followErr}`);
+    } finally {
+      follow.kill();
+    }
     const denied = await zone.cli(['--user', 'bob', 'config', 'set', 'storage/x', '1'], { BUCKYOS_PASSWORD: BOB_PASSWORD });
     assert.equal(denied.code, 1);
     assert.match(denied.stderr, /PERMISSION_DENIED/);

@@ -125,10 +125,11 @@ export function auditHash(prevHash: string, canonicalRecord: string): string {
   return createHash('sha256').update(prevHash, 'utf8').update(canonicalRecord, 'utf8').digest('hex');
 }
 
-/** Each word becomes a quoted FTS5 prefix term, so user input can never be FTS5 syntax (or a syntax error). */
+/** Each word becomes a quoted FTS5 prefix term, so user input can never be FTS5 syntax (or a syntax error). NUL
+ * separates words too: inside a quoted term it would end the query string early, leaving the quote unterminated. */
 function ftsQuery(text: string): string {
   return text
-    .split(/\s+/)
+    .split(/[\s\0]+/)
     .filter(Boolean)
     .map((w) => `"${w.replace(/"/g, '""')}"*`)
     .join(' ');
@@ -296,7 +297,7 @@ export class KlogStore {
       ['ts >= ?', q.since],
       ['ts <= ?', q.until],
       ['id < ?', q.beforeId],
-      ['id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)', q.text?.trim() ? ftsQuery(q.text) : undefined],
+      ['id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)', (q.text && ftsQuery(q.text)) || undefined],
     ]);
     const rows = this.open().prepare(`SELECT * FROM logs ${sql} ORDER BY id DESC LIMIT ?`).all(...args, q.limit) as LogRow[];
     return rows.map(fromLogRow);

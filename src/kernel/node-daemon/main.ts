@@ -12,7 +12,7 @@ import { isActivated } from '../../lib/identity/node-identity.ts';
 import { writeFileAtomic } from '../../lib/identity/keys.ts';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { klogApi } from '../../lib/api/klog.ts';
-import { KrpcError } from '../../lib/krpc/index.ts';
+import { KrpcError, httpHealthy } from '../../lib/krpc/index.ts';
 import { type Logger, createLogger } from '../../lib/log/logger.ts';
 import { collectDeviceInfo } from '../../lib/sysinfo.ts';
 import { createLogShipper } from '../../lib/log/shipper.ts';
@@ -66,13 +66,7 @@ async function untilHealthy(url: string, exited: Promise<unknown>): Promise<bool
   let done = false;
   void exited.then(() => (done = true));
   while (!done) {
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      await res.body?.cancel();
-      if (res.status === 200) return true;
-    } catch {
-      // Not listening yet.
-    }
+    if (await httpHealthy(url, 1000)) return true;
     await new Promise((r) => setTimeout(r, 100));
   }
   return false;

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { httpHealthy } from '../../lib/krpc/index.ts';
 
 export interface ChildSpec {
   name: string;
@@ -107,14 +108,7 @@ class Supervised {
     const { spec, opts } = this;
     const child = this.child;
     if (!this.isCurrent(child)) return;
-    let ok = false;
-    try {
-      const res = await fetch(spec.healthUrl!, { signal: AbortSignal.timeout(Math.max(1000, opts.healthIntervalMs - 100)) });
-      ok = res.status === 200;
-      await res.body?.cancel();
-    } catch {
-      ok = false;
-    }
+    const ok = await httpHealthy(spec.healthUrl!, Math.max(1000, opts.healthIntervalMs - 100));
     if (!this.isCurrent(child)) return;
     if (ok) {
       this.healthMisses = 0;

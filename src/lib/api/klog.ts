@@ -1,7 +1,7 @@
 // The klog kRPC declaration (DESIGN §4, kLog): structured log records shipped by every node's node_daemon, searched
 // and tailed by admins, and the append-only audit stream of security events. Server, client and docs derive from it.
 import { z } from 'zod';
-import { defineService, method } from '../krpc/index.ts';
+import { defineService, jsonDepthWithin, method } from '../krpc/index.ts';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -26,7 +26,13 @@ export const KLOG_MAX_TAIL_TIMEOUT_MS = 30_000;
 /** 1000 records at the per-record bounds can exceed this; shippers also cap a batch's bytes well below it. */
 export const KLOG_MAX_BODY_BYTES = 8 * 1024 * 1024;
 
+/** Fields and audit details nest at most this deep, so a shipper knows what to cut a record to (the kRPC server's
+ * own bound is on the whole request). */
+export const KLOG_MAX_JSON_DEPTH = 64;
+
 const jsonBytes = (v: unknown): number => Buffer.byteLength(JSON.stringify(v));
+
+const tooDeep = (what: string) => ({ message: `${what}: nested deeper than ${KLOG_MAX_JSON_DEPTH} levels`, abort: true });
 
 const id = z.number().int().nonnegative();
 /** Milliseconds since the Unix epoch. */
@@ -37,6 +43,7 @@ const nodeName = z.string().min(1).max(128);
 const traceId = z.string().min(1).max(64);
 const fields = z
   .record(z.string(), z.unknown())
+  .refine((f) => jsonDepthWithin(f, KLOG_MAX_JSON_DEPTH), tooDeep('fields'))
   .refine((f) => jsonBytes(f) <= KLOG_MAX_FIELDS_BYTES, `fields: larger than ${KLOG_MAX_FIELDS_BYTES} bytes as JSON`);
 
 export const logRecordIn = z
@@ -72,6 +79,7 @@ const auditEventIn = z
     target: z.string().max(512).default(''),
     detail: z
       .record(z.string(), z.unknown())
+      .refine((d) => jsonDepthWithin(d, KLOG_MAX_JSON_DEPTH), tooDeep('detail'))
       .refine((d) => jsonBytes(d) <= KLOG_MAX_AUDIT_DETAIL_BYTES, `detail: larger than ${KLOG_MAX_AUDIT_DETAIL_BYTES} bytes as JSON`)
       .default({}),
   })

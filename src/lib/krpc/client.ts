@@ -1,6 +1,6 @@
 // Typed kRPC client derived from a service declaration: `client.get({ key })` is typed by the same zod schemas the
 // server validates with. Params are checked before sending so a caller's mistake names the field at once.
-import { request as httpRequest, Agent } from 'node:http';
+import { request as httpRequest, get as httpGet, Agent } from 'node:http';
 import { KrpcError, isErrorCode } from './errors.ts';
 import { currentTrace, newTraceId } from './context.ts';
 import { formatIssues } from './server.ts';
@@ -58,6 +58,19 @@ export async function callRaw(
       reject(e instanceof KrpcError ? e : new KrpcError('UNAVAILABLE', `cannot reach ${url}: ${(e as Error).message}`)),
     );
     req.end(payload);
+  });
+}
+
+/** True when `GET url` answers 200 within `timeoutMs`. Plain node:http rather than fetch: long-running supervisors
+ * poll this constantly, and fetch's undici stack would add megabytes to every process that does. */
+export function httpHealthy(url: string, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = httpGet(url, { agent, timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
   });
 }
 

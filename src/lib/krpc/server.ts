@@ -11,6 +11,22 @@ import type { MethodMap, ParamsOut, Result, ServiceDef } from './service.ts';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
+/** Requests nest objects and arrays at most this deep. Deeper input is refused before zod or a handler walks it: both
+ * recurse, and a few thousand levels, a few kilobytes of body, exhaust the stack. */
+export const MAX_REQUEST_DEPTH = 128;
+
+/** Whether objects and arrays in `value` nest at most `max` levels; iterative, so any depth is safe to check. */
+export function jsonDepthWithin(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const [v, depth] = next;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > max) return false;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return true;
+}
+
 export type Handlers<M extends MethodMap> = {
   [K in keyof M]: (params: ParamsOut<M[K]>, ctx: CallContext) => Promise<Result<M[K]>> | Result<M[K]>;
 };
@@ -155,6 +171,9 @@ export function createKrpcEndpoint<M extends MethodMap>(
         raw = JSON.parse(body.toString('utf8'));
       } catch {
         throw new KrpcError('BAD_REQUEST', 'request body is not valid JSON');
+      }
+      if (!jsonDepthWithin(raw, MAX_REQUEST_DEPTH)) {
+        throw new KrpcError('BAD_REQUEST', `request nests objects and arrays deeper than ${MAX_REQUEST_DEPTH} levels`);
       }
       const env = envelopeSchema.safeParse(raw);
       if (!env.success) {

@@ -12,8 +12,10 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import {
-  KLOG_MAX_FIELDS_BYTES, KLOG_MAX_MSG_CHARS, KLOG_MAX_RECORDS_PER_APPEND, LOG_LEVELS, type LogLevel, type LogRecordIn,
+  KLOG_MAX_FIELDS_BYTES, KLOG_MAX_JSON_DEPTH, KLOG_MAX_MSG_CHARS, KLOG_MAX_RECORDS_PER_APPEND, LOG_LEVELS, type LogLevel,
+  type LogRecordIn,
 } from '../api/klog.ts';
+import { jsonDepthWithin } from '../krpc/index.ts';
 import { writeFileAtomic } from '../identity/keys.ts';
 
 export interface LogShipperOptions {
@@ -88,6 +90,9 @@ function timeOf(v: unknown): number {
 /** Fits a record inside klog's bounds, so no line can make a batch fail validation and block shipping forever. */
 function bounded(r: LogRecordIn): LogRecordIn {
   if (r.msg.length > KLOG_MAX_MSG_CHARS) r.msg = `${r.msg.slice(0, KLOG_MAX_MSG_CHARS - 1)}…`;
+  if (r.fields && !jsonDepthWithin(r.fields, KLOG_MAX_JSON_DEPTH)) {
+    r.fields = { fields_truncated: true, nested_deeper_than: KLOG_MAX_JSON_DEPTH };
+  }
   if (r.fields) {
     const bytes = Buffer.byteLength(JSON.stringify(r.fields));
     if (bytes > KLOG_MAX_FIELDS_BYTES) r.fields = { fields_truncated: true, original_bytes: bytes };

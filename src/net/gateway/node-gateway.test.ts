@@ -1,0 +1,185 @@
+// The node gateway's route table, and its proxy against real HTTP servers on loopback.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { Agent, createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RouteTable, proxy, type ServiceInfo } from './node-gateway.ts';
+
+type Instance = ServiceInfo['instances'][number];
+
+function info(...instances: Instance[]): string {
+  return JSON.stringify({ instances, updated_at: Date.now() });
+}
+
+const inst = (node: string, port: number, state: Instance['state']): Instance => ({ node, host: '127.0.0.1', port, state });
+
+describe('RouteTable', () => {
+  it('applies, replaces and deletes routes from services/<s>/info', () => {
+    const t = new RouteTable('n1');
+    t.apply('services/klog/info', info(inst('n1', 3500, 'running')));
+    t.apply('services/system-config/info', info(inst('n1', 3200, 'running')));
+    assert.deepEqual(t.services(), ['klog', 'system-config']);
+    assert.deepEqual(t.pick('klog'), inst('n1', 3500, 'running'));
+    t.apply('services/klog/info', info(inst('n1', 3501, 'running')));
+    assert.equal(t.pick('klog')?.port, 3501);
+    t.apply('services/klog/info', null);
+    assert.equal(t.pick('klog'), undefined);
+    assert.deepEqual(t.services(), ['system-config']);
+  });
+
+  it('ignores keys that are not a service info document', () => {
+    const t = new RouteTable('n1');
+    for (const key of ['services/klog/spec', 'services/klog/instances/n1', 'services/Klog/info', 'services/klog/info/x', 'nodes/n1/config']) {
+      t.apply(key, info(inst('n1', 3500, 'running')));
+    }
+    assert.deepEqual(t.services(), []);
+  });
+
+  it('treats a malformed info document as absent, dropping the route it replaces', () => {
+    const t = new RouteTable('n1');
+    for (const bad of ['{not json', '[]', '{"instances":[{"node":"n1","host":"127.0.0.1","port":70000,"state":"running"}],"updated_at":1}', '{"instances":"x"}']) {
+      t.apply('services/klog/info', info(inst('n1', 3500, 'running')));
+      t.apply('services/klog/info', bad);
+      assert.equal(t.pick('klog'), undefined, `route dropped after ${bad}`);
+    }
+  });
+
+  it('picks this node\'s running instance first, then another running one, then a starting one, never a dead one', () => {
+    const t = new RouteTable('n1');
+    t.apply('services/s/info', info(inst('n2', 1, 'running'), inst('n1', 2, 'running'), inst('n3', 3, 'starting')));
+    assert.equal(t.pick('s')?.port, 2);
+    t.apply('services/s/info', info(inst('n1', 2, 'starting'), inst('n2', 1, 'running')));
+    assert.equal(t.pick('s')?.port, 1, 'a running instance elsewhere beats a starting one here');
+    t.apply('services/s/info', info(inst('n2', 1, 'starting'), inst('n1', 2, 'starting'), inst('n3', 3, 'dead')));
+    assert.equal(t.pick('s')?.port, 2, 'among starting ones, this node\'s');
+    t.apply('services/s/info', info(inst('n2', 1, 'starting')));
+    assert.equal(t.pick('s')?.port, 1);
+    t.apply('services/s/info', info(inst('n1', 2, 'dead')));
+    assert.equal(t.pick('s'), undefined);
+    assert.equal(t.pick('unknown'), undefined);
+  });
+});
+
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+function post(port: number, path: string, body: Buffer, headers: Record<string, string>, agent?: Agent) {
+  return new Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { ...headers, 'content-length': body.length } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('proxy', () => {
+  let upstream: Server;
+  let front: Server;
+  let upstreamPort: number;
+  let frontPort: number;
+  let deadPort: number;
+  let frontConnections = 0;
+  let lastFrontRequest: IncomingMessage | undefined;
+  const seen: { method?: string; url?: string; headers: IncomingHttpHeaders; body: Buffer }[] = [];
+
+  before(async () => {
+    upstream = createServer((req, res) => {
+      if (req.url?.startsWith('/early')) {
+        // Like a kRPC endpoint refusing an oversized body: answer at once, then discard the rest.
+        req.resume();
+        res.writeHead(413, { 'content-type': 'application/json' });
+        res.end('{"error":{"code":"PAYLOAD_TOO_LARGE","message":"too large"}}');
+        return;
+      }
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        seen.push({ method: req.method, url: req.url, headers: req.headers, body });
+        res.writeHead(201, { 'content-type': 'application/octet-stream', 'x-upstream': 'yes' });
+        res.end(body);
+      });
+    });
+    upstreamPort = await listen(upstream);
+    // A port that was free a moment ago: nothing listens there.
+    const gone = createServer();
+    deadPort = await listen(gone);
+    await close(gone);
+    front = createServer((req, res) => {
+      lastFrontRequest = req;
+      const url = new URL(req.url ?? '/', 'http://local');
+      const port = url.pathname.startsWith('/dead') ? deadPort : upstreamPort;
+      proxy(req, res, { host: '127.0.0.1', port }, url.pathname + url.search);
+    });
+    // Long enough that only the proxy, not an idle timeout, can free a connection stuck on an unread body.
+    front.keepAliveTimeout = 120_000;
+    front.on('connection', () => frontConnections++);
+    frontPort = await listen(front);
+  });
+  after(async () => {
+    await close(front);
+    await close(upstream);
+  });
+
+  it('forwards method, path, query, headers and body, and relays the upstream answer', async () => {
+    const body = Buffer.alloc(2 * 1024 * 1024);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 31) & 0xff;
+    const r = await post(frontPort, '/kapi/echo?x=1', body, { 'content-type': 'application/json', 'x-trace': 'abc' });
+    assert.equal(r.status, 201);
+    assert.equal(r.headers['x-upstream'], 'yes');
+    assert.ok(r.body.equals(body), 'the answer body arrived intact');
+    const got = seen.at(-1)!;
+    assert.equal(got.method, 'POST');
+    assert.equal(got.url, '/kapi/echo?x=1');
+    assert.equal(got.headers['x-trace'], 'abc');
+    assert.equal(got.headers['content-type'], 'application/json');
+    assert.equal(got.headers.host, `127.0.0.1:${upstreamPort}`);
+    assert.equal(got.headers['x-forwarded-for'], '127.0.0.1', 'the client address travels with the request');
+    assert.ok(got.body.equals(body), 'the request body arrived intact');
+  });
+
+  it('keeps a keep-alive connection usable after the upstream answered before reading the whole body', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const connectionsBefore = frontConnections;
+    try {
+      const big = await post(frontPort, '/early', Buffer.alloc(4 * 1024 * 1024, 0x20), {}, agent);
+      assert.equal(big.status, 413);
+      const first = lastFrontRequest!;
+      if (!first.readableEnded) {
+        let timer: NodeJS.Timeout | undefined;
+        const stuck = new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('the rest of the refused body was never read off the connection')), 10_000);
+        });
+        await Promise.race([once(first, 'end'), stuck]).finally(() => clearTimeout(timer));
+      }
+      const next = await post(frontPort, '/kapi/echo', Buffer.from('after'), {}, agent);
+      assert.equal(next.status, 201);
+      assert.equal(next.body.toString(), 'after');
+      assert.equal(frontConnections - connectionsBefore, 1, 'both requests went over one keep-alive connection');
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('answers 503 UNAVAILABLE as JSON when the upstream is unreachable', async () => {
+    const r = await post(frontPort, '/dead/kapi/echo', Buffer.from('{"method":"x"}'), { 'content-type': 'application/json' });
+    assert.equal(r.status, 503);
+    assert.match(String(r.headers['content-type']), /^application\/json/);
+    const json = JSON.parse(r.body.toString('utf8')) as { error: { code: string; message: string } };
+    assert.equal(json.error.code, 'UNAVAILABLE');
+    assert.match(json.error.message, /unreachable/);
+  });
+});
