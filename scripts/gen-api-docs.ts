@@ -3,7 +3,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeService, type ServiceDef } from '../src/lib/krpc/index.ts';
+import type { ServiceDef } from '../src/lib/krpc/index.ts';
+import { describeService } from '../src/lib/krpc/docs.ts';
 import { systemConfigApi } from '../src/lib/api/system-config.ts';
 import { verifyHubApi } from '../src/lib/api/verify-hub.ts';
 import { klogApi } from '../src/lib/api/klog.ts';

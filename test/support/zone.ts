@@ -67,11 +67,17 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-export async function startZone(opts: { heartbeatMs?: number } = {}): Promise<TestZone> {
+/** Tests default to fast heartbeats and debug logs; `defaults: true` keeps the node's embedded defaults instead. */
+export async function startZone(opts: { heartbeatMs?: number; defaults?: boolean } = {}): Promise<TestZone> {
   const root = mkdtempSync(join(tmpdir(), 'buckyos-zone-'));
   const paths = nodePaths(root);
   const ports = await freePorts();
-  saveNodeConfig(paths, { ports, activation_host: '127.0.0.1', heartbeat_ms: opts.heartbeatMs ?? 1000, log_level: 'debug' });
+  saveNodeConfig(
+    paths,
+    opts.defaults
+      ? { ports, activation_host: '127.0.0.1' }
+      : { ports, activation_host: '127.0.0.1', heartbeat_ms: opts.heartbeatMs ?? 1000, log_level: 'debug' },
+  );
   const statusPath = join(paths.run, 'status.json');
   const seenPids = new Set<number>();
 

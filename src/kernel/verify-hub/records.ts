@@ -17,12 +17,14 @@ export const KEYS = {
 export const SETTINGS_KEY_RE = /^users\/([^/]+)\/settings$/;
 
 /** The public user record. Loose, because other parts of the system may keep more facts about a user here. */
-export const userSettingsSchema = z.looseObject({
-  name: z.string(),
-  role: userRole,
-  state: z.enum(['active', 'disabled']),
-  created_at: z.number().int(),
-});
+export const userSettingsSchema = z
+  .object({
+    name: z.string(),
+    role: userRole,
+    state: z.enum(['active', 'disabled']),
+    created_at: z.number().int(),
+  })
+  .passthrough();
 export type UserSettings = z.infer<typeof userSettingsSchema>;
 
 export const credentialSchema = passwordHashSchema.extend({

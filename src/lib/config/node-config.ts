@@ -41,7 +41,7 @@ export const nodeConfigSchema = z
         klog: port.default(3500),
       })
       .strict()
-      .prefault({}),
+      .default({}),
     /** Address the activation port listens on: the LAN, so a browser can reach an unactivated device. */
     activation_host: z.string().default('0.0.0.0'),
     /** Kernel services listen on loopback only; the gateway is the one entry. */

@@ -2,9 +2,10 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { z } from 'zod';
 import {
-  KrpcError, callRaw, clientAddress, createClient, createHttpApp, createKrpcEndpoint, currentTrace, defineService, describeService,
+  KrpcError, callRaw, clientAddress, createClient, createHttpApp, createKrpcEndpoint, currentTrace, defineService,
   listen, method, type RunningServer,
 } from './index.ts';
+import { describeService } from './docs.ts';
 
 const echo = defineService('echo', 'Test service.', {
   say: method({ params: z.object({ text: z.string().max(10) }), result: z.object({ text: z.string(), user: z.string() }), doc: 'Echo.' }),

@@ -45,22 +45,24 @@ const TRACE = /^[A-Za-z0-9_-]{1,64}$/;
 const envelopeSchema = z.object({
   method: z.string().min(1).max(128),
   params: z.unknown().optional(),
-  sys: z
-    .array(z.unknown())
-    .max(8)
-    .optional()
-    .transform((sys) => sys ?? [])
-    .pipe(
-      z.tuple(
-        [
-          z.number().int().nonnegative().optional(),
-          z.string().max(8192).nullable().optional(),
-          z.string().regex(TRACE, 'trace id: 1-64 letters, digits, - or _').nullable().optional(),
-        ],
-        z.unknown(),
-      ),
-    ),
+  sys: z.array(z.unknown()).max(8).optional(),
 });
+/** sys = [seq?, token?, trace?], each slot validated on its own (a tuple schema would demand all three). */
+const sysSlots = [
+  z.number().int().nonnegative().safe().optional(),
+  z.string().max(8192).nullable().optional(),
+  z.string().regex(TRACE, 'trace id: 1-64 letters, digits, - or _').nullable().optional(),
+] as const;
+
+function parseSys(sys: unknown[] | undefined): [number | undefined, string | undefined, string | undefined] {
+  const out: unknown[] = [];
+  sysSlots.forEach((schema, i) => {
+    const r = schema.safeParse(sys?.[i]);
+    if (!r.success) throw new KrpcError('BAD_REQUEST', `malformed kRPC envelope: sys.${i}: ${r.error.issues[0]?.message ?? 'invalid'}`);
+    out.push(r.data ?? undefined);
+  });
+  return out as [number | undefined, string | undefined, string | undefined];
+}
 
 export function formatIssues(err: z.ZodError, prefix: string): { message: string; issues: { path: string; message: string }[] } {
   const issues = err.issues.map((i) => ({
@@ -180,7 +182,7 @@ export function createKrpcEndpoint<M extends MethodMap>(
         const f = formatIssues(env.error, '');
         throw new KrpcError('BAD_REQUEST', `malformed kRPC envelope: ${f.message}`, { issues: f.issues });
       }
-      const [seqIn, tokenIn, traceIn] = env.data.sys;
+      const [seqIn, tokenIn, traceIn] = parseSys(env.data.sys);
       seq = seqIn ?? 0;
       if (traceIn) trace = traceIn;
       methodName = env.data.method;

@@ -42,14 +42,3 @@ export function defineService<M extends MethodMap>(name: string, doc: string, me
 export type ParamsIn<D extends MethodDef> = z.input<D['params']>;
 export type ParamsOut<D extends MethodDef> = z.output<D['params']>;
 export type Result<D extends MethodDef> = z.output<D['result']>;
-
-/** Markdown reference for a service, generated from its declaration so docs cannot drift from the code. */
-export function describeService(def: ServiceDef): string {
-  const lines = [`# kRPC service \`${def.name}\``, '', def.doc, '', `Endpoint: \`POST /kapi/${def.name}\``, ''];
-  for (const [name, m] of Object.entries(def.methods)) {
-    lines.push(`## \`${name}\``, '', m.doc, '', `Authentication: ${m.auth === 'none' ? 'none' : 'session, service or app token in sys[1]'}`, '');
-    lines.push('Params (JSON Schema):', '```json', JSON.stringify(z.toJSONSchema(m.params, { unrepresentable: 'any', io: 'input' }), null, 2), '```', '');
-    lines.push('Result (JSON Schema):', '```json', JSON.stringify(z.toJSONSchema(m.result, { unrepresentable: 'any' }), null, 2), '```', '');
-  }
-  return lines.join('\n');
-}
