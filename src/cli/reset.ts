@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { resetNode } from '../kernel/activation/main.ts';
 import { readStatusFile } from '../kernel/node-daemon/main.ts';
+import { pidAlive } from '../lib/sysinfo.ts';
 import { CliContext } from './context.ts';
 
 export function registerReset(program: Command): void {
@@ -13,15 +14,7 @@ export function registerReset(program: Command): void {
     .action(async (opts: { wipeData?: boolean; yes?: boolean }, cmd: Command) => {
       const ctx = new CliContext(cmd.optsWithGlobals());
       const s = readStatusFile(ctx.paths);
-      if (s) {
-        let alive = true;
-        try {
-          process.kill(s.pid, 0);
-        } catch {
-          alive = false;
-        }
-        if (alive) throw new Error(`the node is running (pid ${s.pid}); stop it first`);
-      }
+      if (s && pidAlive(s.pid)) throw new Error(`the node is running (pid ${s.pid}); stop it first`);
       if (!opts.yes) {
         throw new Error(
           `reset removes this device's identity files${opts.wipeData ? ' and ALL zone data' : ' (data is kept)'} under ${ctx.paths.root}; add --yes to confirm`,

@@ -80,3 +80,13 @@ export function collectDeviceInfo(): DeviceInfo {
     uptime_sec: Math.round(uptime()),
   };
 }
+
+/** Whether a process with this pid exists (signal 0 checks without sending anything). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -11,6 +11,7 @@ import type { NodeStatusFile } from '../../src/kernel/node-daemon/main.ts';
 import { didDev, loadKeyFile } from '../../src/lib/identity/keys.ts';
 import { signAccessToken } from '../../src/lib/identity/tokens.ts';
 import { randomUUID } from 'node:crypto';
+import { pidAlive } from '../../src/lib/sysinfo.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(REPO, 'bin', 'buckyos.mjs');
@@ -56,15 +57,6 @@ export interface TestZone {
   /** Stops (if running) and deletes the root. */
   destroy(): Promise<void>;
   startDaemon(): void;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Tests default to fast heartbeats and debug logs; `defaults: true` keeps the node's embedded defaults instead. */

@@ -14,7 +14,7 @@ import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { klogApi } from '../../lib/api/klog.ts';
 import { KrpcError, httpHealthy } from '../../lib/krpc/index.ts';
 import { type Logger, createLogger } from '../../lib/log/logger.ts';
-import { collectDeviceInfo } from '../../lib/sysinfo.ts';
+import { collectDeviceInfo, pidAlive } from '../../lib/sysinfo.ts';
 import { createLogShipper } from '../../lib/log/shipper.ts';
 import { createKernelRuntime, type KernelRuntime } from '../runtime.ts';
 import { type ChildStatus, Supervisor } from './supervisor.ts';
@@ -70,15 +70,6 @@ async function untilHealthy(url: string, exited: Promise<unknown>): Promise<bool
     await new Promise((r) => setTimeout(r, 100));
   }
   return false;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 class NodeDaemon {

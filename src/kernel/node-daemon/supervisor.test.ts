@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { type ChildSpec, type ChildStatus, Supervisor, type SupervisorOptions } from './supervisor.ts';
+import { pidAlive } from '../../lib/sysinfo.ts';
 
 const SCRIPTS = {
   // Serves /health until the sick file holds its own pid; then it hangs, like a process stuck in a busy loop.
@@ -39,15 +40,6 @@ function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function until<T>(get: () => T | undefined | false, what: string, timeoutMs = 20_000): Promise<T> {
@@ -126,13 +118,13 @@ describe('Supervisor with real child processes', () => {
     const s = status('web')!;
     assert.equal(s.state, 'running');
     assert.equal(s.healthy, true);
-    assert.ok(s.pid && alive(s.pid));
+    assert.ok(s.pid && pidAlive(s.pid));
     assert.ok(s.rssBytes !== null && s.rssBytes > 0, `rss reported: ${s.rssBytes}`);
     assert.equal(s.restarts, 0);
     // Already healthy: answers at once.
     await sup.waitHealthy('web', 1);
     await sup.stopAll();
-    assert.equal(alive(s.pid!), false);
+    assert.equal(pidAlive(s.pid!), false);
   });
 
   it('waitHealthy rejects when a child never becomes healthy', async () => {
@@ -167,7 +159,7 @@ describe('Supervisor with real child processes', () => {
       const c = status('hang');
       return c && c.healthy && c.pid !== first && c;
     }, 'the hung child replaced by a healthy one');
-    assert.equal(alive(first), false);
+    assert.equal(pidAlive(first), false);
     assert.equal(s.restarts, 1);
     const exit = changes.find((c) => c.name === 'hang' && c.lastExit);
     assert.equal(exit?.lastExit?.signal, 'SIGKILL', 'the supervisor killed the hung child');
@@ -190,6 +182,6 @@ describe('Supervisor with real child processes', () => {
       ['SIGTERM', 'SIGKILL', 'SIGTERM'],
     );
     assert.deepEqual(sup.statuses(), []);
-    for (const pid of pids) assert.equal(alive(pid), false, `child ${pid} stopped`);
+    for (const pid of pids) assert.equal(pidAlive(pid), false, `child ${pid} stopped`);
   });
 });
