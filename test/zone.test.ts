@@ -139,7 +139,7 @@ describe('single-device zone, end to end', { timeout: 300_000 }, () => {
     const users = await zone.cli(['user', 'list']);
     assert.match(users.stdout, /alice\s+admin/);
     assert.match(users.stdout, /bob\s+user/);
-    const logs = await zone.cli(['logs', '-s', 'verify-hub', '-n', '20']);
+    const logs = await zone.cli(['logs', '-s', 'verify-hub', '-g', 'listening', '-n', '5']);
     assert.equal(logs.code, 0, logs.stderr);
     assert.match(logs.stdout, /verify-hub: .*listening/);
     const follow = spawn(process.execPath, [BIN, '--root', zone.root, 'logs', '--follow', '-n', '0', '-g', 'marker-follow']);
@@ -169,6 +169,21 @@ describe('single-device zone, end to end', { timeout: 300_000 }, () => {
     assert.equal(rm.code, 0, rm.stderr);
     await assert.rejects(config(bobSession).get({ key: 'users/bob/settings' }), (e: KrpcError) => e.code === 'PERMISSION_DENIED');
     await assert.rejects(login('bob', BOB_PASSWORD), (e: KrpcError) => e.code === 'UNAUTHENTICATED');
+    const admin = await login('alice', ADMIN_PASSWORD);
+    const klog = createClient(klogApi, { baseUrl: zone.gatewayUrl, token: admin.session_token });
+    const deadline = Date.now() + 20_000;
+    let kinds = new Set<string>();
+    while (Date.now() < deadline) {
+      kinds = new Set((await klog.audit_query({ limit: 500 })).events.map((e) => e.kind));
+      if (['activation', 'login', 'login_failed', 'user_change', 'deletion', 'device_change'].every((k) => kinds.has(k))) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.deepEqual(
+      ['activation', 'login', 'login_failed', 'user_change', 'deletion', 'device_change'].filter((k) => !kinds.has(k)),
+      [],
+      'the audit stream holds every kind of security event this run caused',
+    );
+    assert.equal((await klog.audit_verify({})).ok, true);
   });
 
   it('converges to nodes/<node>/config: a service removed from it stops, and starts again when restored', async () => {

@@ -34,8 +34,8 @@ const policy = await followAccessPolicy(store, rbac, stop.signal, (err) => conso
 const endpoint = createSystemConfigEndpoint(store, {
   authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: () => undefined })),
   access: rbacConfigAccess(rbac),
-  onWrite: async (_p, keys) => {
-    if (keys.some(affectsPolicy)) await policy.catchUp();
+  onWrite: async (_p, changes) => {
+    if (changes.some((c) => affectsPolicy(c.key))) await policy.catchUp();
   },
 });
 const running = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');

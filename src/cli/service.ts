@@ -3,7 +3,6 @@
 // lookup) built from other services' clients, so no service reaches into another.
 import type { Command } from 'commander';
 import { systemConfigApi } from '../lib/api/system-config.ts';
-import { klogApi } from '../lib/api/klog.ts';
 import { Rbac } from '../lib/rbac/enforcer.ts';
 import { followPolicy } from '../lib/rbac/config-sync.ts';
 import { createKernelRuntime, type KernelRuntime } from '../kernel/runtime.ts';
@@ -14,27 +13,17 @@ type Running = { close(): Promise<void> };
 async function runVerifyHub(rt: KernelRuntime, port: number, stop: AbortSignal): Promise<Running> {
   const { runVerifyHubService } = await import('../kernel/verify-hub/main.ts');
   const config = rt.localClient(systemConfigApi, rt.config.ports.system_config);
-  const klog = rt.localClient(klogApi, rt.config.ports.klog);
   const rbac = await Rbac.create();
   await followPolicy(config, rbac, stop, (err) => rt.log.error({ err: (err as Error).message }, 'RBAC policy sync failed'));
   return runVerifyHubService(rt, port, {
     check: (req) => rbac.check(req),
-    audit: async (ev) => {
-      // The audit stream lives in klog; its outage must not block logins, so a failed append is logged locally
-      // (and shipped to klog later with the rest of this service's log).
-      try {
-        await klog.audit_append({
-          event: {
-            kind: ev.type,
-            actor: ev.actor ?? 'anonymous',
-            target: ev.target ?? '',
-            detail: { action: ev.action, at: ev.at, app: ev.app, ip: ev.ip, sid: ev.sid, reason: ev.reason },
-          },
-        });
-      } catch (err) {
-        rt.log.warn({ audit: ev, err: (err as Error).message }, 'audit event not delivered to klog');
-      }
-    },
+    audit: (ev) =>
+      rt.audit.emit({
+        kind: ev.type,
+        actor: ev.actor ?? 'anonymous',
+        target: ev.target ?? '',
+        detail: { action: ev.action, at: ev.at, app: ev.app, ip: ev.ip, sid: ev.sid, reason: ev.reason },
+      }),
     onUserDeleted: (name) => rbac.removeUser(name),
   });
 }
@@ -83,6 +72,7 @@ export function registerService(program: Command): void {
         closing = true;
         rt.log.info({ why }, 'stopping');
         stop.abort();
+        await rt.audit.flush(2000);
         await running.close();
         process.exit(0);
       };

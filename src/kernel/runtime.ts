@@ -8,6 +8,8 @@ import { SERVICE_TOKEN_TTL_SEC, createTokenVerifier, signAccessToken } from '../
 import { didDev, keyFromDidDev } from '../lib/identity/keys.ts';
 import { type Client, type MethodMap, type Principal, type ServiceDef, createClient } from '../lib/krpc/index.ts';
 import { type Logger, createLogger } from '../lib/log/logger.ts';
+import { type AuditSink, createAuditSink } from '../lib/log/audit-sink.ts';
+import { klogApi } from '../lib/api/klog.ts';
 
 export interface KernelRuntime {
   name: string;
@@ -23,6 +25,8 @@ export interface KernelRuntime {
   localClient<M extends MethodMap>(api: ServiceDef<M>, port: number): Client<M>;
   /** Client for any service through this node's gateway. */
   gatewayClient<M extends MethodMap>(api: ServiceDef<M>): Client<M>;
+  /** The zone's audit stream (klog on this node), queued and retried so auditing never blocks the action. */
+  audit: AuditSink;
 }
 
 export async function createKernelRuntime(name: string, root?: string): Promise<KernelRuntime> {
@@ -52,9 +56,13 @@ export async function createKernelRuntime(name: string, root?: string): Promise<
     deviceKey: (did) => trusted.get(did),
   }));
 
+  const klog = createClient(klogApi, { baseUrl: `http://127.0.0.1:${config.ports.klog}`, token: serviceToken });
+  const audit = createAuditSink((event) => klog.audit_append({ event }).then(() => undefined), log);
+
   return {
     name,
     paths,
+    audit,
     config,
     identity,
     log,

@@ -192,7 +192,12 @@ class NodeDaemon {
     const node = rt.identity.device.name;
     for (const [key, value] of [['boot/config', rt.identity.bootJwt], [`devices/${node}/doc`, rt.identity.deviceJwt]]) {
       const cur = await cfg.get({ key });
-      if (cur.value !== value) await cfg.set({ key, value });
+      if (cur.value === value) continue;
+      await cfg.set({ key, value });
+      if (key === 'boot/config' && cur.value === null) {
+        const { boot, device } = rt.identity;
+        rt.audit.emit({ kind: 'activation', actor: boot.owner, target: `did:web:${boot.zone}`, detail: { device: device.name, device_did: device.did } });
+      }
     }
     try {
       await cfg.create({ key: `nodes/${node}/config`, value: JSON.stringify({ kernel: [...KERNEL_BOOT_ORDER], apps: [] } satisfies NodeRunConfig) });
@@ -337,6 +342,8 @@ class NodeDaemon {
     this.state = 'stopping';
     for (const t of this.timers) clearInterval(t);
     this.log.info('stopping node: all kernel services');
+    await this.rt?.audit.flush(2000);
+    this.rt?.audit.stop();
     await this.shipper?.stop();
     await this.supervisor.stopAll();
     rmSync(statusFilePath(this.paths), { force: true });

@@ -7,7 +7,9 @@ import { createHttpApp, listen } from '../../lib/krpc/index.ts';
 import type { KernelRuntime } from '../runtime.ts';
 import type { ConfigStore } from './store.ts';
 import { openSqliteStore } from './backends/sqlite.ts';
-import { createSystemConfigEndpoint } from './service.ts';
+import { type ConfigChange, createSystemConfigEndpoint } from './service.ts';
+import type { AuditKind } from '../../lib/api/klog.ts';
+import { RBAC_TAIL_KEY } from '../../lib/rbac/config-sync.ts';
 import { affectsPolicy, followAccessPolicy, rbacConfigAccess } from './access.ts';
 import type { NodeConfig, NodePaths } from '../../lib/config/node-config.ts';
 
@@ -22,6 +24,15 @@ export async function openConfiguredStore(config: NodeConfig, paths: NodePaths):
   return openSqliteStore(join(dir, 'config.db'));
 }
 
+/** Which config changes are security events: deletions, the RBAC tail, device documents. Routine writes
+ * (heartbeats, device reports) are not, or the audit stream would drown in them. */
+export function auditKindOf(c: ConfigChange): AuditKind | null {
+  if (c.key === RBAC_TAIL_KEY) return 'permission_change';
+  if (/^devices\/[^/]+\/doc$/.test(c.key)) return 'device_change';
+  if (c.op === 'delete') return 'deletion';
+  return null;
+}
+
 export async function runSystemConfigService(rt: KernelRuntime, port: number): Promise<{ close(): Promise<void> }> {
   const store = await openConfiguredStore(rt.config, rt.paths);
   const rbac = await Rbac.create();
@@ -31,9 +42,13 @@ export async function runSystemConfigService(rt: KernelRuntime, port: number): P
     authenticate: rt.authenticate,
     access: rbacConfigAccess(rbac),
     logger: rt.log,
-    onWrite: async (p, keys, revision) => {
-      if (keys.some(affectsPolicy)) await policy.catchUp();
-      rt.log.debug({ user: p.userId, app: p.appId, keys, revision }, 'config write');
+    onWrite: async (p, changes, revision) => {
+      if (changes.some((c) => affectsPolicy(c.key))) await policy.catchUp();
+      rt.log.debug({ user: p.userId, app: p.appId, keys: changes.map((c) => c.key), revision }, 'config write');
+      for (const c of changes) {
+        const kind = auditKindOf(c);
+        if (kind) rt.audit.emit({ kind, actor: p.userId, target: `obj://config/${c.key}`, detail: { op: c.op, app: p.appId, revision } });
+      }
     },
   });
   const server = createHttpApp({

@@ -37,8 +37,8 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
     const endpoint = createSystemConfigEndpoint(store, {
       authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: (d) => (d === deviceDid ? device.publicKey : undefined) })),
       access: rbacConfigAccess(rbac),
-      onWrite: async (_p, keys) => {
-        if (keys.some(affectsPolicy)) await policy.catchUp();
+      onWrite: async (_p, changes) => {
+        if (changes.some((c) => affectsPolicy(c.key))) await policy.catchUp();
       },
     });
     srv = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');

@@ -7,6 +7,11 @@ import { type ConfigEntry, type ConfigStore, StoreError, type TxOp } from './sto
 
 export type ConfigAction = 'read' | 'write' | 'create' | 'delete';
 
+export interface ConfigChange {
+  key: string;
+  op: 'put' | 'create' | 'delete';
+}
+
 export interface ConfigAccess {
   /** True when both the principal's user and app may perform `action` on `obj://config/<key>`. */
   allowed(principal: Principal, key: string, action: ConfigAction): boolean;
@@ -16,8 +21,8 @@ export interface SystemConfigEndpointOptions {
   authenticate: (token: string) => Promise<Principal>;
   access: ConfigAccess;
   logger?: Logger;
-  /** Called after every successful write with the keys it touched (audit of sensitive keys). */
-  onWrite?: (principal: Principal, keys: string[], revision: number) => Promise<void> | void;
+  /** Called after every successful write with what it changed (policy sync, audit). */
+  onWrite?: (principal: Principal, changes: ConfigChange[], revision: number) => Promise<void> | void;
 }
 
 export function mapStoreError(err: unknown): KrpcError | undefined {
@@ -53,19 +58,19 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
       async set({ key, value, expect_revision }, ctx) {
         const p = require(ctx, key, 'write');
         const revision = await store.set(key, value, expect_revision);
-        await opts.onWrite?.(p, [key], revision);
+        await opts.onWrite?.(p, [{ key, op: 'put' }], revision);
         return { revision };
       },
       async create({ key, value }, ctx) {
         const p = require(ctx, key, 'create');
         const revision = await store.create(key, value);
-        await opts.onWrite?.(p, [key], revision);
+        await opts.onWrite?.(p, [{ key, op: 'create' }], revision);
         return { revision };
       },
       async delete({ key, expect_revision }, ctx) {
         const p = require(ctx, key, 'delete');
         const revision = await store.delete(key, expect_revision);
-        await opts.onWrite?.(p, [key], revision);
+        await opts.onWrite?.(p, [{ key, op: 'delete' }], revision);
         return { revision };
       },
       async list({ prefix, limit, keys_only }, ctx) {
@@ -79,7 +84,7 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
         for (const c of compares) p = require(ctx, c.key, 'read');
         for (const op of ops) p = require(ctx, op.key, op.op === 'put' ? 'write' : op.op);
         const r = await store.execTx(compares, ops as TxOp[]);
-        if (r.succeeded) await opts.onWrite?.(p!, ops.map((o) => o.key), r.revision);
+        if (r.succeeded) await opts.onWrite?.(p!, ops.map((o) => ({ key: o.key, op: o.op })), r.revision);
         return r;
       },
       async watch({ prefix, after_revision, timeout_ms, limit }, ctx) {

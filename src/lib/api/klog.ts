@@ -70,7 +70,7 @@ const logRecordOut = z.object({
   fields: z.record(z.string(), z.unknown()).optional(),
 });
 
-const auditEventIn = z
+export const auditEventIn = z
   .object({
     kind: z.enum(AUDIT_KINDS),
     /** Who did it: a user id, a service name, or `anonymous` for a failed login. */
