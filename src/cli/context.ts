@@ -20,7 +20,7 @@ export const CLI_APP_ID = 'buckyos-cli';
 export class CliContext {
   readonly paths: NodePaths;
   readonly config: NodeConfig;
-  private token: string | null = null;
+  private token: { value: string; expiresAt: number; refresh?: string } | null = null;
 
   constructor(private readonly opts: GlobalOptions) {
     this.paths = nodePaths(opts.root);
@@ -31,16 +31,22 @@ export class CliContext {
     return `http://127.0.0.1:${this.config.ports.gateway}`;
   }
 
-  /** A session token for --user (password from BUCKYOS_PASSWORD or the terminal), else a local kernel token. */
+  /** A session token for --user (password from BUCKYOS_PASSWORD or the terminal), else a local kernel token.
+   * Renewed before it lapses (refreshed for --user, re-signed locally), so long commands like `logs --follow` last. */
   async getToken(): Promise<string> {
-    if (this.token) return this.token;
+    const now = Date.now() / 1000;
+    if (this.token && now < this.token.expiresAt - 60) return this.token.value;
     if (this.opts.user) {
-      const password = process.env.BUCKYOS_PASSWORD ?? (await promptHidden(`password for ${this.opts.user}: `));
       const hub = createClient(verifyHubApi, { baseUrl: this.gatewayUrl });
-      const { nonce } = await hub.login_nonce({});
-      const r = await hub.login_password({ username: this.opts.user, password, nonce, app_id: CLI_APP_ID });
-      this.token = r.session_token;
-      return this.token;
+      let r;
+      if (this.token?.refresh) r = await hub.refresh({ refresh_token: this.token.refresh });
+      else {
+        const password = process.env.BUCKYOS_PASSWORD ?? (await promptHidden(`password for ${this.opts.user}: `));
+        const { nonce } = await hub.login_nonce({});
+        r = await hub.login_password({ username: this.opts.user, password, nonce, app_id: CLI_APP_ID });
+      }
+      this.token = { value: r.session_token, expiresAt: r.expires_at, refresh: r.refresh_token };
+      return this.token.value;
     }
     const keyPath = join(this.paths.etc, IDENTITY_FILES.deviceKey);
     if (!existsSync(keyPath)) throw new Error(`this device is not activated (no ${keyPath}); activate it or pass --user`);
@@ -50,13 +56,10 @@ export class CliContext {
     } catch {
       throw new Error(`cannot read ${keyPath}: local administration needs root on the device, or pass --user`);
     }
-    this.token = await signAccessToken(
-      { typ: 'service', sub: 'node-daemon', app: CLI_APP_ID, jti: randomUUID() },
-      kp.privateKey,
-      Math.min(SERVICE_TOKEN_TTL_SEC, 600),
-      didDev(kp.publicKeyB64),
-    );
-    return this.token;
+    const ttl = Math.min(SERVICE_TOKEN_TTL_SEC, 600);
+    const value = await signAccessToken({ typ: 'service', sub: 'node-daemon', app: CLI_APP_ID, jti: randomUUID() }, kp.privateKey, ttl, didDev(kp.publicKeyB64));
+    this.token = { value, expiresAt: now + ttl };
+    return value;
   }
 
   client<M extends MethodMap>(api: ServiceDef<M>): Client<M> {

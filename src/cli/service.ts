@@ -45,9 +45,19 @@ async function runActivation(root: string | undefined): Promise<void> {
   const paths = nodePaths(root);
   const config = loadNodeConfig(paths);
   const svc = await runActivationService(paths.root, config.ports.activation, config.activation_host);
-  process.on('SIGTERM', () => void svc.close().then(() => process.exit(0)));
+  const close = () => void svc.close().then(() => process.exit(0));
+  process.on('SIGTERM', close);
+  stopWhenOrphaned(close);
   await svc.activated;
   process.exit(0);
+}
+
+/** When node_daemon dies without stopping us (kill -9), we are re-parented: stop rather than run unsupervised. */
+function stopWhenOrphaned(stop: () => void): void {
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) stop();
+  }, 1000).unref();
 }
 
 export function registerService(program: Command): void {
@@ -78,10 +88,6 @@ export function registerService(program: Command): void {
       };
       process.on('SIGTERM', () => void close('SIGTERM'));
       process.on('SIGINT', () => void close('SIGINT'));
-      // When node_daemon dies without stopping us (kill -9), we are re-parented: stop rather than run unsupervised.
-      const parent = process.ppid;
-      setInterval(() => {
-        if (process.ppid !== parent) void close('node daemon is gone');
-      }, 1000).unref();
+      stopWhenOrphaned(() => void close('node daemon is gone'));
     });
 }

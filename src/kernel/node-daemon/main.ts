@@ -289,11 +289,11 @@ class NodeDaemon {
 
   private async heartbeat(): Promise<void> {
     if (this.aborted || !this.rt) return;
-    this.writeStatus();
     const node = this.rt.identity.device.name;
     const cfg = this.config_client();
     const now = Date.now();
     try {
+      this.writeStatus();
       for (const c of this.supervisor.statuses()) {
         const port = kernelPort(c.name as KernelServiceName, this.config);
         const instance = { node, pid: c.pid, port, state: c.state, healthy: c.healthy, restarts: c.restarts, rss_bytes: c.rssBytes, heartbeat_at: now };
@@ -308,7 +308,7 @@ class NodeDaemon {
         }
       }
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'heartbeat to system-config failed');
+      this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
     }
   }
 

@@ -78,8 +78,10 @@ class Supervised {
   start(): void {
     this.wanted = true;
     const { spec, opts } = this;
-    mkdirSync(spec.stderrDir, { recursive: true });
-    const stderr = createWriteStream(join(spec.stderrDir, 'stderr.log'), { flags: 'a' });
+    // Logs name users and addresses: not for other local accounts (the service's own logger uses the same modes).
+    mkdirSync(spec.stderrDir, { recursive: true, mode: 0o750 });
+    const stderr = createWriteStream(join(spec.stderrDir, 'stderr.log'), { flags: 'a', mode: 0o640 });
+    stderr.on('error', (err) => opts.logger.error({ child: spec.name, err: err.message }, 'cannot write kernel service stderr log'));
     const child = spawn(spec.command, spec.args, { env: { ...process.env, ...spec.env }, stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr?.pipe(stderr);
     this.child = child;
@@ -87,7 +89,9 @@ class Supervised {
     this.healthMisses = 0;
     opts.logger.info({ child: spec.name, pid: child.pid }, 'started kernel service');
     this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
+      // 'close', not 'exit': a child that failed to spawn (ENOENT, EAGAIN) never emits 'exit', and would otherwise
+      // hang in 'starting' and block every stop.
+      child.once('close', (code, signal) => {
         stderr.end();
         this.onExit(code, signal);
         resolve();

@@ -114,6 +114,10 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
     assert.deepEqual([stale.succeeded, stale.conflicts], [false, ['services/x/spec']]);
     assert.equal((await k.get({ key: 'services/x/spec' })).value, '2');
     await assert.rejects(k.set({ key: 'services/x/spec', value: '4', expect_revision: a.revision }), { code: 'CONFLICT' });
+    await assert.rejects(
+      k.exec_tx({ ops: [{ op: 'put', key: 'services/x/spec', value: '5' }, { op: 'delete', key: 'services/x/spec' }] }),
+      (e: KrpcError) => e.code === 'INVALID_PARAMS' && /only one op/.test(e.message),
+    );
   });
 
   it('watch resumes from a revision and misses nothing', async () => {

@@ -72,7 +72,11 @@ export const systemConfigApi = defineService('system-config', 'The zone\'s key-v
     params: z
       .object({
         compares: z.array(z.object({ key: configKey, revision }).strict()).max(128).default([]),
-        ops: z.array(txOp).min(1).max(128),
+        ops: z
+          .array(txOp)
+          .min(1)
+          .max(128)
+          .refine((ops) => new Set(ops.map((o) => o.key)).size === ops.length, 'ops: a key may appear in only one op of a transaction'),
       })
       .strict(),
     result: z.object({ succeeded: z.boolean(), revision, conflicts: z.array(z.string()) }),

@@ -41,7 +41,7 @@ export function createRotatingStream(opts: RotatingStreamOptions): SonicBoom {
   } catch {
     size = 0;
   }
-  const stream: SonicBoom = new (SonicBoomCtor as unknown as typeof SonicBoom)({ dest: pathOf(n), mkdir: true, append: true, sync: false });
+  const stream: SonicBoom = new (SonicBoomCtor as unknown as typeof SonicBoom)({ dest: pathOf(n), mkdir: true, append: true, sync: false, mode: 0o640 });
 
   const prune = () => {
     const all = numbered(opts.dir, opts.base);

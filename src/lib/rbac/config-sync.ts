@@ -57,9 +57,25 @@ export interface PolicySource {
 /** For processes other than system-config: load the inputs, then follow each prefix by watch until `signal` aborts.
  * Resolves once the initial policy is loaded. */
 export async function followPolicy(source: PolicySource, rbac: Rbac, signal: AbortSignal, onError: (err: unknown) => void): Promise<void> {
+  // Users this follower has seen, so a re-list after a watch gap can drop those deleted meanwhile.
+  const known = new Set<string>();
+  const apply = (key: string, value: string | null) => {
+    const m = SETTINGS_KEY.exec(key);
+    if (m) {
+      if (value === null) known.delete(m[1]);
+      else known.add(m[1]);
+    }
+    applyPolicyEntry(rbac, key, value, onError);
+  };
   const load = async (prefix: string) => {
     const listed = await source.list({ prefix, limit: 10_000 });
-    for (const e of listed.entries) applyPolicyEntry(rbac, e.key, e.value, onError);
+    const present = new Set<string>();
+    for (const e of listed.entries) {
+      const m = SETTINGS_KEY.exec(e.key);
+      if (m) present.add(m[1]);
+      apply(e.key, e.value);
+    }
+    if (prefix === 'users/') for (const name of [...known]) if (!present.has(name)) apply(`users/${name}/settings`, null);
     return listed.revision;
   };
   const follow = async (prefix: string, from: number) => {
@@ -68,7 +84,7 @@ export async function followPolicy(source: PolicySource, rbac: Rbac, signal: Abo
       try {
         if (rev === 0) rev = await load(prefix);
         const w = await source.watch({ prefix, after_revision: rev, timeout_ms: 25_000 }, { timeoutMs: 35_000 });
-        for (const ev of w.events) applyPolicyEntry(rbac, ev.key, ev.value, onError);
+        for (const ev of w.events) apply(ev.key, ev.value);
         rev = w.revision;
       } catch (err) {
         if (signal.aborted) return;

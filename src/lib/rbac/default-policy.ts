@@ -72,8 +72,9 @@ p, user, obj://dfs/*/public/**, write|create|delete
 # kernel, even against admin:
 #  - writes what the kernel derives or observes: boot/config (written at activation from the owner-signed document),
 #    devices/*/info, nodes/*/config, services/*/info and instances, and system/. That includes system/rbac/: the
-#    scheduler regenerates it from users/, so an admin changes a role in users/<u>/settings and the policy can never
-#    disagree with the user records;
+#    scheduler regenerates it from users/, so the policy can never disagree with the user records;
+#  - writes users/*/settings, the account records whose role and state RBAC follows: an admin changes them through
+#    verify-hub, which asks for sudo, protects the owner and audits the change; a plain config write would do none;
 #  - reads system/ other than system/rbac/ (signing keys and other kernel secrets);
 #  - creates, writes or deletes under obj://system (minting service tokens, changing kernel membership): with that
 #    an admin session, or a stolen admin cookie, could make itself kernel;
@@ -84,7 +85,8 @@ p, admin, obj://config/devices/*/doc, write|create|delete
 p, admin, obj://config/nodes/**, read
 p, admin, obj://config/services/**, read
 p, admin, obj://config/services/*/spec, write|create|delete
-p, admin, obj://config/users/**, read|write|create|delete
+p, admin, obj://config/users/**, read
+p, admin, obj://config/users/*/apps/**, write|create|delete
 p, admin, obj://config/storage/**, read|write|create|delete
 p, admin, obj://config/system/rbac/**, read
 p, admin, obj://dfs/**, read|write|create|delete

@@ -196,10 +196,16 @@ const RULES: RuleCases[] = [
     deny: [['obj://config/services/scheduler/info', 'write'], ['obj://config/services/share/spec', 'write', { user: 'alice' }], ['obj://config/services/share/spec/x', 'write']],
   },
   {
-    rule: 'p, admin, obj://config/users/**, read|write|create|delete',
+    rule: 'p, admin, obj://config/users/**, read',
     who: cli('carol'),
-    allow: [['obj://config/users/alice/settings', 'write'], ['obj://config/users/bob/apps/share/spec', 'create'], ['obj://config/users/alice', 'delete']],
-    deny: [['obj://config/users/bob/settings', 'write', { user: 'alice' }], ['obj://config/users/alice/settings', 'exec'], ['obj://config/users/alice/settings', 'read', { user: 'dave' }]],
+    allow: [['obj://config/users/alice/settings', 'read'], ['obj://config/users/bob/apps/share/spec', 'read'], ['obj://config/users/alice', 'read']],
+    deny: [['obj://config/users/alice/settings', 'write'], ['obj://config/users/alice/settings', 'delete'], ['obj://config/users/alice/settings', 'read', { user: 'dave' }]],
+  },
+  {
+    rule: 'p, admin, obj://config/users/*/apps/**, write|create|delete',
+    who: cli('carol'),
+    allow: [['obj://config/users/bob/apps/share/spec', 'create'], ['obj://config/users/alice/apps/notes/spec', 'write'], ['obj://config/users/alice/apps/notes', 'delete']],
+    deny: [['obj://config/users/bob/settings', 'write'], ['obj://config/users/bob/apps/share/spec', 'write', { user: 'alice' }], ['obj://config/users/alice/apps/notes/spec', 'exec']],
   },
   {
     rule: 'p, admin, obj://config/storage/**, read|write|create|delete',
@@ -254,8 +260,8 @@ const RULES: RuleCases[] = [
   {
     rule: 'p2, trusted-ui, obj://**, *',
     who: { user: 'carol', app: 'control-panel' },
-    allow: [['obj://config/users/alice/settings', 'write'], ['obj://dfs/main/home/alice/x', 'read', { app: CLI }], ['obj://app/share', 'create']],
-    deny: [['obj://config/users/alice/settings', 'write', { app: 'share' }], ['obj://dfs/main/home/carol/x', 'read', { app: 'notes' }], ['obj://app/share', 'install']],
+    allow: [['obj://config/users/alice/apps/share/spec', 'write'], ['obj://dfs/main/home/alice/x', 'read', { app: CLI }], ['obj://app/share', 'create']],
+    deny: [['obj://config/users/alice/apps/share/spec', 'write', { app: 'share' }], ['obj://dfs/main/home/carol/x', 'read', { app: 'notes' }], ['obj://app/share', 'install']],
   },
   {
     rule: 'p2, app, obj://config/boot/config, read',
@@ -459,11 +465,11 @@ p2, share, obj://dfs/*/home/erin/photos/**, read
 
   it('takes every grant away at once, before it returns', async () => {
     const r = await Rbac.create(tail);
-    assert.equal(r.check(erin('obj://config/users/alice/settings', 'write')), true);
+    assert.equal(r.check(erin('obj://config/users/alice/apps/share/spec', 'write')), true);
     assert.equal(r.check(erin('obj://dfs/main/projects/x', 'write')), true);
     assert.equal(r.check(erin('obj://dfs/main/family/x')), true);
     r.removeUser('erin');
-    assert.equal(r.check(erin('obj://config/users/alice/settings', 'write')), false);
+    assert.equal(r.check(erin('obj://config/users/alice/apps/share/spec', 'write')), false);
     assert.equal(r.check(erin('obj://dfs/main/projects/x', 'write')), false);
     assert.equal(r.check(erin('obj://dfs/main/family/x')), false);
     assert.equal(r.check(erin('obj://config/boot/config')), false);
@@ -483,7 +489,7 @@ p2, share, obj://dfs/*/home/erin/photos/**, read
   it('leaves everyone else alone', async () => {
     const r = await Rbac.create(tail);
     r.removeUser('erin');
-    assert.equal(r.check({ user: 'carol', app: CLI, resource: 'obj://config/users/alice/settings', action: 'write' }), true);
+    assert.equal(r.check({ user: 'carol', app: CLI, resource: 'obj://config/users/alice/apps/share/spec', action: 'write' }), true);
     assert.equal(r.check({ user: 'alice', app: CLI, resource: 'obj://dfs/main/home/alice/x', action: 'write' }), true);
     assert.match(r.policyText(), /^p, family, obj:\/\/dfs\/main\/family\/\*\*, read\|write$/m);
   });
@@ -503,7 +509,7 @@ p2, share, obj://dfs/*/home/erin/photos/**, read
     r.removeUser('admin');
     r.removeUser('scheduler');
     r.removeUser('not a name');
-    assert.equal(r.check({ user: 'carol', app: CLI, resource: 'obj://config/users/alice/settings', action: 'write' }), true);
+    assert.equal(r.check({ user: 'carol', app: CLI, resource: 'obj://config/users/alice/apps/share/spec', action: 'write' }), true);
     assert.equal(r.check({ user: 'scheduler', app: 'scheduler', resource: 'obj://config/nodes/ood1/config', action: 'write' }), true);
   });
 });
@@ -511,7 +517,7 @@ p2, share, obj://dfs/*/home/erin/photos/**, read
 describe('setUserRole', () => {
   it('gives exactly one user role, replacing the previous one and the tail’s', async () => {
     const r = await Rbac.create(TAIL);
-    const write = { user: 'alice', app: CLI, resource: 'obj://config/users/bob/settings', action: 'write' };
+    const write = { user: 'alice', app: CLI, resource: 'obj://config/users/bob/apps/share/spec', action: 'write' };
     assert.equal(r.check(write), false);
     r.setUserRole('alice', 'admin');
     assert.equal(r.check(write), true);
@@ -544,7 +550,7 @@ describe('setUserRole', () => {
 describe('loadTail', () => {
   it('replaces the generated tail', async () => {
     const r = await Rbac.create(`${TAIL}g, erin, admin\np2, share, obj://dfs/*/home/*/photos/**, read\n`);
-    const erinWrites = { user: 'erin', app: CLI, resource: 'obj://config/users/alice/settings', action: 'write' };
+    const erinWrites = { user: 'erin', app: CLI, resource: 'obj://config/users/alice/apps/share/spec', action: 'write' };
     const sharePhotos = { user: 'alice', app: 'share', resource: 'obj://dfs/main/home/alice/photos/a.jpg', action: 'read' };
     const notesPhotos = { ...sharePhotos, app: 'notes' };
     assert.equal(r.check(erinWrites), true);

@@ -4,7 +4,7 @@
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
-import { clientAddress, sendJson, type Client } from '../../lib/krpc/index.ts';
+import { sendJson, type Client } from '../../lib/krpc/index.ts';
 
 export const serviceInfoSchema = z.object({
   instances: z.array(
@@ -69,7 +69,8 @@ export function proxy(req: IncomingMessage, res: ServerResponse, target: { host:
       port: target.port,
       method: req.method,
       path,
-      headers: { ...req.headers, host: `${target.host}:${target.port}`, 'x-forwarded-for': clientAddress(req) },
+      // The gateway is the entry: it states the peer it sees and never relays a client's own claim.
+      headers: { ...req.headers, host: `${target.host}:${target.port}`, 'x-forwarded-for': req.socket.remoteAddress ?? '' },
     },
     (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
