@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { systemConfigApi } from '../lib/api/system-config.ts';
 import { readStatusFile } from '../kernel/node-daemon/main.ts';
+import { processRss } from '../lib/sysinfo.ts';
 import { CliContext, formatBytes, table } from './context.ts';
 
 export interface StatusReport {
@@ -11,6 +12,7 @@ export interface StatusReport {
   state: string;
   activation_url?: string;
   daemon_pid: number | null;
+  daemon_rss_bytes: number | null;
   services: { name: string; state: string; healthy: boolean; pid: number | null; port: number; restarts: number; rss_bytes: number | null }[];
   total_rss_bytes: number;
   device?: unknown;
@@ -29,7 +31,8 @@ export async function collectStatus(ctx: CliContext): Promise<StatusReport> {
     activation_url: s?.activation_url,
     daemon_pid: s?.pid ?? null,
     services,
-    total_rss_bytes: services.reduce((a, c) => a + (c.rss_bytes ?? 0), 0),
+    daemon_rss_bytes: s ? processRss(s.pid) : null,
+    total_rss_bytes: services.reduce((a, c) => a + (c.rss_bytes ?? 0), 0) + ((s && processRss(s.pid)) ?? 0),
     config_reachable: false,
   };
   if (s?.state === 'running' && s.node) {
@@ -64,7 +67,7 @@ export function registerStatus(program: Command): void {
         console.log(table(['SERVICE', 'STATE', 'HEALTH', 'PID', 'PORT', 'RESTARTS', 'MEMORY'], r.services.map((c) => [
           c.name, c.state, c.healthy ? 'ok' : 'FAILING', c.pid ?? '-', c.port, c.restarts, formatBytes(c.rss_bytes),
         ])));
-        console.log(`\ntotal kernel memory: ${formatBytes(r.total_rss_bytes)}${r.state === 'running' && !r.config_reachable ? '   (system-config unreachable)' : ''}`);
+        console.log(`\nnode daemon: ${formatBytes(r.daemon_rss_bytes)}   total with the daemon: ${formatBytes(r.total_rss_bytes)}${r.state === 'running' && !r.config_reachable ? '   (system-config unreachable)' : ''}`);
       }
       if (r.state === 'stopped') process.exitCode = 3;
     });

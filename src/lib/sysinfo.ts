@@ -90,3 +90,13 @@ export function pidAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Resident memory of a process in bytes, or null when it is gone. */
+export function processRss(pid: number): number | null {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,10 +1,11 @@
 // Supervises one child process per kernel service: start, health check, restart with exponential back-off, and
 // an orderly stop (SIGTERM, then SIGKILL after a grace period).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { httpHealthy } from '../../lib/krpc/index.ts';
+import { processRss } from '../../lib/sysinfo.ts';
 
 export interface ChildSpec {
   name: string;
@@ -44,15 +45,6 @@ export interface SupervisorOptions {
   /** A child running this long without crashing resets its back-off. */
   stableAfterMs?: number;
   stopGraceMs?: number;
-}
-
-export function readRss(pid: number): number | null {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
 }
 
 type SupervisorSettings = Required<Omit<SupervisorOptions, 'logger' | 'onChange'>> & Pick<SupervisorOptions, 'logger' | 'onChange'>;
@@ -172,7 +164,7 @@ class Supervised {
   }
 
   refreshRss(): void {
-    this.status.rssBytes = this.status.pid ? readRss(this.status.pid) : null;
+    this.status.rssBytes = this.status.pid ? processRss(this.status.pid) : null;
   }
 }
 
