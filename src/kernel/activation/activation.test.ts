@@ -14,7 +14,9 @@ import { generateKeyPair, loadKeyFile, publicKeyToB64 } from '../../lib/identity
 import { ownerKeyFromMnemonic } from '../../lib/identity/mnemonic.ts';
 import { IDENTITY_FILES, loadNodeIdentity, ownerAdminFileSchema } from '../../lib/identity/node-identity.ts';
 import { KrpcError, type RunningServer, createClient, listen } from '../../lib/krpc/index.ts';
-import { createActivationApp, suggestDeviceName } from './service.ts';
+import {
+  MAX_PENDING_ATTEMPTS, MAX_PENDING_PER_ADDRESS, PREPARES_PER_MINUTE, createActivationApp, suggestDeviceName,
+} from './service.ts';
 import { resetNode } from './reset.ts';
 
 const MNEMONIC = 'legal winner thank year wave sausage worth useful legal winner thank yellow';
@@ -322,7 +324,7 @@ describe('activation service: limits', () => {
     });
   });
 
-  it('keeps a few pending attempts, evicting the oldest', async () => {
+  it('keeps a few pending attempts per address, evicting that address\'s oldest', async () => {
     await withApp(async (h) => {
       const client = createClient(activationApi, { baseUrl: h.base });
       const first = await client.prepare({});
@@ -330,6 +332,40 @@ describe('activation service: limits', () => {
       await rejectsCode(client.commit({ attempt_id: first.attempt_id, ...(await signedDocs(first)), admin_password: PASSWORD }), 'FAILED_PRECONDITION', /call prepare again/);
       const last = await client.prepare({});
       await client.commit({ attempt_id: last.attempt_id, ...(await signedDocs(last)), admin_password: PASSWORD });
+      assert.ok(existsSync(join(h.paths.etc, IDENTITY_FILES.zone)));
+    });
+  });
+
+  it('rate-limits prepare per address, and never lets one address evict another\'s attempt', async () => {
+    await withApp(async (h) => {
+      // The server believes X-Forwarded-For from a loopback peer (a node's own gateway): how a test speaks from
+      // other addresses.
+      const prepareFrom = async (address: string) => {
+        const res = await fetch(`${h.base}/kapi/activation`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-forwarded-for': address },
+          body: JSON.stringify({ method: 'prepare', params: {}, sys: [1, null, 'trace'] }),
+        });
+        const body = (await res.json()) as { error?: { code: string } };
+        return body.error?.code ?? 'OK';
+      };
+      const client = createClient(activationApi, { baseUrl: h.base });
+      const owners = await client.prepare({});
+
+      const flood: string[] = [];
+      for (let i = 0; i <= PREPARES_PER_MINUTE; i++) flood.push(await prepareFrom('192.168.1.66'));
+      assert.deepEqual(flood, [...Array<string>(PREPARES_PER_MINUTE).fill('OK'), 'RATE_LIMITED']);
+
+      // Many addresses together fill the device: further prepares are refused, and still nothing is evicted.
+      const crowd: string[] = [];
+      for (let i = 0; crowd.length < MAX_PENDING_ATTEMPTS; i++) {
+        for (let j = 0; j < MAX_PENDING_PER_ADDRESS; j++) crowd.push(await prepareFrom(`192.168.2.${i}`));
+      }
+      const accepted = 1 + MAX_PENDING_PER_ADDRESS + crowd.filter((c) => c === 'OK').length;
+      assert.equal(accepted, MAX_PENDING_ATTEMPTS);
+      assert.ok(crowd.includes('RATE_LIMITED'));
+
+      await client.commit({ attempt_id: owners.attempt_id, ...(await signedDocs(owners)), admin_password: PASSWORD });
       assert.ok(existsSync(join(h.paths.etc, IDENTITY_FILES.zone)));
     });
   });

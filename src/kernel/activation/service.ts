@@ -24,8 +24,12 @@ import type { Logger } from '../../lib/log/logger.ts';
 import { collectDeviceInfo } from '../../lib/sysinfo.ts';
 
 export const ATTEMPT_TTL_MS = 10 * 60_000;
-/** Pending attempts kept at once; a new one evicts the oldest, so nobody on the LAN can lock the owner out. */
-export const MAX_PENDING_ATTEMPTS = 4;
+/** Pending attempts kept per client address; a new one evicts that address's oldest. An address never evicts
+ * another's attempt, so a flood of prepares from elsewhere on the LAN cannot take the owner's away. */
+export const MAX_PENDING_PER_ADDRESS = 4;
+/** Pending attempts kept in all; beyond it prepare is refused until some expire or one is committed. */
+export const MAX_PENDING_ATTEMPTS = 64;
+export const PREPARES_PER_MINUTE = 10;
 export const COMMITS_PER_MINUTE = 10;
 /** 2^15 × 8 × 128 bytes = 32 MiB, about 0.1 s per hash: verify-hub's parameters, so its first login needs no rehash. */
 export const SCRYPT_PARAMS = { N: 2 ** 15, r: 8, p: 1, keylen: 32 } as const;
@@ -62,6 +66,8 @@ export function describeDevice(paths: NodePaths): DeviceInfo {
 
 interface Attempt {
   id: string;
+  /** The client address that prepared it. */
+  address: string;
   deviceName: string;
   deviceKey: KeyPair;
   verifyHubKey: KeyPair;
@@ -129,6 +135,7 @@ async function hashPassword(password: string): Promise<OwnerAdminFile['scrypt']>
 export function createActivationApp(opts: ActivationAppOptions): Server {
   const { paths, logger: log } = opts;
   const attempts = new Map<string, Attempt>();
+  const limitPrepares = rateLimiter(PREPARES_PER_MINUTE, 60_000);
   const limitCommits = rateLimiter(COMMITS_PER_MINUTE, 60_000);
   let committing = false;
 
@@ -178,20 +185,29 @@ export function createActivationApp(opts: ActivationAppOptions): Server {
   const endpoint = createKrpcEndpoint(
     activationApi,
     {
-      prepare: async (p) => {
+      prepare: async (p, ctx) => {
         refuseIfActivated();
+        const address = ctx.remoteAddress;
+        limitPrepares(address);
         prune();
+        const mine = [...attempts.values()].filter((a) => a.address === address);
+        while (mine.length >= MAX_PENDING_PER_ADDRESS) attempts.delete(mine.shift()!.id);
+        if (attempts.size >= MAX_PENDING_ATTEMPTS) {
+          throw new KrpcError('RATE_LIMITED', 'too many activation attempts are pending on this device; try again in a few minutes', {
+            retry_after_sec: Math.ceil((Math.min(...[...attempts.values()].map((a) => a.expiresAt)) - Date.now()) / 1000),
+          });
+        }
         const info = describeDevice(paths);
-        while (attempts.size >= MAX_PENDING_ATTEMPTS) attempts.delete(attempts.keys().next().value!);
         const a: Attempt = {
           id: randomBytes(16).toString('base64url'),
+          address,
           deviceName: p.device_name ?? info.name,
           deviceKey: generateKeyPair(),
           verifyHubKey: generateKeyPair(),
           expiresAt: Date.now() + ATTEMPT_TTL_MS,
         };
         attempts.set(a.id, a);
-        log?.info({ attempt: a.id, device_name: a.deviceName }, 'activation attempt prepared');
+        log?.info({ attempt: a.id, device_name: a.deviceName, address }, 'activation attempt prepared');
         return {
           attempt_id: a.id,
           device_name: a.deviceName,

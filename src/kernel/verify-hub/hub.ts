@@ -11,7 +11,7 @@ import { type CallContext, type Handlers, KrpcError, type Principal } from '../.
 import type { Logger } from '../../lib/log/logger.ts';
 import { DEFAULT_POLICY } from '../../lib/rbac/default-policy.ts';
 import { parsePolicyCsv } from '../../lib/rbac/enforcer.ts';
-import { type KvStore, type KvTxOp, KV_LIST_LIMIT, KV_TX_MAX_OPS, isKrpcCode } from './kv.ts';
+import { type KvStore, type KvTxOp, KV_TX_MAX_OPS, isKrpcCode, listAll } from './kv.ts';
 import { type Clock, NonceStore, PhantomLockout, RateLimiter } from './limits.ts';
 import { type PasswordHash, hashPassword, needsRehash, passwordStrengthProblem, verifyAgainstDummy, verifyPassword } from './password.ts';
 import {
@@ -25,6 +25,8 @@ export const NONCE_TTL_MS = 60_000;
 export const MAX_LOGIN_JWT_TTL_SEC = 5 * 60;
 export const LOCKOUT = { maxFailures: 5, lockMs: 15 * 60_000 };
 export const LOGIN_RATE = { capacity: 10, refillMs: 6_000 };
+/** Every login needs a nonce, so this is above LOGIN_RATE, with room for nonces a client fetched and never used. */
+export const NONCE_RATE = { capacity: 20, refillMs: 3_000 };
 const CAS_ATTEMPTS = 8;
 
 export type AuditType = 'login' | 'login_failed' | 'logout' | 'user_change' | 'deletion' | 'permission_change';
@@ -77,17 +79,40 @@ type UserPrincipal = Principal & { kind: 'session' | 'sudo'; sessionId: string }
 
 const WRONG_CREDENTIALS = 'wrong user name or password';
 
+const BASE_POLICY = parsePolicyCsv(DEFAULT_POLICY, 'base policy');
+
 /** Kernel services and every subject of the base RBAC policy (roles, services, trusted apps): RBAC checks a user by
- * name, so a user called `scheduler` would be checked as the kernel. */
+ * name, so a user called `scheduler` would be checked as the kernel. As app ids of a login they are refused too: a
+ * session for app `system-config` would pass RBAC's app side as the kernel. */
 const RESERVED_NAMES: ReadonlySet<string> = new Set([
   ...KERNEL_SERVICES,
-  ...parsePolicyCsv(DEFAULT_POLICY, 'base policy').flatMap((r) => (r.ptype.startsWith('p') ? [r.fields[0]] : r.fields)),
+  ...BASE_POLICY.flatMap((r) => (r.ptype.startsWith('p') ? [r.fields[0]] : r.fields)),
 ]);
+
+/** The system UI and the CLI (RBAC's trusted-ui), which any user may log in with. Until apps get tokens of their
+ * own, any other app id must be an app installed for the user logging in. */
+const TRUSTED_UI_APPS: ReadonlySet<string> = new Set(
+  BASE_POLICY.filter((r) => r.ptype === 'g2' && r.fields[1] === 'trusted-ui').map((r) => r.fields[0]),
+);
+
+/** What the account records say about sessions; null when the user does not exist. */
+interface Account {
+  state: UserSettings['state'];
+  incarnation: number;
+  epoch: number;
+}
+
+/** Why a session with a live record is over all the same, by its account's records; null while it may go on. */
+function endedByAccount(a: Account | null, s: SessionRecord): RefreshFailure | null {
+  if (!a || a.state !== 'active') return 'inactive';
+  return a.incarnation !== s.incarnation || a.epoch !== s.epoch ? 'revoked' : null;
+}
 
 export class VerifyHub {
   private readonly kv: KvStore;
   private readonly sessions: SessionStore;
   private readonly nonces: NonceStore;
+  private readonly nonceLimiter: RateLimiter;
   private readonly ipLimiter: RateLimiter;
   private readonly userLimiter: RateLimiter;
   private readonly phantom: PhantomLockout;
@@ -98,6 +123,7 @@ export class VerifyHub {
     this.now = opts.now ?? Date.now;
     this.sessions = new SessionStore(opts.kv, this.now);
     this.nonces = new NonceStore({ ttlMs: NONCE_TTL_MS, now: this.now });
+    this.nonceLimiter = new RateLimiter({ ...NONCE_RATE, now: this.now });
     this.ipLimiter = new RateLimiter({ ...LOGIN_RATE, now: this.now });
     this.userLimiter = new RateLimiter({ ...LOGIN_RATE, now: this.now });
     this.phantom = new PhantomLockout(LOCKOUT, this.now);
@@ -120,13 +146,14 @@ export class VerifyHub {
 
   // ---- authentication of calls to verify-hub itself -----------------------------------------------------------
 
-  /** Like every service's verifier, and also refuses tokens of sessions that were revoked or deleted. */
+  /** Like every service's verifier, and also refuses tokens of sessions that were revoked or deleted, or that their
+   * account's records have ended. */
   authenticate = async (token: string): Promise<Principal> => {
     const p = await this.opts.verifyToken(token);
     if (p.kind === 'service') return p;
     if (!p.sessionId) throw new KrpcError('UNAUTHENTICATED', 'token names no session');
     const s = await this.sessions.get(p.sessionId);
-    if (!s || s.value.revoked || s.value.user !== p.userId) {
+    if (!s || s.value.revoked || s.value.user !== p.userId || endedByAccount(await this.account(s.value.user), s.value)) {
       throw new KrpcError('UNAUTHENTICATED', 'the session of this token has ended; log in again');
     }
     return p;
@@ -171,13 +198,15 @@ export class VerifyHub {
     throw new KrpcError('UNAVAILABLE', `user "${name}" changed too often to update; try again`);
   }
 
-  private async updateCredential(name: string, change: (c: Credential) => Credential): Promise<Credential | null> {
+  /** Read-modify-write of a credential record under compare-and-swap; `change` gets null when there is none yet and
+   * answers null to write nothing. Answers what was written. */
+  private async writeCredential(name: string, change: (c: Credential | null) => Credential | null): Promise<Credential | null> {
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const cur = await this.credential(name);
-      if (!cur) return null;
-      const next = change(cur.value);
+      const next = change(cur?.value ?? null);
+      if (!next) return null;
       try {
-        await this.kv.set({ key: KEYS.credentials(name), value: JSON.stringify(next), expect_revision: cur.revision });
+        await this.kv.set({ key: KEYS.credentials(name), value: JSON.stringify(next), expect_revision: cur?.revision ?? 0 });
         return next;
       } catch (e) {
         if (!isKrpcCode(e, 'CONFLICT')) throw e;
@@ -186,15 +215,22 @@ export class VerifyHub {
     throw new KrpcError('UNAVAILABLE', `credentials of "${name}" changed too often to update; try again`);
   }
 
-  private async userActive(name: string): Promise<boolean> {
-    return (await this.settings(name))?.value.state === 'active';
+  private updateCredential(name: string, change: (c: Credential) => Credential): Promise<Credential | null> {
+    return this.writeCredential(name, (c) => c && change(c));
+  }
+
+  private async account(name: string): Promise<Account | null> {
+    const [s, c] = await Promise.all([this.settings(name), this.credential(name)]);
+    return s && { state: s.value.state, incarnation: s.createRevision, epoch: c?.value.session_epoch ?? 0 };
   }
 
   // ---- the owner's first start ---------------------------------------------------------------------------------
 
   /**
    * Makes sure the owner has a user record, and imports the initial password hash activation left, unless the owner
-   * already has credentials. Idempotent: every later start finds both and changes nothing.
+   * already has credentials. Idempotent: every later start finds both and changes nothing. The caller deletes the
+   * file once `ownerHasPassword()`: left on disk, it would bring the initial password back if the credential record
+   * were ever lost.
    */
   async ensureOwner(initialPassword: PasswordHash | null): Promise<{ imported: boolean }> {
     const name = this.opts.owner.name;
@@ -205,7 +241,7 @@ export class VerifyHub {
       if (!isKrpcCode(e, 'CONFLICT')) throw e;
     }
     if (!initialPassword) return { imported: false };
-    const cred: Credential = { ...initialPassword, failed_attempts: 0, locked_until: 0, updated_at: this.nowSec() };
+    const cred: Credential = { ...initialPassword, failed_attempts: 0, locked_until: 0, updated_at: this.nowSec(), session_epoch: 0 };
     try {
       await this.kv.set({ key: KEYS.credentials(name), value: JSON.stringify(cred), expect_revision: 0 });
     } catch (e) {
@@ -214,6 +250,10 @@ export class VerifyHub {
     }
     this.emit({ type: 'user_change', action: 'import_owner_password', actor: null, target: name });
     return { imported: true };
+  }
+
+  async ownerHasPassword(): Promise<boolean> {
+    return (await this.credential(this.opts.owner.name)) !== null;
   }
 
   // ---- login ---------------------------------------------------------------------------------------------------
@@ -256,9 +296,10 @@ export class VerifyHub {
   /**
    * Checks `password` for `name` with lockout and per-user rate limit. Unknown users cost the same scrypt work and
    * answer the same as a wrong password. Throws on failure; on success clears the failure count (and upgrades an
-   * outdated hash).
+   * outdated hash) and answers the credential record that matched, whose session epoch a new session must carry:
+   * read later, it could be the epoch of a password set since.
    */
-  private async checkPassword(name: string, password: string, audit: { action: string; app?: string; ip?: string; wrong: string }): Promise<void> {
+  private async checkPassword(name: string, password: string, audit: { action: string; app?: string; ip?: string; wrong: string }): Promise<Credential> {
     this.limitUser(name);
     const cred = await this.credential(name);
     const lockedUntil = cred ? cred.value.locked_until * 1000 : this.phantom.lockedUntil(name);
@@ -276,6 +317,7 @@ export class VerifyHub {
       const fresh = needsRehash(cred.value) ? await hashPassword(password) : null;
       await this.updateCredential(name, (c) => ({ ...c, ...(fresh ?? {}), failed_attempts: 0, locked_until: 0, updated_at: this.nowSec() }));
     }
+    return cred.value;
   }
 
   private async issue(s: NewSession, role: UserRole, ip: string) {
@@ -292,22 +334,41 @@ export class VerifyHub {
   }
 
   /** For key logins, whose signer is trusted to know which accounts exist. */
-  private async activeUserFor(name: string, app: string, ip: string, action: string): Promise<UserSettings> {
+  private async activeUserFor(name: string, app: string, ip: string, action: string): Promise<Versioned<UserSettings>> {
     const s = await this.settings(name);
     if (!s || s.value.state !== 'active') {
       this.emit({ type: 'login_failed', action, actor: null, target: name, app, ip, reason: s ? 'disabled' : 'no_such_user' });
       throw s ? new KrpcError('PERMISSION_DENIED', `account "${name}" is disabled`) : new KrpcError('UNAUTHENTICATED', `user "${name}" does not exist`);
     }
-    return s.value;
+    return s;
+  }
+
+  /** Refuses, before anything else of a login, an app id that names the system rather than an app. */
+  private appIdAllowed(app: string): void {
+    if (RESERVED_NAMES.has(app) && !TRUSTED_UI_APPS.has(app)) {
+      throw new KrpcError(
+        'INVALID_PARAMS',
+        `app id "${app}" is a system service or role, not an app; log in with ${[...TRUSTED_UI_APPS].join(' or ')}, or an app installed for you`,
+        { issues: [{ path: 'params.app_id', message: 'reserved for the system' }] },
+      );
+    }
+  }
+
+  /** Once the user is known: an app other than the trusted UI must be installed for them (users/<u>/apps/<app>/spec). */
+  private async appInstalledFor(user: string, app: string, audit: { action: string; ip: string }): Promise<void> {
+    if (TRUSTED_UI_APPS.has(app) || (await this.kv.get({ key: KEYS.appSpec(user, app) })).value !== null) return;
+    this.emit({ type: 'login_failed', action: audit.action, actor: null, target: user, app, ip: audit.ip, reason: 'app_not_installed' });
+    throw new KrpcError('PERMISSION_DENIED', `app "${app}" is not installed for user "${user}"`);
   }
 
   private async loginPassword(p: { username: string; password: string; nonce: string; app_id: string }, ctx: CallContext) {
     const ip = ctx.remoteAddress;
     this.limitAddress(ip);
+    this.appIdAllowed(p.app_id);
     if (!this.nonces.consume(p.nonce)) {
       throw new KrpcError('UNAUTHENTICATED', 'login nonce is unknown, already used or expired; ask login_nonce for a new one');
     }
-    await this.checkPassword(p.username, p.password, { action: 'password', app: p.app_id, ip, wrong: WRONG_CREDENTIALS });
+    const cred = await this.checkPassword(p.username, p.password, { action: 'password', app: p.app_id, ip, wrong: WRONG_CREDENTIALS });
     const s = await this.settings(p.username);
     // Credentials whose user record is gone are as good as no account.
     if (!s) throw new KrpcError('UNAUTHENTICATED', WRONG_CREDENTIALS);
@@ -316,12 +377,18 @@ export class VerifyHub {
       this.emit({ type: 'login_failed', action: 'password', actor: null, target: p.username, app: p.app_id, ip, reason: 'disabled' });
       throw new KrpcError('PERMISSION_DENIED', `account "${p.username}" is disabled`);
     }
-    return this.issue({ user: s.value.name, app: p.app_id, login: 'password' }, this.roleOf(s.value), ip);
+    await this.appInstalledFor(p.username, p.app_id, { action: 'password', ip });
+    return this.issue(
+      { user: s.value.name, app: p.app_id, login: 'password', incarnation: s.createRevision, epoch: cred.session_epoch },
+      this.roleOf(s.value),
+      ip,
+    );
   }
 
   private async loginJwt(p: { jwt: string; app_id: string }, ctx: CallContext) {
     const ip = ctx.remoteAddress;
     this.limitAddress(ip);
+    this.appIdAllowed(p.app_id);
     let kid: string | undefined;
     try {
       kid = peekJwt(p.jwt).kid;
@@ -356,8 +423,16 @@ export class VerifyHub {
       this.emit({ type: 'login_failed', action: login, actor: null, target: c.sub, app: p.app_id, ip, reason: 'owner_key_for_other_user' });
       throw new KrpcError('UNAUTHENTICATED', 'the owner key logs in only the owner');
     }
+    // The epoch before the settings, the reverse of the order disabling writes them: a login that overlaps a disable
+    // either finds the account disabled or carries the epoch the disable then leaves behind.
+    const epoch = (await this.credential(c.sub))?.value.session_epoch ?? 0;
     const user = await this.activeUserFor(c.sub, p.app_id, ip, login);
-    return this.issue({ user: user.name, app: p.app_id, login, ...(isDevice ? { device: kid } : {}) }, this.roleOf(user), ip);
+    await this.appInstalledFor(c.sub, p.app_id, { action: login, ip });
+    return this.issue(
+      { user: user.value.name, app: p.app_id, login, ...(isDevice ? { device: kid } : {}), incarnation: user.createRevision, epoch },
+      this.roleOf(user.value),
+      ip,
+    );
   }
 
   private refreshFailure(reason: RefreshFailure): KrpcError {
@@ -376,7 +451,7 @@ export class VerifyHub {
   }
 
   private async refresh(p: { refresh_token: string }, ctx: CallContext) {
-    const r = await this.sessions.refresh(p.refresh_token, (u) => this.userActive(u));
+    const r = await this.sessions.refresh(p.refresh_token, async (s) => endedByAccount(await this.account(s.user), s));
     if (!r.ok) {
       if (r.reason === 'reused') {
         this.emit({ type: 'login_failed', action: 'refresh', actor: null, target: r.session?.user, app: r.session?.app, ip: ctx.remoteAddress, sid: r.sid, reason: 'refresh_token_reuse' });
@@ -458,7 +533,7 @@ export class VerifyHub {
     const hash = await hashPassword(p.password);
     const now = this.nowSec();
     const settings: UserSettings = { name: p.name, role: p.role, state: 'active', created_at: now };
-    const cred: Credential = { ...hash, failed_attempts: 0, locked_until: 0, updated_at: now };
+    const cred: Credential = { ...hash, failed_attempts: 0, locked_until: 0, updated_at: now, session_epoch: 0 };
     const r = await this.kv.exec_tx({
       compares: [
         { key: KEYS.settings(p.name), revision: 0 },
@@ -477,11 +552,13 @@ export class VerifyHub {
   private async userList(ctx: CallContext) {
     const p = ctx.principal!;
     const all = p.kind === 'service' || (await this.callerRole(p)) === 'admin';
-    const { entries } = await this.kv.list({ prefix: KEYS.usersPrefix, limit: KV_LIST_LIMIT });
+    // users/ also holds every user's app data: list names only, then read the settings records.
+    const keys = all
+      ? (await listAll(this.kv, KEYS.usersPrefix, { keysOnly: true })).map((e) => e.key).filter((k) => SETTINGS_KEY_RE.test(k))
+      : [KEYS.settings(p.userId)];
     const users = [];
-    for (const e of entries) {
-      const m = SETTINGS_KEY_RE.exec(e.key);
-      if (!m || (!all && m[1] !== p.userId)) continue;
+    for (const e of await Promise.all(keys.map((key) => this.kv.get({ key }).then((r) => ({ key, value: r.value }))))) {
+      if (e.value === null) continue;
       try {
         users.push(this.publicUser(parseRecord(e.key, e.value, userSettingsSchema)));
       } catch (err) {
@@ -514,13 +591,19 @@ export class VerifyHub {
       }
     } else {
       await this.requireAdmin(ctx, resource, 'write', true);
+      // Another admin could otherwise take the zone from its owner. Root on a zone device (a service token) may: it
+      // is how a locked-out owner gets back in.
+      if (caller.kind !== 'service') this.protectOwner(p.name, 'given a new password by anyone else');
     }
     this.strongPassword(p.new_password, p.name);
     if (!(await this.settings(p.name))) throw new KrpcError('NOT_FOUND', `user "${p.name}" does not exist`);
     const hash = await hashPassword(p.new_password);
-    const cred: Credential = { ...hash, failed_attempts: 0, locked_until: 0, updated_at: this.nowSec() };
-    await this.kv.set({ key: KEYS.credentials(p.name), value: JSON.stringify(cred) });
+    // The new epoch ends every session of the old password at once; the records are marked below only for display.
+    const cred = (await this.writeCredential(p.name, (c) => ({
+      ...hash, failed_attempts: 0, locked_until: 0, updated_at: this.nowSec(), session_epoch: (c?.session_epoch ?? 0) + 1,
+    })))!;
     // Whoever knew the old password may hold a session; only the one making the change survives it.
+    if (self) await this.sessions.keepInEpoch(caller.sessionId!, cred.session_epoch);
     const revoked = await this.sessions.revokeUser(p.name, 'password_changed', self ? caller.sessionId : undefined);
     this.emit({ type: 'user_change', action: self ? 'change_password' : 'reset_password', actor: caller.userId, target: p.name, app: caller.appId });
     return { revoked_sessions: revoked };
@@ -533,7 +616,12 @@ export class VerifyHub {
       if (p.name === actor.userId) throw new KrpcError('FAILED_PRECONDITION', 'you cannot disable your own account');
     }
     const { after } = await this.updateSettings(p.name, (s) => ({ ...s, state }));
-    if (state === 'disabled') await this.sessions.revokeUser(p.name, 'user_disabled');
+    if (state === 'disabled') {
+      // After the settings, so that a login overlapping this either sees the account disabled or takes the old epoch
+      // (see loginJwt). Enabling the account again does not bring these sessions back.
+      await this.updateCredential(p.name, (c) => ({ ...c, session_epoch: c.session_epoch + 1 }));
+      await this.sessions.revokeUser(p.name, 'user_disabled');
+    }
     this.emit({ type: 'user_change', action: state === 'disabled' ? 'disable' : 'enable', actor: actor.userId, target: p.name, app: actor.appId });
     return this.publicUser(after);
   }
@@ -545,10 +633,12 @@ export class VerifyHub {
     const settings = await this.kv.get({ key: KEYS.settings(p.name) });
     const cred = await this.kv.get({ key: KEYS.credentials(p.name) });
     if (settings.value === null && cred.value === null) throw new KrpcError('NOT_FOUND', `user "${p.name}" does not exist`);
-    const sessions = (await this.sessions.list()).filter((s) => s.session.user === p.name);
-    const { entries } = await this.kv.list({ prefix: KEYS.userPrefix(p.name), limit: KV_LIST_LIMIT });
+    const account = await this.account(p.name);
+    const sessions = await this.sessions.list(p.name);
+    const entries = await listAll(this.kv, KEYS.userPrefix(p.name), { keysOnly: true });
     // The account records go in the first transaction, so from that moment nobody can log in or refresh as this user
-    // even if a later batch fails.
+    // even if a later batch fails; a session record a failure leaves behind stays dead, bound to this incarnation of
+    // the settings record.
     const keys = new Set<string>();
     if (settings.value !== null) keys.add(KEYS.settings(p.name));
     if (cred.value !== null) keys.add(KEYS.credentials(p.name));
@@ -560,12 +650,13 @@ export class VerifyHub {
     }
     this.emit({ type: 'deletion', action: 'delete_user', actor: actor.userId, target: p.name, app: actor.appId, reason: `${keys.size} keys, ${sessions.length} sessions` });
     await this.opts.onUserDeleted?.(p.name);
-    return { deleted_keys: keys.size, revoked_sessions: sessions.filter((s) => !s.session.revoked).length };
+    return { deleted_keys: keys.size, revoked_sessions: sessions.filter((s) => !s.session.revoked && !endedByAccount(account, s.session)).length };
   }
 
   // ---- sessions ------------------------------------------------------------------------------------------------
 
-  private publicSession(sid: string, s: SessionRecord, current?: string) {
+  /** `ended`: over by its account's records although its own record does not say so. */
+  private publicSession(sid: string, s: SessionRecord, ended: boolean, current?: string) {
     return {
       sid,
       user: s.user,
@@ -574,7 +665,7 @@ export class VerifyHub {
       created_at: s.created_at,
       expires_at: s.expires_at,
       last_refresh_at: s.last_refresh_at,
-      revoked: s.revoked,
+      revoked: s.revoked || ended,
       current: sid === current,
     };
   }
@@ -587,9 +678,16 @@ export class VerifyHub {
     if ((all || target !== caller.userId) && caller.kind !== 'service' && (await this.callerRole(caller)) !== 'admin') {
       throw new KrpcError('PERMISSION_DENIED', 'only admins see other users\' sessions');
     }
-    const sessions = (await this.sessions.list())
-      .filter((s) => all || s.session.user === target)
-      .map((s) => this.publicSession(s.sid, s.session, caller.sessionId));
+    const accounts = new Map<string, Promise<Account | null>>();
+    const accountOf = (user: string) => {
+      let a = accounts.get(user);
+      if (!a) accounts.set(user, (a = this.account(user)));
+      return a;
+    };
+    const listed = await this.sessions.list(all ? undefined : target);
+    const sessions = await Promise.all(
+      listed.map(async (s) => this.publicSession(s.sid, s.session, endedByAccount(await accountOf(s.session.user), s.session) !== null, caller.sessionId)),
+    );
     return { sessions };
   }
 
@@ -641,9 +739,12 @@ export class VerifyHub {
 
   handlers(): Handlers<typeof verifyHubApi.methods> {
     return {
-      login_nonce: () => {
-        const n = this.nonces.issue();
-        if (!n) throw new KrpcError('RATE_LIMITED', 'too many logins in progress; retry in a minute');
+      login_nonce: (_p, ctx) => {
+        const wait = this.nonceLimiter.take(ctx.remoteAddress);
+        if (wait > 0) {
+          throw new KrpcError('RATE_LIMITED', `too many login nonces asked from this address; retry in ${Math.ceil(wait / 1000)} s`, { retry_after_ms: wait });
+        }
+        const n = this.nonces.issue(ctx.remoteAddress);
         return { nonce: n.nonce, expires_at: Math.floor(n.expiresAt / 1000) };
       },
       login_password: (p, ctx) => this.loginPassword(p, ctx),

@@ -71,37 +71,66 @@ export class RateLimiter {
   }
 }
 
+/**
+ * Single-use login nonces, kept per client address. Issuing never fails: an address that holds `maxPerAddress`
+ * outstanding nonces loses its own oldest, and a full store loses its oldest overall. So one address can only push
+ * out its own nonces; pushing out another client's takes `max / maxPerAddress` addresses issuing faster than that
+ * client logs in, each under its own rate limit.
+ */
 export class NonceStore {
-  private readonly nonces = new Map<string, number>();
+  /** In issue order, which is expiry order: the TTL is the same for all. */
+  private readonly nonces = new Map<string, { expiresAt: number; address: string }>();
+  private readonly byAddress = new Map<string, Set<string>>();
   private readonly ttlMs: number;
   private readonly max: number;
+  private readonly maxPerAddress: number;
   private readonly now: Clock;
 
-  constructor(opts: { ttlMs: number; max?: number; now?: Clock }) {
+  constructor(opts: { ttlMs: number; max?: number; maxPerAddress?: number; now?: Clock }) {
     this.ttlMs = opts.ttlMs;
     this.max = opts.max ?? 10_000;
+    this.maxPerAddress = opts.maxPerAddress ?? 16;
     this.now = opts.now ?? Date.now;
   }
 
-  /** A fresh nonce and its expiry (ms), or null when too many are outstanding. */
-  issue(): { nonce: string; expiresAt: number } | null {
+  /** A fresh nonce for a client at `address`, and its expiry (ms). */
+  issue(address: string): { nonce: string; expiresAt: number } {
     const now = this.now();
-    if (this.nonces.size >= this.max) {
-      for (const [n, exp] of this.nonces) if (exp <= now) this.nonces.delete(n);
-      if (this.nonces.size >= this.max) return null;
+    for (const [n, e] of this.nonces) {
+      if (e.expiresAt > now) break;
+      this.drop(n);
     }
+    const mine = this.byAddress.get(address);
+    if (mine && mine.size >= this.maxPerAddress) this.drop(mine.values().next().value!);
+    if (this.nonces.size >= this.max) this.drop(this.nonces.keys().next().value!);
     const nonce = randomBytes(18).toString('base64url');
     const expiresAt = now + this.ttlMs;
-    this.nonces.set(nonce, expiresAt);
+    this.nonces.set(nonce, { expiresAt, address });
+    if (mine) mine.add(nonce);
+    else this.byAddress.set(address, new Set([nonce]));
     return { nonce, expiresAt };
   }
 
-  /** True once for a nonce this store issued and that has not expired; it is gone afterwards either way. */
+  /** True once for a nonce this store issued and that has not expired; it is gone afterwards either way. Any
+   * address may use it: a client may change address between the two calls. */
   consume(nonce: string): boolean {
-    const exp = this.nonces.get(nonce);
-    if (exp === undefined) return false;
+    const e = this.nonces.get(nonce);
+    if (!e) return false;
+    this.drop(nonce);
+    return e.expiresAt > this.now();
+  }
+
+  private drop(nonce: string): void {
+    const e = this.nonces.get(nonce);
+    if (!e) return;
     this.nonces.delete(nonce);
-    return exp > this.now();
+    const set = this.byAddress.get(e.address)!;
+    set.delete(nonce);
+    if (set.size === 0) this.byAddress.delete(e.address);
+  }
+
+  get size(): number {
+    return this.nonces.size;
   }
 }
 

@@ -1,6 +1,6 @@
 // The verify-hub process: loads the zone's token-signing key, keeps users and sessions in system-config, imports the
 // owner's initial password on the first start, and serves kRPC on its port.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
@@ -11,7 +11,7 @@ import { IDENTITY_FILES, ownerAdminFileSchema } from '../../lib/identity/node-id
 import { createHttpApp, createKrpcEndpoint, listen } from '../../lib/krpc/index.ts';
 import type { KernelRuntime } from '../runtime.ts';
 import { type AuditFn, type CheckFn, VerifyHub } from './hub.ts';
-import { type KvStore, KV_LIST_LIMIT } from './kv.ts';
+import { type KvStore, listAll } from './kv.ts';
 import { type PasswordHash, passwordHashSchema } from './password.ts';
 
 export interface VerifyHubDeps {
@@ -50,8 +50,7 @@ function zoneDeviceKeys(rt: KernelRuntime, kv: KvStore): (did: string) => Promis
   const ownDid = didDev(rt.identity.deviceKey.publicKeyB64);
   return async (did) => {
     if (did === ownDid) return rt.identity.deviceKey.publicKey;
-    const { entries } = await kv.list({ prefix: 'devices/', limit: KV_LIST_LIMIT });
-    for (const e of entries) {
+    for (const e of await listAll(kv, 'devices/')) {
       if (!DEVICE_DOC_KEY.test(e.key)) continue;
       try {
         const doc = await verifyDeviceDoc(e.value.trim(), rt.identity.ownerKey);
@@ -83,8 +82,21 @@ export async function runVerifyHubService(rt: KernelRuntime, port: number, deps:
     onUserDeleted: deps.onUserDeleted,
     log: rt.log,
   });
-  const { imported } = await hub.ensureOwner(readOwnerAdminFile(rt.paths.etc, owner));
+  const initial = readOwnerAdminFile(rt.paths.etc, owner);
+  const { imported } = await hub.ensureOwner(initial);
   if (imported) rt.log.info({ owner }, 'imported the owner\'s initial password');
+  // Only once system-config holds the owner's credential (imported now, or at a start that stopped before this):
+  // a file left behind would bring the initial password back if that record were ever lost.
+  if (initial && (await hub.ownerHasPassword())) {
+    const path = join(rt.paths.etc, IDENTITY_FILES.ownerAdmin);
+    try {
+      rmSync(path, { force: true });
+      rt.log.info({ owner }, `deleted ${path}: the owner's password is in system-config`);
+    } catch (err) {
+      // Not worth refusing logins over: the file matters only if the credential record is lost. Every start retries.
+      rt.log.error({ path, err: (err as Error).message }, 'could not delete the initial owner password file; delete it by hand');
+    }
+  }
 
   const sweep = () =>
     hub.sweep().then(

@@ -2,17 +2,35 @@
 // corrupt value fails loudly at the key that holds it instead of deep inside a login.
 import { z } from 'zod';
 import { userRole } from '../../lib/api/verify-hub.ts';
+import { USER_NAME } from '../../lib/identity/documents.ts';
 import { passwordHashSchema } from './password.ts';
 import type { KvStore } from './kv.ts';
+
+/**
+ * A session id names its user, `<user>:<22 base64url characters>`, so that its record can sit with that user's
+ * other sessions and a per-user operation lists only those.
+ */
+export const SID_RE = new RegExp(`^(${USER_NAME.source.slice(1, -1)}):([A-Za-z0-9_-]{22})$`);
 
 export const KEYS = {
   usersPrefix: 'users/',
   userPrefix: (name: string) => `users/${name}/`,
   settings: (name: string) => `users/${name}/settings`,
+  /** Present when `app` is installed for the user. */
+  appSpec: (name: string, app: string) => `users/${name}/apps/${app}/spec`,
   credentials: (name: string) => `system/verify-hub/credentials/${name}`,
   sessionsPrefix: 'system/verify-hub/sessions/',
-  session: (sid: string) => `system/verify-hub/sessions/${sid}`,
+  userSessionsPrefix: (user: string) => `system/verify-hub/sessions/${user}/`,
+  /** Only for a sid that matches SID_RE. */
+  session: (sid: string) => `system/verify-hub/sessions/${sid.replace(':', '/')}`,
 };
+
+/** The sid a session key stands for; null for a key in no shape a session record has. */
+export function sidOfKey(key: string): string | null {
+  const rest = key.startsWith(KEYS.sessionsPrefix) ? key.slice(KEYS.sessionsPrefix.length) : '';
+  const sid = rest.replace('/', ':');
+  return SID_RE.test(sid) ? sid : null;
+}
 
 export const SETTINGS_KEY_RE = /^users\/([^/]+)\/settings$/;
 
@@ -33,6 +51,10 @@ export const credentialSchema = passwordHashSchema.extend({
   /** Unix seconds; 0 when not locked. */
   locked_until: z.number().int().nonnegative(),
   updated_at: z.number().int(),
+  /** Sessions begun under another epoch are over. Raised when a password change, a reset or disabling the account
+   * must end every session at once, without depending on reaching each session record. Records written before
+   * epochs existed are at 0. */
+  session_epoch: z.number().int().nonnegative().default(0),
 });
 export type Credential = z.infer<typeof credentialSchema>;
 
@@ -40,6 +62,11 @@ export const LOGIN_KINDS = ['password', 'owner_key', 'device_key'] as const;
 
 export const sessionSchema = z.object({
   user: z.string(),
+  /** create_revision of `users/<user>/settings` at login: a user deleted and created again under the same name has
+   * another, so nothing of the former account's sessions carries over. */
+  incarnation: z.number().int().nonnegative(),
+  /** The user's `session_epoch` at login (0 without a credential record). */
+  epoch: z.number().int().nonnegative(),
   app: z.string(),
   login: z.enum(LOGIN_KINDS),
   /** did:dev of the device that signed a device-key login. */
@@ -61,9 +88,10 @@ export type SessionRecord = z.infer<typeof sessionSchema>;
 export interface Versioned<T> {
   value: T;
   revision: number;
+  createRevision: number;
 }
 
-export function parseRecord<T>(key: string, raw: string, schema: z.ZodType<T>): T {
+export function parseRecord<T>(key: string, raw: string, schema: z.ZodType<T, z.ZodTypeDef, unknown>): T {
   let json: unknown;
   try {
     json = JSON.parse(raw);
@@ -75,8 +103,8 @@ export function parseRecord<T>(key: string, raw: string, schema: z.ZodType<T>): 
   return r.data;
 }
 
-export async function readRecord<T>(kv: KvStore, key: string, schema: z.ZodType<T>): Promise<Versioned<T> | null> {
+export async function readRecord<T>(kv: KvStore, key: string, schema: z.ZodType<T, z.ZodTypeDef, unknown>): Promise<Versioned<T> | null> {
   const e = await kv.get({ key });
   if (e.value === null) return null;
-  return { value: parseRecord(key, e.value, schema), revision: e.revision };
+  return { value: parseRecord(key, e.value, schema), revision: e.revision, createRevision: e.create_revision };
 }

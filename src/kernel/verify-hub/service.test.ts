@@ -2,7 +2,7 @@
 // temporary zone root with real keys and owner-signed documents. RBAC is the real enforcer.
 import { describe, it, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { runSystemConfigService } from '../system-config/main.ts';
 import type { AuditEvent } from './hub.ts';
 import { runVerifyHubService } from './main.ts';
 import { hashPassword } from './password.ts';
+import { KEYS } from './records.ts';
 
 const ZONE = 'alice.example.com';
 const OWNER = 'alice';
@@ -157,7 +158,8 @@ describe('verify-hub service on system-config', () => {
     await startHub();
   });
 
-  it('imports the owner from owner_admin.json once, as an admin that is the owner', async () => {
+  it('imports the owner from owner_admin.json once, as an admin that is the owner, and then deletes the file', async () => {
+    assert.equal(existsSync(join(root, 'etc', IDENTITY_FILES.ownerAdmin)), false);
     const t = await login(OWNER, OWNER_PW);
     assert.deepEqual(t.user, { name: OWNER, role: 'admin' });
     const me = await client(t.session_token).whoami({});
@@ -176,6 +178,29 @@ describe('verify-hub service on system-config', () => {
     await startHub();
     assert.equal((await config.get({ key: `system/verify-hub/credentials/${OWNER}` })).revision, cred.revision);
     assert.ok(events.some((e) => e.type === 'login' && e.action === 'password' && e.actor === OWNER));
+  });
+
+  it('never lets the initial password back in once imported', async () => {
+    const credKey = `system/verify-hub/credentials/${OWNER}`;
+    const ownerAdmin = join(root, 'etc', IDENTITY_FILES.ownerAdmin);
+    const saved = (await config.get({ key: credKey })).value!;
+    try {
+      // A file still there from a start that stopped between the import and the deletion: the stored credential
+      // wins, and the file goes.
+      writeFileSync(ownerAdmin, JSON.stringify({ user: OWNER, scrypt: await hashPassword('Initial-pass-2024'), created_at: new Date().toISOString() }));
+      await hub.close();
+      await startHub();
+      assert.equal(existsSync(ownerAdmin), false);
+      assert.equal((await config.get({ key: credKey })).value, saved);
+      await rejectsWith(login(OWNER, 'Initial-pass-2024'), 'UNAUTHENTICATED');
+      // With the file gone, losing the credential record leaves the owner to the owner key, not to the old password.
+      await config.delete({ key: credKey });
+      await hub.close();
+      await startHub();
+      await rejectsWith(login(OWNER, OWNER_PW), 'UNAUTHENTICATED');
+    } finally {
+      await config.set({ key: credKey, value: saved });
+    }
   });
 
   it('answers a wrong password and an unknown user the same way', async () => {
@@ -231,7 +256,7 @@ describe('verify-hub service on system-config', () => {
     assert.equal((await client(r1.session_token).whoami({})).user, OWNER);
     const r2 = await client().refresh({ refresh_token: r1.refresh_token });
     assert.ok(r2.session_token);
-    const stored = JSON.parse((await config.get({ key: `system/verify-hub/sessions/${t.refresh_token.split('.')[0]}` })).value!);
+    const stored = JSON.parse((await config.get({ key: KEYS.session(t.refresh_token.split('.')[0]!) })).value!);
     assert.equal(stored.refresh_generation, 2);
     assert.ok(!JSON.stringify(stored).includes(r2.refresh_token));
   });
@@ -356,6 +381,12 @@ describe('verify-hub service on system-config', () => {
     await rejectsWith(client(h2.session_token).whoami({}), 'UNAUTHENTICATED');
     await rejectsWith(asHank.user_set_password({ name: OWNER, old_password: OWNER_PW, new_password: 'Owner-pass-2025' }), 'PERMISSION_DENIED');
 
+    // Not even another admin, with sudo, may set the owner's password.
+    await createUser('olga', 'High-tower-4711', 'admin');
+    const { sudo: olga } = await sudoAs('olga', 'High-tower-4711');
+    await rejectsWith(client(olga).user_set_password({ name: OWNER, new_password: 'Taken-over-4711' }), 'PERMISSION_DENIED', /owner/);
+    await rejectsWith(login(OWNER, 'Taken-over-4711'), 'UNAUTHENTICATED');
+
     const { sudo } = await sudoAs(OWNER, OWNER_PW);
     assert.deepEqual(await client(sudo).user_set_password({ name: 'hank', new_password: 'Reset-by-admin-4711' }), { revoked_sessions: 1 });
     await rejectsWith(asHank.whoami({}), 'UNAUTHENTICATED');
@@ -457,6 +488,10 @@ describe('verify-hub service on system-config', () => {
     await svc.session_revoke({ sid: k.refresh_token.split('.')[0] });
     await rejectsWith(client(k.session_token).whoami({}), 'UNAUTHENTICATED');
     await rejectsWith(svc.user_disable({ name: OWNER }), 'PERMISSION_DENIED', /owner/);
+    // Root on a zone device may set the owner's password: the way back in for an owner who lost it.
+    const o = await login(OWNER, OWNER_PW);
+    assert.ok((await svc.user_set_password({ name: OWNER, new_password: OWNER_PW })).revoked_sessions >= 1);
+    await rejectsWith(client(o.session_token).whoami({}), 'UNAUTHENTICATED');
     assert.deepEqual(await svc.user_delete({ name: 'kim' }), { deleted_keys: 3, revoked_sessions: 0 });
     assert.ok(events.some((e) => e.type === 'deletion' && e.target === 'kim' && e.actor === 'verify-hub'));
     await rejectsWith(svc.logout({}), 'FAILED_PRECONDITION');

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { REFRESH_TOKEN_TTL_SEC } from '../../lib/identity/tokens.ts';
 import { KrpcError } from '../../lib/krpc/index.ts';
-import { type KvStore, MemoryKv } from './kv.ts';
+import { type KvStore, KV_LIST_LIMIT, MemoryKv } from './kv.ts';
 import { KEYS } from './records.ts';
 import { MAX_SESSION_LIFETIME_SEC, SessionStore, hashToken, parseRefreshToken } from './sessions.ts';
 
@@ -12,13 +12,13 @@ function clock() {
   return { now: () => t, advanceSec: (s: number) => (t += s * 1000) };
 }
 
-const active = async () => true;
+const live = async () => null;
 
 describe('sessions', () => {
   it('stores only the hash of the refresh token', async () => {
     const kv = new MemoryKv();
     const store = new SessionStore(kv);
-    const g = await store.create({ user: 'alice', app: 'control-panel', login: 'password' });
+    const g = await store.create({ user: 'alice', app: 'control-panel', login: 'password', incarnation: 1, epoch: 0 });
     assert.deepEqual(parseRefreshToken(g.refreshToken), { sid: g.sid });
     const raw = (await kv.get({ key: KEYS.session(g.sid) })).value!;
     assert.ok(!raw.includes(g.refreshToken.split('.')[1]));
@@ -28,42 +28,42 @@ describe('sessions', () => {
   it('rotates: each refresh token works once and yields a new one', async () => {
     const c = clock();
     const store = new SessionStore(new MemoryKv(), c.now);
-    const g = await store.create({ user: 'alice', app: 'cli', login: 'password' });
+    const g = await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
     c.advanceSec(60);
-    const r1 = await store.refresh(g.refreshToken, active);
+    const r1 = await store.refresh(g.refreshToken, live);
     assert.ok(r1.ok);
     assert.notEqual(r1.refreshToken, g.refreshToken);
     assert.equal(r1.sid, g.sid);
     assert.equal(r1.session.refresh_generation, 1);
     assert.equal(r1.session.expires_at, Math.floor(c.now() / 1000) + REFRESH_TOKEN_TTL_SEC);
-    const r2 = await store.refresh(r1.refreshToken, active);
+    const r2 = await store.refresh(r1.refreshToken, live);
     assert.ok(r2.ok);
     assert.equal(r2.session.refresh_generation, 2);
   });
 
   it('detects reuse of a superseded token and revokes the whole session', async () => {
     const store = new SessionStore(new MemoryKv());
-    const g = await store.create({ user: 'alice', app: 'cli', login: 'password' });
-    const r1 = await store.refresh(g.refreshToken, active);
+    const g = await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
+    const r1 = await store.refresh(g.refreshToken, live);
     assert.ok(r1.ok);
-    const reuse = await store.refresh(g.refreshToken, active);
+    const reuse = await store.refresh(g.refreshToken, live);
     assert.equal(reuse.ok, false);
     assert.equal(!reuse.ok && reuse.reason, 'reused');
     assert.equal((await store.get(g.sid))!.value.revoked, true);
-    const after = await store.refresh(r1.refreshToken, active);
+    const after = await store.refresh(r1.refreshToken, live);
     assert.equal(!after.ok && after.reason, 'revoked');
   });
 
   it('does not let a guessed secret for a known sid end the session', async () => {
     const store = new SessionStore(new MemoryKv());
-    const g = await store.create({ user: 'alice', app: 'cli', login: 'password' });
+    const g = await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
     const forged = `${g.sid}.${randomBytes(32).toString('base64url')}`;
-    const r = await store.refresh(forged, active);
+    const r = await store.refresh(forged, live);
     assert.equal(!r.ok && r.reason, 'unknown');
     assert.equal((await store.get(g.sid))!.value.revoked, false);
-    assert.ok((await store.refresh(g.refreshToken, active)).ok);
+    assert.ok((await store.refresh(g.refreshToken, live)).ok);
     for (const bad of ['', 'no-dot', `${g.sid}.short`, 'a.b.c']) {
-      const m = await store.refresh(bad, active);
+      const m = await store.refresh(bad, live);
       assert.equal(!m.ok && m.reason, 'malformed', bad);
     }
   });
@@ -85,9 +85,9 @@ describe('sessions', () => {
       exec_tx: (p) => mem.exec_tx(p),
     };
     const store = new SessionStore(kv);
-    const g = await store.create({ user: 'alice', app: 'cli', login: 'password' });
+    const g = await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
     gate = new Promise((r) => (release = r));
-    const both = Promise.all([store.refresh(g.refreshToken, active), store.refresh(g.refreshToken, active)]);
+    const both = Promise.all([store.refresh(g.refreshToken, live), store.refresh(g.refreshToken, live)]);
     await new Promise((r) => setImmediate(r));
     gate = null;
     release();
@@ -100,18 +100,18 @@ describe('sessions', () => {
   it('expires after the refresh lifetime without use, and at the absolute cap however often refreshed', async () => {
     const c = clock();
     const store = new SessionStore(new MemoryKv(), c.now);
-    const idle = await store.create({ user: 'alice', app: 'cli', login: 'password' });
+    const idle = await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
     c.advanceSec(REFRESH_TOKEN_TTL_SEC);
-    const r = await store.refresh(idle.refreshToken, active);
+    const r = await store.refresh(idle.refreshToken, live);
     assert.equal(!r.ok && r.reason, 'expired');
 
-    const busy = await store.create({ user: 'alice', app: 'cli', login: 'password' });
+    const busy = await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
     let token = busy.refreshToken;
     let elapsed = 0;
     for (;;) {
       c.advanceSec(6 * 24 * 3600);
       elapsed += 6 * 24 * 3600;
-      const next = await store.refresh(token, active);
+      const next = await store.refresh(token, live);
       if (!next.ok) {
         assert.equal(next.reason, 'expired');
         break;
@@ -124,34 +124,54 @@ describe('sessions', () => {
 
   it('refuses to refresh for a user who is no longer active, writing nothing', async () => {
     const store = new SessionStore(new MemoryKv());
-    const g = await store.create({ user: 'alice', app: 'cli', login: 'password' });
-    const r = await store.refresh(g.refreshToken, async () => false);
+    const g = await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
+    const r = await store.refresh(g.refreshToken, async () => 'inactive');
     assert.equal(!r.ok && r.reason, 'inactive');
     assert.equal((await store.get(g.sid))!.value.refresh_generation, 0);
   });
 
   it('revokes one user\'s sessions, sparing the one named', async () => {
     const store = new SessionStore(new MemoryKv());
-    const a1 = await store.create({ user: 'alice', app: 'cli', login: 'password' });
-    const a2 = await store.create({ user: 'alice', app: 'web', login: 'password' });
-    const b = await store.create({ user: 'bob', app: 'cli', login: 'password' });
+    const a1 = await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
+    const a2 = await store.create({ user: 'alice', app: 'web', login: 'password', incarnation: 1, epoch: 0 });
+    const b = await store.create({ user: 'bob', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
     assert.equal(await store.revokeUser('alice', 'test', a1.sid), 1);
     assert.equal((await store.get(a1.sid))!.value.revoked, false);
     assert.equal((await store.get(a2.sid))!.value.revoked, true);
     assert.equal((await store.get(b.sid))!.value.revoked, false);
+    assert.equal(await store.revoke('alice:AAAAAAAAAAAAAAAAAAAAAA', 'x'), false);
     assert.equal(await store.revoke('AAAAAAAAAAAAAAAAAAAAAA', 'x'), false);
+  });
+
+  it('keeps each user\'s sessions under that user, and lists, revokes and sweeps past a page of 10,000 keys', async () => {
+    const c = clock();
+    const store = new SessionStore(new MemoryKv(), c.now);
+    const many = KV_LIST_LIMIT + 50;
+    for (let i = 0; i < many; i++) await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
+    const bob = await store.create({ user: 'bob', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
+    assert.match(bob.sid, /^bob:/);
+    assert.deepEqual((await store.list('bob')).map((s) => s.sid), [bob.sid]);
+    assert.equal((await store.list('alice')).length, many);
+    assert.equal((await store.list()).length, many + 1);
+    assert.equal(await store.revokeUser('alice', 'test'), many);
+    assert.equal((await store.get(bob.sid))!.value.revoked, false);
+    c.advanceSec(REFRESH_TOKEN_TTL_SEC);
+    assert.equal(await store.sweep(), many + 1);
+    assert.deepEqual(await store.list(), []);
   });
 
   it('sweeps expired and unreadable records, keeping live ones', async () => {
     const c = clock();
     const kv = new MemoryKv();
     const store = new SessionStore(kv, c.now);
-    const old = await store.create({ user: 'alice', app: 'cli', login: 'password' });
+    const old = await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
     c.advanceSec(REFRESH_TOKEN_TTL_SEC - 10);
-    const fresh = await store.create({ user: 'alice', app: 'cli', login: 'password' });
-    await kv.set({ key: KEYS.session('garbage'), value: '{' });
+    const fresh = await store.create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 });
+    await kv.set({ key: KEYS.session('alice:AAAAAAAAAAAAAAAAAAAAAA'), value: '{' });
+    // A record of the former layout (sessions/<sid>) is well-formed JSON, but no refresh token can reach it any more.
+    await kv.set({ key: `${KEYS.sessionsPrefix}AAAAAAAAAAAAAAAAAAAAAA`, value: (await kv.get({ key: KEYS.session(fresh.sid) })).value! });
     c.advanceSec(10);
-    assert.equal(await store.sweep(), 2);
+    assert.equal(await store.sweep(), 3);
     assert.equal(await store.get(old.sid), null);
     assert.ok(await store.get(fresh.sid));
   });
@@ -167,6 +187,6 @@ describe('sessions', () => {
       list: (p) => kv.list(p),
       exec_tx: (p) => kv.exec_tx(p),
     };
-    await assert.rejects(new SessionStore(broken).create({ user: 'alice', app: 'cli', login: 'password' }), { code: 'UNAVAILABLE' });
+    await assert.rejects(new SessionStore(broken).create({ user: 'alice', app: 'cli', login: 'password', incarnation: 1, epoch: 0 }), { code: 'UNAVAILABLE' });
   });
 });

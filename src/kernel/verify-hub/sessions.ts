@@ -1,12 +1,15 @@
 // Login sessions in system-config: creation, refresh-token rotation with reuse detection, revocation and expiry.
 // A refresh token is `<sid>.<secret>`; only its sha256 is stored. Rotation is a compare-and-swap on the session's
 // revision, so of two refreshes presenting the same token exactly one can win; the other then finds its token among
-// the used ones and ends the session, as any reuse does.
+// the used ones and ends the session, as any reuse does. Records live at `sessions/<user>/<id>` (the sid is
+// `<user>:<id>`), so what concerns one user lists only that user's sessions.
 import { createHash, randomBytes, randomUUID, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { KrpcError } from '../../lib/krpc/index.ts';
 import { REFRESH_TOKEN_TTL_SEC, VERIFY_HUB_KID, signAccessToken } from '../../lib/identity/tokens.ts';
-import { type KvStore, KV_LIST_LIMIT, isKrpcCode } from './kv.ts';
-import { KEYS, type LOGIN_KINDS, type SessionRecord, type Versioned, parseRecord, readRecord, sessionSchema } from './records.ts';
+import { type KvStore, isKrpcCode, listAll } from './kv.ts';
+import {
+  KEYS, type LOGIN_KINDS, SID_RE, type SessionRecord, type Versioned, parseRecord, readRecord, sessionSchema, sidOfKey,
+} from './records.ts';
 import type { Clock } from './limits.ts';
 
 /** However often it is refreshed, a session ends this long after its login. */
@@ -15,11 +18,10 @@ export const MAX_SESSION_LIFETIME_SEC = 30 * 24 * 3600;
 export const MAX_USED_HASHES = 32;
 const CAS_ATTEMPTS = 8;
 
-const SID_RE = /^[A-Za-z0-9_-]{22}$/;
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
 
-function newSessionId(): string {
-  return randomBytes(16).toString('base64url');
+function newSessionId(user: string): string {
+  return `${user}:${randomBytes(16).toString('base64url')}`;
 }
 
 function newRefreshToken(sid: string): string {
@@ -48,6 +50,9 @@ export interface NewSession {
   app: string;
   login: (typeof LOGIN_KINDS)[number];
   device?: string;
+  /** See sessionSchema. */
+  incarnation: number;
+  epoch: number;
 }
 
 export interface RefreshGrant {
@@ -62,6 +67,12 @@ export type RefreshOutcome =
   | ({ ok: true } & RefreshGrant)
   | { ok: false; reason: RefreshFailure; sid?: string; session?: SessionRecord };
 
+export interface StoredSession {
+  sid: string;
+  session: SessionRecord;
+  revision: number;
+}
+
 export class SessionStore {
   constructor(
     private readonly kv: KvStore,
@@ -75,10 +86,12 @@ export class SessionStore {
   async create(s: NewSession): Promise<RefreshGrant> {
     const now = this.nowSec();
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const sid = newSessionId();
+      const sid = newSessionId(s.user);
       const refreshToken = newRefreshToken(sid);
       const session: SessionRecord = {
         user: s.user,
+        incarnation: s.incarnation,
+        epoch: s.epoch,
         app: s.app,
         login: s.login,
         ...(s.device ? { device: s.device } : {}),
@@ -105,8 +118,9 @@ export class SessionStore {
     return readRecord(this.kv, KEYS.session(sid), sessionSchema);
   }
 
-  /** Trades a refresh token for a new one. `userActive` is asked before anything is written. */
-  async refresh(token: string, userActive: (user: string) => Promise<boolean>): Promise<RefreshOutcome> {
+  /** Trades a refresh token for a new one. `ended` (why the session is over by its account's records, or null) is
+   * asked before anything is written. */
+  async refresh(token: string, ended: (s: SessionRecord) => Promise<RefreshFailure | null>): Promise<RefreshOutcome> {
     const parsed = parseRefreshToken(token);
     if (!parsed) return { ok: false, reason: 'malformed' };
     const { sid } = parsed;
@@ -126,7 +140,8 @@ export class SessionStore {
       }
       const now = this.nowSec();
       if (s.expires_at <= now) return { ok: false, reason: 'expired', sid, session: s };
-      if (!(await userActive(s.user))) return { ok: false, reason: 'inactive', sid, session: s };
+      const over = await ended(s);
+      if (over) return { ok: false, reason: over, sid, session: s };
       const refreshToken = newRefreshToken(sid);
       const next: SessionRecord = {
         ...s,
@@ -146,13 +161,14 @@ export class SessionStore {
     throw new KrpcError('UNAVAILABLE', 'the session changed too often to refresh; try again');
   }
 
-  /** Marks a session revoked. False when there is no such session. */
-  async revoke(sid: string, reason: string): Promise<boolean> {
+  /** Read-modify-write of one session under compare-and-swap; `change` answers null to leave it as it is. False when
+   * there is no such session. */
+  private async update(sid: string, change: (s: SessionRecord) => SessionRecord | null, what: string): Promise<boolean> {
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const cur = await this.get(sid);
       if (!cur) return false;
-      if (cur.value.revoked) return true;
-      const next: SessionRecord = { ...cur.value, revoked: true, revoked_reason: reason };
+      const next = change(cur.value);
+      if (!next) return true;
       try {
         await this.kv.set({ key: KEYS.session(sid), value: JSON.stringify(next), expect_revision: cur.revision });
         return true;
@@ -160,16 +176,28 @@ export class SessionStore {
         if (!isKrpcCode(e, 'CONFLICT')) throw e;
       }
     }
-    throw new KrpcError('UNAVAILABLE', `session ${sid} changed too often to revoke; try again`);
+    throw new KrpcError('UNAVAILABLE', `session ${sid} changed too often to ${what}; try again`);
   }
 
-  /** Every well-formed session record, revoked ones included. */
-  async list(): Promise<{ sid: string; session: SessionRecord; revision: number }[]> {
-    const { entries } = await this.kv.list({ prefix: KEYS.sessionsPrefix, limit: KV_LIST_LIMIT });
-    const out: { sid: string; session: SessionRecord; revision: number }[] = [];
+  /** Marks a session revoked. False when there is no such session. */
+  revoke(sid: string, reason: string): Promise<boolean> {
+    return this.update(sid, (s) => (s.revoked ? null : { ...s, revoked: true, revoked_reason: reason }), 'revoke');
+  }
+
+  /** Moves a session into the user's new epoch: the one session that survives the change that raised it. */
+  keepInEpoch(sid: string, epoch: number): Promise<boolean> {
+    return this.update(sid, (s) => ({ ...s, epoch }), 'update');
+  }
+
+  /** Every well-formed session record of `user`, or of everyone, revoked ones included. */
+  async list(user?: string): Promise<StoredSession[]> {
+    const entries = await listAll(this.kv, user === undefined ? KEYS.sessionsPrefix : KEYS.userSessionsPrefix(user));
+    const out: StoredSession[] = [];
     for (const e of entries) {
+      const sid = sidOfKey(e.key);
+      if (!sid) continue;
       try {
-        out.push({ sid: e.key.slice(KEYS.sessionsPrefix.length), session: parseRecord(e.key, e.value, sessionSchema), revision: e.revision });
+        out.push({ sid, session: parseRecord(e.key, e.value, sessionSchema), revision: e.revision });
       } catch {
         // Unusable anyway: a refresh against it fails. sweep() removes it.
       }
@@ -177,25 +205,26 @@ export class SessionStore {
     return out;
   }
 
-  /** Revokes every live session of `user` except `exceptSid`; answers how many. */
+  /** Marks every live session of `user` except `exceptSid` revoked; answers how many. What ends them is the epoch
+   * raised in the user's credential record; the marks tell session_list why. */
   async revokeUser(user: string, reason: string, exceptSid?: string): Promise<number> {
     let n = 0;
-    for (const { sid, session } of await this.list()) {
-      if (session.user !== user || session.revoked || sid === exceptSid) continue;
+    for (const { sid, session } of await this.list(user)) {
+      if (session.revoked || sid === exceptSid) continue;
       if (await this.revoke(sid, reason)) n++;
     }
     return n;
   }
 
-  /** Deletes sessions whose refresh token has expired, and records too malformed to use. Answers how many. */
+  /** Deletes sessions whose refresh token has expired, and records too malformed to use (including those of an
+   * older key layout). Answers how many. */
   async sweep(): Promise<number> {
     const now = this.nowSec();
-    const { entries } = await this.kv.list({ prefix: KEYS.sessionsPrefix, limit: KV_LIST_LIMIT });
     let n = 0;
-    for (const e of entries) {
+    for (const e of await listAll(this.kv, KEYS.sessionsPrefix)) {
       let expired = true;
       try {
-        expired = parseRecord(e.key, e.value, sessionSchema).expires_at <= now;
+        expired = sidOfKey(e.key) === null || parseRecord(e.key, e.value, sessionSchema).expires_at <= now;
       } catch {
         // A record that does not parse can never be refreshed again.
       }

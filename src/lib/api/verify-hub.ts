@@ -8,7 +8,8 @@ import { USER_ROLES } from '../rbac/default-policy.ts';
 export const userRole = z.enum(USER_ROLES);
 export type UserRole = z.infer<typeof userRole>;
 
-/** Same syntax as RBAC subjects, so an app id can always be checked. */
+/** Same syntax as RBAC subjects, so an app id can always be checked. A login accepts only the trusted UI
+ * (control-panel, buckyos-cli) or an app installed for the user; never a system service or role. */
 export const appId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'app id: 1-64 letters, digits, . _ or -');
 
 /** Long enough for any passphrase, short enough that hashing it costs nothing extra. */
@@ -56,19 +57,19 @@ export const verifyHubApi = defineService('verify-hub', 'Logins, session and sud
     params: z.object({}).strict(),
     result: z.object({ nonce: z.string(), expires_at: unixSec }),
     auth: 'none',
-    doc: 'A single-use nonce, valid 60 seconds, that every login must carry.',
+    doc: 'A single-use nonce, valid 60 seconds, that every login must carry. Rate-limited per client address (RATE_LIMITED with data.retry_after_ms); an address holds at most 16 outstanding nonces, its oldest giving way to a new one.',
   }),
   login_password: method({
     params: z.object({ username: userName, password, nonce: z.string().min(1).max(128), app_id: appId }).strict(),
     result: tokens,
     auth: 'none',
-    doc: 'Password login. Rate-limited per client address and per user name; 5 consecutive failures lock the account for 15 minutes (RATE_LIMITED with data.locked_until). A wrong password and an unknown user answer the same UNAUTHENTICATED.',
+    doc: 'Password login. Rate-limited per client address and per user name; 5 consecutive failures lock the account for 15 minutes (RATE_LIMITED with data.locked_until). A wrong password and an unknown user answer the same UNAUTHENTICATED. app_id must be control-panel, buckyos-cli or an app installed for the user (PERMISSION_DENIED otherwise); a system service or role is INVALID_PARAMS.',
   }),
   login_jwt: method({
     params: z.object({ jwt: z.string().min(1).max(8192), app_id: appId }).strict(),
     result: tokens,
     auth: 'none',
-    doc: 'Key login: an EdDSA JWT {typ:"login", sub, nonce, exp} living at most 5 minutes, signed by the owner key (sub must be the owner) or by a zone device key (header kid did:dev:..., sub an active user).',
+    doc: 'Key login: an EdDSA JWT {typ:"login", sub, nonce, exp} living at most 5 minutes, signed by the owner key (sub must be the owner) or by a zone device key (header kid did:dev:..., sub an active user). app_id as for login_password.',
   }),
   refresh: method({
     params: z.object({ refresh_token: z.string().min(1).max(256) }).strict(),
@@ -117,7 +118,7 @@ export const verifyHubApi = defineService('verify-hub', 'Logins, session and sud
   user_set_password: method({
     params: z.object({ name: userName, old_password: password.optional(), new_password: password }).strict(),
     result: z.object({ revoked_sessions: z.number().int() }),
-    doc: 'Own password with old_password (or a sudo token; an account without a password yet needs neither); another user\'s password: admin with a sudo token, or a kernel service token. Revokes that user\'s other sessions.',
+    doc: 'Own password with old_password (or a sudo token; an account without a password yet needs neither); another user\'s password: admin with a sudo token, or a kernel service token. The owner\'s password only the owner or a kernel service token may set. Ends that user\'s other sessions.',
   }),
   user_disable: method({
     params: nameParams,
