@@ -9,8 +9,9 @@ import { systemConfigApi } from '../src/lib/api/system-config.ts';
 import { verifyHubApi } from '../src/lib/api/verify-hub.ts';
 import { klogApi } from '../src/lib/api/klog.ts';
 import { activationApi } from '../src/lib/api/activation.ts';
+import { schedulerApi } from '../src/lib/api/scheduler.ts';
 
-export const SERVICES: ServiceDef[] = [systemConfigApi, verifyHubApi, klogApi, activationApi];
+export const SERVICES: ServiceDef[] = [systemConfigApi, verifyHubApi, klogApi, schedulerApi, activationApi];
 export const API_DOCS_DIR = fileURLToPath(new URL('../docs/api', import.meta.url));
 
 export function renderApiDocs(): Map<string, string> {

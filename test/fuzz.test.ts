@@ -1,8 +1,8 @@
 // Fuzzes every kRPC endpoint of a real single-device zone: the activation endpoint before activation, then
-// system-config, verify-hub and klog both through the node gateway and on their own ports. First a table of malformed
-// requests with the exact error code each must get, then thousands of seeded mutations of valid requests. Every
-// answer must be well-formed JSON with a result or a known error code, never INTERNAL, and no kernel service may
-// crash or restart. Rerun a failing mutation run with FUZZ_SEED=<seed printed below>.
+// system-config, verify-hub, klog and the scheduler, both through the node gateway and on their own ports. First a
+// table of malformed requests with the exact error code each must get, then thousands of seeded mutations of valid
+// requests. Every answer must be well-formed JSON with a result or a known error code, never INTERNAL, and no kernel
+// service may crash or restart. Rerun a failing mutation run with FUZZ_SEED=<seed printed below>.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
@@ -16,6 +16,7 @@ import { activationApi } from '../src/lib/api/activation.ts';
 import { systemConfigApi } from '../src/lib/api/system-config.ts';
 import { verifyHubApi } from '../src/lib/api/verify-hub.ts';
 import { KLOG_MAX_BODY_BYTES, klogApi } from '../src/lib/api/klog.ts';
+import { schedulerApi } from '../src/lib/api/scheduler.ts';
 import {
   DEFAULT_MAX_BODY_BYTES, ERROR_CODES, KrpcError, type ErrorCode, type MethodMap, type ParamsIn, type ServiceDef, createClient,
   isErrorCode,
@@ -30,7 +31,7 @@ const FUZZEE = 'fuzzee';
 const USER_PASSWORD = 'Tangerine-Lamp-4417';
 /** The target of the user-management methods, so no mutation can touch the owner or the fuzzing sessions. */
 const VICTIM = 'fuzzvictim';
-const KERNEL = ['system-config', 'verify-hub', 'klog', 'gateway'];
+const KERNEL = ['system-config', 'verify-hub', 'klog', 'scheduler', 'gateway'];
 const ACTIVATION_MUTATIONS = 600;
 const MUTATIONS_PER_ENDPOINT = 800;
 const CONCURRENCY = 12;
@@ -689,12 +690,14 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       audit_query: { kind: 'login', limit: 5 },
       audit_verify: {},
     };
+    const schedulerSamples: Samples<typeof schedulerApi.methods> = { status: {}, tick: {} };
     const special = new Map([['logout', disposable], ['sudo', fuzzee]]);
     const tokenFor = (method: string) => special.get(method) ?? admin;
     const services: [ServiceDef, Record<string, unknown>, number, number][] = [
       [systemConfigApi, configSamples, zone.ports.system_config, DEFAULT_MAX_BODY_BYTES],
       [verifyHubApi, hubSamples, zone.ports.verify_hub, DEFAULT_MAX_BODY_BYTES],
       [klogApi, klogSamples, zone.ports.klog, KLOG_MAX_BODY_BYTES],
+      [schedulerApi, schedulerSamples, zone.ports.scheduler, DEFAULT_MAX_BODY_BYTES],
     ];
     endpoints = services.flatMap(([api, samples, port, maxBody]) => [
       { label: `${api.name} via gateway`, url: `${zone.gatewayUrl}/kapi/${api.name}`, api, samples, maxBody, tokenFor },
@@ -705,7 +708,7 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
     assert.deepEqual([...kernelBefore.keys()].sort(), [...KERNEL].sort());
   });
 
-  for (const [service, via] of [['system-config', 'via gateway'], ['system-config', 'direct'], ['verify-hub', 'via gateway'], ['verify-hub', 'direct'], ['klog', 'via gateway'], ['klog', 'direct']]) {
+  for (const [service, via] of [['system-config', 'via gateway'], ['system-config', 'direct'], ['verify-hub', 'via gateway'], ['verify-hub', 'direct'], ['klog', 'via gateway'], ['klog', 'direct'], ['scheduler', 'via gateway'], ['scheduler', 'direct']]) {
     it(`${service} ${via}: answers every malformed request with its exact code`, async () => {
       const ep = endpoints.find((e) => e.label === `${service} ${via}`);
       assert.ok(ep, 'the zone was activated');
@@ -731,7 +734,7 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       assert.deepEqual({ name: c.name, pid: c.pid, restarts: c.restarts }, { name: c.name, ...kernelBefore.get(c.name) }, `${c.name} neither crashed nor restarted`);
       assert.equal(c.healthy, true, `${c.name} healthy`);
     }
-    for (const port of [zone.ports.system_config, zone.ports.verify_hub, zone.ports.klog, zone.ports.gateway]) {
+    for (const port of [zone.ports.system_config, zone.ports.verify_hub, zone.ports.klog, zone.ports.scheduler, zone.ports.gateway]) {
       const r = await fetch(`http://127.0.0.1:${port}/health`);
       await r.body?.cancel();
       assert.equal(r.status, 200, `/health on port ${port}`);

@@ -14,6 +14,7 @@ const VERBS: Record<string, () => Promise<Register>> = {
   user: async () => (await import('./user.ts')).registerUser,
   config: async () => (await import('./config.ts')).registerConfig,
   logs: async () => (await import('./logs.ts')).registerLogs,
+  scheduler: async () => (await import('./scheduler.ts')).registerScheduler,
   reset: async () => (await import('./reset.ts')).registerReset,
 };
 

@@ -28,15 +28,25 @@ async function runVerifyHub(rt: KernelRuntime, port: number, stop: AbortSignal):
   });
 }
 
-async function runKlog(rt: KernelRuntime, port: number): Promise<Running> {
-  const { runKlogService } = await import('../kernel/klog/main.ts');
+/** A user's role as `users/<u>/settings` records it; none for an unknown or disabled user. */
+function roleLookup(rt: KernelRuntime): (user: string) => Promise<string | undefined> {
   const config = rt.localClient(systemConfigApi, rt.config.ports.system_config);
-  return runKlogService(rt, port, async (user) => {
+  return async (user) => {
     const e = await config.get({ key: `users/${user}/settings` });
     if (e.value === null) return undefined;
     const s = JSON.parse(e.value) as { role?: string; state?: string };
     return s.state === 'disabled' ? undefined : s.role;
-  });
+  };
+}
+
+async function runKlog(rt: KernelRuntime, port: number): Promise<Running> {
+  const { runKlogService } = await import('../kernel/klog/main.ts');
+  return runKlogService(rt, port, roleLookup(rt));
+}
+
+async function runScheduler(rt: KernelRuntime, port: number): Promise<Running> {
+  const { runSchedulerService } = await import('../kernel/scheduler/main.ts');
+  return runSchedulerService(rt, port, roleLookup(rt));
 }
 
 /** The bootstrap service of an unactivated device: runs until the device is activated, then exits 0. */
@@ -75,6 +85,7 @@ export function registerService(program: Command): void {
         svc === 'system-config' ? await (await import('../kernel/system-config/main.ts')).runSystemConfigService(rt, port)
         : svc === 'verify-hub' ? await runVerifyHub(rt, port, stop.signal)
         : svc === 'klog' ? await runKlog(rt, port)
+        : svc === 'scheduler' ? await runScheduler(rt, port)
         : await (await import('../net/gateway/main.ts')).runNodeGateway(rt, port);
       let closing = false;
       const close = async (why: string) => {

@@ -6,8 +6,8 @@ import { once } from 'node:events';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
 import { KERNEL_SERVICE_PORTS, type KernelServiceName, type NodeConfig, type NodePaths, loadNodeConfig, nodePaths } from '../../lib/config/node-config.ts';
+import { type InstanceReport, type NodeRunConfig, nodeRunConfigSchema } from '../../lib/config/zone-records.ts';
 import { isActivated } from '../../lib/identity/node-identity.ts';
 import { writeFileAtomic } from '../../lib/identity/keys.ts';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
@@ -26,15 +26,19 @@ export function kernelPort(name: KernelServiceName, config: NodeConfig): number 
   return config.ports[KERNEL_SERVICE_PORTS[name]];
 }
 
-export const nodeRunConfigSchema = z.object({
-  kernel: z.array(z.enum(Object.keys(KERNEL_SERVICE_PORTS) as [KernelServiceName, ...KernelServiceName[]])),
-  apps: z.array(z.string()).default([]),
-});
-export type NodeRunConfig = z.infer<typeof nodeRunConfigSchema>;
-
 /** A small young generation: kernel services hold little live data, and the default semi-space (16 MB) is memory
  * they would keep committed for nothing. */
 const KERNEL_NODE_FLAGS = ['--max-semi-space-size=1'];
+
+/** Services whose work is native rather than JavaScript (logins are bound by scrypt, logs by SQLite, the gateway by
+ * socket piping) or periodic (the scheduler's tick) run without V8's optimising compiler: about 8 MB less each, at
+ * a CPU cost they do not feel. system-config, whose JavaScript runs on every call, keeps it. */
+const QUIET_SERVICE_FLAGS = ['--lite-mode'];
+const QUIET_SERVICES: ReadonlySet<string> = new Set(['verify-hub', 'klog', 'scheduler', 'gateway', 'activation']);
+
+function nodeFlags(service: string): string[] {
+  return QUIET_SERVICES.has(service) ? [...KERNEL_NODE_FLAGS, ...QUIET_SERVICE_FLAGS] : KERNEL_NODE_FLAGS;
+}
 
 const BIN = fileURLToPath(new URL('../../../bin/buckyos.mjs', import.meta.url));
 
@@ -80,7 +84,6 @@ class NodeDaemon {
   private state: NodeStatusFile['state'] = 'booting';
   private activationUrl: string | undefined;
   private readonly startedAt = Date.now();
-  private lastInfo = new Map<string, string>();
   private desired: NodeRunConfig = { kernel: [...KERNEL_BOOT_ORDER], apps: [] };
   private converging: Promise<void> = Promise.resolve();
   private shipper: { stop(): Promise<void> } | null = null;
@@ -121,7 +124,7 @@ class NodeDaemon {
     const url = `http://${host === '0.0.0.0' ? addr : host}:${port}/`;
     const health = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}/health`;
     while (!this.aborted && !isActivated(this.paths.etc)) {
-      const child = spawn(process.execPath, [...KERNEL_NODE_FLAGS, BIN, 'service', 'activation', '--root', this.paths.root], {
+      const child = spawn(process.execPath, [...nodeFlags('activation'), BIN, 'service', 'activation', '--root', this.paths.root], {
         env: { ...process.env, BUCKYOS_ROOT: this.paths.root },
         stdio: 'ignore',
       });
@@ -148,7 +151,7 @@ class NodeDaemon {
     return {
       name,
       command: process.execPath,
-      args: [...KERNEL_NODE_FLAGS, BIN, 'service', name, '--root', this.paths.root],
+      args: [...nodeFlags(name), BIN, 'service', name, '--root', this.paths.root],
       env: { BUCKYOS_ROOT: this.paths.root },
       healthUrl: `http://127.0.0.1:${kernelPort(name, this.config)}/health`,
       stderrDir: join(this.paths.logs, name),
@@ -185,7 +188,8 @@ class NodeDaemon {
   }
 
   /** Publishes this node's owner-signed documents (always the ones on disk: they are the truth) and, on first
-   * boot, this node's run config, as the scheduler would. */
+   * boot, this node's run config: the zone has to start before the scheduler runs, and the scheduler then derives
+   * the same list for the core node of a one-device zone, so its first tick leaves the key as it is. */
   private async seedZoneRecords(): Promise<void> {
     const rt = this.rt!;
     const cfg = this.config_client();
@@ -224,14 +228,20 @@ class NodeDaemon {
     return e.revision;
   }
 
-  /** Starts what the run config lists and stops what it no longer lists; system-config always runs. */
+  /**
+   * Starts what the run config lists and stops what it no longer lists. system-config always runs, and on a core
+   * node so does the scheduler: it is what writes run configs, so no run config (an old one, or one set by hand) can
+   * leave the zone without the process that would correct it.
+   */
   converge(): Promise<void> {
     this.converging = this.converging.then(async () => {
-      const want = new Set<string>(['system-config', ...this.desired.kernel]);
+      const always: KernelServiceName[] = this.rt?.identity.device.role === 'core' ? ['system-config', 'scheduler'] : ['system-config'];
+      const want = new Set<string>([...always, ...this.desired.kernel]);
       for (const name of [...KERNEL_BOOT_ORDER].reverse()) {
         if (!want.has(name) && this.supervisor.has(name)) {
           this.log.info({ service: name }, 'stopping kernel service no longer in the run config');
           await this.supervisor.stop(name);
+          await this.forgetInstance(name);
         }
       }
       for (const name of KERNEL_BOOT_ORDER) {
@@ -276,6 +286,29 @@ class NodeDaemon {
     }
   }
 
+  /** Instance records are written one report at a time, so a heartbeat that listed a service before it was stopped
+   * cannot land after the record was removed and bring it back. */
+  private reporting: Promise<void> = Promise.resolve();
+
+  private report(fn: () => Promise<void>): Promise<void> {
+    const run = this.reporting.then(fn);
+    this.reporting = run.catch(() => undefined);
+    return run;
+  }
+
+  /** An instance stopped on purpose is gone, not silent: its record goes too, so its route goes at once instead of
+   * pointing at a closed port until the heartbeat ages out. */
+  private forgetInstance(name: string): Promise<void> {
+    const key = `services/${name}/instances/${this.rt!.identity.device.name}`;
+    return this.report(async () => {
+      try {
+        await this.config_client().delete({ key });
+      } catch (err) {
+        if (!(err instanceof KrpcError && err.code === 'NOT_FOUND')) this.log.warn({ key, err: (err as Error).message }, 'could not remove the instance record');
+      }
+    });
+  }
+
   private heartbeatSoon: NodeJS.Timeout | null = null;
 
   /** A child changed state: report it now (coalescing bursts) so routes follow within moments, not a tick. */
@@ -287,29 +320,30 @@ class NodeDaemon {
     }, 50);
   }
 
-  private async heartbeat(): Promise<void> {
-    if (this.aborted || !this.rt) return;
-    const node = this.rt.identity.device.name;
-    const cfg = this.config_client();
-    const now = Date.now();
-    try {
-      this.writeStatus();
-      for (const c of this.supervisor.statuses()) {
-        const port = kernelPort(c.name as KernelServiceName, this.config);
-        const instance = { node, pid: c.pid, port, state: c.state, healthy: c.healthy, restarts: c.restarts, rss_bytes: c.rssBytes, heartbeat_at: now };
-        await cfg.set({ key: `services/${c.name}/instances/${node}`, value: JSON.stringify(instance) });
-        // Single-device derivation of the route; the scheduler owns this key once the zone has one.
-        const info = JSON.stringify({
-          instances: [{ node, host: '127.0.0.1', port, state: c.healthy ? 'running' : c.state === 'stopped' ? 'dead' : 'starting' }],
-        });
-        if (this.lastInfo.get(c.name) !== info) {
-          await cfg.set({ key: `services/${c.name}/info`, value: JSON.stringify({ ...JSON.parse(info), updated_at: now }) });
-          this.lastInfo.set(c.name, info);
+  /** Whether a heartbeat waits its turn already: it reads the statuses when it runs, so a second would add nothing,
+   * and while system-config hangs they would only pile up. */
+  private heartbeatQueued = false;
+
+  private heartbeat(): Promise<void> {
+    if (this.heartbeatQueued) return this.reporting;
+    this.heartbeatQueued = true;
+    return this.report(async () => {
+      this.heartbeatQueued = false;
+      if (this.aborted || !this.rt) return;
+      const node = this.rt.identity.device.name;
+      const cfg = this.config_client();
+      const now = Date.now();
+      try {
+        this.writeStatus();
+        for (const c of this.supervisor.statuses()) {
+          const port = kernelPort(c.name as KernelServiceName, this.config);
+          const instance: InstanceReport = { node, pid: c.pid, port, state: c.state, healthy: c.healthy, restarts: c.restarts, rss_bytes: c.rssBytes, heartbeat_at: now };
+          await cfg.set({ key: `services/${c.name}/instances/${node}`, value: JSON.stringify(instance) });
         }
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
       }
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
-    }
+    });
   }
 
   private async reportDevice(): Promise<void> {

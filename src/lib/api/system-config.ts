@@ -5,6 +5,8 @@ import { defineService, method } from '../krpc/index.ts';
 export const MAX_KEY_LENGTH = 512;
 export const MAX_VALUE_BYTES = 256 * 1024;
 export const MAX_WATCH_TIMEOUT_MS = 60_000;
+/** Compares and ops each, per `exec_tx`. */
+export const MAX_TX_OPS = 128;
 
 const SEGMENT = '[A-Za-z0-9_.@:-]+';
 const KEY_RE = new RegExp(`^${SEGMENT}(/${SEGMENT})*$`);
@@ -71,11 +73,11 @@ export const systemConfigApi = defineService('system-config', 'The zone\'s key-v
   exec_tx: method({
     params: z
       .object({
-        compares: z.array(z.object({ key: configKey, revision }).strict()).max(128).default([]),
+        compares: z.array(z.object({ key: configKey, revision }).strict()).max(MAX_TX_OPS).default([]),
         ops: z
           .array(txOp)
           .min(1)
-          .max(128)
+          .max(MAX_TX_OPS)
           .refine((ops) => new Set(ops.map((o) => o.key)).size === ops.length, 'ops: a key may appear in only one op of a transaction'),
       })
       .strict(),

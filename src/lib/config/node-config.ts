@@ -53,18 +53,23 @@ export const nodeConfigSchema = z
       ])
       .default({ type: 'sqlite' }),
     log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
-    /** How often node_daemon reports instance heartbeats; the scheduler calls an instance dead after 9 missed. */
+    /** How often node_daemon reports instance heartbeats; the scheduler calls an instance dead after 90 s of silence
+     * (nine missed at the default). */
     heartbeat_ms: z.number().int().min(500).max(60_000).default(10_000),
   })
   .strict();
 
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;
 
-/** Kernel services node_daemon runs as children, in boot order, with the port setting each listens on. */
+/** Kernel services node_daemon runs as children, in boot order, with the port setting each listens on. The scheduler
+ * needs only system-config, but comes after klog so that its first ticks already have somewhere to log and audit,
+ * and before the gateway, which routes by the `services/<s>/info` the scheduler writes: the zone's entry opens last,
+ * once everything behind it is up. */
 export const KERNEL_SERVICE_PORTS = {
   'system-config': 'system_config',
   'verify-hub': 'verify_hub',
   klog: 'klog',
+  scheduler: 'scheduler',
   gateway: 'gateway',
 } as const satisfies Record<string, keyof NodeConfig['ports']>;
 export type KernelServiceName = keyof typeof KERNEL_SERVICE_PORTS;

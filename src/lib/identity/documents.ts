@@ -26,6 +26,7 @@ export const userName = z.string().regex(USER_NAME, 'user name: 2-32 lowercase l
 export const zoneHost = z.string().regex(ZONE_HOST, 'zone name: a DNS host name such as alice.example.com');
 
 export const DEVICE_ROLES = ['core', 'storage', 'portable', 'gateway'] as const;
+export type DeviceRole = (typeof DEVICE_ROLES)[number];
 
 export const gatewaySchema = z.object({
   mode: z.enum(['lan', 'public', 'sn']),

@@ -5,7 +5,8 @@
 // list. The meaning is casbin's: `casbinReference` runs the same model and policy through stock casbin, and the tests
 // hold the two to the same answers.
 import { EnforceContext, newEnforcer, newModelFromString, StringAdapter } from 'casbin';
-import { APP_ROLES, DEFAULT_POLICY, USER_ROLES } from './default-policy.ts';
+import { DEFAULT_POLICY, USER_ROLES } from './default-policy.ts';
+import { type PolicyType, type Rule, parsePolicyCsv, policyNames, ruleText, tailViolation } from './policy-text.ts';
 import {
   RBAC_MODEL,
   actMatch,
@@ -19,6 +20,8 @@ import {
   type CompiledPattern,
 } from './model.ts';
 
+export { parsePolicyCsv, ruleText, type PolicyRule, type PolicyType, type Rule } from './policy-text.ts';
+
 export interface AccessRequest {
   user: string;
   app: string;
@@ -31,113 +34,6 @@ export interface AccessDecision {
   allowed: boolean;
   userRule: string | null;
   appRule: string | null;
-}
-
-export type PolicyType = 'p' | 'p2' | 'g' | 'g2';
-
-export interface Rule {
-  ptype: PolicyType;
-  fields: readonly string[];
-}
-
-export interface PolicyRule extends Rule {
-  /** 1-based line in the text it was parsed from. */
-  line: number;
-}
-
-const FIELD_COUNT: Readonly<Record<PolicyType, number>> = { p: 3, p2: 3, g: 2, g2: 2 };
-
-function isPolicyType(s: string): s is PolicyType {
-  return Object.hasOwn(FIELD_COUNT, s);
-}
-
-/** Splits one CSV line. Fields may be double-quoted (with `""` for a quote) so that a resource path can hold a comma;
- * unquoted fields are trimmed. */
-function splitCsvLine(line: string): string[] {
-  const out: string[] = [];
-  let i = 0;
-  for (;;) {
-    while (line[i] === ' ' || line[i] === '\t') i++;
-    if (line[i] === '"') {
-      let field = '';
-      let j = i + 1;
-      for (;;) {
-        if (j >= line.length) throw new Error('unterminated quote');
-        if (line[j] === '"') {
-          if (line[j + 1] !== '"') break;
-          field += '"';
-          j += 2;
-        } else field += line[j++];
-      }
-      j++;
-      while (line[j] === ' ' || line[j] === '\t') j++;
-      if (j < line.length && line[j] !== ',') throw new Error('text after a closing quote');
-      out.push(field);
-      i = j;
-    } else {
-      const comma = line.indexOf(',', i);
-      const end = comma === -1 ? line.length : comma;
-      const field = line.slice(i, end).trim();
-      if (field.includes('"')) throw new Error('quote inside an unquoted field');
-      out.push(field);
-      i = end;
-    }
-    if (i >= line.length) return out;
-    i++;
-  }
-}
-
-function quoteField(f: string): string {
-  return /[",]|^\s|\s$/.test(f) ? `"${f.replaceAll('"', '""')}"` : f;
-}
-
-/** One rule as a canonical CSV line. */
-export function ruleText(r: Rule): string {
-  return [r.ptype, ...r.fields.map(quoteField)].join(', ');
-}
-
-function validateRule(ptype: PolicyType, fields: string[]): void {
-  if (fields.length !== FIELD_COUNT[ptype]) {
-    const names = ptype.startsWith('p') ? 'subject, resource, actions' : 'member, role';
-    throw new Error(`"${ptype}" takes ${FIELD_COUNT[ptype]} fields (${names}), got ${fields.length}`);
-  }
-  const names = ptype.startsWith('p') ? fields.slice(0, 1) : fields;
-  for (const n of names) {
-    if (!isValidSubject(n)) throw new Error(`"${n}" is not a valid subject name (letters, digits, ".", "_", "-")`);
-  }
-  if (ptype.startsWith('p')) {
-    try {
-      compilePattern(fields[1]);
-    } catch (e) {
-      throw new Error(`bad resource pattern "${fields[1]}": ${(e as Error).message}`);
-    }
-    parseActions(fields[2]);
-  } else if (fields[0] === fields[1]) {
-    throw new Error(`"${fields[0]}" cannot be its own role`);
-  }
-}
-
-/**
- * Parses and validates policy CSV: one rule a line (`p`/`p2`: subject, resource pattern, actions; `g`/`g2`: member,
- * role), blank lines and `#` comments ignored. A malformed line throws an Error that starts
- * `<source> line <n>: <reason>`, so a bad policy is rejected whole instead of loading with a rule silently missing.
- */
-export function parsePolicyCsv(text: string, source = 'policy'): PolicyRule[] {
-  const rules: PolicyRule[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const trimmed = lines[i].trim();
-    if (trimmed === '' || trimmed.startsWith('#')) continue;
-    try {
-      const [ptype, ...fields] = splitCsvLine(trimmed);
-      if (!isPolicyType(ptype)) throw new Error(`unknown rule type "${ptype}" (expected p, p2, g or g2)`);
-      validateRule(ptype, fields);
-      rules.push({ ptype, fields, line: i + 1 });
-    } catch (e) {
-      throw new Error(`${source} line ${i + 1}: ${(e as Error).message}: ${trimmed}`);
-    }
-  }
-  return rules;
 }
 
 /**
@@ -273,7 +169,7 @@ export class Rbac {
 
   private constructor(base: readonly Rule[]) {
     this.#base = base;
-    this.#reserved = new Set(base.flatMap((r) => (r.ptype.startsWith('p') ? [r.fields[0]] : r.fields)));
+    this.#reserved = policyNames(base);
     this.#state = compilePolicy(base, new Map());
   }
 
@@ -314,7 +210,7 @@ export class Rbac {
   loadTail(csv: string): void {
     const rules = parsePolicyCsv(csv, 'tail');
     for (const r of rules) {
-      const why = this.#tailViolation(r);
+      const why = tailViolation(r, this.#reserved);
       if (why !== null) throw new Error(`tail line ${r.line}: ${why}: ${ruleText(r)}`);
     }
     this.#commit(
@@ -364,20 +260,6 @@ export class Rbac {
   policyText(): string {
     const tail = effectiveTail(this.#tail, this.#roles, this.#removed);
     return `${DEFAULT_POLICY}\n# Generated tail and user roles\n${tail.map((r) => `${ruleText(r)}\n`).join('')}`;
-  }
-
-  #tailViolation(r: Rule): string | null {
-    if (r.ptype === 'p' || r.ptype === 'p2') {
-      const sub = r.fields[0];
-      return this.#reserved.has(sub) ? `"${sub}" is defined by the base policy; the tail cannot grant it more` : null;
-    }
-    const [member, role] = r.fields;
-    if (this.#reserved.has(member)) return `"${member}" is defined by the base policy; the tail cannot give it roles`;
-    const assignable: readonly string[] = r.ptype === 'g' ? USER_ROLES : APP_ROLES;
-    if (this.#reserved.has(role) && !assignable.includes(role)) {
-      return `the tail cannot assign the base role "${role}" with ${r.ptype} (allowed: ${assignable.join(', ')})`;
-    }
-    return null;
   }
 
   #commit(tail: readonly Rule[], roles: ReadonlyMap<string, string>, removed: ReadonlySet<string>): void {

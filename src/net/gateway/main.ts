@@ -5,7 +5,8 @@ import type { KernelRuntime } from '../../kernel/runtime.ts';
 import { RouteTable, followRoutes, proxy } from './node-gateway.ts';
 
 export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{ close(): Promise<void> }> {
-  const table = new RouteTable(rt.identity.device.name);
+  const host = rt.config.service_host;
+  const table = new RouteTable(rt.identity.device.name, host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host);
   const config = rt.localClient(systemConfigApi, rt.config.ports.system_config);
   const stop = new AbortController();
   void followRoutes(config, table, stop.signal, (err) => rt.log.warn({ err: (err as Error).message }, 'route watch failed; retrying'));

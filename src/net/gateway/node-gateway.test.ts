@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Agent, createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RouteTable, proxy, type ServiceInfo } from './node-gateway.ts';
+import { RouteTable, proxy } from './node-gateway.ts';
+import type { ServiceInfo } from '../../lib/config/zone-records.ts';
 
 type Instance = ServiceInfo['instances'][number];
 
@@ -58,6 +59,14 @@ describe('RouteTable', () => {
     t.apply('services/s/info', info(inst('n1', 2, 'dead')));
     assert.equal(t.pick('s'), undefined);
     assert.equal(t.pick('unknown'), undefined);
+  });
+
+  it('reaches this node\'s own instance on its local host, other nodes\' at their listed address', () => {
+    const t = new RouteTable('n1', '127.0.0.1');
+    t.apply('services/s/info', info({ node: 'n1', host: '10.0.0.1', port: 2, state: 'running' }, { node: 'n2', host: '10.0.0.2', port: 1, state: 'running' }));
+    assert.deepEqual(t.pick('s'), { node: 'n1', host: '127.0.0.1', port: 2, state: 'running' });
+    t.apply('services/s/info', info({ node: 'n2', host: '10.0.0.2', port: 1, state: 'running' }));
+    assert.equal(t.pick('s')?.host, '10.0.0.2');
   });
 });
 

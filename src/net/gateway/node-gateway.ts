@@ -2,29 +2,21 @@
 // it runs. Routes come from `services/<s>/info` in system-config, followed by watch so a moved service is routed
 // to its new instance without a restart.
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { z } from 'zod';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { sendJson, type Client } from '../../lib/krpc/index.ts';
-
-export const serviceInfoSchema = z.object({
-  instances: z.array(
-    z.object({
-      node: z.string(),
-      host: z.string(),
-      port: z.number().int().min(1).max(65535),
-      state: z.enum(['running', 'starting', 'dead']),
-    }),
-  ),
-  updated_at: z.number(),
-});
-export type ServiceInfo = z.infer<typeof serviceInfoSchema>;
+import { type ServiceInfo, serviceInfoSchema } from '../../lib/config/zone-records.ts';
 
 const INFO_KEY = /^services\/([a-z][a-z0-9-]*)\/info$/;
 
 export class RouteTable {
   private readonly routes = new Map<string, ServiceInfo>();
 
-  constructor(private readonly node: string) {}
+  /** `localHost` is where this node's own instances are reached: kernel services listen on the node's service host
+   * (loopback by default), not on the address an instance is listed with for other nodes. */
+  constructor(
+    private readonly node: string,
+    private readonly localHost = '127.0.0.1',
+  ) {}
 
   apply(key: string, value: string | null): void {
     const m = INFO_KEY.exec(key);
@@ -51,8 +43,9 @@ export class RouteTable {
     const instances = this.routes.get(service)?.instances ?? [];
     for (const state of ['running', 'starting'] as const) {
       const ok = instances.filter((i) => i.state === state);
-      const pick = ok.find((i) => i.node === this.node) ?? ok[0];
-      if (pick) return pick;
+      const own = ok.find((i) => i.node === this.node);
+      if (own) return { ...own, host: this.localHost };
+      if (ok[0]) return ok[0];
     }
     return undefined;
   }
