@@ -8,7 +8,6 @@ import { createLogger } from '../../lib/log/logger.ts';
 import { createActivationApp } from './service.ts';
 
 // main.ts is this service's public face (.dependency-cruiser.cjs): the CLI runs the service and resets.
-export { type ActivationAppOptions, createActivationApp } from './service.ts';
 export { type ResetReport, resetNode } from './reset.ts';
 
 export interface ActivationService extends RunningServer {
