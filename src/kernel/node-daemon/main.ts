@@ -130,7 +130,8 @@ class NodeDaemon {
       });
       const stopChild = () => child.kill('SIGTERM');
       this.stop.signal.addEventListener('abort', stopChild, { once: true });
-      const exited = once(child, 'exit');
+      // A failed spawn emits 'error' (which rejects `once`) and never 'exit': count it as an exit and retry.
+      const exited = once(child, 'close').catch((err: Error) => [null, `spawn failed: ${err.message}`]);
       // Announce the address only once it answers, so whoever reads the status can use it at once.
       if (await untilHealthy(health, exited)) {
         this.activationUrl = url;
@@ -370,8 +371,15 @@ class NodeDaemon {
     });
   }
 
-  async shutdown(): Promise<void> {
-    if (this.aborted) return;
+  private stopping: Promise<void> | null = null;
+
+  /** Stops everything once; a second caller (a signal during a failed boot) waits for the same stop. */
+  shutdown(): Promise<void> {
+    this.stopping ??= this.stopAll();
+    return this.stopping;
+  }
+
+  private async stopAll(): Promise<void> {
     this.stop.abort();
     this.state = 'stopping';
     for (const t of this.timers) clearInterval(t);
@@ -411,5 +419,12 @@ export async function runNodeDaemon(root?: string): Promise<void> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   if (!isActivated(paths.etc)) await daemon.awaitActivation();
   if (daemon.aborted) return;
-  await daemon.boot();
+  try {
+    await daemon.boot();
+  } catch (err) {
+    // Leave nothing behind: a half-booted node's children would hold its ports against the next start.
+    await daemon.shutdown();
+    rmSync(pidFile, { force: true });
+    throw err;
+  }
 }

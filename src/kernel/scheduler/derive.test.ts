@@ -343,7 +343,16 @@ describe('derive: the RBAC tail', () => {
     { name: 'all files', app: 'share', resource: 'obj://dfs/**', why: /every user's home/ },
     { name: 'an unknown action', app: 'share', resource: 'obj://dfs/*/public/**', actions: 'read|fly', why: /unknown action "fly"/ },
     { name: 'a wildcard inside a segment', app: 'share', resource: 'obj://dfs/*/public/*.jpg', why: /whole segment/ },
+    { name: 'an {app} placeholder standing for a home', app: 'home', resource: 'obj://dfs/*/{app}/*/**', why: /only \{user\} may stand/ },
+    { name: 'a line break inside the actions', app: 'share', resource: 'obj://dfs/*/public/**', actions: 'read|\nwrite|', why: /unknown action ""/ },
+    { name: 'a line break inside the resource', app: 'share', resource: 'obj://dfs/*/public/**\np2, share, obj://dfs/**', why: /./ },
   ];
+  it('writes actions in their canonical spelling', async () => {
+    const out = derive(world({ devices, apps: [{ user: 'alice', app: 'share', permissions: [{ resource: 'obj://dfs/*/public/**', actions: ' write | read\n' }] }] }), T0);
+    assert.match(out.keys[RBAC_TAIL_KEY], /^p2, share, obj:\/\/dfs\/\*\/public\/\*\*, read\|write$/m);
+    (await Rbac.create()).loadTail(out.keys[RBAC_TAIL_KEY]);
+  });
+
   for (const row of refused) {
     it(`refuses ${row.name}, keeps the rest, and says why`, async () => {
       const perms = row.resource ? [{ resource: row.resource, actions: row.actions ?? 'read' }] : [];

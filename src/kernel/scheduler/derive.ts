@@ -18,6 +18,7 @@ import {
 import { DEVICE_ROLES, type DeviceRole } from '../../lib/identity/documents.ts';
 import { RBAC_TAIL_KEY } from '../../lib/rbac/config-sync.ts';
 import { DEFAULT_POLICY } from '../../lib/rbac/default-policy.ts';
+import { formatActions, parseActions } from '../../lib/rbac/model.ts';
 import { type Rule, parsePolicyCsv, policyNames, ruleText, tailViolation, validateRule } from '../../lib/rbac/policy-text.ts';
 
 /** An instance whose last heartbeat is older than this is dead, and so is a node all of whose instances are. */
@@ -265,10 +266,24 @@ function tailProblem(rule: Rule): string | null {
 function appGrantProblem(resource: string, user: string): string | null {
   const prefix = 'obj://dfs/';
   if (!resource.startsWith(prefix)) return 'an app may be granted files (obj://dfs/...) only';
+  // A placeholder left after {user} is substituted would be matched per request ({app} against the app id), so a
+  // segment that reads as nobody's home here could be anybody's home at check time.
+  if (/[{}]/.test(resource)) return 'only {user} may stand in a granted path';
   const [volume, area, owner] = resource.slice(prefix.length).split('/');
   if (volume === '**' || area === '**') return 'it would reach into every user\'s home';
   if ((area === 'home' || area === '*') && owner !== user) return `a grant into a home must name the installing user (${user}) or {user}`;
   return null;
+}
+
+/** A rule must read back from its own text as exactly itself, or the tail it joins would not load as written. */
+function roundTripProblem(rule: Rule): string | null {
+  const text = ruleText(rule);
+  try {
+    const back = parsePolicyCsv(text);
+    return back.length === 1 && ruleText(back[0]) === text ? null : 'it does not read back as one policy line';
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 /** The RBAC tail: `g2, <app>, app` for every installed app and a `p2` line for each permission its spec asks for.
@@ -290,8 +305,15 @@ function rbacTail(apps: readonly InstalledApp[], problems: string[]): string {
         .split('/')
         .map((seg) => (seg === '{user}' ? a.user : seg))
         .join('/');
-      const grant: Rule = { ptype: 'p2', fields: [a.app, resource, p.actions] };
-      const refused = appGrantProblem(resource, a.user) ?? tailProblem(grant);
+      let actions: string;
+      try {
+        actions = formatActions(parseActions(p.actions));
+      } catch (err) {
+        problems.push(`${where}: permission "${p.resource}" (${p.actions}) refused: ${(err as Error).message}`);
+        continue;
+      }
+      const grant: Rule = { ptype: 'p2', fields: [a.app, resource, actions] };
+      const refused = appGrantProblem(resource, a.user) ?? tailProblem(grant) ?? roundTripProblem(grant);
       if (refused !== null) problems.push(`${where}: permission "${p.resource}" (${p.actions}) refused: ${refused}`);
       else lines.add(ruleText(grant));
     }

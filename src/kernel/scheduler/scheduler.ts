@@ -124,13 +124,18 @@ export class Scheduler {
     for (const prefix of WATCHED_PREFIXES) void this.follow(prefix, signal);
   }
 
+  private conflictsInRow = 0;
+
   private schedule(delayMs: number): void {
     if (this.soon) return;
     this.soon = setTimeout(() => {
       this.soon = null;
       this.tick().then(
         (r) => {
-          if (r.conflicts.length > 0) this.schedule(DEBOUNCE_MS);
+          // Lost a race: read again soon, backing off while it keeps happening (two schedulers that disagree, or
+          // a conflict that does not clear) so the store is not hammered.
+          if (r.conflicts.length === 0) this.conflictsInRow = 0;
+          else this.schedule(Math.min(DEBOUNCE_MS * 2 ** this.conflictsInRow++, TICK_INTERVAL_MS));
         },
         (err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'scheduler tick failed; retrying on the next change or interval'),
       );

@@ -72,6 +72,13 @@ export function parseActions(field: string): number {
   return bits;
 }
 
+/** The canonical spelling of an action set (`*`, or names in ACTIONS order joined by `|`): what generated policy
+ * text is written with, so no caller's spacing or line breaks reach the policy. */
+export function formatActions(bits: number): string {
+  if (bits === ALL_ACTIONS) return '*';
+  return ACTIONS.filter((_, i) => bits & (1 << i)).join('|');
+}
+
 const STAR = 0;
 const SELF_USER = 1;
 const SELF_APP = 2;

@@ -29,6 +29,14 @@ describe('RouteTable', () => {
     assert.deepEqual(t.services(), ['system-config']);
   });
 
+  it('drops routes a full re-list no longer has', () => {
+    const t = new RouteTable('n1');
+    t.apply('services/klog/info', info(inst('n1', 3500, 'running')));
+    t.apply('services/old/info', info(inst('n1', 3999, 'running')));
+    t.replaceAll([{ key: 'services/klog/info', value: info(inst('n1', 3500, 'running')) }]);
+    assert.deepEqual(t.services(), ['klog']);
+  });
+
   it('ignores keys that are not a service info document', () => {
     const t = new RouteTable('n1');
     for (const key of ['services/klog/spec', 'services/klog/instances/n1', 'services/Klog/info', 'services/klog/info/x', 'nodes/n1/config']) {

@@ -37,6 +37,11 @@ export class RouteTable {
     else this.routes.delete(m[1]);
   }
 
+  replaceAll(entries: readonly { key: string; value: string }[]): void {
+    this.routes.clear();
+    for (const e of entries) this.apply(e.key, e.value);
+  }
+
   /** A running instance, preferring this node's own; a starting one only when nothing runs (a restart in
    * progress answers a moment later rather than failing at once). */
   pick(service: string): { host: string; port: number } | undefined {
@@ -88,6 +93,8 @@ export function proxy(req: IncomingMessage, res: ServerResponse, target: { host:
 }
 
 /** Keeps `table` in step with system-config: a full list, then watch from its revision; on error, back off and relist. */
+const LIST_LIMIT = 10_000;
+
 export async function followRoutes(
   config: Client<typeof systemConfigApi.methods>,
   table: RouteTable,
@@ -97,8 +104,10 @@ export async function followRoutes(
   let backoff = 500;
   while (!signal.aborted) {
     try {
-      const listed = await config.list({ prefix: 'services/' });
-      for (const e of listed.entries) table.apply(e.key, e.value);
+      const listed = await config.list({ prefix: 'services/', limit: LIST_LIMIT });
+      if (listed.entries.length >= LIST_LIMIT) onError(new Error(`services/ holds ${LIST_LIMIT} keys or more; routes past them are not seen`));
+      // A full re-list replaces the table: a route deleted while the watch was down must not linger.
+      table.replaceAll(listed.entries);
       let rev = listed.revision;
       backoff = 500;
       while (!signal.aborted) {
