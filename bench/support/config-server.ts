@@ -6,8 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { generateKeyPair } from '../../src/lib/identity/keys.ts';
 import { VERIFY_HUB_KID, createTokenVerifier, signAccessToken } from '../../src/lib/identity/tokens.ts';
 import { createHttpApp, listen } from '../../src/lib/krpc/index.ts';
-import { Rbac } from '../../src/lib/rbac/enforcer.ts';
-import { affectsPolicy, followAccessPolicy, rbacConfigAccess } from '../../src/kernel/system-config/access.ts';
+import { createRbacConfigAccess } from '../../src/kernel/system-config/access.ts';
 import { openEtcdStore } from '../../src/kernel/system-config/backends/etcd.ts';
 import { openSqliteStore } from '../../src/kernel/system-config/backends/sqlite.ts';
 import { createSystemConfigEndpoint } from '../../src/kernel/system-config/service.ts';
@@ -28,15 +27,10 @@ const store = spec.backend === 'sqlite' ? openSqliteStore(spec.path) : openEtcdS
 await store.set(`users/${spec.user}/settings`, JSON.stringify({ name: spec.user, role: 'user', state: 'active' }));
 
 const hub = generateKeyPair();
-const rbac = await Rbac.create();
 const stop = new AbortController();
-const policy = await followAccessPolicy(store, rbac, stop.signal, (err) => console.error('RBAC policy sync failed:', err));
 const endpoint = createSystemConfigEndpoint(store, {
   authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: () => undefined })),
-  access: rbacConfigAccess(rbac),
-  onWrite: async (_p, changes) => {
-    if (changes.some((c) => affectsPolicy(c.key))) await policy.catchUp();
-  },
+  access: await createRbacConfigAccess(store, stop.signal, (err) => console.error('RBAC policy sync failed:', err)),
 });
 const running = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');
 const token = await signAccessToken(

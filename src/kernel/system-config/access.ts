@@ -2,27 +2,31 @@
 // scheduler-generated policy tail from `system/rbac/policy`. Deleting a user's settings removes every grant at once,
 // in the same process that enforces them, so there is no window where a deleted user still passes.
 import type { Principal } from '../../lib/krpc/index.ts';
-import type { Rbac } from '../../lib/rbac/enforcer.ts';
+import { Rbac } from '../../lib/rbac/enforcer.ts';
 import type { ConfigStore } from './store.ts';
 import type { ConfigAccess } from './service.ts';
-import { RBAC_TAIL_KEY, applyPolicyEntry } from '../../lib/rbac/config-sync.ts';
+import { RBAC_TAIL_KEY, affectsPolicy, applyPolicyEntry } from '../../lib/rbac/config-sync.ts';
 
-export { affectsPolicy } from '../../lib/rbac/config-sync.ts';
-
-export function rbacConfigAccess(rbac: Rbac): ConfigAccess {
+/** RBAC on `obj://config/<key>` from an enforcer that follows the store's own policy inputs. */
+export async function createRbacConfigAccess(store: ConfigStore, signal: AbortSignal, onError: (err: unknown) => void): Promise<ConfigAccess> {
+  const rbac = await Rbac.create();
+  const policy = await followAccessPolicy(store, rbac, signal, onError);
   return {
     allowed: (p: Principal, key: string, action) => rbac.check({ user: p.userId, app: p.appId, resource: `obj://config/${key}`, action }),
+    afterWrite: async (changes) => {
+      if (changes.some((c) => affectsPolicy(c.key))) await policy.catchUp();
+    },
   };
 }
 
-export interface PolicyFollower {
+interface PolicyFollower {
   /** Applies every change up to the store's current revision; the write path awaits it so a grant change is in
    * force before the write that made it is acknowledged. */
   catchUp(): Promise<void>;
 }
 
 /** Loads the current policy inputs, then follows changes in the background until `signal` aborts. */
-export async function followAccessPolicy(store: ConfigStore, rbac: Rbac, signal: AbortSignal, onError: (err: unknown) => void): Promise<PolicyFollower> {
+async function followAccessPolicy(store: ConfigStore, rbac: Rbac, signal: AbortSignal, onError: (err: unknown) => void): Promise<PolicyFollower> {
   let after = await store.currentRevision();
   for (const prefix of ['users/', RBAC_TAIL_KEY]) {
     const listed = await store.list(prefix);

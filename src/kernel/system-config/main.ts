@@ -2,7 +2,6 @@
 // and the scheduler-generated policy tail stored in the same store, and serves kRPC on its port.
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
-import { Rbac } from '../../lib/rbac/enforcer.ts';
 import { createHttpApp, listen } from '../../lib/krpc/index.ts';
 import type { KernelRuntime } from '../runtime.ts';
 import type { ConfigStore } from './store.ts';
@@ -10,7 +9,7 @@ import { openSqliteStore } from './backends/sqlite.ts';
 import { type ConfigChange, createSystemConfigEndpoint } from './service.ts';
 import type { AuditKind } from '../../lib/api/klog.ts';
 import { RBAC_TAIL_KEY } from '../../lib/rbac/config-sync.ts';
-import { affectsPolicy, followAccessPolicy, rbacConfigAccess } from './access.ts';
+import { createRbacConfigAccess } from './access.ts';
 import type { NodeConfig, NodePaths } from '../../lib/config/node-config.ts';
 
 export async function openConfiguredStore(config: NodeConfig, paths: NodePaths): Promise<ConfigStore> {
@@ -35,15 +34,13 @@ export function auditKindOf(c: ConfigChange): AuditKind | null {
 
 export async function runSystemConfigService(rt: KernelRuntime, port: number): Promise<{ close(): Promise<void> }> {
   const store = await openConfiguredStore(rt.config, rt.paths);
-  const rbac = await Rbac.create();
   const stop = new AbortController();
-  const policy = await followAccessPolicy(store, rbac, stop.signal, (err) => rt.log.error({ err: (err as Error).message }, 'RBAC policy sync failed'));
+  const access = await createRbacConfigAccess(store, stop.signal, (err) => rt.log.error({ err: (err as Error).message }, 'RBAC policy sync failed'));
   const endpoint = createSystemConfigEndpoint(store, {
     authenticate: rt.authenticate,
-    access: rbacConfigAccess(rbac),
+    access,
     logger: rt.log,
-    onWrite: async (p, changes, revision) => {
-      if (changes.some((c) => affectsPolicy(c.key))) await policy.catchUp();
+    onWrite: (p, changes, revision) => {
       rt.log.debug({ user: p.userId, app: p.appId, keys: changes.map((c) => c.key), revision }, 'config write');
       for (const c of changes) {
         const kind = auditKindOf(c);

@@ -8,10 +8,9 @@ import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { generateKeyPair, didDev } from '../../lib/identity/keys.ts';
 import { VERIFY_HUB_KID, createTokenVerifier, signAccessToken } from '../../lib/identity/tokens.ts';
 import { type KrpcError, type RunningServer, callRaw, createClient, createHttpApp, listen } from '../../lib/krpc/index.ts';
-import { Rbac } from '../../lib/rbac/enforcer.ts';
 import { openSqliteStore } from './backends/sqlite.ts';
 import { createSystemConfigEndpoint } from './service.ts';
-import { affectsPolicy, followAccessPolicy, rbacConfigAccess } from './access.ts';
+import { createRbacConfigAccess } from './access.ts';
 import type { ConfigStore } from './store.ts';
 
 describe('system-config service (SQLite backend, real RBAC)', () => {
@@ -32,14 +31,9 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
 
   before(async () => {
     store = openSqliteStore(join(dir, 'config.db'));
-    const rbac = await Rbac.create();
-    const policy = await followAccessPolicy(store, rbac, stop.signal, (e) => assert.fail(String(e)));
     const endpoint = createSystemConfigEndpoint(store, {
       authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: (d) => (d === deviceDid ? device.publicKey : undefined) })),
-      access: rbacConfigAccess(rbac),
-      onWrite: async (_p, changes) => {
-        if (changes.some((c) => affectsPolicy(c.key))) await policy.catchUp();
-      },
+      access: await createRbacConfigAccess(store, stop.signal, (e) => assert.fail(String(e))),
     });
     srv = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');
     base = `http://127.0.0.1:${srv.port}`;

@@ -15,13 +15,16 @@ export interface ConfigChange {
 export interface ConfigAccess {
   /** True when both the principal's user and app may perform `action` on `obj://config/<key>`. */
   allowed(principal: Principal, key: string, action: ConfigAction): boolean;
+  /** Awaited after every successful write and before it is acknowledged, so a write that changes access (a role,
+   * the policy tail) is in force by the time its caller hears back. */
+  afterWrite?(changes: ConfigChange[]): Promise<void>;
 }
 
 export interface SystemConfigEndpointOptions {
   authenticate: (token: string) => Promise<Principal>;
   access: ConfigAccess;
   logger?: Logger;
-  /** Called after every successful write with what it changed (policy sync, audit). */
+  /** Called after every successful write with what it changed (logging, audit). */
   onWrite?: (principal: Principal, changes: ConfigChange[], revision: number) => Promise<void> | void;
 }
 
@@ -45,6 +48,11 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
     return p;
   }
 
+  async function written(p: Principal, changes: ConfigChange[], revision: number): Promise<void> {
+    await access.afterWrite?.(changes);
+    await opts.onWrite?.(p, changes, revision);
+  }
+
   const canRead = (ctx: CallContext) => (key: string) => access.allowed(ctx.principal!, key, 'read');
 
   return createKrpcEndpoint(
@@ -58,19 +66,19 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
       async set({ key, value, expect_revision }, ctx) {
         const p = require(ctx, key, 'write');
         const revision = await store.set(key, value, expect_revision);
-        await opts.onWrite?.(p, [{ key, op: 'put' }], revision);
+        await written(p, [{ key, op: 'put' }], revision);
         return { revision };
       },
       async create({ key, value }, ctx) {
         const p = require(ctx, key, 'create');
         const revision = await store.create(key, value);
-        await opts.onWrite?.(p, [{ key, op: 'create' }], revision);
+        await written(p, [{ key, op: 'create' }], revision);
         return { revision };
       },
       async delete({ key, expect_revision }, ctx) {
         const p = require(ctx, key, 'delete');
         const revision = await store.delete(key, expect_revision);
-        await opts.onWrite?.(p, [{ key, op: 'delete' }], revision);
+        await written(p, [{ key, op: 'delete' }], revision);
         return { revision };
       },
       async list({ prefix, limit, keys_only }, ctx) {
@@ -84,7 +92,7 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
         for (const c of compares) p = require(ctx, c.key, 'read');
         for (const op of ops) p = require(ctx, op.key, op.op === 'put' ? 'write' : op.op);
         const r = await store.execTx(compares, ops as TxOp[]);
-        if (r.succeeded) await opts.onWrite?.(p!, ops.map((o) => ({ key: o.key, op: o.op })), r.revision);
+        if (r.succeeded) await written(p!, ops.map((o) => ({ key: o.key, op: o.op })), r.revision);
         return r;
       },
       async watch({ prefix, after_revision, timeout_ms, limit }, ctx) {
