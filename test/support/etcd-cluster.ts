@@ -2,10 +2,10 @@
 // temporary data directory. Tests that need etcd must fail, not skip, when the binary is missing.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, closeSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { portFree } from './ports.ts';
 
 export interface EtcdCluster {
   /** Client URLs, one per member, in member order. */
@@ -41,19 +41,11 @@ process.once('exit', () => {
   for (const child of liveChildren) child.kill('SIGKILL');
 });
 
-function portIsFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => server.close(() => resolve(true)));
-  });
-}
-
 async function pickFreePorts(count: number): Promise<number[]> {
   const chosen = new Set<number>();
   while (chosen.size < count) {
     const port = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN));
-    if (!chosen.has(port) && (await portIsFree(port))) chosen.add(port);
+    if (!chosen.has(port) && (await portFree(port))) chosen.add(port);
   }
   return [...chosen];
 }

@@ -2,7 +2,6 @@
 // on free ports, and always tears it down. Multi-process tests build on this.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,17 +11,10 @@ import { didDev, loadKeyFile } from '../../src/lib/identity/keys.ts';
 import { signAccessToken } from '../../src/lib/identity/tokens.ts';
 import { randomUUID } from 'node:crypto';
 import { pidAlive } from '../../src/lib/sysinfo.ts';
+import { portFree } from './ports.ts';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(REPO, 'bin', 'buckyos.mjs');
-
-export async function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
 
 const OFFSETS = { gateway: 0, activation: 2, system_config: 20, verify_hub: 120, scheduler: 220, klog: 320 };
 

@@ -3,12 +3,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { type ChildSpec, type ChildStatus, Supervisor, type SupervisorOptions } from './supervisor.ts';
 import { pidAlive } from '../../lib/sysinfo.ts';
+import { freePort } from '../../../test/support/ports.ts';
 
 const SCRIPTS = {
   // Serves /health until the sick file holds its own pid; then it hangs, like a process stuck in a busy loop.
@@ -30,17 +30,6 @@ const SCRIPTS = {
     require('node:http').createServer((req, res) => res.end('ok')).listen(Number(process.argv[2]), '127.0.0.1');
   `,
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function until<T>(get: () => T | undefined | false, what: string, timeoutMs = 20_000): Promise<T> {
   const end = Date.now() + timeoutMs;

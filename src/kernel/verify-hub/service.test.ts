@@ -3,7 +3,6 @@
 import { describe, it, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -23,6 +22,7 @@ import type { AuditEvent } from './hub.ts';
 import { runVerifyHubService } from './main.ts';
 import { hashPassword } from './password.ts';
 import { KEYS } from './records.ts';
+import { freePort } from '../../../test/support/ports.ts';
 
 const ZONE = 'alice.example.com';
 const OWNER = 'alice';
@@ -30,17 +30,6 @@ const OWNER_PW = 'Owner-pass-2024';
 const APP = 'control-panel';
 
 type Hub = Client<typeof verifyHubApi.methods>;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp): Promise<KrpcError> {
   let caught: unknown;

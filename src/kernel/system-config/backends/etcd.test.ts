@@ -3,12 +3,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import { startEtcdCluster, type EtcdCluster } from '../../../../test/support/etcd-cluster.ts';
 import { StoreError, type ConfigStore } from '../store.ts';
 import { runStoreSuite } from '../store.suite.ts';
 import { openEtcdStore } from './etcd.ts';
+import { freePort } from '../../../../test/support/ports.ts';
 
 let cluster: EtcdCluster | undefined;
 
@@ -20,17 +20,6 @@ function endpoints(): string[] {
 /** A namespace of its own per store, so tests sharing the cluster never see each other's keys. */
 function uniquePrefix(): string {
   return `/buckyos-test/${randomBytes(6).toString('hex')}/`;
-}
-
-function unusedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 function isStoreError(code: StoreError['code']): (err: unknown) => boolean {
@@ -157,7 +146,7 @@ describe('etcd store specifics', () => {
   });
 
   it('reports UNAVAILABLE when no member can be reached', async () => {
-    const store = openEtcdStore({ hosts: [`http://127.0.0.1:${await unusedPort()}`], requestTimeoutMs: 2_000 });
+    const store = openEtcdStore({ hosts: [`http://127.0.0.1:${await freePort()}`], requestTimeoutMs: 2_000 });
     try {
       await assert.rejects(store.get('x'), (err: unknown) => {
         assert.ok(err instanceof StoreError && err.code === 'UNAVAILABLE', String(err));
