@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { systemConfigApi } from '../lib/api/system-config.ts';
 import { Rbac } from '../lib/rbac/enforcer.ts';
-import { followPolicy } from '../lib/rbac/config-sync.ts';
+import { effectiveRole, followPolicy } from '../lib/rbac/config-sync.ts';
 import { createKernelRuntime, type KernelRuntime } from '../kernel/runtime.ts';
 import { KERNEL_SERVICE_PORTS, type KernelServiceName, loadNodeConfig, nodePaths } from '../lib/config/node-config.ts';
 
@@ -31,12 +31,7 @@ async function runVerifyHub(rt: KernelRuntime, port: number, stop: AbortSignal):
 /** A user's role as `users/<u>/settings` records it; none for an unknown or disabled user. */
 function roleLookup(rt: KernelRuntime): (user: string) => Promise<string | undefined> {
   const config = rt.localClient(systemConfigApi, rt.config.ports.system_config);
-  return async (user) => {
-    const e = await config.get({ key: `users/${user}/settings` });
-    if (e.value === null) return undefined;
-    const s = JSON.parse(e.value) as { role?: string; state?: string };
-    return s.state === 'disabled' ? undefined : s.role;
-  };
+  return async (user) => effectiveRole((await config.get({ key: `users/${user}/settings` })).value);
 }
 
 async function runKlog(rt: KernelRuntime, port: number): Promise<Running> {

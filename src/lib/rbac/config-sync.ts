@@ -10,12 +10,16 @@ export function affectsPolicy(key: string): boolean {
   return key === RBAC_TAIL_KEY || SETTINGS_KEY.test(key);
 }
 
-function parseSettings(value: string): { role?: unknown; state?: unknown } | null {
+/** The role a `users/<u>/settings` record (null: absent) gives its user: none when it is missing, malformed or the
+ * account is disabled. Every place that turns an account record into rights reads it through this. */
+export function effectiveRole(value: string | null): string | undefined {
+  if (value === null) return undefined;
   try {
-    const v = JSON.parse(value) as unknown;
-    return v && typeof v === 'object' ? (v as { role?: unknown; state?: unknown }) : null;
+    const v = JSON.parse(value) as { role?: unknown; state?: unknown } | null;
+    if (!v || typeof v !== 'object' || typeof v.role !== 'string' || v.state === 'disabled') return undefined;
+    return v.role;
   } catch {
-    return null;
+    return undefined;
   }
 }
 
@@ -32,13 +36,13 @@ export function applyPolicyEntry(rbac: Rbac, key: string, value: string | null, 
   }
   const m = SETTINGS_KEY.exec(key);
   if (!m) return;
-  const settings = value === null ? null : parseSettings(value);
-  if (!settings || typeof settings.role !== 'string' || settings.state === 'disabled') {
+  const role = effectiveRole(value);
+  if (role === undefined) {
     rbac.removeUser(m[1]);
     return;
   }
   try {
-    rbac.setUserRole(m[1], settings.role);
+    rbac.setUserRole(m[1], role);
   } catch (err) {
     onError(err);
     rbac.removeUser(m[1]);
