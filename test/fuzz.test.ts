@@ -601,6 +601,7 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
 
   const activationSamples: Samples<typeof activationApi.methods> = {
     prepare: { device_name: 'fuzzdev' },
+    join: { offer: 'bkjoin1.eyJhbGciOiJFZERTQSJ9.e30.c2ln', device_name: 'fuzzdev' },
     commit: {
       attempt_id: 'no-such-attempt',
       owner_key: 'A'.repeat(43),
@@ -681,6 +682,10 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       user_delete: { name: VICTIM },
       session_list: { all: true },
       session_revoke: { sid: 'no-such-session' },
+      device_offer: { role: 'storage', name: 'fuzzdev', ttl_sec: 600 },
+      device_enrol: { offer_id: 'AAAAAAAAAAAAAAAAAAAAAA', secret: 'A'.repeat(43), device_name: 'fuzzdev', device_key: 'A'.repeat(43), proof: 'eyJhbGciOiJFZERTQSJ9.e30.c2ln' },
+      device_list: {},
+      device_remove: { name: 'fuzzdev' },
     };
     const klogSamples: Samples<typeof klogApi.methods> = {
       append: { records: [{ ts: 1, level: 'info', service: 'fuzz', node: 'n1', msg: 'hello fuzz', fields: { a: 1, list: [1, 'two'] } }], batch_id: 'fuzz-batch' },

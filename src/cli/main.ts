@@ -16,6 +16,8 @@ const VERBS: Record<string, () => Promise<Register>> = {
   logs: async () => (await import('./logs.ts')).registerLogs,
   scheduler: async () => (await import('./scheduler.ts')).registerScheduler,
   reset: async () => (await import('./reset.ts')).registerReset,
+  device: async () => (await import('./device.ts')).registerDevice,
+  join: async () => (await import('./device.ts')).registerJoin,
 };
 
 const program = new Command('buckyos')

@@ -12,7 +12,7 @@ type Running = { close(): Promise<void> };
 
 async function runVerifyHub(rt: KernelRuntime, port: number, stop: AbortSignal): Promise<Running> {
   const { runVerifyHubService } = await import('../kernel/verify-hub/main.ts');
-  const config = rt.localClient(systemConfigApi, rt.config.ports.system_config);
+  const config = rt.configClient();
   const rbac = await Rbac.create();
   await followPolicy(config, rbac, stop, (err) => rt.log.error({ err: (err as Error).message }, 'RBAC policy sync failed'));
   return runVerifyHubService(rt, port, {
@@ -30,7 +30,7 @@ async function runVerifyHub(rt: KernelRuntime, port: number, stop: AbortSignal):
 
 /** A user's role as `users/<u>/settings` records it; none for an unknown or disabled user. */
 function roleLookup(rt: KernelRuntime): (user: string) => Promise<string | undefined> {
-  const config = rt.localClient(systemConfigApi, rt.config.ports.system_config);
+  const config = rt.configClient();
   return async (user) => effectiveRole((await config.get({ key: `users/${user}/settings` })).value);
 }
 

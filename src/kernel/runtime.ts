@@ -1,11 +1,12 @@
 // What every kernel service process shares: where the node's state is, who the node is, how to log, how to prove
 // its own identity to other services (a service token signed by the device key), and how to check callers' tokens.
-import type { KeyObject } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
-import { type NodeConfig, type NodePaths, loadNodeConfig, nodePaths } from '../lib/config/node-config.ts';
+import { type ConfigBackendKind, type NodeConfig, type NodePaths, configBackendKind, loadNodeConfig, nodePaths } from '../lib/config/node-config.ts';
+import { systemConfigApi } from '../lib/api/system-config.ts';
+import { DeviceDirectory } from '../lib/identity/device-directory.ts';
 import { type NodeIdentity, loadNodeIdentity } from '../lib/identity/node-identity.ts';
 import { SERVICE_TOKEN_TTL_SEC, createTokenVerifier, signAccessToken } from '../lib/identity/tokens.ts';
-import { didDev, keyFromDidDev } from '../lib/identity/keys.ts';
+import { didDev } from '../lib/identity/keys.ts';
 import { type Client, type MethodMap, type Principal, type ServiceDef, createClient } from '../lib/krpc/index.ts';
 import { type Logger, createLogger } from '../lib/log/logger.ts';
 import { type AuditSink, createAuditSink } from '../lib/log/audit-sink.ts';
@@ -19,8 +20,12 @@ export interface KernelRuntime {
   log: Logger;
   serviceToken(): Promise<string>;
   authenticate(token: string): Promise<Principal>;
-  /** Lets this node trust service tokens signed by another zone device whose owner-signed document was verified. */
-  trustDevice(did: string): void;
+  /** The zone's devices, followed from system-config once something asks (a token from another device, a tunnel). */
+  devices(): DeviceDirectory;
+  /** Where this node's system-config is (node-config.ts configBackendKind). */
+  backend: ConfigBackendKind;
+  /** system-config: on this node's own port when it runs an instance, else through the gateway to a core device. */
+  configClient(): Client<typeof systemConfigApi.methods>;
   /** Client for a kernel service on this node, called on its own port (no dependency on the gateway being up). */
   localClient<M extends MethodMap>(api: ServiceDef<M>, port: number): Client<M>;
   /** Client for any service through this node's gateway. */
@@ -35,7 +40,7 @@ export async function createKernelRuntime(name: string, root?: string): Promise<
   const log = await createLogger({ service: name, logsDir: paths.logs, level: config.log_level });
   const identity = await loadNodeIdentity(paths.etc);
   const ownDid = didDev(identity.deviceKey.publicKeyB64);
-  const trusted = new Map<string, KeyObject>([[ownDid, identity.deviceKey.publicKey]]);
+  const backend = configBackendKind(paths, config);
 
   let cached: { token: string; renewAt: number } | null = null;
   async function serviceToken(): Promise<string> {
@@ -51,12 +56,28 @@ export async function createKernelRuntime(name: string, root?: string): Promise<
     return token;
   }
 
+  const localClient = <M extends MethodMap>(api: ServiceDef<M>, port: number) => createClient(api, { baseUrl: `http://127.0.0.1:${port}`, token: serviceToken });
+  const gatewayClient = <M extends MethodMap>(api: ServiceDef<M>) => createClient(api, { baseUrl: `http://127.0.0.1:${config.ports.gateway}`, token: serviceToken });
+  const configClient = () => (backend === 'remote' ? gatewayClient(systemConfigApi) : localClient(systemConfigApi, config.ports.system_config));
+
+  let directory: DeviceDirectory | null = null;
+  const devices = (): DeviceDirectory => {
+    if (!directory) {
+      directory = new DeviceDirectory({ config: configClient(), boot: identity.boot, log });
+      directory.onRemoved((gone) => {
+        for (const d of gone) authenticate.forgetDevice(d.doc.did);
+      });
+      void directory.follow();
+    }
+    return directory;
+  };
   const authenticate = createTokenVerifier(() => ({
     verifyHubKey: identity.verifyHubKey,
-    deviceKey: (did) => trusted.get(did),
+    deviceKey: (did) => (did === ownDid ? identity.deviceKey.publicKey : devices().keyForDid(did)),
   }));
 
-  const klog = createClient(klogApi, { baseUrl: `http://127.0.0.1:${config.ports.klog}`, token: serviceToken });
+  // A device that reaches the zone remotely has no klog of its own: its audit events go to a core device's.
+  const klog = backend === 'remote' ? gatewayClient(klogApi) : localClient(klogApi, config.ports.klog);
   const audit = createAuditSink((event) => klog.audit_append({ event }).then(() => undefined), log);
 
   return {
@@ -68,10 +89,10 @@ export async function createKernelRuntime(name: string, root?: string): Promise<
     log,
     serviceToken,
     authenticate,
-    trustDevice(did) {
-      trusted.set(did, keyFromDidDev(did));
-    },
-    localClient: (api, port) => createClient(api, { baseUrl: `http://127.0.0.1:${port}`, token: serviceToken }),
-    gatewayClient: (api) => createClient(api, { baseUrl: `http://127.0.0.1:${config.ports.gateway}`, token: serviceToken }),
+    devices,
+    backend,
+    configClient,
+    localClient,
+    gatewayClient,
   };
 }

@@ -79,7 +79,7 @@ async function signedDocs(
   const iat = Math.floor(Date.now() / 1000);
   const exp = iat + DOCUMENT_LIFETIME_SEC;
   const boot = {
-    typ: 'zone-boot', zone: ZONE, owner: 'alice', owner_key: kp.publicKeyB64, verify_hub_key: prep.verify_hub_key,
+    typ: 'zone-boot', zone: ZONE, owner: 'alice', owner_key: kp.publicKeyB64, verify_hub_key: prep.verify_hub_key, enrol_key: prep.enrol_key,
     core_nodes: [prep.device_name], gateway: { mode: 'lan' }, iat, exp, ...over.boot,
   } as ZoneBootConfig;
   const device = {
@@ -176,7 +176,7 @@ describe('activation service: full activation', () => {
       assert.equal(h.activations, 1);
 
       const etc = h.paths.etc;
-      assert.deepEqual(readdirSync(etc).sort(), [IDENTITY_FILES.deviceKey, IDENTITY_FILES.ownerAdmin, IDENTITY_FILES.verifyHubKey, IDENTITY_FILES.zone].sort());
+      assert.deepEqual(readdirSync(etc).sort(), [IDENTITY_FILES.deviceKey, IDENTITY_FILES.enrolKey, IDENTITY_FILES.ownerAdmin, IDENTITY_FILES.verifyHubKey, IDENTITY_FILES.zone].sort());
       for (const f of readdirSync(etc)) assert.equal(statSync(join(etc, f)).mode & 0o777, 0o600, f);
 
       const id = await loadNodeIdentity(etc);
@@ -224,7 +224,7 @@ describe('activation service: full activation', () => {
       const kept = resetNode(h.paths, { keepData: true });
       assert.equal(kept.removed[0], join(h.paths.etc, IDENTITY_FILES.zone));
       assert.deepEqual(kept.removed, [
-        ...[IDENTITY_FILES.zone, IDENTITY_FILES.deviceKey, IDENTITY_FILES.verifyHubKey, IDENTITY_FILES.ownerAdmin].map((f) => join(h.paths.etc, f)),
+        ...[IDENTITY_FILES.zone, IDENTITY_FILES.deviceKey, IDENTITY_FILES.verifyHubKey, IDENTITY_FILES.enrolKey, IDENTITY_FILES.ownerAdmin].map((f) => join(h.paths.etc, f)),
         join(h.paths.data, 'system-config'),
       ]);
       assert.deepEqual(kept.kept, [h.paths.logs, h.paths.data]);
@@ -252,7 +252,7 @@ async function fakePrepared(): Promise<Prepared> {
   const dev = generateKeyPair();
   return {
     attempt_id: 'x', device_name: 'ood1', device_key: dev.publicKeyB64, device_did: `did:dev:${dev.publicKeyB64}`,
-    verify_hub_key: generateKeyPair().publicKeyB64, expires_at: 0, device_info: {} as Prepared['device_info'],
+    verify_hub_key: generateKeyPair().publicKeyB64, enrol_key: generateKeyPair().publicKeyB64, expires_at: 0, device_info: {} as Prepared['device_info'],
   };
 }
 
@@ -297,6 +297,9 @@ describe('activation service: refused commits write nothing', () => {
 
   it('a verify-hub key this device did not generate', () =>
     refusedCommit((prep) => signedDocs(prep, { boot: { verify_hub_key: generateKeyPair().publicKeyB64 } }), 'INVALID_PARAMS', /verify_hub_key/));
+
+  it('an enrolment key this device did not generate', () =>
+    refusedCommit((prep) => signedDocs(prep, { boot: { enrol_key: generateKeyPair().publicKeyB64 } }), 'INVALID_PARAMS', /enrol_key/));
 
   it('another device name, or a zone that does not list the device', async () => {
     await refusedCommit((prep) => signedDocs(prep, { device: { name: 'other' } }), 'INVALID_PARAMS', /name "other" is not the prepared device name/);
@@ -378,7 +381,7 @@ describe('activation service: limits', () => {
     await rejectsCode(activateDevice(unreachable, { ...base, password: 'short' }), 'INVALID_PARAMS', /too short/);
     await rejectsCode(activateDevice(unreachable, base), 'UNAVAILABLE');
     await assert.rejects(
-      buildActivationDocs({ mnemonic: MNEMONIC, zone: ZONE, owner: 'alice', deviceName: 'ood1', deviceKey: 'AAAA', verifyHubKey: 'AAAA', gateway: { mode: 'lan' } }),
+      buildActivationDocs({ mnemonic: MNEMONIC, zone: ZONE, owner: 'alice', deviceName: 'ood1', deviceKey: 'AAAA', verifyHubKey: 'AAAA', enrolKey: 'AAAA', gateway: { mode: 'lan' } }),
       /verify_hub_key/,
     );
   });

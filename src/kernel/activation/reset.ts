@@ -13,7 +13,9 @@ export interface ResetReport {
   kept: string[];
 }
 
-const IDENTITY_ORDER = [IDENTITY_FILES.zone, IDENTITY_FILES.deviceKey, IDENTITY_FILES.verifyHubKey, IDENTITY_FILES.ownerAdmin];
+const IDENTITY_ORDER = [
+  IDENTITY_FILES.zone, IDENTITY_FILES.deviceKey, IDENTITY_FILES.verifyHubKey, IDENTITY_FILES.enrolKey, IDENTITY_FILES.ownerAdmin, IDENTITY_FILES.peers,
+];
 
 /** Directories under data/ that belong to the zone identity rather than to the user's data. */
 export const ZONE_STATE_DIRS = ['system-config'];

@@ -22,6 +22,7 @@ import {
 import { KrpcError, createHttpApp, createKrpcEndpoint, sendJson } from '../../lib/krpc/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { collectDeviceInfo } from '../../lib/sysinfo.ts';
+import { joinZone } from './join.ts';
 
 export const ATTEMPT_TTL_MS = 10 * 60_000;
 /** Pending attempts kept per client address; a new one evicts that address's oldest. An address never evicts
@@ -71,6 +72,7 @@ interface Attempt {
   deviceName: string;
   deviceKey: KeyPair;
   verifyHubKey: KeyPair;
+  enrolKey: KeyPair;
   expiresAt: number;
 }
 
@@ -163,6 +165,7 @@ export function createActivationApp(opts: ActivationAppOptions): Server {
     try {
       write(IDENTITY_FILES.deviceKey, privateKeyToPem(a.deviceKey.privateKey));
       write(IDENTITY_FILES.verifyHubKey, privateKeyToPem(a.verifyHubKey.privateKey));
+      write(IDENTITY_FILES.enrolKey, privateKeyToPem(a.enrolKey.privateKey));
       const admin: OwnerAdminFile = { user: files.owner, scrypt: hashed, created_at: new Date().toISOString() };
       write(IDENTITY_FILES.ownerAdmin, JSON.stringify(admin, null, 2) + '\n');
       writeZoneFile(paths.etc, {
@@ -204,6 +207,7 @@ export function createActivationApp(opts: ActivationAppOptions): Server {
           deviceName: p.device_name ?? info.name,
           deviceKey: generateKeyPair(),
           verifyHubKey: generateKeyPair(),
+          enrolKey: generateKeyPair(),
           expiresAt: Date.now() + ATTEMPT_TTL_MS,
         };
         attempts.set(a.id, a);
@@ -214,9 +218,26 @@ export function createActivationApp(opts: ActivationAppOptions): Server {
           device_key: a.deviceKey.publicKeyB64,
           device_did: didDev(a.deviceKey.publicKeyB64),
           verify_hub_key: a.verifyHubKey.publicKeyB64,
+          enrol_key: a.enrolKey.publicKeyB64,
           expires_at: Math.floor(a.expiresAt / 1000),
           device_info: info,
         };
+      },
+
+      join: async (p, ctx) => {
+        refuseIfActivated();
+        limitCommits(ctx.remoteAddress);
+        if (committing) throw new KrpcError('FAILED_PRECONDITION', 'another activation is being committed on this device');
+        committing = true;
+        try {
+          const joined = await joinZone(paths, p.offer, p.device_name ?? describeDevice(paths).name, log);
+          attempts.clear();
+          log?.info({ zone: joined.zone, device: joined.device.name, role: joined.device.role }, 'device joined the zone');
+          if (opts.onActivated) setImmediate(opts.onActivated);
+          return { zone: joined.zone, device_name: joined.device.name, device_did: joined.device.did, role: joined.device.role };
+        } finally {
+          committing = false;
+        }
       },
 
       commit: async (p, ctx) => {
@@ -236,6 +257,7 @@ export function createActivationApp(opts: ActivationAppOptions): Server {
 
           mustMatch(boot.owner_key === p.owner_key, 'zone boot config: owner_key differs from the owner_key sent');
           mustMatch(boot.verify_hub_key === a.verifyHubKey.publicKeyB64, 'zone boot config: verify_hub_key is not the key this device prepared for this attempt');
+          mustMatch(boot.enrol_key === a.enrolKey.publicKeyB64, 'zone boot config: enrol_key is not the key this device prepared for this attempt');
           mustMatch(boot.core_nodes.includes(a.deviceName), `zone boot config: core_nodes must include this device, "${a.deviceName}"`);
           mustMatch(device.key === a.deviceKey.publicKeyB64, 'device document: key is not the key this device prepared for this attempt');
           mustMatch(device.name === a.deviceName, `device document: name "${device.name}" is not the prepared device name "${a.deviceName}"`);

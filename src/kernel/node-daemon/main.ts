@@ -6,11 +6,12 @@ import { once } from 'node:events';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { KERNEL_SERVICE_PORTS, type KernelServiceName, type NodeConfig, type NodePaths, loadNodeConfig, nodePaths } from '../../lib/config/node-config.ts';
+import {
+  type ConfigBackendKind, KERNEL_SERVICE_PORTS, type KernelServiceName, type NodeConfig, type NodePaths, loadNodeConfig, nodePaths,
+} from '../../lib/config/node-config.ts';
 import { type InstanceReport, type NodeRunConfig, nodeRunConfigSchema } from '../../lib/config/zone-records.ts';
 import { isActivated } from '../../lib/identity/node-identity.ts';
 import { writeFileAtomic } from '../../lib/identity/keys.ts';
-import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { klogApi } from '../../lib/api/klog.ts';
 import { KrpcError, httpHealthy } from '../../lib/krpc/index.ts';
 import { type Logger, createLogger } from '../../lib/log/logger.ts';
@@ -21,6 +22,19 @@ import { type ChildStatus, Supervisor } from './supervisor.ts';
 
 /** Kernel services in boot order; each waits for the one before to be healthy. */
 export const KERNEL_BOOT_ORDER = Object.keys(KERNEL_SERVICE_PORTS) as KernelServiceName[];
+
+/** A device that reaches system-config remotely cannot run an instance of it, and needs its gateway first: the
+ * gateway is its way to every other service of the zone. */
+export function bootOrder(backend: ConfigBackendKind): KernelServiceName[] {
+  if (backend !== 'remote') return KERNEL_BOOT_ORDER;
+  return ['gateway', ...KERNEL_BOOT_ORDER.filter((s) => s !== 'gateway' && s !== 'system-config')];
+}
+
+/** What a node runs before the scheduler said otherwise: everything on the device holding the zone's store, only the
+ * gateway on a device that joined. */
+export function initialRunConfig(backend: ConfigBackendKind): NodeRunConfig {
+  return { kernel: backend === 'remote' ? ['gateway'] : [...KERNEL_BOOT_ORDER], apps: [] };
+}
 
 export function kernelPort(name: KernelServiceName, config: NodeConfig): number {
   return config.ports[KERNEL_SERVICE_PORTS[name]];
@@ -84,7 +98,7 @@ class NodeDaemon {
   private state: NodeStatusFile['state'] = 'booting';
   private activationUrl: string | undefined;
   private readonly startedAt = Date.now();
-  private desired: NodeRunConfig = { kernel: [...KERNEL_BOOT_ORDER], apps: [] };
+  private desired: NodeRunConfig = initialRunConfig('sqlite');
   private converging: Promise<void> = Promise.resolve();
   private shipper: { stop(): Promise<void> } | null = null;
 
@@ -169,10 +183,18 @@ class NodeDaemon {
     this.state = 'booting';
     this.writeStatus();
     this.rt = await createKernelRuntime('node-daemon', this.paths.root);
-    // system-config is the bootstrap: nothing can be read, not even this node's own run config, before it.
-    await this.startKernel('system-config');
-    await this.seedZoneRecords();
-    await this.readDesired();
+    this.desired = this.cachedRunConfig() ?? initialRunConfig(this.rt.backend);
+    if (this.rt.backend === 'remote') {
+      // The gateway is this device's way to system-config on a core device. When the core cannot be reached, the
+      // device keeps running what it last knew it should, and catches up when the link returns (followRunConfig).
+      await this.startKernel('gateway');
+      if (!(await this.reachConfig())) this.log.warn('system-config is unreachable; running on the cached run config');
+    } else {
+      // system-config is the bootstrap: nothing can be read, not even this node's own run config, before it.
+      await this.startKernel('system-config');
+      await this.seedZoneRecords();
+      await this.readDesired();
+    }
     await this.converge();
     this.state = 'running';
     await this.heartbeat();
@@ -185,7 +207,7 @@ class NodeDaemon {
   }
 
   private config_client() {
-    return this.rt!.localClient(systemConfigApi, this.config.ports.system_config);
+    return this.rt!.configClient();
   }
 
   /** Publishes this node's owner-signed documents (always the ones on disk: they are the truth) and, on first
@@ -205,7 +227,7 @@ class NodeDaemon {
       }
     }
     try {
-      await cfg.create({ key: `nodes/${node}/config`, value: JSON.stringify({ kernel: [...KERNEL_BOOT_ORDER], apps: [] } satisfies NodeRunConfig) });
+      await cfg.create({ key: `nodes/${node}/config`, value: JSON.stringify(initialRunConfig(rt.backend)) });
     } catch (e) {
       if (!(e instanceof KrpcError && e.code === 'ALREADY_EXISTS')) throw e;
     }
@@ -215,11 +237,47 @@ class NodeDaemon {
     if (value === null) return;
     try {
       const parsed = nodeRunConfigSchema.safeParse(JSON.parse(value));
-      if (parsed.success) this.desired = parsed.data;
-      else this.log.error({ issues: parsed.error.issues }, 'nodes/<node>/config is invalid; keeping the previous one');
+      if (parsed.success) {
+        this.desired = parsed.data;
+        writeFileAtomic(this.runConfigCache, JSON.stringify(parsed.data) + '\n', 0o644);
+      } else this.log.error({ issues: parsed.error.issues }, 'nodes/<node>/config is invalid; keeping the previous one');
     } catch {
       this.log.error('nodes/<node>/config is not JSON; keeping the previous one');
     }
+  }
+
+  /** The last run config this node received: what it runs when it boots while cut off from system-config. */
+  private get runConfigCache(): string {
+    return join(this.paths.run, 'run-config.json');
+  }
+
+  private cachedRunConfig(): NodeRunConfig | null {
+    try {
+      const parsed = nodeRunConfigSchema.safeParse(JSON.parse(readFileSync(this.runConfigCache, 'utf8')));
+      return parsed.success ? parsed.data : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** For a device that joined: publishes its records and reads its run config through the gateway, waiting a while
+   * for the tunnel to a core device to come up. False when system-config stayed unreachable. */
+  private async reachConfig(): Promise<boolean> {
+    const deadline = Date.now() + 20_000;
+    while (!this.aborted) {
+      try {
+        await this.seedZoneRecords();
+        await this.readDesired();
+        return true;
+      } catch (err) {
+        if (Date.now() > deadline) {
+          this.log.warn({ err: (err as Error).message }, 'cannot reach system-config');
+          return false;
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    return false;
   }
 
   private async readDesired(): Promise<number> {
@@ -236,16 +294,19 @@ class NodeDaemon {
    */
   converge(): Promise<void> {
     this.converging = this.converging.then(async () => {
-      const always: KernelServiceName[] = this.rt?.identity.device.role === 'core' ? ['system-config', 'scheduler'] : ['system-config'];
-      const want = new Set<string>([...always, ...this.desired.kernel]);
-      for (const name of [...KERNEL_BOOT_ORDER].reverse()) {
+      const backend = this.rt?.backend ?? 'sqlite';
+      const order = bootOrder(backend);
+      const always: KernelServiceName[] =
+        backend === 'remote' ? ['gateway'] : this.rt?.identity.device.role === 'core' ? ['system-config', 'scheduler'] : ['system-config'];
+      const want = new Set<string>([...always, ...this.desired.kernel].filter((s) => order.includes(s as KernelServiceName)));
+      for (const name of [...order].reverse()) {
         if (!want.has(name) && this.supervisor.has(name)) {
           this.log.info({ service: name }, 'stopping kernel service no longer in the run config');
           await this.supervisor.stop(name);
           await this.forgetInstance(name);
         }
       }
-      for (const name of KERNEL_BOOT_ORDER) {
+      for (const name of order) {
         if (want.has(name) && !this.supervisor.has(name) && !this.aborted) {
           try {
             await this.startKernel(name);
@@ -359,7 +420,7 @@ class NodeDaemon {
 
   private startShipper(): void {
     const rt = this.rt!;
-    const klog = rt.localClient(klogApi, this.config.ports.klog);
+    const klog = rt.backend === 'remote' ? rt.gatewayClient(klogApi) : rt.localClient(klogApi, this.config.ports.klog);
     this.shipper = createLogShipper({
       logsDir: this.paths.logs,
       node: rt.identity.device.name,

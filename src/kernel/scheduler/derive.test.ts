@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { systemConfigApi } from '../../lib/api/system-config.ts';
 import { KERNEL_SERVICE_PORTS } from '../../lib/config/node-config.ts';
 import type { ServiceSpec } from '../../lib/config/zone-records.ts';
-import { DOCUMENT_LIFETIME_SEC, type DeviceRole, signDocument } from '../../lib/identity/documents.ts';
+import { DOCUMENT_LIFETIME_SEC, type DeviceRole, type ZoneBootConfig, signDocument } from '../../lib/identity/documents.ts';
 import { type KeyPair, generateKeyPair } from '../../lib/identity/keys.ts';
 import { type CallContext, type Client, type ParamsIn, type Principal, KrpcError } from '../../lib/krpc/index.ts';
 import { RBAC_TAIL_KEY } from '../../lib/rbac/config-sync.ts';
@@ -428,6 +428,14 @@ async function deviceDoc(owner: KeyPair, name: string, role: DeviceRole, zone = 
 }
 
 /** A one-device zone as node_daemon leaves it at boot: documents, the seeded run config, fresh heartbeats. */
+/** The parts of a boot config the snapshot reader uses: the zone, and the keys device documents are signed by. */
+function bootFor(owner: KeyPair): ZoneBootConfig {
+  return {
+    typ: 'zone-boot', zone: ZONE, owner: 'alice', owner_key: owner.publicKeyB64, verify_hub_key: owner.publicKeyB64, enrol_key: owner.publicKeyB64,
+    core_nodes: ['ood1'], gateway: { mode: 'lan' }, iat: 0, exp: 2 ** 31,
+  };
+}
+
 async function bootedZone(owner: KeyPair, at: number): Promise<MemoryConfig> {
   const store = new MemoryConfig();
   store.put('devices/ood1/doc', await deviceDoc(owner, 'ood1', 'core'));
@@ -450,7 +458,7 @@ describe('Scheduler: ticks against the store', () => {
     const owner = generateKeyPair();
     let now = T0;
     const store = await bootedZone(owner, now);
-    const scheduler = new Scheduler({ config: store, trust: { ownerKey: owner.publicKey, zone: ZONE }, log: quiet, now: () => now });
+    const scheduler = new Scheduler({ config: store, boot: bootFor(owner), log: quiet, now: () => now });
 
     const first = await scheduler.tick();
     assert.equal(first.written, true);
@@ -478,7 +486,7 @@ describe('Scheduler: ticks against the store', () => {
   it('loses a race to a conflicting write without clobbering it, and converges on the next tick', async () => {
     const owner = generateKeyPair();
     const store = await bootedZone(owner, T0);
-    const scheduler = new Scheduler({ config: store, trust: { ownerKey: owner.publicKey, zone: ZONE }, log: quiet, now: () => T0 });
+    const scheduler = new Scheduler({ config: store, boot: bootFor(owner), log: quiet, now: () => T0 });
     const theirs = JSON.stringify({ instances: [{ node: 'ood1', host: '127.0.0.1', port: 1, state: 'running' }], updated_at: 1 });
     store.beforeTx = () => store.put('services/klog/info', theirs);
 
@@ -502,12 +510,12 @@ describe('Scheduler: ticks against the store', () => {
     store.put('devices/other/doc', await deviceDoc(owner, 'other', 'core', 'other.example.com'));
     store.put('devices/liar/doc', await deviceDoc(owner, 'ood2', 'core'));
     store.put('services/share/spec', '{"replicas":1,"roles":["core"],"memory":1}');
-    const scheduler = new Scheduler({ config: store, trust: { ownerKey: owner.publicKey, zone: ZONE }, log: quiet, now: () => T0 });
+    const scheduler = new Scheduler({ config: store, boot: bootFor(owner), log: quiet, now: () => T0 });
     await scheduler.tick();
     assert.deepEqual([...store.data.keys()].filter((k) => k.startsWith('nodes/')), ['nodes/ood1/config']);
     const problems = scheduler.status().problems.join('\n');
     assert.match(problems, /devices\/evil\/doc: device document has an invalid signature/);
-    assert.match(problems, /devices\/other\/doc: the document is for device other of zone other\.example\.com/);
+    assert.match(problems, /devices\/other\/doc: device document of "other" belongs to zone "other\.example\.com"/);
     assert.match(problems, /devices\/liar\/doc: the document is for device ood2/);
     assert.match(problems, /services\/share\/spec: .*memory/);
   });
@@ -517,7 +525,7 @@ describe('Scheduler: ticks against the store', () => {
     const store = await bootedZone(owner, T0);
     store.put('users/alice/apps/share/spec', JSON.stringify({ name: 'Share', permissions: [{ resource: 'obj://dfs/*/home/{user}/photos/**', actions: 'read' }] }));
     store.put('users/ghost/apps/spy/spec', JSON.stringify({ permissions: [] }));
-    const scheduler = new Scheduler({ config: store, trust: { ownerKey: owner.publicKey, zone: ZONE }, log: quiet, now: () => T0 });
+    const scheduler = new Scheduler({ config: store, boot: bootFor(owner), log: quiet, now: () => T0 });
     await scheduler.tick();
     const tail = store.data.get(RBAC_TAIL_KEY)!.value;
     assert.deepEqual(tail.split('\n').filter((l) => l && !l.startsWith('#')), ['g2, share, app', 'p2, share, obj://dfs/*/home/alice/photos/**, read']);

@@ -35,8 +35,8 @@ export function createAuthorize(roleOf: RoleOf): (ctx: CallContext) => Promise<v
 }
 
 export async function runSchedulerService(rt: KernelRuntime, port: number, roleOf: RoleOf = NO_ROLES): Promise<{ close(): Promise<void> }> {
-  const config = rt.localClient(systemConfigApi, rt.config.ports.system_config);
-  const scheduler = new Scheduler({ config, trust: { ownerKey: rt.identity.ownerKey, zone: rt.identity.boot.zone }, log: rt.log });
+  const config = rt.configClient();
+  const scheduler = new Scheduler({ config, boot: rt.identity.boot, log: rt.log });
   const authorize = createAuthorize(roleOf);
   const endpoint = createKrpcEndpoint(
     schedulerApi,

@@ -3,10 +3,10 @@
 // TICK_INTERVAL_MS, because heartbeats age without anything being written. A transaction that finds an owned key
 // changed since it was read fails whole, and the next tick starts again from a fresh read: the scheduler never
 // overwrites a write it has not seen.
-import type { KeyObject } from 'node:crypto';
 import { MAX_TX_OPS, type systemConfigApi } from '../../lib/api/system-config.ts';
 import { type Client, KrpcError } from '../../lib/krpc/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
+import type { ZoneBootConfig } from '../../lib/identity/documents.ts';
 import { derive, planWrites } from './derive.ts';
 import { SnapshotReader } from './snapshot.ts';
 
@@ -40,7 +40,7 @@ export interface SchedulerStatus {
 
 export interface SchedulerOptions {
   config: SchedulerConfig;
-  trust: { ownerKey: KeyObject; zone: string };
+  boot: ZoneBootConfig;
   log: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
   now?: () => number;
 }
@@ -62,7 +62,7 @@ export class Scheduler {
   private interval: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: SchedulerOptions) {
-    this.reader = new SnapshotReader(opts.config, opts.trust);
+    this.reader = new SnapshotReader(opts.config, opts.boot);
     this.now = opts.now ?? Date.now;
   }
 

@@ -1,7 +1,6 @@
 // Reads what the scheduler decides from: one pass over system-config turned into derive()'s plain input. Everything
 // untrusted is checked here — device documents against the owner key, every JSON record against its schema — so
 // derive() never sees a forged device or a malformed document; what is refused is named in `problems`.
-import type { KeyObject } from 'node:crypto';
 import type { z } from 'zod';
 import type { systemConfigApi } from '../../lib/api/system-config.ts';
 import {
@@ -11,7 +10,8 @@ import {
   serviceSpecSchema,
   type ServiceSpec,
 } from '../../lib/config/zone-records.ts';
-import { type DeviceDoc, verifyDeviceDoc } from '../../lib/identity/documents.ts';
+import { type DeviceDoc, type ZoneBootConfig, verifyZoneDeviceDoc } from '../../lib/identity/documents.ts';
+import { revokedKeysOf } from '../../lib/identity/device-directory.ts';
 import type { Client } from '../../lib/krpc/index.ts';
 import { RBAC_TAIL_KEY } from '../../lib/rbac/config-sync.ts';
 import { type DeviceInput, type InstalledApp, type InstanceInput, type SchedulerInput, isOwnedKey } from './derive.ts';
@@ -70,7 +70,7 @@ export class SnapshotReader {
 
   constructor(
     private readonly config: ConfigReader,
-    private readonly trust: { ownerKey: KeyObject; zone: string },
+    private readonly boot: ZoneBootConfig,
   ) {}
 
   async read(): Promise<Snapshot> {
@@ -102,9 +102,12 @@ export class SnapshotReader {
 
   private async devices(entries: { key: string; value: string }[], problems: string[]): Promise<Record<string, DeviceInput>> {
     const infos = new Map<string, string>();
+    const revoked = new Map<string, string>();
     for (const e of entries) {
       const m = DEVICE_INFO.exec(e.key);
       if (m) infos.set(m[1], e.value);
+      const r = /^devices\/([^/]+)\/revoked$/.exec(e.key);
+      if (r) revoked.set(r[1]!, e.value);
     }
     const verified = new Map<string, DeviceDoc>();
     const out: Record<string, DeviceInput> = {};
@@ -115,13 +118,17 @@ export class SnapshotReader {
       if (doc !== undefined && doc.exp <= Date.now() / 1000) doc = undefined;
       if (doc === undefined) {
         try {
-          doc = await verifyDeviceDoc(e.value, this.trust.ownerKey);
+          doc = await verifyZoneDeviceDoc(e.value.trim(), this.boot);
         } catch (err) {
           problems.push(`${e.key}: ${(err as Error).message}`);
           continue;
         }
       }
-      if (doc.name !== m[1] || doc.zone !== this.trust.zone) {
+      if (revokedKeysOf(revoked.get(m[1]!)).has(doc.key)) {
+        problems.push(`${e.key}: the device's key was revoked when it was removed`);
+        continue;
+      }
+      if (doc.name !== m[1] || doc.zone !== this.boot.zone) {
         problems.push(`${e.key}: the document is for device ${doc.name} of zone ${doc.zone}`);
         continue;
       }

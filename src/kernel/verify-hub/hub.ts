@@ -29,7 +29,7 @@ export const LOGIN_RATE = { capacity: 10, refillMs: 6_000 };
 export const NONCE_RATE = { capacity: 20, refillMs: 3_000 };
 const CAS_ATTEMPTS = 8;
 
-export type AuditType = 'login' | 'login_failed' | 'logout' | 'user_change' | 'deletion' | 'permission_change';
+export type AuditType = 'login' | 'login_failed' | 'logout' | 'user_change' | 'device_change' | 'deletion' | 'permission_change';
 
 export interface AuditEvent {
   type: AuditType;
@@ -133,7 +133,7 @@ export class VerifyHub {
     return Math.floor(this.now() / 1000);
   }
 
-  private emit(e: Omit<AuditEvent, 'at'>): void {
+  emit(e: Omit<AuditEvent, 'at'>): void {
     const event: AuditEvent = { at: new Date(this.now()).toISOString(), ...e };
     const fail = (err: unknown) => this.opts.log?.error({ err: (err as Error).message, event }, 'audit sink failed');
     try {
@@ -498,7 +498,7 @@ export class VerifyHub {
    * service token (root on a zone device, such as the local `buckyos` CLI) passes on RBAC alone: it proved a device
    * key, which outranks a password, and could write the records in system-config directly anyway.
    */
-  private async requireAdmin(ctx: CallContext, resource: string, action: string, sudo: boolean): Promise<Principal> {
+  async requireAdmin(ctx: CallContext, resource: string, action: string, sudo: boolean): Promise<Principal> {
     const svc = ctx.principal!;
     if (svc.kind === 'service') {
       await this.requireCheck(svc, resource, action);
@@ -737,7 +737,8 @@ export class VerifyHub {
     return this.sessions.sweep();
   }
 
-  handlers(): Handlers<typeof verifyHubApi.methods> {
+  /** The user and session methods; main.ts adds the device methods (devices.ts). */
+  handlers(): Handlers<Omit<typeof verifyHubApi.methods, 'device_offer' | 'device_enrol' | 'device_list' | 'device_remove'>> {
     return {
       login_nonce: (_p, ctx) => {
         const wait = this.nonceLimiter.take(ctx.remoteAddress);

@@ -2,16 +2,16 @@
 // owner's initial password on the first start, and serves kRPC on its port.
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KeyObject } from 'node:crypto';
-import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { verifyHubApi } from '../../lib/api/verify-hub.ts';
-import { verifyDeviceDoc } from '../../lib/identity/documents.ts';
-import { didDev, loadKeyFile, publicKeyFromB64 } from '../../lib/identity/keys.ts';
+import type { EnrolPeer } from '../../lib/identity/documents.ts';
+import { type KeyPair, loadKeyFile, privateKeyToPem } from '../../lib/identity/keys.ts';
 import { IDENTITY_FILES, ownerAdminFileSchema } from '../../lib/identity/node-identity.ts';
 import { createHttpApp, createKrpcEndpoint, listen } from '../../lib/krpc/index.ts';
+import { collectDeviceInfo } from '../../lib/sysinfo.ts';
 import type { KernelRuntime } from '../runtime.ts';
+import { DeviceAdmin } from './devices.ts';
 import { type AuditFn, type CheckFn, VerifyHub } from './hub.ts';
-import { type KvStore, listAll } from './kv.ts';
+import type { KvStore } from './kv.ts';
 import { type PasswordHash, passwordHashSchema } from './password.ts';
 
 export interface VerifyHubDeps {
@@ -44,27 +44,30 @@ function readOwnerAdminFile(etcDir: string, owner: string): PasswordHash | null 
   return hash.data;
 }
 
-/** Resolves did:dev keys of this zone's devices: this node's own, and every owner-signed device document in
- * system-config. */
-function zoneDeviceKeys(rt: KernelRuntime, kv: KvStore): (did: string) => Promise<KeyObject | undefined> {
-  const ownDid = didDev(rt.identity.deviceKey.publicKeyB64);
-  return async (did) => {
-    if (did === ownDid) return rt.identity.deviceKey.publicKey;
-    for (const e of await listAll(kv, 'devices/')) {
-      if (!DEVICE_DOC_KEY.test(e.key)) continue;
-      try {
-        const doc = await verifyDeviceDoc(e.value.trim(), rt.identity.ownerKey);
-        if (doc.did === did && doc.zone === rt.identity.boot.zone) return publicKeyFromB64(doc.key);
-      } catch (err) {
-        rt.log.warn({ key: e.key, err: (err as Error).message }, 'ignoring device document that does not verify');
-      }
+/** Core devices a joining device can reach: this one (its own addresses, known at once) and every other core device
+ * with a reported address, each at the zone's tunnel port. */
+function enrolPeers(rt: KernelRuntime): () => Promise<EnrolPeer[]> {
+  const port = rt.config.ports.tunnel;
+  const hostPort = (ip: string) => (ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`);
+  return async () => {
+    const self = rt.identity.device;
+    const own = collectDeviceInfo().addresses.find((a) => a.family === 'IPv4')?.address;
+    const peers: EnrolPeer[] = own ? [{ name: self.name, key: self.key, address: hostPort(own) }] : [];
+    for (const d of rt.devices().list()) {
+      if (d.doc.role !== 'core' || d.doc.name === self.name || !d.addresses[0]) continue;
+      peers.push({ name: d.doc.name, key: d.doc.key, address: hostPort(d.addresses[0]) });
     }
-    return undefined;
+    return peers.slice(0, 7);
   };
 }
 
+function loadOptionalKey(path: string): KeyPair | null {
+  return existsSync(path) ? loadKeyFile(path) : null;
+}
+
 export async function runVerifyHubService(rt: KernelRuntime, port: number, deps: VerifyHubDeps): Promise<{ port: number; close(): Promise<void> }> {
-  const kv: KvStore = rt.localClient(systemConfigApi, rt.config.ports.system_config);
+  const kv: KvStore = rt.configClient();
+  await rt.devices().follow();
   const keyPath = join(rt.paths.etc, IDENTITY_FILES.verifyHubKey);
   const signing = loadKeyFile(keyPath);
   if (signing.publicKeyB64 !== rt.identity.boot.verify_hub_key) {
@@ -75,7 +78,8 @@ export async function runVerifyHubService(rt: KernelRuntime, port: number, deps:
     kv,
     signingKey: signing.privateKey,
     owner: { name: owner, key: rt.identity.ownerKey },
-    deviceKey: zoneDeviceKeys(rt, kv),
+    // This device always knows itself, even before node_daemon has published its document.
+    deviceKey: async (did) => (did === rt.identity.device.did ? rt.identity.deviceKey.publicKey : rt.devices().keyForDid(did)),
     verifyToken: rt.authenticate,
     check: deps.check,
     audit: deps.audit,
@@ -107,7 +111,24 @@ export async function runVerifyHubService(rt: KernelRuntime, port: number, deps:
   const timer = setInterval(() => void sweep(), SWEEP_INTERVAL_MS);
   timer.unref();
 
-  const endpoint = createKrpcEndpoint(verifyHubApi, hub.handlers(), { authenticate: hub.authenticate, logger: rt.log });
+  const enrolKeyPath = join(rt.paths.etc, IDENTITY_FILES.enrolKey);
+  const enrolKey = loadOptionalKey(enrolKeyPath);
+  if (enrolKey && enrolKey.publicKeyB64 !== rt.identity.boot.enrol_key) {
+    throw new Error(`${enrolKeyPath} does not hold the enrolment key named in the zone boot config`);
+  }
+  const devices = new DeviceAdmin({
+    kv,
+    boot: rt.identity.boot,
+    bootJwt: rt.identity.bootJwt,
+    ownerDocJwt: rt.identity.ownerDocJwt ?? null,
+    self: rt.identity.device,
+    enrolKey,
+    coreKeys: () => (enrolKey ? { verify_hub_key: privateKeyToPem(signing.privateKey), enrol_key: privateKeyToPem(enrolKey.privateKey) } : null),
+    peers: enrolPeers(rt),
+    authorizeAdmin: (ctx, resource, action, sudo) => hub.requireAdmin(ctx, resource, action, sudo),
+    audit: (e) => hub.emit({ type: 'device_change', action: e.action, actor: e.actor, target: e.target, ip: e.ip, reason: e.reason }),
+  });
+  const endpoint = createKrpcEndpoint(verifyHubApi, { ...hub.handlers(), ...devices.handlers() }, { authenticate: hub.authenticate, logger: rt.log });
   const running = await listen(createHttpApp({ name: 'verify-hub', endpoints: [endpoint] }), port, rt.config.service_host);
   rt.log.info({ port: running.port }, 'verify-hub listening');
   return {

@@ -103,7 +103,7 @@ describe('verify-hub service on system-config', () => {
     const now = Math.floor(Date.now() / 1000);
     const boot = await signDocument(
       {
-        typ: 'zone-boot', zone: ZONE, owner: OWNER, owner_key: owner.publicKeyB64, verify_hub_key: vhKey.publicKeyB64,
+        typ: 'zone-boot', zone: ZONE, owner: OWNER, owner_key: owner.publicKeyB64, verify_hub_key: vhKey.publicKeyB64, enrol_key: generateKeyPair().publicKeyB64,
         core_nodes: ['ood1'], gateway: { mode: 'lan' }, iat: now, exp: now + DOCUMENT_LIFETIME_SEC,
       },
       owner.privateKey,

@@ -40,12 +40,27 @@ export const activationApi = defineService(
         device_key: b64Key,
         device_did: z.string(),
         verify_hub_key: b64Key,
+        /** The zone enrolment key the owner delegates device enrolment to (named in the zone boot config). */
+        enrol_key: b64Key,
         /** Unix seconds after which commit refuses this attempt. */
         expires_at: z.number().int(),
         device_info: deviceInfoSchema,
       }),
       auth: 'none',
-      doc: 'Generates, in memory only, this device\'s key and the zone\'s verify-hub key for one activation attempt (valid 10 minutes). Nothing is written to disk. FAILED_PRECONDITION if the device is already activated.',
+      doc: 'Generates, in memory only, this device\'s key and the zone\'s verify-hub and enrolment keys for one activation attempt (valid 10 minutes). Nothing is written to disk. FAILED_PRECONDITION if the device is already activated.',
+    }),
+    join: method({
+      params: z
+        .object({
+          /** The join code from `buckyos device add` (or its QR URI). */
+          offer: z.string().min(1).max(16 * 1024),
+          /** Used when the offer does not fix the name; defaults to the name derived from the host name. */
+          device_name: deviceName.optional(),
+        })
+        .strict(),
+      result: z.object({ zone: z.string(), device_name: z.string(), device_did: z.string(), role: z.string() }),
+      auth: 'none',
+      doc: 'Joins the zone of an enrolment offer: generates this device\'s key, enrols it with a core device named in the offer (through its tunnel port, checking that device\'s key), verifies the documents the zone sends against the offer and the owner-signed boot config, then writes the identity files (zone.json last). INVALID_PARAMS: not an offer, expired, or the zone\'s answer does not match it; UNAUTHENTICATED: the zone refused the offer (used, expired, revoked); ALREADY_EXISTS: the name is taken; UNAVAILABLE: no core device reachable; FAILED_PRECONDITION: already activated.',
     }),
     commit: method({
       params: z

@@ -2,7 +2,7 @@
 // management. Server, client and docs all derive from this one object; docs/verify-hub.md explains the flows.
 import { z } from 'zod';
 import { defineService, method } from '../krpc/index.ts';
-import { userName } from '../identity/documents.ts';
+import { DEVICE_ROLES, deviceName, enrolPeerSchema, userName } from '../identity/documents.ts';
 import { USER_ROLES } from '../rbac/default-policy.ts';
 
 export const userRole = z.enum(USER_ROLES);
@@ -51,6 +51,24 @@ const session = z.object({
 });
 
 const nameParams = z.object({ name: userName }).strict();
+
+const b64Key = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'an Ed25519 public key in base64url (43 characters)');
+const jwt = z.string().min(1).max(16 * 1024);
+const pem = z.string().min(1).max(4096);
+
+export const OFFER_TTL_SEC = { min: 60, max: 24 * 3600, default: 15 * 60 } as const;
+
+const zoneDevice = z.object({
+  name: z.string(),
+  role: z.enum(DEVICE_ROLES),
+  did: z.string(),
+  /** online: reported within the last 90 s; offline: reported before that; unknown: never reported. */
+  state: z.enum(['online', 'offline', 'unknown']),
+  addresses: z.array(z.string()),
+  last_seen: unixSec.nullable(),
+  /** The device whose verify-hub answered. */
+  current: z.boolean(),
+});
 
 export const verifyHubApi = defineService('verify-hub', 'Logins, session and sudo tokens, refresh-token rotation, and the zone\'s users.', {
   login_nonce: method({
@@ -139,6 +157,60 @@ export const verifyHubApi = defineService('verify-hub', 'Logins, session and sud
     params: z.object({ user: userName.optional(), all: z.boolean().default(false) }).strict(),
     result: z.object({ sessions: z.array(session) }),
     doc: 'The caller\'s sessions; admins may name another user or ask for all; a kernel service token sees all unless it names a user.',
+  }),
+  device_offer: method({
+    params: z
+      .object({
+        role: z.enum(DEVICE_ROLES),
+        name: deviceName.optional(),
+        ttl_sec: z.number().int().min(OFFER_TTL_SEC.min).max(OFFER_TTL_SEC.max).default(OFFER_TTL_SEC.default),
+      })
+      .strict(),
+    result: z.object({
+      id: z.string(),
+      /** The join code: give it to the new device (`buckyos join <code>`, or its activation page). Shown once. */
+      code: z.string(),
+      /** The same offer as a URI, for a QR code. */
+      qr_payload: z.string(),
+      role: z.enum(DEVICE_ROLES),
+      name: z.string().nullable(),
+      expires_at: unixSec,
+    }),
+    doc: 'Admin with a sudo token, or a kernel service token. Issues a one-time enrolment offer signed by the zone enrolment key: the device that presents it (once, before expires_at) joins the zone with the given role. The zone keeps only a hash of its secret.',
+  }),
+  device_enrol: method({
+    params: z
+      .object({
+        offer_id: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
+        secret: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+        device_name: deviceName,
+        device_key: b64Key,
+        /** EdDSA JWT {typ:"enrol-proof", offer, exp} signed by device_key: the device holds the key it enrols. */
+        proof: jwt,
+      })
+      .strict(),
+    result: z.object({
+      owner_key: b64Key,
+      zone_boot_jwt: jwt,
+      owner_doc_jwt: jwt.nullable(),
+      device_doc_jwt: jwt,
+      peers: z.array(enrolPeerSchema),
+      /** For a core device only: the zone's verify-hub and enrolment private keys (PKCS#8 PEM), so it can serve logins
+       * and enrol devices when the first device is away. Sent only through the tunnel's TLS. */
+      core_keys: z.object({ verify_hub_key: pem, enrol_key: pem }).nullable(),
+    }),
+    auth: 'none',
+    doc: 'Called by a joining device (through the tunnel port, without a device certificate yet) with an offer\'s id and secret. Single use: the offer is spent in the same transaction that writes devices/<name>/doc. UNAUTHENTICATED: unknown, spent or expired offer, or wrong secret; ALREADY_EXISTS: the device name is taken; INVALID_PARAMS: the name differs from the one the offer fixed, the key was revoked, or the proof does not verify. Rate-limited per client address.',
+  }),
+  device_list: method({
+    params: z.object({}).strict(),
+    result: z.object({ devices: z.array(zoneDevice) }),
+    doc: 'Admins and kernel services: the zone\'s devices (verified documents, revoked ones left out) with their last report.',
+  }),
+  device_remove: method({
+    params: z.object({ name: deviceName }).strict(),
+    result: z.object({ name: z.string(), did: z.string(), deleted_keys: z.number().int() }),
+    doc: 'Admin with a sudo token, or a kernel service token. Revokes the device: its document goes, its key is listed in devices/<name>/revoked so the document is refused even if written back, and every service stops accepting its tokens and tunnels at once. The device answering the call, and the last core device, cannot be removed.',
   }),
   session_revoke: method({
     params: z.object({ sid: z.string().min(1).max(64) }).strict(),

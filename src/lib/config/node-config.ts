@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../identity/keys.ts';
+import { IDENTITY_FILES } from '../identity/node-identity.ts';
 
 export const DEFAULT_ROOT = '/opt/buckyos';
 
@@ -39,11 +40,15 @@ export const nodeConfigSchema = z
         verify_hub: port.default(3300),
         scheduler: port.default(3400),
         klog: port.default(3500),
+        /** Device-to-device tunnels (TLS + HTTP/2, authenticated by device keys), on the LAN. */
+        tunnel: port.default(2980),
       })
       .strict()
       .default({}),
     /** Address the activation port listens on: the LAN, so a browser can reach an unactivated device. */
     activation_host: z.string().default('0.0.0.0'),
+    /** Address the tunnel port listens on: other devices of the zone reach this one there. */
+    tunnel_host: z.string().default('0.0.0.0'),
     /** Kernel services listen on loopback only; the gateway is the one entry. */
     service_host: z.string().default('127.0.0.1'),
     config_backend: z
@@ -73,6 +78,19 @@ export const KERNEL_SERVICE_PORTS = {
   gateway: 'gateway',
 } as const satisfies Record<string, keyof NodeConfig['ports']>;
 export type KernelServiceName = keyof typeof KERNEL_SERVICE_PORTS;
+
+/**
+ * Where this node's system-config lives: `sqlite` (this node holds the zone's store), `etcd` (this core node runs a
+ * system-config instance on the zone's etcd cluster), or `remote` (a device that joined a zone reaches system-config
+ * on a core device through its gateway and the tunnels). A device that joined has `etc/peers.json`; it is remote
+ * unless node.json names etcd, so the first device of a zone keeps SQLite without any setting.
+ */
+export type ConfigBackendKind = 'sqlite' | 'etcd' | 'remote';
+
+export function configBackendKind(paths: NodePaths, config: NodeConfig): ConfigBackendKind {
+  if (config.config_backend.type === 'etcd') return 'etcd';
+  return existsSync(join(paths.etc, IDENTITY_FILES.peers)) ? 'remote' : 'sqlite';
+}
 
 export class ConfigFileError extends Error {
   constructor(message: string) {

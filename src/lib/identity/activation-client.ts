@@ -28,6 +28,7 @@ export interface ActivationDocsInput {
   /** Public keys (base64url) the device offered in `prepare`. */
   deviceKey: string;
   verifyHubKey: string;
+  enrolKey: string;
   gateway: GatewayConfig;
 }
 
@@ -51,6 +52,7 @@ export async function buildActivationDocs(input: ActivationDocsInput): Promise<A
     owner: input.owner,
     owner_key: owner.publicKeyB64,
     verify_hub_key: input.verifyHubKey,
+    enrol_key: input.enrolKey,
     core_nodes: [input.deviceName],
     gateway: input.gateway,
     iat,
@@ -126,6 +128,7 @@ export async function activateDevice(baseUrl: string, opts: ActivateDeviceOption
     deviceName: prepared.device_name,
     deviceKey: prepared.device_key,
     verifyHubKey: prepared.verify_hub_key,
+    enrolKey: prepared.enrol_key,
     gateway,
   });
   const done = await client.commit({ attempt_id: prepared.attempt_id, ...docs, admin_password: opts.password });

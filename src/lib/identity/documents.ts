@@ -41,6 +41,9 @@ export const zoneBootConfigSchema = z.object({
   owner_key: b64Key,
   /** Key that signs session tokens; tokens signed by anything else are refused by every service. */
   verify_hub_key: b64Key,
+  /** The zone enrolment key: the owner delegates to it the signing of device documents (and enrolment offers), so
+   * an admin can add a device without the recovery phrase. Core devices hold its private half. */
+  enrol_key: b64Key,
   core_nodes: z.array(deviceName).min(1).max(7),
   gateway: gatewaySchema,
   iat: z.number().int(),
@@ -116,6 +119,88 @@ export function verifyDeviceDoc(jwt: string, ownerKey: KeyObject): Promise<Devic
   return verifyDoc('device document', deviceDocSchema, jwt, ownerKey);
 }
 
+/** A device document of this zone: signed by the owner (the first device) or by the enrolment key the owner named in
+ * the boot config (devices added later), and naming this zone. */
+export async function verifyZoneDeviceDoc(jwt: string, boot: ZoneBootConfig): Promise<DeviceDoc> {
+  let doc: DeviceDoc;
+  try {
+    doc = await verifyDeviceDoc(jwt, publicKeyFromB64(boot.owner_key));
+  } catch (e) {
+    if (!(e instanceof DocumentError && e.reason === 'invalid')) throw e;
+    doc = await verifyDeviceDoc(jwt, publicKeyFromB64(boot.enrol_key));
+  }
+  if (doc.zone !== boot.zone) throw new DocumentError(`device document of "${doc.name}" belongs to zone "${doc.zone}", not "${boot.zone}"`, 'mismatch');
+  return doc;
+}
+
+/** Where a joining device reaches the zone: a core device by name, the key it must present, and its tunnel address. */
+export const enrolPeerSchema = z.object({
+  name: deviceName,
+  key: b64Key,
+  /** host:port of its tunnel listener; an IPv6 host in brackets. */
+  address: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'host:port'),
+});
+export type EnrolPeer = z.infer<typeof enrolPeerSchema>;
+
+/**
+ * A one-time offer to join the zone, signed by the enrolment key. Whoever holds it can enrol one device with the role
+ * it names before it expires, so it travels like a password: shown once to an admin, carried to the new device by
+ * hand (copied or scanned), and stored by the zone only as a hash of its secret.
+ */
+export const enrolOfferSchema = z.object({
+  typ: z.literal('enrol-offer'),
+  zone: zoneHost,
+  owner_key: b64Key,
+  /** The key that signed the offer, so a device can check the offer before spending it; the zone's boot config must
+   * name the same key when the device receives it. */
+  enrol_key: b64Key,
+  id: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
+  /** 32 random bytes, base64url: proves at enrolment that the device was given this offer. */
+  secret: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  role: z.enum(DEVICE_ROLES),
+  /** A device name the admin chose; when absent the device proposes one. */
+  name: deviceName.optional(),
+  peers: z.array(enrolPeerSchema).min(1).max(7),
+  iat: z.number().int(),
+  exp: z.number().int(),
+});
+export type EnrolOffer = z.infer<typeof enrolOfferSchema>;
+
+/** The text form of an offer (what `device add` prints, and what a QR code carries after `buckyos://join?offer=`). */
+export const OFFER_PREFIX = 'bkjoin1.';
+
+export function verifyEnrolOffer(jwt: string, enrolKey: KeyObject): Promise<EnrolOffer> {
+  return verifyDoc('enrolment offer', enrolOfferSchema, jwt, enrolKey);
+}
+
+/**
+ * Opens the offer a user gave a device: the code, the bare JWT, or the `buckyos://join?offer=` URI. The signature is
+ * checked against the enrolment key the offer names (the device has no zone keys yet), so a code altered on its way
+ * is refused before its secret is spent; the zone's owner-signed boot config must then name that same key.
+ */
+export async function openEnrolOffer(text: string): Promise<{ jwt: string; offer: EnrolOffer }> {
+  let jwt = text.trim();
+  const uri = /^buckyos:\/\/join\?offer=(.+)$/.exec(jwt);
+  if (uri) {
+    try {
+      jwt = decodeURIComponent(uri[1]!);
+    } catch {
+      throw new DocumentError('enrolment offer URI is garbled', 'invalid');
+    }
+  }
+  if (jwt.startsWith(OFFER_PREFIX)) jwt = jwt.slice(OFFER_PREFIX.length);
+  let claims: unknown;
+  try {
+    claims = JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8'));
+  } catch {
+    throw new DocumentError('enrolment offer is not a join code: paste it exactly as `buckyos device add` printed it', 'invalid');
+  }
+  const key = enrolOfferSchema.shape.enrol_key.safeParse((claims as { enrol_key?: unknown } | null)?.enrol_key);
+  if (!key.success) throw new DocumentError('enrolment offer names no valid enrolment key', 'invalid');
+  const offer = await verifyEnrolOffer(jwt, publicKeyFromB64(key.data));
+  return { jwt, offer };
+}
+
 /** An owner document is self-signed: it proves possession of the key it names. */
 export async function verifyOwnerDoc(jwt: string): Promise<OwnerDoc> {
   const parts = jwt.split('.');
@@ -136,7 +221,7 @@ export async function verifyOwnerDoc(jwt: string): Promise<OwnerDoc> {
   return verifyDoc('owner document', ownerDocSchema, jwt, ownerKey);
 }
 
-export function signDocument(payload: ZoneBootConfig | DeviceDoc | OwnerDoc, ownerKey: KeyObject): Promise<string> {
+export function signDocument(payload: ZoneBootConfig | DeviceDoc | OwnerDoc | EnrolOffer, ownerKey: KeyObject): Promise<string> {
   return signJwt(payload, ownerKey);
 }
 

@@ -167,7 +167,7 @@ describe('documents', () => {
   const iat = now();
   const boot: ZoneBootConfig = {
     typ: 'zone-boot', zone: 'alice.example.com', owner: 'alice', owner_key: owner.publicKeyB64,
-    verify_hub_key: hub.publicKeyB64, core_nodes: ['ood1'], gateway: { mode: 'lan' }, iat, exp: iat + DOCUMENT_LIFETIME_SEC,
+    verify_hub_key: hub.publicKeyB64, enrol_key: hub.publicKeyB64, core_nodes: ['ood1'], gateway: { mode: 'lan' }, iat, exp: iat + DOCUMENT_LIFETIME_SEC,
   };
   const dev: DeviceDoc = {
     typ: 'device', name: 'ood1', zone: 'alice.example.com', did: didDev(device.publicKeyB64), key: device.publicKeyB64,
@@ -300,7 +300,7 @@ describe('node identity on disk', () => {
     writeZoneFile(etc, {
       owner_key: owner.publicKeyB64,
       zone_boot_jwt: await signDocument({
-        typ: 'zone-boot', zone, owner: 'alice', owner_key: owner.publicKeyB64, verify_hub_key: hub.publicKeyB64,
+        typ: 'zone-boot', zone, owner: 'alice', owner_key: owner.publicKeyB64, verify_hub_key: hub.publicKeyB64, enrol_key: hub.publicKeyB64,
         core_nodes: ['ood1'], gateway: { mode: 'lan' }, iat, exp,
       }, owner.privateKey),
       device_doc_jwt: await signDocument({

@@ -6,13 +6,18 @@ import { z } from 'zod';
 import type { KeyObject } from 'node:crypto';
 import { type KeyPair, loadKeyFile, publicKeyFromB64, writeFileAtomic } from './keys.ts';
 import {
-  type DeviceDoc, type OwnerDoc, type ZoneBootConfig, DocumentError, verifyDeviceDoc, verifyOwnerDoc, verifyZoneBootConfig,
+  type DeviceDoc, type OwnerDoc, type ZoneBootConfig, DocumentError, verifyOwnerDoc, verifyZoneBootConfig, verifyZoneDeviceDoc,
 } from './documents.ts';
 
 export const IDENTITY_FILES = {
   zone: 'zone.json',
   deviceKey: 'device_key.pem',
   verifyHubKey: 'verify_hub_key.pem',
+  /** The zone enrolment key's private half: only on core devices (the first one, and core devices that joined). */
+  enrolKey: 'enrol_key.pem',
+  /** Core devices a joined device reaches the zone through until it has learnt the zone's addresses from
+   * system-config (written at join; JSON array of enrolment peers). */
+  peers: 'peers.json',
   /** The initial admin password hash, written by activation and imported by verify-hub at its first start. */
   ownerAdmin: 'owner_admin.json',
 } as const;
@@ -79,8 +84,7 @@ export async function loadNodeIdentity(etcDir: string): Promise<NodeIdentity> {
   }
   const boot = await verifyZoneBootConfig(file.data.zone_boot_jwt, ownerKey);
   if (boot.owner_key !== file.data.owner_key) throw new DocumentError('zone boot config names a different owner key', 'mismatch');
-  const device = await verifyDeviceDoc(file.data.device_doc_jwt, ownerKey);
-  if (device.zone !== boot.zone) throw new DocumentError('device document belongs to another zone', 'mismatch');
+  const device = await verifyZoneDeviceDoc(file.data.device_doc_jwt, boot);
   let ownerDoc: OwnerDoc | undefined;
   if (file.data.owner_doc_jwt !== undefined) {
     ownerDoc = await verifyOwnerDoc(file.data.owner_doc_jwt);

@@ -32,32 +32,42 @@ export function signAccessToken(claims: Omit<AccessClaims, 'iat' | 'exp'>, key: 
 
 export interface TrustAnchors {
   verifyHubKey: KeyObject;
-  /** did:dev → public key, for devices whose owner-signed documents this node has verified. */
-  deviceKey(did: string): KeyObject | undefined;
+  /** did:dev → public key, for devices of this zone whose signed documents this node has verified. */
+  deviceKey(did: string): KeyObject | undefined | Promise<KeyObject | undefined>;
 }
+
+export type TokenVerifier = ((token: string) => Promise<Principal>) & {
+  /** Forgets every verified token a device signed: it was removed from the zone, so they stop working at once. */
+  forgetDevice(did: string): void;
+};
 
 /** Verified tokens remembered, so a client's repeated calls cost one signature check per token, not per call. */
 const VERIFIED_CACHE_SIZE = 1024;
 
 /** Builds the authenticate function kRPC servers use. */
-export function createTokenVerifier(anchors: () => TrustAnchors): (token: string) => Promise<Principal> {
+export function createTokenVerifier(anchors: () => TrustAnchors): TokenVerifier {
   // Keyed by the exact token text, so only a token that already verified can hit. Expiry is re-checked on every hit;
-  // trust anchors only grow during a verifier's life, so a cached answer stays as true as it was when checked.
-  const verified = new Map<string, Principal>();
-  return async (token) => {
+  // a removed device's tokens are dropped by forgetDevice, so a cached answer stays as true as the anchors are.
+  const verified = new Map<string, { principal: Principal; kid: string | undefined }>();
+  const verify = async (token: string): Promise<Principal> => {
     const hit = verified.get(token);
     if (hit) {
-      if (hit.expiresAt > Date.now() / 1000) return hit;
+      if (hit.principal.expiresAt > Date.now() / 1000) return hit.principal;
       verified.delete(token);
       throw new KrpcError('TOKEN_EXPIRED', 'token has expired; refresh or log in again');
     }
-    const principal = await verifyUncached(token);
+    const result = await verifyUncached(token);
     if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
-    verified.set(token, principal);
-    return principal;
+    verified.set(token, result);
+    return result.principal;
   };
+  return Object.assign(verify, {
+    forgetDevice(did: string) {
+      for (const [token, v] of verified) if (v.kid === did) verified.delete(token);
+    },
+  });
 
-  async function verifyUncached(token: string): Promise<Principal> {
+  async function verifyUncached(token: string): Promise<{ principal: Principal; kid: string | undefined }> {
     let kid: string | undefined;
     try {
       kid = peekJwt(token).kid;
@@ -65,7 +75,7 @@ export function createTokenVerifier(anchors: () => TrustAnchors): (token: string
       throw new KrpcError('UNAUTHENTICATED', 'token is malformed');
     }
     const a = anchors();
-    const key = kid === VERIFY_HUB_KID ? a.verifyHubKey : kid?.startsWith('did:dev:') ? a.deviceKey(kid) : undefined;
+    const key = kid === VERIFY_HUB_KID ? a.verifyHubKey : kid?.startsWith('did:dev:') ? await a.deviceKey(kid) : undefined;
     if (!key) throw new KrpcError('UNAUTHENTICATED', 'token is signed by a key this zone does not trust');
     let payload: Record<string, unknown>;
     try {
@@ -81,6 +91,6 @@ export function createTokenVerifier(anchors: () => TrustAnchors): (token: string
     if (c.data.typ === 'service' && !(KERNEL_SERVICES as readonly string[]).includes(c.data.sub)) {
       throw new KrpcError('UNAUTHENTICATED', 'service token names an unknown kernel service');
     }
-    return { userId: c.data.sub, appId: c.data.app, kind: c.data.typ, sessionId: c.data.sid, expiresAt: c.data.exp };
+    return { principal: { userId: c.data.sub, appId: c.data.app, kind: c.data.typ, sessionId: c.data.sid, expiresAt: c.data.exp }, kid };
   }
 }

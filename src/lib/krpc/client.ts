@@ -15,7 +15,12 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Explicit trace id; otherwise the caller's current trace (inside a handler) or a new one. */
   trace?: string;
+  /** How a request travels, when not plain HTTP to baseUrl (a device tunnel, for one): POSTs the JSON body to the
+   * path and answers the parsed JSON. */
+  transport?: KrpcTransport;
 }
+
+export type KrpcTransport = (path: string, body: unknown, timeoutMs: number) => Promise<{ status: number; json: unknown }>;
 
 export type Client<M extends MethodMap> = {
   [K in keyof M]: (params: ParamsIn<M[K]>, opts?: { timeoutMs?: number }) => Promise<Result<M[K]>>;
@@ -75,7 +80,9 @@ export function httpHealthy(url: string, timeoutMs: number): Promise<boolean> {
 }
 
 export function createClient<M extends MethodMap>(def: ServiceDef<M>, opts: ClientOptions): Client<M> {
-  const url = `${opts.baseUrl.replace(/\/$/, '')}/kapi/${def.name}`;
+  const path = `/kapi/${def.name}`;
+  const url = `${opts.baseUrl.replace(/\/$/, '')}${path}`;
+  const send: KrpcTransport = opts.transport ?? ((_path, body, timeoutMs) => callRaw(url, body, timeoutMs));
   const client = {} as Record<string, unknown>;
   for (const [name, m] of Object.entries(def.methods)) {
     client[name] = async (params: unknown, callOpts?: { timeoutMs?: number }) => {
@@ -88,7 +95,7 @@ export function createClient<M extends MethodMap>(def: ServiceDef<M>, opts: Clie
       const seq = (seqCounter = (seqCounter + 1) % 2 ** 31);
       const trace = opts.trace ?? currentTrace() ?? newTraceId();
       // Send the caller's params, not the parsed ones, so server-side defaults stay the server's decision.
-      const { json } = await callRaw(url, { method: name, params: params ?? {}, sys: [seq, token, trace] }, callOpts?.timeoutMs ?? opts.timeoutMs ?? 30_000);
+      const { json } = await send(path, { method: name, params: params ?? {}, sys: [seq, token, trace] }, callOpts?.timeoutMs ?? opts.timeoutMs ?? 30_000);
       const resp = json as { result?: unknown; error?: { code?: unknown; message?: unknown; data?: unknown } };
       if (resp && typeof resp === 'object' && resp.error) {
         const code = isErrorCode(resp.error.code) ? resp.error.code : 'INTERNAL';

@@ -1,15 +1,87 @@
-// The node gateway process: follows service routes from system-config and proxies `/kapi/<service>` to them.
-import { systemConfigApi } from '../../lib/api/system-config.ts';
+// The node gateway process: follows service routes from system-config, proxies `/kapi/<service>` to the instance
+// (on this device directly, on another device through its tunnel), and serves this device's tunnel port.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { KernelServiceName } from '../../lib/config/node-config.ts';
+import { enrolPeerSchema } from '../../lib/identity/documents.ts';
+import { IDENTITY_FILES } from '../../lib/identity/node-identity.ts';
+import { selfSignedCert } from '../../lib/identity/tls-certs.ts';
 import { createHttpApp, listen, sendJson } from '../../lib/krpc/index.ts';
+import { TunnelClient, type TunnelPeer, startTunnelServer } from '../../lib/tunnel/index.ts';
 import type { KernelRuntime } from '../../kernel/runtime.ts';
 import { RouteTable, followRoutes, proxy } from './node-gateway.ts';
+import { CLIENT_HEADER, handleAnonymous, proxyFromTunnel, proxyThroughTunnel } from './tunnel-routes.ts';
+
+/** What a device that joined reaches before it has read any route: the zone's control plane on the core devices it
+ * enrolled with. */
+const BOOTSTRAP_SERVICES: KernelServiceName[] = ['system-config', 'verify-hub', 'klog'];
+
+function readPeers(rt: KernelRuntime): TunnelPeer[] {
+  const path = join(rt.paths.etc, IDENTITY_FILES.peers);
+  try {
+    return z.array(enrolPeerSchema).parse(JSON.parse(readFileSync(path, 'utf8')));
+  } catch (e) {
+    throw new Error(`${path} is not a list of core devices: ${(e as Error).message}`);
+  }
+}
 
 export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{ close(): Promise<void> }> {
   const host = rt.config.service_host;
-  const table = new RouteTable(rt.identity.device.name, host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host);
-  const config = rt.localClient(systemConfigApi, rt.config.ports.system_config);
+  const self = rt.identity.device.name;
+  const table = new RouteTable(self, host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host);
+  const peers = rt.backend === 'remote' ? readPeers(rt) : [];
+  const peerByName = new Map(peers.map((p) => [p.name, p]));
+  if (peers.length) table.setBootstrap(BOOTSTRAP_SERVICES, peers.map((p) => p.name));
+  const config = rt.configClient();
   const stop = new AbortController();
   void followRoutes(config, table, stop.signal, (err) => rt.log.warn({ err: (err as Error).message }, 'route watch failed; retrying'));
+
+  const devices = rt.devices();
+  const cert = await selfSignedCert({ key: rt.identity.deviceKey, commonName: `${self}.${rt.identity.boot.zone}` });
+  const tunnel = new TunnelClient({
+    key: rt.identity.deviceKey,
+    certPem: cert,
+    onBackoff: (peer, delayMs, cause) => rt.log.warn({ peer, delay_ms: delayMs, err: cause.message }, 'tunnel to device failed; retrying'),
+    onConnect: (peer) => rt.log.info({ peer }, 'tunnel to device up'),
+  });
+  /** How another device is reached: its key from its document, its address from the route or its last report. */
+  const peerFor = (node: string, routeHost: string | undefined): TunnelPeer | undefined => {
+    const d = devices.byName(node);
+    const known = peerByName.get(node);
+    const key = d?.doc.key ?? known?.key;
+    const ip = routeHost ?? d?.addresses[0];
+    if (!key) return undefined;
+    if (ip) return { name: node, key, address: `${ip.includes(':') ? `[${ip}]` : ip}:${rt.config.ports.tunnel}` };
+    return known;
+  };
+
+  const tunnelServer = await startTunnelServer({
+    host: rt.config.tunnel_host,
+    port: rt.config.ports.tunnel,
+    key: rt.identity.deviceKey,
+    certPem: cert,
+    allowAnonymous: true,
+    authorizePeer: (key) => devices.byKey(key)?.doc.name ?? null,
+    onError: (err) => rt.log.warn({ err: err.message }, 'tunnel peer refused or lost'),
+    handler: (req, res, peer) => {
+      if (peer === null) return handleAnonymous(req, res, table.own('verify-hub')?.port);
+      const m = /^\/kapi\/([a-z][a-z0-9-]*)(\/.*)?(\?.*)?$/.exec(req.url);
+      const target = m ? table.own(m[1]!) : undefined;
+      if (!m || !target) {
+        res.writeHead(m ? 503 : 404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: m ? 'UNAVAILABLE' : 'NOT_FOUND', message: m ? `service "${m[1]}" does not run on ${self}` : `no route for ${req.url}` } }));
+        return;
+      }
+      const client = req.headers[CLIENT_HEADER];
+      proxyFromTunnel(req, res, target.port, typeof client === 'string' && client ? client : (req.socket.remoteAddress ?? ''));
+    },
+  });
+  devices.onRemoved((gone) => {
+    tunnelServer.revalidate();
+    for (const d of gone) tunnel.drop(d.doc.name);
+  });
+  void devices.follow();
 
   const server = createHttpApp({
     name: 'gateway',
@@ -17,17 +89,21 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
     fallback: (req, res, url) => {
       const m = /^\/kapi\/([a-z][a-z0-9-]*)(\/.*)?$/.exec(url.pathname);
       if (!m) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${url.pathname}` } });
-      const target = table.pick(m[1]);
+      const target = table.pick(m[1]!);
       if (!target) return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `no running instance of service "${m[1]}"` } });
-      proxy(req, res, target, url.pathname + url.search);
+      if (target.node === self) return proxy(req, res, target, url.pathname + url.search);
+      const peer = peerFor(target.node, target.fromBootstrap ? undefined : target.host);
+      if (!peer) return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `device ${target.node} of service "${m[1]}" is not a known zone device` } });
+      proxyThroughTunnel(tunnel, peer, req, res, url.pathname + url.search);
     },
   });
   const running = await listen(server, port, '127.0.0.1');
-  rt.log.info({ port: running.port }, 'node gateway listening');
+  rt.log.info({ port: running.port, tunnel_port: tunnelServer.port }, 'node gateway listening');
   return {
     close: async () => {
       stop.abort();
-      await running.close();
+      devices.close();
+      await Promise.all([running.close(), tunnelServer.close(), tunnel.close()]);
     },
   };
 }

@@ -21,7 +21,7 @@ describe('RouteTable', () => {
     t.apply('services/klog/info', info(inst('n1', 3500, 'running')));
     t.apply('services/system-config/info', info(inst('n1', 3200, 'running')));
     assert.deepEqual(t.services(), ['klog', 'system-config']);
-    assert.deepEqual(t.pick('klog'), inst('n1', 3500, 'running'));
+    assert.deepEqual(t.pick('klog'), { node: 'n1', host: '127.0.0.1', port: 3500 });
     t.apply('services/klog/info', info(inst('n1', 3501, 'running')));
     assert.equal(t.pick('klog')?.port, 3501);
     t.apply('services/klog/info', null);
@@ -69,10 +69,22 @@ describe('RouteTable', () => {
     assert.equal(t.pick('unknown'), undefined);
   });
 
+  it('sends bootstrap services to the enrolment peers until a route names a running instance', () => {
+    const t = new RouteTable('pn1');
+    t.setBootstrap(['system-config'], ['ood1', 'ood2']);
+    assert.deepEqual(t.pick('system-config'), { node: 'ood1', host: '', port: 0, fromBootstrap: true });
+    assert.equal(t.pick('klog'), undefined);
+    t.apply('services/system-config/info', info({ node: 'ood2', host: '10.0.0.3', port: 3200, state: 'running' }));
+    assert.deepEqual(t.pick('system-config'), { node: 'ood2', host: '10.0.0.3', port: 3200 });
+    assert.equal(t.own('system-config'), undefined);
+    t.apply('services/gateway/info', info({ node: 'pn1', host: '10.0.0.9', port: 3180, state: 'running' }));
+    assert.deepEqual(t.own('gateway'), { node: 'pn1', host: '127.0.0.1', port: 3180 });
+  });
+
   it('reaches this node\'s own instance on its local host, other nodes\' at their listed address', () => {
     const t = new RouteTable('n1', '127.0.0.1');
     t.apply('services/s/info', info({ node: 'n1', host: '10.0.0.1', port: 2, state: 'running' }, { node: 'n2', host: '10.0.0.2', port: 1, state: 'running' }));
-    assert.deepEqual(t.pick('s'), { node: 'n1', host: '127.0.0.1', port: 2, state: 'running' });
+    assert.deepEqual(t.pick('s'), { node: 'n1', host: '127.0.0.1', port: 2 });
     t.apply('services/s/info', info({ node: 'n2', host: '10.0.0.2', port: 1, state: 'running' }));
     assert.equal(t.pick('s')?.host, '10.0.0.2');
   });

@@ -8,8 +8,18 @@ import { type ServiceInfo, serviceInfoSchema } from '../../lib/config/zone-recor
 
 const INFO_KEY = /^services\/([a-z][a-z0-9-]*)\/info$/;
 
+/** Where a request goes: the instance's node, and its host and port (this node's own: on the local service host). */
+export interface RouteTarget {
+  node: string;
+  host: string;
+  port: number;
+  /** Chosen from the bootstrap list rather than a route: the host is not known, only the node. */
+  fromBootstrap?: boolean;
+}
+
 export class RouteTable {
   private readonly routes = new Map<string, ServiceInfo>();
+  private bootstrap = new Map<string, string[]>();
 
   /** `localHost` is where this node's own instances are reached: kernel services listen on the node's service host
    * (loopback by default), not on the address an instance is listed with for other nodes. */
@@ -42,17 +52,30 @@ export class RouteTable {
     for (const e of entries) this.apply(e.key, e.value);
   }
 
+  /** Services a device that joined must reach before it has read a route (system-config itself, above all): they
+   * go to these nodes, in order, whenever no route names a running instance. */
+  setBootstrap(services: readonly string[], nodes: readonly string[]): void {
+    this.bootstrap = new Map(services.map((s) => [s, [...nodes]]));
+  }
+
   /** A running instance, preferring this node's own; a starting one only when nothing runs (a restart in
-   * progress answers a moment later rather than failing at once). */
-  pick(service: string): { host: string; port: number } | undefined {
+   * progress answers a moment later rather than failing at once); else a bootstrap node. */
+  pick(service: string): RouteTarget | undefined {
     const instances = this.routes.get(service)?.instances ?? [];
     for (const state of ['running', 'starting'] as const) {
       const ok = instances.filter((i) => i.state === state);
       const own = ok.find((i) => i.node === this.node);
-      if (own) return { ...own, host: this.localHost };
-      if (ok[0]) return ok[0];
+      if (own) return { node: own.node, host: this.localHost, port: own.port };
+      if (ok[0]) return { node: ok[0].node, host: ok[0].host, port: ok[0].port };
     }
-    return undefined;
+    const fallback = this.bootstrap.get(service)?.[0];
+    return fallback === undefined ? undefined : { node: fallback, host: '', port: 0, fromBootstrap: true };
+  }
+
+  /** This node's own live instance of a service, for requests other devices send through the tunnel. */
+  own(service: string): RouteTarget | undefined {
+    const i = (this.routes.get(service)?.instances ?? []).find((x) => x.node === this.node && x.state !== 'dead');
+    return i ? { node: i.node, host: this.localHost, port: i.port } : undefined;
   }
 
   services(): string[] {

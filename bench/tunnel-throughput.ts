@@ -1,0 +1,248 @@
+// Throughput of one device-to-device tunnel stream (src/lib/tunnel) against a plain TCP connection between the same two
+// devices (DESIGN §8, §12). Each device is its own network namespace (test/support/netns.ts), joined by veth pairs and
+// a bridge as two machines on one LAN would be. Device b runs both receivers (a TCP sink and a tunnel server whose
+// handler is a sink); device a runs one long-lived sender. Every transfer is one stream of BYTES from a to b, timed at
+// the sender from its first byte until b's answer that it has counted the last one: a TCP transfer on a new
+// connection, a tunnel transfer as a new request on the session opened (and its keys checked) before any timing.
+// Rounds alternate which side goes first, so drift in the machine's load does not favour one side, and both processes
+// report the CPU time each transfer cost them, which load on the machine does not change.
+//
+// This file is also the program those processes run: `node --import tsx bench/tunnel-throughput.ts serve|send`, with
+// their settings (keys included) as the first JSON line on stdin, never on the command line.
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { createServer, connect as tcpConnect } from 'node:net';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { generateKeyPair, privateKeyFromPem, privateKeyToPem } from '../src/lib/identity/keys.ts';
+import { selfSignedCert } from '../src/lib/identity/tls-certs.ts';
+import { TunnelClient, startTunnelServer } from '../src/lib/tunnel/index.ts';
+import { netnsUnavailableReason, startNet, type TestNet } from '../test/support/netns.ts';
+import { fmt, machineLine, table } from './support/measure.ts';
+
+const MIB = 1024 * 1024;
+const BYTES = 1024 * MIB;
+const CHUNK = MIB;
+const ROUNDS = 6;
+const TCP_PORT = 5001;
+const TUNNEL_PORT = 2980;
+const TARGET = 0.7;
+const SELF = fileURLToPath(import.meta.url);
+
+type Mode = 'tcp' | 'tunnel';
+
+interface ServeSpec {
+  host: string;
+  keyPem: string;
+  certPem: string;
+  /** The sender's device key: the only one the tunnel server admits. */
+  clientKey: string;
+}
+
+interface SendSpec {
+  host: string;
+  keyPem: string;
+  certPem: string;
+  serverKey: string;
+}
+
+/** b's answer at the end of a transfer. */
+interface Received {
+  bytes: number;
+  /** CPU seconds (user + system) b spent on the transfer. */
+  cpu: number;
+}
+
+interface Transfer extends Received {
+  seconds: number;
+  /** CPU seconds a spent on the transfer. */
+  senderCpu: number;
+}
+
+/** CPU seconds this process has used since `since`. */
+function cpuSince(since: NodeJS.CpuUsage): number {
+  const u = process.cpuUsage(since);
+  return (u.user + u.system) / 1e6;
+}
+
+/** BYTES of one repeated chunk, produced as fast as the consumer takes them. */
+function source(): Readable {
+  const chunk = Buffer.alloc(CHUNK, 0x5a);
+  let left = BYTES;
+  return new Readable({
+    highWaterMark: 4 * CHUNK,
+    read() {
+      if (left <= 0) {
+        this.push(null);
+        return;
+      }
+      const n = Math.min(left, CHUNK);
+      left -= n;
+      this.push(n === CHUNK ? chunk : chunk.subarray(0, n));
+    },
+  });
+}
+
+// ---- device b: the receivers -----------------------------------------------------------------------------------
+
+async function serve(spec: ServeSpec, lines: AsyncIterator<string>): Promise<void> {
+  const tcp = createServer((sock) => {
+    let n = 0;
+    const cpu0 = process.cpuUsage();
+    sock.on('data', (d: Buffer) => (n += d.length));
+    sock.on('end', () => sock.end(JSON.stringify({ bytes: n, cpu: cpuSince(cpu0) } satisfies Received)));
+    sock.on('error', () => {});
+  });
+  tcp.listen(TCP_PORT, spec.host);
+  await once(tcp, 'listening');
+  const tunnel = await startTunnelServer({
+    host: spec.host,
+    port: TUNNEL_PORT,
+    key: privateKeyFromPem(spec.keyPem),
+    certPem: spec.certPem,
+    authorizePeer: (k) => (k === spec.clientKey ? 'a' : null),
+    handler(req, res) {
+      let n = 0;
+      const cpu0 = process.cpuUsage();
+      req.on('data', (d: Buffer) => (n += d.length));
+      req.on('end', () => res.end(JSON.stringify({ bytes: n, cpu: cpuSince(cpu0) } satisfies Received)));
+    },
+    onError: (e) => console.error(`tunnel server: ${e.message}`),
+  });
+  console.log('ready');
+  // The benchmark stops this process by closing its stdin (or, if the benchmark dies, by destroying the namespace).
+  while (!(await lines.next()).done);
+  tcp.close();
+  await tunnel.close();
+}
+
+// ---- device a: the sender --------------------------------------------------------------------------------------
+
+async function send(spec: SendSpec, lines: AsyncIterator<string>): Promise<void> {
+  const client = new TunnelClient({ key: privateKeyFromPem(spec.keyPem), certPem: spec.certPem });
+  const peer = { name: 'b', key: spec.serverKey, address: `${spec.host}:${TUNNEL_PORT}` };
+  const answer = async (body: AsyncIterable<unknown>): Promise<Received> => {
+    let text = '';
+    for await (const d of body) text += String(d);
+    return JSON.parse(text) as Received;
+  };
+  const transfers: Record<Mode, () => Promise<Received>> = {
+    async tcp() {
+      const sock = tcpConnect(TCP_PORT, spec.host);
+      await once(sock, 'connect');
+      source().pipe(sock);
+      return answer(sock);
+    },
+    async tunnel() {
+      const res = await client.request(peer, { method: 'POST', path: '/sink', body: source() });
+      if (res.status !== 200) throw new Error(`the tunnel sink answered HTTP ${res.status}`);
+      return answer(res.body);
+    },
+  };
+  try {
+    // The session (TCP, TLS, key checks both ways) is opened before anything is timed.
+    await answer((await client.request(peer, { method: 'POST', path: '/sink', body: Buffer.alloc(0) })).body);
+    console.log('ready');
+    for (let line = await lines.next(); !line.done; line = await lines.next()) {
+      const mode = line.value as Mode;
+      const cpu0 = process.cpuUsage();
+      const t0 = process.hrtime.bigint();
+      const received = await transfers[mode]();
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      console.log(JSON.stringify({ ...received, seconds, senderCpu: cpuSince(cpu0) } satisfies Transfer));
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+// ---- the benchmark ---------------------------------------------------------------------------------------------
+
+/** One of the two processes, started in its device's namespace; `ask` sends a line and waits for the next line out. */
+async function startRole(net: TestNet, device: string, role: 'serve' | 'send', spec: ServeSpec | SendSpec) {
+  const child = net.spawn(device, process.execPath, ['--import', 'tsx', SELF, role], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const out = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const exited = once(child, 'exit');
+  const next = async (): Promise<string> => {
+    const line = await Promise.race([out.next(), exited.then(([code, signal]) => ({ done: true, value: `exit ${code ?? signal}` }))]);
+    if (line.done) throw new Error(`${role} on ${device} stopped (${String(line.value)})`);
+    return line.value as string;
+  };
+  child.stdin!.write(`${JSON.stringify(spec)}\n`);
+  const ready = await next();
+  if (ready !== 'ready') throw new Error(`${role} on ${device} said ${JSON.stringify(ready)} instead of ready`);
+  return {
+    async ask(line: string): Promise<string> {
+      child.stdin!.write(`${line}\n`);
+      return next();
+    },
+    async stop(): Promise<void> {
+      child.stdin!.end();
+      await exited;
+    },
+  };
+}
+
+export async function main(): Promise<void> {
+  const unavailable = netnsUnavailableReason();
+  if (unavailable) throw new Error(`tunnel-throughput needs network namespaces: ${unavailable}`);
+  console.log('tunnel-throughput: one tunnel stream (TLS 1.3 + HTTP/2) vs one plain TCP connection, device a -> device b');
+  console.log(`  ${machineLine()}`);
+  console.log(`  ${BYTES / MIB} MiB per transfer in ${CHUNK / MIB} MiB writes, ${ROUNDS} rounds per side, each device in its own network namespace`);
+
+  const [a, b] = [generateKeyPair(), generateKeyPair()];
+  const [certA, certB] = await Promise.all([selfSignedCert({ key: a, commonName: 'a' }), selfSignedCert({ key: b, commonName: 'b' })]);
+  const net = await startNet({ devices: [{ name: 'a' }, { name: 'b' }] });
+  const runs: Record<Mode, Transfer[]> = { tcp: [], tunnel: [] };
+  try {
+    const host = net.device('b').ip;
+    const receiver = await startRole(net, 'b', 'serve', { host, keyPem: privateKeyToPem(b.privateKey), certPem: certB, clientKey: a.publicKeyB64 });
+    try {
+      const sender = await startRole(net, 'a', 'send', { host, keyPem: privateKeyToPem(a.privateKey), certPem: certA, serverKey: b.publicKeyB64 });
+      try {
+        for (let round = 0; round < ROUNDS; round++) {
+          for (const mode of round % 2 === 0 ? (['tcp', 'tunnel'] as const) : (['tunnel', 'tcp'] as const)) {
+            const t = JSON.parse(await sender.ask(mode)) as Transfer;
+            if (t.bytes !== BYTES) throw new Error(`${mode}: b counted ${t.bytes} bytes of ${BYTES} sent`);
+            runs[mode].push(t);
+            console.log(`  round ${round + 1} ${mode.padEnd(6)} ${fmt(BYTES / MIB / t.seconds).padStart(6)} MiB/s`);
+          }
+        }
+      } finally {
+        await sender.stop();
+      }
+    } finally {
+      await receiver.stop();
+    }
+  } finally {
+    await net.destroy();
+  }
+
+  // Pooled over the rounds: total bytes over total time, total CPU over total bytes.
+  const sum = (mode: Mode, f: (t: Transfer) => number) => runs[mode].reduce((s, t) => s + f(t), 0);
+  const gib = (ROUNDS * BYTES) / (1024 * MIB);
+  const rate = (mode: Mode) => (ROUNDS * BYTES) / MIB / sum(mode, (t) => t.seconds);
+  const row = (label: string, mode: Mode) => [
+    label,
+    fmt(rate(mode)),
+    fmt(sum(mode, (t) => t.senderCpu) / gib, 2),
+    fmt(sum(mode, (t) => t.cpu) / gib, 2),
+  ];
+  const ratio = rate('tunnel') / rate('tcp');
+  console.log(`  after: ${machineLine()}`);
+  console.log('');
+  console.log(table(['path', 'MiB/s', 'sender CPU s/GiB', 'receiver CPU s/GiB'], [row('direct TCP', 'tcp'), row('tunnel', 'tunnel')]));
+  console.log('');
+  console.log(`tunnel/direct throughput ratio: ${fmt(ratio, 2)} (target >= ${TARGET.toFixed(2)})`);
+}
+
+if (process.argv[1] === SELF) {
+  const role = process.argv[2];
+  const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  if (first.done) throw new Error('tunnel-throughput: no settings line on stdin');
+  const spec = JSON.parse(first.value) as unknown;
+  if (role === 'serve') await serve(spec as ServeSpec, lines);
+  else if (role === 'send') await send(spec as SendSpec, lines);
+  else throw new Error(`tunnel-throughput: unknown role ${JSON.stringify(role)} (serve or send)`);
+}

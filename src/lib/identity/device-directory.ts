@@ -1,0 +1,210 @@
+// The zone's devices as every process sees them: the owner- or enrolment-key-signed documents under `devices/<d>/doc`,
+// minus the keys listed in `devices/<d>/revoked`, followed by watch so that a removed device stops being trusted
+// within moments everywhere (tokens, tunnels), and an added one is trusted as soon as its document is written.
+import type { KeyObject } from 'node:crypto';
+import { z } from 'zod';
+import type { systemConfigApi } from '../api/system-config.ts';
+import type { Client } from '../krpc/index.ts';
+import type { Logger } from '../log/logger.ts';
+import { type DeviceDoc, type ZoneBootConfig, verifyZoneDeviceDoc } from './documents.ts';
+import { publicKeyFromB64 } from './keys.ts';
+
+const DOC_KEY = /^devices\/([^/]+)\/doc$/;
+const INFO_KEY = /^devices\/([^/]+)\/info$/;
+const REVOKED_KEY = /^devices\/([^/]+)\/revoked$/;
+
+/** `devices/<d>/revoked`: every key ever removed under that name. Kept when the name is reused, so an old document
+ * written back by mistake (or by someone who kept a copy) is still refused. */
+export const revokedKeysSchema = z.array(z.string()).max(1024);
+
+/** The revoked keys a `devices/<d>/revoked` value lists; none for an absent or unreadable value. */
+export function revokedKeysOf(value: string | null | undefined): Set<string> {
+  if (value === null || value === undefined) return new Set();
+  try {
+    const r = revokedKeysSchema.safeParse(JSON.parse(value));
+    return r.success ? new Set(r.data) : new Set();
+  } catch {
+    return new Set();
+  }
+}
+
+/** The addresses a node reports in `devices/<d>/info`: the part of the report other nodes need to reach it. */
+const infoAddresses = z.object({
+  addresses: z.array(z.object({ family: z.string(), address: z.string() })).default([]),
+});
+
+export interface ZoneDevice {
+  doc: DeviceDoc;
+  publicKey: KeyObject;
+  /** Non-loopback IPv4 addresses first, from the device's last report; empty until it reported. */
+  addresses: string[];
+}
+
+type ConfigClient = Pick<Client<typeof systemConfigApi.methods>, 'list' | 'watch'>;
+
+export interface DeviceDirectoryOptions {
+  config: ConfigClient;
+  boot: ZoneBootConfig;
+  log?: Logger;
+}
+
+const LIST_LIMIT = 10_000;
+/** An unknown device is looked up again at most this often: a forged did must not turn every call into a listing. */
+const MISS_RELIST_MS = 1_000;
+
+export class DeviceDirectory {
+  private readonly docs = new Map<string, string>();
+  private readonly infos = new Map<string, string[]>();
+  private readonly revoked = new Map<string, Set<string>>();
+  private devices = new Map<string, ZoneDevice>();
+  private readonly listeners = new Set<(removed: ZoneDevice[]) => void>();
+  private readonly stop = new AbortController();
+  private lastList = 0;
+  private listing: Promise<void> | null = null;
+  private following = false;
+
+  constructor(private readonly opts: DeviceDirectoryOptions) {}
+
+  /** Starts following `devices/` (idempotent); resolves after the first listing, or at once if it fails. */
+  async follow(): Promise<void> {
+    if (this.following) return;
+    this.following = true;
+    await this.relist().catch((err) => this.opts.log?.warn({ err: (err as Error).message }, 'device listing failed; retrying'));
+    void this.watchLoop();
+  }
+
+  close(): void {
+    this.stop.abort();
+  }
+
+  /** Called with the devices that stopped being trusted (removed, revoked, or whose document changed key). */
+  onRemoved(fn: (removed: ZoneDevice[]) => void): void {
+    this.listeners.add(fn);
+  }
+
+  byName(name: string): ZoneDevice | undefined {
+    return this.devices.get(name);
+  }
+
+  byKey(keyB64: string): ZoneDevice | undefined {
+    for (const d of this.devices.values()) if (d.doc.key === keyB64) return d;
+    return undefined;
+  }
+
+  list(): ZoneDevice[] {
+    return [...this.devices.values()].sort((a, b) => (a.doc.name < b.doc.name ? -1 : 1));
+  }
+
+  /** The device's key for a did:dev, listing again (rate-limited) when it is not known yet: a device that has just
+   * been enrolled may call before the watch delivered its document. */
+  async keyForDid(did: string): Promise<KeyObject | undefined> {
+    const find = () => [...this.devices.values()].find((d) => d.doc.did === did)?.publicKey;
+    const known = find();
+    if (known) return known;
+    // Misses wait for the next listing slot rather than being refused inside it, so a device enrolled a moment ago
+    // is found, while any number of unknown dids still cost at most one listing per slot.
+    const seen = this.lastList;
+    const wait = seen + MISS_RELIST_MS - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    if (this.lastList === seen) await this.relist().catch(() => undefined);
+    return find();
+  }
+
+  private relist(): Promise<void> {
+    this.listing ??= (async () => {
+      try {
+        const listed = await this.opts.config.list({ prefix: 'devices/', limit: LIST_LIMIT });
+        this.lastList = Date.now();
+        this.docs.clear();
+        this.infos.clear();
+        this.revoked.clear();
+        for (const e of listed.entries) this.take(e.key, e.value);
+        await this.rebuild();
+        this.revision = listed.revision;
+      } finally {
+        this.listing = null;
+      }
+    })();
+    return this.listing;
+  }
+
+  private revision = 0;
+
+  private async watchLoop(): Promise<void> {
+    let backoff = 500;
+    while (!this.stop.signal.aborted) {
+      try {
+        if (this.revision === 0) await this.relist();
+        const w = await this.opts.config.watch({ prefix: 'devices/', after_revision: this.revision, timeout_ms: 25_000 }, { timeoutMs: 35_000 });
+        let changed = false;
+        for (const ev of w.events) changed = this.take(ev.key, ev.value) || changed;
+        if (changed) await this.rebuild();
+        this.revision = w.revision;
+        backoff = 500;
+      } catch (err) {
+        if (this.stop.signal.aborted) return;
+        this.opts.log?.warn({ err: (err as Error).message }, 'device watch failed; listing again');
+        this.revision = 0;
+        await new Promise((r) => setTimeout(r, backoff).unref());
+        backoff = Math.min(backoff * 2, 10_000);
+      }
+    }
+  }
+
+  /** Records one key's value (null: deleted); whether it matters to trust or addresses. */
+  private take(key: string, value: string | null): boolean {
+    let m = DOC_KEY.exec(key);
+    if (m) {
+      if (value === null) this.docs.delete(m[1]!);
+      else this.docs.set(m[1]!, value.trim());
+      return true;
+    }
+    m = REVOKED_KEY.exec(key);
+    if (m) {
+      this.revoked.set(m[1]!, revokedKeysOf(value));
+      return true;
+    }
+    m = INFO_KEY.exec(key);
+    if (m) {
+      this.infos.set(m[1]!, value === null ? [] : parseAddresses(value));
+      const d = this.devices.get(m[1]!);
+      if (d) d.addresses = this.infos.get(m[1]!)!;
+    }
+    return false;
+  }
+
+  private async rebuild(): Promise<void> {
+    const next = new Map<string, ZoneDevice>();
+    const revokedKeys = new Set([...this.revoked.values()].flatMap((s) => [...s]));
+    for (const [name, jwt] of this.docs) {
+      let doc: DeviceDoc;
+      try {
+        doc = await verifyZoneDeviceDoc(jwt, this.opts.boot);
+      } catch (err) {
+        this.opts.log?.warn({ device: name, err: (err as Error).message }, 'ignoring a device document that does not verify');
+        continue;
+      }
+      if (doc.name !== name) {
+        this.opts.log?.warn({ key: `devices/${name}/doc`, device: doc.name }, 'ignoring a device document stored under another name');
+        continue;
+      }
+      if (revokedKeys.has(doc.key)) continue;
+      next.set(name, { doc, publicKey: publicKeyFromB64(doc.key), addresses: this.infos.get(name) ?? [] });
+    }
+    const removed = [...this.devices.values()].filter((d) => next.get(d.doc.name)?.doc.key !== d.doc.key);
+    this.devices = next;
+    if (removed.length) for (const fn of this.listeners) fn(removed);
+  }
+}
+
+function parseAddresses(value: string): string[] {
+  try {
+    const r = infoAddresses.safeParse(JSON.parse(value));
+    if (!r.success) return [];
+    const v4 = r.data.addresses.filter((a) => a.family === 'IPv4').map((a) => a.address);
+    const v6 = r.data.addresses.filter((a) => a.family === 'IPv6' && !a.address.startsWith('fe80')).map((a) => a.address);
+    return [...v4, ...v6];
+  } catch {
+    return [];
+  }
+}
