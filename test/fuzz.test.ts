@@ -663,6 +663,7 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       list: { prefix: 'fuzz/', limit: 10, keys_only: false },
       exec_tx: { compares: [{ key: 'fuzz/a', revision: 0 }], ops: [{ op: 'put', key: 'fuzz/b', value: '1' }, { op: 'delete', key: 'fuzz/c' }] },
       watch: { prefix: 'fuzz/', after_revision: 0, timeout_ms: 0, limit: 10 },
+      status: {},
       dump: {},
     };
     const hubSamples: Samples<typeof verifyHubApi.methods> = {

@@ -27,6 +27,11 @@ export class CliContext {
     this.config = loadNodeConfig(this.paths);
   }
 
+  /** Who the CLI acts as: the --user, or root on this device. */
+  get actor(): string {
+    return this.opts.user ?? 'root';
+  }
+
   get gatewayUrl(): string {
     return `http://127.0.0.1:${this.config.ports.gateway}`;
   }

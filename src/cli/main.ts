@@ -18,6 +18,7 @@ const VERBS: Record<string, () => Promise<Register>> = {
   reset: async () => (await import('./reset.ts')).registerReset,
   device: async () => (await import('./device.ts')).registerDevice,
   join: async () => (await import('./device.ts')).registerJoin,
+  zone: async () => (await import('./zone.ts')).registerZone,
 };
 
 const program = new Command('buckyos')

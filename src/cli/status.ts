@@ -2,6 +2,7 @@
 // even when system-config is down) and, when reachable, the heartbeats and device info in system-config.
 import type { Command } from 'commander';
 import { systemConfigApi } from '../lib/api/system-config.ts';
+import type { Result } from '../lib/krpc/index.ts';
 import { readStatusFile } from '../kernel/node-daemon/main.ts';
 import { processRss } from '../lib/sysinfo.ts';
 import { CliContext, formatBytes, table } from './context.ts';
@@ -17,6 +18,8 @@ export interface StatusReport {
   total_rss_bytes: number;
   device?: unknown;
   config_reachable: boolean;
+  /** The zone's configuration store as the system-config instance reached reports it (quorum health on etcd). */
+  store?: Result<(typeof systemConfigApi.methods)['status']>;
 }
 
 export async function collectStatus(ctx: CliContext): Promise<StatusReport> {
@@ -41,11 +44,23 @@ export async function collectStatus(ctx: CliContext): Promise<StatusReport> {
       const dev = await cfg.get({ key: `devices/${s.node}/info` }, { timeoutMs: 3000 });
       report.device = dev.value ? JSON.parse(dev.value) : undefined;
       report.config_reachable = true;
+      report.store = await cfg.status({}, { timeoutMs: 5000 });
     } catch {
       report.config_reachable = false;
     }
   }
   return report;
+}
+
+/** The store line(s) of `status`: the backend, and on etcd every member and how many may fail before writes stop. */
+export function describeStore(st: NonNullable<StatusReport['store']>): string {
+  const lines = [`zone store: ${st.backend}, revision ${st.revision}${st.frozen ? `, READ-ONLY: ${st.frozen}` : ''}`];
+  const c = st.cluster;
+  if (c) {
+    lines.push(`etcd: ${c.healthy} of ${c.members.length} members healthy, quorum ${c.quorum}, ${c.has_quorum ? `can lose ${c.fault_tolerance} more` : 'NO QUORUM: writes stop'}, leader ${c.leader ?? '-'}`);
+    lines.push(table(['MEMBER', 'HEALTH', 'LEADER', 'CLIENT URLS', 'PROBLEM'], c.members.map((m) => [m.name || '(not started)', m.healthy ? 'ok' : 'DOWN', m.leader ? 'yes' : '', m.client_urls.join(' '), m.problem ?? ''])));
+  }
+  return lines.join('\n');
 }
 
 export function registerStatus(program: Command): void {
@@ -69,6 +84,7 @@ export function registerStatus(program: Command): void {
         ])));
         console.log(`\nnode daemon: ${formatBytes(r.daemon_rss_bytes)}   total with the daemon: ${formatBytes(r.total_rss_bytes)}${r.state === 'running' && !r.config_reachable ? '   (system-config unreachable)' : ''}`);
       }
+      if (r.store) console.log(`\n${describeStore(r.store)}`);
       if (r.state === 'stopped') process.exitCode = 3;
     });
 }

@@ -32,6 +32,8 @@ export interface KernelRuntime {
   gatewayClient<M extends MethodMap>(api: ServiceDef<M>): Client<M>;
   /** The zone's audit stream (klog on this node), queued and retried so auditing never blocks the action. */
   audit: AuditSink;
+  /** Stops following the zone's devices (node_daemon replaces its runtime when the device switches backends). */
+  close(): void;
 }
 
 export async function createKernelRuntime(name: string, root?: string): Promise<KernelRuntime> {
@@ -94,5 +96,9 @@ export async function createKernelRuntime(name: string, root?: string): Promise<
     configClient,
     localClient,
     gatewayClient,
+    close() {
+      directory?.close();
+      audit.stop();
+    },
   };
 }

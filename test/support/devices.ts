@@ -115,7 +115,9 @@ export async function joinDevice(admin: TestDevice, dev: TestDevice, role: strin
   await dev.waitFor((s) => s.state === 'running', 90_000, 'running after join');
 }
 
+/** Stops the device and deletes its root, unless BUCKYOS_TEST_KEEP_ROOTS is set (to read a failed run's logs). */
 export async function destroyDevice(dev: TestDevice): Promise<void> {
   await dev.stop().catch(() => undefined);
+  if (process.env.BUCKYOS_TEST_KEEP_ROOTS) return console.error(`kept ${dev.name}'s root: ${dev.root}`);
   if (existsSync(dev.root)) rmSync(dev.root, { recursive: true, force: true });
 }

@@ -19,6 +19,7 @@ import { collectDeviceInfo, pidAlive } from '../../lib/sysinfo.ts';
 import { createLogShipper } from '../../lib/log/shipper.ts';
 import { createKernelRuntime, type KernelRuntime } from '../runtime.ts';
 import { type ChildStatus, Supervisor } from './supervisor.ts';
+import { StoreControl } from './store-control.ts';
 
 /** Kernel services in boot order; each waits for the one before to be healthy. */
 export const KERNEL_BOOT_ORDER = Object.keys(KERNEL_SERVICE_PORTS) as KernelServiceName[];
@@ -101,10 +102,13 @@ class NodeDaemon {
   private desired: NodeRunConfig = initialRunConfig('sqlite');
   private converging: Promise<void> = Promise.resolve();
   private shipper: { stop(): Promise<void> } | null = null;
+  private storeControl: StoreControl | null = null;
+  /** Counts boots of the kernel: loops of an earlier boot end when it changes. */
+  private generation = 0;
 
   constructor(
     private readonly paths: NodePaths,
-    private readonly config: NodeConfig,
+    private config: NodeConfig,
     private readonly log: Logger,
   ) {
     this.supervisor = new Supervisor({ logger: log, onChange: () => this.scheduleHeartbeat() });
@@ -184,6 +188,16 @@ class NodeDaemon {
     this.writeStatus();
     this.rt = await createKernelRuntime('node-daemon', this.paths.root);
     this.desired = this.cachedRunConfig() ?? initialRunConfig(this.rt.backend);
+    this.storeControl ??= new StoreControl({
+      paths: this.paths,
+      log: this.log,
+      runtime: () => this.rt!,
+      backend: () => this.rt!.backend,
+      stopService: (name) => this.supervisor.stop(name),
+      reboot: (why) => this.reboot(why),
+    });
+    // system-config on etcd answers only once this device's member runs, so the member comes first.
+    if (this.rt.backend === 'etcd') await this.storeControl.startSavedMember();
     if (this.rt.backend === 'remote') {
       // The gateway is this device's way to system-config on a core device. When the core cannot be reached, the
       // device keeps running what it last knew it should, and catches up when the link returns (followRunConfig).
@@ -201,8 +215,9 @@ class NodeDaemon {
     await this.reportDevice();
     this.timers.push(setInterval(() => void this.heartbeat(), this.config.heartbeat_ms));
     this.timers.push(setInterval(() => void this.reportDevice(), Math.max(this.config.heartbeat_ms * 6, 30_000)));
-    void this.followRunConfig();
+    void this.followRunConfig(this.generation);
     this.startShipper();
+    if (this.generation === 0) this.storeControl.follow();
     this.log.info({ node: this.rt.identity.device.name, zone: this.rt.identity.boot.zone }, 'node is running');
   }
 
@@ -321,10 +336,10 @@ class NodeDaemon {
   }
 
   /** Watch on the run config, with a polling fallback while the watch keeps failing. */
-  private async followRunConfig(): Promise<void> {
+  private async followRunConfig(generation: number): Promise<void> {
     const key = `nodes/${this.rt!.identity.device.name}/config`;
     let rev = 0;
-    while (!this.aborted) {
+    while (!this.aborted && generation === this.generation) {
       try {
         if (rev === 0) {
           const listed = await this.config_client().list({ prefix: key });
@@ -432,6 +447,22 @@ class NodeDaemon {
     });
   }
 
+  /** The device switched backends (docs/etcd-control.md): stop every kernel service and boot again on the node
+   * config now on disk. The etcd member, owned by store control, keeps running throughout. */
+  async reboot(why: string): Promise<void> {
+    if (this.aborted) return;
+    this.log.info({ why }, 'restarting the kernel services');
+    this.generation++;
+    for (const t of this.timers.splice(0)) clearInterval(t);
+    await this.rt?.audit.flush(2000);
+    await this.shipper?.stop();
+    this.shipper = null;
+    await this.supervisor.stopAll();
+    this.rt?.close();
+    this.config = loadNodeConfig(this.paths);
+    await this.boot();
+  }
+
   private stopping: Promise<void> | null = null;
 
   /** Stops everything once; a second caller (a signal during a failed boot) waits for the same stop. */
@@ -449,6 +480,7 @@ class NodeDaemon {
     this.rt?.audit.stop();
     await this.shipper?.stop();
     await this.supervisor.stopAll();
+    await this.storeControl?.close();
     rmSync(statusFilePath(this.paths), { force: true });
     this.log.info('node stopped');
   }

@@ -44,9 +44,12 @@ async function followAccessPolicy(store: ConfigStore, rbac: Rbac, signal: AbortS
   const catchUp = () => {
     // One drain at a time; a caller arriving mid-drain chains another so its own write is surely covered.
     const next = (running ?? Promise.resolve()).then(drain, drain);
-    running = next.finally(() => {
-      if (running === next) running = null;
+    // The caller handles `next`'s failure; the chain itself must never hold a rejection nobody awaits (a store that is
+    // briefly unreachable would otherwise end the process).
+    const tracked: Promise<void> = next.catch(() => undefined).finally(() => {
+      if (running === tracked) running = null;
     });
+    running = tracked;
     return next;
   };
   void (async () => {

@@ -1,27 +1,47 @@
 // The system-config process: opens the configured backend, keeps its RBAC enforcer in step with the users' roles
 // and the scheduler-generated policy tail stored in the same store, and serves kRPC on its port.
-import { join } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createHttpApp, listen } from '../../lib/krpc/index.ts';
 import type { KernelRuntime } from '../runtime.ts';
 import type { ConfigStore } from './store.ts';
 import { openSqliteStore } from './backends/sqlite.ts';
-import { type ConfigChange, createSystemConfigEndpoint } from './service.ts';
+import { type ConfigChange, type StoreGuard, createSystemConfigEndpoint } from './service.ts';
+import { CONFIG_STORE_KEY, FREEZE_KEY, configStoreSchema, freezeSchema, parseRecord } from '../../lib/config/store-control.ts';
 import type { AuditKind } from '../../lib/api/klog.ts';
 import { RBAC_TAIL_KEY } from '../../lib/rbac/config-sync.ts';
 import { createRbacConfigAccess } from './access.ts';
 import type { NodeConfig, NodePaths } from '../../lib/config/node-config.ts';
 
-export async function openConfiguredStore(config: NodeConfig, paths: NodePaths): Promise<ConfigStore> {
-  if (config.config_backend.type === 'etcd') {
+export type StoreBackend = { type: 'sqlite' } | { type: 'etcd'; endpoints: string[]; tls?: { ca: string; cert: string; key: string } };
+
+/** Where a device keeps the zone's SQLite store. */
+export function sqliteStorePath(paths: NodePaths): string {
+  return join(paths.data, 'system-config', 'config.db');
+}
+
+/** Opens a backend: the configured one for the service, or either one for node_daemon moving the store. */
+export async function openStore(backend: StoreBackend, paths: NodePaths): Promise<ConfigStore> {
+  if (backend.type === 'etcd') {
     // Loaded only when used: the gRPC stack behind etcd3 costs a SQLite-only node ~25 MB of memory.
     const { openEtcdStore } = await import('./backends/etcd.ts');
-    return openEtcdStore({ hosts: config.config_backend.endpoints });
+    const tls = backend.tls;
+    return openEtcdStore({
+      hosts: backend.endpoints,
+      ...(tls ? { credentials: { rootCertificate: readFileSync(tls.ca), certChain: readFileSync(tls.cert), privateKey: readFileSync(tls.key) } } : {}),
+    });
   }
-  const dir = join(paths.data, 'system-config');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  return openSqliteStore(join(dir, 'config.db'));
+  mkdirSync(dirname(sqliteStorePath(paths)), { recursive: true, mode: 0o700 });
+  return openSqliteStore(sqliteStorePath(paths));
 }
+
+export async function openConfiguredStore(config: NodeConfig, paths: NodePaths): Promise<ConfigStore> {
+  const b = config.config_backend;
+  if (b?.type === 'remote') throw new Error('this device reaches system-config on a core device (config_backend remote); it runs no instance of its own');
+  return openStore(b?.type === 'etcd' ? b : { type: 'sqlite' }, paths);
+}
+
+export { copyStore, verifyCopy } from './migrate.ts';
 
 /** Which config changes are security events: deletions, the RBAC tail, device documents. Routine writes
  * (heartbeats, device reports) are not, or the audit stream would drown in them. */
@@ -32,11 +52,66 @@ export function auditKindOf(c: ConfigChange): AuditKind | null {
   return null;
 }
 
+/** Keeps a StoreGuard current from the store's own control records, read straight from the backend so that a freeze
+ * written by node_daemon on another device reaches this instance within moments. */
+function followControl(store: ConfigStore, signal: AbortSignal, onError: (err: unknown) => void): StoreGuard {
+  let frozen: string | null = null;
+  let first = 0;
+  const apply = (key: string, value: string | null) => {
+    if (key === FREEZE_KEY) frozen = parseRecord(freezeSchema, value)?.reason ?? (value === null ? null : 'the store is being moved');
+    if (key === CONFIG_STORE_KEY) first = parseRecord(configStoreSchema, value)?.first_revision ?? 0;
+  };
+  void (async () => {
+    let rev = 0;
+    while (!signal.aborted) {
+      try {
+        if (rev === 0) {
+          const listed = await store.list('system/control/', 100);
+          for (const k of [FREEZE_KEY, CONFIG_STORE_KEY]) apply(k, listed.entries.find((e) => e.key === k)?.value ?? null);
+          rev = listed.revision;
+        }
+        for (const ev of await store.changesSince('system/control/', rev, 100)) {
+          apply(ev.key, ev.value);
+          rev = ev.revision;
+        }
+        rev = Math.max(rev, await store.currentRevision());
+        await store.waitForChange(rev, 10_000, signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        onError(err);
+        rev = 0;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  })();
+  return { frozen: () => frozen, firstRevision: () => first };
+}
+
 export async function runSystemConfigService(rt: KernelRuntime, port: number): Promise<{ close(): Promise<void> }> {
   const store = await openConfiguredStore(rt.config, rt.paths);
   const stop = new AbortController();
+  const backend = rt.config.config_backend?.type === 'etcd' ? rt.config.config_backend : null;
+  const guard = followControl(store, stop.signal, (err) => rt.log.warn({ err: (err as Error).message }, 'cannot follow the store control records'));
   const access = await createRbacConfigAccess(store, stop.signal, (err) => rt.log.error({ err: (err as Error).message }, 'RBAC policy sync failed'));
   const endpoint = createSystemConfigEndpoint(store, {
+    guard,
+    status: {
+      backend: backend ? 'etcd' : 'sqlite',
+      cluster: async () => {
+        if (!backend) return null;
+        const { clusterHealth } = await import('../../lib/etcd/cluster.ts');
+        const tls = backend.tls && { ca: readFileSync(backend.tls.ca), cert: readFileSync(backend.tls.cert), key: readFileSync(backend.tls.key) };
+        const h = await clusterHealth(backend.endpoints, tls);
+        return {
+          members: h.members.map((m) => ({ name: m.name, id: m.id, healthy: m.healthy, leader: m.leader, client_urls: m.clientUrls, problem: m.problem })),
+          healthy: h.healthy,
+          quorum: h.quorum,
+          has_quorum: h.hasQuorum,
+          fault_tolerance: h.faultTolerance,
+          leader: h.leader,
+        };
+      },
+    },
     authenticate: rt.authenticate,
     access,
     logger: rt.log,
@@ -51,10 +126,10 @@ export async function runSystemConfigService(rt: KernelRuntime, port: number): P
   const server = createHttpApp({
     name: 'system-config',
     endpoints: [endpoint],
-    health: async () => ({ backend: rt.config.config_backend.type, revision: await store.currentRevision() }),
+    health: async () => ({ backend: (rt.config.config_backend?.type ?? 'sqlite'), revision: await store.currentRevision() }),
   });
   const running = await listen(server, port, rt.config.service_host);
-  rt.log.info({ port: running.port, backend: rt.config.config_backend.type }, 'system-config listening');
+  rt.log.info({ port: running.port, backend: (rt.config.config_backend?.type ?? 'sqlite') }, 'system-config listening');
   return {
     close: async () => {
       stop.abort();

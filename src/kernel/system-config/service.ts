@@ -2,6 +2,7 @@
 // whichever ConfigStore backend the node runs. Nothing here knows whether that is SQLite or etcd.
 import type { Logger } from 'pino';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
+import { FREEZE_KEY } from '../../lib/config/store-control.ts';
 import { type CallContext, KrpcError, type KrpcEndpoint, type Principal, createKrpcEndpoint } from '../../lib/krpc/index.ts';
 import { type ConfigEntry, type ConfigStore, StoreError, type TxOp } from './store.ts';
 
@@ -20,7 +21,30 @@ export interface ConfigAccess {
   afterWrite?(changes: ConfigChange[]): Promise<void>;
 }
 
+/** What the store's control records say (docs/etcd-control.md): kept current by the process, read on every call. */
+export interface StoreGuard {
+  /** Why writes are refused for now (the store is being copied to another backend), or null. */
+  frozen(): string | null;
+  /** The first revision of this store's history: the store was filled by a copy, so a revision below it came from
+   * the previous store and its watcher must list again. */
+  firstRevision(): number;
+}
+
+export interface StoreStatus {
+  backend: 'sqlite' | 'etcd';
+  cluster: () => Promise<{
+    members: { name: string; id: string; healthy: boolean; leader: boolean; client_urls: string[]; problem: string | null }[];
+    healthy: number;
+    quorum: number;
+    has_quorum: boolean;
+    fault_tolerance: number;
+    leader: string | null;
+  } | null>;
+}
+
 export interface SystemConfigEndpointOptions {
+  guard?: StoreGuard;
+  status?: StoreStatus;
   authenticate: (token: string) => Promise<Principal>;
   access: ConfigAccess;
   logger?: Logger;
@@ -55,6 +79,11 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
 
   const canRead = (ctx: CallContext) => (key: string) => access.allowed(ctx.principal!, key, 'read');
 
+  function writable(keys: string[]): void {
+    const why = opts.guard?.frozen();
+    if (why && !keys.every((k) => k === FREEZE_KEY)) throw new KrpcError('UNAVAILABLE', `the zone's configuration is read-only for a moment: ${why}; retry shortly`);
+  }
+
   return createKrpcEndpoint(
     systemConfigApi,
     {
@@ -65,18 +94,21 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
       },
       async set({ key, value, expect_revision }, ctx) {
         const p = require(ctx, key, 'write');
+        writable([key]);
         const revision = await store.set(key, value, expect_revision);
         await written(p, [{ key, op: 'put' }], revision);
         return { revision };
       },
       async create({ key, value }, ctx) {
         const p = require(ctx, key, 'create');
+        writable([key]);
         const revision = await store.create(key, value);
         await written(p, [{ key, op: 'create' }], revision);
         return { revision };
       },
       async delete({ key, expect_revision }, ctx) {
         const p = require(ctx, key, 'delete');
+        writable([key]);
         const revision = await store.delete(key, expect_revision);
         await written(p, [{ key, op: 'delete' }], revision);
         return { revision };
@@ -91,6 +123,7 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
         let p: Principal | undefined;
         for (const c of compares) p = require(ctx, c.key, 'read');
         for (const op of ops) p = require(ctx, op.key, op.op === 'put' ? 'write' : op.op);
+        if (ops.length) writable(ops.map((o) => o.key));
         const r = await store.execTx(compares, ops as TxOp[]);
         if (r.succeeded) await written(p!, ops.map((o) => ({ key: o.key, op: o.op })), r.revision);
         return r;
@@ -98,6 +131,12 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
       async watch({ prefix, after_revision, timeout_ms, limit }, ctx) {
         const readable = canRead(ctx);
         const deadline = Date.now() + timeout_ms;
+        // A revision this store never had (ahead of it, or before the copy that filled it) is from the store the zone
+        // moved away from: waiting on it would miss changes, so the watcher lists again.
+        const first = opts.guard?.firstRevision() ?? 0;
+        if (after_revision > (await store.currentRevision()) || (after_revision > 0 && after_revision < first - 1)) {
+          throw new KrpcError('COMPACTED', `revision ${after_revision} is not in this store's history (the zone's store moved); list again and watch from the listing's revision`);
+        }
         for (;;) {
           const current = await store.currentRevision();
           const events = await store.changesSince(prefix, after_revision, limit);
@@ -114,6 +153,14 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
           if (remaining <= 0) return { events: [], revision: Math.max(current, after_revision) };
           await store.waitForChange(Math.max(current, after_revision), remaining);
         }
+      },
+      async status() {
+        return {
+          backend: opts.status?.backend ?? 'sqlite',
+          revision: await store.currentRevision(),
+          frozen: opts.guard?.frozen() ?? null,
+          cluster: (await opts.status?.cluster()) ?? null,
+        };
       },
       async dump(_p, ctx) {
         const readable = canRead(ctx);

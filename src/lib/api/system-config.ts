@@ -96,6 +96,27 @@ export const systemConfigApi = defineService('system-config', 'The zone\'s key-v
     result: z.object({ events: z.array(event), revision }),
     doc: 'Long-poll watch: returns every change under the prefix after `after_revision` (waiting up to timeout_ms for one). Call again with the returned `revision` and nothing is missed. COMPACTED when that history is gone: list again and resume from its revision.',
   }),
+  status: method({
+    params: z.object({}).strict(),
+    result: z.object({
+      backend: z.enum(['sqlite', 'etcd']),
+      revision,
+      /** Why writes are refused for now (the store is moving to another backend), or null. */
+      frozen: z.string().nullable(),
+      /** etcd only: each member's health and the quorum arithmetic; null on SQLite. */
+      cluster: z
+        .object({
+          members: z.array(z.object({ name: z.string(), id: z.string(), healthy: z.boolean(), leader: z.boolean(), client_urls: z.array(z.string()), problem: z.string().nullable() })),
+          healthy: z.number().int(),
+          quorum: z.number().int(),
+          has_quorum: z.boolean(),
+          fault_tolerance: z.number().int(),
+          leader: z.string().nullable(),
+        })
+        .nullable(),
+    }),
+    doc: 'The store behind this instance: backend, revision, whether writes are frozen, and on etcd the health of every member with the quorum arithmetic (how many may fail before writes stop). Any authenticated caller.',
+  }),
   dump: method({
     params: z.object({}).strict(),
     result: z.object({ entries: z.array(entry), revision }),

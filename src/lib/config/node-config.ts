@@ -51,12 +51,22 @@ export const nodeConfigSchema = z
     tunnel_host: z.string().default('0.0.0.0'),
     /** Kernel services listen on loopback only; the gateway is the one entry. */
     service_host: z.string().default('127.0.0.1'),
+    /** Unset: SQLite on the device that holds the zone's store, remote on a device that joined (configBackendKind).
+     * node_daemon writes it when the zone's store moves (docs/etcd-control.md). */
     config_backend: z
       .discriminatedUnion('type', [
         z.object({ type: z.literal('sqlite') }).strict(),
-        z.object({ type: z.literal('etcd'), endpoints: z.array(z.string().url()).min(1) }).strict(),
+        z.object({ type: z.literal('remote') }).strict(),
+        z
+          .object({
+            type: z.literal('etcd'),
+            endpoints: z.array(z.string().url()).min(1),
+            /** PEM files for client TLS to the members: the zone CA, this device's certificate and key. */
+            tls: z.object({ ca: z.string(), cert: z.string(), key: z.string() }).strict().optional(),
+          })
+          .strict(),
       ])
-      .default({ type: 'sqlite' }),
+      .optional(),
     log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
     /** How often node_daemon reports instance heartbeats; the scheduler calls an instance dead after 90 s of silence
      * (nine missed at the default). */
@@ -82,13 +92,13 @@ export type KernelServiceName = keyof typeof KERNEL_SERVICE_PORTS;
 /**
  * Where this node's system-config lives: `sqlite` (this node holds the zone's store), `etcd` (this core node runs a
  * system-config instance on the zone's etcd cluster), or `remote` (a device that joined a zone reaches system-config
- * on a core device through its gateway and the tunnels). A device that joined has `etc/peers.json`; it is remote
- * unless node.json names etcd, so the first device of a zone keeps SQLite without any setting.
+ * on a core device through its gateway and the tunnels). node.json says which when the zone's store has moved;
+ * otherwise a device that joined (it has `etc/peers.json`) is remote, and the first device of a zone keeps SQLite.
  */
 export type ConfigBackendKind = 'sqlite' | 'etcd' | 'remote';
 
 export function configBackendKind(paths: NodePaths, config: NodeConfig): ConfigBackendKind {
-  if (config.config_backend.type === 'etcd') return 'etcd';
+  if (config.config_backend) return config.config_backend.type;
   return existsSync(join(paths.etc, IDENTITY_FILES.peers)) ? 'remote' : 'sqlite';
 }
 

@@ -177,7 +177,15 @@ export class TunnelClient {
         });
         socket.setNoDelay(true);
         const s = socket;
-        this.live.set(s, new Promise((resolve) => s.once('close', () => resolve(this.live.delete(s) && undefined))));
+        this.live.set(
+          s,
+          new Promise((resolve) =>
+            s.once('close', () => {
+              this.live.delete(s);
+              resolve();
+            }),
+          ),
+        );
         return socket;
       },
     });
@@ -222,7 +230,16 @@ export class TunnelClient {
         });
       });
       session.on('goaway', (code: number, _last: number, data?: Buffer) => {
-        if (code === constants.NGHTTP2_NO_ERROR) return;
+        if (code === constants.NGHTTP2_NO_ERROR) {
+          // The peer is closing in good order (a restart, say): requests under way finish on this session, and the
+          // next one opens a new session at once rather than failing on this one or waiting out a back-off.
+          if (link.session === session) {
+            link.session = undefined;
+            link.ready = undefined;
+            link.state = 'idle';
+          }
+          return;
+        }
         const reason = data !== undefined && data.length > 0 ? data.toString('utf8') : `GOAWAY code ${code}`;
         note(new TunnelError(code === REFUSAL_CODE ? 'REFUSED' : 'UNAVAILABLE', `${name} at ${address} refused this device: ${reason}`));
       });
@@ -260,8 +277,6 @@ export class TunnelClient {
       link.retryTimer = undefined;
       if (this.links.get(link.peer.name) === link) this.connect(link);
     }, delay);
-    // A retry alone must not keep a process alive that has nothing else to do.
-    link.retryTimer.unref();
     this.opts.onBackoff?.(link.peer.name, delay, cause);
   }
 

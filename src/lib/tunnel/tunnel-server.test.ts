@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect as h2connect, constants, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import { connect as tcpConnect } from 'node:net';
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { type KeyPair, generateKeyPair, privateKeyToPem } from '../identity/keys.ts';
@@ -273,20 +274,24 @@ describe('tunnel server', () => {
     );
   });
 
-  it('close() finishes, cutting a request that does not end, and leaves no sockets behind', async () => {
+  it('close() finishes, cutting a request that does not end and a handshake that never starts, and leaves no sockets', async () => {
     let arrived!: () => void;
     const atServer = new Promise<void>((r) => (arrived = r));
     const { server, peer } = await serve({ handler: () => arrived() });
     const cl = client(a);
     const hung = rejectsWith(cl.request(peer, { method: 'GET', path: '/never' }), 'UNAVAILABLE', /GET \/never to b failed/);
     await atServer;
+    const silent = tcpConnect(server.port, '127.0.0.1');
+    await once(silent, 'connect');
+    const silentClosed = once(silent, 'close');
     await server.close();
     await hung;
+    await silentClosed;
     await cl.close();
     servers.splice(0);
     clients.splice(0);
     await new Promise((r) => setImmediate(r));
-    const sockets = process.getActiveResourcesInfo().filter((r) => /TCP|TLS|Pipe/.test(r));
+    const sockets = process.getActiveResourcesInfo().filter((r) => /TCP|TLS/.test(r));
     assert.deepEqual(sockets, []);
   });
 });

@@ -2,7 +2,8 @@
 // Ed25519 device key. Peers are admitted by key (authorizePeer), not by a CA chain, so a device removed from the zone
 // is refused at its next handshake, and revalidate() cuts its open sessions at once.
 import { createSecureServer, constants, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { type KeyPair, privateKeyToPem } from '../identity/keys.ts';
 import { certPublicKeyB64, x509PublicKeyB64 } from '../identity/tls-certs.ts';
@@ -134,6 +135,20 @@ export async function startTunnelServer(opts: TunnelServerOptions): Promise<Tunn
 
   server.on('tlsClientError', (e: Error) => onError(new Error(`tunnel TLS handshake failed: ${e.message}`)));
 
+  // The server's own 'close' comes when its connection count reaches zero, a moment before the last socket has let go
+  // of its handle; close() waits for the TLS sockets themselves, so nothing of the server outlives it. Raw connections
+  // are kept too, so that close() can also cut one stuck before the end of its TLS handshake.
+  const sockets = new Set<TLSSocket>();
+  const connections = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+
   await new Promise<void>((resolve, reject) => {
     const failed = (e: Error) => reject(new Error(`tunnel server cannot listen on ${opts.host}:${opts.port}: ${e.message}`));
     server.once('error', failed);
@@ -149,15 +164,18 @@ export async function startTunnelServer(opts: TunnelServerOptions): Promise<Tunn
   return {
     port,
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
+      closing ??= (async () => {
+        const stopped = once(server, 'close');
+        server.close();
+        const gone = [...sockets].map((s) => once(s, 'close'));
         for (const session of admitted.keys()) session.close();
         const cut = setTimeout(() => {
           for (const session of admitted.keys()) session.destroy();
+          for (const socket of connections) socket.destroy();
         }, CLOSE_GRACE_MS);
-        cut.unref();
-        server.once('close', () => clearTimeout(cut));
-      });
+        await Promise.all([stopped, ...gone]);
+        clearTimeout(cut);
+      })();
       return closing;
     },
     revalidate() {

@@ -33,6 +33,8 @@ export interface EtcdStoreOptions {
   prefix?: string;
   /** Deadline of one etcd request; a member that stops answering surfaces as UNAVAILABLE after it. Default 10 s. */
   requestTimeoutMs?: number;
+  /** Client TLS: the zone CA and this device's certificate and key (docs/etcd-control.md). */
+  credentials?: { rootCertificate: Buffer; certChain: Buffer; privateKey: Buffer };
 }
 
 const DEFAULT_PREFIX = '/buckyos/';
@@ -106,6 +108,7 @@ export function openEtcdStore(opts: EtcdStoreOptions): ConfigStore {
   const requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const client = new Etcd3({
     hosts: opts.hosts,
+    ...(opts.credentials ? { credentials: opts.credentials } : {}),
     // Streams (watches) live as long as they are needed; only unary calls get a deadline.
     defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
     // A full listing or a catch-up watch batch can pass grpc's 4 MiB default; etcd bounds what it sends.

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../../../test/support/ports.ts';
-import { EtcdMember, type EtcdMemberSpec } from './etcd-member.ts';
+import { EtcdMember, type EtcdMemberSpec } from './member.ts';
 import {
   addMember,
   additionLosesQuorum,
@@ -17,7 +17,7 @@ import {
   stopLosesQuorum,
   type ClusterHealth,
   type MemberHealth,
-} from './etcd-control.ts';
+} from './cluster.ts';
 
 const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
 const WAIT_LIMIT_MS = 60_000;

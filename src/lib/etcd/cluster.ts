@@ -2,7 +2,7 @@
 // the quorum rules of docs/etcd-control.md. node_daemon, `buckyos status` and the control panel all read the same
 // ClusterHealth, so what the user is shown is what the refusals are based on.
 import { Etcd3, type IMember, type IOptions } from 'etcd3';
-import { assertMemberName, memberUrl } from './etcd-member.ts';
+import { assertMemberName, memberUrl } from './member.ts';
 
 /** Client TLS material (PEM): the zone CA, and a certificate and key the members accept. */
 export interface EtcdClientTls {

@@ -6,7 +6,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
-import { DEVICE_NAME } from '../../lib/identity/documents.ts';
+import { DEVICE_NAME } from '../identity/documents.ts';
 
 /** PEM files of this member's certificate (signed by the zone CA), its key and the zone CA. One certificate serves as
  * server and client certificate for both peer and client traffic, so it needs both TLS EKUs and, because etcd checks a

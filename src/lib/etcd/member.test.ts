@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../../../test/support/ports.ts';
-import { generateKeyPair, privateKeyToPem } from '../../lib/identity/keys.ts';
-import { createCaCert, issueCert } from '../../lib/identity/tls-certs.ts';
-import { EtcdMember, etcdArgs, hasMemberData, type EtcdMemberSpec } from './etcd-member.ts';
-import { clusterHealth, type ClusterHealth } from './etcd-control.ts';
+import { generateKeyPair, privateKeyToPem } from '../identity/keys.ts';
+import { createCaCert, issueCert } from '../identity/tls-certs.ts';
+import { EtcdMember, etcdArgs, hasMemberData, type EtcdMemberSpec } from './member.ts';
+import { clusterHealth, type ClusterHealth } from './cluster.ts';
 
 const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
 const WAIT_LIMIT_MS = 60_000;

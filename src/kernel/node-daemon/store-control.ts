@@ -1,0 +1,494 @@
+// etcd control (DESIGN §4, docs/etcd-control.md): node_daemon's part in where the zone's configuration store lives.
+// It follows the control records under system/control/, runs this device's etcd member when the zone forms or keeps
+// an etcd cluster, switches the device's own system-config between backends, and, on the device that holds the store,
+// carries out a move: form the cluster, freeze writes, copy every key, verify, record the new store, switch.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { type ConfigBackendKind, type KernelServiceName, type NodePaths, loadNodeConfig, saveNodeConfig } from '../../lib/config/node-config.ts';
+import {
+  CONFIG_STORE_KEY, type ConfigStoreRecord, type EtcdMemberRecord, FREEZE_KEY, MIGRATION_KEY, type MigrationRecord, configStoreSchema,
+  migrationSchema, parseRecord,
+} from '../../lib/config/store-control.ts';
+import type { ClusterHealth } from '../../lib/etcd/cluster.ts';
+import type { EtcdMember, EtcdMemberSpec } from '../../lib/etcd/member.ts';
+import { IDENTITY_FILES } from '../../lib/identity/node-identity.ts';
+import { loadKeyFile, writeFileAtomic } from '../../lib/identity/keys.ts';
+import type { Logger } from '../../lib/log/logger.ts';
+import { collectDeviceInfo } from '../../lib/sysinfo.ts';
+import type { KernelRuntime } from '../runtime.ts';
+
+// What runs an etcd member, certifies it and copies stores is loaded only when needed: most devices never do any of
+// it, and the etcd client and SQLite bindings would cost every node_daemon tens of megabytes.
+const etcdCluster = () => import('../../lib/etcd/cluster.ts');
+const etcdMember = () => import('../../lib/etcd/member.ts');
+const tlsCerts = () => import('../../lib/identity/tls-certs.ts');
+const stores = () => import('../system-config/main.ts');
+
+export const PEER_PORT = 2380;
+export const CLIENT_PORT = 2379;
+/** A core device counts as online for forming a cluster when it reported within this window. */
+const ONLINE_MS = 90_000;
+const FORM_TIMEOUT_MS = 120_000;
+/** Writes that passed the freeze check just before the freeze landed finish within this. */
+const FREEZE_SETTLE_MS = 1500;
+
+export interface StoreControlHost {
+  paths: NodePaths;
+  log: Logger;
+  /** The runtime of the kernel now running (it changes when the device switches backends). */
+  runtime(): KernelRuntime;
+  backend(): ConfigBackendKind;
+  stopService(name: KernelServiceName): Promise<void>;
+  /** Stops every kernel service and boots again with the node config on disk. */
+  reboot(why: string): Promise<void>;
+}
+
+interface Files {
+  dir: string;
+  data: string;
+  spec: string;
+  ca: string;
+  cert: string;
+  log: string;
+}
+
+function files(paths: NodePaths): Files {
+  const dir = join(paths.data, 'etcd');
+  return {
+    dir,
+    data: join(dir, 'data'),
+    spec: join(dir, 'member.json'),
+    ca: join(paths.etc, 'etcd', 'ca.pem'),
+    cert: join(paths.etc, 'etcd', 'member.pem'),
+    log: join(paths.logs, 'etcd', 'etcd.log'),
+  };
+}
+
+const specSchema = z.object({
+  name: z.string(),
+  dataDir: z.string(),
+  peerUrl: z.string(),
+  clientUrls: z.array(z.string()),
+  initialCluster: z.array(z.object({ name: z.string(), peerUrl: z.string() })),
+  state: z.enum(['new', 'existing']),
+  clusterToken: z.string(),
+  tls: z.object({ certFile: z.string(), keyFile: z.string(), caFile: z.string() }).optional(),
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** An odd number of members, at most seven: an even count adds a member that quorum needs without adding tolerance. */
+export function pickMembers(online: { name: string; ip: string }[], self: string): { name: string; ip: string }[] {
+  const sorted = [...online].sort((a, b) => (a.name === self ? -1 : b.name === self ? 1 : a.name < b.name ? -1 : 1));
+  const n = Math.min(7, sorted.length % 2 === 0 ? sorted.length - 1 : sorted.length);
+  return sorted.slice(0, n);
+}
+
+export class StoreControl {
+  private member: EtcdMember | null = null;
+  private readonly f: Files;
+  private queue: Promise<void> = Promise.resolve();
+  private readonly stop = new AbortController();
+  private busy = false;
+  private timer: NodeJS.Timeout | null = null;
+  private last: { migration: MigrationRecord | null; store: ConfigStoreRecord | null } = { migration: null, store: null };
+
+  constructor(private readonly host: StoreControlHost) {
+    this.f = files(host.paths);
+  }
+
+  private get self(): string {
+    return this.host.runtime().identity.device.name;
+  }
+
+  /** Starts this device's member from its saved spec, if it has one: system-config on etcd needs it first. */
+  async startSavedMember(): Promise<void> {
+    if (!existsSync(this.f.spec)) return;
+    const spec = specSchema.parse(JSON.parse(readFileSync(this.f.spec, 'utf8'))) as EtcdMemberSpec;
+    await this.runMember(spec);
+  }
+
+  /** Follows the control records for as long as the daemon runs. */
+  follow(): void {
+    void this.watchLoop();
+    this.timer = setInterval(() => this.enqueue(() => this.maybeAutoMove()), 10_000);
+  }
+
+  async close(): Promise<void> {
+    this.stop.abort();
+    if (this.timer) clearInterval(this.timer);
+    await this.queue.catch(() => undefined);
+    await this.member?.stop();
+    this.member = null;
+  }
+
+  private enqueue(fn: () => Promise<void>): void {
+    this.queue = this.queue.then(fn).catch((err) => this.host.log.error({ err: (err as Error).message }, 'store control step failed'));
+  }
+
+  private async watchLoop(): Promise<void> {
+    let rev = 0;
+    while (!this.stop.signal.aborted) {
+      try {
+        const cfg = this.host.runtime().configClient();
+        if (rev === 0) {
+          const listed = await cfg.list({ prefix: 'system/control/' });
+          const get = (k: string) => listed.entries.find((e) => e.key === k)?.value ?? null;
+          this.last = { migration: parseRecord(migrationSchema, get(MIGRATION_KEY)), store: parseRecord(configStoreSchema, get(CONFIG_STORE_KEY)) };
+          rev = listed.revision;
+          this.enqueue(() => this.reactOrRetry());
+        }
+        const w = await cfg.watch({ prefix: 'system/control/', after_revision: rev, timeout_ms: 20_000 }, { timeoutMs: 30_000 });
+        let changed = false;
+        for (const ev of w.events) {
+          if (ev.key === MIGRATION_KEY) this.last.migration = parseRecord(migrationSchema, ev.value);
+          else if (ev.key === CONFIG_STORE_KEY) this.last.store = parseRecord(configStoreSchema, ev.value);
+          else continue;
+          changed = true;
+        }
+        rev = w.revision;
+        if (changed) this.enqueue(() => this.reactOrRetry());
+      } catch (err) {
+        if (this.stop.signal.aborted) return;
+        this.host.log.debug({ err: (err as Error).message }, 'store control watch failed; listing again');
+        rev = 0;
+        await sleep(2000);
+      }
+    }
+  }
+
+  /** A step that failed (a device not reachable yet, a member slow to start) is tried again until it holds. */
+  private async reactOrRetry(): Promise<void> {
+    try {
+      await this.react();
+    } catch (err) {
+      this.host.log.warn({ err: (err as Error).message }, 'store control step failed; trying again in 5 s');
+      setTimeout(() => this.enqueue(() => this.reactOrRetry()), 5000).unref();
+    }
+  }
+
+  /** Brings this device in line with the records: a member to run or stop, a backend to switch to, a move to make. */
+  private async react(): Promise<void> {
+    if (this.busy) return;
+    const { migration: m, store: c } = this.last;
+    const me = this.self;
+    const kind = this.host.backend();
+    if (m?.state === 'requested' && m.to === 'etcd' && kind === 'sqlite') return this.guarded(() => this.moveToEtcd(m));
+    if (m?.state === 'requested' && m.to === 'sqlite' && kind === 'etcd' && (m.primary ?? me) === me) return this.guarded(() => this.moveToSqlite(m));
+    if (m?.state === 'forming' && m.members?.some((x) => x.name === me) && m.token && m.ca_cert) {
+      await this.ensureMember(m.members, m.token, m.ca_cert, 'new');
+    }
+    if (m?.state === 'failed' && c?.backend !== 'etcd' && this.member) await this.dropMember();
+    if (c?.backend === 'etcd' && c.members.some((x) => x.name === me)) {
+      await this.ensureMember(c.members, c.token, c.ca_cert, 'existing');
+      if (kind !== 'etcd') await this.switchToEtcd(c.members);
+    }
+    if (c?.backend === 'sqlite' && c.primary !== me && kind === 'etcd') await this.switchToRemote(c.primary);
+  }
+
+  private async guarded(fn: () => Promise<void>): Promise<void> {
+    this.busy = true;
+    try {
+      await fn();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async writeMigration(m: MigrationRecord): Promise<void> {
+    await this.host.runtime().configClient().set({ key: MIGRATION_KEY, value: JSON.stringify({ ...m, updated_at: Date.now() }) });
+  }
+
+  /** The zone's third core device came online and the store is still SQLite here: ask for the move. Only once: after
+   * a move back to SQLite (an admin's choice), the zone stays there until asked again. */
+  private async maybeAutoMove(): Promise<void> {
+    if (this.busy || this.host.backend() !== 'sqlite' || this.last.migration !== null || this.last.store?.backend === 'etcd') return;
+    const online = await this.onlineCores().catch(() => []);
+    if (online.length < 3) return;
+    this.host.log.info({ cores: online.map((d) => d.name) }, 'three core devices online: moving the zone store to etcd');
+    await this.host.runtime().configClient().create({
+      key: MIGRATION_KEY,
+      value: JSON.stringify({ to: 'etcd', requested_by: `node-daemon@${this.self}`, requested_at: Date.now(), state: 'requested', error: null, updated_at: Date.now() } satisfies MigrationRecord),
+    }).catch(() => undefined);
+  }
+
+  /** Core devices that reported within the online window, with the address they reported. */
+  private async onlineCores(): Promise<{ name: string; ip: string }[]> {
+    const rt = this.host.runtime();
+    const listed = await rt.configClient().list({ prefix: 'devices/', limit: 10_000 });
+    const info = new Map(listed.entries.filter((e) => e.key.endsWith('/info')).map((e) => [e.key.split('/')[1]!, e.value]));
+    await rt.devices().follow();
+    const out: { name: string; ip: string }[] = [];
+    for (const d of rt.devices().list()) {
+      if (d.doc.role !== 'core') continue;
+      let reported: { reported_at?: number } = {};
+      try {
+        reported = JSON.parse(info.get(d.doc.name) ?? '{}') as { reported_at?: number };
+      } catch {
+        continue;
+      }
+      const ip = d.doc.name === this.self ? collectDeviceInfo().addresses.find((a) => a.family === 'IPv4')?.address : d.addresses.find((a) => !a.includes(':'));
+      if (ip && typeof reported.reported_at === 'number' && Date.now() - reported.reported_at < ONLINE_MS) out.push({ name: d.doc.name, ip });
+    }
+    return out;
+  }
+
+  // ---- this device's member ---------------------------------------------------------------------------------------
+
+  private memberTls() {
+    return { caFile: this.f.ca, certFile: this.f.cert, keyFile: join(this.host.paths.etc, IDENTITY_FILES.deviceKey) };
+  }
+
+  /** The member's certificate: this device's key, certified by the zone CA (the enrolment key, which every core device
+   * holds), for its LAN address and loopback. */
+  private async writeTls(caCert: string, ip: string): Promise<void> {
+    const rt = this.host.runtime();
+    const enrolPath = join(this.host.paths.etc, IDENTITY_FILES.enrolKey);
+    if (!existsSync(enrolPath)) throw new Error(`${enrolPath} is missing: only a core device with the zone enrolment key can run an etcd member`);
+    const { issueCert } = await tlsCerts();
+    const cert = await issueCert({
+      caKey: loadKeyFile(enrolPath),
+      caCertPem: caCert,
+      subjectPublicKey: rt.identity.deviceKey.publicKey,
+      commonName: `${this.self}.${rt.identity.boot.zone}`,
+      ips: [ip, '127.0.0.1'],
+    });
+    mkdirSync(join(this.host.paths.etc, 'etcd'), { recursive: true, mode: 0o700 });
+    writeFileAtomic(this.f.ca, caCert, 0o644);
+    writeFileAtomic(this.f.cert, cert, 0o644);
+  }
+
+  private async ensureMember(members: EtcdMemberRecord[], token: string, caCert: string, state: 'new' | 'existing'): Promise<void> {
+    if (this.member?.running) return;
+    const mine = members.find((x) => x.name === this.self)!;
+    const ip = new URL(mine.peer_url).hostname;
+    await this.writeTls(caCert, ip);
+    const spec: EtcdMemberSpec = {
+      name: this.self,
+      dataDir: this.f.data,
+      peerUrl: mine.peer_url,
+      clientUrls: [`https://127.0.0.1:${CLIENT_PORT}`, mine.client_url],
+      initialCluster: members.map((x) => ({ name: x.name, peerUrl: x.peer_url })),
+      // A member that has data restarts from it whatever the state says; one without joins as the record says.
+      state: (await etcdMember()).hasMemberData(this.f.data) ? 'existing' : state,
+      clusterToken: token,
+      tls: this.memberTls(),
+    };
+    mkdirSync(this.f.dir, { recursive: true, mode: 0o700 });
+    writeFileAtomic(this.f.spec, JSON.stringify(spec, null, 2) + '\n', 0o600);
+    await this.runMember(spec);
+  }
+
+  private async runMember(spec: EtcdMemberSpec): Promise<void> {
+    if (this.member?.running) return;
+    mkdirSync(join(this.host.paths.logs, 'etcd'), { recursive: true });
+    const { EtcdMember } = await etcdMember();
+    const member = new EtcdMember(spec, {
+      logFile: this.f.log,
+      onExit: (code, signal) => {
+        if (this.member !== member || this.stop.signal.aborted) return;
+        this.member = null;
+        this.host.log.error({ code, signal }, 'etcd member exited; starting it again in 5 s');
+        setTimeout(() => this.enqueue(() => this.startSavedMember()), 5000).unref();
+      },
+    });
+    this.member = member;
+    try {
+      await member.start();
+      this.host.log.info({ member: spec.name, peer: spec.peerUrl }, 'etcd member running');
+    } catch (err) {
+      this.member = null;
+      throw err;
+    }
+  }
+
+  /** Stops the member and forgets it: its data belongs to a cluster this device no longer serves. */
+  private async dropMember(): Promise<void> {
+    const m = this.member;
+    this.member = null;
+    await m?.stop();
+    rmSync(this.f.dir, { recursive: true, force: true });
+    this.host.log.info('etcd member stopped and its data removed');
+  }
+
+  private etcdBackend(endpoints: string[]) {
+    return { type: 'etcd' as const, endpoints, tls: { ca: this.f.ca, cert: this.f.cert, key: join(this.host.paths.etc, IDENTITY_FILES.deviceKey) } };
+  }
+
+  private tlsBuffers() {
+    return { ca: readFileSync(this.f.ca), cert: readFileSync(this.f.cert), key: readFileSync(join(this.host.paths.etc, IDENTITY_FILES.deviceKey)) };
+  }
+
+  /** This device's member first, then the others: the client moves on to another member while its own is down. */
+  private endpointsFor(members: EtcdMemberRecord[]): string[] {
+    return [`https://127.0.0.1:${CLIENT_PORT}`, ...members.filter((x) => x.name !== this.self).map((x) => x.client_url)];
+  }
+
+  private async switchToEtcd(members: EtcdMemberRecord[]): Promise<void> {
+    const cfg = loadNodeConfig(this.host.paths);
+    saveNodeConfig(this.host.paths, { ...cfg, config_backend: this.etcdBackend(this.endpointsFor(members)) });
+    await this.host.reboot('the zone store is on etcd now');
+  }
+
+  private async switchToRemote(primary: string): Promise<void> {
+    const rt = this.host.runtime();
+    await rt.devices().follow();
+    const d = rt.devices().byName(primary);
+    const ip = d?.addresses.find((a) => !a.includes(':'));
+    if (!d || !ip) throw new Error(`the zone store moved to ${primary}, whose address is not known yet`);
+    writeFileAtomic(join(this.host.paths.etc, IDENTITY_FILES.peers), JSON.stringify([{ name: primary, key: d.doc.key, address: `${ip}:${rt.config.ports.tunnel}` }], null, 2) + '\n', 0o644);
+    const cfg = loadNodeConfig(this.host.paths);
+    saveNodeConfig(this.host.paths, { ...cfg, config_backend: { type: 'remote' } });
+    await this.host.reboot(`the zone store moved to SQLite on ${primary}`);
+    await this.dropMember();
+  }
+
+  // ---- moves, on the device that holds the store ------------------------------------------------------------------
+
+  private async moveToEtcd(request: MigrationRecord): Promise<void> {
+    const rt = this.host.runtime();
+    const log = this.host.log;
+    const m: MigrationRecord = { ...request, orchestrator: this.self };
+    const fail = async (why: string) => {
+      log.error({ err: why }, 'moving the zone store to etcd failed');
+      await this.writeMigration({ ...m, state: 'failed', error: why }).catch(() => undefined);
+      await this.dropMember();
+    };
+    const online = await this.onlineCores();
+    const chosen = pickMembers(online, this.self);
+    if (chosen.length < 3) return fail(`an etcd cluster needs 3 core devices online; ${online.length} are (${online.map((d) => d.name).join(', ')})`);
+    const enrolPath = join(this.host.paths.etc, IDENTITY_FILES.enrolKey);
+    if (!existsSync(enrolPath)) return fail(`${this.self} does not hold the zone enrolment key, which certifies the members`);
+    const members: EtcdMemberRecord[] = chosen.map((d) => ({ name: d.name, peer_url: `https://${d.ip}:${PEER_PORT}`, client_url: `https://${d.ip}:${CLIENT_PORT}` }));
+    const { createCaCert } = await tlsCerts();
+    const { clusterHealth } = await etcdCluster();
+    const { copyStore, openStore, sqliteStorePath } = await stores();
+    const caCert = await createCaCert({ caKey: loadKeyFile(enrolPath), commonName: `${rt.identity.boot.zone} zone CA`.slice(0, 64) });
+    const token = `${rt.identity.boot.zone}-${randomBytes(6).toString('hex')}`.slice(0, 128);
+    Object.assign(m, { members, token, ca_cert: caCert });
+    await this.writeMigration({ ...m, state: 'forming' });
+    log.info({ members: members.map((x) => x.name) }, 'forming the etcd cluster');
+    try {
+      await this.ensureMember(members, token, caCert, 'new');
+    } catch (err) {
+      return fail(`this device's etcd member did not start: ${(err as Error).message}`);
+    }
+    const endpoints = members.map((x) => x.client_url);
+    let health: ClusterHealth | null = null;
+    const deadline = Date.now() + FORM_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      health = await clusterHealth(endpoints, this.tlsBuffers()).catch(() => null);
+      if (health && health.healthy === members.length) break;
+      await sleep(1000);
+    }
+    if (!health || health.healthy !== members.length) {
+      return fail(`the etcd cluster did not form within ${FORM_TIMEOUT_MS / 1000} s (${health ? `${health.healthy} of ${members.length} members healthy` : 'no member answered'})`);
+    }
+
+    // Freeze, let writes already past the check land, then take the store away from the service and copy it.
+    const cfg = rt.configClient();
+    await cfg.exec_tx({
+      ops: [
+        { op: 'put', key: FREEZE_KEY, value: JSON.stringify({ reason: 'the zone store is moving to etcd', by: this.self, at: Date.now() }) },
+        { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'copying', updated_at: Date.now() }) },
+      ],
+    });
+    await sleep(FREEZE_SETTLE_MS);
+    await this.host.stopService('system-config');
+    const source = await openStore({ type: 'sqlite' }, this.host.paths);
+    const target = await openStore(this.etcdBackend(endpoints), this.host.paths);
+    try {
+      const copied = await copyStore(source, target);
+      const record: ConfigStoreRecord = { backend: 'etcd', members, token, ca_cert: caCert, first_revision: copied.targetRevision + 1 };
+      await target.execTx([], [
+        { op: 'delete', key: FREEZE_KEY },
+        { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'done', updated_at: Date.now() }) },
+        { op: 'put', key: CONFIG_STORE_KEY, value: JSON.stringify(record) },
+      ]);
+      log.info({ keys: copied.keys, bytes: copied.bytes }, 'zone store copied to etcd and verified');
+    } catch (err) {
+      await wipe(target).catch(() => undefined);
+      await source.execTx([], [
+        { op: 'delete', key: FREEZE_KEY },
+        { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'failed', error: (err as Error).message, updated_at: Date.now() }) },
+      ]).catch(() => undefined);
+      await source.close();
+      await target.close();
+      await this.dropMember();
+      await this.host.reboot('the move to etcd failed; staying on SQLite');
+      return;
+    }
+    await source.close();
+    await target.close();
+    // The old file stays beside the new store for an operator to inspect or restore; nothing reads it any more.
+    const db = sqliteStorePath(this.host.paths);
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    for (const suffix of ['', '-wal', '-shm']) if (existsSync(db + suffix)) renameSync(db + suffix, `${db}.moved-${stamp}${suffix}`);
+    const nodeCfg = loadNodeConfig(this.host.paths);
+    saveNodeConfig(this.host.paths, { ...nodeCfg, config_backend: this.etcdBackend(this.endpointsFor(members)) });
+    await this.host.reboot('the zone store moved to etcd');
+  }
+
+  private async moveToSqlite(request: MigrationRecord): Promise<void> {
+    const log = this.host.log;
+    const m: MigrationRecord = { ...request, orchestrator: this.self, primary: this.self };
+    const cfg = this.host.runtime().configClient();
+    const nodeCfg = loadNodeConfig(this.host.paths);
+    const etcd = nodeCfg.config_backend?.type === 'etcd' ? nodeCfg.config_backend : null;
+    if (!etcd) return;
+    const { copyStore, openStore, sqliteStorePath } = await stores();
+    await cfg.exec_tx({
+      ops: [
+        { op: 'put', key: FREEZE_KEY, value: JSON.stringify({ reason: `the zone store is moving to SQLite on ${this.self}`, by: this.self, at: Date.now() }) },
+        { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'copying', updated_at: Date.now() }) },
+      ],
+    });
+    await sleep(FREEZE_SETTLE_MS);
+    const db = sqliteStorePath(this.host.paths);
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    for (const suffix of ['', '-wal', '-shm']) if (existsSync(db + suffix)) renameSync(db + suffix, `${db}.old-${stamp}${suffix}`);
+    const source = await openStore(etcd, this.host.paths);
+    const target = await openStore({ type: 'sqlite' }, this.host.paths);
+    let record: ConfigStoreRecord;
+    try {
+      const copied = await copyStore(source, target);
+      record = { backend: 'sqlite', primary: this.self, first_revision: copied.targetRevision + 1 };
+      await target.execTx([], [
+        { op: 'delete', key: FREEZE_KEY },
+        { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'done', updated_at: Date.now() }) },
+        { op: 'put', key: CONFIG_STORE_KEY, value: JSON.stringify(record) },
+      ]);
+      // The etcd store stays frozen: other members read there that the store moved, and nobody may write into it.
+      await source.execTx([], [{ op: 'put', key: CONFIG_STORE_KEY, value: JSON.stringify(record) }]);
+      log.info({ keys: copied.keys, bytes: copied.bytes }, 'zone store copied to SQLite and verified');
+    } catch (err) {
+      await target.close();
+      rmSync(db, { force: true });
+      await source.execTx([], [
+        { op: 'delete', key: FREEZE_KEY },
+        { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'failed', error: (err as Error).message, updated_at: Date.now() }) },
+      ]).catch(() => undefined);
+      await source.close();
+      log.error({ err: (err as Error).message }, 'moving the zone store to SQLite failed');
+      return;
+    }
+    await source.close();
+    await target.close();
+    saveNodeConfig(this.host.paths, { ...nodeCfg, config_backend: { type: 'sqlite' } });
+    await this.host.reboot('the zone store moved to SQLite');
+    // The others learn the move from etcd, so this member stays until they have: the cluster keeps quorum with it.
+    await sleep(15_000);
+    await this.dropMember();
+  }
+}
+
+/** Empties a store a failed copy left half-filled, so the next attempt starts from an empty target. */
+async function wipe(store: Awaited<ReturnType<Awaited<ReturnType<typeof stores>>['openStore']>>): Promise<void> {
+  for (;;) {
+    const listed = await store.list('', 128);
+    if (listed.entries.length === 0) return;
+    await store.execTx([], listed.entries.map((e) => ({ op: 'delete' as const, key: e.key })));
+  }
+}

@@ -1,0 +1,334 @@
+import { describe, it, before, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { type AddressInfo, createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type KeyPair, generateKeyPair, privateKeyToPem } from '../identity/keys.ts';
+import { selfSignedCert } from '../identity/tls-certs.ts';
+import { TunnelClient, type TunnelClientOptions, type TunnelPeer, type TunnelResponse } from './tunnel-client.ts';
+import { type TunnelServer, startTunnelServer } from './tunnel-server.ts';
+import { TunnelError, parseAddress } from './common.ts';
+
+interface Device {
+  name: string;
+  key: KeyPair;
+  certPem: string;
+}
+
+async function device(name: string): Promise<Device> {
+  const key = generateKeyPair();
+  return { name, key, certPem: await selfSignedCert({ key, commonName: name }) };
+}
+
+async function text(res: TunnelResponse): Promise<string> {
+  let out = '';
+  for await (const chunk of res.body) out += String(chunk);
+  return out;
+}
+
+function rejectsWith(p: Promise<unknown>, code: TunnelError['code'], message: RegExp): Promise<void> {
+  return assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof TunnelError, `expected a TunnelError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    assert.match(e.message, message);
+    return true;
+  });
+}
+
+/** A port nothing listens on: taken from the system, then released. */
+async function closedPort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address() as AddressInfo;
+  s.close();
+  await once(s, 'close');
+  return port;
+}
+
+/** What a client saw, in order, with a way to wait for the next thing that matches. */
+function recorder() {
+  type Event = { type: 'connect' } | { type: 'backoff'; delay: number; cause: TunnelError };
+  const events: Event[] = [];
+  const waiters: (() => void)[] = [];
+  const push = (e: Event) => {
+    events.push(e);
+    for (const w of waiters.splice(0)) w();
+  };
+  return {
+    events,
+    options: {
+      onConnect: () => push({ type: 'connect' }),
+      onBackoff: (_peer: string, delay: number, cause: TunnelError) => push({ type: 'backoff', delay, cause }),
+    } satisfies TunnelClientOptions,
+    /** Resolves once `count` events of `type` have been seen. */
+    async until(type: 'connect' | 'backoff', count = 1): Promise<void> {
+      while (events.filter((e) => e.type === type).length < count) await new Promise<void>((r) => waiters.push(r));
+    },
+    /** The first back-off at or after index `from` whose cause matches. */
+    async backoff(from: number, cause: RegExp): Promise<number> {
+      for (;;) {
+        const i = events.findIndex((e, at) => at >= from && e.type === 'backoff' && cause.test(e.cause.message));
+        if (i >= 0) return i;
+        await new Promise<void>((r) => waiters.push(r));
+      }
+    },
+  };
+}
+
+const KEYS_TS = pathToFileURL(fileURLToPath(new URL('../identity/keys.ts', import.meta.url))).href;
+const INDEX_TS = pathToFileURL(fileURLToPath(new URL('./index.ts', import.meta.url))).href;
+
+// One end of a tunnel in a child process, so a test can freeze it (SIGSTOP) as a hung or unplugged device would be:
+// its kernel still holds the TCP connection, but nothing answers. Settings (keys included) come on stdin.
+const CHILD = `
+import { privateKeyFromPem } from ${JSON.stringify(KEYS_TS)};
+import { TunnelClient, startTunnelServer } from ${JSON.stringify(INDEX_TS)};
+let text = '';
+for await (const chunk of process.stdin) text += chunk;
+const spec = JSON.parse(text);
+const key = privateKeyFromPem(spec.keyPem);
+if (spec.role === 'server') {
+  const server = await startTunnelServer({ host: '127.0.0.1', port: 0, key, certPem: spec.certPem,
+    authorizePeer: (k) => (k === spec.peerKey ? 'parent' : null), handler: (req, res) => res.end('child') });
+  console.log(server.port);
+} else {
+  const client = new TunnelClient({ key, certPem: spec.certPem });
+  const res = await client.request(spec.peer, { method: 'GET', path: '/' });
+  for await (const _ of res.body);
+  console.log('connected');
+}
+`;
+
+async function startChild(spec: object): Promise<{ child: ChildProcess; line: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], { stdio: ['pipe', 'pipe', 'inherit'] });
+  child.stdin!.end(JSON.stringify(spec));
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  if (first.done) throw new Error(`the child tunnel ${JSON.stringify((spec as { role: string }).role)} exited before it was ready`);
+  return { child, line: first.value as string };
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  // SIGKILL also ends a stopped process.
+  child.kill('SIGKILL');
+  await exited;
+}
+
+describe('tunnel client', () => {
+  let a: Device;
+  let b: Device;
+  const servers: TunnelServer[] = [];
+  const clients: TunnelClient[] = [];
+  const children: ChildProcess[] = [];
+
+  before(async () => {
+    [a, b] = await Promise.all([device('a'), device('b')]);
+  });
+
+  afterEach(async () => {
+    await Promise.all(clients.splice(0).map((cl) => cl.close()));
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+    await Promise.all(children.splice(0).map(kill));
+  });
+
+  async function serve(port = 0, reply = 'ok'): Promise<{ server: TunnelServer; peer: TunnelPeer }> {
+    const server = await startTunnelServer({
+      host: '127.0.0.1',
+      port,
+      key: b.key,
+      certPem: b.certPem,
+      authorizePeer: (k) => (k === a.key.publicKeyB64 ? 'a' : null),
+      handler: (_req, res) => res.end(reply),
+    });
+    servers.push(server);
+    return { server, peer: { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${server.port}` } };
+  }
+
+  function client(opts: TunnelClientOptions = {}): TunnelClient {
+    const cl = new TunnelClient({ key: a.key, certPem: a.certPem, ...opts });
+    clients.push(cl);
+    return cl;
+  }
+
+  it('backs off exponentially from minMs, capped at maxMs, retrying in the background', async () => {
+    const rec = recorder();
+    const cl = client({ backoff: { minMs: 10, maxMs: 40 }, ...rec.options });
+    const peer = { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${await closedPort()}` };
+    await rejectsWith(cl.request(peer, { method: 'GET', path: '/' }), 'UNAVAILABLE', /tunnel to b at 127\.0\.0\.1:\d+ failed: .*ECONNREFUSED/);
+    await rec.until('backoff', 6);
+    const delays = rec.events.flatMap((e) => (e.type === 'backoff' ? [e.delay] : []));
+    assert.deepEqual(delays.slice(0, 6), [10, 20, 40, 40, 40, 40]);
+    assert.ok(rec.events.every((e) => e.type === 'backoff' && e.cause.code === 'UNAVAILABLE'));
+  });
+
+  it('fails requests at once while backing off, saying when it tries next', async () => {
+    const cl = client({ backoff: { minMs: 60_000, maxMs: 60_000 } });
+    const peer = { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${await closedPort()}` };
+    await rejectsWith(cl.request(peer, { method: 'GET', path: '/' }), 'UNAVAILABLE', /ECONNREFUSED/);
+    assert.equal(cl.state('b'), 'backoff');
+    const err = await cl.request(peer, { method: 'GET', path: '/' }).catch((e: unknown) => e);
+    assert.ok(err instanceof TunnelError);
+    assert.equal(err.code, 'UNAVAILABLE');
+    assert.match(err.message, /ECONNREFUSED [\d.:]+; next attempt in \d+ ms/);
+    assert.ok(err.retryAt !== undefined && err.retryAt > Date.now(), 'retryAt is in the future');
+    // close() does not wait for the pending retry.
+  });
+
+  it('reconnects after back-off when the server comes back', async () => {
+    const first = await serve(0, 'first');
+    const rec = recorder();
+    const cl = client({ backoff: { minMs: 20, maxMs: 100 }, ...rec.options });
+    assert.equal(await text(await cl.request(first.peer, { method: 'GET', path: '/' })), 'first');
+    await first.server.close();
+    servers.splice(0);
+    // A server closing in good order (GOAWAY, then the end of the stream) leaves the link idle; the next request
+    // finds the server gone and starts the back-off.
+    while (cl.state('b') === 'connected') await new Promise((r) => setImmediate(r));
+    assert.equal(cl.state('b'), 'idle');
+    await rejectsWith(cl.request(first.peer, { method: 'GET', path: '/' }), 'UNAVAILABLE', /ECONNREFUSED/);
+    await rec.until('backoff');
+    assert.equal(cl.state('b'), 'backoff');
+    const again = await serve(Number(parseAddress(first.peer.address).port), 'second');
+    await rec.until('connect', 2);
+    assert.equal(cl.state('b'), 'connected');
+    assert.equal(await text(await cl.request(again.peer, { method: 'GET', path: '/' })), 'second');
+  });
+
+  it('notices a peer that stopped answering by its keep-alive pings, and drops the session', async () => {
+    const { child, line } = await startChild({ role: 'server', keyPem: privateKeyToPem(b.key.privateKey), certPem: b.certPem, peerKey: a.key.publicKeyB64 });
+    children.push(child);
+    const rec = recorder();
+    const cl = client({ pingIntervalMs: 100, connectTimeoutMs: 1000, backoff: { minMs: 50, maxMs: 50 }, ...rec.options });
+    const peer = { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${line}` };
+    assert.equal(await text(await cl.request(peer, { method: 'GET', path: '/' })), 'child');
+    const frozenAt = rec.events.length;
+    child.kill('SIGSTOP');
+    const dead = await rec.backoff(frozenAt, /^b at 127\.0\.0\.1:\d+: no answer to a keep-alive ping within 100 ms$/);
+    // While the device stays frozen, attempts to reconnect time out rather than hang.
+    await rec.backoff(dead + 1, /^connecting to b at 127\.0\.0\.1:\d+ timed out after 1000 ms$/);
+  });
+
+  it('lets the server drop a client that stopped answering its pings', async () => {
+    const dropped: string[] = [];
+    let seen!: () => void;
+    const gone = new Promise<void>((r) => (seen = r));
+    const server = await startTunnelServer({
+      host: '127.0.0.1',
+      port: 0,
+      key: b.key,
+      certPem: b.certPem,
+      authorizePeer: (k) => (k === a.key.publicKeyB64 ? 'a' : null),
+      handler: (_req, res) => res.end('ok'),
+      pingIntervalMs: 100,
+      onError: (e) => {
+        dropped.push(e.message);
+        if (/dropped/.test(e.message)) seen();
+      },
+    });
+    servers.push(server);
+    const peer = { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${server.port}` };
+    const { child, line } = await startChild({ role: 'client', keyPem: privateKeyToPem(a.key.privateKey), certPem: a.certPem, peer });
+    children.push(child);
+    assert.equal(line, 'connected');
+    child.kill('SIGSTOP');
+    await gone;
+    assert.ok(dropped.some((m) => m === 'tunnel session with device a dropped: no answer to a keep-alive ping within 100 ms'), dropped.join('; '));
+  });
+
+  it('opens a new session when a known device moves to another address, or after drop()', async () => {
+    const one = await serve(0, 'one');
+    const two = await serve(0, 'two');
+    const rec = recorder();
+    const cl = client(rec.options);
+    assert.equal(await text(await cl.request(one.peer, { method: 'GET', path: '/' })), 'one');
+    assert.equal(await text(await cl.request(one.peer, { method: 'GET', path: '/' })), 'one');
+    await rec.until('connect', 1);
+    assert.equal(rec.events.length, 1, 'the second request reused the session');
+    assert.equal(await text(await cl.request(two.peer, { method: 'GET', path: '/' })), 'two');
+    cl.drop('b');
+    assert.equal(cl.state('b'), 'idle');
+    assert.equal(await text(await cl.request(two.peer, { method: 'GET', path: '/' })), 'two');
+    assert.deepEqual(rec.events.map((e) => e.type), ['connect', 'connect', 'connect'], 'no back-off for a move or a drop');
+  });
+
+  it('fails requests waiting for a session when it is dropped or the client closes, and refuses new ones after', async () => {
+    // A listener that accepts TCP but never answers TLS: the session stays "connecting".
+    const silent = createServer(() => {}).listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    try {
+      const cl = client();
+      const peer = { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${(silent.address() as AddressInfo).port}` };
+      const waiting = cl.request(peer, { method: 'GET', path: '/' });
+      assert.equal(cl.state('b'), 'connecting');
+      cl.drop('b');
+      await rejectsWith(waiting, 'CLOSED', /the session to b was dropped/);
+      const waiting2 = cl.request(peer, { method: 'GET', path: '/' });
+      await cl.close();
+      await rejectsWith(waiting2, 'CLOSED', /the tunnel client is closed/);
+      await rejectsWith(cl.request(peer, { method: 'GET', path: '/' }), 'CLOSED', /the tunnel client is closed/);
+    } finally {
+      silent.close();
+      // The silent server's accepted sockets are closed by the client's destroy; wait for the listener itself.
+      await once(silent, 'close');
+    }
+  });
+
+  it('cancels a request through its signal', async () => {
+    let arrived!: () => void;
+    let cancelled!: () => void;
+    const atServer = new Promise<void>((r) => (arrived = r));
+    const streamClosed = new Promise<void>((r) => (cancelled = r));
+    const server = await startTunnelServer({
+      host: '127.0.0.1',
+      port: 0,
+      key: b.key,
+      certPem: b.certPem,
+      authorizePeer: () => 'a',
+      handler: (req) => {
+        req.stream.once('close', cancelled);
+        arrived();
+      },
+    });
+    servers.push(server);
+    const cl = client();
+    const abort = new AbortController();
+    const pending = cl.request({ name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${server.port}` }, { method: 'GET', path: '/slow', signal: abort.signal });
+    await atServer;
+    abort.abort();
+    await assert.rejects(pending, { name: 'AbortError' });
+    await streamClosed;
+    assert.equal(cl.state('b'), 'connected', 'one cancelled stream leaves the session up');
+  });
+
+  it('reaches a peer at an IPv6 address', async () => {
+    const server = await startTunnelServer({
+      host: '::1',
+      port: 0,
+      key: b.key,
+      certPem: b.certPem,
+      authorizePeer: (k) => (k === a.key.publicKeyB64 ? 'a' : null),
+      handler: (req, res, who) => res.end(`${who} from ${req.socket.remoteAddress}`),
+    });
+    servers.push(server);
+    const res = await client().request({ name: 'b', key: b.key.publicKeyB64, address: `[::1]:${server.port}` }, { method: 'GET', path: '/' });
+    assert.equal(await text(res), 'a from ::1');
+  });
+
+  it('refuses malformed peers and inconsistent options by name', async () => {
+    const cl = client();
+    const key = b.key.publicKeyB64;
+    for (const address of ['nohost', '10.0.0.1', '10.0.0.1:0', '10.0.0.1:65536', '::1:80', '[nothex]:80', 'a b:80']) {
+      await rejectsWith(cl.request({ name: 'b', key, address }, { method: 'GET', path: '/' }), 'INVALID_PEER', new RegExp(`peer address "${address.replace(/[[\]]/g, '\\$&')}" is not host:port`));
+    }
+    await rejectsWith(cl.request({ name: 'b', key: 'short', address: '127.0.0.1:1' }, { method: 'GET', path: '/' }), 'INVALID_PEER', /peer b has a malformed key/);
+    assert.deepEqual(parseAddress('[::1]:2980'), { host: '::1', port: 2980 });
+    assert.deepEqual(parseAddress('ood1.local:2980'), { host: 'ood1.local', port: 2980 });
+    assert.throws(() => new TunnelClient({ key: a.key }), /needs both key and certPem .* or neither/);
+    assert.throws(() => new TunnelClient({ key: a.key, certPem: b.certPem }), new RegExp(`certPem is for key ${b.key.publicKeyB64}, not this device's key`));
+    assert.throws(() => new TunnelClient({ backoff: { minMs: 100, maxMs: 10 } }), /backoff needs 0 < minMs <= maxMs, got 100 and 10/);
+  });
+});
