@@ -101,6 +101,17 @@ describe('etcd control: three core devices', { skip: skip ?? false, timeout: 900
     await until('three healthy members again', 60_000, async () => (await storeStatus(ood1))?.cluster?.healthy === 3);
   });
 
+  it('refuses removing a core device when that would cost the cluster its quorum', async () => {
+    await ood2.kill();
+    await until('the cluster reporting ood2 down', 60_000, async () => (await storeStatus(ood1))?.cluster?.healthy === 2);
+    const refused = await ood1.tryCli(['device', 'rm', 'ood3']);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /FAILED_PRECONDITION.*below the quorum of 2/);
+    ood2.start();
+    await ood2.waitFor((s) => s.state === 'running', 120_000, 'ood2 running again');
+    await until('three healthy members again', 90_000, async () => (await storeStatus(ood1))?.cluster?.healthy === 3);
+  });
+
   it('moves back to SQLite on one device, and the others reach it there', async () => {
     await ood1.cli(['zone', 'move', '--to', 'sqlite', '--wait'], {}, 300_000);
     const st = await until('the store on SQLite', 120_000, async () => {

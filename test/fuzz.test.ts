@@ -686,7 +686,7 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       device_offer: { role: 'storage', name: 'fuzzdev', ttl_sec: 600 },
       device_enrol: { offer_id: 'AAAAAAAAAAAAAAAAAAAAAA', secret: 'A'.repeat(43), device_name: 'fuzzdev', device_key: 'A'.repeat(43), proof: 'eyJhbGciOiJFZERTQSJ9.e30.c2ln' },
       device_list: {},
-      device_remove: { name: 'fuzzdev' },
+      device_remove: { name: 'fuzzdev', force: false },
     };
     const klogSamples: Samples<typeof klogApi.methods> = {
       append: { records: [{ ts: 1, level: 'info', service: 'fuzz', node: 'n1', msg: 'hello fuzz', fields: { a: 1, list: [1, 'two'] } }], batch_id: 'fuzz-batch' },

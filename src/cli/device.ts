@@ -45,8 +45,9 @@ export function registerDevice(program: Command): void {
   device
     .command('rm <name>')
     .description('remove a device: its key is revoked and its tokens and tunnels stop working at once')
-    .action(async (name: string, _o: unknown, cmd: Command) => {
-      const r = await hub(cmd).device_remove({ name });
+    .option('--force', 'remove it even if the zone\'s etcd cluster would lose its quorum (writes stop until members return)')
+    .action(async (name: string, opts: { force?: boolean }, cmd: Command) => {
+      const r = await hub(cmd).device_remove({ name, force: opts.force ?? false });
       console.log(`device ${r.name} removed (${r.did} revoked, ${r.deleted_keys} keys removed)`);
     });
 }

@@ -113,7 +113,10 @@ export class StoreControl {
   /** Follows the control records for as long as the daemon runs. */
   follow(): void {
     void this.watchLoop();
-    this.timer = setInterval(() => this.enqueue(() => this.maybeAutoMove()), 10_000);
+    this.timer = setInterval(() => {
+      this.enqueue(() => this.maybeAutoMove());
+      this.enqueue(() => this.pruneRemovedMembers());
+    }, 10_000);
   }
 
   async close(): Promise<void> {
@@ -212,6 +215,27 @@ export class StoreControl {
       key: MIGRATION_KEY,
       value: JSON.stringify({ to: 'etcd', requested_by: `node-daemon@${this.self}`, requested_at: Date.now(), state: 'requested', error: null, updated_at: Date.now() } satisfies MigrationRecord),
     }).catch(() => undefined);
+  }
+
+  /**
+   * A member whose device was removed from the zone leaves the etcd cluster too (device_remove checked the quorum
+   * first). One device does it, the first of the remaining members by name, so two do not race.
+   */
+  private async pruneRemovedMembers(): Promise<void> {
+    const c = this.last.store;
+    if (this.busy || c?.backend !== 'etcd' || this.host.backend() !== 'etcd') return;
+    const rt = this.host.runtime();
+    await rt.devices().follow();
+    const present = c.members.filter((x) => rt.devices().byName(x.name));
+    const gone = c.members.filter((x) => !rt.devices().byName(x.name));
+    if (gone.length === 0 || present.length === 0 || present.map((x) => x.name).sort()[0] !== this.self) return;
+    const { removeMember } = await etcdCluster();
+    for (const x of gone) {
+      await removeMember(present.map((p) => p.client_url), x.name, { force: true }, this.tlsBuffers());
+      this.host.log.info({ member: x.name }, 'removed the etcd member of a device that left the zone');
+    }
+    const record: ConfigStoreRecord = { ...c, members: present };
+    await rt.configClient().set({ key: CONFIG_STORE_KEY, value: JSON.stringify(record) });
   }
 
   /** Core devices that reported within the online window, with the address they reported. */

@@ -14,7 +14,7 @@ import { MemoryKv } from './kv.ts';
 
 const ZONE = 'alice.example.com';
 
-async function setup(opts: { enrolKey?: boolean } = {}) {
+async function setup(opts: { enrolKey?: boolean; quorumProblem?: (name: string) => Promise<string | null> } = {}) {
   let t = Date.now();
   const owner = generateKeyPair();
   const enrol = generateKeyPair();
@@ -43,6 +43,7 @@ async function setup(opts: { enrolKey?: boolean } = {}) {
       return { userId: 'alice', appId: 'buckyos-cli', kind: 'sudo', expiresAt: iat + 300 } satisfies Principal;
     },
     audit: (e) => void audits.push(`${e.action} ${e.target}`),
+    quorumProblem: opts.quorumProblem,
     now: () => t,
   });
   const h = admin.handlers();
@@ -154,7 +155,7 @@ describe('device removal', () => {
     await s.kv.set({ key: 'services/gateway/instances/nas2', value: '{}' });
     assert.ok((await listedDevices(s)).includes('nas2'));
 
-    const out = await s.h.device_remove({ name: 'nas2' }, s.ctx());
+    const out = await s.h.device_remove({ name: 'nas2', force: false }, s.ctx());
     assert.equal(out.did, didDev(key.publicKeyB64));
     assert.equal((await s.kv.get({ key: 'devices/nas2/doc' })).value, null);
     assert.equal((await s.kv.get({ key: 'services/gateway/instances/nas2' })).value, null);
@@ -166,9 +167,17 @@ describe('device removal', () => {
     assert.equal(await code(s.enrolWith(again.code, 'nas9', key)), 'INVALID_PARAMS', 'a revoked key cannot enrol again');
   });
 
+  it('refuses removing an etcd member that would cost the cluster its quorum, unless forced', async () => {
+    const s = await setup({ quorumProblem: async (name) => (name === 'ood2' ? 'removing ood2 would leave 1 healthy etcd member(s) of 2, below the quorum of 2' : null) });
+    const o = await s.h.device_offer({ role: 'core', ttl_sec: 600 }, s.ctx());
+    await s.enrolWith(o.code, 'ood2');
+    await assert.rejects(Promise.resolve(s.h.device_remove({ name: 'ood2', force: false }, s.ctx())), /below the quorum of 2; bring a member back first/);
+    assert.equal((await s.h.device_remove({ name: 'ood2', force: true }, s.ctx())).name, 'ood2');
+  });
+
   it('refuses removing the answering device, an unknown one, or the last core device', async () => {
     const s = await setup();
-    assert.equal(await code(s.h.device_remove({ name: 'ood1' }, s.ctx())), 'FAILED_PRECONDITION');
-    assert.equal(await code(s.h.device_remove({ name: 'ghost' }, s.ctx())), 'NOT_FOUND');
+    assert.equal(await code(s.h.device_remove({ name: 'ood1', force: false }, s.ctx())), 'FAILED_PRECONDITION');
+    assert.equal(await code(s.h.device_remove({ name: 'ghost', force: false }, s.ctx())), 'NOT_FOUND');
   });
 });

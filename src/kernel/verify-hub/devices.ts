@@ -48,6 +48,8 @@ export interface DeviceAdminOptions {
   /** Core devices a new device can reach now (name, key, tunnel address). */
   peers(): Promise<EnrolPeer[]>;
   authorizeAdmin(ctx: CallContext, resource: string, action: string, sudo: boolean): Promise<Principal>;
+  /** Why removing this device would cost the zone's etcd cluster its quorum, or null when it would not. */
+  quorumProblem?(name: string): Promise<string | null>;
   audit(e: { action: string; actor: string; target: string; ip?: string; reason?: string }): void;
   now?: Clock;
 }
@@ -236,7 +238,7 @@ export class DeviceAdmin {
     };
   }
 
-  private async remove(p: { name: string }, ctx: CallContext) {
+  private async remove(p: { name: string; force: boolean }, ctx: CallContext) {
     const actor = await this.opts.authorizeAdmin(ctx, `obj://config/devices/${p.name}/doc`, 'delete', true);
     if (p.name === this.opts.self.name) {
       throw new KrpcError('FAILED_PRECONDITION', `${p.name} is the device answering this call; remove it through another core device`);
@@ -247,6 +249,8 @@ export class DeviceAdmin {
     if (target.doc.role === 'core' && devices.filter((d) => d.doc.role === 'core').length <= 1) {
       throw new KrpcError('FAILED_PRECONDITION', `${p.name} is the zone's last core device`);
     }
+    const problem = await this.opts.quorumProblem?.(p.name);
+    if (problem && !p.force) throw new KrpcError('FAILED_PRECONDITION', `${problem}; bring a member back first, or remove with force and accept that writes stop`);
     const revokedKey = `devices/${p.name}/revoked`;
     const revoked = await this.opts.kv.get({ key: revokedKey });
     const keys = revokedKeysOf(revoked.value);

@@ -4,6 +4,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { verifyHubApi } from '../../lib/api/verify-hub.ts';
 import type { EnrolPeer } from '../../lib/identity/documents.ts';
+import { CONFIG_STORE_KEY, configStoreSchema, parseRecord } from '../../lib/config/store-control.ts';
 import { type KeyPair, loadKeyFile, privateKeyToPem } from '../../lib/identity/keys.ts';
 import { IDENTITY_FILES, ownerAdminFileSchema } from '../../lib/identity/node-identity.ts';
 import { createHttpApp, createKrpcEndpoint, listen } from '../../lib/krpc/index.ts';
@@ -59,6 +60,19 @@ function enrolPeers(rt: KernelRuntime): () => Promise<EnrolPeer[]> {
     }
     return peers.slice(0, 7);
   };
+}
+
+/** Why removing `name` would leave the zone's etcd cluster without a quorum of healthy members, or null. */
+async function etcdQuorumProblem(rt: KernelRuntime, name: string): Promise<string | null> {
+  const cfg = rt.configClient();
+  const store = parseRecord(configStoreSchema, (await cfg.get({ key: CONFIG_STORE_KEY })).value);
+  if (store?.backend !== 'etcd' || !store.members.some((m) => m.name === name)) return null;
+  const cluster = (await cfg.status({})).cluster;
+  if (!cluster) return null;
+  const member = cluster.members.find((m) => m.name === name);
+  const remaining = cluster.healthy - (member?.healthy ? 1 : 0);
+  const quorum = Math.floor((cluster.members.length - 1) / 2) + 1;
+  return remaining < quorum ? `removing ${name} would leave ${remaining} healthy etcd member(s) of ${cluster.members.length - 1}, below the quorum of ${quorum}` : null;
 }
 
 function loadOptionalKey(path: string): KeyPair | null {
@@ -126,6 +140,7 @@ export async function runVerifyHubService(rt: KernelRuntime, port: number, deps:
     coreKeys: () => (enrolKey ? { verify_hub_key: privateKeyToPem(signing.privateKey), enrol_key: privateKeyToPem(enrolKey.privateKey) } : null),
     peers: enrolPeers(rt),
     authorizeAdmin: (ctx, resource, action, sudo) => hub.requireAdmin(ctx, resource, action, sudo),
+    quorumProblem: (name) => etcdQuorumProblem(rt, name),
     audit: (e) => hub.emit({ type: 'device_change', action: e.action, actor: e.actor, target: e.target, ip: e.ip, reason: e.reason }),
   });
   const endpoint = createKrpcEndpoint(verifyHubApi, { ...hub.handlers(), ...devices.handlers() }, { authenticate: hub.authenticate, logger: rt.log });

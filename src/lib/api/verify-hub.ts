@@ -208,9 +208,9 @@ export const verifyHubApi = defineService('verify-hub', 'Logins, session and sud
     doc: 'Admins and kernel services: the zone\'s devices (verified documents, revoked ones left out) with their last report.',
   }),
   device_remove: method({
-    params: z.object({ name: deviceName }).strict(),
+    params: z.object({ name: deviceName, force: z.boolean().default(false) }).strict(),
     result: z.object({ name: z.string(), did: z.string(), deleted_keys: z.number().int() }),
-    doc: 'Admin with a sudo token, or a kernel service token. Revokes the device: its document goes, its key is listed in devices/<name>/revoked so the document is refused even if written back, and every service stops accepting its tokens and tunnels at once. The device answering the call, and the last core device, cannot be removed.',
+    doc: 'Admin with a sudo token, or a kernel service token. Revokes the device: its document goes, its key is listed in devices/<name>/revoked so the document is refused even if written back, and every service stops accepting its tokens and tunnels at once. The device answering the call, and the last core device, cannot be removed. Removing a member of the zone\'s etcd cluster that would leave fewer healthy members than the quorum is refused (FAILED_PRECONDITION, saying how many would remain) unless force is set.',
   }),
   session_revoke: method({
     params: z.object({ sid: z.string().min(1).max(64) }).strict(),
