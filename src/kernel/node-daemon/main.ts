@@ -41,9 +41,14 @@ export function kernelPort(name: KernelServiceName, config: NodeConfig): number 
   return config.ports[KERNEL_SERVICE_PORTS[name]];
 }
 
-/** A small young generation: kernel services hold little live data, and the default semi-space (16 MB) is memory
- * they would keep committed for nothing. */
-const KERNEL_NODE_FLAGS = ['--max-semi-space-size=1'];
+const KERNEL_NODE_FLAGS = [
+  // A small young generation: kernel services hold little live data, and the default semi-space (16 MB) is memory
+  // they would keep committed for nothing.
+  '--max-semi-space-size=1',
+  // grpc-js (the etcd client) sets an etcd member's IP address as the TLS server name, which Node warns about on every
+  // start; the certificate is still checked against the address, so the warning says nothing an operator can act on.
+  '--disable-warning=DEP0123',
+];
 
 /** Services whose work is native rather than JavaScript (logins are bound by scrypt, logs by SQLite, the gateway by
  * socket piping) or periodic (the scheduler's tick) run without V8's optimising compiler: about 8 MB less each, at
