@@ -100,11 +100,18 @@ describe('derive: placement', () => {
     {
       name: 'a spec for a kernel service narrows where it runs',
       devices: { c1: device('core', 1), c2: device('core', 2) },
-      specs: { klog: { replicas: 1, roles: ['core'] }, 'verify-hub': { replicas: 0, roles: ['core'] } },
+      specs: { klog: { replicas: 1, roles: ['core'] }, 'verify-hub': { replicas: 1, roles: ['core'] } },
       expect: {
         c1: { kernel: ['system-config', 'klog', 'scheduler', 'gateway'], apps: [] },
-        c2: { kernel: ['system-config', 'scheduler', 'gateway'], apps: [] },
+        c2: { kernel: ['system-config', 'verify-hub', 'scheduler', 'gateway'], apps: [] },
       },
+    },
+    {
+      name: 'verify-hub cannot be given zero instances: nobody could log in to undo it',
+      devices: { c1: device('core', 1) },
+      specs: { 'verify-hub': { replicas: 0, roles: ['core'] } },
+      expect: { c1: { kernel: ALL, apps: [] } },
+      problems: [/verify-hub\/spec is ignored: verify-hub needs at least one instance/],
     },
     {
       name: 'the gateway, system-config and the scheduler cannot be moved by a spec',
@@ -235,6 +242,18 @@ describe('derive: dead nodes', () => {
     assert.deepEqual(out.placement.share, ['s1']);
     assert.deepEqual(info(out, 'share').instances, [{ node: 's1', host: '10.0.0.2', port: PORTS.share, state: 'dead' }]);
     assert.deepEqual(out.problems, []);
+  });
+
+  it('treats a device whose document no longer verifies like a dead one: work moves, its run config stays, no routes', () => {
+    const first = derive(world({ devices, specs }), T0);
+    assert.deepEqual(first.placement.share, ['s1']);
+    const { s1: _untrusted, ...trusted } = devices;
+    const input = world({ devices: trusted, untrusted: ['s1'], specs, current: { ...first.keys }, instances: beatsFor(first, Object.keys(devices), T0) });
+    const out = derive(input, T0 + 1000);
+    assert.deepEqual(out.placement.share, ['s2'], 'moved at once: the device is not trusted with it');
+    assert.equal(out.keys['nodes/s1/config'], first.keys['nodes/s1/config'], 'its run config is kept, not deleted');
+    assert.ok(!info(out, 'gateway').instances.some((i) => i.node === 's1'), 'nothing is routed to it');
+    assert.deepEqual(planWrites(Object.fromEntries(Object.entries(out.keys).map(([k, v]) => [k, { value: v, revision: 1 }])), derive(written(input, out), T0 + 2000)).ops, []);
   });
 
   it('gives work to a node that never reported, but prefers a live one', () => {

@@ -59,6 +59,9 @@ export interface SchedulerInput {
   apps: InstalledApp[];
   /** What the keys the scheduler owns (`isOwnedKey`) hold now: what it keeps when nothing changed. */
   current: Record<string, string>;
+  /** Devices with a document that fails verification (tampered, expired, another zone's): not trusted with work or
+   * routes, but not removed either, since that is an admin's act (device_remove). Treated like a dead node. */
+  untrusted?: string[];
 }
 
 export interface SchedulerOutput {
@@ -132,6 +135,8 @@ function effectiveSpecs(specs: Readonly<Record<string, ServiceSpec>>, problems: 
   for (const name of Object.keys(specs).sort()) {
     if (!SERVICE_NAME.test(name)) problems.push(`services/${name}/spec: "${name}" is not a service name`);
     else if (PINNED.has(name)) problems.push(`services/${name}/spec is ignored: ${name} always runs where the kernel places it`);
+    // Without verify-hub nobody can log in to change the spec back: the zone would lock its admins out.
+    else if (name === 'verify-hub' && specs[name].replicas === 0) problems.push('services/verify-hub/spec is ignored: verify-hub needs at least one instance');
     else out.set(name, specs[name]);
   }
   return [...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -342,6 +347,11 @@ export function derive(input: SchedulerInput, nowMs: number): SchedulerOutput {
     const kept = liveness.get(node) === 'dead' ? input.current[key] : undefined;
     return [key, kept ?? runConfig(node, placement)];
   });
+  // An untrusted device gets nothing new, and loses nothing either: like a dead node, it keeps the run config it has.
+  for (const node of [...new Set(input.untrusted ?? [])].sort()) {
+    const current = input.current[`nodes/${node}/config`];
+    if (current !== undefined && !Object.hasOwn(input.devices, node)) keys.push([`nodes/${node}/config`, current]);
+  }
   keys.push(...serviceInfos(input, placement, nowMs));
   keys.push([RBAC_TAIL_KEY, rbacTail(input.apps, problems)]);
   return { keys: sortedRecord(keys), placement, problems };

@@ -87,9 +87,11 @@ export class SnapshotReader {
     for (const e of [...nodes, ...services]) if (isOwnedKey(e.key)) owned[e.key] = { value: e.value, revision: e.revision };
     if (tail.value !== null) owned[RBAC_TAIL_KEY] = { value: tail.value, revision: tail.revision };
 
+    const untrusted: string[] = [];
     return {
       input: {
-        devices: await this.devices(devices, problems),
+        devices: await this.devices(devices, problems, untrusted),
+        untrusted,
         instances: this.instances(services, problems),
         specs: this.specs(services, problems),
         apps: await this.apps(users.map((e) => e.key), problems),
@@ -100,7 +102,7 @@ export class SnapshotReader {
     };
   }
 
-  private async devices(entries: { key: string; value: string }[], problems: string[]): Promise<Record<string, DeviceInput>> {
+  private async devices(entries: { key: string; value: string }[], problems: string[], untrusted: string[]): Promise<Record<string, DeviceInput>> {
     const infos = new Map<string, string>();
     const revoked = new Map<string, string>();
     for (const e of entries) {
@@ -120,7 +122,8 @@ export class SnapshotReader {
         try {
           doc = await verifyZoneDeviceDoc(e.value.trim(), this.boot);
         } catch (err) {
-          problems.push(`${e.key}: ${(err as Error).message}`);
+          problems.push(`${e.key}: ${(err as Error).message}; the device is treated as dead`);
+          untrusted.push(m[1]!);
           continue;
         }
       }
@@ -129,7 +132,8 @@ export class SnapshotReader {
         continue;
       }
       if (doc.name !== m[1] || doc.zone !== this.boot.zone) {
-        problems.push(`${e.key}: the document is for device ${doc.name} of zone ${doc.zone}`);
+        problems.push(`${e.key}: the document is for device ${doc.name} of zone ${doc.zone}; the device is treated as dead`);
+        untrusted.push(m[1]!);
         continue;
       }
       verified.set(e.value, doc);
