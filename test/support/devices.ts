@@ -54,7 +54,8 @@ export async function startDevice(net: TestNet, name: string): Promise<TestDevic
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
         const s = dev.status();
-        if (s && pred(s)) return s;
+        // A daemon killed with SIGKILL leaves its last status behind: only the running daemon's own counts.
+        if (s && (!dev.daemon || s.pid === dev.daemon.pid) && pred(s)) return s;
         if (dev.daemon && dev.daemon.exitCode !== null) throw new Error(`${name}: node daemon exited (${dev.daemon.exitCode}) while waiting for ${what}`);
         await new Promise((r) => setTimeout(r, 200));
       }

@@ -209,10 +209,20 @@ class NodeDaemon {
       await this.startKernel('gateway');
       if (!(await this.reachConfig())) this.log.warn('system-config is unreachable; running on the cached run config');
     } else {
-      // system-config is the bootstrap: nothing can be read, not even this node's own run config, before it.
-      await this.startKernel('system-config');
-      await this.seedZoneRecords();
-      await this.readDesired();
+      // system-config is the bootstrap: nothing can be read, not even this node's own run config, before it. A store
+      // that cannot answer yet (etcd without quorum, writes frozen during a move) is waited for, not given up on:
+      // nothing restarts node_daemon, so giving up would leave the device down for good.
+      await this.startKernel('system-config').catch((err) => this.log.warn({ err: (err as Error).message }, 'system-config is not healthy yet'));
+      for (let wait = 500; !this.aborted; wait = Math.min(wait * 2, 10_000)) {
+        try {
+          await this.seedZoneRecords();
+          await this.readDesired();
+          break;
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message, retry_ms: wait }, 'cannot publish this device\'s records yet; retrying');
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
     }
     await this.converge();
     this.state = 'running';

@@ -314,6 +314,13 @@ export class StoreControl {
       onExit: (code, signal) => {
         if (this.member !== member || this.stop.signal.aborted) return;
         this.member = null;
+        // etcd exits by itself, with status 0, when the cluster removed this member (its device left the zone): its
+        // data can never start again, so it goes, and nothing is restarted.
+        if (code === 0 && signal === null) {
+          this.host.log.warn('etcd member left the cluster (it was removed); deleting its data');
+          rmSync(this.f.dir, { recursive: true, force: true });
+          return;
+        }
         this.host.log.error({ code, signal }, 'etcd member exited; starting it again in 5 s');
         setTimeout(() => this.enqueue(() => this.startSavedMember()), 5000).unref();
       },
