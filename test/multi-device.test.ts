@@ -86,8 +86,12 @@ describe('multi-device zone on a LAN', { skip: skip ?? false, timeout: 600_000 }
       if (i > 120) assert.fail(`pn1 did not reach system-config after the link returned: ${r.stderr}`);
       await new Promise((res) => setTimeout(res, 500));
     }
-    const list = JSON.parse(await ood1.cli(['device', 'list', '--json'])) as { name: string; state: string }[];
-    assert.equal(list.find((d) => d.name === 'pn1')?.state, 'online');
+    for (let i = 0; ; i++) {
+      const list = JSON.parse(await ood1.cli(['device', 'list', '--json'])) as { name: string; state: string }[];
+      if (list.find((d) => d.name === 'pn1')?.state === 'online') break;
+      if (i > 60) assert.fail(`pn1 is not reported online after the link returned: ${JSON.stringify(list)}`);
+      await new Promise((res) => setTimeout(res, 500));
+    }
   });
 
   it('a removed device is shut out at once: its tokens are refused and its tunnel is closed', async () => {

@@ -432,18 +432,25 @@ class NodeDaemon {
           const instance: InstanceReport = { node, pid: c.pid, port, state: c.state, healthy: c.healthy, restarts: c.restarts, rss_bytes: c.rssBytes, heartbeat_at: now };
           await cfg.set({ key: `services/${c.name}/instances/${node}`, value: JSON.stringify(instance) });
         }
+        // A device report that failed (the device was cut off) is made again as soon as the zone answers, so the
+        // device shows online again at once rather than at the next periodic report.
+        if (!this.deviceReported) await this.reportDevice();
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
       }
     });
   }
 
+  private deviceReported = false;
+
   private async reportDevice(): Promise<void> {
     if (this.aborted || !this.rt) return;
     try {
       const info = { ...collectDeviceInfo(), reported_at: Date.now() };
       await this.config_client().set({ key: `devices/${this.rt.identity.device.name}/info`, value: JSON.stringify(info) });
+      this.deviceReported = true;
     } catch (err) {
+      this.deviceReported = false;
       this.log.warn({ err: (err as Error).message }, 'device report to system-config failed');
     }
   }
