@@ -19,6 +19,7 @@ const VERBS: Record<string, () => Promise<Register>> = {
   device: async () => (await import('./device.ts')).registerDevice,
   join: async () => (await import('./device.ts')).registerJoin,
   zone: async () => (await import('./zone.ts')).registerZone,
+  ns: async () => (await import('./ns.ts')).registerNs,
 };
 
 const program = new Command('buckyos')
