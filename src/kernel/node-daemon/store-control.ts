@@ -33,6 +33,7 @@ const ONLINE_MS = 90_000;
 const FORM_TIMEOUT_MS = 120_000;
 /** Writes that passed the freeze check just before the freeze landed finish within this. */
 const FREEZE_SETTLE_MS = 1500;
+const COPY_ATTEMPTS = 3;
 
 export interface StoreControlHost {
   paths: NodePaths;
@@ -179,7 +180,12 @@ export class StoreControl {
     const me = this.self;
     const kind = this.host.backend();
     if (m?.state === 'requested' && m.to === 'etcd' && kind === 'sqlite') return this.guarded(() => this.moveToEtcd(m));
-    if (m?.state === 'requested' && m.to === 'sqlite' && kind === 'etcd' && (m.primary ?? me) === me) return this.guarded(() => this.moveToSqlite(m));
+    // A move back names the device that will hold the store; without one, no device may take it (each would).
+    if (m?.state === 'requested' && m.to === 'sqlite' && kind === 'etcd' && m.primary === me) return this.guarded(() => this.moveToSqlite(m));
+    // This device was copying when it stopped (a crash, a power cut): the move is over, and the freeze must go.
+    if ((m?.state === 'copying' || m?.state === 'forming') && m.orchestrator === me) {
+      return this.guarded(() => this.abandonMove('the device moving the store restarted before the move was done'));
+    }
     if (m?.state === 'forming' && m.members?.some((x) => x.name === me) && m.token && m.ca_cert) {
       await this.ensureMember(m.members, m.token, m.ca_cert, 'new');
     }
@@ -198,6 +204,27 @@ export class StoreControl {
     } finally {
       this.busy = false;
     }
+  }
+
+  /** Lifts the freeze in the store this device uses now and marks the move failed; members formed for it stop. */
+  private async abandonMove(why: string): Promise<void> {
+    // Read again from the store this device uses now: a record seen before a move that has since succeeded (and
+    // switched this device to the new store) is history, not a move to abandon.
+    const cfg = this.host.runtime().configClient();
+    const current = await cfg.get({ key: MIGRATION_KEY });
+    const m = parseRecord(migrationSchema, current.value);
+    const store = parseRecord(configStoreSchema, (await cfg.get({ key: CONFIG_STORE_KEY })).value);
+    if (!m || (m.state !== 'copying' && m.state !== 'forming') || m.orchestrator !== this.self) return;
+    if ((store?.backend ?? 'sqlite') === m.to || this.host.backend() === m.to) return;
+    this.host.log.error({ to: m.to, err: why }, 'the zone store move failed; lifting the write freeze');
+    await cfg.exec_tx({
+      compares: [{ key: MIGRATION_KEY, revision: current.revision }],
+      ops: [
+        { op: 'delete', key: FREEZE_KEY },
+        { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'failed', error: why, updated_at: Date.now() }) },
+      ],
+    });
+    if (m.to === 'etcd') await this.dropMember();
   }
 
   private async writeMigration(m: MigrationRecord): Promise<void> {
@@ -427,10 +454,12 @@ export class StoreControl {
       ],
     });
     await sleep(FREEZE_SETTLE_MS);
-    await this.host.stopService('system-config');
-    const source = await openStore({ type: 'sqlite' }, this.host.paths);
-    const target = await openStore(this.etcdBackend(endpoints), this.host.paths);
+    let source: Store | null = null;
+    let target: Store | null = null;
     try {
+      await this.host.stopService('system-config');
+      source = await openStore({ type: 'sqlite' }, this.host.paths);
+      target = await openStore(this.etcdBackend(endpoints), this.host.paths);
       const copied = await copyStore(source, target);
       const record: ConfigStoreRecord = { backend: 'etcd', members, token, ca_cert: caCert, first_revision: copied.targetRevision + 1 };
       await target.execTx([], [
@@ -440,13 +469,14 @@ export class StoreControl {
       ]);
       log.info({ keys: copied.keys, bytes: copied.bytes }, 'zone store copied to etcd and verified');
     } catch (err) {
-      await wipe(target).catch(() => undefined);
-      await source.execTx([], [
+      log.error({ err: (err as Error).message }, 'copying the zone store to etcd failed; staying on SQLite');
+      if (target) await wipe(target).catch(() => undefined);
+      await source?.execTx([], [
         { op: 'delete', key: FREEZE_KEY },
         { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'failed', error: (err as Error).message, updated_at: Date.now() }) },
       ]).catch(() => undefined);
-      await source.close();
-      await target.close();
+      await source?.close();
+      await target?.close();
       await this.dropMember();
       await this.host.reboot('the move to etcd failed; staying on SQLite');
       return;
@@ -479,34 +509,55 @@ export class StoreControl {
     await sleep(FREEZE_SETTLE_MS);
     const db = sqliteStorePath(this.host.paths);
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const clearTarget = () => {
+      for (const suffix of ['', '-wal', '-shm']) rmSync(db + suffix, { force: true });
+    };
     for (const suffix of ['', '-wal', '-shm']) if (existsSync(db + suffix)) renameSync(db + suffix, `${db}.old-${stamp}${suffix}`);
-    const source = await openStore(etcd, this.host.paths);
-    const target = await openStore({ type: 'sqlite' }, this.host.paths);
-    let record: ConfigStoreRecord;
+    let source: Store | null = null;
+    let record: ConfigStoreRecord | null = null;
+    let lastError: Error | null = null;
     try {
-      const copied = await copyStore(source, target);
-      record = { backend: 'sqlite', primary: this.self, first_revision: copied.targetRevision + 1 };
-      await target.execTx([], [
-        { op: 'delete', key: FREEZE_KEY },
-        { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'done', updated_at: Date.now() }) },
-        { op: 'put', key: CONFIG_STORE_KEY, value: JSON.stringify(record) },
-      ]);
-      // The etcd store stays frozen: other members read there that the store moved, and nobody may write into it.
-      await source.execTx([], [{ op: 'put', key: CONFIG_STORE_KEY, value: JSON.stringify(record) }]);
-      log.info({ keys: copied.keys, bytes: copied.bytes }, 'zone store copied to SQLite and verified');
+      source = await openStore(etcd, this.host.paths);
+      // Several instances serve etcd, and a write already past one instance's freeze check can still land during a
+      // copy; the copy notices (the source revision moved) and is simply made again from an empty file.
+      for (let attempt = 1; attempt <= COPY_ATTEMPTS && !record; attempt++) {
+        const target = await openStore({ type: 'sqlite' }, this.host.paths);
+        try {
+          const copied = await copyStore(source, target);
+          const done: ConfigStoreRecord = { backend: 'sqlite', primary: this.self, first_revision: copied.targetRevision + 1 };
+          await target.execTx([], [
+            { op: 'delete', key: FREEZE_KEY },
+            { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'done', updated_at: Date.now() }) },
+            { op: 'put', key: CONFIG_STORE_KEY, value: JSON.stringify(done) },
+          ]);
+          // The etcd store stays frozen: other members read there that the store moved, and nobody may write there.
+          await source.execTx([], [{ op: 'put', key: CONFIG_STORE_KEY, value: JSON.stringify(done) }]);
+          record = done;
+          log.info({ keys: copied.keys, bytes: copied.bytes, attempt }, 'zone store copied to SQLite and verified');
+        } catch (err) {
+          lastError = err as Error;
+          log.warn({ err: lastError.message, attempt }, 'copy to SQLite failed');
+          await target.close();
+          clearTarget();
+          await sleep(FREEZE_SETTLE_MS);
+          continue;
+        }
+        await target.close();
+      }
     } catch (err) {
-      await target.close();
-      rmSync(db, { force: true });
-      await source.execTx([], [
+      lastError = err as Error;
+    }
+    if (!record) {
+      clearTarget();
+      await source?.execTx([], [
         { op: 'delete', key: FREEZE_KEY },
-        { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'failed', error: (err as Error).message, updated_at: Date.now() }) },
+        { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'failed', error: lastError?.message ?? 'unknown error', updated_at: Date.now() }) },
       ]).catch(() => undefined);
-      await source.close();
-      log.error({ err: (err as Error).message }, 'moving the zone store to SQLite failed');
+      await source?.close();
+      log.error({ err: lastError?.message }, 'moving the zone store to SQLite failed');
       return;
     }
-    await source.close();
-    await target.close();
+    await source!.close();
     saveNodeConfig(this.host.paths, { ...nodeCfg, config_backend: { type: 'sqlite' } });
     await this.host.reboot('the zone store moved to SQLite');
     // The others learn the move from etcd, so this member stays until they have: the cluster keeps quorum with it.
@@ -515,8 +566,10 @@ export class StoreControl {
   }
 }
 
+type Store = Awaited<ReturnType<Awaited<ReturnType<typeof stores>>['openStore']>>;
+
 /** Empties a store a failed copy left half-filled, so the next attempt starts from an empty target. */
-async function wipe(store: Awaited<ReturnType<Awaited<ReturnType<typeof stores>>['openStore']>>): Promise<void> {
+async function wipe(store: Store): Promise<void> {
   for (;;) {
     const listed = await store.list('', 128);
     if (listed.entries.length === 0) return;

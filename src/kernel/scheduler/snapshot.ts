@@ -127,7 +127,7 @@ export class SnapshotReader {
           continue;
         }
       }
-      if (revokedKeysOf(revoked.get(m[1]!)).has(doc.key)) {
+      if (revokedKeysOf(revoked.get(m[1]!))?.has(doc.key) !== false) {
         problems.push(`${e.key}: the device's key was revoked when it was removed`);
         continue;
       }

@@ -55,7 +55,8 @@ export function auditKindOf(c: ConfigChange): AuditKind | null {
 /** Keeps a StoreGuard current from the store's own control records, read straight from the backend so that a freeze
  * written by node_daemon on another device reaches this instance within moments. */
 function followControl(store: ConfigStore, signal: AbortSignal, onError: (err: unknown) => void): StoreGuard {
-  let frozen: string | null = null;
+  // Until the control records are read, a freeze written by another device cannot be ruled out: writes wait.
+  let frozen: string | null = 'this instance has not read the store control records yet';
   let first = 0;
   const apply = (key: string, value: string | null) => {
     if (key === FREEZE_KEY) frozen = parseRecord(freezeSchema, value)?.reason ?? (value === null ? null : 'the store is being moved');

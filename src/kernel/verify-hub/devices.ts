@@ -50,6 +50,8 @@ export interface DeviceAdminOptions {
   authorizeAdmin(ctx: CallContext, resource: string, action: string, sudo: boolean): Promise<Principal>;
   /** Why removing this device would cost the zone's etcd cluster its quorum, or null when it would not. */
   quorumProblem?(name: string): Promise<string | null>;
+  /** Ends the sessions opened with the removed device's key. */
+  revokeSessions?(did: string): Promise<number>;
   audit(e: { action: string; actor: string; target: string; ip?: string; reason?: string }): void;
   now?: Clock;
 }
@@ -95,7 +97,8 @@ export class DeviceAdmin {
       } catch {
         continue;
       }
-      if (doc.name !== m[1] || revokedKeysOf(byKey.get(`devices/${m[1]}/revoked`)).has(doc.key)) continue;
+      const revoked = revokedKeysOf(byKey.get(`devices/${m[1]}/revoked`));
+      if (doc.name !== m[1] || revoked === null || revoked.has(doc.key)) continue;
       let info: ListedDevice['info'] = null;
       try {
         info = JSON.parse(byKey.get(`devices/${m[1]}/info`) ?? 'null') as ListedDevice['info'];
@@ -156,7 +159,12 @@ export class DeviceAdmin {
     const refused = new KrpcError('UNAUTHENTICATED', 'unknown, used or expired enrolment offer, or a wrong secret: ask an admin for a new one');
     const stored = await this.opts.kv.get({ key: OFFER_KEY(p.offer_id) });
     if (stored.value === null) throw refused;
-    const rec = offerRecordSchema.safeParse(JSON.parse(stored.value));
+    let rec;
+    try {
+      rec = offerRecordSchema.safeParse(JSON.parse(stored.value));
+    } catch {
+      throw refused;
+    }
     if (!rec.success) throw refused;
     const given = sha256(p.secret);
     const want = Buffer.from(rec.data.secret_sha256, 'base64url');
@@ -184,7 +192,7 @@ export class DeviceAdmin {
     const devices = await this.devices();
     if (devices.some((d) => d.doc.key === p.device_key)) throw new KrpcError('INVALID_PARAMS', 'device_key already belongs to a device of this zone');
     const listed = await listAll(this.opts.kv, 'devices/');
-    if (listed.some((e) => e.key.endsWith('/revoked') && revokedKeysOf(e.value).has(p.device_key))) {
+    if (listed.some((e) => e.key.endsWith('/revoked') && revokedKeysOf(e.value)?.has(p.device_key) !== false)) {
       throw new KrpcError('INVALID_PARAMS', 'device_key was revoked when a device was removed; generate a new key');
     }
     const iat = this.nowSec();
@@ -251,9 +259,15 @@ export class DeviceAdmin {
     }
     const problem = await this.opts.quorumProblem?.(p.name);
     if (problem && !p.force) throw new KrpcError('FAILED_PRECONDITION', `${problem}; bring a member back first, or remove with force and accept that writes stop`);
+    // A core device holds the zone's verify-hub and enrolment keys, which cannot be rotated yet: removed, it could
+    // still sign tokens. Removing it is allowed only when the admin says they know (a lost or destroyed device).
+    if (target.doc.role === 'core' && !p.force) {
+      throw new KrpcError('FAILED_PRECONDITION', `${p.name} is a core device and holds the zone's signing keys, which this version cannot rotate: removing it does not take those keys away. Remove it with force only if the device is lost or destroyed`);
+    }
     const revokedKey = `devices/${p.name}/revoked`;
     const revoked = await this.opts.kv.get({ key: revokedKey });
     const keys = revokedKeysOf(revoked.value);
+    if (keys === null) throw new KrpcError('FAILED_PRECONDITION', `${revokedKey} is unreadable; it is not overwritten, so no revocation is lost: repair it by hand`);
     const ops: KvTxOp[] = [{ op: 'put', key: revokedKey, value: JSON.stringify([...new Set([...keys, target.doc.key])]) }];
     for (const e of await listAll(this.opts.kv, `devices/${p.name}/`, { keysOnly: true })) if (e.key !== revokedKey) ops.push({ op: 'delete', key: e.key });
     for (const e of await listAll(this.opts.kv, 'services/', { keysOnly: true })) if (e.key.endsWith(`/instances/${p.name}`)) ops.push({ op: 'delete', key: e.key });
@@ -262,7 +276,8 @@ export class DeviceAdmin {
     const tx = await this.opts.kv.exec_tx({ compares: [{ key: revokedKey, revision: revoked.revision }], ops: ops.slice(0, 128) });
     if (!tx.succeeded) throw new KrpcError('CONFLICT', `device ${p.name} changed during removal; try again`);
     for (let i = 128; i < ops.length; i += 128) await this.opts.kv.exec_tx({ ops: ops.slice(i, i + 128) });
-    this.opts.audit({ action: 'remove', actor: actor.userId, target: p.name, ip: ctx.remoteAddress, reason: `revoked ${target.doc.did}` });
+    const sessions = (await this.opts.revokeSessions?.(target.doc.did)) ?? 0;
+    this.opts.audit({ action: 'remove', actor: actor.userId, target: p.name, ip: ctx.remoteAddress, reason: `revoked ${target.doc.did}; ${sessions} session(s) opened with its key ended` });
     return { name: p.name, did: target.doc.did, deleted_keys: ops.length - 1 };
   }
 

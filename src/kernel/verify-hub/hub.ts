@@ -451,7 +451,11 @@ export class VerifyHub {
   }
 
   private async refresh(p: { refresh_token: string }, ctx: CallContext) {
-    const r = await this.sessions.refresh(p.refresh_token, async (s) => endedByAccount(await this.account(s.user), s));
+    const r = await this.sessions.refresh(p.refresh_token, async (s) => {
+      // A session opened with a device key ends with that device: once it is removed, its sessions cannot refresh.
+      if (s.device !== undefined && !(await this.opts.deviceKey(s.device))) return 'revoked';
+      return endedByAccount(await this.account(s.user), s);
+    });
     if (!r.ok) {
       if (r.reason === 'reused') {
         this.emit({ type: 'login_failed', action: 'refresh', actor: null, target: r.session?.user, app: r.session?.app, ip: ctx.remoteAddress, sid: r.sid, reason: 'refresh_token_reuse' });
@@ -733,6 +737,15 @@ export class VerifyHub {
   }
 
   /** Deletes expired sessions; run periodically. */
+  /** Ends every session opened with a device's key (the device was removed from the zone); answers how many. */
+  async revokeDeviceSessions(did: string): Promise<number> {
+    let n = 0;
+    for (const { sid, session } of await this.sessions.list()) {
+      if (session.device === did && !session.revoked && (await this.sessions.revoke(sid, 'device_removed'))) n++;
+    }
+    return n;
+  }
+
   sweep(): Promise<number> {
     return this.sessions.sweep();
   }

@@ -141,6 +141,7 @@ export async function runVerifyHubService(rt: KernelRuntime, port: number, deps:
     peers: enrolPeers(rt),
     authorizeAdmin: (ctx, resource, action, sudo) => hub.requireAdmin(ctx, resource, action, sudo),
     quorumProblem: (name) => etcdQuorumProblem(rt, name),
+    revokeSessions: (did) => hub.revokeDeviceSessions(did),
     audit: (e) => hub.emit({ type: 'device_change', action: e.action, actor: e.actor, target: e.target, ip: e.ip, reason: e.reason }),
   });
   const endpoint = createKrpcEndpoint(verifyHubApi, { ...hub.handlers(), ...devices.handlers() }, { authenticate: hub.authenticate, logger: rt.log });

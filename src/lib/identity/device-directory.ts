@@ -17,14 +17,15 @@ const REVOKED_KEY = /^devices\/([^/]+)\/revoked$/;
  * written back by mistake (or by someone who kept a copy) is still refused. */
 export const revokedKeysSchema = z.array(z.string()).max(1024);
 
-/** The revoked keys a `devices/<d>/revoked` value lists; none for an absent or unreadable value. */
-export function revokedKeysOf(value: string | null | undefined): Set<string> {
+/** The revoked keys a `devices/<d>/revoked` value lists: none for an absent value, and null for an unreadable one,
+ * which callers treat as "every key under that name is revoked": a damaged list must not un-revoke anything. */
+export function revokedKeysOf(value: string | null | undefined): Set<string> | null {
   if (value === null || value === undefined) return new Set();
   try {
     const r = revokedKeysSchema.safeParse(JSON.parse(value));
-    return r.success ? new Set(r.data) : new Set();
+    return r.success ? new Set(r.data) : null;
   } catch {
-    return new Set();
+    return null;
   }
 }
 
@@ -55,7 +56,7 @@ const MISS_RELIST_MS = 1_000;
 export class DeviceDirectory {
   private readonly docs = new Map<string, string>();
   private readonly infos = new Map<string, string[]>();
-  private readonly revoked = new Map<string, Set<string>>();
+  private readonly revoked = new Map<string, Set<string> | null>();
   private devices = new Map<string, ZoneDevice>();
   private readonly listeners = new Set<(removed: ZoneDevice[]) => void>();
   private readonly stop = new AbortController();
@@ -75,6 +76,11 @@ export class DeviceDirectory {
 
   close(): void {
     this.stop.abort();
+  }
+
+  /** Whether a listing has been read: before it, a device missing here may simply not be known yet. */
+  get loaded(): boolean {
+    return this.lastList > 0;
   }
 
   /** Called with the devices that stopped being trusted (removed, revoked, or whose document changed key). */
@@ -175,7 +181,8 @@ export class DeviceDirectory {
 
   private async rebuild(): Promise<void> {
     const next = new Map<string, ZoneDevice>();
-    const revokedKeys = new Set([...this.revoked.values()].flatMap((s) => [...s]));
+    const revokedKeys = new Set([...this.revoked.values()].flatMap((s) => (s ? [...s] : [])));
+    const unreadable = new Set([...this.revoked].filter(([, keys]) => keys === null).map(([name]) => name));
     for (const [name, jwt] of this.docs) {
       let doc: DeviceDoc;
       try {
@@ -188,7 +195,7 @@ export class DeviceDirectory {
         this.opts.log?.warn({ key: `devices/${name}/doc`, device: doc.name }, 'ignoring a device document stored under another name');
         continue;
       }
-      if (revokedKeys.has(doc.key)) continue;
+      if (revokedKeys.has(doc.key) || unreadable.has(name)) continue;
       next.set(name, { doc, publicKey: publicKeyFromB64(doc.key), addresses: this.infos.get(name) ?? [] });
     }
     const removed = [...this.devices.values()].filter((d) => next.get(d.doc.name)?.doc.key !== d.doc.key);

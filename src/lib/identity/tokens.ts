@@ -52,9 +52,17 @@ export function createTokenVerifier(anchors: () => TrustAnchors): TokenVerifier 
   const verify = async (token: string): Promise<Principal> => {
     const hit = verified.get(token);
     if (hit) {
-      if (hit.principal.expiresAt > Date.now() / 1000) return hit.principal;
-      verified.delete(token);
-      throw new KrpcError('TOKEN_EXPIRED', 'token has expired; refresh or log in again');
+      if (hit.principal.expiresAt <= Date.now() / 1000) {
+        verified.delete(token);
+        throw new KrpcError('TOKEN_EXPIRED', 'token has expired; refresh or log in again');
+      }
+      // A device removed while its token was being verified would otherwise stay cached: its key is looked up again
+      // (a map lookup for a known device) on every hit.
+      if (hit.kid !== VERIFY_HUB_KID && !(await anchors().deviceKey(hit.kid ?? ''))) {
+        verified.delete(token);
+        throw new KrpcError('UNAUTHENTICATED', 'token is signed by a key this zone does not trust');
+      }
+      return hit.principal;
     }
     const result = await verifyUncached(token);
     if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);

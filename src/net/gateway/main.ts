@@ -48,6 +48,9 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
   /** How another device is reached: its key from its document, its address from the route or its last report. */
   const peerFor = (node: string, routeHost: string | undefined): TunnelPeer | undefined => {
     const d = devices.byName(node);
+    // peers.json only bridges the time before the directory is read: once it is, a device it does not list (removed)
+    // is not reached at all.
+    if (!d && devices.loaded) return undefined;
     const known = peerByName.get(node);
     const key = d?.doc.key ?? known?.key;
     const ip = routeHost ?? d?.addresses[0];
