@@ -1,6 +1,7 @@
 // A zone of several devices, each in its own network namespace on one LAN: the first is activated, the others join
 // with offers and reach the zone's control plane through device tunnels; a removed device is shut out at once; a
-// device whose link is cut keeps running on what it last knew and converges when the link returns.
+// device whose link is cut keeps running on what it last knew and converges when the link returns; a home device behind
+// NAT joins a zone whose core device is a public host, through the tunnel it opens outwards.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -104,5 +105,32 @@ describe('multi-device zone on a LAN', { skip: skip ?? false, timeout: 600_000 }
     assert.notEqual(through.code, 0, 'node2 no longer reaches the zone through its tunnel');
     const list = JSON.parse(await ood1.cli(['device', 'list', '--json'])) as { name: string }[];
     assert.ok(!list.some((d) => d.name === 'node2'));
+  });
+});
+
+describe('multi-device zone: a home device behind NAT joins a zone whose core is a public host', { skip: skip ?? false, timeout: 300_000 }, () => {
+  let net: TestNet;
+  const devices: TestDevice[] = [];
+
+  before(async () => {
+    net = await startNet({ nat: true, devices: [{ name: 'gw', site: 'public' }, { name: 'nas', site: 'home' }] });
+    devices.push(...(await Promise.all(['gw', 'nas'].map((n) => startDevice(net, n)))));
+  });
+  after(async () => {
+    await Promise.all(devices.map(destroyDevice));
+    await net?.destroy();
+  });
+
+  it('joins through the NAT and reaches the zone over the tunnel it opened', async () => {
+    const [gw, nas] = devices as [TestDevice, TestDevice];
+    await activateFirst(gw, 'public.example.com');
+    await joinDevice(gw, nas, 'storage');
+    assert.match(await nas.cli(['config', 'get', 'boot/config']), /eyJ/);
+    for (let i = 0; ; i++) {
+      const list = JSON.parse(await gw.cli(['device', 'list', '--json'])) as { name: string; state: string }[];
+      if (list.find((d) => d.name === 'nas')?.state === 'online') break;
+      if (i > 60) assert.fail(`nas is not reported online: ${JSON.stringify(list)}`);
+      await new Promise((res) => setTimeout(res, 500));
+    }
   });
 });
