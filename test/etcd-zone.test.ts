@@ -1,7 +1,8 @@
 // etcd control on real devices: three core devices in three network namespaces. The first is activated, two join;
 // with three core devices online the zone moves its store from SQLite to an etcd cluster the node_daemons run (peer
 // and client TLS from device keys); a core device is killed and the zone still takes writes; it comes back and
-// catches up; then the store moves back to SQLite with nothing lost.
+// catches up; a removed core device is replaced by a new one that becomes a member; then the store moves back to
+// SQLite with nothing lost.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { type TestNet, netnsUnavailableReason, startNet } from './support/netns.ts';
@@ -50,7 +51,7 @@ describe('etcd control: three core devices', { skip: skip ?? false, timeout: 900
   let ood3: TestDevice;
 
   before(async () => {
-    net = await startNet({ devices: [{ name: 'ood1' }, { name: 'ood2' }, { name: 'ood3' }] });
+    net = await startNet({ devices: [{ name: 'ood1' }, { name: 'ood2' }, { name: 'ood3' }, { name: 'ood4' }] });
     [ood1, ood2, ood3] = await Promise.all(['ood1', 'ood2', 'ood3'].map((n) => startDevice(net, n)));
     devices.push(ood1, ood2, ood3);
     await activateFirst(ood1, 'cluster.example.com');
@@ -110,6 +111,23 @@ describe('etcd control: three core devices', { skip: skip ?? false, timeout: 900
     ood2.start();
     await ood2.waitFor((s) => s.state === 'running', 120_000, 'ood2 running again');
     await until('three healthy members again', 90_000, async () => (await storeStatus(ood1))?.cluster?.healthy === 3);
+  });
+
+  it('replaces a removed core device: its member leaves the cluster, and a new core device becomes a member', async () => {
+    await ood1.cli(['device', 'rm', 'ood3', '--force']);
+    await until('the cluster down to two members', 90_000, async () => {
+      const s = await storeStatus(ood1);
+      return s?.cluster?.members.length === 2 && s.cluster.healthy === 2;
+    });
+    const ood4 = await startDevice(net, 'ood4');
+    devices.push(ood4);
+    await joinDevice(ood1, ood4, 'core');
+    const st = await until('ood4 a healthy member', 180_000, async () => {
+      const s = await storeStatus(ood1);
+      return s?.cluster?.healthy === 3 && s.cluster.members.some((m) => m.name === 'ood4' && m.healthy) ? s : null;
+    });
+    assert.deepEqual(st.cluster!.members.map((m) => m.name).sort(), ['ood1', 'ood2', 'ood4']);
+    await until('ood4 reading the store on its own member', 120_000, async () => (await storeStatus(ood4))?.backend === 'etcd' && (await configGet(ood4, 'test/k')) === 'v2');
   });
 
   it('moves back to SQLite on one device, and the others reach it there', async () => {

@@ -117,6 +117,7 @@ export class StoreControl {
     this.timer = setInterval(() => {
       this.enqueue(() => this.maybeAutoMove());
       this.enqueue(() => this.pruneRemovedMembers());
+      this.enqueue(() => this.growMembers());
     }, 10_000);
   }
 
@@ -256,13 +257,41 @@ export class StoreControl {
     const present = c.members.filter((x) => rt.devices().byName(x.name));
     const gone = c.members.filter((x) => !rt.devices().byName(x.name));
     if (gone.length === 0 || present.length === 0 || present.map((x) => x.name).sort()[0] !== this.self) return;
-    const { removeMember } = await etcdCluster();
+    const { clusterHealth, removeMember } = await etcdCluster();
+    const endpoints = present.map((p) => p.client_url);
+    const inCluster = new Set((await clusterHealth(endpoints, this.tlsBuffers())).members.map((m) => m.name));
     for (const x of gone) {
-      await removeMember(present.map((p) => p.client_url), x.name, { force: true }, this.tlsBuffers());
+      // A removal whose record update failed last time is already done in etcd: only the record is left to fix.
+      if (inCluster.has(x.name)) await removeMember(endpoints, x.name, { force: true }, this.tlsBuffers());
       this.host.log.info({ member: x.name }, 'removed the etcd member of a device that left the zone');
     }
     const record: ConfigStoreRecord = { ...c, members: present };
     await rt.configClient().set({ key: CONFIG_STORE_KEY, value: JSON.stringify(record) });
+  }
+
+  /**
+   * Keeps the cluster as large as the zone allows: the largest odd number of online core devices, at most seven (an
+   * even count adds a member quorum needs without adding tolerance). A core device that joined a zone already on
+   * etcd, or that replaces a removed one, is added one at a time, and only while every member is healthy. The first of
+   * the members by name does it.
+   */
+  private async growMembers(): Promise<void> {
+    const c = this.last.store;
+    if (this.busy || c?.backend !== 'etcd' || this.host.backend() !== 'etcd') return;
+    if ([...c.members].map((x) => x.name).sort()[0] !== this.self) return;
+    const online = await this.onlineCores();
+    const wanted = Math.min(7, online.length % 2 === 0 ? online.length - 1 : online.length);
+    const candidate = online.filter((d) => !c.members.some((x) => x.name === d.name)).sort((a, b) => (a.name < b.name ? -1 : 1))[0];
+    if (c.members.length >= wanted || !candidate) return;
+    const { addMember, clusterHealth } = await etcdCluster();
+    const endpoints = c.members.map((x) => x.client_url);
+    const health = await clusterHealth(endpoints, this.tlsBuffers());
+    if (health.healthy !== c.members.length) return;
+    const added: EtcdMemberRecord = { name: candidate.name, peer_url: `https://${candidate.ip}:${PEER_PORT}`, client_url: `https://${candidate.ip}:${CLIENT_PORT}` };
+    await addMember(endpoints, added.peer_url, added.name, this.tlsBuffers());
+    const record: ConfigStoreRecord = { ...c, members: [...c.members, added] };
+    await this.host.runtime().configClient().set({ key: CONFIG_STORE_KEY, value: JSON.stringify(record) });
+    this.host.log.info({ member: added.name }, 'added a core device to the etcd cluster');
   }
 
   /** Core devices that reported within the online window, with the address they reported. */
