@@ -80,11 +80,16 @@ const specSchema = z.object({
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** An odd number of members, at most seven: an even count adds a member that quorum needs without adding tolerance. */
+/** How many members `devices` core devices should make: an odd number, at most seven (an even count adds a member
+ * that quorum needs without adding tolerance). */
+export function clusterSize(devices: number): number {
+  return Math.min(7, devices % 2 === 0 ? devices - 1 : devices);
+}
+
+/** The members a new cluster starts with: the orchestrator first, the rest by name. */
 export function pickMembers(online: { name: string; ip: string }[], self: string): { name: string; ip: string }[] {
   const sorted = [...online].sort((a, b) => (a.name === self ? -1 : b.name === self ? 1 : a.name < b.name ? -1 : 1));
-  const n = Math.min(7, sorted.length % 2 === 0 ? sorted.length - 1 : sorted.length);
-  return sorted.slice(0, n);
+  return sorted.slice(0, clusterSize(sorted.length));
 }
 
 export class StoreControl {
@@ -280,7 +285,7 @@ export class StoreControl {
     if (this.busy || c?.backend !== 'etcd' || this.host.backend() !== 'etcd') return;
     if ([...c.members].map((x) => x.name).sort()[0] !== this.self) return;
     const online = await this.onlineCores();
-    const wanted = Math.min(7, online.length % 2 === 0 ? online.length - 1 : online.length);
+    const wanted = clusterSize(online.length);
     const candidate = online.filter((d) => !c.members.some((x) => x.name === d.name)).sort((a, b) => (a.name < b.name ? -1 : 1))[0];
     if (c.members.length >= wanted || !candidate) return;
     const { addMember, clusterHealth } = await etcdCluster();
@@ -513,9 +518,7 @@ export class StoreControl {
     await source.close();
     await target.close();
     // The old file stays beside the new store for an operator to inspect or restore; nothing reads it any more.
-    const db = sqliteStorePath(this.host.paths);
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    for (const suffix of ['', '-wal', '-shm']) if (existsSync(db + suffix)) renameSync(db + suffix, `${db}.moved-${stamp}${suffix}`);
+    setAsideSqlite(sqliteStorePath(this.host.paths), 'moved');
     const nodeCfg = loadNodeConfig(this.host.paths);
     saveNodeConfig(this.host.paths, { ...nodeCfg, config_backend: this.etcdBackend(this.endpointsFor(members)) });
     await this.host.reboot('the zone store moved to etcd');
@@ -537,11 +540,10 @@ export class StoreControl {
     });
     await sleep(FREEZE_SETTLE_MS);
     const db = sqliteStorePath(this.host.paths);
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const clearTarget = () => {
-      for (const suffix of ['', '-wal', '-shm']) rmSync(db + suffix, { force: true });
+      for (const suffix of SQLITE_SUFFIXES) rmSync(db + suffix, { force: true });
     };
-    for (const suffix of ['', '-wal', '-shm']) if (existsSync(db + suffix)) renameSync(db + suffix, `${db}.old-${stamp}${suffix}`);
+    setAsideSqlite(db, 'old');
     let source: Store | null = null;
     let record: ConfigStoreRecord | null = null;
     let lastError: Error | null = null;
@@ -593,6 +595,15 @@ export class StoreControl {
     await sleep(15_000);
     await this.dropMember();
   }
+}
+
+/** A SQLite database is its file and, in WAL mode, two companions: they move together or not at all. */
+const SQLITE_SUFFIXES = ['', '-wal', '-shm'] as const;
+
+/** Renames a SQLite store out of the way (`<db>.<label>-<time>`), kept for an operator to inspect or restore. */
+function setAsideSqlite(db: string, label: string): void {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  for (const suffix of SQLITE_SUFFIXES) if (existsSync(db + suffix)) renameSync(db + suffix, `${db}.${label}-${stamp}${suffix}`);
 }
 
 type Store = Awaited<ReturnType<Awaited<ReturnType<typeof stores>>['openStore']>>;
