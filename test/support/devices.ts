@@ -103,10 +103,23 @@ export async function startDevice(net: TestNet, name: string): Promise<TestDevic
   return dev;
 }
 
+/** Waits until the device's gateway routes system-config: a node reports `running` once its services are up, a
+ * moment before the scheduler has written the routes to them. */
+async function waitRoutable(dev: TestDevice, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await dev.tryCli(['config', 'get', 'boot/config']);
+    if (r.code === 0) return;
+    if (Date.now() > deadline) throw new Error(`${dev.name}: system-config not reachable through the gateway: ${r.stderr.trim()}`);
+    await new Promise((res) => setTimeout(res, 500));
+  }
+}
+
 /** Activates the first device of a zone from inside its namespace, with the test owner words and password. */
 export async function activateFirst(dev: TestDevice, zone: string): Promise<void> {
   await dev.cli(['activate', '--zone', zone, '--owner', 'alice', '--device-name', dev.name], { BUCKYOS_MNEMONIC: MNEMONIC, BUCKYOS_PASSWORD: ADMIN_PASSWORD });
   await dev.waitFor((s) => s.state === 'running', 90_000, 'running after activation');
+  await waitRoutable(dev);
 }
 
 /** Issues an offer on `admin` and joins `dev` with it; resolves once `dev` runs in the zone. */
@@ -114,6 +127,7 @@ export async function joinDevice(admin: TestDevice, dev: TestDevice, role: strin
   const offer = JSON.parse(await admin.cli(['device', 'add', '--role', role, '--name', dev.name, '--json'])) as { code: string };
   await dev.cli(['join', offer.code]);
   await dev.waitFor((s) => s.state === 'running', 90_000, 'running after join');
+  await waitRoutable(dev);
 }
 
 /** Stops the device and deletes its root, unless BUCKYOS_TEST_KEEP_ROOTS is set (to read a failed run's logs). */
