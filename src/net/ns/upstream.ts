@@ -77,6 +77,10 @@ class UdpSocket {
     this.socket.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
     this.socket.on('error', () => this.fail(new UpstreamError('socket error')));
     this.socket.bind(0);
+    // A pooled socket waiting for its next query must not keep the process alive by itself: a query in flight has its
+    // own timer, and a server keeps running on its listening sockets. Without this, a socket opened by a prefetch as the
+    // server closed would hold the process open.
+    this.socket.unref();
   }
 
   private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
