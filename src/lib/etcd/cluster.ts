@@ -1,7 +1,8 @@
 // Cluster operations on the zone's etcd: per-member health, quorum arithmetic, and adding and removing members with
 // the quorum rules of docs/etcd-control.md. node_daemon, `buckyos status` and the control panel all read the same
 // ClusterHealth, so what the user is shown is what the refusals are based on.
-import { Etcd3, type IMember, type IOptions } from 'etcd3';
+import { Etcd3, type IMember } from 'etcd3';
+import { runOnce } from './run-once.ts';
 import { assertMemberName, memberUrl } from './member.ts';
 
 /** Client TLS material (PEM): the zone CA, and a certificate and key the members accept. */
@@ -52,16 +53,6 @@ export function quorumOf(members: number): number {
   return Math.floor(members / 2) + 1;
 }
 
-type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
-
-/** Replaces the client's default of retrying a failed call three times: a member that does not answer within the
- * deadline is reported as such, and a membership change is never sent twice. */
-const runOnce: Policy = {
-  _altReturn: undefined as never,
-  onSuccess: () => ({ dispose: () => undefined }),
-  onFailure: () => ({ dispose: () => undefined }),
-  execute: async (fn) => fn({ signal: new AbortController().signal }),
-};
 
 /** A client bound to one member, so every answer is known to come from that member. */
 function memberClient(url: string, tls: EtcdClientTls | undefined, timeoutMs: number): Etcd3 {

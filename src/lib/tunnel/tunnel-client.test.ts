@@ -5,37 +5,11 @@ import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type KeyPair, generateKeyPair, privateKeyToPem } from '../identity/keys.ts';
-import { selfSignedCert } from '../identity/tls-certs.ts';
-import { TunnelClient, type TunnelClientOptions, type TunnelPeer, type TunnelResponse } from './tunnel-client.ts';
+import { privateKeyToPem } from '../identity/keys.ts';
+import { TunnelClient, type TunnelClientOptions, type TunnelPeer } from './tunnel-client.ts';
 import { type TunnelServer, startTunnelServer } from './tunnel-server.ts';
 import { TunnelError, parseAddress } from './common.ts';
-
-interface Device {
-  name: string;
-  key: KeyPair;
-  certPem: string;
-}
-
-async function device(name: string): Promise<Device> {
-  const key = generateKeyPair();
-  return { name, key, certPem: await selfSignedCert({ key, commonName: name }) };
-}
-
-async function text(res: TunnelResponse): Promise<string> {
-  let out = '';
-  for await (const chunk of res.body) out += String(chunk);
-  return out;
-}
-
-function rejectsWith(p: Promise<unknown>, code: TunnelError['code'], message: RegExp): Promise<void> {
-  return assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof TunnelError, `expected a TunnelError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    assert.match(e.message, message);
-    return true;
-  });
-}
+import { type Device, device, rejectsWith, text } from './testing.suite.ts';
 
 /** A port nothing listens on: taken from the system, then released. */
 async function closedPort(): Promise<number> {

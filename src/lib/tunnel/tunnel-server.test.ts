@@ -6,37 +6,12 @@ import { connect as h2connect, constants, type Http2ServerRequest, type Http2Ser
 import { connect as tcpConnect } from 'node:net';
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { type KeyPair, generateKeyPair, privateKeyToPem } from '../identity/keys.ts';
+import { privateKeyToPem } from '../identity/keys.ts';
 import { selfSignedCert } from '../identity/tls-certs.ts';
-import { TunnelClient, type TunnelClientOptions, type TunnelPeer, type TunnelResponse } from './tunnel-client.ts';
+import { TunnelClient, type TunnelClientOptions, type TunnelPeer } from './tunnel-client.ts';
 import { type TunnelServer, type TunnelServerOptions, startTunnelServer } from './tunnel-server.ts';
 import { TunnelError } from './common.ts';
-
-interface Device {
-  name: string;
-  key: KeyPair;
-  certPem: string;
-}
-
-async function device(name: string): Promise<Device> {
-  const key = generateKeyPair();
-  return { name, key, certPem: await selfSignedCert({ key, commonName: name }) };
-}
-
-async function text(res: TunnelResponse): Promise<string> {
-  let out = '';
-  for await (const chunk of res.body) out += String(chunk);
-  return out;
-}
-
-function rejectsWith(p: Promise<unknown>, code: TunnelError['code'], message: RegExp): Promise<void> {
-  return assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof TunnelError, `expected a TunnelError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    assert.match(e.message, message);
-    return true;
-  });
-}
+import { type Device, device, rejectsWith, text } from './testing.suite.ts';
 
 describe('tunnel server', () => {
   let a: Device; // the usual client

@@ -8,12 +8,12 @@ import {
   isRecoverableError,
   type ICompare,
   type IKeyValue,
-  type IOptions,
   type IRangeRequest,
   type IRequestOp,
   type IResponseHeader,
   type IWatchResponse,
 } from 'etcd3';
+import { runOnce } from '../../../lib/etcd/run-once.ts';
 import {
   StoreError,
   type ConfigEntry,
@@ -93,15 +93,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
-
-/** Replaces the client's default of retrying every failed call, which could apply a write twice; see `call`. */
-const runOnce: Policy = {
-  _altReturn: undefined as never,
-  onSuccess: () => ({ dispose: () => undefined }),
-  onFailure: () => ({ dispose: () => undefined }),
-  execute: async (fn) => fn({ signal: new AbortController().signal }),
-};
 
 export function openEtcdStore(opts: EtcdStoreOptions): ConfigStore {
   const ns = opts.prefix ?? DEFAULT_PREFIX;
