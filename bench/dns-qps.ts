@@ -99,7 +99,7 @@ async function startCyfsNs(label: string, yaml: string, dir: string): Promise<Se
   const main = join(REPO, 'dist', 'net', 'ns', 'main.js');
   const script = `
     import { loadNsConfig, startNs } from ${JSON.stringify(main)};
-    const server = await startNs(loadNsConfig(process.argv[1]));
+    const { server } = await startNs(loadNsConfig(process.argv[1]));
     process.on('message', async (m) => {
       if (m === 'stats') process.send({ stats: await server.stats() });
       if (m === 'stop') { await server.close(); process.exit(0); }

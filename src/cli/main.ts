@@ -20,6 +20,7 @@ const VERBS: Record<string, () => Promise<Register>> = {
   join: async () => (await import('./device.ts')).registerJoin,
   zone: async () => (await import('./zone.ts')).registerZone,
   ns: async () => (await import('./ns.ts')).registerNs,
+  dns: async () => (await import('./dns.ts')).registerDns,
 };
 
 const program = new Command('buckyos')

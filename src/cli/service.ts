@@ -44,6 +44,11 @@ async function runScheduler(rt: KernelRuntime, port: number): Promise<Running> {
   return runSchedulerService(rt, port, roleLookup(rt));
 }
 
+async function runNs(rt: KernelRuntime, port: number): Promise<Running> {
+  const { runNsService } = await import('../net/ns/main.ts');
+  return runNsService(rt, port, roleLookup(rt));
+}
+
 /** The bootstrap service of an unactivated device: runs until the device is activated, then exits 0. */
 async function runActivation(root: string | undefined): Promise<void> {
   const { runActivationService } = await import('../kernel/activation/main.ts');
@@ -81,6 +86,7 @@ export function registerService(program: Command): void {
         : svc === 'verify-hub' ? await runVerifyHub(rt, port, stop.signal)
         : svc === 'klog' ? await runKlog(rt, port)
         : svc === 'scheduler' ? await runScheduler(rt, port)
+        : svc === 'ns' ? await runNs(rt, port)
         : await (await import('../net/gateway/main.ts')).runNodeGateway(rt, port);
       let closing = false;
       const close = async (why: string) => {

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  type ConfigBackendKind, KERNEL_SERVICE_PORTS, type KernelServiceName, type NodeConfig, type NodePaths, loadNodeConfig, nodePaths,
+  type ConfigBackendKind, KERNEL_SERVICE_PORTS, type KernelServiceName, OPT_IN_KERNEL_SERVICES, type NodeConfig, type NodePaths, loadNodeConfig, nodePaths,
 } from '../../lib/config/node-config.ts';
 import { type InstanceReport, type NodeRunConfig, nodeRunConfigSchema } from '../../lib/config/zone-records.ts';
 import { isActivated } from '../../lib/identity/node-identity.ts';
@@ -34,7 +34,7 @@ export function bootOrder(backend: ConfigBackendKind): KernelServiceName[] {
 /** What a node runs before the scheduler said otherwise: everything on the device holding the zone's store, only the
  * gateway on a device that joined. */
 export function initialRunConfig(backend: ConfigBackendKind): NodeRunConfig {
-  return { kernel: backend === 'remote' ? ['gateway'] : [...KERNEL_BOOT_ORDER], apps: [] };
+  return { kernel: backend === 'remote' ? ['gateway'] : KERNEL_BOOT_ORDER.filter((s) => !OPT_IN_KERNEL_SERVICES.has(s)), apps: [] };
 }
 
 export function kernelPort(name: KernelServiceName, config: NodeConfig): number {

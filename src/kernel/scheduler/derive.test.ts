@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { systemConfigApi } from '../../lib/api/system-config.ts';
-import { KERNEL_SERVICE_PORTS } from '../../lib/config/node-config.ts';
+import { KERNEL_SERVICE_PORTS, type KernelServiceName, OPT_IN_KERNEL_SERVICES } from '../../lib/config/node-config.ts';
 import type { ServiceSpec } from '../../lib/config/zone-records.ts';
 import { DOCUMENT_LIFETIME_SEC, type DeviceRole, type ZoneBootConfig, signDocument } from '../../lib/identity/documents.ts';
 import { type KeyPair, generateKeyPair } from '../../lib/identity/keys.ts';
@@ -28,7 +28,8 @@ import { Scheduler, TICK_INTERVAL_MS } from './scheduler.ts';
 
 const T0 = 1_750_000_000_000;
 const GiB = 1024 ** 3;
-const KERNEL = Object.keys(KERNEL_SERVICE_PORTS);
+// Opt-in services (ns) run nowhere until a spec places them, so the kernel a node runs by default leaves them out.
+const KERNEL = Object.keys(KERNEL_SERVICE_PORTS).filter((s) => !OPT_IN_KERNEL_SERVICES.has(s as KernelServiceName));
 const PORTS: Record<string, number> = { 'system-config': 3200, 'verify-hub': 3300, klog: 3500, scheduler: 3400, gateway: 3180, share: 8000, index: 8100 };
 
 const device = (role: DeviceRole, n: number, memory = 8 * GiB): DeviceInput => ({ role, memory_bytes: memory, ipv4: `10.0.0.${n}` });

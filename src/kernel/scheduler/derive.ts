@@ -85,6 +85,8 @@ const BUILTIN_SPECS: Readonly<Record<KernelServiceName, ServiceSpec>> = {
   klog: EVERY_CORE,
   scheduler: EVERY_CORE,
   gateway: { replicas: 'all', roles: [...DEVICE_ROLES] },
+  // Opt-in (OPT_IN_KERNEL_SERVICES): nowhere until an admin's spec, e.g. {"replicas": "all", "roles": ["core", "gateway"]}.
+  ns: { replicas: 0, roles: ['core', 'gateway'] },
 };
 
 /** Services a spec cannot move: without them the zone could not be changed (system-config), corrected (scheduler)

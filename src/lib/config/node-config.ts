@@ -40,6 +40,8 @@ export const nodeConfigSchema = z
         verify_hub: port.default(3300),
         scheduler: port.default(3400),
         klog: port.default(3500),
+        /** cyfs-ns's admin API (kRPC); its DNS listeners are set in its own configuration (port 53 by default). */
+        ns: port.default(3600),
         /** Device-to-device tunnels (TLS + HTTP/2, authenticated by device keys), on the LAN. */
         tunnel: port.default(2980),
       })
@@ -86,8 +88,13 @@ export const KERNEL_SERVICE_PORTS = {
   klog: 'klog',
   scheduler: 'scheduler',
   gateway: 'gateway',
+  ns: 'ns',
 } as const satisfies Record<string, keyof NodeConfig['ports']>;
 export type KernelServiceName = keyof typeof KERNEL_SERVICE_PORTS;
+
+/** Kernel services that run only where an admin's `services/<s>/spec` places them: the zone's DNS server answers a
+ * network, which is the owner's decision, and would cost an idle zone a process. */
+export const OPT_IN_KERNEL_SERVICES: ReadonlySet<KernelServiceName> = new Set<KernelServiceName>(['ns']);
 
 /**
  * Where this node's system-config lives: `sqlite` (this node holds the zone's store), `etcd` (this core node runs a

@@ -2,6 +2,7 @@
 // signature and expiry check, so a document that reaches code is always authentic, current and well-formed.
 import { z } from 'zod';
 import type { KeyObject } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
 import { signJwt, verifyJwt, JwtError } from './jwt.ts';
 import { ZONE_HOST, publicKeyFromB64 } from './keys.ts';
 
@@ -201,6 +202,36 @@ export async function openEnrolOffer(text: string): Promise<{ jwt: string; offer
   return { jwt, offer };
 }
 
+/**
+ * A zone's public names, as the zone publishes them in DNS beside its boot config (TXT `_buckyos.<zone>`, see
+ * docs/ns-zone-names.md): signed by the enrolment key the owner delegated in the boot config, so a resolver that
+ * trusts the owner key can check every address without the owner's key being online. Short-lived on purpose: a
+ * stale copy replayed by a hostile resolver stops verifying when it expires.
+ */
+const ipv4Text = z.string().refine((v) => isIPv4(v), 'an IPv4 address');
+const ipv6Text = z.string().refine((v) => isIPv6(v), 'an IPv6 address');
+/** "@" is the zone's own name, "*" every name below it without records of its own, else one label below the zone. */
+export const ZONE_NAME_LABEL = /^(@|\*|[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)$/;
+export const zoneNamesSchema = z.object({
+  typ: z.literal('zone-names'),
+  zone: zoneHost,
+  names: z
+    .record(
+      z.string().regex(ZONE_NAME_LABEL, 'a label: "@", "*", or one DNS label'),
+      z.object({ a: z.array(ipv4Text).max(16).optional(), aaaa: z.array(ipv6Text).max(16).optional() }).strict(),
+    )
+    .refine((n) => Object.keys(n).length <= 256, 'at most 256 names'),
+  /** Seconds a resolver may keep an answer made from this document. */
+  ttl: z.number().int().min(1).max(86400),
+  iat: z.number().int(),
+  exp: z.number().int(),
+});
+export type ZoneNames = z.infer<typeof zoneNamesSchema>;
+
+export function verifyZoneNames(jwt: string, enrolKey: KeyObject): Promise<ZoneNames> {
+  return verifyDoc('zone names document', zoneNamesSchema, jwt, enrolKey);
+}
+
 /** An owner document is self-signed: it proves possession of the key it names. */
 export async function verifyOwnerDoc(jwt: string): Promise<OwnerDoc> {
   const parts = jwt.split('.');
@@ -221,7 +252,7 @@ export async function verifyOwnerDoc(jwt: string): Promise<OwnerDoc> {
   return verifyDoc('owner document', ownerDocSchema, jwt, ownerKey);
 }
 
-export function signDocument(payload: ZoneBootConfig | DeviceDoc | OwnerDoc | EnrolOffer, ownerKey: KeyObject): Promise<string> {
+export function signDocument(payload: ZoneBootConfig | DeviceDoc | OwnerDoc | EnrolOffer | ZoneNames, ownerKey: KeyObject): Promise<string> {
   return signJwt(payload, ownerKey);
 }
 

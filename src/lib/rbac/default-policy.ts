@@ -41,6 +41,7 @@ p, frame, obj://config/services/{user}/**, write|create|delete
 p, frame, obj://log/**, create
 g, control-panel, frame
 g, klog, frame
+g, ns, frame
 
 # guest: someone let in to see what is shared publicly, nothing more. The boot config is public anyway (the zone
 # publishes it through DNS), and the UI needs it to know which zone it is in.
@@ -85,6 +86,7 @@ p, admin, obj://config/devices/*/doc, write|create|delete
 p, admin, obj://config/nodes/**, read
 p, admin, obj://config/services/**, read
 p, admin, obj://config/services/*/spec, write|create|delete
+p, admin, obj://config/services/*/config, write|create|delete
 p, admin, obj://config/users/**, read
 p, admin, obj://config/users/*/apps/**, write|create|delete
 p, admin, obj://config/storage/**, read|write|create|delete
@@ -119,6 +121,7 @@ p2, frame, obj://config/storage/**, read
 p2, frame, obj://config/services/{app}/**, write|create|delete
 p2, frame, obj://log/**, create
 g2, klog, frame
+g2, ns, frame
 
 # trusted-ui: the system UI and the CLI are how a user acts on the zone at all, so they may do whatever that user
 # may: the user side alone decides. They ship with the kernel; no installed app can join this role (see the tail

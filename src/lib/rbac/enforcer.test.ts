@@ -196,6 +196,12 @@ const RULES: RuleCases[] = [
     deny: [['obj://config/services/scheduler/info', 'write'], ['obj://config/services/share/spec', 'write', { user: 'alice' }], ['obj://config/services/share/spec/x', 'write']],
   },
   {
+    rule: 'p, admin, obj://config/services/*/config, write|create|delete',
+    who: cli('carol'),
+    allow: [['obj://config/services/ns/config', 'write'], ['obj://config/services/share/config', 'create'], ['obj://config/services/ns/config', 'delete']],
+    deny: [['obj://config/services/ns/records', 'write'], ['obj://config/services/ns/config', 'write', { user: 'alice' }], ['obj://config/services/ns/config/x', 'write']],
+  },
+  {
     rule: 'p, admin, obj://config/users/**, read',
     who: cli('carol'),
     allow: [['obj://config/users/alice/settings', 'read'], ['obj://config/users/bob/apps/share/spec', 'read'], ['obj://config/users/alice', 'read']],

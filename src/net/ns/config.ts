@@ -3,7 +3,11 @@
 // ignored on a machine that answers every name its network asks for.
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode, type Pair } from 'yaml';
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node as YamlNode } from 'yaml';
+import { Reader } from './config-reader.ts';
+import { type FakeIpConfig, parseFakeIpConfig } from './fakeip-config.ts';
+import { type DhcpConfig, parseDhcpConfig } from './dhcp-config.ts';
+import { type TrustedNamesConfig, defaultTrustedNames, parseTrustedNamesConfig } from './trusted-config.ts';
 import { CidrMap, parseIP } from './ip.ts';
 import { normalizeName, typeNumber } from './wire.ts';
 import { domainProblem, parseRecordValue } from './records.ts';
@@ -88,6 +92,11 @@ export interface NsConfig {
   stats: { top: number };
   query_log: { enabled: boolean };
   log: { level: string; dir: string | null };
+  /** The DHCPv4 server (dhcp-config.ts, docs/ns-dhcp.md); null: off. */
+  dhcp: DhcpConfig | null;
+  trusted_names: TrustedNamesConfig;
+  /** Null when absent or `enabled: false`. */
+  fake_ip: FakeIpConfig | null;
 }
 
 export class ConfigError extends Error {
@@ -97,118 +106,6 @@ export class ConfigError extends Error {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-/** Reads typed values out of the YAML tree, recording every problem with its line. */
-class Reader {
-  private readonly found: { line: number; text: string }[] = [];
-
-  constructor(private readonly file: string, private readonly lines: LineCounter) {}
-
-  /** Every problem, in file order. */
-  get problems(): string[] {
-    return [...this.found].sort((a, b) => a.line - b.line).map((p) => p.text);
-  }
-
-  line(node: YamlNode | Pair | null | undefined): number {
-    const range = node && 'range' in node ? node.range : node && 'key' in node ? (node.key as YamlNode | null)?.range : undefined;
-    return range ? this.lines.linePos(range[0]).line : 0;
-  }
-
-  err(node: YamlNode | null | undefined, path: string, why: string): void {
-    const line = this.line(node);
-    this.found.push({ line, text: `${this.file}${line ? `:${line}` : ''}: ${path}: ${why}` });
-  }
-
-  /** The pairs of a mapping, checking every key against `allowed`; undefined (with an error) when not a mapping. */
-  map(node: YamlNode | null | undefined, path: string, allowed: readonly string[]): Map<string, YamlNode | null> | undefined {
-    if (!isMap(node)) {
-      this.err(node, path, 'must be a mapping of keys to values');
-      return undefined;
-    }
-    const out = new Map<string, YamlNode | null>();
-    for (const pair of node.items) {
-      const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
-      if (key === undefined) {
-        this.err(pair.key as YamlNode, path, 'keys must be plain names');
-        continue;
-      }
-      if (!allowed.includes(key)) {
-        this.err(pair.key as YamlNode, path ? `${path}.${key}` : key, `unknown key (known here: ${allowed.join(', ')})`);
-        continue;
-      }
-      out.set(key, (pair.value as YamlNode | null) ?? null);
-    }
-    return out;
-  }
-
-  seq(node: YamlNode | null | undefined, path: string): (YamlNode | null)[] | undefined {
-    if (!isSeq(node)) {
-      this.err(node, path, 'must be a list');
-      return undefined;
-    }
-    return node.items as (YamlNode | null)[];
-  }
-
-  scalar(node: YamlNode | null | undefined): unknown {
-    return isScalar(node) ? node.value : undefined;
-  }
-
-  str(node: YamlNode | null | undefined, path: string): string | undefined {
-    const v = this.scalar(node);
-    if (typeof v !== 'string' || v === '') {
-      this.err(node, path, typeof v === 'number' ? 'must be text (quote it)' : 'must be non-empty text');
-      return undefined;
-    }
-    return v;
-  }
-
-  int(node: YamlNode | null | undefined, path: string, min: number, max: number): number | undefined {
-    const v = this.scalar(node);
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      this.err(node, path, `must be a whole number from ${min} to ${max}`);
-      return undefined;
-    }
-    return v;
-  }
-
-  num(node: YamlNode | null | undefined, path: string, min: number, max: number): number | undefined {
-    const v = this.scalar(node);
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-      this.err(node, path, `must be a number from ${min} to ${max}`);
-      return undefined;
-    }
-    return v;
-  }
-
-  bool(node: YamlNode | null | undefined, path: string): boolean | undefined {
-    const v = this.scalar(node);
-    if (typeof v !== 'boolean') {
-      this.err(node, path, 'must be true or false');
-      return undefined;
-    }
-    return v;
-  }
-
-  oneOf<T extends string>(node: YamlNode | null | undefined, path: string, options: readonly T[]): T | undefined {
-    const v = this.scalar(node);
-    if (typeof v !== 'string' || !(options as readonly string[]).includes(v)) {
-      this.err(node, path, `must be one of ${options.join(', ')}`);
-      return undefined;
-    }
-    return v as T;
-  }
-
-  strList(node: YamlNode | null | undefined, path: string): string[] {
-    const items = this.seq(node, path);
-    if (!items) return [];
-    const out: string[] = [];
-    items.forEach((item, i) => {
-      const s = this.str(item, `${path}[${i}]`);
-      if (s !== undefined) out.push(s);
-    });
-    return out;
-  }
-}
 
 function hostPort(text: string, defaultPort: number): { host: string; port: number } | string {
   const m = /^\[([^\]]+)\](?::([0-9]+))?$/.exec(text) ?? /^([^:]+)(?::([0-9]+))?$/.exec(text);
@@ -309,11 +206,15 @@ export function defaultConfig(): NsConfig {
     stats: { top: 20 },
     query_log: { enabled: false },
     log: { level: 'info', dir: null },
+    dhcp: null,
+    trusted_names: defaultTrustedNames(),
+    fake_ip: null,
   };
 }
 
-/** Parses and validates configuration text; throws ConfigError listing every problem. */
-export function parseNsConfig(text: string, file: string): NsConfig {
+/** Parses and validates configuration text; throws ConfigError listing every problem. `file` names the text in
+ * messages; relative paths resolve against `baseDir`, by default the file's directory. */
+export function parseNsConfig(text: string, file: string, baseDir?: string): NsConfig {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
   const label = file || 'configuration';
@@ -321,13 +222,13 @@ export function parseNsConfig(text: string, file: string): NsConfig {
     throw new ConfigError(file, doc.errors.map((e) => `${label}:${e.linePos?.[0].line ?? lines.linePos(e.pos[0]).line}: ${e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}`));
   }
   const r = new Reader(label, lines);
-  const baseDir = file ? dirname(resolve(file)) : process.cwd();
-  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const base = baseDir ?? (file ? dirname(resolve(file)) : process.cwd());
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   const c = defaultConfig();
   c.file = file;
   if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) return c;
   const top = r.map(doc.contents as YamlNode, '', [
-    'listen', 'doh', 'workers', 'edns_udp_size', 'limits', 'cache', 'upstreams', 'routes', 'local', 'blocking', 'stats', 'query_log', 'log',
+    'listen', 'doh', 'workers', 'edns_udp_size', 'limits', 'cache', 'upstreams', 'routes', 'local', 'blocking', 'stats', 'query_log', 'log', 'trusted_names', 'fake_ip', 'dhcp',
   ]);
   if (!top) throw new ConfigError(file, r.problems);
   const set = <T>(v: T | undefined, apply: (v: T) => void) => {
@@ -437,7 +338,7 @@ export function parseNsConfig(text: string, file: string): NsConfig {
         else {
           const items = r.seq(g.get('servers'), `${path}.servers`) ?? [];
           items.forEach((item, i) => {
-            const u = parseUpstream(r, item, `${path}.servers[${i}]`, baseDir);
+            const u = parseUpstream(r, item, `${path}.servers[${i}]`, base);
             if (u) group.servers.push(u);
           });
           if (items.length === 0) r.err(g.get('servers'), `${path}.servers`, 'must list at least one server');
@@ -518,6 +419,20 @@ export function parseNsConfig(text: string, file: string): NsConfig {
     const m = r.map(top.get('log'), 'log', ['level', 'dir']);
     if (m?.has('level')) set(r.oneOf(m.get('level'), 'log.level', LOG_LEVELS), (v) => (c.log.level = v));
     if (m?.has('dir')) set(r.str(m.get('dir'), 'log.dir'), (v) => (c.log.dir = abs(v)));
+  }
+
+  if (top.has('trusted_names')) c.trusted_names = parseTrustedNamesConfig(r, top.get('trusted_names') ?? null, abs);
+  if (top.has('fake_ip')) {
+    const f = parseFakeIpConfig(r, top.get('fake_ip') ?? null, abs);
+    if (f?.enabled) c.fake_ip = f;
+    // One pool per server: workers would hand out the same address to different names.
+    if (f?.enabled && c.workers > 1) r.err(top.get('workers'), 'workers', 'fake_ip needs workers: 1 (the pool lives in one process)');
+  }
+
+  if (top.has('dhcp')) {
+    c.dhcp = parseDhcpConfig(r, top.get('dhcp') ?? null, abs);
+    // Client names are a local source in the primary process, which workers would not see.
+    if (c.workers > 1) r.err(top.get('workers'), 'workers', 'must be 1 when dhcp is set (the DHCP names live in one process)');
   }
 
   if (r.problems.length > 0) throw new ConfigError(file, r.problems);

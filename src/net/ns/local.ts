@@ -54,13 +54,14 @@ function hasEntry(list: string, entry: string): boolean {
 
 /** Records written in the configuration (`local.records`), authoritative for `local.domains`. */
 export class ConfigRecords implements LocalRecordSource {
-  readonly label = 'config';
   private byName = new Map<string, ResourceRecord[]>();
   private below = new Set<string>();
   private domains: string[] = [];
   private listeners = new Listeners();
 
-  constructor(records: readonly RecordConfig[], domains: readonly string[], defaultTtl: number) {
+  /** `label`: "config" for the configuration file's records; a zone service also keeps its own names and the records
+   * admins add through the API in sources of this kind. */
+  constructor(records: readonly RecordConfig[], domains: readonly string[], defaultTtl: number, readonly label = 'config') {
     this.replace(records, domains, defaultTtl);
   }
 
@@ -227,15 +228,21 @@ export class LocalZone {
   private domains = new Set<string>();
   private listeners = new Listeners();
   private readonly serial = Math.floor(Date.now() / 1000);
+  private readonly unsubscribe: (() => void)[];
 
   constructor(private readonly sources: readonly LocalRecordSource[], private readonly negativeTtl: number) {
-    for (const s of sources) {
+    this.unsubscribe = sources.map((s) =>
       s.subscribe(() => {
         this.rebuild();
         this.listeners.fire();
-      });
-    }
+      }),
+    );
     this.rebuild();
+  }
+
+  /** Stops following the sources: a source outlives a server restarted on a new configuration. */
+  close(): void {
+    for (const u of this.unsubscribe) u();
   }
 
   /** Runs after any source changes (memoised local answers must go). */

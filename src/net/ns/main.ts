@@ -5,24 +5,19 @@ import { createLogger, type Logger } from '../../lib/log/logger.ts';
 import { type NsConfig, ConfigError, loadNsConfig, parseNsConfig } from './config.ts';
 import type { LocalRecordSource } from './local.ts';
 import { Resolver } from './resolver.ts';
+import { type StartNsOptions, type StartedNs, startNs } from './start.ts';
 import { NsServer, type NsStats } from './server.ts';
 
-export { ConfigError, loadNsConfig, parseNsConfig, NsServer };
+export { ConfigError, loadNsConfig, parseNsConfig, NsServer, startNs };
+export type { StartNsOptions, StartedNs };
+export { BOOT_PREFIX, NAMES_PREFIX, ZONE_RECORDS_LABEL, txtStrings } from './zone-names.ts';
+
+/** The zone kernel service (`buckyos service ns`), loaded only by the process that runs it. */
+export async function runNsService(...args: Parameters<typeof import('./zone-service.ts').runNsService>) {
+  return (await import('./zone-service.ts')).runNsService(...args);
+}
 export type { LocalRecordSource, NsConfig, NsStats };
 export type { ResourceRecord, RData } from './wire.ts';
-
-export interface StartNsOptions {
-  /** Defaults to a logger built from the configuration's `log` section. */
-  log?: Logger;
-  sources?: readonly LocalRecordSource[];
-}
-
-/** Starts the server for a validated configuration; resolves once every listener is bound. */
-export async function startNs(config: NsConfig, opts: StartNsOptions = {}): Promise<NsServer> {
-  const log = opts.log ?? (await createLogger({ service: 'cyfs-ns', logsDir: config.log.dir ?? undefined, level: config.log.level }));
-  const queryLog = config.query_log.enabled ? await createLogger({ service: 'cyfs-ns-queries', logsDir: config.log.dir ?? undefined }) : null;
-  return NsServer.start({ config, log, sources: opts.sources, queryLog });
-}
 
 export interface NsCheck {
   config: NsConfig;
@@ -55,7 +50,7 @@ export async function checkNs(configPath: string): Promise<NsCheck> {
 }
 
 export interface StandaloneNs {
-  server: NsServer;
+  ns: StartedNs;
   /** Settles when the server has stopped (SIGTERM or SIGINT). */
   stopped: Promise<void>;
 }
@@ -68,7 +63,8 @@ export interface StandaloneNs {
 export async function runNsStandalone(configPath: string): Promise<StandaloneNs> {
   const config = loadNsConfig(configPath);
   const log = await createLogger({ service: 'cyfs-ns', logsDir: config.log.dir ?? undefined, level: config.log.level });
-  const server = await startNs(config, { log });
+  const ns = await startNs(config, { log });
+  const server = ns.server;
   log.info({ config: configPath }, 'cyfs-ns started');
   const onHup = () => {
     try {
@@ -90,12 +86,12 @@ export async function runNsStandalone(configPath: string): Promise<StandaloneNs>
       process.off('SIGUSR1', onUsr1);
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
-      void server.close().then(resolve);
+      void ns.close().then(resolve);
     };
   });
   process.on('SIGHUP', onHup);
   process.on('SIGUSR1', onUsr1);
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  return { server, stopped };
+  return { ns, stopped };
 }

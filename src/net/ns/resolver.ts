@@ -8,9 +8,14 @@ import { Blocking, type Policy, blocks } from './blocking.ts';
 import type { NsConfig } from './config.ts';
 import { ConfigRecords, HostsFiles, type LocalAnswer, type LocalRecordSource, LocalZone } from './local.ts';
 import { type AnswerSource, Stats, type StatsPart, type Transport } from './stats.ts';
+import { type DnsLookup, TrustedNameError, type TrustedNameResolver, TrustedNames, type TrustedStats } from './trusted.ts';
 import { Router } from './upstream.ts';
+import { ZoneNamesResolver } from './zone-names.ts';
+import { createEnsResolver } from './ens.ts';
+import { type FakeIpPool, loadFakeIpFilter } from './fakeip.ts';
+import { parseIP } from './ip.ts';
 import {
-  CLASS_IN, FLAG, RCODE, TYPE, type Query, decodeMessage, emptyAnswer, encodeMessage, isProblem, optRecord, parseQuery, queryName, rcodeName,
+  CLASS_IN, FLAG, RCODE, TYPE, type Query, type ResourceRecord, decodeMessage, emptyAnswer, encodeMessage, isProblem, optRecord, parseQuery, queryName, rcodeName,
   suffixHashes, typeName, writeOpt,
 } from './wire.ts';
 
@@ -21,6 +26,10 @@ export interface ResolverOptions {
   sources?: readonly LocalRecordSource[];
   /** Where each answered query is logged, when the query log is on. */
   queryLog?: Logger | null;
+  /** Trusted name resolvers besides those the configuration names (zones, ENS). */
+  trusted?: readonly TrustedNameResolver[];
+  /** The fake-ip pool (fake_ip in the configuration), opened by the server; closed with the resolver. */
+  fakeIp?: FakeIpPool | null;
 }
 
 /** An upstream answer in stored form, or the RCODE to answer with when there is none. `aa`: the upstream's answer was
@@ -39,7 +48,11 @@ export interface ResolverPart extends StatsPart {
   evictions: number;
   pending: number;
   upstreams: { label: string; group: string; queries: number; failures: number; down: boolean; rtt_ms: number }[];
+  trusted: TrustedStats[];
 }
+
+/** Question types fake-ip answers itself (fakeAnswer). */
+const FAKE_IP_TYPES: ReadonlySet<number> = new Set([TYPE.A, TYPE.AAAA, TYPE.HTTPS, TYPE.SVCB]);
 
 /** Upper bound on remembered refresh failures (serve-stale's retry timer); they are a hint, not state. */
 const MAX_FAILED = 10000;
@@ -53,6 +66,9 @@ export class Resolver {
   private readonly zone: LocalZone;
   private blocking: Blocking;
   private readonly router: Router;
+  private readonly trusted: TrustedNames;
+  /** What the gateway proxy maps fake addresses back through (src/lib/api/ns.ts fakeip_lookup). */
+  readonly fakeIp: FakeIpPool | null;
   private readonly inflight = new Map<number, InFlight>();
   private readonly failedAt = new Map<number, number>();
   private pending = 0;
@@ -82,7 +98,25 @@ export class Resolver {
     });
     this.blocking = this.loadBlocking();
     this.router = new Router(cfg, this.log);
+    const plugins: TrustedNameResolver[] = [...(opts.trusted ?? [])];
+    if (cfg.trusted_names.zones.zones.length > 0) plugins.push(new ZoneNamesResolver(cfg.trusted_names.zones, this.lookup));
+    if (cfg.trusted_names.ens) plugins.push(createEnsResolver(cfg.trusted_names.ens));
+    this.trusted = new TrustedNames(plugins);
+    this.fakeIp = opts.fakeIp ?? null;
   }
+
+  /** Asks the upstreams directly, outside the cache: what trusted resolvers check their signed records against. */
+  private readonly lookup: DnsLookup = async (name, qtype) => {
+    const group = this.router.route(name);
+    if (!group) throw new TrustedNameError(`no upstream group serves ${name}`);
+    const wire = Buffer.concat([encodeMessage({ id: 0, flags: FLAG.RD, question: { name, type: qtype, cls: CLASS_IN } }), optRecord(this.cfg.edns_udp_size, 0, false)]);
+    wire[11] = 1;
+    const q = parseQuery(wire);
+    if (!q || isProblem(q)) throw new TrustedNameError(`${name}: cannot be asked for`);
+    const { resp } = await group.resolve(wire, q.qEnd, qtype);
+    const m = decodeMessage(resp);
+    return { rcode: m.rcode, answers: m.answers };
+  };
 
   /** Logs the first lines of a file that could not be used, and how many more there are (statistics list them all). */
   private logUnusable(what: string, problems: readonly string[]): void {
@@ -106,12 +140,19 @@ export class Resolver {
 
   /** Re-reads hosts files and block lists and empties the cache (dnsmasq's SIGHUP); on a read error nothing changes. */
   reload(): void {
+    // Everything that can fail to read is read before anything changes.
+    const filter = this.fakeIp && this.cfg.fake_ip ? loadFakeIpFilter(this.cfg.fake_ip.filter, this.cfg.fake_ip.filter_files) : null;
     const blocking = this.loadBlocking();
     this.loadHosts();
     this.blocking = blocking;
     this.cache.clear();
     this.localMemo.clear();
     this.failedAt.clear();
+    this.trusted.clear();
+    if (filter) {
+      this.fakeIp!.setFilter(filter.filter);
+      this.logUnusable('fake-ip filter', filter.problems);
+    }
   }
 
   /**
@@ -157,6 +198,13 @@ export class Resolver {
         if (!quiet) this.stats.blocked(q.key, () => nameOf());
         return this.done(this.blockedAnswer(q, policy), q, client, transport, 'blocked', t0, quiet);
       }
+    }
+
+    if (this.trusted.active && q.qclass === CLASS_IN && this.trusted.owns(nameOf())) return this.trustedAnswer(q, nameOf(), client, transport, t0, quiet);
+
+    if (this.fakeIp && q.qclass === CLASS_IN && FAKE_IP_TYPES.has(q.qtype) && !this.fakeIp.filtered(nameOf())) {
+      const fake = this.fakeAnswer(q, nameOf());
+      if (fake) return this.done(fake, q, client, transport, 'fakeip', t0, quiet);
     }
 
     if (!early) {
@@ -227,6 +275,41 @@ export class Resolver {
       return this.done(this.errorAnswer(q, r.rcode), q, client, transport, 'error', t0, quiet);
     } finally {
       this.pending--;
+    }
+  }
+
+  /** An address from the fake-ip pool for A; NODATA for AAAA, HTTPS and SVCB, whose real addresses (and address
+   * hints) would let a client go around the proxy. Undefined for a name the pool cannot hold: resolved as usual. */
+  private fakeAnswer(q: Query, name: string): Buffer | undefined {
+    const ttl = this.fakeIp!.ttl;
+    let answers: ResourceRecord[] = [];
+    if (q.qtype === TYPE.A) {
+      try {
+        answers = [{ name, type: TYPE.A, cls: CLASS_IN, ttl, data: { kind: 'ip', bytes: parseIP(this.fakeIp!.assign(name))! } }];
+      } catch (err) {
+        this.log.debug({ name, err: (err as Error).message }, 'fake-ip: no address for this name');
+        return undefined;
+      }
+    }
+    const wire = encodeMessage({ id: 0, flags: FLAG.QR | FLAG.RA, question: { name, type: q.qtype, cls: q.qclass }, answers });
+    return materialize(packLocal(wire, q), q, 0, -1, this.cfg.edns_udp_size);
+  }
+
+  /** A trusted name space's verified answer; anything it could not verify is SERVFAIL, never an upstream's word. */
+  private async trustedAnswer(q: Query, name: string, client: string, transport: Transport, t0: number, quiet: boolean): Promise<Buffer> {
+    if (!quiet) this.stats.cacheMisses++;
+    try {
+      const a = await this.trusted.resolve(name, q.qtype);
+      const wire = encodeMessage({
+        id: 0,
+        flags: FLAG.QR | FLAG.RA | a.rcode,
+        question: { name, type: q.qtype, cls: q.qclass },
+        answers: a.answers,
+      });
+      return this.done(materialize(packLocal(wire, q), q, 0, -1, this.cfg.edns_udp_size), q, client, transport, 'trusted', t0, quiet);
+    } catch (err) {
+      this.log.debug({ name, type: typeName(q.qtype), err: (err as Error).message }, 'trusted name not verified');
+      return this.done(this.errorAnswer(q, RCODE.SERVFAIL), q, client, transport, 'error', t0, quiet);
     }
   }
 
@@ -359,6 +442,7 @@ export class Resolver {
       upstreams: this.router.upstreams().map((u) => ({
         label: u.label, group: u.group, queries: u.queries, failures: u.failures, down: u.isDown(now), rtt_ms: Math.round(u.rttMs * 100) / 100,
       })),
+      trusted: this.trusted.stats(),
     };
   }
 
@@ -373,6 +457,9 @@ export class Resolver {
 
   close(): void {
     this.router.close();
+    this.trusted.close();
+    this.zone.close();
+    this.fakeIp?.close();
   }
 }
 

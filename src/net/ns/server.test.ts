@@ -261,7 +261,7 @@ describe('cyfs-ns with no upstream, a query log and worker processes', () => {
     const cfg = baseConfig(null, dir);
     cfg.query_log.enabled = true;
     cfg.log = { level: 'error', dir: join(dir, 'logs') };
-    const ns = await startNs(cfg);
+    const { server: ns } = await startNs(cfg);
     try {
       await ask(ns.port, 'nas.lan', 'A');
       await ask(ns.port, 'missing.lan', 'AAAA', { tcp: true });

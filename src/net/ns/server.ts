@@ -15,6 +15,9 @@ import type { Logger } from '../../lib/log/logger.ts';
 import type { NsConfig } from './config.ts';
 import type { LocalRecordSource } from './local.ts';
 import { Resolver, type ResolverPart, fitUdp } from './resolver.ts';
+import type { TrustedStats } from './trusted.ts';
+import { type FakeIpConfig, openFakeIpPool } from './fakeip-config.ts';
+import type { FakeIpPool } from './fakeip.ts';
 import { type AnswerSource, type LatencySummary, type Transport, mergeParts, percentiles } from './stats.ts';
 import { FLAG, type Query, type QueryProblem, RCODE, emptyAnswer, inspectAnswer, isProblem, optRecord, parseQuery } from './wire.ts';
 
@@ -44,9 +47,35 @@ export interface NsStats {
   top_blocked: { name: string; count: number }[];
   upstreams: { label: string; group: string; queries: number; failures: number; down: boolean; rtt_ms: number }[];
   block_lists: { name: string; rules: number; unusable_lines: number }[];
+  /** Trusted name spaces: queries, cache hits, answers that could not be verified, and the last reason. */
+  trusted: TrustedStats[];
   /** Hosts-file and block-list lines that could not be used (the first 100). */
   problems: string[];
   pending: number;
+}
+
+/** The fake-ip pool, in the primary only (the configuration refuses fake-ip with workers). */
+function openPool(c: FakeIpConfig, log: Logger): FakeIpPool {
+  const { pool, problems } = openFakeIpPool(c, { onError: (err) => log.error({ err: err.message }, 'fake-ip: writing recency failed') });
+  for (const p of problems.slice(0, 20)) log.warn({ problem: p }, 'fake-ip filter line not used');
+  return pool;
+}
+
+function mergeTrusted(parts: readonly ResolverPart[]): TrustedStats[] {
+  const out = new Map<string, TrustedStats>();
+  for (const p of parts) {
+    for (const t of p.trusted) {
+      const prev = out.get(t.label);
+      if (!prev) out.set(t.label, { ...t });
+      else {
+        prev.queries += t.queries;
+        prev.cache_hits += t.cache_hits;
+        prev.failures += t.failures;
+        prev.last_error = t.last_error ?? prev.last_error;
+      }
+    }
+  }
+  return [...out.values()];
 }
 
 function problemAnswer(p: QueryProblem, msg: Buffer, ednsSize: number): Buffer {
@@ -288,7 +317,7 @@ export class NsServer {
   private readonly started = Date.now();
 
   private constructor(private readonly opts: NsServerOptions) {
-    this.resolver = new Resolver(opts);
+    this.resolver = new Resolver({ ...opts, fakeIp: opts.config.fake_ip ? openPool(opts.config.fake_ip, opts.log) : null });
   }
 
   /** Loads local data and block lists, binds every listener and starts the workers; throws when any of it fails. */
@@ -463,6 +492,7 @@ export class NsServer {
       top_blocked: m.top_blocked.slice(0, top).map((e) => ({ name: e.label, count: e.count })),
       upstreams: [...upstreams.values()],
       block_lists: this.resolver.blockListSizes(),
+      trusted: mergeTrusted(parts),
       problems: problems.slice(0, 100),
       pending: sum((p) => p.pending),
     };

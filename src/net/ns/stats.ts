@@ -4,7 +4,7 @@
 import { rcodeName } from './wire.ts';
 
 /** Where an answer came from. */
-export const SOURCES = ['local', 'cache', 'stale', 'upstream', 'blocked', 'error'] as const;
+export const SOURCES = ['local', 'cache', 'stale', 'upstream', 'blocked', 'trusted', 'fakeip', 'error'] as const;
 export type AnswerSource = (typeof SOURCES)[number];
 export const TRANSPORTS = ['udp', 'tcp', 'doh'] as const;
 export type Transport = (typeof TRANSPORTS)[number];
@@ -79,7 +79,7 @@ export interface StatsPart {
 export class Stats {
   queries = 0;
   readonly byTransport: Record<Transport, number> = { udp: 0, tcp: 0, doh: 0 };
-  readonly bySource: Record<AnswerSource, number> = { local: 0, cache: 0, stale: 0, upstream: 0, blocked: 0, error: 0 };
+  readonly bySource: Record<AnswerSource, number> = { local: 0, cache: 0, stale: 0, upstream: 0, blocked: 0, trusted: 0, fakeip: 0, error: 0 };
   private rcodes = new Uint32Array(24);
   dropped = 0;
   truncated = 0;
@@ -169,7 +169,7 @@ export function mergeParts(parts: readonly StatsPart[]): StatsPart {
     started_at: Math.min(...parts.map((p) => p.started_at)),
     queries: 0,
     by_transport: { udp: 0, tcp: 0, doh: 0 },
-    by_source: { local: 0, cache: 0, stale: 0, upstream: 0, blocked: 0, error: 0 },
+    by_source: { local: 0, cache: 0, stale: 0, upstream: 0, blocked: 0, trusted: 0, fakeip: 0, error: 0 },
     rcodes: {},
     dropped: 0,
     truncated: 0,
