@@ -10,8 +10,9 @@ import { verifyHubApi } from '../src/lib/api/verify-hub.ts';
 import { klogApi } from '../src/lib/api/klog.ts';
 import { activationApi } from '../src/lib/api/activation.ts';
 import { schedulerApi } from '../src/lib/api/scheduler.ts';
+import { nsApi } from '../src/lib/api/ns.ts';
 
-export const SERVICES: ServiceDef[] = [systemConfigApi, verifyHubApi, klogApi, schedulerApi, activationApi];
+export const SERVICES: ServiceDef[] = [systemConfigApi, verifyHubApi, klogApi, schedulerApi, activationApi, nsApi];
 export const API_DOCS_DIR = fileURLToPath(new URL('../docs/api', import.meta.url));
 
 export function renderApiDocs(): Map<string, string> {

@@ -17,6 +17,9 @@ import { systemConfigApi } from '../src/lib/api/system-config.ts';
 import { verifyHubApi } from '../src/lib/api/verify-hub.ts';
 import { KLOG_MAX_BODY_BYTES, klogApi } from '../src/lib/api/klog.ts';
 import { schedulerApi } from '../src/lib/api/scheduler.ts';
+import { NS_CONFIG_KEY, nsApi } from '../src/lib/api/ns.ts';
+import { freePort } from './support/ports.ts';
+import { join } from 'node:path';
 import {
   DEFAULT_MAX_BODY_BYTES, ERROR_CODES, KrpcError, type ErrorCode, type MethodMap, type ParamsIn, type ServiceDef, createClient,
   isErrorCode,
@@ -697,6 +700,22 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       audit_verify: {},
     };
     const schedulerSamples: Samples<typeof schedulerApi.methods> = { status: {}, tick: {} };
+    const nsSamples: Samples<typeof nsApi.methods> = {
+      status: {},
+      flush: {},
+      lookup: { name: 'fuzz.lan', type: 'A' },
+      records_list: {},
+      records_put: { record: { name: 'fuzz.lan', type: 'A', value: '10.0.0.1', ttl: 60 } },
+      records_delete: { name: 'fuzz.lan', type: 'A', value: '10.0.0.1' },
+      fakeip_lookup: { ip: '198.18.0.5' },
+      leases: {},
+    };
+    // The DNS server is opt-in: turned on here, on a port of its own, so that its admin API is fuzzed too.
+    const adminConfig = createClient(systemConfigApi, { baseUrl: zone.gatewayUrl, token: admin });
+    await adminConfig.set({ key: NS_CONFIG_KEY, value: `listen: { addresses: [127.0.0.1], port: ${await freePort()} }\nlocal: { domains: [lan] }\nfake_ip: { db_file: ${JSON.stringify(join(zone.root, 'fakeip.db'))} }\n` });
+    await adminConfig.set({ key: 'services/ns/spec', value: JSON.stringify({ replicas: 'all', roles: ['core'] }) });
+    await zone.waitFor((s) => s.children.some((c) => c.name === 'ns' && c.healthy), 60_000, 'ns healthy');
+    await zone.waitRoutable(['ns']);
     const special = new Map([['logout', disposable], ['sudo', fuzzee]]);
     const tokenFor = (method: string) => special.get(method) ?? admin;
     const services: [ServiceDef, Record<string, unknown>, number, number][] = [
@@ -704,6 +723,7 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       [verifyHubApi, hubSamples, zone.ports.verify_hub, DEFAULT_MAX_BODY_BYTES],
       [klogApi, klogSamples, zone.ports.klog, KLOG_MAX_BODY_BYTES],
       [schedulerApi, schedulerSamples, zone.ports.scheduler, DEFAULT_MAX_BODY_BYTES],
+      [nsApi, nsSamples, zone.ports.ns, DEFAULT_MAX_BODY_BYTES],
     ];
     endpoints = services.flatMap(([api, samples, port, maxBody]) => [
       { label: `${api.name} via gateway`, url: `${zone.gatewayUrl}/kapi/${api.name}`, api, samples, maxBody, tokenFor },
@@ -711,10 +731,10 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
     ]);
     const status = zone.status()!;
     kernelBefore = new Map(status.children.map((c) => [c.name, { pid: c.pid, restarts: c.restarts }]));
-    assert.deepEqual([...kernelBefore.keys()].sort(), [...KERNEL].sort());
+    assert.deepEqual([...kernelBefore.keys()].sort(), [...KERNEL, 'ns'].sort());
   });
 
-  for (const [service, via] of [['system-config', 'via gateway'], ['system-config', 'direct'], ['verify-hub', 'via gateway'], ['verify-hub', 'direct'], ['klog', 'via gateway'], ['klog', 'direct'], ['scheduler', 'via gateway'], ['scheduler', 'direct']]) {
+  for (const [service, via] of [['system-config', 'via gateway'], ['system-config', 'direct'], ['verify-hub', 'via gateway'], ['verify-hub', 'direct'], ['klog', 'via gateway'], ['klog', 'direct'], ['scheduler', 'via gateway'], ['scheduler', 'direct'], ['ns', 'via gateway'], ['ns', 'direct']]) {
     it(`${service} ${via}: answers every malformed request with its exact code`, async () => {
       const ep = endpoints.find((e) => e.label === `${service} ${via}`);
       assert.ok(ep, 'the zone was activated');
@@ -740,7 +760,7 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       assert.deepEqual({ name: c.name, pid: c.pid, restarts: c.restarts }, { name: c.name, ...kernelBefore.get(c.name) }, `${c.name} neither crashed nor restarted`);
       assert.equal(c.healthy, true, `${c.name} healthy`);
     }
-    for (const port of [zone.ports.system_config, zone.ports.verify_hub, zone.ports.klog, zone.ports.scheduler, zone.ports.gateway]) {
+    for (const port of [zone.ports.system_config, zone.ports.verify_hub, zone.ports.klog, zone.ports.scheduler, zone.ports.gateway, zone.ports.ns]) {
       const r = await fetch(`http://127.0.0.1:${port}/health`);
       await r.body?.cancel();
       assert.equal(r.status, 200, `/health on port ${port}`);

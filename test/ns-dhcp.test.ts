@@ -1,10 +1,11 @@
 // cyfs-ns's DHCP server against a real client: cyfs-ns runs as `buckyos ns --config FILE` in the "router" namespace,
 // busybox udhcpc in the "client" namespace on the same LAN. A lease with its options, a renewal (SIGUSR1, unicast to
 // the server), the lease file across a restart of cyfs-ns, a static lease for a fixed MAC, and the client's name (and
-// its PTR) answered by cyfs-ns's DNS, asked with dig from the client.
+// its PTR) answered by cyfs-ns's DNS, asked with dig from the client. Then the same on the NAT router of a net with
+// a second interface (lan0 and wan0, no default route): replies must leave by the LAN interface.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -185,5 +186,44 @@ describe('cyfs-ns DHCP with udhcpc in network namespaces', { skip: netnsUnavaila
     assert.equal(await dig('-x', `${prefix}.50`), 'nas.lan.');
     assert.equal(await dig('laptop.lan', 'A'), leased, 'the other lease keeps its name');
     assert.ok(leaseFile().some((l) => l.address === `${prefix}.50` && l.mac === STATIC_MAC && l.state === 'bound'));
+  });
+});
+
+describe('cyfs-ns DHCP on a router with a LAN and a WAN interface', { skip: netnsUnavailableReason() ?? false }, () => {
+  it('sends its replies out of the interface that has interface_address', async () => {
+    const net = await startNet({ devices: [{ name: 'client' }], nat: true });
+    const dir = mkdtempSync(join(tmpdir(), 'ns-dhcp-router-'));
+    let ns: ChildProcess | null = null;
+    try {
+      const r = net.router!;
+      const prefix = r.homeIp.split('.').slice(0, 3).join('.');
+      writeFileSync(join(dir, 'ns.yaml'), [
+        `listen: { addresses: [${r.homeIp}], port: 53 }`,
+        'dhcp:',
+        `  interface_address: ${r.homeIp}`,
+        `  range: { start: ${prefix}.100, end: ${prefix}.150, netmask: 255.255.255.0 }`,
+        '  lease_file: leases.json',
+      ].join('\n'));
+      writeFileSync(join(dir, 'udhcpc.sh'), SCRIPT(join(dir, 'events')));
+      chmodSync(join(dir, 'udhcpc.sh'), 0o755);
+      // The router is no device of the net, so cyfs-ns is started in its namespace directly; destroy() still ends it.
+      ns = spawn('ip', ['netns', 'exec', r.ns, process.execPath, '--import', 'tsx', CLI, 'ns', '--config', join(dir, 'ns.yaml')], { cwd: ROOT, stdio: 'ignore' });
+      const deadline = Date.now() + 20_000;
+      while (!(await net.exec('client', 'dig', [`@${r.homeIp}`, '+tries=1', '+time=1', 'ready.lan']).catch(() => '')).includes('status:')) {
+        assert.ok(Date.now() < deadline && ns.exitCode === null, 'cyfs-ns did not start answering on the router');
+        await sleep(100);
+      }
+      await net.exec('client', 'udhcpc', ['-f', '-q', '-n', '-i', 'eth0', '-s', join(dir, 'udhcpc.sh'), '-t', '5', '-T', '1'], { timeoutMs: 30_000 });
+      const bound = readFileSync(join(dir, 'events'), 'utf8').split('\n').find((l) => l.startsWith('bound '));
+      const fields = Object.fromEntries((bound ?? '').split(' ').slice(1).map((p) => p.split('=')));
+      const last = Number(fields.ip?.split('.')[3]);
+      assert.ok(fields.ip?.startsWith(`${prefix}.`) && last >= 100 && last <= 150, bound);
+      assert.equal(fields.serverid, r.homeIp);
+    } finally {
+      ns?.kill('SIGTERM');
+      if (ns) await exited(ns);
+      await net.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -12,6 +12,10 @@ import { createEnsResolver, dnsWireName, encodeCall, keccak256, namehash, type E
 import { TrustedNameError, TrustedNames } from '../src/net/ns/trusted.ts';
 import { RCODE, TYPE, formatRData, type ResourceRecord } from '../src/net/ns/wire.ts';
 import { freePort } from './support/ports.ts';
+import pino from 'pino';
+import { parseNsConfig } from '../src/net/ns/config.ts';
+import { NsServer } from '../src/net/ns/server.ts';
+import { ask } from '../src/net/ns/testing.suite.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const GANACHE = `${REPO}node_modules/ganache/dist/node/cli.js`;
@@ -314,5 +318,32 @@ describe('ENS trusted names against a local chain (ganache)', { timeout: 90000 }
     await rpc('evm_mine');
     await rpc('evm_mine');
     assert.equal((await names({ confirmations: 2 }).resolve('bob.eth', TYPE.TXT)).answers.length, 5);
+  });
+  it('answers DNS clients through a server configured in YAML (trusted_names.ens), and SERVFAILs what it cannot verify', async () => {
+    const yaml = [
+      'listen: { addresses: [127.0.0.1], port: 0 }',
+      'trusted_names:',
+      `  ens: { rpc_url: "${proxy!.url}", chain_id: ${CHAIN_ID}, registry: "${registry}", text_keys: [url] }`,
+    ].join('\n');
+    const server = await NsServer.start({ config: parseNsConfig(yaml, 'ns.yaml'), log: pino({ level: 'silent' }) });
+    try {
+      const a = await ask(server.port, 'alice.eth', 'A');
+      assert.equal(a.rcode, RCODE.NOERROR);
+      assert.deepEqual(a.answers.map((r) => r.data).sort(), ['192.0.2.1', '192.0.2.2']);
+      const txt = await ask(server.port, 'bob.eth', 'TXT');
+      assert.ok(txt.answers.some((r) => String(r.data).includes('url=https://bob.example/')));
+      assert.equal((await ask(server.port, 'nobody.eth', 'A')).rcode, RCODE.NXDOMAIN);
+      const wrongChain = parseNsConfig(yaml.replace(`chain_id: ${CHAIN_ID}`, 'chain_id: 1'), 'ns.yaml');
+      const other = await NsServer.start({ config: wrongChain, log: pino({ level: 'silent' }) });
+      try {
+        const r = await ask(other.port, 'alice.eth', 'A');
+        assert.equal(r.rcode, RCODE.SERVFAIL);
+        assert.equal(r.answers.length, 0);
+      } finally {
+        await other.close();
+      }
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -157,6 +157,38 @@ describe('cyfs-ns as a zone kernel service', { timeout: 240_000 }, () => {
     dnsPort = next;
   });
 
+  it('answers in fake-ip mode, maps addresses back for the proxy, and keeps the mappings across a restart', async () => {
+    up.set('real.test', 'A', { answers: [{ name: 'real.test', type: 'A', ttl: 60, data: '198.51.100.9' } as dnsPacket.Answer] });
+    const port = await freePort();
+    const file = join(dir, 'ns3.yaml');
+    writeFileSync(file, yaml(port, 'fake_ip: { filter: ["+.real.test"] }'));
+    await cli(['dns', 'config', 'set', file]);
+    const fake = await until('fake-ip answers', async () => {
+      const r = await ask(port, 'upstream.test', 'A').catch(() => null);
+      return r && r.answers.length === 1 ? (r.answers[0]!.data as string) : undefined;
+    });
+    assert.match(fake, /^198\.(18|19)\./);
+    const aaaa = await ask(port, 'upstream.test', 'AAAA');
+    assert.equal(aaaa.rcode, 0);
+    assert.equal(aaaa.answers.length, 0, 'AAAA gets NODATA, so clients use the fake IPv4 address');
+    assert.deepEqual((await ask(port, 'real.test', 'A')).answers.map((a) => a.data), ['198.51.100.9'], 'a filtered name gets its real answer');
+    assert.deepEqual((await ask(port, 'nas.lan', 'A')).answers.map((a) => a.data), ['192.168.1.10'], 'local names are real');
+    assert.match(await cli(['dns', 'fakeip', fake]), new RegExp(`^${fake.replace(/\./g, '\\.')} upstream\\.test `));
+    const outside = await zone.cli(['dns', 'fakeip', '10.1.2.3']);
+    assert.equal(outside.code, 1);
+    assert.match(outside.stderr, /INVALID_PARAMS.*not in the fake-ip pool/);
+    // A new configuration restarts the server: the pool is reopened from its file, and the name keeps its address.
+    const port2 = await freePort();
+    writeFileSync(file, yaml(port2, 'fake_ip: { filter: ["+.real.test"] }'));
+    await cli(['dns', 'config', 'set', file]);
+    const again = await until('the restarted server answers', async () => {
+      const r = await ask(port2, 'upstream.test', 'A').catch(() => null);
+      return r && r.answers.length === 1 ? (r.answers[0]!.data as string) : undefined;
+    });
+    assert.equal(again, fake);
+    dnsPort = port2;
+  });
+
   it('stops when an admin turns it off', async () => {
     await cli(['dns', 'disable']);
     await zone.waitFor((s) => !s.children.some((c) => c.name === 'ns'), 60_000, 'ns stopped');
