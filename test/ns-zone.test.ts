@@ -14,6 +14,10 @@ import { nsApi } from '../src/lib/api/ns.ts';
 import { KrpcError, createClient } from '../src/lib/krpc/index.ts';
 import type { NodeStatusFile } from '../src/kernel/node-daemon/main.ts';
 import { ScriptedDns, ask } from '../src/net/ns/testing.suite.ts';
+import { parseNsConfig } from '../src/net/ns/config.ts';
+import { NsServer } from '../src/net/ns/server.ts';
+import { txtStrings } from '../src/net/ns/zone-names.ts';
+import pino from 'pino';
 import type dnsPacket from 'dns-packet';
 
 const ZONE = 'alice.example.com';
@@ -187,6 +191,30 @@ describe('cyfs-ns as a zone kernel service', { timeout: 240_000 }, () => {
     });
     assert.equal(again, fake);
     dnsPort = port2;
+  });
+
+  it('publishes signed TXT records that another zone\'s cyfs-ns verifies', async () => {
+    const out = JSON.parse(await cli(['dns', 'publish', '--address', '203.0.113.7', '--ttl', '600', '--json'])) as { owner: string; owner_key: string; boot: string; names: string };
+    assert.equal(out.owner, `_buckyos.${ZONE}`);
+    up.set(out.owner, 'TXT', { answers: [out.boot, out.names].map((v) => ({ name: out.owner, type: 'TXT', ttl: 600, data: txtStrings(v) }) as dnsPacket.Answer) });
+    const config = parseNsConfig(
+      [
+        'listen: { addresses: [127.0.0.1], port: 0 }',
+        `upstreams: { groups: { default: { timeout_ms: 500, servers: ["127.0.0.1:${up.port}"] } } }`,
+        `trusted_names: { zones: [{ zone: ${ZONE}, owner_key: ${out.owner_key} }] }`,
+      ].join('\n'),
+      'other-zone.yaml',
+    );
+    const other = await NsServer.start({ config, log: pino({ level: 'silent' }) });
+    try {
+      assert.deepEqual((await ask(other.port, ZONE, 'A')).answers.map((a) => a.data), ['203.0.113.7']);
+      assert.deepEqual((await ask(other.port, `photos.${ZONE}`, 'A')).answers.map((a) => a.data), ['203.0.113.7']);
+      const bad = await zone.cli(['dns', 'publish', '--address', 'not-an-ip']);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /names\.@\.a\.0: an IPv4 address/);
+    } finally {
+      await other.close();
+    }
   });
 
   it('stops when an admin turns it off', async () => {
