@@ -577,3 +577,27 @@ describe('scheduler methods: who may call', () => {
     });
   }
 });
+
+describe('derive: dfs follows storage', () => {
+  it('runs dfs on nodes with a disk or a volume role, and nowhere without storage', () => {
+    const input = (storageNodes: string[]) => ({
+      devices: { ood1: device('core', 1), nas: device('storage', 2), pn: device('portable', 3) },
+      instances: [],
+      specs: {},
+      apps: [],
+      current: {},
+      storageNodes,
+    });
+    assert.deepEqual(derive(input([]), T0).placement.dfs, []);
+    assert.deepEqual(derive(input(['nas', 'pn']), T0).placement.dfs, ['nas', 'pn']);
+    const out = derive(input(['nas']), T0);
+    assert.ok((JSON.parse(out.keys['nodes/nas/config']!) as { kernel: string[] }).kernel.includes('dfs'));
+    assert.ok(!(JSON.parse(out.keys['nodes/ood1/config']!) as { kernel: string[] }).kernel.includes('dfs'));
+    assert.deepEqual(derive({ ...input(['nas']), storageNodes: ['nas', 'gone'] }, T0).placement.dfs, ['nas'], 'a node that is not a device gets nothing');
+  });
+
+  it('lets an admin spec override where dfs runs', () => {
+    const out = derive({ devices: { ood1: device('core', 1), nas: device('storage', 2) }, instances: [], specs: { dfs: { replicas: 'all', roles: ['core'] } }, apps: [], current: {}, storageNodes: ['nas'] }, T0);
+    assert.deepEqual(out.placement.dfs, ['ood1']);
+  });
+});

@@ -62,6 +62,8 @@ export interface SchedulerInput {
   /** Devices with a document that fails verification (tampered, expired, another zone's): not trusted with work or
    * routes, but not removed either, since that is an admin's act (device_remove). Treated like a dead node. */
   untrusted?: string[];
+  /** Nodes with a registered disk or a role in a volume (`storage/`): where dfs runs unless a spec says otherwise. */
+  storageNodes?: string[];
 }
 
 export interface SchedulerOutput {
@@ -87,7 +89,12 @@ const BUILTIN_SPECS: Readonly<Record<KernelServiceName, ServiceSpec>> = {
   gateway: { replicas: 'all', roles: [...DEVICE_ROLES] },
   // Opt-in (OPT_IN_KERNEL_SERVICES): nowhere until an admin's spec, e.g. {"replicas": "all", "roles": ["core", "gateway"]}.
   ns: { replicas: 0, roles: ['core', 'gateway'] },
+  // Placed by storage, not by role (see place()); the spec is what a node without storage gets: nothing.
+  dfs: { replicas: 0, roles: [...DEVICE_ROLES] },
 };
+
+/** dfs runs where storage is: every node with a disk or a volume role, unless an admin's spec says otherwise. */
+const STORAGE_PLACED = 'dfs';
 
 /** Services a spec cannot move: without them the zone could not be changed (system-config), corrected (scheduler)
  * or reached (gateway), so a mistaken spec could not be undone. */
@@ -171,7 +178,9 @@ function place(
       return spec.roles.includes(d.role) && (spec.min_memory_bytes === undefined || (d.memory_bytes ?? 0) >= spec.min_memory_bytes);
     });
     let chosen: string[];
-    if (spec.replicas === 'all') {
+    if (service === STORAGE_PLACED && !Object.hasOwn(input.specs, service)) {
+      chosen = nodes.filter((n) => input.storageNodes?.includes(n));
+    } else if (spec.replicas === 'all') {
       // Dead nodes keep their share: their run config is left as it is, and nothing else could take their place.
       chosen = eligible;
       if (chosen.length === 0) problems.push(`${service}: no node has one of the roles ${spec.roles.join(', ')} and the memory it needs`);

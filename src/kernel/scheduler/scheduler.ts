@@ -17,7 +17,7 @@ export const TICK_INTERVAL_MS = 10_000;
 /** Long enough to take a node's burst of heartbeats (one write per service) as one change. */
 const DEBOUNCE_MS = 200;
 /** Prefixes whose changes can change the output. */
-const WATCHED_PREFIXES = ['devices/', 'nodes/', 'services/', 'users/'] as const;
+const WATCHED_PREFIXES = ['devices/', 'nodes/', 'services/', 'users/', 'storage/'] as const;
 
 export interface TickResult {
   changes: { op: 'put' | 'delete'; key: string }[];

@@ -10,6 +10,7 @@ import {
   serviceSpecSchema,
   type ServiceSpec,
 } from '../../lib/config/zone-records.ts';
+import { DISK_KEY, VOLUME_KEY, diskRecordSchema, volumeRecordSchema } from '../../lib/config/storage-records.ts';
 import { type DeviceDoc, type ZoneBootConfig, verifyZoneDeviceDoc } from '../../lib/identity/documents.ts';
 import { revokedKeysOf } from '../../lib/identity/device-directory.ts';
 import type { Client } from '../../lib/krpc/index.ts';
@@ -80,7 +81,9 @@ export class SnapshotReader {
       if (r.entries.length >= LIST_LIMIT) problems.push(`${prefix}: more than ${LIST_LIMIT} keys; the rest were not read`);
       return r.entries;
     };
-    const [devices, nodes, services, users] = await Promise.all([list('devices/'), list('nodes/'), list('services/'), list('users/', true)]);
+    const [devices, nodes, services, users, storage] = await Promise.all([
+      list('devices/'), list('nodes/'), list('services/'), list('users/', true), list('storage/'),
+    ]);
     const tail = await this.config.get({ key: RBAC_TAIL_KEY });
 
     const owned: Snapshot['owned'] = {};
@@ -95,6 +98,7 @@ export class SnapshotReader {
         instances: this.instances(services, problems),
         specs: this.specs(services, problems),
         apps: await this.apps(users.map((e) => e.key), problems),
+        storageNodes: storageNodes(storage, problems),
         current: Object.fromEntries(Object.entries(owned).map(([k, v]) => [k, v.value])),
       },
       owned,
@@ -191,4 +195,22 @@ export class SnapshotReader {
     }
     return out;
   }
+}
+
+/** Nodes that hold a disk (`storage/disks/<node>/<disk>`) or a volume's metadata (`storage/volumes/<v>`). */
+export function storageNodes(entries: readonly { key: string; value: string }[], problems: string[]): string[] {
+  const out = new Set<string>();
+  for (const e of entries) {
+    const disk = DISK_KEY.exec(e.key);
+    if (disk) {
+      const r = parse(e.key, e.value, diskRecordSchema, problems);
+      if (r !== null) out.add(disk[1]!);
+      continue;
+    }
+    if (VOLUME_KEY.test(e.key)) {
+      const v = parse(e.key, e.value, volumeRecordSchema, problems);
+      if (v !== null) for (const n of [v.primary, ...v.followers]) out.add(n);
+    }
+  }
+  return [...out].sort();
 }

@@ -42,6 +42,8 @@ export const nodeConfigSchema = z
         klog: port.default(3500),
         /** cyfs-ns's admin API (kRPC); its DNS listeners are set in its own configuration (port 53 by default). */
         ns: port.default(3600),
+        /** dfs (dcfs-lite): the file API, chunk exchange between storage nodes, WebDAV and NDN. */
+        dfs: port.default(3700),
         /** Device-to-device tunnels (TLS + HTTP/2, authenticated by device keys), on the LAN. */
         tunnel: port.default(2980),
       })
@@ -89,12 +91,14 @@ export const KERNEL_SERVICE_PORTS = {
   scheduler: 'scheduler',
   gateway: 'gateway',
   ns: 'ns',
+  dfs: 'dfs',
 } as const satisfies Record<string, keyof NodeConfig['ports']>;
 export type KernelServiceName = keyof typeof KERNEL_SERVICE_PORTS;
 
-/** Kernel services that run only where an admin's `services/<s>/spec` places them: the zone's DNS server answers a
- * network, which is the owner's decision, and would cost an idle zone a process. */
-export const OPT_IN_KERNEL_SERVICES: ReadonlySet<KernelServiceName> = new Set<KernelServiceName>(['ns']);
+/** Kernel services that do not run everywhere by default: the zone's DNS server runs where an admin's
+ * `services/ns/spec` places it (answering a network is the owner's decision), and dfs where storage is configured
+ * (a node with a disk, or a role in a volume). Either would cost an idle zone a process for nothing. */
+export const OPT_IN_KERNEL_SERVICES: ReadonlySet<KernelServiceName> = new Set<KernelServiceName>(['ns', 'dfs']);
 
 /**
  * Where this node's system-config lives: `sqlite` (this node holds the zone's store), `etcd` (this core node runs a

@@ -11,7 +11,7 @@ export const SUDO_TOKEN_TTL_SEC = 5 * 60;
 export const REFRESH_TOKEN_TTL_SEC = 7 * 24 * 3600;
 export const SERVICE_TOKEN_TTL_SEC = 24 * 3600;
 
-export const KERNEL_SERVICES = ['system-config', 'verify-hub', 'scheduler', 'klog', 'node-daemon', 'gateway', 'activation', 'ns'] as const;
+export const KERNEL_SERVICES = ['system-config', 'verify-hub', 'scheduler', 'klog', 'node-daemon', 'gateway', 'activation', 'ns', 'dfs'] as const;
 
 const accessClaims = z.object({
   typ: z.enum(['session', 'sudo', 'service']),

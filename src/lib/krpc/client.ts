@@ -18,7 +18,13 @@ export interface ClientOptions {
   /** How a request travels, when not plain HTTP to baseUrl (a device tunnel, for one): POSTs the JSON body to the
    * path and answers the parsed JSON. */
   transport?: KrpcTransport;
+  /** Through a node gateway: reach this device's instance of the service, or fail (NODE_HEADER). */
+  node?: string;
 }
+
+/** A request to a node gateway carrying this header goes to the named device's instance of the service, or fails;
+ * without it the gateway picks an instance. For work bound to one device: its disks, its leases. */
+export const NODE_HEADER = 'x-buckyos-node';
 
 export type KrpcTransport = (path: string, body: unknown, timeoutMs: number) => Promise<{ status: number; json: unknown }>;
 
@@ -33,6 +39,7 @@ export async function callRaw(
   url: string,
   body: unknown,
   timeoutMs: number,
+  extraHeaders: Record<string, string> = {},
 ): Promise<{ status: number; json: unknown }> {
   const payload = Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
@@ -41,7 +48,7 @@ export async function callRaw(
       {
         method: 'POST',
         agent,
-        headers: { 'content-type': 'application/json', 'content-length': payload.length },
+        headers: { ...extraHeaders, 'content-type': 'application/json', 'content-length': payload.length },
         timeout: timeoutMs,
       },
       (res) => {
@@ -82,7 +89,8 @@ export function httpHealthy(url: string, timeoutMs: number): Promise<boolean> {
 export function createClient<M extends MethodMap>(def: ServiceDef<M>, opts: ClientOptions): Client<M> {
   const path = `/kapi/${def.name}`;
   const url = `${opts.baseUrl.replace(/\/$/, '')}${path}`;
-  const send: KrpcTransport = opts.transport ?? ((_path, body, timeoutMs) => callRaw(url, body, timeoutMs));
+  const headers: Record<string, string> = opts.node ? { [NODE_HEADER]: opts.node } : {};
+  const send: KrpcTransport = opts.transport ?? ((_path, body, timeoutMs) => callRaw(url, body, timeoutMs, headers));
   const client = {} as Record<string, unknown>;
   for (const [name, m] of Object.entries(def.methods)) {
     client[name] = async (params: unknown, callOpts?: { timeoutMs?: number }) => {

@@ -26,6 +26,7 @@ g, node-daemon, kernel
 g, scheduler, kernel
 g, gateway, kernel
 g, activation, kernel
+g, dfs, kernel
 
 # frame: services that serve users without being the system. They read the zone's configuration to do their job, but
 # not system/, which holds kernel secrets (verify-hub's credentials and sessions). They keep their own state under services/<self>/; a bug there harms only
@@ -109,6 +110,7 @@ g2, node-daemon, kernel
 g2, scheduler, kernel
 g2, gateway, kernel
 g2, activation, kernel
+g2, dfs, kernel
 
 # frame: the same reach as on the user side. A frame service that serves a user's request is bounded by this scope
 # AND by that user's rights, so it can never do more for a user than it could do for itself.

@@ -7,7 +7,7 @@ import type { KernelServiceName } from '../../lib/config/node-config.ts';
 import { enrolPeerSchema } from '../../lib/identity/documents.ts';
 import { IDENTITY_FILES } from '../../lib/identity/node-identity.ts';
 import { selfSignedCert } from '../../lib/identity/tls-certs.ts';
-import { createHttpApp, listen, sendJson } from '../../lib/krpc/index.ts';
+import { NODE_HEADER, createHttpApp, listen, sendJson } from '../../lib/krpc/index.ts';
 import { TunnelClient, type TunnelPeer, startTunnelServer } from '../../lib/tunnel/index.ts';
 import type { KernelRuntime } from '../../kernel/runtime.ts';
 import { RouteTable, followRoutes, proxy } from './node-gateway.ts';
@@ -92,8 +92,12 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
     fallback: (req, res, url) => {
       const m = /^\/kapi\/([a-z][a-z0-9-]*)(\/.*)?$/.exec(url.pathname);
       if (!m) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${url.pathname}` } });
-      const target = table.pick(m[1]!);
-      if (!target) return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `no running instance of service "${m[1]}"` } });
+      const wanted = req.headers[NODE_HEADER];
+      const node = typeof wanted === 'string' && wanted ? wanted : undefined;
+      const target = node ? table.on(m[1]!, node) : table.pick(m[1]!);
+      if (!target) {
+        return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: node ? `service "${m[1]}" does not run on ${node}` : `no running instance of service "${m[1]}"` } });
+      }
       if (target.node === self) return proxy(req, res, target, url.pathname + url.search);
       const peer = peerFor(target.node, target.fromBootstrap ? undefined : target.host);
       if (!peer) return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `device ${target.node} of service "${m[1]}" is not a known zone device` } });

@@ -81,6 +81,16 @@ describe('RouteTable', () => {
     assert.deepEqual(t.own('gateway'), { node: 'pn1', host: '127.0.0.1', port: 3180 });
   });
 
+  it('reaches a named node\'s instance, running or restarting, and no other', () => {
+    const t = new RouteTable('n1', '127.0.0.1');
+    t.apply('services/dfs/info', info({ node: 'n1', host: '10.0.0.1', port: 2, state: 'running' }, { node: 'n2', host: '10.0.0.2', port: 1, state: 'starting' }, { node: 'n3', host: '10.0.0.3', port: 3, state: 'dead' }));
+    assert.deepEqual(t.on('dfs', 'n1'), { node: 'n1', host: '127.0.0.1', port: 2 });
+    assert.deepEqual(t.on('dfs', 'n2'), { node: 'n2', host: '10.0.0.2', port: 1 });
+    assert.equal(t.on('dfs', 'n3'), undefined, 'a dead instance is not reached');
+    assert.equal(t.on('dfs', 'n4'), undefined);
+    assert.equal(t.on('other', 'n1'), undefined);
+  });
+
   it('reaches this node\'s own instance on its local host, other nodes\' at their listed address', () => {
     const t = new RouteTable('n1', '127.0.0.1');
     t.apply('services/s/info', info({ node: 'n1', host: '10.0.0.1', port: 2, state: 'running' }, { node: 'n2', host: '10.0.0.2', port: 1, state: 'running' }));

@@ -8,6 +8,7 @@ import { type ServiceInfo, serviceInfoSchema } from '../../lib/config/zone-recor
 
 const INFO_KEY = /^services\/([a-z][a-z0-9-]*)\/info$/;
 
+
 /** Where a request goes: the instance's node, and its host and port (this node's own: on the local service host). */
 export interface RouteTarget {
   node: string;
@@ -70,6 +71,15 @@ export class RouteTable {
     }
     const fallback = this.bootstrap.get(service)?.[0];
     return fallback === undefined ? undefined : { node: fallback, host: '', port: 0, fromBootstrap: true };
+  }
+
+  /** The instance on one named node (running, or starting while a restart is in progress): for requests that must
+   * reach a particular device's instance, such as storage nodes exchanging chunks (`NODE_HEADER` in lib/krpc). */
+  on(service: string, node: string): RouteTarget | undefined {
+    const instances = (this.routes.get(service)?.instances ?? []).filter((i) => i.node === node);
+    const i = instances.find((x) => x.state === 'running') ?? instances.find((x) => x.state === 'starting');
+    if (!i) return undefined;
+    return node === this.node ? { node, host: this.localHost, port: i.port } : { node, host: i.host, port: i.port };
   }
 
   /** This node's own live instance of a service, for requests other devices send through the tunnel. */

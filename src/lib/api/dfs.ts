@@ -1,0 +1,142 @@
+// The dfs kRPC declaration (DESIGN §6, docs/dcfs.md): files and folders of the zone's volumes, uploads, trash and
+// versions, quotas, and the state of disks and scrub. Disks and volumes themselves are records in system-config
+// (src/lib/config/storage-records.ts), written by admins. File bytes move over plain HTTP beside it (ranges, ETags,
+// resumable uploads, WebDAV, NDN): docs/dcfs.md, "HTTP". Server, client and docs derive from this object.
+import { z } from 'zod';
+import { defineService, method } from '../krpc/index.ts';
+import { diskIdSchema, volumeNameSchema } from '../config/storage-records.ts';
+
+const count = z.number().int().nonnegative();
+const volume = volumeNameSchema;
+/** A volume path: absolute, `/`-separated; the service checks it (traversal, names over 255 bytes, control characters). */
+const path = z.string().min(1).max(4096);
+const contentId = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a content id: sha256:<64 hex digits>');
+
+export const dfsEntry = z.object({
+  path: z.string(),
+  type: z.enum(['file', 'dir']),
+  size: count,
+  /** Milliseconds since the epoch. */
+  mtime: z.number(),
+  created: z.number(),
+  owner: z.string(),
+  /** Files: the content id of the current version (also the ETag). */
+  content_id: contentId.nullable(),
+});
+export type DfsEntry = z.infer<typeof dfsEntry>;
+
+const version = z.object({ version_id: z.string(), content_id: contentId, size: count, mtime: z.number(), author: z.string() });
+const trashItem = z.object({ trash_id: z.string(), path: z.string(), type: z.enum(['file', 'dir']), size: count, deleted_at: z.number(), deleted_by: z.string() });
+
+const diskStatus = z.object({
+  node: z.string(),
+  disk_id: z.string(),
+  path: z.string(),
+  state: z.enum(['active', 'draining', 'unreachable']),
+  chunks: count,
+  bytes: count,
+  capacity_bytes: count,
+  free_bytes: count,
+  errors: z.object({ read: count, write: count, corrupt: count }),
+  repairs: count,
+  last_scrub_at: z.number().nullable(),
+});
+
+export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volumes, folders, versions, trash, uploads), quotas, and the state of disks and scrub.', {
+  list: method({
+    params: z.object({ volume, path }).strict(),
+    result: z.object({ entries: z.array(dfsEntry) }),
+    doc: 'The entries of a folder, sorted by name. Needs read on obj://dfs/<volume>/<path>.',
+  }),
+  stat: method({
+    params: z.object({ volume, path }).strict(),
+    result: dfsEntry,
+    doc: 'One entry. NOT_FOUND when there is none. Needs read.',
+  }),
+  mkdir: method({
+    params: z.object({ volume, path, parents: z.boolean().default(false) }).strict(),
+    result: dfsEntry,
+    doc: 'Creates a folder (and missing parents with `parents`). ALREADY_EXISTS when something is there. Needs create.',
+  }),
+  rename: method({
+    params: z.object({ volume, from: path, to: path, overwrite: z.boolean().default(false) }).strict(),
+    result: dfsEntry,
+    doc: 'Moves a file or folder (with everything in it). Needs delete on the source and create on the destination.',
+  }),
+  copy: method({
+    params: z.object({ volume, from: path, to: path, overwrite: z.boolean().default(false) }).strict(),
+    result: dfsEntry,
+    doc: 'Copies by reference: the copy shares the original\'s chunks, so it costs metadata only. Needs read on the source and create on the destination; counts against the quota.',
+  }),
+  delete: method({
+    params: z.object({ volume, path }).strict(),
+    result: z.object({ trash_id: z.string() }),
+    doc: 'Moves a file or folder to the volume\'s trash, from where `restore` brings it back. Needs delete.',
+  }),
+  trash_list: method({
+    params: z.object({ volume }).strict(),
+    result: z.object({ items: z.array(trashItem) }),
+    doc: 'What is in the trash that the caller may read.',
+  }),
+  restore: method({
+    params: z.object({ volume, trash_id: z.string().min(1).max(64), to: path.optional() }).strict(),
+    result: dfsEntry,
+    doc: 'Brings an item back from the trash, to where it was or to `to`. ALREADY_EXISTS when that place is taken. Needs create there.',
+  }),
+  versions: method({
+    params: z.object({ volume, path }).strict(),
+    result: z.object({ versions: z.array(version) }),
+    doc: 'The kept versions of a file, newest first (the volume keeps `keep_versions`). Needs read.',
+  }),
+  restore_version: method({
+    params: z.object({ volume, path, version_id: z.string().min(1).max(64) }).strict(),
+    result: dfsEntry,
+    doc: 'Makes an older version current again (as a new version). Needs write.',
+  }),
+  upload_begin: method({
+    params: z.object({ volume, path, size: count.max(2 ** 50), overwrite: z.boolean().default(true) }).strict(),
+    result: z.object({ upload_id: z.string(), offset: count, url: z.string() }),
+    doc: 'Starts a resumable upload of `size` bytes to `path`: PUT the bytes to `url` (Content-Range or `?offset=`), in one or several parts, then `upload_commit`. Needs create (or write to replace).',
+  }),
+  upload_status: method({
+    params: z.object({ upload_id: z.string().min(1).max(64) }).strict(),
+    result: z.object({ offset: count, size: count, expires_at: z.number() }),
+    doc: 'How many bytes an upload holds: where to resume after a broken connection.',
+  }),
+  upload_commit: method({
+    params: z.object({ upload_id: z.string().min(1).max(64), content_id: contentId.optional() }).strict(),
+    result: dfsEntry,
+    doc: 'Makes a complete upload the file\'s new version, once every chunk has the durable copies its policy asks for. With `content_id`, the bytes must hash to it (else CONFLICT and nothing changes).',
+  }),
+  upload_abort: method({
+    params: z.object({ upload_id: z.string().min(1).max(64) }).strict(),
+    result: z.object({ aborted: z.literal(true) }),
+    doc: 'Drops an upload; nothing becomes visible.',
+  }),
+  usage: method({
+    params: z.object({ volume, user: z.string().min(1).max(64).optional() }).strict(),
+    result: z.object({ user: z.string(), used_bytes: count, quota_bytes: count.nullable() }),
+    doc: 'A user\'s usage and quota on a volume (the caller\'s own without `user`; another user\'s needs admin).',
+  }),
+  quota_set: method({
+    params: z.object({ volume, user: z.string().min(1).max(64), quota_bytes: count.nullable() }).strict(),
+    result: z.object({ user: z.string(), quota_bytes: count.nullable() }),
+    doc: 'Sets (or with null lifts) a user\'s quota on a volume. Admins.',
+  }),
+  status: method({
+    params: z.object({}).strict(),
+    result: z.object({
+      node: z.string(),
+      disks: z.array(diskStatus),
+      volumes: z.array(z.object({ name: z.string(), role: z.enum(['primary', 'follower', 'none']), last_seq: count, lag: count.nullable() })),
+      under_replicated: count,
+      scrub: z.object({ running: z.boolean(), checked: count, corrupt: count, missing: count, repaired: count }),
+    }),
+    doc: 'Every disk in the zone as its node last reported it, this node\'s volumes and the log lag of followers, chunks below their policy, and scrub progress.',
+  }),
+  scrub: method({
+    params: z.object({ disk_id: diskIdSchema.optional() }).strict(),
+    result: z.object({ started: z.boolean() }),
+    doc: 'Starts a scrub of this node\'s disks (or one) now, at the configured rate: every chunk is read and its hash checked; a corrupt or missing chunk is repaired from a healthy copy. Admins.',
+  }),
+});
