@@ -41,6 +41,10 @@ export class CliContext {
   async getToken(): Promise<string> {
     const now = Date.now() / 1000;
     if (this.token && now < this.token.expiresAt - 60) return this.token.value;
+    if (this.opts.user && process.env.BUCKYOS_TOKEN) {
+      // A session token the caller already holds (scripts, tests): used as it is, never refreshed.
+      return process.env.BUCKYOS_TOKEN;
+    }
     if (this.opts.user) {
       const hub = createClient(verifyHubApi, { baseUrl: this.gatewayUrl });
       let r;

@@ -21,6 +21,7 @@ const VERBS: Record<string, () => Promise<Register>> = {
   zone: async () => (await import('./zone.ts')).registerZone,
   ns: async () => (await import('./ns.ts')).registerNs,
   dns: async () => (await import('./dns.ts')).registerDns,
+  fs: async () => (await import('./fs.ts')).registerFs,
 };
 
 const program = new Command('buckyos')

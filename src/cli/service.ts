@@ -49,6 +49,11 @@ async function runNs(rt: KernelRuntime, port: number): Promise<Running> {
   return runNsService(rt, port, roleLookup(rt));
 }
 
+async function runDfs(rt: KernelRuntime, port: number): Promise<Running> {
+  const { runDfsService } = await import('../storage/dfs/main.ts');
+  return runDfsService(rt, port, roleLookup(rt));
+}
+
 /** The bootstrap service of an unactivated device: runs until the device is activated, then exits 0. */
 async function runActivation(root: string | undefined): Promise<void> {
   const { runActivationService } = await import('../kernel/activation/main.ts');
@@ -87,6 +92,7 @@ export function registerService(program: Command): void {
         : svc === 'klog' ? await runKlog(rt, port)
         : svc === 'scheduler' ? await runScheduler(rt, port)
         : svc === 'ns' ? await runNs(rt, port)
+        : svc === 'dfs' ? await runDfs(rt, port)
         : await (await import('../net/gateway/main.ts')).runNodeGateway(rt, port);
       let closing = false;
       const close = async (why: string) => {

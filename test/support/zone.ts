@@ -16,7 +16,7 @@ import { portFree } from './ports.ts';
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(REPO, 'bin', 'buckyos.mjs');
 
-const OFFSETS = { gateway: 0, activation: 2, tunnel: 80, system_config: 20, verify_hub: 120, scheduler: 220, klog: 320, ns: 420 };
+const OFFSETS = { gateway: 0, activation: 2, tunnel: 80, system_config: 20, verify_hub: 120, scheduler: 220, klog: 320, ns: 420, dfs: 520 };
 
 /** A block of ports laid out like the defaults (3180, 3182, 3200, ...) shifted to a free range. */
 export async function freePorts(): Promise<Record<keyof typeof OFFSETS, number>> {

@@ -90,6 +90,13 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
     name: 'gateway',
     health: () => ({ routes: table.services() }),
     fallback: (req, res, url) => {
+      // Content by id and WebDAV are the storage service's, at the short paths clients expect.
+      const alias = /^\/(ndn|dav)(\/.*)?$/.exec(url.pathname);
+      if (alias) {
+        url = new URL(`/kapi/dfs/${alias[1]}${alias[2] ?? ''}${url.search}`, url);
+        // WebDAV answers name resources by URL: the service must write them under the prefix the client used.
+        req.headers['x-forwarded-prefix'] = `/${alias[1]}`;
+      }
       const m = /^\/kapi\/([a-z][a-z0-9-]*)(\/.*)?$/.exec(url.pathname);
       if (!m) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${url.pathname}` } });
       const wanted = req.headers[NODE_HEADER];

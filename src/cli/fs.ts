@@ -1,0 +1,486 @@
+// `buckyos fs ...`: the zone's files (dcfs-lite, docs/dcfs.md). Files are named `<volume>:<path>` (or just `<path>`
+// on the volume given by --volume). Bytes move over HTTP through the node gateway, uploads resumably in parts, with a
+// progress bar on long transfers; disks and volumes are records in system-config that this command writes for
+// admins after checking them.
+import { createReadStream, createWriteStream, existsSync, mkdirSync, statSync, accessSync, constants } from 'node:fs';
+import { request } from 'node:http';
+import { basename, dirname, resolve as resolvePath } from 'node:path';
+import { hostname } from 'node:os';
+import type { Command } from 'commander';
+import { dfsApi, type DfsEntry } from '../lib/api/dfs.ts';
+import { systemConfigApi } from '../lib/api/system-config.ts';
+import {
+  DISK_ID, diskKey, diskRecordSchema, placementPolicySchema, volumeKey, volumeRecordSchema, type VolumeRecord,
+} from '../lib/config/storage-records.ts';
+import { loadNodeIdentity } from '../lib/identity/node-identity.ts';
+import { CliContext } from './context.ts';
+
+/** Upload part size: large enough to amortise a request, small enough that a broken connection loses little. */
+const PART_BYTES = 16 * 1024 * 1024;
+
+interface FsOpts {
+  volume: string;
+  json?: boolean;
+  progress?: boolean;
+}
+
+export function parseTarget(text: string, defaultVolume: string): { volume: string; path: string } {
+  const m = /^([a-z][a-z0-9-]{0,31}):(\/.*)?$/.exec(text);
+  const volume = m ? m[1]! : defaultVolume;
+  const path = m ? (m[2] ?? '/') : text;
+  if (!path.startsWith('/')) throw new Error(`"${text}": give an absolute path in the volume, e.g. ${volume}:/photos/a.jpg`);
+  return { volume, path };
+}
+
+const encodePath = (p: string) => p.split('/').map(encodeURIComponent).join('/');
+
+function human(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** A one-line progress bar on stderr, redrawn at most 10 times a second; silent unless wanted. */
+class Progress {
+  private last = 0;
+  private readonly start = Date.now();
+
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+    private readonly on: boolean,
+  ) {}
+
+  update(done: number): void {
+    if (!this.on) return;
+    const now = Date.now();
+    if (now - this.last < 100 && done < this.total) return;
+    this.last = now;
+    const width = 30;
+    const frac = this.total === 0 ? 1 : Math.min(1, done / this.total);
+    const rate = done / Math.max(0.001, (now - this.start) / 1000);
+    process.stderr.write(`\r${this.label} [${'#'.repeat(Math.round(frac * width)).padEnd(width, '.')}] ${(frac * 100).toFixed(0).padStart(3)}% ${human(done)}/${human(this.total)} ${human(rate)}/s `);
+  }
+
+  done(): void {
+    if (this.on) process.stderr.write('\n');
+  }
+}
+
+async function httpCall(c: CliContext, method: string, path: string, opts: { headers?: Record<string, string>; body?: NodeJS.ReadableStream; bodyLength?: number } = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; stream: NodeJS.ReadableStream }> {
+  const token = await c.getToken();
+  return new Promise((resolve, reject) => {
+    const req = request(`${c.gatewayUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(opts.bodyLength !== undefined ? { 'content-length': String(opts.bodyLength) } : {}), ...opts.headers },
+    });
+    req.on('response', (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, stream: res }));
+    req.on('error', reject);
+    if (opts.body) opts.body.pipe(req);
+    else req.end();
+  });
+}
+
+async function failure(r: { status: number; stream: NodeJS.ReadableStream }): Promise<never> {
+  const parts: Buffer[] = [];
+  for await (const c of r.stream) parts.push(c as Buffer);
+  const text = Buffer.concat(parts).toString('utf8');
+  let message = text;
+  try {
+    const e = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error;
+    if (e) message = `[${e.code}]: ${e.message}`;
+  } catch {
+    // A plain-text answer is its own message.
+  }
+  throw new Error(`HTTP ${r.status} ${message}`);
+}
+
+function printEntries(entries: DfsEntry[]): void {
+  for (const e of entries) {
+    const when = new Date(e.mtime).toISOString().replace('T', ' ').slice(0, 19);
+    console.log(`${e.type === 'dir' ? 'd' : '-'} ${human(e.size).padStart(10)}  ${when}  ${e.owner.padEnd(12)} ${basename(e.path) || '/'}${e.type === 'dir' ? '/' : ''}`);
+  }
+}
+
+async function put(c: CliContext, local: string, volume: string, path: string, progress: boolean): Promise<DfsEntry> {
+  const size = statSync(local).size;
+  const dfs = c.client(dfsApi);
+  const up = await dfs.upload_begin({ volume, path, size });
+  const bar = new Progress(`put ${basename(local)}`, size, progress);
+  let offset = up.offset;
+  while (offset < size) {
+    const end = Math.min(size, offset + PART_BYTES);
+    const r = await httpCall(c, 'PUT', up.url, {
+      body: createReadStream(local, { start: offset, end: end - 1 }),
+      bodyLength: end - offset,
+      headers: { 'content-range': `bytes ${offset}-${end - 1}/${size}`, 'content-type': 'application/octet-stream' },
+    });
+    if (r.status !== 200 && r.status !== 204) {
+      // Where to resume is the server's to say: a part may have landed partly.
+      const st = await dfs.upload_status({ upload_id: up.upload_id }).catch(() => null);
+      if (!st || st.offset === offset) await failure(r);
+      offset = st!.offset;
+      continue;
+    }
+    r.stream.resume();
+    offset = end;
+    bar.update(offset);
+  }
+  bar.update(size);
+  bar.done();
+  return dfs.upload_commit({ upload_id: up.upload_id });
+}
+
+async function get(c: CliContext, volume: string, path: string, local: string, progress: boolean): Promise<number> {
+  const entry = await c.client(dfsApi).stat({ volume, path });
+  if (entry.type !== 'file') throw new Error(`${volume}:${path} is a folder; give a file`);
+  // A partial download of the same version resumes where it stopped.
+  const partial = `${local}.part`;
+  let from = existsSync(partial) ? statSync(partial).size : 0;
+  if (from > entry.size) from = 0;
+  const headers: Record<string, string> = from > 0 ? { range: `bytes=${from}-`, 'if-range': `"${entry.content_id}"` } : {};
+  const r = await httpCall(c, 'GET', `/kapi/dfs/files/${volume}${encodePath(path)}`, { headers });
+  if (r.status !== 200 && r.status !== 206) await failure(r);
+  if (r.status === 200) from = 0;
+  const bar = new Progress(`get ${basename(path)}`, entry.size, progress);
+  let done = from;
+  const out = createWriteStream(partial, { flags: from > 0 ? 'a' : 'w' });
+  await new Promise<void>((resolve, reject) => {
+    r.stream.on('data', (b: Buffer) => {
+      done += b.length;
+      bar.update(done);
+    });
+    r.stream.on('error', reject);
+    out.on('error', reject);
+    out.on('finish', resolve);
+    r.stream.pipe(out);
+  });
+  bar.done();
+  if (done !== entry.size) throw new Error(`download stopped at ${done} of ${entry.size} bytes; run the same command again to resume`);
+  const { renameSync } = await import('node:fs');
+  renameSync(partial, local);
+  return done;
+}
+
+async function walkSize(c: CliContext, volume: string, path: string): Promise<{ bytes: number; files: number; dirs: number }> {
+  const dfs = c.client(dfsApi);
+  const total = { bytes: 0, files: 0, dirs: 0 };
+  const queue = [path];
+  while (queue.length > 0) {
+    const dir = queue.shift()!;
+    for (const e of (await dfs.list({ volume, path: dir })).entries) {
+      if (e.type === 'dir') {
+        total.dirs++;
+        queue.push(e.path);
+      } else {
+        total.files++;
+        total.bytes += e.size;
+      }
+    }
+  }
+  return total;
+}
+
+export function registerFs(program: Command): void {
+  const fs = program
+    .command('fs')
+    .description("the zone's files (dcfs-lite): <volume>:<path>")
+    .option('--volume <name>', 'volume for paths given without one', 'home');
+  const ctx = (cmd: Command) => new CliContext(cmd.optsWithGlobals());
+  const opts = (cmd: Command) => cmd.optsWithGlobals() as FsOpts;
+  const showProgress = (o: FsOpts) => o.progress ?? process.stderr.isTTY === true;
+
+  fs.command('ls [target]')
+    .description('list a folder')
+    .option('--json', 'machine-readable output')
+    .action(async (target: string | undefined, _o: unknown, cmd: Command) => {
+      const o = opts(cmd);
+      const t = parseTarget(target ?? '/', o.volume);
+      const dfs = ctx(cmd).client(dfsApi);
+      const entry = await dfs.stat(t);
+      const entries = entry.type === 'dir' ? (await dfs.list(t)).entries : [entry];
+      if (o.json) console.log(JSON.stringify(entries, null, 2));
+      else printEntries(entries);
+    });
+
+  fs.command('put <local> <target>')
+    .description('upload a file (or, with -r, a folder); resumable; a progress bar on a terminal')
+    .option('-r, --recursive', 'upload a folder and everything in it')
+    .option('--progress', 'show progress even when not on a terminal')
+    .action(async (local: string, target: string, o2: { recursive?: boolean; progress?: boolean }, cmd: Command) => {
+      const o = { ...opts(cmd), ...o2 };
+      const c = ctx(cmd);
+      const t = parseTarget(target, o.volume);
+      const st = statSync(local);
+      if (!st.isDirectory()) {
+        const dest = t.path.endsWith('/') ? `${t.path}${basename(local)}` : t.path;
+        const e = await put(c, local, t.volume, dest, showProgress(o));
+        console.log(`${t.volume}:${e.path} ${human(e.size)} ${e.content_id}`);
+        return;
+      }
+      if (!o.recursive) throw new Error(`${local} is a folder: use -r`);
+      const { readdirSync } = await import('node:fs');
+      const dfs = c.client(dfsApi);
+      const walk = async (dir: string, remote: string): Promise<number> => {
+        await dfs.mkdir({ volume: t.volume, path: remote, parents: true }).catch((err: Error) => {
+          if (!/ALREADY_EXISTS|already exists/.test(err.message)) throw err;
+        });
+        let n = 0;
+        for (const d of readdirSync(dir, { withFileTypes: true })) {
+          const child = `${dir}/${d.name}`;
+          const r = `${remote === '/' ? '' : remote}/${d.name}`;
+          if (d.isDirectory()) n += await walk(child, r);
+          else if (d.isFile()) {
+            await put(c, child, t.volume, r, showProgress(o));
+            n++;
+          }
+        }
+        return n;
+      };
+      const n = await walk(resolvePath(local), t.path);
+      console.log(`uploaded ${n} files to ${t.volume}:${t.path}`);
+    });
+
+  fs.command('get <target> [local]')
+    .description('download a file; an interrupted download resumes')
+    .option('--progress', 'show progress even when not on a terminal')
+    .action(async (target: string, local: string | undefined, o2: { progress?: boolean }, cmd: Command) => {
+      const o = { ...opts(cmd), ...o2 };
+      const t = parseTarget(target, o.volume);
+      const dest = local ?? basename(t.path);
+      mkdirSync(dirname(resolvePath(dest)), { recursive: true });
+      const n = await get(ctx(cmd), t.volume, t.path, dest, showProgress(o));
+      console.log(`${dest} ${human(n)}`);
+    });
+
+  fs.command('rm <target>')
+    .description('move a file or folder to the trash')
+    .action(async (target: string, _o: unknown, cmd: Command) => {
+      const t = parseTarget(target, opts(cmd).volume);
+      const r = await ctx(cmd).client(dfsApi).delete(t);
+      console.log(`moved to the trash (${r.trash_id}); \`buckyos fs restore ${t.volume} ${r.trash_id}\` brings it back`);
+    });
+
+  fs.command('mv <from> <to>')
+    .description('move or rename within a volume')
+    .option('-f, --force', 'replace what is at the destination')
+    .action(async (from: string, to: string, o2: { force?: boolean }, cmd: Command) => {
+      const a = parseTarget(from, opts(cmd).volume);
+      const b = parseTarget(to, a.volume);
+      if (a.volume !== b.volume) throw new Error('mv works within one volume; copy with get and put across volumes');
+      const e = await ctx(cmd).client(dfsApi).rename({ volume: a.volume, from: a.path, to: b.path, overwrite: o2.force === true });
+      console.log(`${a.volume}:${e.path}`);
+    });
+
+  fs.command('cp <from> <to>')
+    .description('copy within a volume, by reference (no data is copied)')
+    .action(async (from: string, to: string, _o: unknown, cmd: Command) => {
+      const a = parseTarget(from, opts(cmd).volume);
+      const b = parseTarget(to, a.volume);
+      const e = await ctx(cmd).client(dfsApi).copy({ volume: a.volume, from: a.path, to: b.path });
+      console.log(`${a.volume}:${e.path}`);
+    });
+
+  fs.command('mkdir <target>')
+    .option('-p, --parents', 'create missing parents')
+    .action(async (target: string, o2: { parents?: boolean }, cmd: Command) => {
+      const t = parseTarget(target, opts(cmd).volume);
+      await ctx(cmd).client(dfsApi).mkdir({ ...t, parents: o2.parents === true });
+    });
+
+  fs.command('du [target]')
+    .description('bytes and files under a folder, and your usage and quota')
+    .option('--json', 'machine-readable output')
+    .action(async (target: string | undefined, o2: { json?: boolean }, cmd: Command) => {
+      const c = ctx(cmd);
+      const t = parseTarget(target ?? '/', opts(cmd).volume);
+      const total = await walkSize(c, t.volume, t.path);
+      const usage = await c.client(dfsApi).usage({ volume: t.volume });
+      if (o2.json) console.log(JSON.stringify({ ...total, usage }, null, 2));
+      else {
+        console.log(`${human(total.bytes)} in ${total.files} files and ${total.dirs} folders under ${t.volume}:${t.path}`);
+        console.log(`usage of ${usage.user}: ${human(usage.used_bytes)}${usage.quota_bytes === null ? '' : ` of ${human(usage.quota_bytes)}`}`);
+      }
+    });
+
+  fs.command('trash <volume>')
+    .description("what is in a volume's trash")
+    .action(async (volume: string, _o: unknown, cmd: Command) => {
+      for (const i of (await ctx(cmd).client(dfsApi).trash_list({ volume })).items) {
+        console.log(`${i.trash_id}  ${new Date(i.deleted_at).toISOString()}  ${i.deleted_by.padEnd(12)} ${i.path}${i.type === 'dir' ? '/' : ''}`);
+      }
+    });
+
+  fs.command('restore <volume> <trash_id>')
+    .option('--to <path>', 'restore to another place')
+    .action(async (volume: string, trashId: string, o2: { to?: string }, cmd: Command) => {
+      const e = await ctx(cmd).client(dfsApi).restore({ volume, trash_id: trashId, to: o2.to });
+      console.log(`${volume}:${e.path}`);
+    });
+
+  fs.command('versions <target>')
+    .description('kept versions of a file')
+    .action(async (target: string, _o: unknown, cmd: Command) => {
+      const t = parseTarget(target, opts(cmd).volume);
+      for (const v of (await ctx(cmd).client(dfsApi).versions(t)).versions) {
+        console.log(`${v.version_id}  ${new Date(v.mtime).toISOString()}  ${human(v.size).padStart(10)}  ${v.author.padEnd(12)} ${v.content_id}`);
+      }
+    });
+
+  fs.command('quota <volume> <user> <bytes>')
+    .description('set a user\'s quota on a volume ("none" lifts it); bytes may end in K, M, G or T')
+    .action(async (volume: string, user: string, bytes: string, _o: unknown, cmd: Command) => {
+      const m = /^([0-9]+)([KMGT]?)$/i.exec(bytes);
+      if (bytes !== 'none' && !m) throw new Error('bytes: a number, optionally ending in K, M, G or T, or "none"');
+      const quota = bytes === 'none' ? null : Number(m![1]) * 1024 ** ['', 'K', 'M', 'G', 'T'].indexOf(m![2]!.toUpperCase());
+      const r = await ctx(cmd).client(dfsApi).quota_set({ volume, user, quota_bytes: quota });
+      console.log(`${user} on ${volume}: ${r.quota_bytes === null ? 'no quota' : human(r.quota_bytes)}`);
+    });
+
+  fs.command('scrub')
+    .description("verify every chunk on this node's disks now (corrupt or missing ones are repaired)")
+    .option('--disk <id>', 'only this disk')
+    .action(async (o2: { disk?: string }, cmd: Command) => {
+      const r = await ctx(cmd).client(dfsApi).scrub({ disk_id: o2.disk });
+      console.log(r.started ? 'scrub started; see `buckyos fs status`' : 'a scrub is already running');
+    });
+
+  fs.command('status')
+    .description('disks of every node, volumes, chunks below their policy, scrub progress')
+    .option('--json', 'machine-readable output')
+    .action(async (o2: { json?: boolean }, cmd: Command) => {
+      const s = await ctx(cmd).client(dfsApi).status({});
+      if (o2.json) {
+        console.log(JSON.stringify(s, null, 2));
+        return;
+      }
+      console.log('NODE         DISK         STATE        CHUNKS      USED       FREE  ERRORS r/w/corrupt  REPAIRS  LAST SCRUB');
+      for (const d of s.disks) {
+        console.log(
+          `${d.node.padEnd(12)} ${d.disk_id.padEnd(12)} ${d.state.padEnd(12)} ${String(d.chunks).padStart(6)} ${human(d.bytes).padStart(9)} ${human(d.free_bytes).padStart(10)}  ${`${d.errors.read}/${d.errors.write}/${d.errors.corrupt}`.padStart(18)}  ${String(d.repairs).padStart(7)}  ${d.last_scrub_at ? new Date(d.last_scrub_at).toISOString() : 'never'}`,
+        );
+      }
+      for (const v of s.volumes) console.log(`volume ${v.name}: ${v.role} at log ${v.last_seq}${v.lag === null ? '' : `, ${v.lag} behind`}`);
+      console.log(`chunks below their policy: ${s.under_replicated}`);
+      const sc = s.scrub;
+      console.log(`scrub: ${sc.running ? 'running' : 'idle'}; checked ${sc.checked}, corrupt ${sc.corrupt}, missing ${sc.missing}, repaired ${sc.repaired}`);
+    });
+
+  const disk = fs.command('disk').description('disks of storage nodes (storage/disks/<node>/<disk>)');
+  disk
+    .command('add <path>')
+    .description('register a directory on a disk of a node as dfs storage')
+    .option('--id <id>', 'disk id (default: from the directory name)')
+    .option('--node <name>', 'the node it is on (default: this device)')
+    .action(async (path: string, o2: { id?: string; node?: string }, cmd: Command) => {
+      const c = ctx(cmd);
+      const node = o2.node ?? (await loadNodeIdentity(c.paths.etc)).device.name;
+      const abs = resolvePath(path);
+      const here = o2.node === undefined;
+      if (here) {
+        // What only this device can check; another node's dfs reports a bad path in `buckyos fs status`.
+        if (!existsSync(abs) || !statSync(abs).isDirectory()) throw new Error(`${abs} is not a directory on ${hostname()}`);
+        accessSync(abs, constants.W_OK);
+      }
+      const id = o2.id ?? basename(abs).toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 32);
+      if (!DISK_ID.test(id)) throw new Error(`cannot make a disk id from "${basename(abs)}": give --id`);
+      const config = c.client(systemConfigApi);
+      const existing = await config.list({ prefix: 'storage/disks/', limit: 10_000 });
+      for (const e of existing.entries) {
+        const other = JSON.parse(e.value) as { path?: string };
+        const [, , n, d] = e.key.split('/');
+        if (n === node && d === id) throw new Error(`${node} already has a disk ${id} (${other.path})`);
+        if (n === node && other.path && (abs === other.path || abs.startsWith(`${other.path}/`) || other.path.startsWith(`${abs}/`))) {
+          throw new Error(`${abs} overlaps disk ${d} (${other.path}) on ${node}`);
+        }
+      }
+      const record = diskRecordSchema.parse({ path: abs, state: 'active', added_at: Date.now() });
+      await config.create({ key: diskKey(node, id), value: JSON.stringify(record) });
+      console.log(`disk ${id} on ${node}: ${abs}`);
+    });
+  disk
+    .command('ls')
+    .action(async (_o: unknown, cmd: Command) => {
+      for (const e of (await ctx(cmd).client(systemConfigApi).list({ prefix: 'storage/disks/', limit: 10_000 })).entries) {
+        const [, , node, id] = e.key.split('/');
+        const r = JSON.parse(e.value) as { path: string; state: string };
+        console.log(`${node!.padEnd(12)} ${id!.padEnd(12)} ${r.state.padEnd(9)} ${r.path}`);
+      }
+    });
+  disk
+    .command('rm <id>')
+    .description('drain a disk (its chunks are copied elsewhere first); --force forgets it at once')
+    .option('--node <name>', 'the node it is on (default: this device)')
+    .option('--force', 'forget it now, without draining')
+    .action(async (id: string, o2: { node?: string; force?: boolean }, cmd: Command) => {
+      const c = ctx(cmd);
+      const node = o2.node ?? (await loadNodeIdentity(c.paths.etc)).device.name;
+      const config = c.client(systemConfigApi);
+      const cur = await config.get({ key: diskKey(node, id) });
+      if (cur.value === null) throw new Error(`${node} has no disk ${id}`);
+      if (o2.force) {
+        await config.delete({ key: diskKey(node, id) });
+        console.log(`disk ${id} on ${node} forgotten`);
+        return;
+      }
+      const r = diskRecordSchema.parse(JSON.parse(cur.value));
+      await config.set({ key: diskKey(node, id), value: JSON.stringify({ ...r, state: 'draining' }), expect_revision: cur.revision });
+      console.log(`disk ${id} on ${node} is draining; \`buckyos fs status\` shows when it holds nothing`);
+    });
+
+  const volume = fs.command('volume').description('volumes (storage/volumes/<name>)');
+  const policyOf = (o: { copies: string; domain: string }) => placementPolicySchema.parse({ copies: Number(o.copies), failure_domain: o.domain });
+  volume
+    .command('create <name>')
+    .option('--copies <n>', 'durable copies of every chunk', '2')
+    .option('--domain <d>', 'what copies must not share: disk or node', 'node')
+    .option('--primary <node>', 'where the metadata lives (default: this device)')
+    .option('--followers <nodes>', 'comma-separated nodes keeping a copy of the metadata')
+    .option('--keep-versions <n>', 'versions kept per file', '10')
+    .action(async (name: string, o2: { copies: string; domain: string; primary?: string; followers?: string; keepVersions: string }, cmd: Command) => {
+      const c = ctx(cmd);
+      const primary = o2.primary ?? (await loadNodeIdentity(c.paths.etc)).device.name;
+      const record: VolumeRecord = volumeRecordSchema.parse({
+        primary,
+        followers: o2.followers ? o2.followers.split(',').map((s) => s.trim()).filter(Boolean) : [],
+        policy: policyOf(o2),
+        keep_versions: Number(o2.keepVersions),
+        created_at: Date.now(),
+      });
+      const config = c.client(systemConfigApi);
+      const disks = (await config.list({ prefix: 'storage/disks/', limit: 10_000 })).entries.map((e) => e.key.split('/'));
+      const domains = new Set(disks.map(([, , n, d]) => (record.policy.failure_domain === 'node' ? n : `${n}/${d}`))).size;
+      if (domains < record.policy.copies) {
+        throw new Error(`${record.policy.copies} copies on different ${record.policy.failure_domain}s need that many; the zone has ${domains} (add disks with \`buckyos fs disk add\`)`);
+      }
+      await config.create({ key: volumeKey(name), value: JSON.stringify(record) });
+      console.log(`volume ${name}: metadata on ${primary}${record.followers.length ? `, followers ${record.followers.join(', ')}` : ''}; ${record.policy.copies} copies across ${record.policy.failure_domain}s`);
+    });
+  volume.command('ls').action(async (_o: unknown, cmd: Command) => {
+    for (const e of (await ctx(cmd).client(systemConfigApi).list({ prefix: 'storage/volumes/', limit: 10_000 })).entries) {
+      const v = JSON.parse(e.value) as VolumeRecord;
+      console.log(`${e.key.split('/')[2]!.padEnd(16)} primary ${v.primary}  followers ${v.followers.join(',') || '-'}  ${v.policy.copies} copies / ${v.policy.failure_domain}`);
+    }
+  });
+  volume
+    .command('policy <name>')
+    .description('set the placement policy of a volume or of one of its folders')
+    .option('--folder <path>', 'a folder with its own policy')
+    .option('--copies <n>', 'durable copies', '2')
+    .option('--domain <d>', 'disk or node', 'node')
+    .action(async (name: string, o2: { folder?: string; copies: string; domain: string }, cmd: Command) => {
+      const config = ctx(cmd).client(systemConfigApi);
+      const cur = await config.get({ key: volumeKey(name) });
+      if (cur.value === null) throw new Error(`no volume ${name}`);
+      const v = volumeRecordSchema.parse(JSON.parse(cur.value));
+      const policy = policyOf(o2);
+      const next = o2.folder ? { ...v, folders: { ...v.folders, [o2.folder]: policy } } : { ...v, policy };
+      await config.set({ key: volumeKey(name), value: JSON.stringify(volumeRecordSchema.parse(next)), expect_revision: cur.revision });
+      console.log(`${name}${o2.folder ?? ''}: ${policy.copies} copies across ${policy.failure_domain}s`);
+    });
+}

@@ -1,0 +1,161 @@
+// Chunks across the zone (docs/dcfs.md, "Placement" and "Reading"): storing a chunk on the disks its policy needs,
+// local or on other nodes, resolving only when every copy is durable; and reading one from wherever a healthy copy
+// is, this node's disks first, checking its hash whoever sent it.
+import { contentId } from './chunker.ts';
+import type { DiskSet } from './disks.ts';
+import type { PeerChunks } from './peers.ts';
+import { type DiskInfo, type DiskRef, placeChunk } from './placement.ts';
+import type { PlacementPolicy } from '../../lib/config/storage-records.ts';
+import type { ZoneStorage } from './zone-view.ts';
+
+export class PlacementError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PlacementError';
+  }
+}
+
+export class ChunkUnavailableError extends Error {
+  constructor(readonly chunkId: string, why: string) {
+    super(`chunk ${chunkId} cannot be read from any copy: ${why}`);
+    this.name = 'ChunkUnavailableError';
+  }
+}
+
+/** Remembered holders of chunks this node read from elsewhere: a file's chunks are read in runs. */
+const MAX_LOCATIONS = 100_000;
+
+export class ChunkIO {
+  private readonly locations = new Map<string, string[]>();
+  private infos: { at: number; value: Promise<DiskInfo[]> } | null = null;
+
+  constructor(
+    private readonly self: string,
+    private readonly disks: DiskSet,
+    private readonly peers: PeerChunks,
+    private readonly zone: () => ZoneStorage,
+  ) {}
+
+  /** Every disk of the zone as placement sees it: this node's from its stores, others' from their last report. Kept
+   * for a second: a file is many chunks, and free space does not need to be exact to the chunk. */
+  diskInfos(): Promise<DiskInfo[]> {
+    const now = Date.now();
+    if (!this.infos || now - this.infos.at > 1000) this.infos = { at: now, value: this.readDiskInfos() };
+    return this.infos.value;
+  }
+
+  private async readDiskInfos(): Promise<DiskInfo[]> {
+    const z = this.zone();
+    const out: DiskInfo[] = [];
+    const local = new Map((await this.disks.report()).map((r) => [r.disk_id, r]));
+    for (const d of z.disks) {
+      if (d.node === this.self) {
+        const r = local.get(d.disk);
+        out.push({ node: d.node, disk: d.disk, state: d.record.state, free_bytes: r?.free_bytes ?? 0, live: r !== undefined && r.state !== 'unreachable' });
+        continue;
+      }
+      const r = z.reported.get(d.node)?.find((x) => x.disk_id === d.disk);
+      out.push({
+        node: d.node, disk: d.disk, state: d.record.state, free_bytes: r?.free_bytes ?? 0,
+        live: z.live.has(d.node) && r !== undefined && r.state !== 'unreachable',
+      });
+    }
+    return out;
+  }
+
+  /** Puts one copy; a failure names the disk. */
+  private async putOn(t: DiskRef, id: string, data: Buffer): Promise<void> {
+    if (t.node === this.self) {
+      const d = this.disks.get(t.disk);
+      if (!d?.store) throw new Error(`disk ${t.disk} of ${t.node} is not open`);
+      await d.store.put(id, data);
+    } else await this.peers.put(t.node, t.disk, id, data);
+  }
+
+  /**
+   * Stores a chunk with the copies `policy` asks for and resolves once all of them are durable. A disk that fails
+   * is passed over for another; when no disk is left, PlacementError says what is short.
+   */
+  async store(id: string, data: Buffer, policy: PlacementPolicy, have: readonly DiskRef[] = []): Promise<DiskRef[]> {
+    const disks = await this.diskInfos();
+    const failed: DiskRef[] = [];
+    const done: DiskRef[] = [];
+    const why: string[] = [];
+    for (let round = 0; round < 4; round++) {
+      const usable = disks.map((d) => (failed.some((f) => f.node === d.node && f.disk === d.disk) ? { ...d, live: false } : d));
+      const p = placeChunk({ chunkId: id, size: data.length, policy, disks: usable, have: [...have, ...done], local: this.self });
+      if (!p.ok) throw new PlacementError(`${p.reason}${why.length ? ` (failed: ${why.join('; ')})` : ''}`);
+      const todo = p.targets.filter((t) => !done.some((d) => d.node === t.node && d.disk === t.disk) && !have.some((h) => h.node === t.node && h.disk === t.disk));
+      const results = await Promise.allSettled(todo.map((t) => this.putOn(t, id, data)));
+      results.forEach((r, i) => {
+        if (r.status === 'fulfilled') done.push(todo[i]!);
+        else {
+          failed.push(todo[i]!);
+          why.push(`${todo[i]!.node}/${todo[i]!.disk}: ${(r.reason as Error).message}`);
+        }
+      });
+      if (results.every((r) => r.status === 'fulfilled')) return p.targets;
+    }
+    throw new PlacementError(`could not store ${policy.copies} copies: ${why.join('; ')}`);
+  }
+
+  /** Where copies of `ids` are: this node's disks, and every live node's (asked in one request per node). */
+  async locate(ids: readonly string[]): Promise<Map<string, DiskRef[]>> {
+    const out = new Map<string, DiskRef[]>(ids.map((id) => [id, []]));
+    for (const d of this.disks.open()) for (const id of ids) if (d.store.has(id)) out.get(id)!.push({ node: this.self, disk: d.id });
+    const nodes = [...this.zone().live].filter((n) => n !== this.self);
+    await Promise.all(
+      nodes.map(async (node) => {
+        try {
+          for (const [id, disks] of await this.peers.has(node, ids)) for (const disk of disks) out.get(id)?.push({ node, disk });
+        } catch {
+          // A node that cannot answer holds nothing we can use now.
+        }
+      }),
+    );
+    return out;
+  }
+
+  /** A chunk's bytes from a healthy copy, hash checked. */
+  async fetch(id: string): Promise<Buffer> {
+    const errors: string[] = [];
+    for (const d of this.disks.open()) {
+      if (!d.store.has(id)) continue;
+      try {
+        return await d.store.get(id);
+      } catch (err) {
+        errors.push(`${this.self}/${d.id}: ${(err as Error).message}`);
+      }
+    }
+    const tryNodes = async (nodes: readonly string[]): Promise<Buffer | null> => {
+      for (const node of nodes) {
+        try {
+          const data = await this.peers.get(node, id);
+          if (contentId(data) !== id) {
+            errors.push(`${node}: sent bytes that do not match the id`);
+            continue;
+          }
+          this.remember(id, node);
+          return data;
+        } catch (err) {
+          errors.push(`${node}: ${(err as Error).message}`);
+        }
+      }
+      return null;
+    };
+    const known = this.locations.get(id);
+    if (known) {
+      const got = await tryNodes(known);
+      if (got) return got;
+    }
+    const holders = [...new Set((await this.locate([id])).get(id)!.filter((r) => r.node !== this.self).map((r) => r.node))];
+    const got = await tryNodes(holders);
+    if (got) return got;
+    throw new ChunkUnavailableError(id, errors.length ? errors.join('; ') : 'no node holds it');
+  }
+
+  private remember(id: string, node: string): void {
+    if (this.locations.size >= MAX_LOCATIONS) this.locations.delete(this.locations.keys().next().value as string);
+    this.locations.set(id, [node]);
+  }
+}

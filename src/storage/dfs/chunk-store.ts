@@ -1,0 +1,997 @@
+// One disk's chunk store (docs/dcfs.md, "Chunk store"): content-addressed chunks in a directory on one disk.
+//
+// Layout under the disk's directory:
+//   index.sqlite     which chunks are here and where (SQLite, WAL), the disk's id and error counts
+//   chunks/xx/<hex>  a chunk of packThreshold bytes or more, one file each, xx = the first two hex digits of its id
+//   packs/<n>.pack   append-only logs of records: small chunks' bytes, and markers for large puts and deletes
+//   tmp/             large chunks being written; emptied on open
+//
+// The pack logs are also the store's journal. Every put and delete is acknowledged only once its record is in a pack
+// and that pack is fdatasync'ed; the index is then updated in a transaction that is not synced by itself
+// (synchronous=NORMAL), so acknowledging costs one fsync shared by every put in the batch (group commit) and never
+// blocks the event loop on a synchronous fsync. The index records, per pack, the offset up to which it reflects the
+// pack; opening the store replays the records after that offset, so a power cut that loses index transactions loses
+// no acknowledged put, and truncates a torn tail.
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { constants as fsc, mkdirSync, readdirSync } from 'node:fs';
+import { open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isChunkId } from './chunker.ts';
+
+export interface ChunkStoreOptions {
+  /** The disk's id (system-config `storage/disks/<node>/<disk>`). A directory keeps the id it was first opened with. */
+  diskId: string;
+  /** Chunks smaller than this are packed; others get a file each. Default 64 KiB. */
+  packThreshold?: number;
+  /** Bytes this store may hold (the sum of its chunks' sizes). Default: no limit beyond the filesystem's. */
+  capacityBytes?: number;
+  /** A pack stops taking records at this size. Default 64 MiB: the unit `compact` rewrites. */
+  packMaxBytes?: number;
+  /** Called after every fsync, for metrics and tests. */
+  onFsync?: (kind: FsyncKind) => void;
+}
+
+/** `pack`: a group commit; `file`: a large chunk's bytes; `dir`: a directory entry (a large chunk's, a new pack's). */
+export type FsyncKind = 'pack' | 'file' | 'dir';
+
+export interface PutResult {
+  /** False when the chunk was here already (and not known to be damaged): nothing was written. */
+  stored: boolean;
+}
+
+export type VerifyResult = 'ok' | 'corrupt' | 'missing';
+
+export interface ChunkStoreStats {
+  disk_id: string;
+  chunks: number;
+  /** The sum of the stored chunks' sizes. */
+  bytes: number;
+  capacity_bytes: number;
+  free_bytes: number;
+  /**
+   * Since the store was created. read/write: I/O failures; corrupt: a chunk read back with the wrong hash; missing: a
+   * chunk in the index whose file is gone.
+   */
+  errors: { read: number; write: number; corrupt: number; missing: number };
+}
+
+export interface CompactResult {
+  packs: number;
+  bytes_reclaimed: number;
+}
+
+export class InvalidChunkIdError extends TypeError {
+  constructor(readonly chunkId: unknown) {
+    super(`not a chunk id (sha256:<64 lower-case hex>): ${String(chunkId).slice(0, 80)}`);
+    this.name = 'InvalidChunkIdError';
+  }
+}
+
+/** put() was given bytes that do not hash to the id. */
+export class ChunkHashMismatchError extends Error {
+  constructor(readonly chunkId: string, readonly actualId: string) {
+    super(`chunk bytes hash to ${actualId}, not ${chunkId}`);
+    this.name = 'ChunkHashMismatchError';
+  }
+}
+
+export class ChunkMissingError extends Error {
+  constructor(readonly chunkId: string, readonly diskId: string) {
+    super(`chunk ${chunkId} is not on disk ${diskId}`);
+    this.name = 'ChunkMissingError';
+  }
+}
+
+export class ChunkCorruptError extends Error {
+  constructor(readonly chunkId: string, readonly diskId: string) {
+    super(`chunk ${chunkId} on disk ${diskId} is corrupt (its bytes no longer hash to its id)`);
+    this.name = 'ChunkCorruptError';
+  }
+}
+
+/** An I/O failure of the disk; `code` is the errno name (EIO, EISDIR, ENOTDIR, ...). */
+export class DiskError extends Error {
+  constructor(readonly diskId: string, readonly op: 'read' | 'write', readonly code: string, cause: unknown) {
+    super(`disk ${diskId}: ${op} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'DiskError';
+  }
+}
+
+/** Out of space: the filesystem's (ENOSPC, EDQUOT, SQLITE_FULL) or the store's capacityBytes. Not a disk error. */
+export class DiskFullError extends DiskError {
+  constructor(diskId: string, cause: unknown) {
+    super(diskId, 'write', 'ENOSPC', cause);
+    this.name = 'DiskFullError';
+  }
+}
+
+export class ChunkStoreClosedError extends Error {
+  constructor(diskId: string) {
+    super(`chunk store of disk ${diskId} is closed`);
+    this.name = 'ChunkStoreClosedError';
+  }
+}
+
+const DEFAULT_PACK_THRESHOLD = 64 * 1024;
+const DEFAULT_PACK_MAX = 64 * 1024 * 1024;
+const FORMAT = '1';
+/** A batch is cut at this many records or bytes so that one commit never holds an unbounded buffer. */
+const BATCH_MAX_OPS = 4096;
+const BATCH_MAX_BYTES = 32 * 1024 * 1024;
+/** Read handles kept open on packs. */
+const PACK_HANDLES = 64;
+const LIST_PAGE = 1000;
+const COMPACT_SLICE = 256;
+
+// A record: magic u32 | type u8 | 3 zero bytes | length u32 | id 32 bytes | check u32 | data (type DATA only).
+// `check` is the first 4 bytes of SHA-256 over the 44 bytes before it, so replay can tell a record from a torn or
+// stale tail even for records without data; a DATA record's bytes are checked against its id.
+const HEADER = 48;
+const MAGIC = 0x31524344; // "DCR1" little-endian
+const DATA = 1; // a small chunk's bytes follow
+const LARGE = 2; // a large chunk's file is complete and in place; length = its size
+const DELETE = 3;
+type OpType = typeof DATA | typeof LARGE | typeof DELETE;
+
+interface Op {
+  type: OpType;
+  key: Buffer;
+  size: number;
+  data?: Buffer;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** An op as the index transaction sees it: from a live batch or from replay. */
+interface AppliedOp {
+  type: OpType;
+  key: Buffer;
+  size: number;
+  /** DATA: where the chunk's bytes start in the pack. */
+  dataOff: number;
+}
+
+interface Row {
+  size: number;
+  pack: number | null;
+  off: number | null;
+  bad: number;
+}
+
+interface PackHandle {
+  fh: FileHandle;
+  refs: number;
+  retired: boolean;
+}
+
+interface ActivePack {
+  id: number;
+  fh: FileHandle;
+  end: number;
+}
+
+type ErrorKind = 'read' | 'write' | 'corrupt' | 'missing';
+
+function errnoCode(e: unknown): string {
+  return typeof (e as NodeJS.ErrnoException)?.code === 'string' ? (e as NodeJS.ErrnoException).code! : 'EUNKNOWN';
+}
+
+function sha256(data: Uint8Array): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+function encodeHeader(buf: Buffer, at: number, type: OpType, length: number, key: Buffer): void {
+  buf.writeUInt32LE(MAGIC, at);
+  buf.writeUInt32LE(type, at + 4); // type in the low byte, then the three zero bytes
+  buf.writeUInt32LE(length, at + 8);
+  key.copy(buf, at + 12);
+  sha256(buf.subarray(at, at + 44)).copy(buf, at + 44, 0, 4);
+}
+
+/** Parses the valid records of a pack tail; stops at the first that is torn, stale or damaged. */
+function parseRecords(buf: Buffer, base: number): { ops: AppliedOp[]; validEnd: number } {
+  const ops: AppliedOp[] = [];
+  let pos = 0;
+  while (pos + HEADER <= buf.length) {
+    if (buf.readUInt32LE(pos) !== MAGIC) break;
+    if (!sha256(buf.subarray(pos, pos + 44)).subarray(0, 4).equals(buf.subarray(pos + 44, pos + 48))) break;
+    const type = buf.readUInt32LE(pos + 4);
+    const length = buf.readUInt32LE(pos + 8);
+    const key = Buffer.from(buf.subarray(pos + 12, pos + 44));
+    if (type === DATA) {
+      const end = pos + HEADER + length;
+      if (end > buf.length || !sha256(buf.subarray(pos + HEADER, end)).equals(key)) break;
+      ops.push({ type, key, size: length, dataOff: base + pos + HEADER });
+      pos = end;
+    } else if (type === LARGE || type === DELETE) {
+      ops.push({ type, key, size: length, dataOff: 0 });
+      pos += HEADER;
+    } else break;
+  }
+  return { ops, validEnd: base + pos };
+}
+
+async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** Reads exactly `length` bytes, or fewer when the file ends first. */
+async function readAt(fh: FileHandle, length: number, position: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done === length ? buf : buf.subarray(0, done);
+}
+
+/** A large chunk's file. Asking for one byte more than the index says catches a file that grew, without reading it all. */
+async function readChunkFile(path: string, size: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    return await readAt(fh, size + 1, 0);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, fsc.O_RDONLY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+const packName = (id: number) => `${String(id).padStart(8, '0')}.pack`;
+const PACK_FILE = /^(\d{8,})\.pack$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+
+export class ChunkStore {
+  readonly diskId: string;
+  readonly dir: string;
+  readonly packThreshold: number;
+  private readonly capacityBytes: number | undefined;
+  private readonly packMax: number;
+  private readonly onFsync: (kind: FsyncKind) => void;
+  private readonly db: Database.Database;
+  private readonly st: ReturnType<ChunkStore['prepare']>;
+  private readonly applyTx: (packId: number, ops: AppliedOp[], end: number) => { chunks: number; bytes: number };
+
+  private chunks = 0;
+  private bytes = 0;
+  /** Bytes of puts under way, so concurrent puts cannot together overshoot capacityBytes. */
+  private reserved = 0;
+  private readonly errors = { read: 0, write: 0, corrupt: 0, missing: 0 };
+
+  private active: ActivePack | null = null;
+  private nextPackId = 1;
+  private readonly handles = new Map<number, PackHandle>();
+  private queue: Op[] = [];
+  private loop: Promise<void> | null = null;
+  /** Operations on one chunk id run one at a time: put, delete and compaction's move of that id. */
+  private readonly locks = new Map<string, Promise<void>>();
+  private tmpSeq = 0;
+  private closed = false;
+
+  private constructor(dir: string, opts: ChunkStoreOptions, db: Database.Database) {
+    this.dir = dir;
+    this.diskId = opts.diskId;
+    this.packThreshold = opts.packThreshold ?? DEFAULT_PACK_THRESHOLD;
+    this.capacityBytes = opts.capacityBytes;
+    this.packMax = opts.packMaxBytes ?? DEFAULT_PACK_MAX;
+    this.onFsync = opts.onFsync ?? (() => {});
+    this.db = db;
+    this.st = this.prepare();
+    this.applyTx = db.transaction((packId: number, ops: AppliedOp[], end: number) => this.apply(packId, ops, end));
+  }
+
+  /**
+   * Opens (creating if needed) the chunk store in `dir`: replays pack records the index has not seen, truncates torn
+   * pack tails and empties tmp/. Refuses a directory that holds another disk, or one another process has open.
+   */
+  static async open(dir: string, opts: ChunkStoreOptions): Promise<ChunkStore> {
+    if (!opts.diskId) throw new TypeError('ChunkStore.open: diskId is required');
+    const threshold = opts.packThreshold ?? DEFAULT_PACK_THRESHOLD;
+    if (!Number.isSafeInteger(threshold) || threshold < 0) throw new RangeError(`packThreshold: ${threshold}`);
+    const created = ChunkStore.makeLayout(dir);
+    const db = new Database(join(dir, 'index.sqlite'));
+    let store: ChunkStore | undefined;
+    try {
+      // EXCLUSIVE keeps the database locked from the first write to close: a second process opening the same disk
+      // (two daemons, a stale mount) fails at once instead of interleaving appends.
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS chunks (
+          id BLOB PRIMARY KEY,   -- the 32 bytes of the SHA-256
+          size INTEGER NOT NULL,
+          pack INTEGER,          -- NULL: a file under chunks/
+          off INTEGER,           -- in the pack, where the bytes start
+          bad INTEGER NOT NULL DEFAULT 0  -- last read found it corrupt or missing
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack) WHERE pack IS NOT NULL;
+        CREATE TABLE IF NOT EXISTS packs (
+          id INTEGER PRIMARY KEY,
+          indexed_end INTEGER NOT NULL,  -- the index reflects every record before this offset
+          dead INTEGER NOT NULL          -- bytes of records no longer needed
+        );`);
+      const meta = db.prepare('SELECT v FROM meta WHERE k = ?').pluck();
+      const owner = meta.get('disk_id') as string | undefined;
+      if (owner !== undefined && owner !== opts.diskId) throw new Error(`${dir} holds disk ${owner}, not ${opts.diskId}`);
+      const format = meta.get('format') as string | undefined;
+      if (format !== undefined && format !== FORMAT) throw new Error(`${dir} has chunk store format ${format}; this code reads ${FORMAT}`);
+      db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?), (?, ?)').run('disk_id', opts.diskId, 'format', FORMAT);
+      store = new ChunkStore(dir, opts, db);
+      if (created) {
+        await fsyncPath(join(dir, 'chunks'));
+        await fsyncPath(dir);
+      }
+      await store.recover();
+      return store;
+    } catch (e) {
+      if (store) await store.closeHandles();
+      db.close();
+      if (errnoCode(e) === 'SQLITE_BUSY') throw new Error(`${dir} is in use by another process`, { cause: e });
+      throw e;
+    }
+  }
+
+  /** Creates the directories; true when the fan-out had to be created (so its entries need an fsync). */
+  private static makeLayout(dir: string): boolean {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const d of ['packs', 'tmp']) mkdirSync(join(dir, d), { recursive: true, mode: 0o700 });
+    const chunks = join(dir, 'chunks');
+    let created = false;
+    try {
+      mkdirSync(chunks, { mode: 0o700 });
+      created = true;
+    } catch (e) {
+      if (errnoCode(e) !== 'EEXIST') throw e;
+    }
+    const have = new Set(readdirSync(chunks));
+    for (let i = 0; i < 256; i++) {
+      const name = i.toString(16).padStart(2, '0');
+      if (!have.has(name)) {
+        mkdirSync(join(chunks, name), { mode: 0o700 });
+        created = true;
+      }
+    }
+    return created;
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      row: db.prepare<[Buffer], Row>('SELECT size, pack, off, bad FROM chunks WHERE id = ?'),
+      upsert: db.prepare(`INSERT INTO chunks (id, size, pack, off, bad) VALUES (?, ?, ?, ?, 0)
+        ON CONFLICT (id) DO UPDATE SET size = excluded.size, pack = excluded.pack, off = excluded.off, bad = 0`),
+      del: db.prepare('DELETE FROM chunks WHERE id = ?'),
+      setBad: db.prepare('UPDATE chunks SET bad = ? WHERE id = ?'),
+      addDead: db.prepare('UPDATE packs SET dead = dead + ? WHERE id = ?'),
+      packEnd: db.prepare(`INSERT INTO packs (id, indexed_end, dead) VALUES (?, ?, ?)
+        ON CONFLICT (id) DO UPDATE SET indexed_end = excluded.indexed_end, dead = dead + excluded.dead`),
+      packs: db.prepare<[], { id: number; indexed_end: number; dead: number }>('SELECT id, indexed_end, dead FROM packs ORDER BY id'),
+      dropPack: db.prepare('DELETE FROM packs WHERE id = ?'),
+      inPack: db.prepare<[number], { id: Buffer; size: number; off: number }>('SELECT id, size, off FROM chunks WHERE pack = ?'),
+      countInPack: db.prepare('SELECT count(*) FROM chunks WHERE pack = ?').pluck(),
+      page: db.prepare<[Buffer], Buffer>('SELECT id FROM chunks WHERE id > ? ORDER BY id LIMIT ' + LIST_PAGE).pluck(),
+      totals: db.prepare<[], { n: number; b: number }>('SELECT count(*) AS n, coalesce(sum(size), 0) AS b FROM chunks'),
+      getMeta: db.prepare('SELECT v FROM meta WHERE k = ?').pluck(),
+      setMeta: db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)'),
+    };
+  }
+
+  // ---- recovery ----------------------------------------------------------------------------------------------------
+
+  private async recover(): Promise<void> {
+    for (const name of await readdir(join(this.dir, 'tmp'))) await rm(join(this.dir, 'tmp', name), { recursive: true, force: true });
+    for (const k of Object.keys(this.errors) as ErrorKind[]) this.errors[k] = Number(this.st.getMeta.get(`errors_${k}`) ?? 0);
+
+    const rows = new Map(this.st.packs.all().map((r) => [r.id, r]));
+    const files = (await readdir(join(this.dir, 'packs')))
+      .map((n) => PACK_FILE.exec(n))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+    const touched = new Set<string>();
+    let last: { id: number; fh: FileHandle; end: number } | null = null;
+    for (const id of files) {
+      this.nextPackId = Math.max(this.nextPackId, id + 1);
+      const from = rows.get(id)?.indexed_end ?? 0;
+      let fh: FileHandle | undefined;
+      try {
+        fh = await open(this.packPath(id), 'r+');
+        const size = (await fh.stat()).size;
+        let end = size;
+        if (size > from) {
+          const { ops, validEnd } = parseRecords(await readAt(fh, size - from, from), from);
+          this.applyTx(id, ops, validEnd);
+          for (const op of ops) if (op.type !== LARGE) touched.add(op.key.toString('hex'));
+          if (validEnd < size) {
+            await fh.truncate(validEnd);
+            await fh.sync();
+            this.onFsync('pack');
+          }
+          end = validEnd;
+        } else if (!rows.has(id)) this.applyTx(id, [], 0);
+        if (last) await last.fh.close();
+        // A pack shorter than the index says lost bytes outside this store's doing; it is read, never appended to.
+        last = size >= from ? { id, fh, end } : null;
+        if (!last) await fh.close();
+      } catch {
+        // One unreadable pack must not keep the disk's other chunks offline: its chunks fail as they are read.
+        if (fh) await fh.close().catch(() => {});
+        this.countError('read');
+        // Appends only ever go to the newest pack, so that replay order is commit order.
+        if (last) await last.fh.close().catch(() => {});
+        last = null;
+      }
+    }
+    if (last && last.end < this.packMax) this.active = last;
+    else if (last) await last.fh.close();
+    // A pack row whose file is gone with nothing left in it was compacted away just before a crash.
+    for (const id of rows.keys()) if (!files.includes(id) && this.st.countInPack.get(id) === 0) this.st.dropPack.run(id);
+
+    // Replayed deletes (and packed re-puts of a damaged large chunk) may leave files that the final state drops.
+    for (const hex of touched) {
+      const row = this.st.row.get(Buffer.from(hex, 'hex'));
+      if (!row || row.pack !== null) await rm(this.chunkPath(hex), { force: true });
+    }
+    const t = this.st.totals.get()!;
+    this.chunks = t.n;
+    this.bytes = t.b;
+  }
+
+  // ---- the index ---------------------------------------------------------------------------------------------------
+
+  /**
+   * Applies ops recorded in pack `packId`; runs inside one transaction (applyTx). Returns the change in chunks and
+   * bytes, for the caller to count once the transaction has committed.
+   */
+  private apply(packId: number, ops: AppliedOp[], end: number): { chunks: number; bytes: number } {
+    const delta = { chunks: 0, bytes: 0 };
+    let deadHere = 0;
+    for (const op of ops) {
+      const old = this.st.row.get(op.key);
+      if (old && old.pack !== null) {
+        if (old.pack === packId) deadHere += HEADER + old.size;
+        else this.st.addDead.run(HEADER + old.size, old.pack);
+      }
+      if (op.type === DELETE) {
+        deadHere += HEADER;
+        if (old) {
+          this.st.del.run(op.key);
+          delta.chunks--;
+          delta.bytes -= old.size;
+        }
+        continue;
+      }
+      if (op.type === DATA) this.st.upsert.run(op.key, op.size, packId, op.dataOff);
+      else {
+        deadHere += HEADER;
+        this.st.upsert.run(op.key, op.size, null, null);
+      }
+      if (old) delta.bytes += op.size - old.size;
+      else {
+        delta.chunks++;
+        delta.bytes += op.size;
+      }
+    }
+    this.st.packEnd.run(packId, end, deadHere);
+    return delta;
+  }
+
+  private row(key: Buffer): Row | undefined {
+    return this.st.row.get(key);
+  }
+
+  private countError(kind: ErrorKind): void {
+    this.errors[kind]++;
+    try {
+      this.st.setMeta.run(`errors_${kind}`, String(this.errors[kind]));
+    } catch {
+      // The index lives on the failing disk too; the in-memory count still reports the error.
+    }
+  }
+
+  private setBad(key: Buffer, bad: boolean): void {
+    try {
+      this.st.setBad.run(bad ? 1 : 0, key);
+    } catch {
+      // Only a hint for has() and put(); losing it costs a repair later, nothing more.
+    }
+  }
+
+  // ---- paths and ids -----------------------------------------------------------------------------------------------
+
+  private parse(id: string): { key: Buffer; hex: string } {
+    if (!isChunkId(id)) throw new InvalidChunkIdError(id);
+    const hex = id.slice(7);
+    return { key: Buffer.from(hex, 'hex'), hex };
+  }
+
+  private chunkPath(hex: string): string {
+    return join(this.dir, 'chunks', hex.slice(0, 2), hex);
+  }
+
+  private packPath(id: number): string {
+    return join(this.dir, 'packs', packName(id));
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new ChunkStoreClosedError(this.diskId);
+  }
+
+  private writeError(e: unknown): DiskError {
+    if (e instanceof DiskError) return e;
+    const code = errnoCode(e);
+    if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') return new DiskFullError(this.diskId, e);
+    this.countError('write');
+    return new DiskError(this.diskId, 'write', code, e);
+  }
+
+  private async withLock<T>(hex: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(hex);
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    this.locks.set(hex, mine);
+    if (prev) await prev;
+    try {
+      return await fn();
+    } finally {
+      if (this.locks.get(hex) === mine) this.locks.delete(hex);
+      release();
+    }
+  }
+
+  // ---- writing -----------------------------------------------------------------------------------------------------
+
+  /**
+   * Stores a chunk once its bytes are checked against `id`; resolves when the chunk is durable. A chunk already here
+   * is not written again, unless a read found it corrupt or missing: then this put is its repair.
+   */
+  async put(id: string, data: Uint8Array): Promise<PutResult> {
+    this.checkOpen();
+    const { key, hex } = this.parse(id);
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const actual = sha256(buf);
+    if (!actual.equals(key)) throw new ChunkHashMismatchError(id, `sha256:${actual.toString('hex')}`);
+    return this.withLock(hex, async () => {
+      this.checkOpen();
+      const old = this.row(key);
+      if (old && !old.bad) return { stored: false };
+      const extra = old ? 0 : buf.length;
+      if (this.capacityBytes !== undefined && this.bytes + this.reserved + extra > this.capacityBytes) {
+        throw new DiskFullError(this.diskId, `capacity of ${this.capacityBytes} bytes reached`);
+      }
+      this.reserved += extra;
+      try {
+        if (buf.length < this.packThreshold) {
+          await this.enqueue({ type: DATA, key, size: buf.length, data: buf });
+          if (old && old.pack === null) await rm(this.chunkPath(hex), { force: true });
+        } else {
+          await this.writeChunkFile(hex, buf);
+          await this.enqueue({ type: LARGE, key, size: buf.length });
+        }
+      } finally {
+        this.reserved -= extra;
+      }
+      return { stored: true };
+    });
+  }
+
+  /** temp file, fdatasync, rename into place, fsync of the directory: the file exists complete or not at all. */
+  private async writeChunkFile(hex: string, data: Buffer): Promise<void> {
+    const tmp = join(this.dir, 'tmp', `${hex}.${process.pid}.${++this.tmpSeq}`);
+    const final = this.chunkPath(hex);
+    try {
+      const fh = await open(tmp, 'wx', 0o600);
+      try {
+        await writeAll(fh, data, 0);
+        await fh.datasync();
+        this.onFsync('file');
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, final);
+      await fsyncPath(join(this.dir, 'chunks', hex.slice(0, 2)));
+      this.onFsync('dir');
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw this.writeError(e);
+    }
+  }
+
+  private enqueue(op: Omit<Op, 'resolve' | 'reject'>): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ ...op, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /**
+   * Starts a commit loop unless one is running. The first commit waits for the end of the current event-loop turn,
+   * so that puts issued together share it; later ones take whatever queued while the previous one was being synced.
+   */
+  private kick(): void {
+    if (this.loop || this.queue.length === 0) return;
+    this.loop = new Promise<void>((r) => setImmediate(r))
+      .then(() => this.drain())
+      .finally(() => {
+        this.loop = null;
+        this.kick();
+      });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      let n = 0;
+      let bytes = 0;
+      while (n < this.queue.length && n < BATCH_MAX_OPS) {
+        const len = HEADER + (this.queue[n].data?.length ?? 0);
+        if (n > 0 && bytes + len > BATCH_MAX_BYTES) break;
+        bytes += len;
+        n++;
+      }
+      const batch = this.queue.splice(0, n);
+      try {
+        await this.commit(batch, bytes);
+      } catch (e) {
+        for (const op of batch) op.reject(e);
+      }
+    }
+  }
+
+  /** One group commit: one write and one fdatasync of the active pack, then one index transaction. */
+  private async commit(batch: Op[], bytes: number): Promise<void> {
+    const fail = (e: unknown) => {
+      const err = this.writeError(e);
+      for (const op of batch) op.reject(err);
+    };
+    let pack: ActivePack;
+    try {
+      pack = await this.activePack(bytes);
+    } catch (e) {
+      return fail(e);
+    }
+    const buf = Buffer.allocUnsafe(bytes);
+    const applied: AppliedOp[] = [];
+    let at = 0;
+    for (const op of batch) {
+      const len = op.type === DATA ? op.data!.length : op.type === LARGE ? op.size : 0;
+      encodeHeader(buf, at, op.type, len, op.key);
+      at += HEADER;
+      applied.push({ type: op.type, key: op.key, size: op.size, dataOff: pack.end + at });
+      if (op.data) {
+        op.data.copy(buf, at);
+        at += op.data.length;
+      }
+    }
+    try {
+      await writeAll(pack.fh, buf, pack.end);
+    } catch (e) {
+      // Nothing of this batch was synced, so cutting the pack back to its last good end makes it whole again (a full
+      // disk would otherwise leave a new pack behind for every batch it refused).
+      await pack.fh.truncate(pack.end).catch(() => this.abandon(pack));
+      return fail(e);
+    }
+    try {
+      await pack.fh.datasync();
+      this.onFsync('pack');
+    } catch (e) {
+      // After a failed fsync the pack's tail is unknown (Linux may have dropped the dirty pages), so nothing more is
+      // appended to it; the next open truncates whatever invalid tail it has.
+      await this.abandon(pack);
+      return fail(e);
+    }
+    pack.end += bytes;
+    try {
+      const delta = this.applyTx(pack.id, applied, pack.end);
+      this.chunks += delta.chunks;
+      this.bytes += delta.bytes;
+    } catch (e) {
+      return fail(e);
+    }
+    for (const op of batch) op.resolve();
+  }
+
+  private async abandon(pack: ActivePack): Promise<void> {
+    if (this.active === pack) this.active = null;
+    await pack.fh.close().catch(() => {});
+  }
+
+  private async activePack(bytes: number): Promise<ActivePack> {
+    const cur = this.active;
+    if (cur && (cur.end === 0 || cur.end + bytes <= this.packMax)) return cur;
+    if (cur) {
+      this.active = null;
+      await cur.fh.close();
+    }
+    const id = this.nextPackId++;
+    const fh = await open(this.packPath(id), 'wx', 0o600);
+    try {
+      await fsyncPath(join(this.dir, 'packs'));
+      this.onFsync('dir');
+    } catch (e) {
+      await fh.close().catch(() => {});
+      throw e;
+    }
+    this.active = { id, fh, end: 0 };
+    return this.active;
+  }
+
+  // ---- reading -----------------------------------------------------------------------------------------------------
+
+  /** The chunk's bytes, checked against its id. */
+  async get(id: string): Promise<Buffer> {
+    this.checkOpen();
+    const { key, hex } = this.parse(id);
+    for (let attempt = 0; ; attempt++) {
+      const row = this.row(key);
+      if (!row) throw new ChunkMissingError(id, this.diskId);
+      let data: Buffer;
+      try {
+        data = row.pack === null ? await readChunkFile(this.chunkPath(hex), row.size) : await this.readPacked(row.pack, row.off!, row.size);
+      } catch (e) {
+        this.checkOpen();
+        // A concurrent delete, repair or compaction may have moved the chunk between the lookup and the read.
+        const now = this.row(key);
+        if (attempt === 0 && (!now || now.pack !== row.pack || now.off !== row.off)) continue;
+        if (!now) throw new ChunkMissingError(id, this.diskId);
+        if (errnoCode(e) === 'ENOENT') {
+          this.countError('missing');
+          this.setBad(key, true);
+          throw new ChunkMissingError(id, this.diskId);
+        }
+        this.countError('read');
+        throw new DiskError(this.diskId, 'read', errnoCode(e), e);
+      }
+      if (data.length !== row.size || !sha256(data).equals(key)) {
+        if (attempt === 0 && this.row(key)?.off !== row.off) continue;
+        this.countError('corrupt');
+        this.setBad(key, true);
+        throw new ChunkCorruptError(id, this.diskId);
+      }
+      if (row.bad) this.setBad(key, false);
+      return data;
+    }
+  }
+
+  private async readPacked(packId: number, off: number, size: number): Promise<Buffer> {
+    const h = await this.acquire(packId);
+    try {
+      return await readAt(h.fh, size, off);
+    } finally {
+      this.release(h);
+    }
+  }
+
+  private async acquire(packId: number): Promise<PackHandle> {
+    let h = this.handles.get(packId);
+    if (!h) {
+      const fh = await open(this.packPath(packId), 'r');
+      h = this.handles.get(packId);
+      if (h) {
+        await fh.close();
+        h.refs++;
+      } else {
+        h = { fh, refs: 1, retired: false };
+        this.handles.set(packId, h);
+        this.evictHandles();
+      }
+    } else {
+      // Re-inserting keeps the Map in least-recently-used order.
+      this.handles.delete(packId);
+      this.handles.set(packId, h);
+      h.refs++;
+    }
+    return h;
+  }
+
+  private release(h: PackHandle): void {
+    h.refs--;
+    if (h.retired && h.refs === 0) void h.fh.close().catch(() => {});
+  }
+
+  private evictHandles(): void {
+    for (const [id, h] of this.handles) {
+      if (this.handles.size <= PACK_HANDLES) break;
+      if (h.refs === 0) {
+        this.handles.delete(id);
+        void h.fh.close().catch(() => {});
+      }
+    }
+  }
+
+  private retireHandle(packId: number): void {
+    const h = this.handles.get(packId);
+    if (!h) return;
+    this.handles.delete(packId);
+    h.retired = true;
+    if (h.refs === 0) void h.fh.close().catch(() => {});
+  }
+
+  /** Whether the chunk is here and not known to be damaged (from the index: no I/O). */
+  has(id: string): boolean {
+    this.checkOpen();
+    const row = this.row(this.parse(id).key);
+    return row !== undefined && row.bad === 0;
+  }
+
+  /** Reads the chunk and checks its hash. An I/O failure throws DiskError: the disk, not the chunk, is in question. */
+  async verify(id: string): Promise<VerifyResult> {
+    try {
+      await this.get(id);
+      return 'ok';
+    } catch (e) {
+      if (e instanceof ChunkCorruptError) return 'corrupt';
+      if (e instanceof ChunkMissingError) return 'missing';
+      throw e;
+    }
+  }
+
+  /** Every chunk id in the index (damaged ones too), in id order; pages through the index, so it may run long. */
+  async *list(): AsyncIterable<string> {
+    let after: Buffer = Buffer.alloc(0);
+    for (;;) {
+      this.checkOpen();
+      const page = this.st.page.all(after);
+      for (const k of page) yield `sha256:${k.toString('hex')}`;
+      if (page.length < LIST_PAGE) return;
+      after = page[page.length - 1];
+    }
+  }
+
+  // ---- deleting and compaction -------------------------------------------------------------------------------------
+
+  /** Removes a chunk; false when it was not here. Durable when it resolves (a crash does not bring it back). */
+  async delete(id: string): Promise<boolean> {
+    this.checkOpen();
+    const { key, hex } = this.parse(id);
+    return this.withLock(hex, async () => {
+      this.checkOpen();
+      const old = this.row(key);
+      if (!old) return false;
+      await this.enqueue({ type: DELETE, key, size: 0 });
+      if (old.pack === null) await rm(this.chunkPath(hex), { force: true });
+      return true;
+    });
+  }
+
+  /**
+   * Rewrites the packs (but the one being appended to) whose dead records make up at least `minDeadRatio` of them:
+   * their live chunks are appended anew, the index is checkpointed durably, then the old pack is deleted. A pack with a
+   * chunk that cannot be read or verified is kept (scrub reports and repairs the chunk; a later compaction frees it).
+   */
+  async compact(opts: { minDeadRatio?: number } = {}): Promise<CompactResult> {
+    this.checkOpen();
+    const ratio = opts.minDeadRatio ?? 0.5;
+    const result: CompactResult = { packs: 0, bytes_reclaimed: 0 };
+    for (const p of this.st.packs.all()) {
+      if (p.id === this.active?.id || p.indexed_end === 0 || p.dead / p.indexed_end < ratio) continue;
+      const rows = this.st.inPack.all(p.id);
+      let movable = true;
+      // Moves go through group commit like puts; issuing them in slices lets one fsync carry many.
+      for (let i = 0; i < rows.length; i += COMPACT_SLICE) {
+        const moved = await Promise.all(rows.slice(i, i + COMPACT_SLICE).map((r) => this.move(p.id, r)));
+        movable &&= moved.every(Boolean);
+      }
+      if (!movable || this.st.countInPack.get(p.id) !== 0) continue;
+      // The moves must be durable in the index before the only other copy of those bytes goes away.
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.retireHandle(p.id);
+      await unlink(this.packPath(p.id));
+      await fsyncPath(join(this.dir, 'packs'));
+      this.onFsync('dir');
+      this.st.dropPack.run(p.id);
+      result.packs++;
+      result.bytes_reclaimed += p.indexed_end;
+    }
+    return result;
+  }
+
+  /** Appends a packed chunk anew, unless it has moved meanwhile; false when it cannot be read intact. */
+  private move(packId: number, r: { id: Buffer; size: number; off: number }): Promise<boolean> {
+    return this.withLock(r.id.toString('hex'), async () => {
+      this.checkOpen();
+      const cur = this.row(r.id);
+      if (!cur || cur.pack !== packId || cur.off !== r.off) return true;
+      let data: Buffer;
+      try {
+        data = await this.readPacked(packId, r.off, r.size);
+      } catch {
+        return false;
+      }
+      if (data.length !== r.size || !sha256(data).equals(r.id)) return false;
+      await this.enqueue({ type: DATA, key: r.id, size: r.size, data });
+      return true;
+    });
+  }
+
+  /**
+   * Brings chunk files the index does not know back in line with it. Such files are left by a crash between a large
+   * chunk's rename and its commit (a put never acknowledged), or by a delete whose unlink outlived its index entry.
+   * A file whose bytes hash to its name is complete (it was renamed in only after its fsync) and is indexed again, so
+   * that no verified data is ever thrown away here; anything else is removed. Walks all of chunks/: run it rarely
+   * (after an unclean shutdown, or with scrub).
+   */
+  async reconcile(): Promise<{ adopted: number; removed: number }> {
+    this.checkOpen();
+    const out = { adopted: 0, removed: 0 };
+    for (let i = 0; i < 256; i++) {
+      const sub = join(this.dir, 'chunks', i.toString(16).padStart(2, '0'));
+      for (const name of await readdir(sub)) {
+        const key = HEX64.test(name) ? Buffer.from(name, 'hex') : null;
+        if (key && this.row(key)) continue;
+        await this.withLock(name, async () => {
+          this.checkOpen();
+          if (key && this.row(key)) return;
+          const path = join(sub, name);
+          let data: Buffer | null = null;
+          try {
+            if (key && (await stat(path)).isFile()) data = await readFile(path);
+          } catch (e) {
+            if (errnoCode(e) === 'ENOENT') return;
+            this.countError('read');
+            throw new DiskError(this.diskId, 'read', errnoCode(e), e);
+          }
+          if (key && data && sha256(data).equals(key)) {
+            await this.enqueue({ type: LARGE, key, size: data.length });
+            out.adopted++;
+          } else {
+            await rm(path, { recursive: true, force: true });
+            out.removed++;
+          }
+        });
+      }
+    }
+    return out;
+  }
+
+  // ---- accounting and lifecycle ------------------------------------------------------------------------------------
+
+  async stats(): Promise<ChunkStoreStats> {
+    this.checkOpen();
+    const fs = await statfs(this.dir);
+    const fsFree = fs.bavail * fs.bsize;
+    const capacity = this.capacityBytes ?? fs.blocks * fs.bsize;
+    const free = this.capacityBytes === undefined ? fsFree : Math.max(0, Math.min(fsFree, this.capacityBytes - this.bytes));
+    return {
+      disk_id: this.diskId,
+      chunks: this.chunks,
+      bytes: this.bytes,
+      capacity_bytes: capacity,
+      free_bytes: free,
+      errors: { ...this.errors },
+    };
+  }
+
+  /** Waits for commits under way, then releases the disk. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.locks.values()]);
+    while (this.loop) await this.loop;
+    await this.closeHandles();
+    this.db.close();
+  }
+
+  private async closeHandles(): Promise<void> {
+    const all = [...this.handles.values()].map((h) => h.fh);
+    this.handles.clear();
+    if (this.active) all.push(this.active.fh);
+    this.active = null;
+    await Promise.allSettled(all.map((fh) => fh.close()));
+  }
+}

@@ -1,0 +1,185 @@
+// Content-defined chunking for dcfs-lite (docs/dcfs.md, "Chunk store"): FastCDC (Xia et al., USENIX ATC 2016) with a
+// gear rolling hash and normalized chunking. A cut depends only on the bytes inside the hash window, so an insert or a
+// deletion moves the cuts next to it and no others, and equal content anywhere in any file yields equal chunks.
+//
+// The gear table and the mask layout below are part of the store's dedup contract: changing them never breaks
+// correctness (every chunk is addressed by its SHA-256), but content chunked before and after the change no longer
+// shares chunks.
+import { createHash, type Hash } from 'node:crypto';
+
+export interface Chunk {
+  data: Buffer;
+  /** `sha256:<hex>` of `data`. */
+  id: string;
+}
+
+export interface ChunkerOptions {
+  /** No cut before this many bytes (only the last chunk of the input may be shorter). */
+  min: number;
+  /** The size the cut probabilities aim at; rounded to a power of two. */
+  avg: number;
+  /** A cut is forced here. */
+  max: number;
+}
+
+/**
+ * 64 KiB / 256 KiB / 1 MiB. Below ~64 KiB the per-chunk costs of the store (one file, one fsync and one index row per
+ * large chunk) dominate a large upload; above ~1 MiB a small edit re-stores too much and a range read fetches too much.
+ * 256 KiB makes 4,096 chunks per GiB, and a chunk smaller than the store's pack threshold (64 KiB) can only be the tail
+ * of a file, so a large file never costs a pack entry except for its last chunk.
+ */
+export const DEFAULT_CHUNKER_OPTIONS: Readonly<ChunkerOptions> = Object.freeze({ min: 64 * 1024, avg: 256 * 1024, max: 1024 * 1024 });
+
+const ID_PREFIX = 'sha256:';
+export const CHUNK_ID_RE = /^sha256:[0-9a-f]{64}$/;
+
+export function isChunkId(s: unknown): s is string {
+  return typeof s === 'string' && s.length === 71 && CHUNK_ID_RE.test(s);
+}
+
+/** The content id (`sha256:<hex>`) of bytes: of one chunk, or of a whole file given whole. */
+export function contentId(data: Uint8Array | string): string {
+  return ID_PREFIX + createHash('sha256').update(data).digest('hex');
+}
+
+/** A whole file's content id, computed as its bytes stream past (by the chunker's caller, say). */
+export class ContentHasher {
+  private readonly hash: Hash = createHash('sha256');
+  private bytes = 0;
+
+  update(data: Uint8Array): this {
+    this.hash.update(data);
+    this.bytes += data.length;
+    return this;
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  /** The id; the hasher cannot be updated afterwards. */
+  digest(): string {
+    return ID_PREFIX + this.hash.digest('hex');
+  }
+}
+
+// 256 fixed pseudo-random 32-bit values, derived rather than listed so that anyone can regenerate and check them.
+const GEAR: Uint32Array = (() => {
+  const t = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) t[i] = createHash('sha256').update(`dcfs-lite gear ${i}`).digest().readUInt32BE(0);
+  return t;
+})();
+
+/**
+ * A mask of the top `bits` bits. In the gear hash `h = (h << 1) + gear[b]` bit k depends on the last k+1 bytes, so
+ * the top bits see the widest window (32 bytes), which is what makes cuts depend on content rather than on a few bytes.
+ */
+function topMask(bits: number): number {
+  return bits >= 32 ? -1 : (~0 << (32 - bits)) | 0;
+}
+
+/**
+ * Streaming FastCDC. `push` as many buffers as the input arrives in, then `end`; the chunks come out in order and their
+ * concatenation is the input. Where the input was split between pushes never changes where it is cut.
+ */
+export class Chunker {
+  readonly min: number;
+  readonly avg: number;
+  readonly max: number;
+  private readonly maskS: number;
+  private readonly maskL: number;
+  /** Bytes of the chunk being built, held as copies (the caller may reuse the buffers it pushed). */
+  private pending: Buffer[] = [];
+  private pendingLen = 0;
+  private h = 0;
+  private ended = false;
+
+  constructor(opts: Partial<ChunkerOptions> = {}) {
+    const { min, avg, max } = { ...DEFAULT_CHUNKER_OPTIONS, ...opts };
+    for (const [k, v] of Object.entries({ min, avg, max })) {
+      if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`chunker ${k} must be a positive integer, got ${v}`);
+    }
+    if (!(min < avg && avg < max)) throw new RangeError(`chunker sizes must satisfy min < avg < max, got ${min}/${avg}/${max}`);
+    if (min < 64) throw new RangeError('chunker min must be at least 64 bytes (twice the hash window)');
+    const bits = Math.round(Math.log2(avg));
+    if (bits < 8 || bits > 30) throw new RangeError(`chunker avg out of range: ${avg}`);
+    this.min = min;
+    this.avg = 2 ** bits;
+    this.max = max;
+    // Normalization level 2 (the paper's recommendation): harder to cut before avg, easier after it, which narrows
+    // the size distribution around avg without giving up the content-defined cuts.
+    this.maskS = topMask(bits + 2);
+    this.maskL = topMask(bits - 2);
+  }
+
+  push(buf: Uint8Array): Chunk[] {
+    if (this.ended) throw new Error('Chunker.push after end');
+    const out: Chunk[] = [];
+    const src = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+    let start = 0;
+    while (start < src.length) {
+      const cut = this.scan(src, start);
+      if (cut < 0) {
+        this.pending.push(Buffer.from(src.subarray(start)));
+        this.pendingLen += src.length - start;
+        break;
+      }
+      out.push(this.emit(src.subarray(start, cut)));
+      start = cut;
+    }
+    return out;
+  }
+
+  /** The last chunk (possibly shorter than min), if any bytes are left. */
+  end(): Chunk[] {
+    if (this.ended) return [];
+    this.ended = true;
+    if (this.pendingLen === 0) return [];
+    return [this.emit(Buffer.alloc(0))];
+  }
+
+  /**
+   * Continues the current chunk over `src` from `start`; returns the index in `src` just past the cut, or -1 when
+   * `src` ends first (the hash state is kept for the next push).
+   */
+  private scan(src: Buffer, start: number): number {
+    const { min, avg, max, maskS, maskL } = this;
+    const n0 = this.pendingLen - start; // chunk offset of src[i] is n0 + i
+    const end = src.length;
+    let i = start;
+    let h = this.h;
+    // FastCDC skips the first `min` bytes: no cut may fall there, so they are not hashed.
+    if (n0 + i < min) i = Math.min(end, min - n0);
+    const normalEnd = Math.min(end, avg - n0);
+    for (; i < normalEnd; i++) {
+      h = ((h << 1) + GEAR[src[i]]) | 0;
+      if ((h & maskS) === 0) return this.cutAt(i + 1);
+    }
+    const hardEnd = Math.min(end, max - n0);
+    for (; i < hardEnd; i++) {
+      h = ((h << 1) + GEAR[src[i]]) | 0;
+      if ((h & maskL) === 0) return this.cutAt(i + 1);
+    }
+    if (n0 + i >= max) return this.cutAt(i);
+    this.h = h;
+    return -1;
+  }
+
+  private cutAt(index: number): number {
+    this.h = 0;
+    return index;
+  }
+
+  private emit(tail: Buffer): Chunk {
+    let data: Buffer;
+    if (this.pending.length === 0) data = Buffer.from(tail);
+    else if (tail.length === 0 && this.pending.length === 1) data = this.pending[0];
+    else {
+      this.pending.push(tail);
+      data = Buffer.concat(this.pending, this.pendingLen + tail.length);
+    }
+    this.pending = [];
+    this.pendingLen = 0;
+    return { data, id: contentId(data) };
+  }
+}

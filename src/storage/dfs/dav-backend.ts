@@ -1,0 +1,141 @@
+// WebDAV over a volume (docs/dcfs.md, "WebDAV"): the protocol layer (webdav.ts) asks this backend for entries and
+// bytes, and every call runs as the principal of the request being served (carried in AsyncLocalStorage, since the
+// protocol layer knows nothing of users), with the same permission checks and write path as the kRPC and HTTP APIs.
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Readable } from 'node:stream';
+import { KrpcError, type Principal } from '../../lib/krpc/index.ts';
+import { type Files, toKrpcError } from './files.ts';
+import { type DavBackend, DavBackendError, type DavEntry, type DavErrorCode, type DavRange } from './webdav.ts';
+import { type Entry, MetaError } from './volume-meta.ts';
+
+export const davCaller = new AsyncLocalStorage<Principal>();
+
+function caller(): Principal {
+  const p = davCaller.getStore();
+  if (!p) throw new DavBackendError('FORBIDDEN', 'no caller');
+  return p;
+}
+
+const KRPC_TO_DAV: Record<string, DavErrorCode> = {
+  NOT_FOUND: 'NOT_FOUND',
+  ALREADY_EXISTS: 'EXISTS',
+  PERMISSION_DENIED: 'FORBIDDEN',
+  UNAUTHENTICATED: 'FORBIDDEN',
+  INVALID_PARAMS: 'INVALID_PATH',
+  CONFLICT: 'CONFLICT',
+};
+
+/** Backend errors in the protocol layer's terms: the metadata's own codes pass as they are. */
+function davError(err: unknown): Error {
+  if (err instanceof DavBackendError) return err;
+  if (err instanceof MetaError) return new DavBackendError(err.code === 'LOG_GAP' ? 'CONFLICT' : err.code, err.message);
+  const k = toKrpcError(err);
+  if (k instanceof KrpcError) {
+    const reason = (k.data as { reason?: string } | undefined)?.reason;
+    if (reason === 'QUOTA_EXCEEDED' || reason === 'IS_A_DIRECTORY' || reason === 'NOT_A_DIRECTORY' || reason === 'NOT_FOUND_PARENT' || reason === 'READ_ONLY') {
+      return new DavBackendError(reason, k.message);
+    }
+    const code = KRPC_TO_DAV[k.code];
+    if (code) return new DavBackendError(code, k.message);
+  }
+  return k;
+}
+
+function davEntry(e: Entry): DavEntry {
+  return {
+    path: e.path,
+    type: e.type,
+    size: e.size,
+    mtime: e.mtime,
+    created: e.created,
+    // A folder has no content id; its mtime changes whenever its members do.
+    etag: e.content_id ? e.content_id.slice('sha256:'.length) : `d${e.id}-${e.mtime}`,
+  };
+}
+
+async function run<T>(fn: () => Promise<T> | T): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw davError(err);
+  }
+}
+
+/** The backend of one volume; writes need this node to be its primary (the router forwards otherwise). */
+export function volumeDavBackend(files: Files, volume: string): DavBackend {
+  const reader = () => files.readable(volume).meta;
+  const writer = () => files.writable(volume).meta;
+  return {
+    stat: (path) =>
+      run(() => {
+        files.check(caller(), 'read', volume, path);
+        const e = reader().tryStat(path);
+        return e ? davEntry(e) : null;
+      }),
+    list: (path) =>
+      run(() => {
+        files.check(caller(), 'read', volume, path);
+        return reader().list(path).map(davEntry);
+      }),
+    read: (path, range?: DavRange) =>
+      run(() => {
+        files.check(caller(), 'read', volume, path);
+        const version = reader().getVersion(path);
+        return Readable.from(files.read(version, range?.start ?? 0, range?.end ?? version.size - 1));
+      }),
+    write: (path, body, opts) =>
+      run(async () => {
+        const r = await files.write(volume, path, body, caller(), { sizeHint: opts.expectedSize });
+        return { created: r.created, entry: davEntry(r.entry) };
+      }),
+    mkdir: (path) =>
+      run(() => {
+        const p = caller();
+        files.check(p, 'create', volume, path);
+        writer().mkdir(path, p.userId);
+      }),
+    remove: (path) =>
+      run(() => {
+        const p = caller();
+        files.check(p, 'delete', volume, path);
+        writer().remove(path, p.userId);
+      }),
+    move: (from, to, opts) =>
+      run(() => {
+        const p = caller();
+        files.check(p, 'delete', volume, from);
+        files.check(p, 'create', volume, to);
+        if (opts.overwrite && writer().tryStat(to)) files.check(p, 'delete', volume, to);
+        const r = writer().rename(from, to, { user: p.userId, overwrite: opts.overwrite });
+        return { created: r.replaced === null };
+      }),
+    copy: (from, to, opts) =>
+      run(() => {
+        const p = caller();
+        files.check(p, 'read', volume, from);
+        files.check(p, 'create', volume, to);
+        if (opts.overwrite && writer().tryStat(to)) files.check(p, 'delete', volume, to);
+        const r = writer().copy(from, to, { user: p.userId, overwrite: opts.overwrite, depth: opts.depth });
+        return { created: r.replaced === null };
+      }),
+    getProps: (path) =>
+      run(() => {
+        files.check(caller(), 'read', volume, path);
+        return reader().props(path);
+      }),
+    patchProps: (path, set, remove) =>
+      run(() => {
+        const p = caller();
+        files.check(p, 'write', volume, path);
+        writer().patchProps(path, set, remove, { user: p.userId });
+      }),
+    quota: (path) =>
+      run(() => {
+        const p = caller();
+        files.check(p, 'read', volume, path);
+        const meta = reader();
+        const q = meta.quota(p.userId);
+        return q === null ? null : { usedBytes: meta.usage(p.userId), availableBytes: Math.max(0, q - meta.usage(p.userId)) };
+      }),
+  };
+}

@@ -1,0 +1,220 @@
+// The file operations of dcfs-lite on this node (docs/dcfs.md, "Writing" and "Reading"): permission checks on
+// `obj://dfs/<volume>/<path>` for the user and the app, the write path (chunk, place every chunk's durable copies,
+// then one metadata transaction, so a file is visible only once all of it is safe), ranged reads from whichever
+// copies are healthy, and the metadata operations. Called by the kRPC methods, the HTTP routes and WebDAV alike.
+import { KrpcError, type Principal } from '../../lib/krpc/index.ts';
+import type { Rbac } from '../../lib/rbac/enforcer.ts';
+import { policyFor } from '../../lib/config/storage-records.ts';
+import type { DfsEntry } from '../../lib/api/dfs.ts';
+import { Chunker, ContentHasher } from './chunker.ts';
+import { type ChunkIO, ChunkUnavailableError, PlacementError } from './chunk-io.ts';
+import { PathError, normalizePath } from './paths.ts';
+import type { HeldVolume, VolumeSet } from './volumes.ts';
+import { type ChunkRef, type Entry, MetaError, type Version } from './volume-meta.ts';
+import type { ZoneStorage } from './zone-view.ts';
+
+export type Action = 'read' | 'write' | 'create' | 'delete';
+
+/** This node is not where the operation runs: the caller forwards it to `node`. */
+export class ElsewhereError extends Error {
+  constructor(readonly node: string, readonly volume: string) {
+    super(`volume ${volume} is served by ${node}`);
+    this.name = 'ElsewhereError';
+  }
+}
+
+/** Chunks written at once while a file streams in: enough to keep disks and peers busy, bounded in memory. */
+const WRITE_WINDOW = 8;
+
+export function toKrpcError(err: unknown): Error {
+  if (err instanceof KrpcError || err instanceof ElsewhereError) return err;
+  if (err instanceof PathError) return new KrpcError('INVALID_PARAMS', `path: ${err.message}`, { reason: err.reason });
+  if (err instanceof MetaError) {
+    switch (err.code) {
+      case 'NOT_FOUND':
+      case 'NOT_FOUND_PARENT':
+        return new KrpcError('NOT_FOUND', err.message, { reason: err.code });
+      case 'EXISTS':
+        return new KrpcError('ALREADY_EXISTS', err.message);
+      case 'QUOTA_EXCEEDED':
+        return new KrpcError('FAILED_PRECONDITION', err.message, { reason: 'QUOTA_EXCEEDED', ...err.detail });
+      case 'INVALID_PATH':
+      case 'INVALID_ARGUMENT':
+        return new KrpcError('INVALID_PARAMS', err.message, { reason: err.code });
+      case 'READ_ONLY':
+        return new KrpcError('UNAVAILABLE', err.message, { reason: 'READ_ONLY' });
+      case 'CONFLICT':
+        return new KrpcError('CONFLICT', err.message);
+      default:
+        return new KrpcError('FAILED_PRECONDITION', err.message, { reason: err.code });
+    }
+  }
+  if (err instanceof PlacementError) return new KrpcError('UNAVAILABLE', `not enough healthy disks for the placement policy: ${err.message}`);
+  if (err instanceof ChunkUnavailableError) return new KrpcError('UNAVAILABLE', err.message);
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export function apiEntry(e: Entry): DfsEntry {
+  return { path: e.path, type: e.type, size: e.size, mtime: e.mtime, created: e.created, owner: e.owner, content_id: e.content_id };
+}
+
+export interface FilesDeps {
+  self: string;
+  volumes: VolumeSet;
+  io: ChunkIO;
+  zone: () => ZoneStorage;
+  rbac: Rbac;
+}
+
+export class Files {
+  constructor(private readonly d: FilesDeps) {}
+
+  /** The RBAC resource of a volume path: `obj://dfs/<volume>` for its root, `obj://dfs/<volume>/<path>` below. */
+  static resource(volume: string, path: string): string {
+    return path === '/' ? `obj://dfs/${volume}` : `obj://dfs/${volume}${path}`;
+  }
+
+  check(p: Principal | null, action: Action, volume: string, path: string): void {
+    if (!p) throw new KrpcError('UNAUTHENTICATED', 'files need a token');
+    if (!this.d.rbac.check({ user: p.userId, app: p.appId, resource: Files.resource(volume, path), action })) {
+      throw new KrpcError('PERMISSION_DENIED', `${p.userId} (app ${p.appId}) may not ${action} ${volume}:${path}`);
+    }
+  }
+
+  path(text: string): string {
+    try {
+      return normalizePath(text);
+    } catch (err) {
+      throw toKrpcError(err);
+    }
+  }
+
+  /** Where writes to a volume go: here when this node is its primary. */
+  writable(volume: string): HeldVolume {
+    const rec = this.d.zone().volumes.get(volume);
+    if (!rec) throw new KrpcError('NOT_FOUND', `no volume ${volume}`);
+    const held = this.d.volumes.get(volume);
+    if (held?.role === 'primary') return held;
+    throw new ElsewhereError(rec.primary, volume);
+  }
+
+  /** Where reads of a volume are served: the primary; a follower here when the primary is not reachable. */
+  readable(volume: string): HeldVolume {
+    const rec = this.d.zone().volumes.get(volume);
+    if (!rec) throw new KrpcError('NOT_FOUND', `no volume ${volume}`);
+    const held = this.d.volumes.get(volume);
+    if (held?.role === 'primary') return held;
+    if (held?.role === 'follower' && !this.d.zone().live.has(rec.primary)) return held;
+    throw new ElsewhereError(rec.primary, volume);
+  }
+
+  /**
+   * Stores a file from a stream of bytes and makes it the path's new version. Every chunk has its policy's durable
+   * copies before the metadata changes; a failure before then leaves the path as it was.
+   */
+  async write(
+    volume: string,
+    pathText: string,
+    body: AsyncIterable<Uint8Array>,
+    p: Principal,
+    opts: { sizeHint?: number; expectVersion?: string | null; overwrite?: boolean; expectContentId?: string } = {},
+  ): Promise<{ entry: Entry; created: boolean }> {
+    const path = this.path(pathText);
+    const v = this.writable(volume);
+    const existing = v.meta.tryStat(path);
+    if (existing?.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder`, { reason: 'IS_A_DIRECTORY' });
+    this.check(p, existing ? 'write' : 'create', volume, path);
+    if (existing && opts.overwrite === false) throw new KrpcError('ALREADY_EXISTS', `${path} already exists`);
+    this.quotaRoom(v, p.userId, (opts.sizeHint ?? 0) - (existing?.size ?? 0));
+    const policy = policyFor(v.record, path);
+    const chunker = new Chunker();
+    const hasher = new ContentHasher();
+    const refs: ChunkRef[] = [];
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown = null;
+    const place = async (id: string, data: Buffer) => {
+      try {
+        await this.d.io.store(id, data, policy);
+      } catch (err) {
+        failure ??= err;
+      }
+    };
+    const submit = async (chunks: { id: string; data: Buffer }[]) => {
+      for (const c of chunks) {
+        refs.push({ id: c.id, size: c.data.length });
+        const t: Promise<void> = place(c.id, c.data).finally(() => inFlight.delete(t));
+        inFlight.add(t);
+        while (inFlight.size >= WRITE_WINDOW) await Promise.race(inFlight);
+        if (failure) throw toKrpcError(failure);
+      }
+    };
+    for await (const buf of body) {
+      hasher.update(buf);
+      await submit(chunker.push(buf));
+    }
+    await submit(chunker.end());
+    await Promise.all(inFlight);
+    if (failure) throw toKrpcError(failure);
+    const content_id = hasher.digest();
+    if (opts.expectContentId && opts.expectContentId !== content_id) {
+      throw new KrpcError('CONFLICT', `the bytes received hash to ${content_id}, not ${opts.expectContentId}; nothing was changed`);
+    }
+    try {
+      const r = v.meta.writeFile(path, { content_id, size: hasher.size, chunks: refs }, { user: p.userId, expectVersion: opts.expectVersion });
+      return { entry: r.entry, created: existing === null };
+    } catch (err) {
+      throw toKrpcError(err);
+    }
+  }
+
+  /** Refuses early a write that would clearly overrun the user's quota (the metadata checks exactly at commit). */
+  private quotaRoom(v: HeldVolume, user: string, growth: number): void {
+    const quota = v.meta.quota(user);
+    if (quota === null || growth <= 0) return;
+    const used = v.meta.usage(user);
+    if (used + growth > quota) {
+      throw new KrpcError('FAILED_PRECONDITION', `quota exceeded: ${user} uses ${used} of ${quota} bytes on ${v.name}; this needs ${growth} more`, {
+        reason: 'QUOTA_EXCEEDED', quota, used, wanted: growth,
+      });
+    }
+  }
+
+  /** The bytes [start, end] (inclusive) of a version, chunk by chunk, the next chunk fetched while one is sent. */
+  async *read(version: Version, start = 0, end = version.size - 1): AsyncGenerator<Buffer> {
+    if (version.size === 0 || end < start) return;
+    let offset = 0;
+    const wanted: { ref: ChunkRef; from: number; to: number }[] = [];
+    for (const ref of version.chunks) {
+      const cStart = offset;
+      const cEnd = offset + ref.size - 1;
+      offset += ref.size;
+      if (cEnd < start || cStart > end) continue;
+      wanted.push({ ref, from: Math.max(0, start - cStart), to: Math.min(ref.size - 1, end - cStart) });
+    }
+    const fetch = (i: number) => (i < wanted.length ? this.d.io.fetch(wanted[i]!.ref.id) : null);
+    let next = fetch(0);
+    for (let i = 0; i < wanted.length; i++) {
+      const current = next!;
+      next = fetch(i + 1);
+      // The one ahead must not become an unhandled rejection if this one fails first.
+      next?.catch(() => undefined);
+      let data: Buffer;
+      try {
+        data = await current;
+      } catch (err) {
+        throw toKrpcError(err);
+      }
+      const w = wanted[i]!;
+      yield data.subarray(w.from, w.to + 1);
+    }
+  }
+
+  /** Runs a metadata read or change, turning its errors into kRPC errors. */
+  meta<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw toKrpcError(err);
+    }
+  }
+}

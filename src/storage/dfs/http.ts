@@ -1,0 +1,333 @@
+// The HTTP side of dfs (docs/dcfs.md, "HTTP"): file downloads with ranges and ETags, uploads (whole, and resumable
+// parts), reads by content id (NDN), WebDAV, and the chunk and log exchange between storage nodes. Everything under
+// `/kapi/dfs/`, reached through the node gateway (which also maps `/ndn/` and `/dav/` here). A request for a volume
+// this node does not serve is passed to the node that does.
+import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createHash } from 'node:crypto';
+import { KrpcError, NODE_HEADER, type Principal, sendJson } from '../../lib/krpc/index.ts';
+import type { Logger } from '../../lib/log/logger.ts';
+import { type ChunkIO } from './chunk-io.ts';
+import { isChunkId } from './chunker.ts';
+import { davCaller, volumeDavBackend } from './dav-backend.ts';
+import type { DiskSet } from './disks.ts';
+import { ElsewhereError, type Files, toKrpcError } from './files.ts';
+import { decodeUrlPath } from './paths.ts';
+import type { Uploads } from './uploads.ts';
+import type { VolumeSet } from './volumes.ts';
+import { type DavHandler, createDavHandler } from './webdav.ts';
+import { VOLUME_NAME } from '../../lib/config/storage-records.ts';
+import type { Version } from './volume-meta.ts';
+
+export interface HttpDeps {
+  self: string;
+  gatewayUrl: string;
+  files: Files;
+  uploads: Uploads;
+  disks: DiskSet;
+  volumes: VolumeSet;
+  io: ChunkIO;
+  authenticate(token: string): Promise<Principal>;
+  /** A user's session token from a WebDAV client's Basic credentials. */
+  basicLogin(user: string, password: string): Promise<string>;
+  log: Logger;
+}
+
+const MAX_JSON_BODY = 4 * 1024 * 1024;
+
+function fail(res: ServerResponse, err: unknown): void {
+  const e = toKrpcError(err);
+  const k = e instanceof KrpcError ? e : new KrpcError('INTERNAL', 'internal error');
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, k.httpStatus, { error: k.toJSON() });
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of req) {
+    n += (c as Buffer).length;
+    if (n > MAX_JSON_BODY) throw new KrpcError('PAYLOAD_TOO_LARGE', `body larger than ${MAX_JSON_BODY} bytes`);
+    parts.push(c as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(parts).toString('utf8'));
+  } catch {
+    throw new KrpcError('BAD_REQUEST', 'body is not JSON');
+  }
+}
+
+/** `bytes=a-b`, `bytes=a-`, `bytes=-n` against a size; null for no (or an unsupported multi-) range; 'unsatisfiable'. */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | 'unsatisfiable' {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) return 'unsatisfiable';
+    return size === 0 ? 'unsatisfiable' : { start: Math.max(0, size - n), end: size - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (start >= size || end < start) return 'unsatisfiable';
+  return { start, end };
+}
+
+function contentRange(header: string | undefined): { start: number; end: number; total: number } | null {
+  const m = header ? /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header.trim()) : null;
+  return m ? { start: Number(m[1]), end: Number(m[2]), total: Number(m[3]) } : null;
+}
+
+export class DfsHttp {
+  private readonly dav = new Map<string, DavHandler>();
+  private readonly basicCache = new Map<string, { token: string; until: number }>();
+
+  constructor(private readonly d: HttpDeps) {}
+
+  private async principal(req: IncomingMessage, allowBasic = false): Promise<Principal> {
+    const h = req.headers.authorization ?? '';
+    const bearer = /^Bearer (.+)$/.exec(h);
+    if (bearer) return this.d.authenticate(bearer[1]!);
+    const basic = allowBasic ? /^Basic ([A-Za-z0-9+/=]+)$/.exec(h) : null;
+    if (basic) {
+      const text = Buffer.from(basic[1]!, 'base64').toString('utf8');
+      const colon = text.indexOf(':');
+      if (colon > 0) {
+        // Keyed by a hash, so the cache never holds a password; a login costs verify-hub a scrypt, not every request.
+        const key = createHash('sha256').update(text).digest('hex');
+        const hit = this.basicCache.get(key);
+        if (hit && hit.until > Date.now()) return this.d.authenticate(hit.token);
+        const token = await this.d.basicLogin(text.slice(0, colon), text.slice(colon + 1));
+        if (this.basicCache.size > 1000) this.basicCache.clear();
+        this.basicCache.set(key, { token, until: Date.now() + 5 * 60_000 });
+        return this.d.authenticate(token);
+      }
+    }
+    throw new KrpcError('UNAUTHENTICATED', 'this needs a token (Authorization: Bearer ...)');
+  }
+
+  private kernelOnly(p: Principal): void {
+    if (p.kind !== 'service' || p.userId !== 'dfs') throw new KrpcError('PERMISSION_DENIED', 'only dfs instances exchange chunks and logs');
+  }
+
+  /** The route handler for everything under /kapi/dfs/ that is not the kRPC endpoint. */
+  handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    try {
+      const rest = url.pathname.slice('/kapi/dfs'.length);
+      let m: RegExpExecArray | null;
+      if ((m = /^\/dav(\/.*)?$/.exec(rest))) return await this.davRequest(req, res, url, m[1] ?? '/');
+      if ((m = /^\/files\/([a-z][a-z0-9-]{0,31})(\/.*)?$/.exec(rest))) return await this.fileRequest(req, res, m[1]!, decodeUrlPath(m[2] ?? '/'));
+      if ((m = /^\/uploads\/([A-Za-z0-9_-]+)$/.exec(rest)) && req.method === 'PUT') return await this.uploadPart(req, res, m[1]!, url);
+      if ((m = /^\/ndn\/([^/]+)$/.exec(rest)) && (req.method === 'GET' || req.method === 'HEAD')) return await this.ndn(req, res, decodeURIComponent(m[1]!));
+      if ((m = /^\/chunks\/([^/]+)\/(sha256:[0-9a-f]{64})$/.exec(rest))) return await this.chunk(req, res, m[1]!, m[2]!);
+      if (rest === '/chunks-has' && req.method === 'POST') return await this.chunksHas(req, res);
+      if ((m = /^\/meta\/([^/]+)\/log$/.exec(rest)) && req.method === 'GET') return await this.metaLog(req, res, m[1]!, url);
+      sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${url.pathname}` } });
+    } catch (err) {
+      if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url);
+      fail(res, err);
+    }
+  };
+
+  /** Passes the request on to `node`'s dfs through the local gateway, body and answer streamed. */
+  private forward(req: IncomingMessage, res: ServerResponse, node: string, url: URL): void {
+    if (node === this.d.self || req.headers[NODE_HEADER] === this.d.self) {
+      return fail(res, new KrpcError('UNAVAILABLE', `this node (${this.d.self}) does not hold the volume's metadata yet`));
+    }
+    const headers = { ...req.headers, [NODE_HEADER]: node };
+    delete headers.host;
+    const up = request(`${this.d.gatewayUrl}${url.pathname}${url.search}`, { method: req.method, headers }, (ans) => {
+      res.writeHead(ans.statusCode ?? 502, ans.headers);
+      ans.pipe(res);
+    });
+    up.on('error', (err) => fail(res, new KrpcError('UNAVAILABLE', `${node}: ${err.message}`)));
+    req.pipe(up);
+  }
+
+  private async fileRequest(req: IncomingMessage, res: ServerResponse, volume: string, path: string): Promise<void> {
+    const p = await this.principal(req);
+    const files = this.d.files;
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      files.check(p, 'read', volume, files.path(path));
+      const v = files.readable(volume);
+      const entry = files.meta(() => v.meta.stat(path));
+      if (entry.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder: list it with dfs.list`, { reason: 'IS_A_DIRECTORY' });
+      const version = files.meta(() => v.meta.getVersion(path));
+      return this.sendVersion(req, res, version, entry.mtime);
+    }
+    if (req.method === 'PUT') {
+      const length = req.headers['content-length'] ? Number(req.headers['content-length']) : undefined;
+      const r = await files.write(volume, path, req, p, { sizeHint: length, overwrite: req.headers['if-none-match'] === '*' ? false : undefined });
+      res.writeHead(r.created ? 201 : 200, { 'content-type': 'application/json', etag: `"${r.entry.content_id}"` });
+      res.end(JSON.stringify({ entry: { path: r.entry.path, size: r.entry.size, content_id: r.entry.content_id } }));
+      return;
+    }
+    throw new KrpcError('BAD_REQUEST', `${req.method} is not a file operation (GET, HEAD, PUT)`);
+  }
+
+  /** A version's bytes with HTTP caching and ranges: the ETag is the content id, so it is the same on every node. */
+  private async sendVersion(req: IncomingMessage, res: ServerResponse, version: Version, mtime: number): Promise<void> {
+    const etag = `"${version.content_id}"`;
+    const base: Record<string, string> = {
+      etag,
+      'last-modified': new Date(mtime).toUTCString(),
+      'accept-ranges': 'bytes',
+      'content-type': 'application/octet-stream',
+    };
+    const inm = req.headers['if-none-match'];
+    if (inm && inm.split(',').map((s) => s.trim()).some((t) => t === etag || t === '*')) {
+      res.writeHead(304, base);
+      res.end();
+      return;
+    }
+    let range = parseRange(req.headers.range, version.size);
+    const ifRange = req.headers['if-range'];
+    if (range && ifRange && ifRange !== etag) range = null;
+    if (range === 'unsatisfiable') {
+      res.writeHead(416, { ...base, 'content-range': `bytes */${version.size}` });
+      res.end();
+      return;
+    }
+    const start = range?.start ?? 0;
+    const end = range?.end ?? version.size - 1;
+    const headers = { ...base, 'content-length': String(Math.max(0, end - start + 1)), ...(range ? { 'content-range': `bytes ${start}-${end}/${version.size}` } : {}) };
+    if (req.method === 'HEAD') {
+      res.writeHead(range ? 206 : 200, headers);
+      res.end();
+      return;
+    }
+    // Before the first byte a failure is an error answer; after it, the connection is cut so the client sees a short body.
+    const it = this.d.files.read(version, start, end)[Symbol.asyncIterator]();
+    const first = await it.next();
+    res.writeHead(range ? 206 : 200, headers);
+    try {
+      for (let r = first; !r.done; r = await it.next()) {
+        if (!res.write(r.value)) await new Promise((ok) => res.once('drain', ok));
+      }
+      res.end();
+    } catch (err) {
+      this.d.log.warn({ err: (err as Error).message }, 'dfs: read failed mid-transfer');
+      res.destroy();
+    }
+  }
+
+  private async uploadPart(req: IncomingMessage, res: ServerResponse, id: string, url: URL): Promise<void> {
+    const p = await this.principal(req);
+    const cr = contentRange(req.headers['content-range']);
+    const offset = cr ? cr.start : Number(url.searchParams.get('offset') ?? 'NaN');
+    if (!Number.isInteger(offset) || offset < 0) throw new KrpcError('INVALID_PARAMS', 'give the part\'s offset: Content-Range: bytes <start>-<end>/<size>, or ?offset=');
+    const length = req.headers['content-length'] ? Number(req.headers['content-length']) : null;
+    const at = await this.d.uploads.append(id, p, offset, req, length);
+    sendJson(res, 200, { offset: at });
+  }
+
+  private async ndn(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    if (!isChunkId(id)) throw new KrpcError('INVALID_PARAMS', 'a content id: sha256:<64 lower-case hex digits>');
+    const p = await this.principal(req);
+    // Readable is whatever some file the caller may read holds: an id alone is no permission.
+    for (const v of this.d.volumes.all()) {
+      for (const hit of v.meta.findContent(id)) {
+        try {
+          this.d.files.check(p, 'read', v.name, hit.path);
+        } catch {
+          continue;
+        }
+        if (hit.version.content_id === id) return this.sendVersion(req, res, hit.version, hit.version.mtime);
+        const data = await this.d.io.fetch(id);
+        res.writeHead(200, { etag: `"${id}"`, 'content-type': 'application/octet-stream', 'content-length': String(data.length), 'cache-control': 'public, max-age=31536000, immutable' });
+        res.end(req.method === 'HEAD' ? undefined : data);
+        return;
+      }
+    }
+    throw new KrpcError('NOT_FOUND', `no file you may read holds ${id} on this node's volumes`);
+  }
+
+  private async chunk(req: IncomingMessage, res: ServerResponse, disk: string, id: string): Promise<void> {
+    this.kernelOnly(await this.principal(req));
+    if (req.method === 'PUT') {
+      const d = this.d.disks.get(disk);
+      if (!d?.store) throw new KrpcError('UNAVAILABLE', `disk ${disk} is not open on ${this.d.self}`);
+      if (d.record.state !== 'active') throw new KrpcError('FAILED_PRECONDITION', `disk ${disk} is draining`);
+      const parts: Buffer[] = [];
+      for await (const c of req) parts.push(c as Buffer);
+      const r = await d.store.put(id, Buffer.concat(parts)).catch((err: Error) => {
+        throw new KrpcError(/hash/i.test(err.message) ? 'INVALID_PARAMS' : 'UNAVAILABLE', `${this.d.self}/${disk}: ${err.message}`);
+      });
+      sendJson(res, r.stored ? 201 : 200, { stored: r.stored });
+      return;
+    }
+    if (req.method === 'GET') {
+      for (const d of this.d.disks.open()) {
+        if (!d.store.has(id)) continue;
+        try {
+          const data = await d.store.get(id);
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(data.length) });
+          res.end(data);
+          return;
+        } catch {
+          // A damaged copy here: another disk of this node may hold a good one.
+        }
+      }
+      throw new KrpcError('NOT_FOUND', `${this.d.self} holds no readable copy of ${id}`);
+    }
+    throw new KrpcError('BAD_REQUEST', `${req.method} is not a chunk operation`);
+  }
+
+  private async chunksHas(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.kernelOnly(await this.principal(req));
+    const body = (await readJson(req)) as { ids?: unknown };
+    if (!Array.isArray(body.ids) || body.ids.length > 100_000 || !body.ids.every(isChunkId)) throw new KrpcError('INVALID_PARAMS', 'ids: a list of chunk ids');
+    const found: Record<string, string[]> = {};
+    for (const id of body.ids as string[]) {
+      const on = this.d.disks.open().filter((d) => d.store.has(id)).map((d) => d.id);
+      if (on.length > 0) found[id] = on;
+    }
+    sendJson(res, 200, { found });
+  }
+
+  private async metaLog(req: IncomingMessage, res: ServerResponse, volume: string, url: URL): Promise<void> {
+    this.kernelOnly(await this.principal(req));
+    const v = this.d.volumes.get(volume);
+    if (!v) throw new KrpcError('NOT_FOUND', `${this.d.self} holds no metadata of volume ${volume}`);
+    const after = Number(url.searchParams.get('after') ?? '0');
+    const limit = Math.min(10_000, Number(url.searchParams.get('limit') ?? '1000'));
+    if (!Number.isInteger(after) || after < 0 || !Number.isInteger(limit) || limit < 1) throw new KrpcError('INVALID_PARAMS', 'after and limit: whole numbers');
+    sendJson(res, 200, { entries: this.d.files.meta(() => v.meta.log(after, limit)), last_seq: v.meta.lastSeq });
+  }
+
+  private async davRequest(req: IncomingMessage, res: ServerResponse, url: URL, rest: string): Promise<void> {
+    const m = /^\/([^/]+)(\/.*)?$/.exec(rest);
+    if (!m || !VOLUME_NAME.test(m[1]!)) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('WebDAV: give a volume, /dav/<volume>/...\n');
+      return;
+    }
+    const volume = m[1]!;
+    let p: Principal;
+    try {
+      p = await this.principal(req, true);
+    } catch (err) {
+      // WebDAV clients ask for credentials only when challenged.
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="BuckyOS", charset="UTF-8"', 'content-type': 'text/plain' });
+      res.end(`${(err as Error).message}\n`);
+      return;
+    }
+    const rec = this.d.files.writable.bind(this.d.files);
+    try {
+      rec(volume);
+    } catch (err) {
+      if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url);
+      throw err;
+    }
+    let handler = this.dav.get(volume);
+    if (!handler) {
+      handler = createDavHandler({ backend: volumeDavBackend(this.d.files, volume), prefix: `/dav/${volume}`, principal: () => davCaller.getStore()?.userId });
+      this.dav.set(volume, handler);
+    }
+    // Resources are named under /dav/<volume>, whichever path the request came in on.
+    req.url = `/dav/${volume}${m[2] ?? ''}${url.search}`;
+    await davCaller.run(p, () => handler!(req, res));
+  }
+}

@@ -1,0 +1,128 @@
+// `buckyos service dfs`: the dcfs-lite storage service of one node (docs/dcfs.md). It runs where storage is
+// configured (the scheduler places it), opens this node's disks, holds the metadata of volumes it is primary or
+// follower for, serves the file API, HTTP, WebDAV and NDN, exchanges chunks and logs with other nodes' instances,
+// scrubs its disks and re-replicates what its volumes need, and reports its disks to system-config for every other
+// node to place chunks by.
+import { join } from 'node:path';
+import { verifyHubApi } from '../../lib/api/verify-hub.ts';
+import { createHttpApp, listen } from '../../lib/krpc/index.ts';
+import { NO_ROLES, type RoleOf } from '../../lib/krpc/operators.ts';
+import { Rbac } from '../../lib/rbac/enforcer.ts';
+import { followPolicy } from '../../lib/rbac/config-sync.ts';
+import type { DiskRecord } from '../../lib/config/storage-records.ts';
+import type { KernelRuntime } from '../../kernel/runtime.ts';
+import { ChunkIO } from './chunk-io.ts';
+import { DiskSet } from './disks.ts';
+import { Files } from './files.ts';
+import { DfsHttp } from './http.ts';
+import { PeerChunks } from './peers.ts';
+import { Scrubber } from './scrub.ts';
+import { createDfsEndpoint } from './service.ts';
+import { Uploads } from './uploads.ts';
+import { VolumeSet } from './volumes.ts';
+import { ZoneView, statusKey } from './zone-view.ts';
+
+/** How often this node writes what its disks hold and have free, for other nodes' placement. */
+const REPORT_MS = 10_000;
+
+export async function runDfsService(rt: KernelRuntime, port: number, roleOf: RoleOf = NO_ROLES): Promise<{ close(): Promise<void> }> {
+  const self = rt.identity.device.name;
+  const dataDir = join(rt.paths.data, 'dfs');
+  const gatewayUrl = `http://127.0.0.1:${rt.config.ports.gateway}`;
+  const config = rt.configClient();
+  const stop = new AbortController();
+  const rbac = await Rbac.create();
+  await followPolicy(config, rbac, stop.signal, (err) => rt.log.error({ err: (err as Error).message }, 'dfs: RBAC policy sync failed'));
+
+  const zoneView = new ZoneView(config, rt.log);
+  const zone = () => zoneView.current;
+  const peers = new PeerChunks({ gatewayUrl, token: () => rt.serviceToken() });
+  const disks = new DiskSet(rt.log);
+  const volumes = new VolumeSet(self, dataDir, peers, rt.log);
+  const io = new ChunkIO(self, disks, peers, zone);
+  const files = new Files({ self, volumes, io, zone, rbac });
+  const uploads = new Uploads(join(dataDir, 'uploads'));
+  const scrubber = new Scrubber(disks, io, volumes, zone, rt.log);
+
+  const hub = rt.gatewayClient(verifyHubApi);
+  const http = new DfsHttp({
+    self, gatewayUrl, files, uploads, disks, volumes, io,
+    authenticate: (t) => rt.authenticate(t),
+    basicLogin: async (username, password) => {
+      const { nonce } = await hub.login_nonce({});
+      // The session stays inside dfs: WebDAV clients send their password on every request, and get files only.
+      return (await hub.login_password({ username, password, nonce, app_id: 'control-panel' })).session_token;
+    },
+    log: rt.log,
+  });
+  const endpoint = createDfsEndpoint({
+    self, gatewayUrl, files, uploads, disks, volumes, zone, scrubber,
+    authenticate: (t) => rt.authenticate(t),
+    roleOf,
+    log: rt.log,
+  });
+
+  let reporting = Promise.resolve();
+  const report = () => {
+    reporting = reporting.then(async () => {
+      try {
+        await config.set({ key: statusKey(self), value: JSON.stringify({ disks: await disks.report(), at: Date.now() }) });
+      } catch (err) {
+        rt.log.warn({ err: (err as Error).message }, 'dfs: reporting disks failed');
+      }
+    });
+    return reporting;
+  };
+  zoneView.onChange((z) => {
+    const mine = new Map<string, DiskRecord>(z.disks.filter((d) => d.node === self).map((d) => [d.disk, d.record]));
+    void disks.sync(mine).then(report);
+    volumes.sync(z.volumes);
+  });
+  void zoneView.follow(stop.signal);
+  await zoneView.loaded();
+  await disks.sync(new Map(zone().disks.filter((d) => d.node === self).map((d) => [d.disk, d.record])));
+  await report();
+  const reporter = setInterval(() => void report(), REPORT_MS);
+  // Every user has a home folder on every volume this node is primary for (created here, owned by the user).
+  const homes = async () => {
+    try {
+      const users = new Set((await config.list({ prefix: 'users/', keys_only: true, limit: 10_000 })).entries.map((e) => e.key.split('/')[1]!));
+      for (const v of volumes.all()) {
+        if (v.role !== 'primary') continue;
+        for (const u of users) if (!v.meta.tryStat(`/home/${u}`)) v.meta.ensureHome(u);
+      }
+    } catch (err) {
+      rt.log.warn({ err: (err as Error).message }, 'dfs: creating home folders failed; retrying');
+    }
+  };
+  await homes();
+  const homeTimer = setInterval(() => void homes(), 5000);
+  const sweeper = setInterval(() => uploads.sweep(), 3600_000).unref();
+  scrubber.run();
+
+  const server = await listen(
+    createHttpApp({
+      name: 'dfs',
+      endpoints: [endpoint],
+      fallback: http.handle,
+      health: () => ({ disks: disks.open().length, volumes: volumes.all().length }),
+    }),
+    port,
+    rt.config.service_host,
+  );
+  // Uploads and downloads of large files run as long as the link needs; the part size bounds each request instead.
+  server.server.requestTimeout = 0;
+  rt.log.info({ port: server.port, disks: disks.open().length, volumes: volumes.all().map((v) => `${v.name}:${v.role}`) }, 'dfs listening');
+  return {
+    async close() {
+      stop.abort();
+      clearInterval(reporter);
+      clearInterval(homeTimer);
+      clearInterval(sweeper);
+      scrubber.stop();
+      await server.close();
+      volumes.close();
+      await disks.close();
+    },
+  };
+}

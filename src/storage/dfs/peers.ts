@@ -1,0 +1,113 @@
+// Chunks between storage nodes (docs/dcfs.md, "Between nodes"): one dfs instance puts, gets and asks about chunks
+// on another node's disks through its own node gateway, which reaches the named device's instance (NODE_HEADER)
+// over the device tunnels. Plain HTTP with the raw bytes as the body: no JSON envelope around megabytes.
+import { Agent, request, type IncomingMessage } from 'node:http';
+import { NODE_HEADER } from '../../lib/krpc/index.ts';
+
+export class PeerError extends Error {
+  constructor(
+    message: string,
+    /** The HTTP status the peer answered with, or 0 when it could not be reached. */
+    readonly status: number,
+  ) {
+    super(message);
+    this.name = 'PeerError';
+  }
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: 32 });
+
+function collect(res: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    res.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        res.destroy(new Error(`answer larger than ${limit} bytes`));
+        return;
+      }
+      parts.push(c);
+    });
+    res.on('end', () => resolve(Buffer.concat(parts)));
+    res.on('error', reject);
+  });
+}
+
+export interface PeerOptions {
+  /** The local node gateway, e.g. http://127.0.0.1:3180. */
+  gatewayUrl: string;
+  token: () => Promise<string>;
+  timeoutMs?: number;
+}
+
+/** The largest body a chunk request moves: the chunker's largest chunk, with room. */
+export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
+
+export class PeerChunks {
+  constructor(private readonly opts: PeerOptions) {}
+
+  private async call(node: string, method: string, path: string, body: Buffer | null, limit: number): Promise<{ status: number; body: Buffer }> {
+    const token = await this.opts.token();
+    const url = `${this.opts.gatewayUrl.replace(/\/$/, '')}/kapi/dfs${path}`;
+    return new Promise((resolve, reject) => {
+      const req = request(
+        url,
+        {
+          method,
+          agent,
+          timeout: this.opts.timeoutMs ?? 30_000,
+          headers: {
+            [NODE_HEADER]: node,
+            authorization: `Bearer ${token}`,
+            ...(body ? { 'content-type': 'application/octet-stream', 'content-length': body.length } : { 'content-length': 0 }),
+          },
+        },
+        (res) => {
+          collect(res, limit).then((b) => resolve({ status: res.statusCode ?? 0, body: b }), reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new PeerError(`${node}: no answer within ${this.opts.timeoutMs ?? 30_000} ms`, 0)));
+      req.on('error', (err) => reject(err instanceof PeerError ? err : new PeerError(`${node}: ${err.message}`, 0)));
+      req.end(body ?? undefined);
+    });
+  }
+
+  private static fail(node: string, what: string, r: { status: number; body: Buffer }): never {
+    let message = r.body.toString('utf8').slice(0, 300);
+    try {
+      message = (JSON.parse(message) as { error?: { message?: string } }).error?.message ?? message;
+    } catch {
+      // A plain-text answer is its own message.
+    }
+    throw new PeerError(`${node}: ${what}: HTTP ${r.status}: ${message}`, r.status);
+  }
+
+  /** Stores a chunk on one of the node's disks, durably, before it answers. */
+  async put(node: string, disk: string, id: string, data: Buffer): Promise<void> {
+    const r = await this.call(node, 'PUT', `/chunks/${encodeURIComponent(disk)}/${id}`, data, 64 * 1024);
+    if (r.status !== 200 && r.status !== 201) PeerChunks.fail(node, `put ${id}`, r);
+  }
+
+  /** A chunk's bytes, verified by the peer before it sends them (and again by the caller). */
+  async get(node: string, id: string): Promise<Buffer> {
+    const r = await this.call(node, 'GET', `/chunks/any/${id}`, null, MAX_CHUNK_BYTES);
+    if (r.status !== 200) PeerChunks.fail(node, `get ${id}`, r);
+    return r.body;
+  }
+
+  /** Which of `ids` the node holds, on which of its disks. */
+  async has(node: string, ids: readonly string[]): Promise<Map<string, string[]>> {
+    const r = await this.call(node, 'POST', '/chunks-has', Buffer.from(JSON.stringify({ ids })), 16 * 1024 * 1024);
+    if (r.status !== 200) PeerChunks.fail(node, 'has', r);
+    const found = JSON.parse(r.body.toString('utf8')) as { found: Record<string, string[]> };
+    return new Map(Object.entries(found.found));
+  }
+
+  /** Log entries of a volume's metadata after `afterSeq`, from its primary. */
+  async log(node: string, volume: string, afterSeq: number, limit: number): Promise<unknown[]> {
+    const r = await this.call(node, 'GET', `/meta/${encodeURIComponent(volume)}/log?after=${afterSeq}&limit=${limit}`, null, 64 * 1024 * 1024);
+    if (r.status !== 200) PeerChunks.fail(node, `log of ${volume}`, r);
+    return (JSON.parse(r.body.toString('utf8')) as { entries: unknown[] }).entries;
+  }
+}

@@ -1,0 +1,245 @@
+// The dfs kRPC methods (src/lib/api/dfs.ts) on this node: file operations run where the volume's metadata is (its
+// primary; a follower serves reads while cut off from it), and a call that reached another node is passed on to the
+// primary with the caller's own token, so permissions are checked once, as the caller.
+import { createClient, type CallContext, KrpcError, type Principal, createKrpcEndpoint, type KrpcEndpoint } from '../../lib/krpc/index.ts';
+import { dfsApi } from '../../lib/api/dfs.ts';
+import type { Logger } from '../../lib/log/logger.ts';
+import { ElsewhereError, type Files, apiEntry, toKrpcError } from './files.ts';
+import type { Uploads } from './uploads.ts';
+import type { ZoneStorage } from './zone-view.ts';
+import type { DiskSet } from './disks.ts';
+import type { VolumeSet } from './volumes.ts';
+import type { Scrubber } from './scrub.ts';
+
+export interface ServiceDeps {
+  self: string;
+  gatewayUrl: string;
+  files: Files;
+  uploads: Uploads;
+  disks: DiskSet;
+  volumes: VolumeSet;
+  zone: () => ZoneStorage;
+  scrubber: Scrubber;
+  authenticate(token: string): Promise<Principal>;
+  roleOf(user: string): Promise<string | undefined>;
+  log: Logger;
+}
+
+type Api = typeof dfsApi.methods;
+type Params<K extends keyof Api> = Parameters<Parameters<typeof createKrpcEndpoint<Api>>[1][K]>[0];
+
+function who(ctx: CallContext): Principal {
+  if (!ctx.principal) throw new KrpcError('UNAUTHENTICATED', 'files need a token');
+  return ctx.principal;
+}
+
+export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
+  const f = d.files;
+
+  /** Runs `fn` here, or, when the volume is served elsewhere, the same call there as the caller. */
+  async function at<K extends keyof Api, R>(method: K, params: Params<K>, ctx: CallContext, fn: () => Promise<R> | R): Promise<R> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof ElsewhereError)) throw toKrpcError(err);
+      if (err.node === d.self) throw new KrpcError('UNAVAILABLE', `this node does not hold the metadata of ${err.volume} yet`);
+      const client = createClient(dfsApi, { baseUrl: d.gatewayUrl, node: err.node, token: ctx.token ?? undefined });
+      const call = client[method] as unknown as (p: Params<K>) => Promise<R>;
+      return call(params);
+    }
+  }
+
+  const isAdmin = async (p: Principal) => p.kind === 'service' || (await d.roleOf(p.userId).catch(() => undefined)) === 'admin';
+
+  return createKrpcEndpoint(
+    dfsApi,
+    {
+      list: (p, ctx) =>
+        at('list', p, ctx, () => {
+          const path = f.path(p.path);
+          f.check(who(ctx), 'read', p.volume, path);
+          return { entries: f.meta(() => f.readable(p.volume).meta.list(path)).map(apiEntry) };
+        }),
+      stat: (p, ctx) =>
+        at('stat', p, ctx, () => {
+          const path = f.path(p.path);
+          f.check(who(ctx), 'read', p.volume, path);
+          return apiEntry(f.meta(() => f.readable(p.volume).meta.stat(path)));
+        }),
+      mkdir: (p, ctx) =>
+        at('mkdir', p, ctx, () => {
+          const path = f.path(p.path);
+          const caller = who(ctx);
+          const meta = f.writable(p.volume).meta;
+          const missing: string[] = [];
+          if (p.parents) for (let q = path; q !== '/' && !meta.tryStat(q); q = q.slice(0, q.lastIndexOf('/')) || '/') missing.unshift(q);
+          else missing.push(path);
+          for (const m of missing) f.check(caller, 'create', p.volume, m);
+          let last = null;
+          for (const m of missing) last = f.meta(() => meta.mkdir(m, caller.userId));
+          return apiEntry(last ?? f.meta(() => meta.stat(path)));
+        }),
+      rename: (p, ctx) =>
+        at('rename', p, ctx, () => {
+          const [from, to] = [f.path(p.from), f.path(p.to)];
+          const caller = who(ctx);
+          const meta = f.writable(p.volume).meta;
+          f.check(caller, 'delete', p.volume, from);
+          f.check(caller, 'create', p.volume, to);
+          if (p.overwrite && meta.tryStat(to)) f.check(caller, 'delete', p.volume, to);
+          return apiEntry(f.meta(() => meta.rename(from, to, { user: caller.userId, overwrite: p.overwrite })).entry);
+        }),
+      copy: (p, ctx) =>
+        at('copy', p, ctx, () => {
+          const [from, to] = [f.path(p.from), f.path(p.to)];
+          const caller = who(ctx);
+          const meta = f.writable(p.volume).meta;
+          f.check(caller, 'read', p.volume, from);
+          f.check(caller, 'create', p.volume, to);
+          if (p.overwrite && meta.tryStat(to)) f.check(caller, 'delete', p.volume, to);
+          return apiEntry(f.meta(() => meta.copy(from, to, { user: caller.userId, overwrite: p.overwrite })).entry);
+        }),
+      delete: (p, ctx) =>
+        at('delete', p, ctx, () => {
+          const path = f.path(p.path);
+          const caller = who(ctx);
+          if (path === '/') throw new KrpcError('INVALID_PARAMS', 'the volume root cannot be deleted');
+          f.check(caller, 'delete', p.volume, path);
+          return { trash_id: f.meta(() => f.writable(p.volume).meta.remove(path, caller.userId)).trash_id };
+        }),
+      trash_list: (p, ctx) =>
+        at('trash_list', p, ctx, () => {
+          const caller = who(ctx);
+          const items = f.meta(() => f.readable(p.volume).meta.trashList()).filter((t) => {
+            try {
+              f.check(caller, 'read', p.volume, t.path);
+              return true;
+            } catch {
+              return false;
+            }
+          });
+          return { items: items.map((t) => ({ trash_id: t.trash_id, path: t.path, type: t.type, size: t.size, deleted_at: t.deleted_at, deleted_by: t.deleted_by })) };
+        }),
+      restore: (p, ctx) =>
+        at('restore', p, ctx, () => {
+          const caller = who(ctx);
+          const meta = f.writable(p.volume).meta;
+          const item = meta.trashList().find((t) => t.trash_id === p.trash_id);
+          if (!item) throw new KrpcError('NOT_FOUND', `no trash item ${p.trash_id} in ${p.volume}`);
+          const to = p.to === undefined ? item.path : f.path(p.to);
+          f.check(caller, 'read', p.volume, item.path);
+          f.check(caller, 'create', p.volume, to);
+          return apiEntry(f.meta(() => meta.restore(p.trash_id, { user: caller.userId, to: p.to === undefined ? undefined : to })));
+        }),
+      versions: (p, ctx) =>
+        at('versions', p, ctx, () => {
+          const path = f.path(p.path);
+          f.check(who(ctx), 'read', p.volume, path);
+          return { versions: f.meta(() => f.readable(p.volume).meta.versions(path)).map(({ chunks: _c, ...v }) => v) };
+        }),
+      restore_version: (p, ctx) =>
+        at('restore_version', p, ctx, () => {
+          const path = f.path(p.path);
+          const caller = who(ctx);
+          f.check(caller, 'write', p.volume, path);
+          return apiEntry(f.meta(() => f.writable(p.volume).meta.restoreVersion(path, p.version_id, { user: caller.userId })).entry);
+        }),
+      upload_begin: (p, ctx) =>
+        at('upload_begin', p, ctx, () => {
+          const path = f.path(p.path);
+          const caller = who(ctx);
+          const meta = f.writable(p.volume).meta;
+          const existing = f.meta(() => meta.tryStat(path));
+          if (existing?.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder`, { reason: 'IS_A_DIRECTORY' });
+          if (existing && !p.overwrite) throw new KrpcError('ALREADY_EXISTS', `${path} already exists`);
+          f.check(caller, existing ? 'write' : 'create', p.volume, path);
+          const quota = meta.quota(caller.userId);
+          if (quota !== null && meta.usage(caller.userId) + p.size - (existing?.size ?? 0) > quota) {
+            throw new KrpcError('FAILED_PRECONDITION', `quota exceeded: ${caller.userId} uses ${meta.usage(caller.userId)} of ${quota} bytes on ${p.volume}`, { reason: 'QUOTA_EXCEEDED' });
+          }
+          const parent = path.slice(0, path.lastIndexOf('/')) || '/';
+          const dir = f.meta(() => meta.tryStat(parent));
+          if (!dir) throw new KrpcError('NOT_FOUND', `the folder ${parent} does not exist`, { reason: 'NOT_FOUND_PARENT' });
+          const rec = d.uploads.create({ volume: p.volume, path, size: p.size, user: caller.userId, app: caller.appId, overwrite: p.overwrite });
+          return { upload_id: rec.id, offset: 0, url: `/kapi/dfs/uploads/${rec.id}` };
+        }),
+      upload_status: (p, ctx) => {
+        const u = d.uploads.get(p.upload_id, who(ctx));
+        return { offset: u.offset, size: u.size, expires_at: u.expires_at };
+      },
+      upload_commit: async (p, ctx) => {
+        const caller = who(ctx);
+        const u = d.uploads.get(p.upload_id, caller);
+        if (u.offset !== u.size) throw new KrpcError('FAILED_PRECONDITION', `the upload holds ${u.offset} of ${u.size} bytes; send the rest first`, { offset: u.offset });
+        d.uploads.lock(p.upload_id);
+        try {
+          const r = await f.write(u.volume, u.path, d.uploads.read(p.upload_id), caller, {
+            sizeHint: u.size, overwrite: u.overwrite, expectContentId: p.content_id,
+          });
+          d.uploads.drop(p.upload_id);
+          return apiEntry(r.entry);
+        } catch (err) {
+          throw toKrpcError(err);
+        } finally {
+          d.uploads.unlock(p.upload_id);
+        }
+      },
+      upload_abort: (p, ctx) => {
+        d.uploads.get(p.upload_id, who(ctx));
+        d.uploads.drop(p.upload_id);
+        return { aborted: true as const };
+      },
+      usage: (p, ctx) =>
+        at('usage', p, ctx, async () => {
+          const caller = who(ctx);
+          const user = p.user ?? caller.userId;
+          if (user !== caller.userId && !(await isAdmin(caller))) throw new KrpcError('PERMISSION_DENIED', 'another user\'s usage needs the admin role');
+          const meta = f.readable(p.volume).meta;
+          return { user, used_bytes: meta.usage(user), quota_bytes: meta.quota(user) };
+        }),
+      quota_set: (p, ctx) =>
+        at('quota_set', p, ctx, async () => {
+          if (!(await isAdmin(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'setting quotas needs the admin role');
+          f.meta(() => f.writable(p.volume).meta.setQuota(p.user, p.quota_bytes));
+          return { user: p.user, quota_bytes: p.quota_bytes };
+        }),
+      status: async (_p, ctx) => {
+        who(ctx);
+        const z = d.zone();
+        const local = new Map((await d.disks.report()).map((r) => [r.disk_id, r]));
+        const disks = z.disks.map((rec) => {
+          const r = rec.node === d.self ? local.get(rec.disk) : z.reported.get(rec.node)?.find((x) => x.disk_id === rec.disk);
+          return {
+            node: rec.node,
+            disk_id: rec.disk,
+            path: rec.record.path,
+            state: !r || r.state === 'unreachable' || (rec.node !== d.self && !z.live.has(rec.node)) ? ('unreachable' as const) : rec.record.state,
+            chunks: r?.chunks ?? 0,
+            bytes: r?.bytes ?? 0,
+            capacity_bytes: r?.capacity_bytes ?? 0,
+            free_bytes: r?.free_bytes ?? 0,
+            errors: r?.errors ?? { read: 0, write: 0, corrupt: 0 },
+            repairs: r?.repairs ?? 0,
+            last_scrub_at: r?.last_scrub_at ?? null,
+          };
+        });
+        const volumes = [...z.volumes.keys()].sort().map((name) => {
+          const held = d.volumes.get(name);
+          return {
+            name,
+            role: held?.role ?? ('none' as const),
+            last_seq: held?.meta.lastSeq ?? 0,
+            lag: held?.role === 'follower' && held.primarySeq !== null ? Math.max(0, held.primarySeq - held.meta.lastSeq) : null,
+          };
+        });
+        const s = d.scrubber.state();
+        return { node: d.self, disks, volumes, under_replicated: s.under_replicated, scrub: { running: s.running, checked: s.checked, corrupt: s.corrupt, missing: s.missing, repaired: s.repaired } };
+      },
+      scrub: async (p, ctx) => {
+        if (!(await isAdmin(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'starting a scrub needs the admin role');
+        return { started: d.scrubber.start(p.disk_id) };
+      },
+    },
+    { authenticate: d.authenticate, logger: d.log },
+  );
+}

@@ -1,0 +1,1046 @@
+import { describe, it, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import {
+  type LogEntry,
+  type MetaErrorCode,
+  type NewVersion,
+  type VolumeMetaOptions,
+  MetaError,
+  SYSTEM_OWNER,
+  VolumeMeta,
+} from './volume-meta.ts';
+
+const sha = (s: string): string => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const chunkId = (tag: string): string => sha(`chunk:${tag}`);
+
+/** A file version made of the named chunks (a chunk's size must be the same wherever it is named). */
+function content(tag: string, chunks: Array<[string, number]>, mtime?: number): NewVersion {
+  return {
+    content_id: sha(`file:${tag}`),
+    size: chunks.reduce((n, [, s]) => n + s, 0),
+    chunks: chunks.map(([c, size]) => ({ id: chunkId(c), size })),
+    ...(mtime === undefined ? {} : { mtime }),
+  };
+}
+const blob = (tag: string, size = 100): NewVersion => content(tag, [[tag, size]]);
+
+function fails(fn: () => unknown, code: MetaErrorCode, message?: RegExp): MetaError {
+  let caught: MetaError | undefined;
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof MetaError, `expected a MetaError ${code}, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    if (message) assert.match(err.message, message);
+    caught = err;
+    return true;
+  });
+  return caught!;
+}
+
+const T0 = 1_700_000_000_000;
+class Clock {
+  t = T0;
+  readonly now = (): number => this.t;
+  advance(ms = 1000): number {
+    this.t += ms;
+    return this.t;
+  }
+}
+
+const TABLES = ['meta', 'counters', 'nodes', 'versions', 'props', 'trash', 'quotas', 'usage', 'chunk_refs', 'log'];
+
+/** Every row of every table, read through a connection of its own. */
+function tables(file: string): Record<string, unknown[]> {
+  const db = new Database(file, { readonly: true });
+  try {
+    return Object.fromEntries(TABLES.map((t) => [t, db.prepare(`SELECT * FROM ${t} ORDER BY 1, 2`).all()]));
+  } finally {
+    db.close();
+  }
+}
+
+/** What the public API shows: the whole tree with versions and properties, the trash, usage and quotas. */
+function dump(m: VolumeMeta, users: string[] = ['alice', 'bob', SYSTEM_OWNER]) {
+  const tree: unknown[] = [];
+  const walk = (p: string): void => {
+    const e = m.stat(p);
+    tree.push({ ...e, props: m.props(p), versions: e.type === 'file' ? m.versions(p) : [] });
+    if (e.type === 'dir') for (const c of m.list(p)) walk(c.path);
+  };
+  walk('/');
+  return {
+    tree,
+    trash: m.trashList(),
+    users: users.map((u) => [u, m.usage(u), m.quota(u)]),
+    lastSeq: m.lastSeq,
+  };
+}
+
+/** Derived state recomputed from scratch must equal what the changes maintained. */
+function checkInvariants(file: string, keepVersions: number): void {
+  const db = new Database(file, { readonly: true });
+  try {
+    const all = (sql: string): unknown[] => db.prepare(sql).all();
+    assert.deepEqual(
+      all('SELECT user, bytes FROM usage WHERE bytes <> 0 ORDER BY user'),
+      all('SELECT n.owner AS user, SUM(v.size) AS bytes FROM nodes n JOIN versions v ON v.vid = n.cur GROUP BY n.owner HAVING SUM(v.size) <> 0 ORDER BY n.owner'),
+      'usage',
+    );
+    assert.deepEqual(
+      all('SELECT id, refs FROM chunk_refs ORDER BY id'),
+      all("SELECT j.value ->> 'id' AS id, COUNT(*) AS refs FROM versions, json_each(versions.chunks) j GROUP BY 1 ORDER BY 1"),
+      'chunk references',
+    );
+    assert.deepEqual(all('PRAGMA foreign_key_check'), [], 'dangling references');
+    assert.deepEqual(all('SELECT id FROM nodes WHERE parent IS NULL AND id <> 1 AND id NOT IN (SELECT node FROM trash)'), [], 'lost nodes');
+    assert.deepEqual(all("SELECT id FROM nodes WHERE (type = 'file') <> (cur IS NOT NULL)"), [], 'files without versions, or directories with');
+    assert.deepEqual(all(`SELECT file FROM versions GROUP BY file HAVING COUNT(*) > ${keepVersions}`), [], 'too many versions kept');
+    assert.deepEqual(all('SELECT n.id FROM nodes n JOIN versions v ON v.vid = n.cur WHERE v.file <> n.id'), [], 'a current version of another file');
+  } finally {
+    db.close();
+  }
+}
+
+/** Brings a follower up to the primary through the log, in pages of `page` new entries after `overlap` already
+ * applied ones. */
+function sync(primary: VolumeMeta, follower: VolumeMeta, page = 3, overlap = 1): void {
+  while (follower.lastSeq < primary.lastSeq) {
+    const from = Math.max(0, follower.lastSeq - overlap);
+    const r = follower.apply(primary.log(from, follower.lastSeq - from + page));
+    assert.ok(r.applied > 0);
+  }
+}
+
+describe('VolumeMeta', () => {
+  let dir: string;
+  let clock: Clock;
+  let file: string;
+  let m: VolumeMeta;
+  const opened: VolumeMeta[] = [];
+  const open = (f: string, opts: Partial<VolumeMetaOptions> = {}): VolumeMeta => {
+    const v = VolumeMeta.open(f, { volume: 'main', role: 'primary', now: clock.now, ...opts });
+    opened.push(v);
+    return v;
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'volume-meta-'));
+    clock = new Clock();
+    file = join(dir, 'main', 'meta.db');
+    m = open(file);
+  });
+  afterEach(() => {
+    for (const v of opened.splice(0)) {
+      try {
+        v.close();
+      } catch {
+        // already closed by the test
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe('open', () => {
+    it('creates the root of a new primary and logs it as entry 1', () => {
+      const root = m.stat('/');
+      assert.deepEqual(root, { id: 1, path: '/', name: '', type: 'dir', owner: SYSTEM_OWNER, created: T0, mtime: T0, size: 0, content_id: null, version_id: null });
+      assert.equal(m.lastSeq, 1);
+      assert.deepEqual(m.log(0), [
+        {
+          seq: 1,
+          at: T0,
+          volume: 'main',
+          op: 'init',
+          user: null,
+          paths: ['/'],
+          changes: [{ t: 'node', id: 1, parent: null, name: '', type: 'dir', owner: SYSTEM_OWNER, created: T0, mtime: T0 }],
+        },
+      ]);
+      assert.deepEqual(m.list('/'), []);
+    });
+
+    it('reopens with its data and does not log a second root', () => {
+      m.mkdir('/a', 'alice');
+      m.close();
+      clock.advance();
+      const again = open(file);
+      assert.equal(again.lastSeq, 2);
+      assert.equal(again.stat('/a').owner, 'alice');
+      assert.equal(again.stat('/').created, T0);
+    });
+
+    it('refuses a file of another volume, a bad volume name and a bad keepVersions', () => {
+      m.close();
+      fails(() => open(file, { volume: 'other' }), 'CONFLICT', /holds the metadata of volume "main", not "other"/);
+      fails(() => open(join(dir, 'x.db'), { volume: 'Bad Name' }), 'INVALID_ARGUMENT', /invalid volume name/);
+      fails(() => open(join(dir, 'x.db'), { keepVersions: 0 }), 'INVALID_ARGUMENT', /keepVersions/);
+      fails(() => open(join(dir, 'x.db'), { role: 'leader' as 'primary' }), 'INVALID_ARGUMENT', /role/);
+    });
+
+    it('a new follower is empty until it applies the log', () => {
+      const f = open(join(dir, 'f.db'), { role: 'follower' });
+      assert.equal(f.lastSeq, 0);
+      fails(() => f.stat('/'), 'NOT_FOUND');
+      f.apply(m.log(0));
+      assert.deepEqual(f.stat('/'), m.stat('/'));
+    });
+
+    it('a primary reopened as a follower keeps its data and refuses writes', () => {
+      m.mkdir('/a', 'alice');
+      m.close();
+      const f = open(file, { role: 'follower' });
+      assert.equal(f.stat('/a').type, 'dir');
+      fails(() => f.mkdir('/b', 'alice'), 'READ_ONLY');
+    });
+  });
+
+  describe('directories, stat and list', () => {
+    it('mkdir records owner and times and updates the parent mtime', () => {
+      clock.advance();
+      const e = m.mkdir('/docs', 'alice');
+      assert.deepEqual(e, { id: 2, path: '/docs', name: 'docs', type: 'dir', owner: 'alice', created: T0 + 1000, mtime: T0 + 1000, size: 0, content_id: null, version_id: null });
+      assert.equal(m.stat('/').mtime, T0 + 1000);
+      assert.deepEqual(m.stat('/docs/'), e);
+    });
+
+    it('mkdir errors: exists, missing parent, parent is a file, invalid path', () => {
+      m.mkdir('/a', 'alice');
+      m.writeFile('/f', blob('f'), { user: 'alice' });
+      const seq = m.lastSeq;
+      fails(() => m.mkdir('/a', 'alice'), 'EXISTS', /\/a already exists/);
+      fails(() => m.mkdir('/f', 'alice'), 'EXISTS');
+      fails(() => m.mkdir('/', 'alice'), 'EXISTS');
+      fails(() => m.mkdir('/x/y', 'alice'), 'NOT_FOUND_PARENT', /the directory \/x does not exist/);
+      fails(() => m.mkdir('/f/y', 'alice'), 'NOT_A_DIRECTORY', /\/f is a file/);
+      const e = fails(() => m.mkdir('/a/../etc', 'alice'), 'INVALID_PATH', /"\.\." is not allowed/);
+      assert.equal(e.detail.reason, 'dot_segment');
+      assert.equal(fails(() => m.mkdir(`/${'n'.repeat(256)}`, 'alice'), 'INVALID_PATH').detail.reason, 'name_too_long');
+      assert.equal(fails(() => m.mkdir('/a\0b', 'alice'), 'INVALID_PATH').detail.reason, 'control_character');
+      assert.equal(fails(() => m.mkdir('/bad\ud800', 'alice'), 'INVALID_PATH').detail.reason, 'invalid_utf8');
+      assert.equal(fails(() => m.mkdir('relative', 'alice'), 'INVALID_PATH').detail.reason, 'not_absolute');
+      fails(() => m.mkdir('/u', ''), 'INVALID_ARGUMENT', /invalid user/);
+      assert.equal(m.lastSeq, seq);
+    });
+
+    it('list returns sorted entries with what PROPFIND needs', () => {
+      m.mkdir('/d', 'alice');
+      for (const n of ['b', 'B', 'a', 'é', 'Z']) m.writeFile(`/d/${n}`, blob(n, n.length * 10), { user: 'alice' });
+      m.mkdir('/d/sub', 'bob');
+      const l = m.list('/d');
+      assert.deepEqual(l.map((e) => e.name), ['B', 'Z', 'a', 'b', 'sub', 'é']);
+      const a = l.find((e) => e.name === 'a')!;
+      assert.deepEqual(a, m.stat('/d/a'));
+      assert.equal(a.size, 10);
+      assert.equal(a.content_id, sha('file:a'));
+      assert.equal(a.type, 'file');
+      assert.equal(typeof a.version_id, 'string');
+      const sub = l.find((e) => e.name === 'sub')!;
+      assert.deepEqual([sub.type, sub.owner, sub.size, sub.content_id, sub.path], ['dir', 'bob', 0, null, '/d/sub']);
+      fails(() => m.list('/d/a'), 'NOT_A_DIRECTORY');
+      fails(() => m.list('/nope'), 'NOT_FOUND');
+    });
+
+    it('names are case-sensitive and NFC: an NFD name finds the NFC entry', () => {
+      m.mkdir('/Case', 'alice');
+      m.mkdir('/case', 'alice');
+      m.mkdir('/caf\u00e9', 'alice');
+      fails(() => m.mkdir('/cafe\u0301', 'alice'), 'EXISTS');
+      assert.equal(m.stat('/cafe\u0301').path, '/caf\u00e9');
+      assert.equal(m.list('/').length, 3);
+    });
+
+    it('stat and tryStat', () => {
+      fails(() => m.stat('/missing'), 'NOT_FOUND', /\/missing does not exist/);
+      assert.equal(m.tryStat('/missing'), null);
+      m.writeFile('/f', blob('f'), { user: 'alice' });
+      fails(() => m.stat('/f/x'), 'NOT_FOUND');
+      assert.equal(m.tryStat('/f')!.type, 'file');
+      fails(() => m.tryStat('/a//b'), 'INVALID_PATH');
+    });
+  });
+
+  describe('files and versions', () => {
+    it('writeFile creates a file with one version and replaces its content with a new one', () => {
+      m.mkdir('/d', 'alice');
+      clock.advance();
+      const r1 = m.writeFile('/d/f', blob('one', 5), { user: 'alice' });
+      assert.deepEqual(r1.version, { version_id: '1', content_id: sha('file:one'), size: 5, chunks: [{ id: chunkId('one'), size: 5 }], mtime: T0 + 1000, author: 'alice' });
+      assert.deepEqual(r1.entry, { id: 3, path: '/d/f', name: 'f', type: 'file', owner: 'alice', created: T0 + 1000, mtime: T0 + 1000, size: 5, content_id: sha('file:one'), version_id: '1' });
+      assert.deepEqual([r1.dropped, r1.released], [[], []]);
+      assert.equal(m.stat('/d').mtime, T0 + 1000);
+      clock.advance();
+      const r2 = m.writeFile('/d/f', blob('two', 7), { user: 'bob' });
+      assert.equal(r2.entry.id, r1.entry.id);
+      assert.equal(r2.entry.owner, 'alice', 'the owner stays');
+      assert.equal(r2.version.author, 'bob');
+      assert.deepEqual([r2.entry.size, r2.entry.content_id, r2.entry.mtime, r2.entry.created], [7, sha('file:two'), T0 + 2000, T0 + 1000]);
+      assert.equal(m.stat('/d').mtime, T0 + 1000, 'rewriting a file does not touch its directory');
+      assert.deepEqual(m.versions('/d/f').map((v) => v.content_id), [sha('file:two'), sha('file:one')]);
+    });
+
+    it('takes the client mtime when given', () => {
+      const r = m.writeFile('/f', content('x', [['x', 3]], 1234), { user: 'alice' });
+      assert.equal(r.entry.mtime, 1234);
+      assert.equal(r.version.mtime, 1234);
+    });
+
+    it('an empty file has no chunks', () => {
+      const r = m.writeFile('/empty', { content_id: sha(''), size: 0, chunks: [] }, { user: 'alice' });
+      assert.deepEqual([r.entry.size, r.version.chunks], [0, []]);
+    });
+
+    it('writeFile errors leave nothing behind', () => {
+      m.mkdir('/d', 'alice');
+      const seq = m.lastSeq;
+      fails(() => m.writeFile('/d', blob('x'), { user: 'alice' }), 'IS_A_DIRECTORY');
+      fails(() => m.writeFile('/', blob('x'), { user: 'alice' }), 'IS_A_DIRECTORY');
+      fails(() => m.writeFile('/nope/f', blob('x'), { user: 'alice' }), 'NOT_FOUND_PARENT');
+      m.writeFile('/file', blob('x'), { user: 'alice' });
+      fails(() => m.writeFile('/file/f', blob('x'), { user: 'alice' }), 'NOT_A_DIRECTORY');
+      const bad: unknown[] = [
+        { ...blob('x'), content_id: 'md5:abc' },
+        { ...blob('x'), size: 99 },
+        { ...blob('x'), size: -1, chunks: [] },
+        { ...blob('x'), chunks: [{ id: 'nope', size: 100 }] },
+        { ...blob('x'), chunks: [{ id: chunkId('x'), size: 0 }], size: 0 },
+        { ...blob('x'), version_id: '7' },
+        { ...blob('x'), mtime: 1.5 },
+      ];
+      for (const b of bad) fails(() => m.writeFile('/d/f', b as NewVersion, { user: 'alice' }), 'INVALID_ARGUMENT', /invalid file version/);
+      fails(() => m.writeFile('/d/f', content('y', [['x', 5]]), { user: 'alice' }), 'INVALID_ARGUMENT', /is 100 bytes elsewhere, not 5/);
+      fails(() => m.writeFile('/d/f', content('y', [['y', 5], ['y', 6]]), { user: 'alice' }), 'INVALID_ARGUMENT', /is 5 bytes elsewhere, not 6/);
+      assert.equal(m.tryStat('/d/f'), null);
+      assert.equal(m.lastSeq, seq + 1);
+    });
+
+    it('expectVersion guards against lost updates', () => {
+      const r1 = m.writeFile('/f', blob('a'), { user: 'alice', expectVersion: null });
+      fails(() => m.writeFile('/f', blob('b'), { user: 'alice', expectVersion: null }), 'PRECONDITION_FAILED', /already exists/);
+      const r2 = m.writeFile('/f', blob('b'), { user: 'alice', expectVersion: r1.version.version_id });
+      fails(() => m.writeFile('/f', blob('c'), { user: 'bob', expectVersion: r1.version.version_id }), 'PRECONDITION_FAILED', /is at version 2, not 1/);
+      fails(() => m.writeFile('/g', blob('c'), { user: 'bob', expectVersion: '1' }), 'PRECONDITION_FAILED', /does not exist/);
+      assert.equal(m.stat('/f').version_id, r2.version.version_id);
+      assert.equal(m.tryStat('/g'), null);
+    });
+
+    it('keeps at most keepVersions and returns the dropped versions and the chunks nothing refers to any more', () => {
+      const v = open(join(dir, 'k.db'), { keepVersions: 3 });
+      // Every version shares chunk s and has a chunk of its own.
+      const results = [1, 2, 3, 4, 5].map((i) => v.writeFile('/f', content(`v${i}`, [['s', 50], [`u${i}`, 10]]), { user: 'alice' }));
+      assert.deepEqual(results.slice(0, 3).map((r) => [r.dropped, r.released]), [[[], []], [[], []], [[], []]]);
+      assert.deepEqual(results[3].dropped, [results[0].version]);
+      assert.deepEqual(results[3].released, [{ id: chunkId('u1'), size: 10 }]);
+      assert.deepEqual(results[4].dropped, [results[1].version]);
+      assert.deepEqual(results[4].released, [{ id: chunkId('u2'), size: 10 }]);
+      assert.deepEqual(v.versions('/f'), [results[4].version, results[3].version, results[2].version]);
+      assert.equal(v.usage('alice'), 60, 'only the current version counts');
+      checkInvariants(join(dir, 'k.db'), 3);
+    });
+
+    it('a chunk listed twice in one version is released only when no list names it', () => {
+      const v = open(join(dir, 'k.db'), { keepVersions: 1 });
+      v.writeFile('/f', content('zeros', [['z', 10], ['z', 10], ['q', 1]]), { user: 'alice' });
+      const r = v.writeFile('/f', content('other', [['z', 10]]), { user: 'alice' });
+      assert.deepEqual(r.released, [{ id: chunkId('q'), size: 1 }]);
+      assert.deepEqual(v.writeFile('/f', blob('new', 3), { user: 'alice' }).released, [{ id: chunkId('z'), size: 10 }]);
+      checkInvariants(join(dir, 'k.db'), 1);
+    });
+
+    it('restoreVersion adds the old content as the newest version', () => {
+      const v = open(join(dir, 'k.db'), { keepVersions: 3 });
+      const r = [1, 2, 3].map((i) => v.writeFile('/f', blob(`v${i}`, i), { user: 'alice' }));
+      clock.advance();
+      const back = v.restoreVersion('/f', r[0].version.version_id, { user: 'bob' });
+      assert.deepEqual(
+        { ...back.version, version_id: '' },
+        { version_id: '', content_id: sha('file:v1'), size: 1, chunks: [{ id: chunkId('v1'), size: 1 }], mtime: T0 + 1000, author: 'bob' },
+      );
+      // The restored version was the oldest and is dropped, but its chunk lives on in the new version.
+      assert.deepEqual(back.dropped, [r[0].version]);
+      assert.deepEqual(back.released, []);
+      assert.deepEqual(v.versions('/f').map((x) => x.content_id), [sha('file:v1'), sha('file:v3'), sha('file:v2')]);
+      assert.equal(v.stat('/f').size, 1);
+      assert.equal(v.usage('alice'), 1);
+      fails(() => v.restoreVersion('/f', r[0].version.version_id, { user: 'bob' }), 'NOT_FOUND', /has no version "1"/);
+      fails(() => v.restoreVersion('/f', 'x', { user: 'bob' }), 'NOT_FOUND');
+      v.writeFile('/g', blob('g'), { user: 'alice' });
+      fails(() => v.restoreVersion('/g', r[2].version.version_id, { user: 'bob' }), 'NOT_FOUND', /\/g has no version/);
+    });
+
+    it('getVersion returns the current or a kept version; versions of a directory is refused', () => {
+      const r1 = m.writeFile('/f', blob('a'), { user: 'alice' });
+      const r2 = m.writeFile('/f', blob('b'), { user: 'alice' });
+      assert.deepEqual(m.getVersion('/f'), r2.version);
+      assert.deepEqual(m.getVersion('/f', r1.version.version_id), r1.version);
+      fails(() => m.getVersion('/f', '999'), 'NOT_FOUND');
+      m.mkdir('/d', 'alice');
+      fails(() => m.versions('/d'), 'IS_A_DIRECTORY');
+      fails(() => m.getVersion('/d'), 'IS_A_DIRECTORY');
+      fails(() => m.versions('/none'), 'NOT_FOUND');
+    });
+  });
+
+  describe('rename', () => {
+    it('moves a file, keeping its id, owner, versions, mtime and properties', () => {
+      m.mkdir('/a', 'alice');
+      m.mkdir('/b', 'alice');
+      const w1 = m.writeFile('/a/f', blob('1'), { user: 'alice' });
+      m.writeFile('/a/f', blob('2'), { user: 'alice' });
+      m.patchProps('/a/f', { '{DAV:}x': 'y' }, []);
+      const before = m.stat('/a/f');
+      const versions = m.versions('/a/f');
+      clock.advance();
+      const r = m.rename('/a/f', '/b/g', { user: 'bob' });
+      assert.equal(r.replaced, null);
+      assert.deepEqual(r.entry, { ...before, path: '/b/g', name: 'g' });
+      assert.deepEqual(m.versions('/b/g'), versions);
+      assert.deepEqual(m.props('/b/g'), { '{DAV:}x': 'y' });
+      assert.equal(m.tryStat('/a/f'), null);
+      assert.deepEqual([m.stat('/a').mtime, m.stat('/b').mtime], [T0 + 1000, T0 + 1000]);
+      assert.equal(w1.entry.id, r.entry.id);
+    });
+
+    it('moves a whole subtree', () => {
+      m.mkdir('/a', 'alice');
+      m.mkdir('/a/b', 'alice');
+      m.writeFile('/a/b/f', blob('f'), { user: 'alice' });
+      m.patchProps('/a/b', { p: 'v' }, []);
+      const ids = ['/a', '/a/b', '/a/b/f'].map((p) => m.stat(p).id);
+      m.rename('/a', '/z', { user: 'alice' });
+      assert.deepEqual(['/z', '/z/b', '/z/b/f'].map((p) => m.stat(p).id), ids);
+      assert.deepEqual(m.props('/z/b'), { p: 'v' });
+      assert.equal(m.tryStat('/a'), null);
+      m.rename('/z/b/f', '/z/B', { user: 'alice' });
+      assert.deepEqual(m.list('/z').map((e) => e.name), ['B', 'b']);
+    });
+
+    it('refuses an existing destination unless overwriting, which sends it to the trash', () => {
+      m.writeFile('/a', blob('a'), { user: 'alice' });
+      m.mkdir('/b', 'bob');
+      m.writeFile('/b/inner', blob('inner'), { user: 'bob' });
+      fails(() => m.rename('/a', '/b', { user: 'alice' }), 'EXISTS', /\/b already exists/);
+      clock.advance();
+      const r = m.rename('/a', '/b', { user: 'alice', overwrite: true });
+      assert.deepEqual(r.replaced, { trash_id: '1', path: '/b', type: 'dir', owner: 'bob', size: 100, deleted_at: T0 + 1000, deleted_by: 'alice' });
+      assert.equal(m.stat('/b').content_id, sha('file:a'));
+      assert.deepEqual(m.trashList(), [r.replaced]);
+      assert.equal(m.usage('bob'), 100, 'the replaced subtree still counts until purged');
+      m.rename('/b', '/c', { user: 'alice' });
+      assert.equal(m.restore('1', { user: 'bob' }).path, '/b');
+      assert.equal(m.stat('/b/inner').owner, 'bob');
+    });
+
+    it('refuses moving into itself, onto itself, over an ancestor, the root, and missing paths', () => {
+      m.mkdir('/a', 'alice');
+      m.mkdir('/a/b', 'alice');
+      const seq = m.lastSeq;
+      fails(() => m.rename('/a', '/a/b/c', { user: 'alice' }), 'CONFLICT', /into itself/);
+      fails(() => m.rename('/a', '/a/x', { user: 'alice' }), 'CONFLICT', /into itself/);
+      fails(() => m.rename('/a', '/a/', { user: 'alice' }), 'CONFLICT', /onto itself/);
+      fails(() => m.rename('/a/b', '/a', { user: 'alice', overwrite: true }), 'CONFLICT', /contains the source/);
+      fails(() => m.rename('/a/b', '/a', { user: 'alice' }), 'EXISTS');
+      fails(() => m.rename('/', '/x', { user: 'alice' }), 'CONFLICT', /root/);
+      fails(() => m.rename('/a/b', '/', { user: 'alice' }), 'EXISTS', /root/);
+      fails(() => m.rename('/a/b', '/', { user: 'alice', overwrite: true }), 'CONFLICT', /root/);
+      fails(() => m.rename('/nope', '/x', { user: 'alice' }), 'NOT_FOUND');
+      fails(() => m.rename('/a/b', '/nope/x', { user: 'alice' }), 'NOT_FOUND_PARENT');
+      fails(() => m.rename('/a/b', '/a/../x', { user: 'alice' }), 'INVALID_PATH');
+      assert.equal(m.lastSeq, seq);
+      assert.deepEqual(m.trashList(), []);
+    });
+  });
+
+  describe('copy', () => {
+    it('copies by reference: same content ids and chunks, new entries owned by the copier', () => {
+      m.mkdir('/a', 'alice');
+      const w = m.writeFile('/a/f', content('f', [['k1', 10], ['k2', 20]]), { user: 'alice' });
+      m.writeFile('/a/f', content('f2', [['k1', 10], ['k3', 5]]), { user: 'alice' });
+      m.patchProps('/a/f', { color: 'red' }, []);
+      m.patchProps('/a', { kind: 'album' }, []);
+      clock.advance();
+      const r = m.copy('/a', '/b', { user: 'bob' });
+      assert.equal(r.replaced, null);
+      assert.deepEqual([r.entry.path, r.entry.type, r.entry.owner, r.entry.created], ['/b', 'dir', 'bob', T0 + 1000]);
+      const src = m.stat('/a/f');
+      const dst = m.stat('/b/f');
+      assert.equal(dst.content_id, src.content_id);
+      assert.notEqual(dst.version_id, src.version_id);
+      assert.notEqual(dst.id, src.id);
+      assert.deepEqual([dst.owner, dst.size, dst.mtime], ['bob', 15, src.mtime]);
+      assert.deepEqual(m.getVersion('/b/f').chunks, m.getVersion('/a/f').chunks);
+      assert.equal(m.versions('/b/f').length, 1, 'only the current version is copied');
+      assert.equal(m.getVersion('/b/f').author, 'bob');
+      assert.deepEqual(m.props('/b/f'), { color: 'red' });
+      assert.deepEqual(m.props('/b'), { kind: 'album' });
+      assert.deepEqual([m.usage('alice'), m.usage('bob')], [15, 15]);
+      assert.equal(w.version.content_id, sha('file:f'));
+    });
+
+    it('shared chunks are released only when the last copy is purged', () => {
+      m.writeFile('/f', content('f', [['k1', 10], ['k2', 20]]), { user: 'alice' });
+      m.copy('/f', '/g', { user: 'bob' });
+      const t1 = m.remove('/f', 'alice').trash_id;
+      assert.deepEqual(m.purge(t1), { purged: [t1], released: [] });
+      const t2 = m.remove('/g', 'bob').trash_id;
+      assert.deepEqual(m.purge(t2).released, [{ id: chunkId('k1'), size: 10 }, { id: chunkId('k2'), size: 20 }].sort((a, b) => (a.id < b.id ? -1 : 1)));
+      assert.deepEqual([m.usage('alice'), m.usage('bob')], [0, 0]);
+    });
+
+    it('depth 0 copies a directory without its contents', () => {
+      m.mkdir('/a', 'alice');
+      m.writeFile('/a/f', blob('f'), { user: 'alice' });
+      m.patchProps('/a', { p: '1' }, []);
+      m.copy('/a', '/b', { user: 'alice', depth: 0 });
+      assert.deepEqual(m.list('/b'), []);
+      assert.deepEqual(m.props('/b'), { p: '1' });
+      m.copy('/a/f', '/g', { user: 'alice', depth: 0 });
+      assert.equal(m.stat('/g').content_id, sha('file:f'));
+      fails(() => m.copy('/a', '/c', { user: 'alice', depth: 1 as 0 }), 'INVALID_ARGUMENT');
+    });
+
+    it('copies deep trees and overwrites into the trash', () => {
+      m.mkdir('/a', 'alice');
+      m.mkdir('/a/b', 'alice');
+      m.mkdir('/a/b/c', 'alice');
+      m.writeFile('/a/b/c/f', blob('f'), { user: 'alice' });
+      m.writeFile('/a/top', blob('top'), { user: 'alice' });
+      m.writeFile('/x', blob('x'), { user: 'bob' });
+      fails(() => m.copy('/a', '/x', { user: 'alice' }), 'EXISTS');
+      const r = m.copy('/a', '/x', { user: 'alice', overwrite: true });
+      assert.deepEqual([r.replaced?.path, r.replaced?.owner], ['/x', 'bob']);
+      assert.deepEqual(m.list('/x').map((e) => e.name), ['b', 'top']);
+      assert.equal(m.stat('/x/b/c/f').content_id, sha('file:f'));
+      assert.equal(m.stat('/a/b/c/f').content_id, sha('file:f'));
+    });
+
+    it('refuses copying into itself, onto itself, over an ancestor of the source and missing paths', () => {
+      m.mkdir('/a', 'alice');
+      m.mkdir('/a/b', 'alice');
+      const seq = m.lastSeq;
+      fails(() => m.copy('/a', '/a/b/c', { user: 'alice' }), 'CONFLICT', /into itself/);
+      fails(() => m.copy('/a', '/a', { user: 'alice' }), 'CONFLICT', /onto itself/);
+      fails(() => m.copy('/a/b', '/a', { user: 'alice', overwrite: true }), 'CONFLICT', /contains the source/);
+      fails(() => m.copy('/', '/x', { user: 'alice' }), 'CONFLICT', /into itself/);
+      fails(() => m.copy('/nope', '/x', { user: 'alice' }), 'NOT_FOUND');
+      fails(() => m.copy('/a', '/nope/x', { user: 'alice' }), 'NOT_FOUND_PARENT');
+      assert.equal(m.lastSeq, seq);
+    });
+  });
+
+  describe('trash', () => {
+    it('remove moves a subtree to the trash, with props and versions, and restore brings it back', () => {
+      m.mkdir('/d', 'alice');
+      m.writeFile('/d/f', blob('1', 10), { user: 'alice' });
+      m.writeFile('/d/f', blob('2', 20), { user: 'alice' });
+      m.patchProps('/d/f', { p: 'v' }, []);
+      const before = { d: m.stat('/d'), f: m.stat('/d/f'), versions: m.versions('/d/f') };
+      clock.advance();
+      const t = m.remove('/d', 'bob');
+      assert.deepEqual(t, { trash_id: '1', path: '/d', type: 'dir', owner: 'alice', size: 20, deleted_at: T0 + 1000, deleted_by: 'bob' });
+      assert.equal(m.tryStat('/d'), null);
+      fails(() => m.props('/d/f'), 'NOT_FOUND');
+      assert.equal(m.stat('/').mtime, T0 + 1000);
+      assert.equal(m.usage('alice'), 20, 'trash counts until purged');
+      assert.deepEqual(m.trashList(), [t]);
+      clock.advance();
+      const back = m.restore(t.trash_id, { user: 'alice' });
+      assert.deepEqual(back, before.d);
+      assert.deepEqual(m.stat('/d/f'), before.f);
+      assert.deepEqual(m.versions('/d/f'), before.versions);
+      assert.deepEqual(m.props('/d/f'), { p: 'v' });
+      assert.deepEqual(m.trashList(), []);
+      assert.equal(m.stat('/').mtime, T0 + 2000);
+    });
+
+    it('restore refuses a taken path and a missing parent, and restores elsewhere with to', () => {
+      m.mkdir('/d', 'alice');
+      m.writeFile('/d/f', blob('old'), { user: 'alice' });
+      const t = m.remove('/d/f', 'alice');
+      m.writeFile('/d/f', blob('new'), { user: 'alice' });
+      fails(() => m.restore(t.trash_id, { user: 'alice' }), 'EXISTS', /the path is taken/);
+      const r = m.restore(t.trash_id, { user: 'alice', to: '/d/f (restored)' });
+      assert.deepEqual([r.path, r.content_id], ['/d/f (restored)', sha('file:old')]);
+      const t2 = m.remove('/d/f', 'alice');
+      m.remove('/d', 'alice');
+      fails(() => m.restore(t2.trash_id, { user: 'alice' }), 'NOT_FOUND_PARENT');
+      fails(() => m.restore(t2.trash_id, { user: 'alice', to: '/' }), 'EXISTS');
+      fails(() => m.restore(t2.trash_id, { user: 'alice', to: '/a/../b' }), 'INVALID_PATH');
+      fails(() => m.restore('999', { user: 'alice' }), 'NOT_FOUND', /trash entry "999"/);
+      fails(() => m.restore('abc', { user: 'alice' }), 'NOT_FOUND');
+      assert.equal(m.restore(t2.trash_id, { user: 'alice', to: '/f' }).content_id, sha('file:new'));
+    });
+
+    it('removing the root or a missing path is refused', () => {
+      fails(() => m.remove('/', 'alice'), 'CONFLICT', /root/);
+      fails(() => m.remove('/nope', 'alice'), 'NOT_FOUND');
+    });
+
+    it('purge deletes for good, frees usage and returns the released chunks', () => {
+      m.mkdir('/d', 'alice');
+      m.writeFile('/d/f', content('1', [['a', 10], ['s', 5]]), { user: 'alice' });
+      m.writeFile('/d/f', content('2', [['b', 20], ['s', 5]]), { user: 'alice' });
+      m.writeFile('/keep', content('k', [['s', 5]]), { user: 'bob' });
+      m.patchProps('/d/f', { p: 'v' }, []);
+      const t = m.remove('/d', 'alice');
+      const r = m.purge(t.trash_id);
+      assert.deepEqual(r.purged, [t.trash_id]);
+      assert.deepEqual(new Set(r.released), new Set([{ id: chunkId('a'), size: 10 }, { id: chunkId('b'), size: 20 }]));
+      assert.equal(r.released.length, 2);
+      assert.deepEqual([m.usage('alice'), m.usage('bob')], [0, 5]);
+      assert.deepEqual(m.trashList(), []);
+      fails(() => m.purge(t.trash_id), 'NOT_FOUND');
+      checkInvariants(file, 10);
+    });
+
+    it('emptyTrash purges what was removed before a time, or everything', () => {
+      for (const n of ['a', 'b', 'c']) {
+        m.writeFile(`/${n}`, blob(n), { user: 'alice' });
+        clock.advance();
+        m.remove(`/${n}`, 'alice');
+      }
+      const seq = m.lastSeq;
+      assert.deepEqual(m.emptyTrash(T0), { purged: [], released: [] });
+      assert.equal(m.lastSeq, seq, 'nothing purged, nothing logged');
+      const r = m.emptyTrash(T0 + 2500);
+      assert.deepEqual(r.purged, ['1', '2']);
+      assert.deepEqual(r.released.map((c) => c.id).sort(), [chunkId('a'), chunkId('b')].sort());
+      assert.deepEqual(m.trashList().map((t) => t.path), ['/c']);
+      assert.deepEqual(m.emptyTrash().purged, ['3']);
+      assert.equal(m.usage('alice'), 0);
+      fails(() => m.emptyTrash(Number.NaN), 'INVALID_ARGUMENT');
+    });
+  });
+
+  describe('dead properties', () => {
+    it('sets and removes in one step and lists them by name', () => {
+      m.writeFile('/f', blob('f'), { user: 'alice' });
+      assert.deepEqual(m.props('/f'), {});
+      assert.deepEqual(m.patchProps('/f', { '{urn:x}b': '2', '{urn:x}a': '<x:v xmlns:x="urn:x">1</x:v>' }, []), {
+        '{urn:x}a': '<x:v xmlns:x="urn:x">1</x:v>',
+        '{urn:x}b': '2',
+      });
+      assert.deepEqual(m.patchProps('/f', { '{urn:x}c': '3', '{urn:x}a': 'one' }, ['{urn:x}b', '{urn:x}absent']), { '{urn:x}a': 'one', '{urn:x}c': '3' });
+      assert.deepEqual(m.patchProps('/', { 'root-prop': '😀 ünï' }, []), { 'root-prop': '😀 ünï' });
+      assert.deepEqual(m.patchProps('/f', { __proto__x: 'p', constructor: 'c' }, []).constructor, 'c');
+    });
+
+    it('is atomic: one bad property refuses the whole patch', () => {
+      m.writeFile('/f', blob('f'), { user: 'alice' });
+      m.patchProps('/f', { a: '1' }, []);
+      const seq = m.lastSeq;
+      fails(() => m.patchProps('/f', { b: '2', '': 'x' }, []), 'INVALID_ARGUMENT', /invalid property name/);
+      fails(() => m.patchProps('/f', { b: '2', c: 'x'.repeat(64 * 1024 + 1) }, []), 'INVALID_ARGUMENT', /invalid value/);
+      fails(() => m.patchProps('/f', { b: '\ud800' }, []), 'INVALID_ARGUMENT');
+      fails(() => m.patchProps('/f', { b: 2 as unknown as string }, []), 'INVALID_ARGUMENT');
+      fails(() => m.patchProps('/f', { b: '2' }, ['a', 'b']), 'INVALID_ARGUMENT', /both set and removed/);
+      fails(() => m.patchProps('/f', { b: '2' }, ['n'.repeat(1025)]), 'INVALID_ARGUMENT');
+      fails(() => m.patchProps('/nope', { b: '2' }, []), 'NOT_FOUND');
+      assert.deepEqual(m.props('/f'), { a: '1' });
+      assert.equal(m.lastSeq, seq);
+      assert.deepEqual(m.patchProps('/f', {}, []), { a: '1' });
+      assert.equal(m.lastSeq, seq, 'an empty patch logs nothing');
+    });
+
+    it('go with moves and copies, vanish with delete, and come back with restore', () => {
+      m.mkdir('/d', 'alice');
+      m.patchProps('/d', { dp: '1' }, []);
+      m.writeFile('/d/f', blob('f'), { user: 'alice' });
+      m.patchProps('/d/f', { fp: '2' }, []);
+      m.copy('/d', '/c', { user: 'alice' });
+      m.rename('/d', '/m', { user: 'alice' });
+      assert.deepEqual([m.props('/m'), m.props('/m/f'), m.props('/c'), m.props('/c/f')], [{ dp: '1' }, { fp: '2' }, { dp: '1' }, { fp: '2' }]);
+      m.patchProps('/c/f', { fp: 'changed' }, []);
+      assert.deepEqual(m.props('/m/f'), { fp: '2' }, 'a copy has properties of its own');
+      const t = m.remove('/m/f', 'alice');
+      m.writeFile('/m/f', blob('new'), { user: 'alice' });
+      assert.deepEqual(m.props('/m/f'), {}, 'a new file at a removed path has none');
+      m.restore(t.trash_id, { user: 'alice', to: '/m/g' });
+      assert.deepEqual(m.props('/m/g'), { fp: '2' });
+    });
+  });
+
+  describe('quotas', () => {
+    it('setQuota, quota and usage', () => {
+      assert.equal(m.quota('alice'), null);
+      assert.equal(m.usage('alice'), 0);
+      m.setQuota('alice', 1000);
+      assert.equal(m.quota('alice'), 1000);
+      const seq = m.lastSeq;
+      m.setQuota('alice', 1000);
+      assert.equal(m.lastSeq, seq, 'an unchanged quota logs nothing');
+      m.setQuota('alice', null);
+      assert.equal(m.quota('alice'), null);
+      for (const bad of [-1, 1.5, Number.NaN, '5' as unknown as number]) fails(() => m.setQuota('alice', bad), 'INVALID_ARGUMENT');
+    });
+
+    it('a write over the quota fails before anything changes', () => {
+      m.setQuota('alice', 250);
+      m.ensureHome('alice');
+      m.writeFile('/home/alice/a', blob('a', 100), { user: 'alice' });
+      m.writeFile('/home/alice/b', blob('b', 100), { user: 'alice' });
+      const snapshot = { api: dump(m), rows: tables(file) };
+      const e = fails(() => m.writeFile('/home/alice/c', blob('c', 51), { user: 'alice' }), 'QUOTA_EXCEEDED', /alice has a quota of 250 bytes and uses 200; this would make it 251 \(1 over\)/);
+      assert.deepEqual(e.detail, { user: 'alice', quota: 250, used: 200, wanted: 251 });
+      fails(() => m.writeFile('/home/alice/a', blob('a2', 151), { user: 'alice' }), 'QUOTA_EXCEEDED');
+      fails(() => m.copy('/home/alice/a', '/home/alice/a-copy', { user: 'alice' }), 'QUOTA_EXCEEDED');
+      assert.deepEqual({ api: dump(m), rows: tables(file) }, snapshot);
+      const big = m.stat('/home/alice/b').version_id!;
+      m.writeFile('/home/alice/b', blob('b2', 10), { user: 'alice' });
+      m.writeFile('/home/alice/c', blob('c', 100), { user: 'alice' });
+      assert.equal(m.usage('alice'), 210);
+      fails(() => m.restoreVersion('/home/alice/b', big, { user: 'alice' }), 'QUOTA_EXCEEDED', /this would make it 300/);
+      assert.equal(m.usage('alice'), 210);
+    });
+
+    it('a copy that would overrun the quota after trashing its destination leaves the destination in place', () => {
+      m.mkdir('/src', 'alice');
+      for (const n of ['1', '2', '3']) m.writeFile(`/src/${n}`, blob(n, 100), { user: 'alice' });
+      m.writeFile('/dst', blob('dst', 10), { user: 'bob' });
+      m.setQuota('bob', 250);
+      const rows = tables(file);
+      fails(() => m.copy('/src', '/dst', { user: 'bob', overwrite: true }), 'QUOTA_EXCEEDED');
+      assert.deepEqual(tables(file), rows);
+      assert.equal(m.stat('/dst').owner, 'bob');
+      assert.deepEqual(m.trashList(), []);
+      // Ids allocated inside the failed operation were rolled back too.
+      assert.equal(m.mkdir('/next', 'bob').id, 7);
+    });
+
+    it('counts the difference when replacing, charges the owner, and lets a user over quota shrink', () => {
+      m.writeFile('/f', blob('a', 100), { user: 'alice' });
+      m.setQuota('alice', 50);
+      fails(() => m.writeFile('/g', blob('g', 1), { user: 'alice' }), 'QUOTA_EXCEEDED');
+      m.writeFile('/f', blob('b', 80), { user: 'alice' });
+      assert.equal(m.usage('alice'), 80, 'only current versions count');
+      fails(() => m.writeFile('/f', blob('c', 90), { user: 'bob' }), 'QUOTA_EXCEEDED', /^alice/);
+      assert.equal(m.usage('bob'), 0);
+      m.rename('/f', '/moved', { user: 'bob' });
+      assert.equal(m.usage('alice'), 80, 'moving changes nothing');
+      const t = m.remove('/moved', 'alice');
+      assert.equal(m.usage('alice'), 80, 'the trash counts');
+      m.purge(t.trash_id);
+      assert.equal(m.usage('alice'), 0);
+      m.writeFile('/g', blob('g', 50), { user: 'alice' });
+    });
+  });
+
+  describe('home folders', () => {
+    it('ensureHome creates /home, /public and the home folder once', () => {
+      clock.advance();
+      const h = m.ensureHome('alice');
+      assert.deepEqual([h.path, h.owner, h.type, h.created], ['/home/alice', 'alice', 'dir', T0 + 1000]);
+      assert.deepEqual(m.list('/').map((e) => [e.path, e.owner]), [['/home', SYSTEM_OWNER], ['/public', SYSTEM_OWNER]]);
+      const seq = m.lastSeq;
+      assert.deepEqual(m.ensureHome('alice'), h);
+      assert.equal(m.lastSeq, seq, 'nothing to create, nothing logged');
+      m.ensureHome('bob');
+      assert.deepEqual(m.list('/home').map((e) => [e.name, e.owner]), [['alice', 'alice'], ['bob', 'bob']]);
+      assert.equal(m.lastSeq, seq + 1);
+    });
+
+    it('refuses names that are not user names and a home that is a file', () => {
+      for (const bad of ['Alice', '../x', 'a', 'x/y', '']) fails(() => m.ensureHome(bad), 'INVALID_ARGUMENT');
+      m.mkdir('/home', SYSTEM_OWNER);
+      m.writeFile('/home/carol', blob('c'), { user: 'carol' });
+      fails(() => m.ensureHome('carol'), 'NOT_A_DIRECTORY');
+      assert.equal(m.tryStat('/public'), null, 'nothing was created');
+    });
+  });
+
+  describe('log shipping', () => {
+    /** Every kind of operation, so a follower has to apply every kind of change. */
+    function scenario(p: VolumeMeta): void {
+      p.ensureHome('alice');
+      p.ensureHome('bob');
+      p.setQuota('alice', 10_000);
+      p.mkdir('/home/alice/photos', 'alice');
+      p.writeFile('/home/alice/photos/1.jpg', content('p1', [['x', 100], ['y', 50]]), { user: 'alice' });
+      p.writeFile('/home/alice/photos/1.jpg', content('p1b', [['x', 100], ['z', 70]]), { user: 'alice' });
+      p.writeFile('/home/alice/notes.txt', blob('n', 10), { user: 'alice' });
+      p.patchProps('/home/alice/photos', { '{urn:x}album': 'summer' }, []);
+      p.copy('/home/alice/photos', '/public/photos', { user: 'alice' });
+      p.rename('/home/alice/notes.txt', '/home/bob/notes.txt', { user: 'alice' });
+      const t = p.remove('/home/alice/photos/1.jpg', 'alice');
+      p.restore(t.trash_id, { user: 'alice', to: '/home/alice/photos/one.jpg' });
+      p.remove('/public/photos', 'bob');
+      p.writeFile('/home/bob/b', blob('b', 5), { user: 'bob' });
+      p.copy('/home/bob/b', '/home/bob/notes.txt', { user: 'bob', overwrite: true });
+      p.emptyTrash();
+      p.restoreVersion('/home/alice/photos/one.jpg', p.versions('/home/alice/photos/one.jpg')[1].version_id, { user: 'alice' });
+      p.patchProps('/home/alice/photos', { '{urn:x}year': '2024' }, ['{urn:x}album']);
+      p.remove('/home/bob/b', 'bob');
+      p.setQuota('alice', null);
+    }
+
+    it('a follower applying the log in pages, with repeats, ends identical to the primary', () => {
+      scenario(m);
+      const fFile = join(dir, 'f.db');
+      const f = open(fFile, { role: 'follower' });
+      sync(m, f, 4, 2);
+      assert.deepEqual(dump(f), dump(m));
+      assert.deepEqual(tables(fFile), tables(file));
+      checkInvariants(fFile, 10);
+      // Re-applying everything again is a no-op.
+      assert.deepEqual(f.apply(m.log(0, 1_000_000)), { applied: 0, skipped: m.lastSeq, lastSeq: m.lastSeq });
+      assert.deepEqual(tables(fFile), tables(file));
+    });
+
+    it('a follower serves the log onward, so followers can chain', () => {
+      scenario(m);
+      const f1 = open(join(dir, 'f1.db'), { role: 'follower' });
+      const f2 = open(join(dir, 'f2.db'), { role: 'follower' });
+      sync(m, f1, 100, 0);
+      sync(f1, f2, 7, 3);
+      assert.deepEqual(dump(f2), dump(m));
+    });
+
+    it('log pages are in order and bounded by limit', () => {
+      scenario(m);
+      const seqs = m.log(3, 5).map((e) => e.seq);
+      assert.deepEqual(seqs, [4, 5, 6, 7, 8]);
+      assert.deepEqual(m.log(m.lastSeq), []);
+      fails(() => m.log(-1), 'INVALID_ARGUMENT');
+      fails(() => m.log(0, 0), 'INVALID_ARGUMENT');
+    });
+
+    it('a follower refuses every mutation', () => {
+      m.writeFile('/f', blob('f'), { user: 'alice' });
+      const f = open(join(dir, 'f.db'), { role: 'follower' });
+      f.apply(m.log(0));
+      const tries: Array<() => unknown> = [
+        () => f.mkdir('/d', 'alice'),
+        () => f.writeFile('/g', blob('g'), { user: 'alice' }),
+        () => f.restoreVersion('/f', '1', { user: 'alice' }),
+        () => f.rename('/f', '/g', { user: 'alice' }),
+        () => f.copy('/f', '/g', { user: 'alice' }),
+        () => f.remove('/f', 'alice'),
+        () => f.restore('1', { user: 'alice' }),
+        () => f.purge('1'),
+        () => f.emptyTrash(),
+        () => f.patchProps('/f', { a: 'b' }, []),
+        () => f.setQuota('alice', 1),
+        () => f.ensureHome('alice'),
+      ];
+      for (const t of tries) fails(t, 'READ_ONLY', /volume main is a read-only follower here; write through its primary/);
+      assert.equal(f.stat('/f').content_id, sha('file:f'));
+      assert.equal(f.lastSeq, m.lastSeq);
+    });
+
+    it('refuses a gap, all or nothing', () => {
+      scenario(m);
+      const f = open(join(dir, 'f.db'), { role: 'follower' });
+      const entries = m.log(0, 10);
+      const e = fails(() => f.apply([...entries.slice(0, 3), ...entries.slice(4)]), 'LOG_GAP', /log entry 5 does not follow 3: entries 4\.\.4 are missing/);
+      assert.deepEqual(e.detail, { expected: 4, actual: 5 });
+      assert.equal(f.lastSeq, 0, 'the entries before the gap were not kept either');
+      fails(() => f.apply(entries.slice(1)), 'LOG_GAP');
+      assert.deepEqual(f.apply(entries.slice(0, 3)), { applied: 3, skipped: 0, lastSeq: 3 });
+      assert.deepEqual(f.apply(entries.slice(1, 6)), { applied: 3, skipped: 2, lastSeq: 6 });
+    });
+
+    it('detects a diverged replica, a foreign volume and malformed entries', () => {
+      scenario(m);
+      const f = open(join(dir, 'f.db'), { role: 'follower' });
+      const entries = m.log(0, 5);
+      f.apply(entries);
+      const altered: LogEntry = { ...entries[2], at: entries[2].at + 1 };
+      fails(() => f.apply([altered]), 'CONFLICT', /differs from the one applied here/);
+      const other = open(join(dir, 'o.db'), { volume: 'other' });
+      fails(() => f.apply(other.log(0)), 'CONFLICT', /belongs to volume "other"/);
+      fails(() => f.apply([{ seq: 6 } as LogEntry]), 'INVALID_ARGUMENT', /log entry 0 is malformed/);
+      fails(() => f.apply([{ ...m.log(5, 1)[0], changes: [{ t: 'explode' }] } as unknown as LogEntry]), 'INVALID_ARGUMENT');
+      // An entry that is well-formed but names nodes this replica does not have.
+      const bogus: LogEntry = { ...m.log(5, 1)[0], changes: [{ t: 'move', id: 999, parent: 1, name: 'x' }] };
+      fails(() => f.apply([bogus]), 'CONFLICT', /does not apply to this replica: move: node 999 not found/);
+      const dangling: LogEntry = { ...m.log(5, 1)[0], changes: [{ t: 'node', id: 500, parent: 400, name: 'x', type: 'dir', owner: 'a', created: 1, mtime: 1 }] };
+      fails(() => f.apply([dangling]), 'CONFLICT', /dangling reference/);
+      assert.equal(f.lastSeq, 5);
+      sync(m, f);
+      assert.deepEqual(dump(f), dump(m));
+    });
+
+    it('the primary does not apply a log', () => {
+      fails(() => m.apply(m.log(0)), 'CONFLICT', /only followers apply a log/);
+    });
+  });
+
+  describe('log truncation and snapshots', () => {
+    it('a follower too far behind a truncated log catches up from a snapshot, then from the log', () => {
+      m.ensureHome('alice');
+      for (let i = 0; i < 5; i++) m.writeFile(`/home/alice/${i}`, blob(`f${i}`), { user: 'alice' });
+      const cut = m.lastSeq - 2;
+      assert.equal(m.truncateLog(cut), cut);
+      const e = fails(() => m.log(0), 'LOG_GAP', new RegExp(`entries up to ${cut} of volume main are no longer kept here`));
+      assert.deepEqual(e.detail, { expected: 1, actual: cut + 1 });
+      assert.equal(m.log(cut).length, 2);
+      fails(() => m.truncateLog(m.lastSeq + 1), 'INVALID_ARGUMENT');
+
+      const fFile = join(dir, 'f.db');
+      const f = open(fFile, { role: 'follower' });
+      f.restoreSnapshot(m.snapshot());
+      assert.equal(f.lastSeq, m.lastSeq);
+      m.rename('/home/alice/0', '/home/alice/zero', { user: 'alice' });
+      m.remove('/home/alice/1', 'alice');
+      f.apply(m.log(f.lastSeq));
+      assert.deepEqual(dump(f, ['alice']).tree, dump(m, ['alice']).tree);
+      assert.deepEqual(tables(fFile), tables(file));
+      f.close();
+      const again = open(fFile, { role: 'follower' });
+      assert.equal(again.stat('/home/alice/zero').content_id, sha('file:f0'));
+      // Entries the snapshot already covers are skipped.
+      assert.deepEqual(again.apply(m.log(cut)), { applied: 0, skipped: m.lastSeq - cut, lastSeq: m.lastSeq });
+    });
+
+    it('an in-memory follower restores a snapshot too', () => {
+      m.mkdir('/a', 'alice');
+      const f = open(':memory:', { role: 'follower' });
+      f.restoreSnapshot(m.snapshot());
+      assert.deepEqual(dump(f), dump(m));
+      m.mkdir('/b', 'alice');
+      f.apply(m.log(f.lastSeq));
+      assert.deepEqual(dump(f), dump(m));
+    });
+
+    it('refuses a snapshot of another volume, garbage, and a restore on the primary', () => {
+      const f = open(join(dir, 'f.db'), { role: 'follower' });
+      const other = open(join(dir, 'o.db'), { volume: 'other' });
+      fails(() => f.restoreSnapshot(other.snapshot()), 'CONFLICT', /not a schema 1 snapshot of volume "main"/);
+      fails(() => f.restoreSnapshot(Buffer.from('not a database at all, not even close to one')), 'INVALID_ARGUMENT');
+      fails(() => m.restoreSnapshot(m.snapshot()), 'CONFLICT');
+      f.apply(m.log(0));
+      assert.deepEqual(dump(f), dump(m));
+    });
+  });
+
+  describe('randomised: random operations on the primary, replayed on a follower', () => {
+    const USERS = ['alice', 'bob'];
+    const NAMES = ['a', 'b', 'c'];
+    const CHUNKS = ['k0', 'k1', 'k2', 'k3', 'k4', 'k5'];
+    const chunkSize = (c: string): number => (Number(c.slice(1)) + 1) * 10;
+
+    function rng(seed: number): () => number {
+      let s = seed >>> 0;
+      return () => {
+        s = (s + 0x6d2b79f5) >>> 0;
+        let t = s;
+        t = Math.imul(t ^ (t >>> 15), t | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+      };
+    }
+
+    for (const seed of [1, 2, 3, 4]) {
+      it(`seed ${seed}: the follower ends identical, invariants hold, and failed operations change nothing`, () => {
+        const keep = 3;
+        const pFile = join(dir, `p${seed}.db`);
+        const fFile = join(dir, `f${seed}.db`);
+        const p = open(pFile, { keepVersions: keep });
+        const f = open(fFile, { role: 'follower' });
+        const rand = rng(seed);
+        const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
+        const randomPath = (): string => `/${Array.from({ length: 1 + Math.floor(rand() * 3) }, () => pick(NAMES)).join('/')}`;
+        const existing = (): Array<{ path: string; type: string }> => {
+          const out: Array<{ path: string; type: string }> = [{ path: '/', type: 'dir' }];
+          for (let i = 0; i < out.length; i++) {
+            if (out[i].type === 'dir' && out[i].path.split('/').length < 5) out.push(...p.list(out[i].path));
+          }
+          return out;
+        };
+        // Mostly paths that exist or could be created, so that most operations get past NOT_FOUND.
+        const path = (): string => {
+          const r = rand();
+          if (r < 0.25) return randomPath();
+          const e = pick(existing());
+          if (r < 0.6 || e.type !== 'dir') return e.path;
+          return `${e.path === '/' ? '' : e.path}/${pick(NAMES)}`;
+        };
+        const reader = new Database(pFile, { readonly: true });
+        const rows = (): unknown[] => TABLES.map((t) => reader.prepare(`SELECT * FROM ${t} ORDER BY 1, 2`).all());
+        const ok = new Map<string, number>();
+        const failed = new Map<string, number>();
+
+        const mkdir: [string, () => unknown] = ['mkdir', () => p.mkdir(path(), pick(USERS))];
+        const rename: [string, () => unknown] = ['rename', () => p.rename(path(), path(), { user: pick(USERS), overwrite: rand() < 0.5 })];
+        const copy: [string, () => unknown] = [
+          'copy',
+          () => p.copy(path(), path(), { user: pick(USERS), overwrite: rand() < 0.5, depth: rand() < 0.2 ? 0 : 'infinity' }),
+        ];
+        const ops: Array<[string, () => unknown]> = [
+          mkdir,
+          mkdir,
+          [
+            'write',
+            () => {
+              const chunks = Array.from({ length: 1 + Math.floor(rand() * 3) }, () => pick(CHUNKS));
+              return p.writeFile(path(), content(chunks.join('+'), chunks.map((c) => [c, chunkSize(c)])), { user: pick(USERS) });
+            },
+          ],
+          ['write-small', () => p.writeFile(path(), blob(`small${Math.floor(rand() * 4)}`, 5), { user: pick(USERS) })],
+          rename,
+          rename,
+          copy,
+          copy,
+          ['remove', () => p.remove(path(), pick(USERS))],
+          [
+            'restore',
+            () => {
+              const t = p.trashList();
+              return p.restore(t.length > 0 ? pick(t).trash_id : '1', { user: pick(USERS), ...(rand() < 0.5 ? { to: path() } : {}) });
+            },
+          ],
+          [
+            'purge',
+            () => {
+              const t = p.trashList();
+              if (rand() < 0.3) return p.emptyTrash(clock.t - Math.floor(rand() * 20_000));
+              return p.purge(t.length > 0 ? pick(t).trash_id : '1');
+            },
+          ],
+          ['props', () => p.patchProps(path(), rand() < 0.7 ? { [pick(NAMES)]: String(rand()) } : {}, rand() < 0.3 ? [pick(['x', 'y'])] : [])],
+          ['quota', () => p.setQuota(pick(USERS), rand() < 0.3 ? null : Math.floor(rand() * 600))],
+          [
+            'restore-version',
+            () => {
+              const target = path();
+              const vs = p.tryStat(target)?.type === 'file' ? p.versions(target) : [];
+              return p.restoreVersion(target, vs.length > 0 ? pick(vs).version_id : '1', { user: pick(USERS) });
+            },
+          ],
+        ];
+
+        try {
+          for (let i = 0; i < 500; i++) {
+            clock.advance(Math.floor(rand() * 3000));
+            const [name, op] = pick(ops);
+            const before = rows();
+            const seq = p.lastSeq;
+            try {
+              op();
+              ok.set(name, (ok.get(name) ?? 0) + 1);
+            } catch (err) {
+              if (!(err instanceof MetaError)) throw err;
+              failed.set(err.code, (failed.get(err.code) ?? 0) + 1);
+              assert.equal(p.lastSeq, seq, `${name} failed with ${err.code} but logged`);
+              assert.deepEqual(rows(), before, `${name} failed with ${err.code} but changed state`);
+            }
+            if (rand() < 0.1) sync(p, f, 1 + Math.floor(rand() * 10), Math.floor(rand() * 4));
+          }
+          sync(p, f, 5, 2);
+          assert.deepEqual(dump(f), dump(p));
+          assert.deepEqual(tables(fFile), tables(pFile));
+          checkInvariants(pFile, keep);
+          checkInvariants(fFile, keep);
+          for (const [name] of ops) assert.ok((ok.get(name) ?? 0) > 0, `no ${name} succeeded: the test exercises too little`);
+          assert.ok((failed.get('QUOTA_EXCEEDED') ?? 0) > 0, 'no quota was ever exceeded');
+        } finally {
+          reader.close();
+        }
+      });
+    }
+  });
+});
+

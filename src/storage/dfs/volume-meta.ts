@@ -1,0 +1,1358 @@
+// One volume's metadata (docs/dcfs.md, "Volume metadata"): directories and files as an inode table in SQLite, each
+// file's kept versions as chunk lists, the trash, WebDAV dead properties, per-user quotas, and the operation log that
+// followers apply.
+//
+// Every mutation on the primary is expressed as a list of small logical changes over ids (create node, add version,
+// move node, ...). The primary applies them with the same function a follower uses to apply the log, inside the
+// operation's transaction, and appends them to the log in that transaction. So a follower that has applied the log
+// up to seq N holds exactly the primary's state at N, derived tables (usage, chunk references, id counters) included:
+// nothing is recomputed from configuration or clocks on the follower.
+import Database from 'better-sqlite3';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { VOLUME_NAME } from '../../lib/config/storage-records.ts';
+import { USER_NAME } from '../../lib/identity/documents.ts';
+import { PathError, baseName, isSameOrInside, normalizePath, parentPath, splitPath } from './paths.ts';
+
+const SCHEMA_VERSION = 1;
+export const DEFAULT_KEEP_VERSIONS = 10;
+/** The owner of what the volume itself creates: the root, /home and /public. `kernel` is the RBAC subject of the
+ * system and a name verify-hub refuses for users, so no user can come to own these. */
+export const SYSTEM_OWNER = 'kernel';
+export const HOME_DIR = '/home';
+export const PUBLIC_DIR = '/public';
+/** Dead properties are small XML fragments; bounds keep one PROPPATCH from bloating the log every follower ships. */
+export const MAX_PROP_NAME_BYTES = 1024;
+export const MAX_PROP_VALUE_BYTES = 64 * 1024;
+const MAX_USER_BYTES = 255;
+const ROOT_ID = 1;
+
+export type MetaErrorCode =
+  | 'NOT_FOUND'
+  | 'NOT_FOUND_PARENT'
+  | 'EXISTS'
+  | 'NOT_A_DIRECTORY'
+  | 'IS_A_DIRECTORY'
+  | 'QUOTA_EXCEEDED'
+  | 'READ_ONLY'
+  | 'INVALID_PATH'
+  | 'INVALID_ARGUMENT'
+  | 'PRECONDITION_FAILED'
+  | 'CONFLICT'
+  | 'LOG_GAP';
+
+export class MetaError extends Error {
+  readonly code: MetaErrorCode;
+  /** Machine-readable particulars: `reason` for INVALID_PATH; `user`, `quota`, `used`, `wanted` for QUOTA_EXCEEDED;
+   * `expected`, `actual` for LOG_GAP. */
+  readonly detail: Readonly<Record<string, string | number | null>>;
+
+  constructor(code: MetaErrorCode, message: string, detail: Record<string, string | number | null> = {}, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'MetaError';
+    this.code = code;
+    this.detail = detail;
+  }
+}
+
+export type Role = 'primary' | 'follower';
+export type EntryType = 'file' | 'dir';
+
+export interface VolumeMetaOptions {
+  /** The volume's name (`storage/volumes/<volume>`); a file holding another volume is refused. */
+  volume: string;
+  role: Role;
+  /** Versions kept per file, the current one included (the primary's setting; followers apply its drops). */
+  keepVersions?: number;
+  /** Milliseconds since the epoch; the primary's clock stamps every change and followers copy the stamps. */
+  now?: () => number;
+}
+
+export interface ChunkRef {
+  id: string;
+  size: number;
+}
+
+export interface Version {
+  version_id: string;
+  /** `sha256:<hex>` of the whole file. */
+  content_id: string;
+  size: number;
+  chunks: ChunkRef[];
+  mtime: number;
+  author: string;
+}
+
+/** A file's new content: what the caller stored in the chunk store. */
+export interface NewVersion {
+  content_id: string;
+  size: number;
+  chunks: ChunkRef[];
+  /** The content's modification time when the client knows it (a sync client); the primary's clock otherwise. */
+  mtime?: number;
+}
+
+/** What a listing or PROPFIND shows of an entry. Files: size, content_id (the ETag) and version_id of the current
+ * version. Directories: size 0, both ids null. */
+export interface Entry {
+  id: number;
+  path: string;
+  name: string;
+  type: EntryType;
+  owner: string;
+  created: number;
+  mtime: number;
+  size: number;
+  content_id: string | null;
+  version_id: string | null;
+}
+
+export interface WriteResult {
+  entry: Entry;
+  version: Version;
+  /** Versions dropped to keep at most keepVersions. */
+  dropped: Version[];
+  /** Chunks no version in this volume refers to any longer: the caller may release them in the chunk stores. */
+  released: ChunkRef[];
+}
+
+export interface TrashEntry {
+  trash_id: string;
+  /** Where the entry was when it was removed. */
+  path: string;
+  type: EntryType;
+  owner: string;
+  /** Bytes of the current versions of every file in the removed subtree. */
+  size: number;
+  deleted_at: number;
+  deleted_by: string;
+}
+
+export interface MoveResult {
+  entry: Entry;
+  /** The destination an overwrite replaced, now in the trash; null when the destination was free. */
+  replaced: TrashEntry | null;
+}
+
+export interface PurgeResult {
+  purged: string[];
+  released: ChunkRef[];
+}
+
+export interface ApplyResult {
+  applied: number;
+  /** Entries at or below lastSeq, already applied (or covered by the snapshot this replica was restored from). */
+  skipped: number;
+  lastSeq: number;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The log format. Changes name nodes, versions and trash entries by the ids the primary allocated, and carry every
+// timestamp, so applying them needs nothing but the replica's own state.
+
+const SHA256_ID = /^sha256:[0-9a-f]{64}$/;
+const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const rowId = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+const sha256Id = z.string().regex(SHA256_ID, 'expected sha256:<64 lower-case hex digits>');
+const chunkRefSchema = z.object({ id: sha256Id, size: z.number().int().positive().max(Number.MAX_SAFE_INTEGER) }).strict();
+
+const changeSchema = z.discriminatedUnion('t', [
+  z
+    .object({
+      t: z.literal('node'),
+      id: rowId,
+      parent: rowId.nullable(),
+      name: z.string(),
+      type: z.enum(['file', 'dir']),
+      owner: z.string().min(1),
+      created: count,
+      mtime: count,
+    })
+    .strict(),
+  z
+    .object({
+      t: z.literal('version'),
+      file: rowId,
+      vid: rowId,
+      content_id: sha256Id,
+      size: count,
+      chunks: z.array(chunkRefSchema),
+      mtime: count,
+      author: z.string().min(1),
+    })
+    .strict(),
+  z.object({ t: z.literal('drop'), file: rowId, vid: rowId }).strict(),
+  z.object({ t: z.literal('move'), id: rowId, parent: rowId, name: z.string().min(1) }).strict(),
+  z.object({ t: z.literal('touch'), id: rowId, mtime: count }).strict(),
+  z
+    .object({ t: z.literal('props'), id: rowId, set: z.array(z.tuple([z.string(), z.string()])), remove: z.array(z.string()) })
+    .strict(),
+  z
+    .object({ t: z.literal('trash'), tid: rowId, id: rowId, path: z.string(), deleted_at: count, deleted_by: z.string().min(1) })
+    .strict(),
+  z.object({ t: z.literal('untrash'), tid: rowId, parent: rowId, name: z.string().min(1) }).strict(),
+  z.object({ t: z.literal('purge'), tid: rowId }).strict(),
+  z.object({ t: z.literal('quota'), user: z.string().min(1), bytes: count.nullable() }).strict(),
+]);
+
+export const LOG_OPS = [
+  'init',
+  'mkdir',
+  'write',
+  'restore-version',
+  'rename',
+  'copy',
+  'remove',
+  'restore',
+  'purge',
+  'props',
+  'quota',
+  'ensure-home',
+] as const;
+export type LogOp = (typeof LOG_OPS)[number];
+
+const logEntrySchema = z
+  .object({
+    seq: rowId,
+    at: count,
+    volume: z.string(),
+    op: z.enum(LOG_OPS),
+    user: z.string().nullable(),
+    paths: z.array(z.string()),
+    changes: z.array(changeSchema),
+  })
+  .strict();
+
+export type Change = z.infer<typeof changeSchema>;
+/** One mutation of the volume, as the primary applied it. `op`, `user` and `paths` say what happened for people
+ * reading the log; `changes` is what a follower applies. */
+export type LogEntry = z.infer<typeof logEntrySchema>;
+
+const newVersionSchema = z
+  .object({ content_id: sha256Id, size: count, chunks: z.array(chunkRefSchema), mtime: count.optional() })
+  .strict()
+  .refine((v) => v.chunks.reduce((n, c) => n + c.size, 0) === v.size, { message: 'the chunk sizes must add up to size' });
+
+function zodMessage(err: z.ZodError): string {
+  return err.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : 'value'}: ${i.message}`).join('; ');
+}
+
+/** Keys sorted at every depth: a follower stores the entry it applied byte for byte as the primary stored it, so a
+ * re-sent entry can be checked against the stored one. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const obj = value as Record<string, unknown>;
+    const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+const SCHEMA = `
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE counters (name TEXT PRIMARY KEY, next INTEGER NOT NULL);
+INSERT INTO counters (name, next) VALUES ('node', 1), ('version', 1), ('trash', 1);
+-- A trashed subtree keeps its shape; only its top node is detached (parent NULL, like the root), so no path reaches it.
+CREATE TABLE nodes (
+  id INTEGER PRIMARY KEY,
+  parent INTEGER REFERENCES nodes(id) DEFERRABLE INITIALLY DEFERRED,
+  name TEXT NOT NULL,
+  type TEXT NOT NULL CHECK (type IN ('file', 'dir')),
+  owner TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  mtime INTEGER NOT NULL,
+  cur INTEGER REFERENCES versions(vid) DEFERRABLE INITIALLY DEFERRED,
+  UNIQUE (parent, name)
+);
+CREATE INDEX nodes_cur ON nodes(cur);
+CREATE TABLE versions (
+  vid INTEGER PRIMARY KEY,
+  file INTEGER NOT NULL REFERENCES nodes(id) DEFERRABLE INITIALLY DEFERRED,
+  content_id TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  chunks TEXT NOT NULL,
+  mtime INTEGER NOT NULL,
+  author TEXT NOT NULL
+);
+CREATE INDEX versions_file ON versions(file, vid);
+CREATE INDEX versions_content ON versions(content_id);
+CREATE TABLE props (
+  node INTEGER NOT NULL REFERENCES nodes(id) DEFERRABLE INITIALLY DEFERRED,
+  name TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (node, name)
+) WITHOUT ROWID;
+CREATE TABLE trash (
+  tid INTEGER PRIMARY KEY,
+  node INTEGER NOT NULL UNIQUE REFERENCES nodes(id) DEFERRABLE INITIALLY DEFERRED,
+  path TEXT NOT NULL,
+  deleted_at INTEGER NOT NULL,
+  deleted_by TEXT NOT NULL
+);
+CREATE INDEX trash_deleted_at ON trash(deleted_at);
+CREATE TABLE quotas (user TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
+CREATE TABLE usage (user TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
+-- How many version chunk lists name each chunk (a chunk listed twice in one file counts twice).
+CREATE TABLE chunk_refs (id TEXT PRIMARY KEY, size INTEGER NOT NULL, refs INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE log (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
+PRAGMA user_version = ${SCHEMA_VERSION};
+`;
+
+interface NodeRow {
+  id: number;
+  parent: number | null;
+  name: string;
+  type: EntryType;
+  owner: string;
+  created: number;
+  mtime: number;
+  cur: number | null;
+}
+
+interface ListingRow extends NodeRow {
+  content_id: string | null;
+  size: number | null;
+}
+
+interface VersionRow {
+  vid: number;
+  file: number;
+  content_id: string;
+  size: number;
+  chunks: string;
+  mtime: number;
+  author: string;
+}
+
+interface TrashRow {
+  tid: number;
+  node: number;
+  path: string;
+  deleted_at: number;
+  deleted_by: string;
+}
+
+type Counter = 'node' | 'version' | 'trash';
+
+const NODE_COLS = 'id, parent, name, type, owner, created, mtime, cur';
+const VERSION_COLS = 'vid, file, content_id, size, chunks, mtime, author';
+const SUBTREE = 'WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL SELECT n.id FROM nodes n JOIN sub ON n.parent = sub.id)';
+
+function statements(db: Database.Database) {
+  return {
+    meta: db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE name = ?'),
+    setMeta: db.prepare<[string, string]>(
+      'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
+    ),
+    alloc: db.prepare<[Counter], { id: number }>('UPDATE counters SET next = next + 1 WHERE name = ? RETURNING next - 1 AS id'),
+    bump: db.prepare<[number, Counter]>('UPDATE counters SET next = max(next, ?) WHERE name = ?'),
+    node: db.prepare<[number], NodeRow>(`SELECT ${NODE_COLS} FROM nodes WHERE id = ?`),
+    child: db.prepare<[number, string], NodeRow>(`SELECT ${NODE_COLS} FROM nodes WHERE parent = ? AND name = ?`),
+    children: db.prepare<[number], NodeRow>(`SELECT ${NODE_COLS} FROM nodes WHERE parent = ? ORDER BY name`),
+    listing: db.prepare<[number], ListingRow>(
+      `SELECT n.id, n.parent, n.name, n.type, n.owner, n.created, n.mtime, n.cur, v.content_id, v.size
+       FROM nodes n LEFT JOIN versions v ON v.vid = n.cur WHERE n.parent = ? ORDER BY n.name`,
+    ),
+    subtree: db.prepare<[number], NodeRow>(`${SUBTREE} SELECT ${NODE_COLS} FROM nodes JOIN sub USING (id)`),
+    subtreeSize: db.prepare<[number], { size: number }>(
+      `${SUBTREE} SELECT IFNULL(SUM(v.size), 0) AS size FROM sub JOIN nodes n USING (id) JOIN versions v ON v.vid = n.cur`,
+    ),
+    insertNode: db.prepare<[number, number | null, string, EntryType, string, number, number]>(
+      'INSERT INTO nodes (id, parent, name, type, owner, created, mtime, cur) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)',
+    ),
+    moveNode: db.prepare<[number, string, number]>('UPDATE nodes SET parent = ?, name = ? WHERE id = ?'),
+    detach: db.prepare<[number]>('UPDATE nodes SET parent = NULL WHERE id = ?'),
+    touch: db.prepare<[number, number]>('UPDATE nodes SET mtime = ? WHERE id = ?'),
+    setCur: db.prepare<[number, number, number]>('UPDATE nodes SET cur = ?, mtime = ? WHERE id = ?'),
+    deleteNode: db.prepare<[number]>('DELETE FROM nodes WHERE id = ?'),
+    version: db.prepare<[number], VersionRow>(`SELECT ${VERSION_COLS} FROM versions WHERE vid = ?`),
+    versionsOf: db.prepare<[number], VersionRow>(`SELECT ${VERSION_COLS} FROM versions WHERE file = ? ORDER BY vid DESC`),
+    insertVersion: db.prepare<[number, number, string, number, string, number, string]>(
+      'INSERT INTO versions (vid, file, content_id, size, chunks, mtime, author) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ),
+    deleteVersion: db.prepare<[number]>('DELETE FROM versions WHERE vid = ?'),
+    props: db.prepare<[number], { name: string; value: string }>('SELECT name, value FROM props WHERE node = ? ORDER BY name'),
+    setProp: db.prepare<[number, string, string]>(
+      'INSERT INTO props (node, name, value) VALUES (?, ?, ?) ON CONFLICT (node, name) DO UPDATE SET value = excluded.value',
+    ),
+    removeProp: db.prepare<[number, string]>('DELETE FROM props WHERE node = ? AND name = ?'),
+    removeAllProps: db.prepare<[number]>('DELETE FROM props WHERE node = ?'),
+    trash: db.prepare<[number], TrashRow>('SELECT tid, node, path, deleted_at, deleted_by FROM trash WHERE tid = ?'),
+    trashAll: db.prepare<[], TrashRow>('SELECT tid, node, path, deleted_at, deleted_by FROM trash ORDER BY deleted_at, tid'),
+    trashBefore: db.prepare<[number], TrashRow>(
+      'SELECT tid, node, path, deleted_at, deleted_by FROM trash WHERE deleted_at < ? ORDER BY deleted_at, tid',
+    ),
+    insertTrash: db.prepare<[number, number, string, number, string]>(
+      'INSERT INTO trash (tid, node, path, deleted_at, deleted_by) VALUES (?, ?, ?, ?, ?)',
+    ),
+    deleteTrash: db.prepare<[number]>('DELETE FROM trash WHERE tid = ?'),
+    quota: db.prepare<[string], { bytes: number }>('SELECT bytes FROM quotas WHERE user = ?'),
+    setQuota: db.prepare<[string, number]>(
+      'INSERT INTO quotas (user, bytes) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET bytes = excluded.bytes',
+    ),
+    deleteQuota: db.prepare<[string]>('DELETE FROM quotas WHERE user = ?'),
+    usage: db.prepare<[string], { bytes: number }>('SELECT bytes FROM usage WHERE user = ?'),
+    addUsage: db.prepare<[string, number]>(
+      'INSERT INTO usage (user, bytes) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET bytes = bytes + excluded.bytes',
+    ),
+    ref: db.prepare<[string, number]>(
+      'INSERT INTO chunk_refs (id, size, refs) VALUES (?, ?, 1) ON CONFLICT (id) DO UPDATE SET refs = refs + 1',
+    ),
+    unref: db.prepare<[string], { refs: number; size: number }>(
+      'UPDATE chunk_refs SET refs = refs - 1 WHERE id = ? RETURNING refs, size',
+    ),
+    chunkRef: db.prepare<[string], { size: number }>('SELECT size FROM chunk_refs WHERE id = ?'),
+    deleteRef: db.prepare<[string]>('DELETE FROM chunk_refs WHERE id = ?'),
+    lastSeq: db.prepare<[], { seq: number | null }>('SELECT MAX(seq) AS seq FROM log'),
+    logEntry: db.prepare<[number], { entry: string }>('SELECT entry FROM log WHERE seq = ?'),
+    logAfter: db.prepare<[number, number], { entry: string }>('SELECT entry FROM log WHERE seq > ? ORDER BY seq LIMIT ?'),
+    appendLog: db.prepare<[number, string]>('INSERT INTO log (seq, entry) VALUES (?, ?)'),
+    truncateLog: db.prepare<[number]>('DELETE FROM log WHERE seq <= ?'),
+  };
+}
+type Statements = ReturnType<typeof statements>;
+
+/** What applying one entry's changes did besides the changes themselves. */
+class ApplyContext {
+  readonly usageBefore = new Map<string, number>();
+  readonly released = new Map<string, number>();
+}
+
+/** One primary operation in progress: its clock reading, and how it allocates ids and emits changes. */
+interface Writer {
+  readonly at: number;
+  alloc(counter: Counter): number;
+  emit(change: Change): void;
+  /** Sets a directory's mtime to `at`, once per operation. */
+  touch(dirId: number): void;
+  /** Chunks released so far that nothing in the volume refers to any more. */
+  released(): ChunkRef[];
+}
+
+function wellFormed(s: string): boolean {
+  return !/\p{Cs}/u.test(s);
+}
+
+const utf8Length = (s: string): number => Buffer.byteLength(s, 'utf8');
+
+function checkUser(user: unknown): string {
+  if (typeof user !== 'string' || user === '' || !wellFormed(user) || utf8Length(user) > MAX_USER_BYTES || /[\u0000-\u001f\u007f]/.test(user)) {
+    throw new MetaError(
+      'INVALID_ARGUMENT',
+      `invalid user ${JSON.stringify(user)}: a non-empty name of at most ${MAX_USER_BYTES} bytes with no control characters`,
+    );
+  }
+  return user;
+}
+
+function parseId(id: string): number | null {
+  return /^[1-9][0-9]{0,15}$/.test(id) ? Number(id) : null;
+}
+
+function toVersion(row: VersionRow): Version {
+  return {
+    version_id: String(row.vid),
+    content_id: row.content_id,
+    size: row.size,
+    chunks: JSON.parse(row.chunks) as ChunkRef[],
+    mtime: row.mtime,
+    author: row.author,
+  };
+}
+
+function joinChild(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}
+
+export class VolumeMeta {
+  readonly volume: string;
+  readonly role: Role;
+  readonly keepVersions: number;
+  private readonly file: string;
+  private readonly now: () => number;
+  private db: Database.Database;
+  private q: Statements;
+
+  private constructor(file: string, opts: VolumeMetaOptions) {
+    if (!VOLUME_NAME.test(opts.volume)) {
+      throw new MetaError(
+        'INVALID_ARGUMENT',
+        `invalid volume name ${JSON.stringify(opts.volume)}: 1-32 lowercase letters, digits or dashes, starting with a letter`,
+      );
+    }
+    if (opts.role !== 'primary' && opts.role !== 'follower') {
+      throw new MetaError('INVALID_ARGUMENT', `role must be 'primary' or 'follower', not ${JSON.stringify(opts.role)}`);
+    }
+    const keep = opts.keepVersions ?? DEFAULT_KEEP_VERSIONS;
+    if (!Number.isInteger(keep) || keep < 1 || keep > 1000) {
+      throw new MetaError('INVALID_ARGUMENT', `keepVersions must be an integer from 1 to 1000, not ${keep}`);
+    }
+    this.file = file;
+    this.volume = opts.volume;
+    this.role = opts.role;
+    this.keepVersions = keep;
+    this.now = opts.now ?? Date.now;
+    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    this.db = this.openDb(new Database(file));
+    this.q = statements(this.db);
+  }
+
+  /** Opens (creating if needed) the metadata file of `opts.volume`. A new primary logs its root as entry 1; a new
+   * follower stays empty until it applies that entry. */
+  static open(file: string, opts: VolumeMetaOptions): VolumeMeta {
+    const meta = new VolumeMeta(file, opts);
+    if (meta.role === 'primary' && meta.lastSeq === 0) {
+      meta.mutate('init', null, ['/'], (w) => {
+        w.emit({ t: 'node', id: w.alloc('node'), parent: null, name: '', type: 'dir', owner: SYSTEM_OWNER, created: w.at, mtime: w.at });
+      });
+    }
+    return meta;
+  }
+
+  private openDb(db: Database.Database): Database.Database {
+    try {
+      db.pragma('journal_mode = WAL');
+      // The primary's metadata is the volume's truth and must survive power loss with every acknowledged write; a
+      // follower can fetch again from the primary whatever its last commits lost.
+      db.pragma(`synchronous = ${this.role === 'primary' ? 'FULL' : 'NORMAL'}`);
+      db.pragma('foreign_keys = ON');
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version === 0) {
+        db.transaction(() => {
+          db.exec(SCHEMA);
+          db.prepare('INSERT INTO meta (name, value) VALUES (?, ?), (?, ?)').run('volume', this.volume, 'log_start', '0');
+        })();
+      } else if (version !== SCHEMA_VERSION) {
+        throw new MetaError('CONFLICT', `${this.file} has metadata schema ${version}; this code reads schema ${SCHEMA_VERSION}`);
+      }
+      const stored = (db.prepare('SELECT value FROM meta WHERE name = ?').get('volume') as { value: string } | undefined)?.value;
+      if (stored !== this.volume) {
+        const names = `${JSON.stringify(stored)}, not ${JSON.stringify(this.volume)}`;
+        throw new MetaError('CONFLICT', `${this.file} holds the metadata of volume ${names}`);
+      }
+      return db;
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Reads: the same on the primary and on a follower.
+
+  stat(path: string): Entry {
+    const p = this.path(path);
+    return this.entryOf(this.mustResolve(p), p);
+  }
+
+  /** stat, or null when nothing is at the path (an invalid path still throws). */
+  tryStat(path: string): Entry | null {
+    const p = this.path(path);
+    const row = this.resolve(p);
+    return row ? this.entryOf(row, p) : null;
+  }
+
+  /** A directory's entries, sorted by name (code point order). */
+  list(path: string): Entry[] {
+    const p = this.path(path);
+    const dir = this.mustResolve(p);
+    if (dir.type !== 'dir') throw new MetaError('NOT_A_DIRECTORY', `${p} is a file, not a directory`, { path: p });
+    return this.q.listing.all(dir.id).map((r) => ({
+      id: r.id,
+      path: joinChild(p, r.name),
+      name: r.name,
+      type: r.type,
+      owner: r.owner,
+      created: r.created,
+      mtime: r.mtime,
+      size: r.size ?? 0,
+      content_id: r.content_id,
+      version_id: r.cur === null ? null : String(r.cur),
+    }));
+  }
+
+  /** A file's kept versions, newest (the current one) first. */
+  versions(path: string): Version[] {
+    const p = this.path(path);
+    return this.q.versionsOf.all(this.mustResolveFile(p).id).map(toVersion);
+  }
+
+  /** A file's current version, or the kept version `versionId`: what a reader needs to fetch the chunks. */
+  getVersion(path: string, versionId?: string): Version {
+    const p = this.path(path);
+    const file = this.mustResolveFile(p);
+    return toVersion(this.fileVersion(file, p, versionId ?? String(file.cur)));
+  }
+
+  /** Every chunk some version of the volume names (kept versions and the trash included), in id order after
+   * `after`, at most `limit`: what re-replication walks. */
+  chunkIds(after = '', limit = 1000): ChunkRef[] {
+    return this.db.prepare('SELECT id, size FROM chunk_refs WHERE id > ? ORDER BY id LIMIT ?').all(after, limit) as ChunkRef[];
+  }
+
+  /**
+   * Current files (not in the trash) whose content is `id`, or, for a chunk id, that hold the chunk: what a read by
+   * content id (NDN) checks permission against and fetches. At most `limit`.
+   */
+  findContent(id: string, limit = 16): { path: string; version: Version }[] {
+    const whole = this.db
+      .prepare('SELECT v.* FROM versions v JOIN nodes n ON n.cur = v.vid WHERE v.content_id = ? LIMIT ?')
+      .all(id, limit) as VersionRow[];
+    const rows = whole.length > 0 || (this.db.prepare('SELECT 1 FROM chunk_refs WHERE id = ?').get(id) === undefined)
+      ? whole
+      : (this.db.prepare('SELECT v.* FROM versions v JOIN nodes n ON n.cur = v.vid WHERE instr(v.chunks, ?) > 0 LIMIT ?').all(`"${id}"`, limit) as VersionRow[]);
+    const out: { path: string; version: Version }[] = [];
+    const byId = this.db.prepare('SELECT * FROM nodes WHERE id = ?');
+    for (const r of rows) {
+      const names: string[] = [];
+      let node = byId.get(r.file) as NodeRow | undefined;
+      // A node whose chain of parents does not reach the root is in the trash.
+      while (node && node.id !== ROOT_ID && node.parent !== null) {
+        names.unshift(node.name);
+        node = byId.get(node.parent) as NodeRow | undefined;
+      }
+      if (node?.id === ROOT_ID) out.push({ path: `/${names.join('/')}`, version: toVersion(r) });
+    }
+    return out;
+  }
+
+  /** An entry's dead properties, by name. */
+  props(path: string): Record<string, string> {
+    const p = this.path(path);
+    return Object.fromEntries(this.q.props.all(this.mustResolve(p).id).map((r) => [r.name, r.value]));
+  }
+
+  trashList(): TrashEntry[] {
+    return this.q.trashAll.all().map((r) => this.trashEntryOf(r));
+  }
+
+  /** null: no quota. */
+  quota(user: string): number | null {
+    return this.q.quota.get(checkUser(user))?.bytes ?? null;
+  }
+
+  /** Bytes charged to `user`: the current version of every file they own, live or in the trash. */
+  usage(user: string): number {
+    return this.q.usage.get(checkUser(user))?.bytes ?? 0;
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Mutations: the primary only.
+
+  mkdir(path: string, user: string): Entry {
+    const p = this.path(path);
+    const u = checkUser(user);
+    return this.mutate('mkdir', u, [p], (w) => {
+      if (this.resolve(p)) throw new MetaError('EXISTS', `${p} already exists`, { path: p });
+      const parent = this.mustResolveParent(p);
+      const id = w.alloc('node');
+      w.emit({ t: 'node', id, parent: parent.id, name: baseName(p), type: 'dir', owner: u, created: w.at, mtime: w.at });
+      w.touch(parent.id);
+      return this.stat(p);
+    });
+  }
+
+  /** Creates the file, or makes `content` its new current version. `expectVersion`: the current version_id the caller
+   * last saw (else PRECONDITION_FAILED), or null for "only if the file does not exist yet". */
+  writeFile(path: string, content: NewVersion, opts: { user: string; expectVersion?: string | null }): WriteResult {
+    const p = this.path(path);
+    const u = checkUser(opts.user);
+    const parsed = newVersionSchema.safeParse(content);
+    if (!parsed.success) throw new MetaError('INVALID_ARGUMENT', `invalid file version: ${zodMessage(parsed.error)}`, { path: p });
+    const v = parsed.data;
+    return this.mutate('write', u, [p], (w) => {
+      // A chunk id names its bytes, so one id with two sizes is a caller's bug that would corrupt the chunk counts.
+      const sizes = new Map<string, number>();
+      for (const c of v.chunks) {
+        const known = sizes.get(c.id) ?? this.q.chunkRef.get(c.id)?.size;
+        if (known !== undefined && known !== c.size) {
+          throw new MetaError('INVALID_ARGUMENT', `invalid file version: chunk ${c.id} is ${known} bytes elsewhere, not ${c.size}`, { path: p });
+        }
+        sizes.set(c.id, c.size);
+      }
+      return this.addVersion(w, p, { ...v, mtime: v.mtime ?? w.at }, u, opts.expectVersion);
+    });
+  }
+
+  /** Makes a kept version current again by adding it as a new version, so the history in between is kept. */
+  restoreVersion(path: string, versionId: string, opts: { user: string }): WriteResult {
+    const p = this.path(path);
+    const u = checkUser(opts.user);
+    return this.mutate('restore-version', u, [p], (w) => {
+      const old = this.fileVersion(this.mustResolveFile(p), p, versionId);
+      const content = { content_id: old.content_id, size: old.size, chunks: JSON.parse(old.chunks) as ChunkRef[], mtime: w.at };
+      return this.addVersion(w, p, content, u, undefined);
+    });
+  }
+
+  /** Moves an entry and its subtree; owners, versions and properties go with it. With overwrite, whatever is at the
+   * destination goes to the trash first (as WebDAV MOVE with Overwrite: T deletes it). */
+  rename(from: string, to: string, opts: { user: string; overwrite?: boolean }): MoveResult {
+    const f = this.path(from);
+    const t = this.path(to);
+    const u = checkUser(opts.user);
+    return this.mutate('rename', u, [f, t], (w) => {
+      if (f === '/') throw new MetaError('CONFLICT', 'the root of a volume cannot be moved', { path: f });
+      const src = this.mustResolve(f);
+      this.checkSourceAndDestination(f, t, 'move');
+      const { parent, name, replaced } = this.clearDestination(w, f, t, u, opts.overwrite ?? false);
+      w.emit({ t: 'move', id: src.id, parent: parent.id, name });
+      w.touch(src.parent!);
+      w.touch(parent.id);
+      return { entry: this.stat(t), replaced };
+    });
+  }
+
+  /** Copies by reference: new entries, owned by `user`, whose versions name the same content ids and chunks; no data
+   * is copied. Only the current version of each file is copied; properties are. depth 0 copies a directory without
+   * its contents (WebDAV COPY with Depth: 0). */
+  copy(from: string, to: string, opts: { user: string; overwrite?: boolean; depth?: 0 | 'infinity' }): MoveResult {
+    const f = this.path(from);
+    const t = this.path(to);
+    const u = checkUser(opts.user);
+    const depth = opts.depth ?? 'infinity';
+    if (depth !== 0 && depth !== 'infinity') {
+      throw new MetaError('INVALID_ARGUMENT', `depth must be 0 or 'infinity', not ${JSON.stringify(depth)}`);
+    }
+    return this.mutate('copy', u, [f, t], (w) => {
+      const src = this.mustResolve(f);
+      this.checkSourceAndDestination(f, t, 'copy');
+      const { parent, name, replaced } = this.clearDestination(w, f, t, u, opts.overwrite ?? false);
+      this.copyTree(w, src, parent.id, name, u, depth === 'infinity');
+      w.touch(parent.id);
+      return { entry: this.stat(t), replaced };
+    });
+  }
+
+  /** Moves the entry and its subtree to the trash, where it keeps counting against its owners' quotas. */
+  remove(path: string, user: string): TrashEntry {
+    const p = this.path(path);
+    const u = checkUser(user);
+    return this.mutate('remove', u, [p], (w) => {
+      if (p === '/') throw new MetaError('CONFLICT', 'the root of a volume cannot be removed', { path: p });
+      return this.trashNode(w, this.mustResolve(p), p, u);
+    });
+  }
+
+  /** Puts a trashed entry back at its original path, or at `to`. A taken path is EXISTS (nothing is renamed behind
+   * the caller's back) and a missing parent NOT_FOUND_PARENT: restore the parent first, or pass `to`. */
+  restore(trashId: string, opts: { user: string; to?: string }): Entry {
+    const u = checkUser(opts.user);
+    const to = opts.to === undefined ? undefined : this.path(opts.to);
+    const paths: string[] = [];
+    return this.mutate('restore', u, paths, (w) => {
+      const row = this.mustTrash(trashId);
+      const p = to ?? row.path;
+      paths.push(p);
+      if (p === '/') throw new MetaError('EXISTS', 'cannot restore onto the root of the volume', { path: p });
+      const parent = this.mustResolveParent(p);
+      if (this.q.child.get(parent.id, baseName(p))) {
+        throw new MetaError('EXISTS', `cannot restore ${trashId} to ${p}: the path is taken; pass another path as "to"`, { path: p });
+      }
+      w.emit({ t: 'untrash', tid: row.tid, parent: parent.id, name: baseName(p) });
+      w.touch(parent.id);
+      return this.stat(p);
+    });
+  }
+
+  /** Deletes a trashed subtree for good. */
+  purge(trashId: string): PurgeResult {
+    const paths: string[] = [];
+    return this.mutate('purge', null, paths, (w) => {
+      const row = this.mustTrash(trashId);
+      paths.push(row.path);
+      w.emit({ t: 'purge', tid: row.tid });
+      return { purged: [String(row.tid)], released: w.released() };
+    });
+  }
+
+  /** Purges every trash entry removed before `olderThan` (ms since the epoch); all of them when omitted. */
+  emptyTrash(olderThan?: number): PurgeResult {
+    if (olderThan !== undefined && !Number.isFinite(olderThan)) {
+      throw new MetaError('INVALID_ARGUMENT', `olderThan must be a time in milliseconds, not ${olderThan}`);
+    }
+    const paths: string[] = [];
+    return this.mutate('purge', null, paths, (w) => {
+      const rows = olderThan === undefined ? this.q.trashAll.all() : this.q.trashBefore.all(olderThan);
+      for (const r of rows) {
+        paths.push(r.path);
+        w.emit({ t: 'purge', tid: r.tid });
+      }
+      return { purged: rows.map((r) => String(r.tid)), released: w.released() };
+    });
+  }
+
+  /** Sets and removes dead properties in one step; returns them all afterwards. A name both set and removed is
+   * refused, since the outcome would depend on an order this call does not have. */
+  patchProps(path: string, set: Record<string, string>, remove: readonly string[], opts: { user?: string } = {}): Record<string, string> {
+    const p = this.path(path);
+    const u = opts.user === undefined ? null : checkUser(opts.user);
+    const sets = this.checkProps(set, remove);
+    return this.mutate('props', u, [p], (w) => {
+      const node = this.mustResolve(p);
+      if (sets.length > 0 || remove.length > 0) w.emit({ t: 'props', id: node.id, set: sets, remove: [...remove] });
+      return this.props(p);
+    });
+  }
+
+  /** null removes the quota. A lower quota than the usage is allowed: it stops writes that grow the usage. */
+  setQuota(user: string, bytes: number | null): void {
+    const u = checkUser(user);
+    if (bytes !== null && !(Number.isSafeInteger(bytes) && bytes >= 0)) {
+      throw new MetaError('INVALID_ARGUMENT', `a quota is a whole number of bytes or null, not ${bytes}`);
+    }
+    this.mutate('quota', null, [], (w) => {
+      if ((this.q.quota.get(u)?.bytes ?? null) !== bytes) w.emit({ t: 'quota', user: u, bytes });
+    });
+  }
+
+  /** Creates whatever is missing of /home, /public (both owned by the system) and /home/<user> (owned by the user);
+   * returns the home folder. */
+  ensureHome(user: string): Entry {
+    const u = checkUser(user);
+    if (!USER_NAME.test(u)) {
+      throw new MetaError('INVALID_ARGUMENT', `"${u}" is not a user name (2-32 lowercase letters, digits, _ or -, starting with a letter)`);
+    }
+    const home = `${HOME_DIR}/${u}`;
+    return this.mutate('ensure-home', u, [home], (w) => {
+      const ensure = (p: string, owner: string): void => {
+        const row = this.resolve(p);
+        if (row) {
+          if (row.type !== 'dir') throw new MetaError('NOT_A_DIRECTORY', `${p} is a file, not a directory`, { path: p });
+          return;
+        }
+        const parent = this.mustResolveParent(p);
+        w.emit({ t: 'node', id: w.alloc('node'), parent: parent.id, name: baseName(p), type: 'dir', owner, created: w.at, mtime: w.at });
+        w.touch(parent.id);
+      };
+      ensure(HOME_DIR, SYSTEM_OWNER);
+      ensure(PUBLIC_DIR, SYSTEM_OWNER);
+      ensure(home, u);
+      return this.stat(home);
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // The log.
+
+  /** The seq of the last entry applied here; 0 for a replica that has applied nothing. */
+  get lastSeq(): number {
+    return this.q.lastSeq.get()?.seq ?? this.logStart();
+  }
+
+  /** Entries after `afterSeq`, in order, at most `limit`. LOG_GAP when the entries right after `afterSeq` were
+   * truncated: that reader must restore a snapshot. */
+  log(afterSeq: number, limit = 1000): LogEntry[] {
+    if (!Number.isSafeInteger(afterSeq) || afterSeq < 0 || !Number.isSafeInteger(limit) || limit < 1) {
+      throw new MetaError('INVALID_ARGUMENT', `log(afterSeq, limit) needs afterSeq ≥ 0 and limit ≥ 1, not (${afterSeq}, ${limit})`);
+    }
+    const start = this.logStart();
+    if (afterSeq < start) {
+      throw new MetaError(
+        'LOG_GAP',
+        `entries up to ${start} of volume ${this.volume} are no longer kept here; restore a snapshot, then read from ${start}`,
+        { expected: afterSeq + 1, actual: start + 1 },
+      );
+    }
+    return this.q.logAfter.all(afterSeq, limit).map((r) => JSON.parse(r.entry) as LogEntry);
+  }
+
+  /** Applies the primary's entries (a follower only), in one transaction: all or none. Entries at or below lastSeq
+   * are skipped after checking they are the ones applied here (CONFLICT if not: this replica diverged); an entry
+   * beyond lastSeq + 1 is LOG_GAP. */
+  apply(entries: readonly LogEntry[]): ApplyResult {
+    if (this.role !== 'follower') {
+      throw new MetaError('CONFLICT', `volume ${this.volume} is the primary here; only followers apply a log`);
+    }
+    const parsed = entries.map((e, i) => {
+      const r = logEntrySchema.safeParse(e);
+      if (!r.success) throw new MetaError('INVALID_ARGUMENT', `log entry ${i} is malformed: ${zodMessage(r.error)}`);
+      return r.data;
+    });
+    return this.inTransaction(() => {
+      let applied = 0;
+      let skipped = 0;
+      let last = this.lastSeq;
+      for (const e of parsed) {
+        if (e.volume !== this.volume) {
+          const names = `${JSON.stringify(e.volume)}, not ${JSON.stringify(this.volume)}`;
+          throw new MetaError('CONFLICT', `log entry ${e.seq} belongs to volume ${names}`);
+        }
+        const text = canonicalJson(e);
+        if (e.seq <= last) {
+          const stored = this.q.logEntry.get(e.seq);
+          if (stored && stored.entry !== text) {
+            throw new MetaError('CONFLICT', `log entry ${e.seq} differs from the one applied here: this replica has diverged from the primary`);
+          }
+          skipped++;
+          continue;
+        }
+        if (e.seq !== last + 1) {
+          throw new MetaError('LOG_GAP', `log entry ${e.seq} does not follow ${last}: entries ${last + 1}..${e.seq - 1} are missing`, {
+            expected: last + 1,
+            actual: e.seq,
+          });
+        }
+        const ctx = new ApplyContext();
+        try {
+          for (const c of e.changes) this.applyChange(c, ctx);
+        } catch (err) {
+          throw new MetaError('CONFLICT', `log entry ${e.seq} (${e.op}) does not apply to this replica: ${(err as Error).message}`, {}, err);
+        }
+        this.q.appendLog.run(e.seq, text);
+        last = e.seq;
+        applied++;
+      }
+      return { applied, skipped, lastSeq: last };
+    });
+  }
+
+  /** Drops the entries up to `throughSeq` (at most lastSeq) from this replica's log; a reader further behind must then
+   * start from a snapshot. Local housekeeping: not itself logged. Returns how many entries were dropped. */
+  truncateLog(throughSeq: number): number {
+    const last = this.lastSeq;
+    if (!Number.isSafeInteger(throughSeq) || throughSeq < 0 || throughSeq > last) {
+      throw new MetaError('INVALID_ARGUMENT', `truncateLog needs a seq from 0 to ${last}, not ${throughSeq}`);
+    }
+    return this.inTransaction(() => {
+      const dropped = this.q.truncateLog.run(throughSeq).changes;
+      if (throughSeq > this.logStart()) this.q.setMeta.run('log_start', String(throughSeq));
+      return dropped;
+    });
+  }
+
+  /** The whole metadata as of lastSeq, log included, as a SQLite database image. */
+  snapshot(): Buffer {
+    const image = this.db.serialize();
+    // Bytes 18 and 19 mark the image as a WAL database, which SQLite cannot open in memory; 1 marks it rollback-journal,
+    // and opening it as a file switches it back to WAL.
+    image[18] = 1;
+    image[19] = 1;
+    return image;
+  }
+
+  /** Replaces this follower's metadata with a snapshot of the same volume (from the primary or another follower).
+   * The file is replaced atomically: a crash leaves either the old metadata or the snapshot. */
+  restoreSnapshot(image: Buffer): void {
+    if (this.role !== 'follower') {
+      throw new MetaError('CONFLICT', `volume ${this.volume} is the primary here; only a follower restores a snapshot`);
+    }
+    let incoming: Database.Database;
+    try {
+      incoming = new Database(image);
+    } catch (err) {
+      throw new MetaError('INVALID_ARGUMENT', `the snapshot is not a SQLite database: ${(err as Error).message}`, {}, err);
+    }
+    try {
+      const version = incoming.pragma('user_version', { simple: true }) as number;
+      const row = version === SCHEMA_VERSION ? incoming.prepare('SELECT value FROM meta WHERE name = ?').get('volume') : undefined;
+      const volume = (row as { value: string } | undefined)?.value;
+      if (volume !== this.volume) {
+        throw new MetaError('CONFLICT', `the snapshot is not a schema ${SCHEMA_VERSION} snapshot of volume ${JSON.stringify(this.volume)}`);
+      }
+    } catch (err) {
+      incoming.close();
+      if (err instanceof MetaError) throw err;
+      throw new MetaError('INVALID_ARGUMENT', `the snapshot cannot be read: ${(err as Error).message}`, {}, err);
+    }
+    if (this.file === ':memory:') {
+      this.db.close();
+      this.db = this.openDb(incoming);
+    } else {
+      incoming.close();
+      const tmp = `${this.file}.snapshot`;
+      const fd = openSync(tmp, 'w', 0o600);
+      try {
+        writeSync(fd, image);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      this.db.close();
+      // A WAL left beside the old file would be replayed into the new one.
+      rmSync(`${this.file}-wal`, { force: true });
+      rmSync(`${this.file}-shm`, { force: true });
+      renameSync(tmp, this.file);
+      const dirFd = openSync(dirname(this.file), 'r');
+      try {
+        fsyncSync(dirFd);
+      } finally {
+        closeSync(dirFd);
+      }
+      this.db = this.openDb(new Database(this.file));
+    }
+    this.q = statements(this.db);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Internals.
+
+  private path(input: string): string {
+    try {
+      return normalizePath(input);
+    } catch (err) {
+      if (err instanceof PathError) throw new MetaError('INVALID_PATH', err.message, { reason: err.reason, path: err.input }, err);
+      throw err;
+    }
+  }
+
+  private logStart(): number {
+    return Number(this.q.meta.get('log_start')?.value ?? 0);
+  }
+
+  /** Runs `fn` in a transaction, turning a deferred foreign-key failure at commit (a change that left a dangling
+   * reference: a follower applying a log that does not fit its state) into a CONFLICT. */
+  private inTransaction<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn)();
+    } catch (err) {
+      if (err instanceof Database.SqliteError && err.code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+        throw new MetaError('CONFLICT', `the changes leave a dangling reference; this replica has diverged from the primary`, {}, err);
+      }
+      throw err;
+    }
+  }
+
+  /** `paths` (what the entry says the operation touched) is read after `body`, which may add to it. */
+  private mutate<T>(op: LogOp, user: string | null, paths: string[], body: (w: Writer) => T): T {
+    if (this.role !== 'primary') {
+      throw new MetaError('READ_ONLY', `volume ${this.volume} is a read-only follower here; write through its primary`);
+    }
+    return this.inTransaction(() => {
+      const at = this.now();
+      const ctx = new ApplyContext();
+      const changes: Change[] = [];
+      const touched = new Set<number>();
+      const w: Writer = {
+        at,
+        alloc: (counter) => this.q.alloc.get(counter)!.id,
+        emit: (change) => {
+          changes.push(change);
+          this.applyChange(change, ctx);
+        },
+        touch: (dirId) => {
+          if (touched.has(dirId)) return;
+          touched.add(dirId);
+          w.emit({ t: 'touch', id: dirId, mtime: at });
+        },
+        released: () =>
+          [...ctx.released]
+            .filter(([id]) => !this.q.chunkRef.get(id))
+            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+            .map(([id, size]) => ({ id, size })),
+      };
+      const result = body(w);
+      if (changes.length === 0) return result;
+      this.checkQuotas(ctx);
+      const entry: LogEntry = { seq: this.lastSeq + 1, at, volume: this.volume, op, user, paths, changes };
+      this.q.appendLog.run(entry.seq, canonicalJson(entry));
+      return result;
+    });
+  }
+
+  /** Only growth is refused, so a user over a lowered quota can still delete, shrink and purge. */
+  private checkQuotas(ctx: ApplyContext): void {
+    for (const [user, before] of ctx.usageBefore) {
+      const after = this.q.usage.get(user)?.bytes ?? 0;
+      const quota = this.q.quota.get(user)?.bytes;
+      if (quota !== undefined && after > before && after > quota) {
+        throw new MetaError(
+          'QUOTA_EXCEEDED',
+          `${user} has a quota of ${quota} bytes and uses ${before}; this would make it ${after} (${after - quota} over)`,
+          { user, quota, used: before, wanted: after },
+        );
+      }
+    }
+  }
+
+  /** The one place state changes, on the primary and on followers alike. Throws on a change that does not fit the
+   * state (only a diverged follower can meet one). */
+  private applyChange(c: Change, ctx: ApplyContext): void {
+    const q = this.q;
+    const one = (changes: number, what: string): void => {
+      if (changes !== 1) throw new Error(`${c.t}: ${what} not found`);
+    };
+    switch (c.t) {
+      case 'node':
+        q.insertNode.run(c.id, c.parent, c.name, c.type, c.owner, c.created, c.mtime);
+        q.bump.run(c.id + 1, 'node');
+        return;
+      case 'version': {
+        const node = q.node.get(c.file);
+        if (!node || node.type !== 'file') throw new Error(`version: file ${c.file} not found`);
+        const old = node.cur === null ? 0 : q.version.get(node.cur)!.size;
+        const chunks = JSON.stringify(c.chunks.map((k) => ({ id: k.id, size: k.size })));
+        q.insertVersion.run(c.vid, c.file, c.content_id, c.size, chunks, c.mtime, c.author);
+        q.setCur.run(c.vid, c.mtime, c.file);
+        for (const k of c.chunks) q.ref.run(k.id, k.size);
+        this.addUsage(ctx, node.owner, c.size - old);
+        q.bump.run(c.vid + 1, 'version');
+        return;
+      }
+      case 'drop': {
+        const v = q.version.get(c.vid);
+        if (!v || v.file !== c.file) throw new Error(`drop: version ${c.vid} of file ${c.file} not found`);
+        if (q.node.get(c.file)?.cur === c.vid) throw new Error(`drop: version ${c.vid} is current`);
+        this.unrefChunks(ctx, v);
+        q.deleteVersion.run(c.vid);
+        return;
+      }
+      case 'move':
+        one(q.moveNode.run(c.parent, c.name, c.id).changes, `node ${c.id}`);
+        return;
+      case 'touch':
+        one(q.touch.run(c.mtime, c.id).changes, `node ${c.id}`);
+        return;
+      case 'props':
+        if (!q.node.get(c.id)) throw new Error(`props: node ${c.id} not found`);
+        for (const name of c.remove) q.removeProp.run(c.id, name);
+        for (const [name, value] of c.set) q.setProp.run(c.id, name, value);
+        return;
+      case 'trash':
+        q.insertTrash.run(c.tid, c.id, c.path, c.deleted_at, c.deleted_by);
+        one(q.detach.run(c.id).changes, `node ${c.id}`);
+        q.bump.run(c.tid + 1, 'trash');
+        return;
+      case 'untrash': {
+        const row = q.trash.get(c.tid);
+        if (!row) throw new Error(`untrash: trash entry ${c.tid} not found`);
+        q.moveNode.run(c.parent, c.name, row.node);
+        q.deleteTrash.run(c.tid);
+        return;
+      }
+      case 'purge': {
+        const row = q.trash.get(c.tid);
+        if (!row) throw new Error(`purge: trash entry ${c.tid} not found`);
+        const nodes = q.subtree.all(row.node);
+        q.deleteTrash.run(c.tid);
+        for (const n of nodes) {
+          if (n.cur !== null) this.addUsage(ctx, n.owner, -q.version.get(n.cur)!.size);
+          for (const v of q.versionsOf.all(n.id)) {
+            this.unrefChunks(ctx, v);
+            q.deleteVersion.run(v.vid);
+          }
+          q.removeAllProps.run(n.id);
+        }
+        for (const n of nodes) q.deleteNode.run(n.id);
+        return;
+      }
+      case 'quota':
+        if (c.bytes === null) q.deleteQuota.run(c.user);
+        else q.setQuota.run(c.user, c.bytes);
+        return;
+    }
+  }
+
+  private addUsage(ctx: ApplyContext, user: string, delta: number): void {
+    if (!ctx.usageBefore.has(user)) ctx.usageBefore.set(user, this.q.usage.get(user)?.bytes ?? 0);
+    if (delta !== 0) this.q.addUsage.run(user, delta);
+  }
+
+  private unrefChunks(ctx: ApplyContext, v: VersionRow): void {
+    for (const k of JSON.parse(v.chunks) as ChunkRef[]) {
+      const r = this.q.unref.get(k.id);
+      if (!r) throw new Error(`chunk ${k.id} has no reference count`);
+      if (r.refs === 0) {
+        this.q.deleteRef.run(k.id);
+        ctx.released.set(k.id, r.size);
+      }
+    }
+  }
+
+  private resolve(p: string): NodeRow | undefined {
+    let row = this.q.node.get(ROOT_ID);
+    for (const name of splitPath(p)) {
+      if (!row || row.type !== 'dir') return undefined;
+      row = this.q.child.get(row.id, name);
+    }
+    return row;
+  }
+
+  private mustResolve(p: string): NodeRow {
+    const row = this.resolve(p);
+    if (!row) throw new MetaError('NOT_FOUND', `${p} does not exist`, { path: p });
+    return row;
+  }
+
+  private mustResolveFile(p: string): NodeRow {
+    const row = this.mustResolve(p);
+    if (row.type !== 'file') throw new MetaError('IS_A_DIRECTORY', `${p} is a directory, not a file`, { path: p });
+    return row;
+  }
+
+  /** The directory that holds (or would hold) `p`, which is not the root. */
+  private mustResolveParent(p: string): NodeRow {
+    const pp = parentPath(p)!;
+    const parent = this.resolve(pp);
+    if (!parent) throw new MetaError('NOT_FOUND_PARENT', `cannot create ${p}: the directory ${pp} does not exist`, { path: p });
+    if (parent.type !== 'dir') throw new MetaError('NOT_A_DIRECTORY', `cannot create ${p}: ${pp} is a file, not a directory`, { path: p });
+    return parent;
+  }
+
+  private mustTrash(trashId: string): TrashRow {
+    const tid = typeof trashId === 'string' ? parseId(trashId) : null;
+    const row = tid === null ? undefined : this.q.trash.get(tid);
+    if (!row) throw new MetaError('NOT_FOUND', `trash entry ${JSON.stringify(trashId)} does not exist`);
+    return row;
+  }
+
+  private fileVersion(file: NodeRow, p: string, versionId: string): VersionRow {
+    const vid = typeof versionId === 'string' ? parseId(versionId) : null;
+    const row = vid === null ? undefined : this.q.version.get(vid);
+    if (!row || row.file !== file.id) throw new MetaError('NOT_FOUND', `${p} has no version ${JSON.stringify(versionId)}`, { path: p });
+    return row;
+  }
+
+  private entryOf(row: NodeRow, p: string): Entry {
+    const v = row.cur === null ? undefined : this.q.version.get(row.cur);
+    return {
+      id: row.id,
+      path: p,
+      name: row.name,
+      type: row.type,
+      owner: row.owner,
+      created: row.created,
+      mtime: row.mtime,
+      size: v?.size ?? 0,
+      content_id: v?.content_id ?? null,
+      version_id: v ? String(v.vid) : null,
+    };
+  }
+
+  private trashEntryOf(r: TrashRow): TrashEntry {
+    const node = this.q.node.get(r.node)!;
+    return {
+      trash_id: String(r.tid),
+      path: r.path,
+      type: node.type,
+      owner: node.owner,
+      size: this.q.subtreeSize.get(r.node)!.size,
+      deleted_at: r.deleted_at,
+      deleted_by: r.deleted_by,
+    };
+  }
+
+  private addVersion(
+    w: Writer,
+    p: string,
+    content: { content_id: string; size: number; chunks: ChunkRef[]; mtime: number },
+    user: string,
+    expectVersion: string | null | undefined,
+  ): WriteResult {
+    let node = this.resolve(p);
+    if (node?.type === 'dir') throw new MetaError('IS_A_DIRECTORY', `${p} is a directory, not a file`, { path: p });
+    if (expectVersion !== undefined) {
+      const actual = node ? String(node.cur) : null;
+      if (actual !== expectVersion) {
+        throw new MetaError(
+          'PRECONDITION_FAILED',
+          expectVersion === null
+            ? `${p} already exists (version ${actual})`
+            : `${p} is at version ${actual === null ? '(none: it does not exist)' : actual}, not ${expectVersion}`,
+          { path: p },
+        );
+      }
+    }
+    if (!node) {
+      const parent = this.mustResolveParent(p);
+      const id = w.alloc('node');
+      w.emit({ t: 'node', id, parent: parent.id, name: baseName(p), type: 'file', owner: user, created: w.at, mtime: content.mtime });
+      w.touch(parent.id);
+      node = this.q.node.get(id)!;
+    }
+    const vid = w.alloc('version');
+    w.emit({ t: 'version', file: node.id, vid, ...content, author: user });
+    const dropped = this.q.versionsOf.all(node.id).slice(this.keepVersions);
+    for (const v of dropped) w.emit({ t: 'drop', file: node.id, vid: v.vid });
+    return {
+      entry: this.stat(p),
+      version: toVersion(this.q.version.get(vid)!),
+      dropped: dropped.map(toVersion),
+      released: w.released(),
+    };
+  }
+
+  private checkSourceAndDestination(f: string, t: string, verb: 'move' | 'copy'): void {
+    if (t === f) throw new MetaError('CONFLICT', `cannot ${verb} ${f} onto itself`, { path: f });
+    if (isSameOrInside(t, f)) throw new MetaError('CONFLICT', `cannot ${verb} ${f} into itself (${t})`, { path: t });
+  }
+
+  /** The destination's parent and name, after trashing what is there when overwriting. */
+  private clearDestination(
+    w: Writer,
+    f: string,
+    t: string,
+    user: string,
+    overwrite: boolean,
+  ): { parent: NodeRow; name: string; replaced: TrashEntry | null } {
+    if (t === '/') throw new MetaError(overwrite ? 'CONFLICT' : 'EXISTS', 'the root of a volume cannot be replaced', { path: t });
+    const parent = this.mustResolveParent(t);
+    const name = baseName(t);
+    const existing = this.q.child.get(parent.id, name);
+    if (!existing) return { parent, name, replaced: null };
+    if (!overwrite) throw new MetaError('EXISTS', `${t} already exists`, { path: t });
+    if (isSameOrInside(f, t)) throw new MetaError('CONFLICT', `cannot replace ${t}: it contains the source ${f}`, { path: t });
+    return { parent, name, replaced: this.trashNode(w, existing, t, user) };
+  }
+
+  private trashNode(w: Writer, node: NodeRow, p: string, user: string): TrashEntry {
+    const tid = w.alloc('trash');
+    w.emit({ t: 'trash', tid, id: node.id, path: p, deleted_at: w.at, deleted_by: user });
+    w.touch(node.parent!);
+    return this.trashEntryOf(this.q.trash.get(tid)!);
+  }
+
+  private copyTree(w: Writer, src: NodeRow, parentId: number, name: string, user: string, deep: boolean): void {
+    const id = w.alloc('node');
+    w.emit({ t: 'node', id, parent: parentId, name, type: src.type, owner: user, created: w.at, mtime: w.at });
+    if (src.cur !== null) {
+      const v = this.q.version.get(src.cur)!;
+      const chunks = JSON.parse(v.chunks) as ChunkRef[];
+      w.emit({ t: 'version', file: id, vid: w.alloc('version'), content_id: v.content_id, size: v.size, chunks, mtime: v.mtime, author: user });
+    }
+    const props = this.q.props.all(src.id);
+    if (props.length > 0) w.emit({ t: 'props', id, set: props.map((r) => [r.name, r.value]), remove: [] });
+    if (src.type === 'dir' && deep) {
+      for (const child of this.q.children.all(src.id)) this.copyTree(w, child, id, child.name, user, true);
+    }
+  }
+
+  private checkProps(set: Record<string, string>, remove: readonly string[]): Array<[string, string]> {
+    if (set === null || typeof set !== 'object' || !Array.isArray(remove)) {
+      throw new MetaError('INVALID_ARGUMENT', 'patchProps needs an object of properties to set and an array of names to remove');
+    }
+    const checkName = (name: unknown): string => {
+      if (typeof name !== 'string' || name === '' || !wellFormed(name) || utf8Length(name) > MAX_PROP_NAME_BYTES) {
+        throw new MetaError(
+          'INVALID_ARGUMENT',
+          `invalid property name ${JSON.stringify(name)}: 1 to ${MAX_PROP_NAME_BYTES} bytes of well-formed Unicode`,
+        );
+      }
+      return name;
+    };
+    const sets = Object.entries(set).map(([name, value]): [string, string] => {
+      checkName(name);
+      if (typeof value !== 'string' || !wellFormed(value) || utf8Length(value) > MAX_PROP_VALUE_BYTES) {
+        throw new MetaError(
+          'INVALID_ARGUMENT',
+          `invalid value for property ${JSON.stringify(name)}: a string of well-formed Unicode, at most ${MAX_PROP_VALUE_BYTES} bytes`,
+        );
+      }
+      return [name, value];
+    });
+    for (const name of remove) {
+      if (Object.hasOwn(set, checkName(name))) {
+        throw new MetaError('INVALID_ARGUMENT', `property ${JSON.stringify(name)} is both set and removed`);
+      }
+    }
+    return sets;
+  }
+}

@@ -1,0 +1,112 @@
+// The volumes this node keeps metadata for (docs/dcfs.md, "Volumes on nodes"): as primary it owns the volume's
+// metadata and its log; as follower it pulls the primary's log every second and applies it, so it can serve reads
+// when cut off. A node with no role in a volume keeps nothing and forwards to the primary.
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../../lib/log/logger.ts';
+import type { VolumeRecord } from '../../lib/config/storage-records.ts';
+import type { PeerChunks } from './peers.ts';
+import { type LogEntry, MetaError, VolumeMeta } from './volume-meta.ts';
+
+export interface HeldVolume {
+  name: string;
+  record: VolumeRecord;
+  role: 'primary' | 'follower';
+  meta: VolumeMeta;
+  /** Followers: the primary's last sequence number as last seen, and when the last pull succeeded. */
+  primarySeq: number | null;
+  syncedAt: number | null;
+  syncError: string | null;
+}
+
+const PULL_MS = 1000;
+const PULL_BATCH = 1000;
+
+export class VolumeSet {
+  private readonly held = new Map<string, HeldVolume>();
+  private timer: NodeJS.Timeout | null = null;
+  private pulling = false;
+  private stopped = false;
+
+  constructor(
+    private readonly self: string,
+    private readonly dataDir: string,
+    private readonly peers: PeerChunks,
+    private readonly log: Logger,
+  ) {}
+
+  /** Opens the metadata of volumes this node now has a role in, closes the others. */
+  sync(volumes: ReadonlyMap<string, VolumeRecord>): void {
+    for (const [name, v] of this.held) {
+      const rec = volumes.get(name);
+      const role = rec ? this.roleIn(rec) : null;
+      if (role !== v.role) {
+        v.meta.close();
+        this.held.delete(name);
+        this.log.info({ volume: name, was: v.role }, 'dfs: no longer holding volume metadata');
+      } else v.record = rec!;
+    }
+    for (const [name, rec] of volumes) {
+      const role = this.roleIn(rec);
+      if (!role || this.held.has(name)) continue;
+      const dir = join(this.dataDir, 'volumes', name);
+      mkdirSync(dir, { recursive: true });
+      try {
+        const meta = VolumeMeta.open(join(dir, 'meta.db'), { volume: name, role, keepVersions: rec.keep_versions });
+        this.held.set(name, { name, record: rec, role, meta, primarySeq: null, syncedAt: null, syncError: null });
+        this.log.info({ volume: name, role }, 'dfs: holding volume metadata');
+      } catch (err) {
+        this.log.error({ volume: name, role, err: (err as Error).message }, 'dfs: cannot open volume metadata');
+      }
+    }
+    if (!this.timer && !this.stopped) this.timer = setInterval(() => void this.pullAll(), PULL_MS);
+  }
+
+  private roleIn(rec: VolumeRecord): 'primary' | 'follower' | null {
+    return rec.primary === this.self ? 'primary' : rec.followers.includes(this.self) ? 'follower' : null;
+  }
+
+  get(name: string): HeldVolume | undefined {
+    return this.held.get(name);
+  }
+
+  all(): HeldVolume[] {
+    return [...this.held.values()];
+  }
+
+  /** One round of log shipping for every followed volume; a round still running is not doubled. */
+  async pullAll(): Promise<void> {
+    if (this.pulling) return;
+    this.pulling = true;
+    try {
+      for (const v of this.held.values()) if (v.role === 'follower') await this.pull(v);
+    } finally {
+      this.pulling = false;
+    }
+  }
+
+  private async pull(v: HeldVolume): Promise<void> {
+    try {
+      for (;;) {
+        const entries = (await this.peers.log(v.record.primary, v.name, v.meta.lastSeq, PULL_BATCH)) as LogEntry[];
+        if (entries.length > 0) v.meta.apply(entries);
+        v.primarySeq = Math.max(v.meta.lastSeq, v.primarySeq ?? 0);
+        if (entries.length < PULL_BATCH) break;
+      }
+      v.syncedAt = Date.now();
+      v.syncError = null;
+    } catch (err) {
+      const msg = err instanceof MetaError ? `${err.code}: ${err.message}` : (err as Error).message;
+      if (v.syncError !== msg) this.log.warn({ volume: v.name, err: msg }, 'dfs: following the primary\'s log failed; serving what is here');
+      v.syncError = msg;
+    }
+  }
+
+  close(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const v of this.held.values()) v.meta.close();
+    this.held.clear();
+  }
+}

@@ -1,0 +1,202 @@
+// dcfs-lite on a real single-device zone with two disks: the CLI registers the disks and a volume keeping two copies
+// on different disks, the scheduler starts dfs where storage now is, and a user stores, lists, reads (whole and by
+// range), moves, deletes, restores and versions files through `buckyos fs` and HTTP; every chunk lands on both disks;
+// flipped bytes are found and repaired by scrub; bad input and foreign homes are refused with clear errors.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startZone, type TestZone } from './support/zone.ts';
+import { activateDevice } from '../src/lib/identity/activation-client.ts';
+import { generateMnemonic } from '../src/lib/identity/mnemonic.ts';
+import { verifyHubApi } from '../src/lib/api/verify-hub.ts';
+import { dfsApi } from '../src/lib/api/dfs.ts';
+import { KrpcError, createClient } from '../src/lib/krpc/index.ts';
+
+const ALICE_PW = 'Correct-horse-battery-9';
+const BOB_PW = 'Staple-Battery-42x';
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 }, () => {
+  let zone: TestZone;
+  let dir: string;
+  let alice: string;
+  const disk = (n: number) => join(dir, `disk${n}`);
+
+  const tokens = new Map<string, string>();
+  /** The CLI as a user, with a session token from one login per user (a login per command would meet the rate limit). */
+  const as = async (user: string, pw: string, args: string[]) => {
+    if (!tokens.has(user)) {
+      const hub = createClient(verifyHubApi, { baseUrl: zone.gatewayUrl });
+      const { nonce } = await hub.login_nonce({});
+      tokens.set(user, (await hub.login_password({ username: user, password: pw, nonce, app_id: 'buckyos-cli' })).session_token);
+    }
+    return zone.cli(['--user', user, ...args], { BUCKYOS_TOKEN: tokens.get(user)! });
+  };
+  async function ok(p: Promise<{ code: number; stdout: string; stderr: string }>): Promise<string> {
+    const r = await p;
+    assert.equal(r.code, 0, r.stderr);
+    return r.stdout;
+  }
+  const dfs = () => createClient(dfsApi, { baseUrl: zone.gatewayUrl, token: alice });
+
+  before(async () => {
+    dir = mkdtempDir();
+    zone = await startZone();
+    await activateDevice(zone.activationUrl, { mnemonic: generateMnemonic(), zone: 'alice.example.com', owner: 'alice', password: ALICE_PW });
+    await zone.waitFor((s) => s.state === 'running' && s.children.some((c) => c.name === 'gateway' && c.healthy), 90_000, 'zone running');
+    await zone.waitRoutable(['system-config', 'verify-hub']);
+    const hub = createClient(verifyHubApi, { baseUrl: zone.gatewayUrl });
+    const { nonce } = await hub.login_nonce({});
+    alice = (await hub.login_password({ username: 'alice', password: ALICE_PW, nonce, app_id: 'control-panel' })).session_token;
+    await createClient(verifyHubApi, { baseUrl: zone.gatewayUrl, token: alice }).user_create({ name: 'bob', password: BOB_PW, role: 'user' });
+  });
+
+  after(async () => {
+    await zone?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  function mkdtempDir(): string {
+    const d = join(tmpdir(), `dfs-zone-${randomBytes(4).toString('hex')}`);
+    mkdirSync(d);
+    return d;
+  }
+
+  it('registers disks and a volume, and starts dfs where storage now is', async () => {
+    mkdirSync(disk(1));
+    mkdirSync(disk(2));
+    assert.ok(!zone.status()!.children.some((c) => c.name === 'dfs'), 'no dfs without storage');
+    await ok(zone.cli(['fs', 'disk', 'add', disk(1), '--id', 'd1']));
+    await ok(zone.cli(['fs', 'disk', 'add', disk(2), '--id', 'd2']));
+    const overlap = await zone.cli(['fs', 'disk', 'add', join(disk(1), 'sub'), '--id', 'd3']);
+    assert.equal(overlap.code, 1);
+    const short = await zone.cli(['fs', 'volume', 'create', 'home', '--copies', '3', '--domain', 'disk']);
+    assert.equal(short.code, 1);
+    assert.match(short.stderr, /3 copies on different disks need that many; the zone has 2/);
+    await ok(zone.cli(['fs', 'volume', 'create', 'home', '--copies', '2', '--domain', 'disk']));
+    await zone.waitFor((s) => s.children.some((c) => c.name === 'dfs' && c.healthy), 60_000, 'dfs running');
+    await zone.waitRoutable(['dfs']);
+    await until('alice has a home folder', async () => ((await dfs().stat({ volume: 'home', path: '/home/alice' })).type === 'dir' ? true : undefined));
+  });
+
+  it('stores a file with two copies on different disks, and reads it back whole and by range', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 12345);
+    const local = join(dir, 'big.bin');
+    writeFileSync(local, data);
+    const put = await ok(as('alice', ALICE_PW, ['fs', 'put', local, 'home:/home/alice/big.bin']));
+    assert.match(put, new RegExp(`home:/home/alice/big.bin .* sha256:${sha(data)}`));
+    const back = join(dir, 'back.bin');
+    await ok(as('alice', ALICE_PW, ['fs', 'get', 'home:/home/alice/big.bin', back]));
+    assert.equal(sha(readFileSync(back)), sha(data));
+    const r = await fetch(`${zone.gatewayUrl}/kapi/dfs/files/home/home/alice/big.bin`, { headers: { authorization: `Bearer ${alice}`, range: 'bytes=1000000-1000099' } });
+    assert.equal(r.status, 206);
+    assert.equal(r.headers.get('etag'), `"sha256:${sha(data)}"`);
+    assert.deepEqual(Buffer.from(await r.arrayBuffer()), data.subarray(1000000, 1000100));
+    const same = await fetch(`${zone.gatewayUrl}/kapi/dfs/files/home/home/alice/big.bin`, { headers: { authorization: `Bearer ${alice}`, 'if-none-match': `"sha256:${sha(data)}"` } });
+    assert.equal(same.status, 304);
+    const ndn = await fetch(`${zone.gatewayUrl}/ndn/sha256:${sha(data)}`, { headers: { authorization: `Bearer ${alice}` } });
+    assert.equal(ndn.status, 200);
+    assert.equal(sha(Buffer.from(await ndn.arrayBuffer())), sha(data));
+    const s = await dfs().status({});
+    const [d1, d2] = ['d1', 'd2'].map((id) => s.disks.find((d) => d.disk_id === id)!);
+    assert.ok(d1.chunks > 0 && d1.chunks === d2.chunks, `both disks hold every chunk: ${d1.chunks} and ${d2.chunks}`);
+  });
+
+  it('moves, copies, deletes to the trash, restores and keeps versions', async () => {
+    const v1 = join(dir, 'v1.txt');
+    writeFileSync(v1, 'first version\n');
+    await ok(as('alice', ALICE_PW, ['fs', 'put', v1, 'home:/home/alice/notes.txt']));
+    writeFileSync(v1, 'second version\n');
+    await ok(as('alice', ALICE_PW, ['fs', 'put', v1, 'home:/home/alice/notes.txt']));
+    assert.equal((await dfs().versions({ volume: 'home', path: '/home/alice/notes.txt' })).versions.length, 2);
+    await ok(as('alice', ALICE_PW, ['fs', 'mkdir', 'home:/home/alice/docs']));
+    await ok(as('alice', ALICE_PW, ['fs', 'mv', 'home:/home/alice/notes.txt', 'home:/home/alice/docs/notes.txt']));
+    await ok(as('alice', ALICE_PW, ['fs', 'cp', 'home:/home/alice/docs/notes.txt', 'home:/home/alice/copy.txt']));
+    const ls = await ok(as('alice', ALICE_PW, ['fs', 'ls', 'home:/home/alice']));
+    assert.match(ls, /docs\//);
+    assert.match(ls, /copy\.txt/);
+    const rm = await ok(as('alice', ALICE_PW, ['fs', 'rm', 'home:/home/alice/docs']));
+    const trashId = /\(([^)]+)\)/.exec(rm)![1]!;
+    await assert.rejects(dfs().stat({ volume: 'home', path: '/home/alice/docs/notes.txt' }), (e: KrpcError) => e.code === 'NOT_FOUND');
+    await ok(as('alice', ALICE_PW, ['fs', 'restore', 'home', trashId]));
+    const got = join(dir, 'notes.txt');
+    await ok(as('alice', ALICE_PW, ['fs', 'get', 'home:/home/alice/docs/notes.txt', got]));
+    assert.equal(readFileSync(got, 'utf8'), 'second version\n');
+  });
+
+  it('refuses other users\' homes, traversal, overlong names and invalid UTF-8, each with a clear error', async () => {
+    const note = join(dir, 'bob.txt');
+    writeFileSync(note, 'bob\n');
+    const denied = await as('bob', BOB_PW, ['fs', 'put', note, 'home:/home/alice/bob.txt']);
+    assert.equal(denied.code, 1);
+    assert.match(denied.stderr, /PERMISSION_DENIED.*may not create home:\/home\/alice\/bob\.txt/);
+    await ok(as('bob', BOB_PW, ['fs', 'put', note, 'home:/home/bob/bob.txt']));
+    const peek = await as('bob', BOB_PW, ['fs', 'ls', 'home:/home/alice']);
+    assert.equal(peek.code, 1);
+    assert.match(peek.stderr, /PERMISSION_DENIED/);
+    await assert.rejects(dfs().stat({ volume: 'home', path: '/home/alice/../bob' }), (e: KrpcError) => e.code === 'INVALID_PARAMS' && /\.\./.test(e.message));
+    await assert.rejects(dfs().mkdir({ volume: 'home', path: `/home/alice/${'x'.repeat(256)}` }), (e: KrpcError) => e.code === 'INVALID_PARAMS' && /255/.test(e.message));
+    const bad = await fetch(`${zone.gatewayUrl}/kapi/dfs/files/home/home/alice/%C3%28`, { headers: { authorization: `Bearer ${alice}` } });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /UTF-8/);
+  });
+
+  it('enforces quotas before anything is stored', async () => {
+    await ok(zone.cli(['fs', 'quota', 'home', 'bob', '1K']));
+    const big = join(dir, 'bob-big.bin');
+    writeFileSync(big, randomBytes(4096));
+    const r = await as('bob', BOB_PW, ['fs', 'put', big, 'home:/home/bob/big.bin']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /quota exceeded/);
+    await assert.rejects(createClient(dfsApi, { baseUrl: zone.gatewayUrl, token: alice }).stat({ volume: 'home', path: '/home/bob/big.bin' }), (e: KrpcError) => e.code === 'NOT_FOUND');
+  });
+
+  it('finds flipped bytes with scrub and repairs them from the other disk', async () => {
+    const chunkFiles = (root: string): string[] => {
+      const out: string[] = [];
+      const walk = (d: string) => {
+        for (const e of readdirSync(d, { withFileTypes: true })) {
+          const p = join(d, e.name);
+          if (e.isDirectory()) walk(p);
+          else if (/^[0-9a-f]{64}$/.test(e.name)) out.push(p);
+        }
+      };
+      walk(join(root, 'chunks'));
+      return out;
+    };
+    const files = chunkFiles(disk(1));
+    assert.ok(files.length >= 2, 'large chunks are files on the disk');
+    for (const f of files.slice(0, 2)) {
+      const b = readFileSync(f);
+      b[Math.floor(b.length / 2)] ^= 0xff;
+      writeFileSync(f, b);
+    }
+    await ok(zone.cli(['fs', 'scrub']));
+    const s = await until('scrub finished with repairs', async () => {
+      const st = await dfs().status({});
+      return !st.scrub.running && st.scrub.repaired >= 2 ? st : undefined;
+    });
+    assert.equal(s.scrub.corrupt, 2);
+    assert.equal(s.disks.find((d) => d.disk_id === 'd1')!.repairs, 2);
+    for (const f of files.slice(0, 2)) assert.equal(`sha256:${sha(readFileSync(f))}`, `sha256:${f.split('/').pop()}`, 'the chunk file is whole again');
+    assert.ok(statSync(files[0]!).size > 0);
+  });
+});
