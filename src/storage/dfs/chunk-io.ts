@@ -34,6 +34,8 @@ export class ChunkIO {
     private readonly disks: DiskSet,
     private readonly peers: PeerChunks,
     private readonly zone: () => ZoneStorage,
+    /** Re-reads the zone's storage now: placement found too few disks, perhaps only because its view is old. */
+    private readonly refreshZone: () => Promise<unknown> = async () => undefined,
   ) {}
 
   /** Every disk of the zone as placement sees it: this node's from its stores, others' from their last report. Kept
@@ -77,13 +79,19 @@ export class ChunkIO {
    * is passed over for another; when no disk is left, PlacementError says what is short.
    */
   async store(id: string, data: Buffer, policy: PlacementPolicy, have: readonly DiskRef[] = []): Promise<DiskRef[]> {
-    const disks = await this.diskInfos();
+    let disks = await this.diskInfos();
     const failed: DiskRef[] = [];
     const done: DiskRef[] = [];
     const why: string[] = [];
     for (let round = 0; round < 4; round++) {
       const usable = disks.map((d) => (failed.some((f) => f.node === d.node && f.disk === d.disk) ? { ...d, live: false } : d));
       const p = placeChunk({ chunkId: id, size: data.length, policy, disks: usable, have: [...have, ...done], local: this.self });
+      if (!p.ok && round === 0 && why.length === 0) {
+        await this.refreshZone();
+        this.infos = null;
+        disks = await this.diskInfos();
+        continue;
+      }
       if (!p.ok) throw new PlacementError(`${p.reason}${why.length ? ` (failed: ${why.join('; ')})` : ''}`);
       const todo = p.targets.filter((t) => !done.some((d) => d.node === t.node && d.disk === t.disk) && !have.some((h) => h.node === t.node && h.disk === t.disk));
       const results = await Promise.allSettled(todo.map((t) => this.putOn(t, id, data)));

@@ -66,8 +66,21 @@ export interface FilesDeps {
   rbac: Rbac;
 }
 
+/** How long a follower serves reads on its own after failing to reach the primary, before trying it again. */
+const PRIMARY_DOWN_MS = 10_000;
+
 export class Files {
+  private readonly primaryDown = new Map<string, number>();
+
   constructor(private readonly d: FilesDeps) {}
+
+  /** The primary of `volume` could not be reached: a follower here serves reads alone for a while. Answers whether
+   * this node holds a follower copy to serve them from. */
+  primaryUnreachable(volume: string): boolean {
+    if (this.d.volumes.get(volume)?.role !== 'follower') return false;
+    this.primaryDown.set(volume, Date.now() + PRIMARY_DOWN_MS);
+    return true;
+  }
 
   /** The RBAC resource of a volume path: `obj://dfs/<volume>` for its root, `obj://dfs/<volume>/<path>` below. */
   static resource(volume: string, path: string): string {
@@ -104,7 +117,7 @@ export class Files {
     if (!rec) throw new KrpcError('NOT_FOUND', `no volume ${volume}`);
     const held = this.d.volumes.get(volume);
     if (held?.role === 'primary') return held;
-    if (held?.role === 'follower' && !this.d.zone().live.has(rec.primary)) return held;
+    if (held?.role === 'follower' && (!this.d.zone().live.has(rec.primary) || (this.primaryDown.get(volume) ?? 0) > Date.now())) return held;
     throw new ElsewhereError(rec.primary, volume);
   }
 

@@ -126,23 +126,34 @@ export class DfsHttp {
       if ((m = /^\/meta\/([^/]+)\/log$/.exec(rest)) && req.method === 'GET') return await this.metaLog(req, res, m[1]!, url);
       sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${url.pathname}` } });
     } catch (err) {
-      if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url);
+      if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url, err.volume);
       fail(res, err);
     }
   };
 
   /** Passes the request on to `node`'s dfs through the local gateway, body and answer streamed. */
-  private forward(req: IncomingMessage, res: ServerResponse, node: string, url: URL): void {
+  private forward(req: IncomingMessage, res: ServerResponse, node: string, url: URL, volume: string): void {
     if (node === this.d.self || req.headers[NODE_HEADER] === this.d.self) {
       return fail(res, new KrpcError('UNAVAILABLE', `this node (${this.d.self}) does not hold the volume's metadata yet`));
     }
     const headers = { ...req.headers, [NODE_HEADER]: node };
     delete headers.host;
-    const up = request(`${this.d.gatewayUrl}${url.pathname}${url.search}`, { method: req.method, headers }, (ans) => {
+    const read = req.method === 'GET' || req.method === 'HEAD' || req.method === 'PROPFIND' || req.method === 'OPTIONS';
+    const up = request(`${this.d.gatewayUrl}${url.pathname}${url.search}`, { method: req.method, headers, timeout: 30_000 }, (ans) => {
+      // Cut off from the primary, a follower answers reads from its own copy of the metadata.
+      if (read && ans.statusCode === 503 && this.d.files.primaryUnreachable(volume)) {
+        ans.resume();
+        void this.handle(req, res, url);
+        return;
+      }
       res.writeHead(ans.statusCode ?? 502, ans.headers);
       ans.pipe(res);
     });
-    up.on('error', (err) => fail(res, new KrpcError('UNAVAILABLE', `${node}: ${err.message}`)));
+    up.on('timeout', () => up.destroy(new Error(`no answer within 30 s`)));
+    up.on('error', (err) => {
+      if (read && !res.headersSent && this.d.files.primaryUnreachable(volume)) return void this.handle(req, res, url);
+      fail(res, new KrpcError('UNAVAILABLE', `${node}: ${err.message}`));
+    });
     req.pipe(up);
   }
 
@@ -314,11 +325,13 @@ export class DfsHttp {
       res.end(`${(err as Error).message}\n`);
       return;
     }
-    const rec = this.d.files.writable.bind(this.d.files);
+    // Reads may be answered by a follower cut off from the primary; everything else runs on the primary.
+    const read = req.method === 'GET' || req.method === 'HEAD' || req.method === 'PROPFIND' || req.method === 'OPTIONS';
     try {
-      rec(volume);
+      if (read) this.d.files.readable(volume);
+      else this.d.files.writable(volume);
     } catch (err) {
-      if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url);
+      if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url, volume);
       throw err;
     }
     let handler = this.dav.get(volume);

@@ -39,7 +39,7 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
   const peers = new PeerChunks({ gatewayUrl, token: () => rt.serviceToken() });
   const disks = new DiskSet(rt.log);
   const volumes = new VolumeSet(self, dataDir, peers, rt.log);
-  const io = new ChunkIO(self, disks, peers, zone);
+  const io = new ChunkIO(self, disks, peers, zone, () => zoneView.refresh());
   const files = new Files({ self, volumes, io, zone, rbac });
   const uploads = new Uploads(join(dataDir, 'uploads'));
   const scrubber = new Scrubber(disks, io, volumes, zone, rt.log);

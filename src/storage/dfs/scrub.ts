@@ -119,6 +119,8 @@ export class Scrubber {
     if (!d?.store) return false;
     try {
       const data = await this.io.fetch(id);
+      // The damaged copy goes first: a store that cannot read a chunk may still count it as present.
+      await d.store.delete(id).catch(() => undefined);
       await d.store.put(id, data);
       this.log.warn({ disk: diskId, chunk: id }, 'dfs: repaired a chunk from a healthy copy');
       return true;

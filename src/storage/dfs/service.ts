@@ -26,6 +26,9 @@ export interface ServiceDeps {
 }
 
 type Api = typeof dfsApi.methods;
+
+/** Methods a follower may answer alone when the primary is out of reach. */
+const READS: ReadonlySet<keyof Api> = new Set<keyof Api>(['list', 'stat', 'versions', 'trash_list', 'usage']);
 type Params<K extends keyof Api> = Parameters<Parameters<typeof createKrpcEndpoint<Api>>[1][K]>[0];
 
 function who(ctx: CallContext): Principal {
@@ -45,7 +48,14 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
       if (err.node === d.self) throw new KrpcError('UNAVAILABLE', `this node does not hold the metadata of ${err.volume} yet`);
       const client = createClient(dfsApi, { baseUrl: d.gatewayUrl, node: err.node, token: ctx.token ?? undefined });
       const call = client[method] as unknown as (p: Params<K>) => Promise<R>;
-      return call(params);
+      try {
+        return await call(params);
+      } catch (fwd) {
+        // Cut off from the primary, a follower answers reads from its own copy of the metadata.
+        const unreachable = fwd instanceof KrpcError && (fwd.code === 'UNAVAILABLE' || fwd.code === 'TIMEOUT');
+        if (!unreachable || !READS.has(method) || !f.primaryUnreachable(err.volume)) throw fwd;
+        return fn();
+      }
     }
   }
 

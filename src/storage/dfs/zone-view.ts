@@ -113,17 +113,20 @@ export class ZoneView {
     return Math.max(storage.revision, dfs.revision);
   }
 
-  /** Re-reads at once on a change under `storage/`, and every 10 s anyway: instance liveness and the disks other
-   * nodes report change without a storage record changing. Until `signal` aborts. */
+  /** Re-reads at once on a change under `storage/` or `services/dfs/` (instances coming and going, disks reported),
+   * and every 10 s anyway, until `signal` aborts. */
   async follow(signal: AbortSignal): Promise<void> {
-    let rev = 0;
+    await Promise.all(['storage/', 'services/dfs/'].map((prefix) => this.watch(prefix, signal)));
+  }
+
+  private async watch(prefix: string, signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       try {
-        rev = await this.refresh();
-        await this.config.watch({ prefix: 'storage/', after_revision: rev, timeout_ms: 10_000 }, { timeoutMs: 20_000 });
+        const rev = await this.refresh();
+        await this.config.watch({ prefix, after_revision: rev, timeout_ms: 10_000 }, { timeoutMs: 20_000 });
       } catch (err) {
         if (signal.aborted) return;
-        this.log.warn({ err: (err as Error).message }, 'dfs: following storage configuration failed; re-listing');
+        this.log.warn({ prefix, err: (err as Error).message }, 'dfs: following storage configuration failed; re-listing');
         await new Promise((r) => setTimeout(r, 1000));
       }
     }

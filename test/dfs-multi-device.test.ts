@@ -1,0 +1,192 @@
+// dcfs-lite across devices, each in its own network namespace: a core device and two storage devices with two disks
+// each, a volume keeping two copies on different nodes (metadata on st1, followed by st2). A write lands on both
+// nodes; a disk made unreadable leaves reads working, scrub reports it and repair restores the copies; flipped bytes
+// are found and repaired; the primary killed in the middle of an upload loses no acknowledged file and shows no half
+// file; a follower cut off from the primary still serves reads.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type TestNet, netnsUnavailableReason, startNet } from './support/netns.ts';
+import { ADMIN_PASSWORD, type TestDevice, activateFirst, destroyDevice, joinDevice, startDevice } from './support/devices.ts';
+
+const ZONE = 'files.example.com';
+const skip = netnsUnavailableReason();
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+interface Status {
+  disks: { node: string; disk_id: string; state: string; chunks: number; errors: { read: number; write: number; corrupt: number }; repairs: number }[];
+  scrub: { running: boolean; checked: number; corrupt: number; missing: number; repaired: number };
+  under_replicated: number;
+}
+
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** Every large chunk file under a disk directory (chunks/xx/<hex>). */
+function chunkFiles(disk: string): string[] {
+  const out: string[] = [];
+  const root = join(disk, 'chunks');
+  for (const fan of readdirSync(root)) for (const f of readdirSync(join(root, fan))) if (/^[0-9a-f]{64}$/.test(f)) out.push(join(root, fan, f));
+  return out;
+}
+
+describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000 }, () => {
+  let net: TestNet;
+  const devices: TestDevice[] = [];
+  let ood1: TestDevice;
+  let st1: TestDevice;
+  let st2: TestDevice;
+  let token = '';
+  const data = randomBytes(4 * 1024 * 1024 + 777);
+  const disk = (d: TestDevice, n: number) => join(d.root, `disk${n}`);
+
+  /** The CLI on a device as alice, with one session token for the whole test. */
+  const as = (d: TestDevice, args: string[]) => d.cli(['--user', 'alice', ...args], { BUCKYOS_TOKEN: token }, 120_000);
+  const status = async (d: TestDevice) => JSON.parse(await d.cli(['fs', 'status', '--json'])) as Status;
+
+  before(async () => {
+    net = await startNet({ devices: [{ name: 'ood1' }, { name: 'st1' }, { name: 'st2' }] });
+    [ood1, st1, st2] = await Promise.all(['ood1', 'st1', 'st2'].map((n) => startDevice(net, n)));
+    devices.push(ood1, st1, st2);
+    await activateFirst(ood1, ZONE);
+    await joinDevice(ood1, st1, 'storage');
+    await joinDevice(ood1, st2, 'storage');
+    const script = join(ood1.root, 'login.mjs');
+    writeFileSync(script, `
+      const hub = 'http://127.0.0.1:3180/kapi/verify-hub';
+      const call = async (method, params) => (await (await fetch(hub, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ method, params, sys: [1, null] }) })).json()).result;
+      const { nonce } = await call('login_nonce', {});
+      console.log((await call('login_password', { username: 'alice', password: ${JSON.stringify(ADMIN_PASSWORD)}, nonce, app_id: 'buckyos-cli' })).session_token);
+    `);
+    token = (await net.exec('ood1', process.execPath, [script])).trim();
+    assert.ok(token.split('.').length === 3, 'alice logged in');
+  });
+  after(async () => {
+    await Promise.all(devices.map(destroyDevice));
+    await net?.destroy();
+  });
+
+  it('places dfs on the storage devices once they have disks, and a volume across them', async () => {
+    for (const d of [st1, st2]) {
+      for (const n of [1, 2]) {
+        mkdirSync(disk(d, n));
+        await ood1.cli(['fs', 'disk', 'add', disk(d, n), '--id', `d${n}`, '--node', d.name]);
+      }
+    }
+    await ood1.cli(['fs', 'volume', 'create', 'home', '--copies', '2', '--domain', 'node', '--primary', 'st1', '--followers', 'st2']);
+    for (const d of [st1, st2]) await d.waitFor((s) => s.children.some((c) => c.name === 'dfs' && c.healthy), 90_000, `dfs on ${d.name}`);
+    assert.ok(!ood1.status()!.children.some((c) => c.name === 'dfs'), 'no dfs on the core device, which has no disk');
+    await until('alice has a home on the volume', async () => ((await as(ood1, ['fs', 'ls', 'home:/home'])).includes('alice') ? true : undefined));
+  });
+
+  it('stores a file with one copy on each storage node, and reads it from any device', async () => {
+    const local = join(ood1.root, 'f.bin');
+    writeFileSync(local, data);
+    await as(ood1, ['fs', 'put', local, 'home:/home/alice/f.bin']);
+    const back = join(st2.root, 'back.bin');
+    await as(st2, ['fs', 'get', 'home:/home/alice/f.bin', back]);
+    assert.equal(sha(readFileSync(back)), sha(data));
+    const s = await until('both nodes report their chunks', async () => {
+      const st = await status(ood1);
+      const on = (n: string) => st.disks.filter((d) => d.node === n).reduce((a, d) => a + d.chunks, 0);
+      return on('st1') > 0 && on('st1') === on('st2') ? st : undefined;
+    });
+    assert.equal(s.under_replicated, 0);
+  });
+
+  it('reads through a disk made unreadable, scrub reports it, and repair restores the copies', async () => {
+    const victim = [1, 2].map((n) => disk(st1, n)).find((d) => chunkFiles(d).length > 0)!;
+    const files = chunkFiles(victim);
+    // Root reads through any permission bit; a link to a file that fails every read is a disk that fails.
+    for (const f of files) {
+      unlinkSync(f);
+      symlinkSync('/proc/self/mem', f);
+    }
+    const back = join(ood1.root, 'through.bin');
+    await as(ood1, ['fs', 'get', 'home:/home/alice/f.bin', back]);
+    assert.equal(sha(readFileSync(back)), sha(data), 'every chunk came from the copy on st2');
+    await st1.cli(['fs', 'scrub']);
+    const s = await until('scrub on st1 finished', async () => {
+      const st = await status(st1);
+      return !st.scrub.running && st.scrub.checked > 0 ? st : undefined;
+    });
+    assert.equal(s.scrub.missing + s.scrub.corrupt, files.length, 'every unreadable chunk is reported');
+    assert.equal(s.scrub.repaired, files.length, 'and repaired from st2');
+    const d = s.disks.find((x) => x.node === 'st1' && victim.endsWith(`disk${x.disk_id.slice(1)}`))!;
+    assert.ok(d.errors.read + d.errors.corrupt > 0, `the disk's errors are counted: ${JSON.stringify(d.errors)}`);
+    assert.equal(d.repairs, files.length);
+    for (const f of chunkFiles(victim)) assert.equal(sha(readFileSync(f)), f.split('/').pop(), 'each chunk is whole again');
+  });
+
+  it('finds every flipped chunk on a storage node with scrub and repairs it', async () => {
+    const victim = [1, 2].map((n) => disk(st2, n)).find((d) => chunkFiles(d).length > 0)!;
+    const files = chunkFiles(victim);
+    for (const f of files) {
+      const b = readFileSync(f);
+      b[b.length - 1] ^= 0x01;
+      writeFileSync(f, b);
+    }
+    await st2.cli(['fs', 'scrub']);
+    const s = await until('scrub on st2 finished', async () => {
+      const st = await status(st2);
+      return !st.scrub.running && st.scrub.checked > 0 ? st : undefined;
+    });
+    assert.equal(s.scrub.corrupt, files.length);
+    assert.equal(s.scrub.repaired, files.length);
+    for (const f of files) assert.equal(sha(readFileSync(f)), f.split('/').pop());
+  });
+
+  it('keeps every acknowledged file when the primary dies mid-upload, and shows no half-written file', async () => {
+    const big = join(ood1.root, 'big.bin');
+    writeFileSync(big, randomBytes(64 * 1024 * 1024));
+    const upload = as(ood1, ['fs', 'put', big, 'home:/home/alice/big.bin']).then(
+      () => 'finished',
+      (err: Error) => err.message,
+    );
+    // Kill st1 (the volume's primary) once the upload has begun sending parts.
+    await until('the upload is under way', async () => (readdirSync(join(st1.paths.data, 'dfs', 'uploads')).some((f) => f.endsWith('.part')) ? true : undefined), 60_000);
+    await st1.kill();
+    assert.notEqual(await upload, 'finished');
+    st1.start();
+    await st1.waitFor((s) => s.children.some((c) => c.name === 'dfs' && c.healthy), 120_000, 'dfs back on st1');
+    const back = join(ood1.root, 'after-crash.bin');
+    await until('the acknowledged file reads back after the crash', async () => {
+      await as(ood1, ['fs', 'get', 'home:/home/alice/f.bin', back]);
+      return sha(readFileSync(back)) === sha(data) ? true : undefined;
+    });
+    const ls = await as(ood1, ['fs', 'ls', 'home:/home/alice']);
+    assert.doesNotMatch(ls, /big\.bin/, 'the interrupted upload is not visible');
+  });
+
+  it('serves reads from the follower while the primary is cut off, and refuses writes clearly', async () => {
+    await net.cut('st1');
+    try {
+      const back = join(st2.root, 'apart.bin');
+      await until('st2 serves the file from its follower copy', async () => {
+        await as(st2, ['fs', 'get', 'home:/home/alice/f.bin', back]);
+        return sha(readFileSync(back)) === sha(data) ? true : undefined;
+      });
+      assert.match(await as(st2, ['fs', 'ls', 'home:/home/alice']), /f\.bin/);
+      const w = await st2.tryCli(['--user', 'alice', 'fs', 'mkdir', 'home:/home/alice/new'], { BUCKYOS_TOKEN: token });
+      assert.notEqual(w.code, 0);
+      assert.match(w.stderr, /UNAVAILABLE/);
+    } finally {
+      await net.restore('st1');
+    }
+    rmSync(join(st2.root, 'apart.bin'), { force: true });
+  });
+});
