@@ -14,6 +14,7 @@ import { generateMnemonic } from '../src/lib/identity/mnemonic.ts';
 import { verifyHubApi } from '../src/lib/api/verify-hub.ts';
 import { dfsApi } from '../src/lib/api/dfs.ts';
 import { KrpcError, createClient } from '../src/lib/krpc/index.ts';
+import { litmusProblems, parseLitmus, runLitmus } from './support/litmus.ts';
 
 const ALICE_PW = 'Correct-horse-battery-9';
 const BOB_PW = 'Staple-Battery-42x';
@@ -167,6 +168,22 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     assert.equal(r.code, 1);
     assert.match(r.stderr, /quota exceeded/);
     await assert.rejects(createClient(dfsApi, { baseUrl: zone.gatewayUrl, token: alice }).stat({ volume: 'home', path: '/home/bob/big.bin' }), (e: KrpcError) => e.code === 'NOT_FOUND');
+  });
+
+  it('serves WebDAV through the gateway that passes litmus (basic, copymove, props), as the user with Basic credentials', async () => {
+    const cwd = join(dir, 'litmus');
+    mkdirSync(cwd);
+    const groups = ['basic', 'copymove', 'props'];
+    const unauth = await fetch(`${zone.gatewayUrl}/dav/home/home/alice/`, { method: 'PROPFIND', headers: { depth: '0' } });
+    assert.equal(unauth.status, 401);
+    assert.match(unauth.headers.get('www-authenticate') ?? '', /^Basic /);
+    const output = await runLitmus(`${zone.gatewayUrl}/dav/home/home/alice/`, cwd, groups, { user: 'alice', password: ALICE_PW });
+    const parsed = parseLitmus(output);
+    for (const g of groups) assert.deepEqual(litmusProblems(parsed, g, output), [], `litmus ${g}`);
+    const wrong = await fetch(`${zone.gatewayUrl}/dav/home/home/alice/`, { method: 'PROPFIND', headers: { depth: '0', authorization: `Basic ${Buffer.from('bob:wrong-password').toString('base64')}` } });
+    assert.equal(wrong.status, 401);
+    const bobs = await fetch(`${zone.gatewayUrl}/dav/home/home/alice/`, { method: 'PROPFIND', headers: { depth: '1', authorization: `Basic ${Buffer.from(`bob:${BOB_PW}`).toString('base64')}` } });
+    assert.equal(bobs.status, 403, "bob may not list alice's home");
   });
 
   it('finds flipped bytes with scrub and repairs them from the other disk', async () => {

@@ -4,7 +4,6 @@
 // server breaks a SHOULD), and a failure names each failing test with litmus's own explanation.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -13,85 +12,9 @@ import { join } from 'node:path';
 import { createDavHandler } from '../src/storage/dfs/webdav.ts';
 import { DiskDavBackend } from '../src/storage/dfs/webdav.suite.ts';
 import { freePort } from './support/ports.ts';
+import { type LitmusGroup, parseLitmus, runLitmus } from './support/litmus.ts';
 
 const GROUPS = ['basic', 'copymove', 'props', 'locks', 'http'];
-
-interface LitmusTest {
-  num: number;
-  name: string;
-  result: string;
-  detail: string;
-  warnings: string[];
-}
-
-interface LitmusGroup {
-  tests: LitmusTest[];
-  summary: { run: number; passed: number; failed: number } | null;
-}
-
-/**
- * litmus's report, per group. It writes each test's name, then "\r", the name again and the result; a warning
- * interrupts the line and the result follows on a line of dots; a failure's explanation may run over several lines.
- */
-function parseLitmus(output: string): Map<string, LitmusGroup> {
-  const groups = new Map<string, LitmusGroup>();
-  let group: LitmusGroup | null = null;
-  let test: LitmusTest | null = null;
-  let tail: 'detail' | 'warning' | null = null;
-  for (const raw of output.split('\n')) {
-    const line = raw.slice(raw.lastIndexOf('\r') + 1);
-    const running = /^-> running `(\w+)':/.exec(line);
-    const summary = /^<- summary for `(\w+)': of (\d+) tests run: (\d+) passed, (\d+) failed/.exec(line);
-    const start = /^\s*(\d+)\.\s(\w+)\.*\s?(.*)$/.exec(line);
-    const after = /^\s+\.+\s(.*)$/.exec(line);
-    if (running) {
-      group = { tests: [], summary: null };
-      groups.set(running[1], group);
-      test = null;
-    } else if (summary && group) {
-      group.summary = { run: Number(summary[2]), passed: Number(summary[3]), failed: Number(summary[4]) };
-      test = null;
-    } else if (start && group) {
-      test = { num: Number(start[1]), name: start[2], result: '', detail: '', warnings: [] };
-      group.tests.push(test);
-      tail = null;
-      take(start[3]);
-    } else if (after && test) {
-      take(after[1]);
-    } else if (test && tail === 'detail') {
-      test.detail += `\n${line}`;
-    } else if (test && tail === 'warning') {
-      test.warnings[test.warnings.length - 1] += `\n${line}`;
-    }
-  }
-  return groups;
-
-  function take(rest: string): void {
-    if (!test || rest === '') return;
-    const warning = /^WARNING: (.*)$/.exec(rest);
-    if (warning) {
-      test.warnings.push(warning[1]);
-      tail = 'warning';
-      return;
-    }
-    const result = /^(pass|FAIL|SKIPPED|XFAIL|OOPS)\b\s*(.*)$/.exec(rest);
-    if (result) {
-      test.result = result[1];
-      test.detail = result[2];
-      tail = 'detail';
-    }
-  }
-}
-
-function runLitmus(url: string, cwd: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('litmus', ['-k', url], { cwd, env: { ...process.env, TESTS: GROUPS.join(' ') }, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') reject(new Error('litmus is not installed (Debian/Ubuntu: apt-get install litmus)'));
-      else if (stdout === '') reject(new Error(`litmus printed nothing: ${err?.message ?? ''} ${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
 
 async function listenOnFreePort(server: Server): Promise<number> {
   for (let attempt = 0; ; attempt++) {
@@ -125,7 +48,7 @@ describe('WebDAV handler under litmus', () => {
     const port = await listenOnFreePort(server);
     // litmus writes debug.log and child.log into its working directory.
     cwd = mkdtempSync(join(tmpdir(), 'litmus-'));
-    output = await runLitmus(`http://127.0.0.1:${port}/dav/`, cwd);
+    output = await runLitmus(`http://127.0.0.1:${port}/dav/`, cwd, GROUPS);
     groups = parseLitmus(output);
   });
 

@@ -90,6 +90,8 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
     name: 'gateway',
     health: () => ({ routes: table.services() }),
     fallback: (req, res, url) => {
+      // A fragment never belongs in a request (RFC 9110 §7.1); parsing would drop it silently and widen the target.
+      if (req.url?.includes('#')) return sendJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'the request URI has a fragment (#...)' } });
       // Content by id and WebDAV are the storage service's, at the short paths clients expect.
       const alias = /^\/(ndn|dav)(\/.*)?$/.exec(url.pathname);
       if (alias) {

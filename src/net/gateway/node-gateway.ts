@@ -101,7 +101,14 @@ export function proxy(req: IncomingMessage, res: ServerResponse, target: { host:
       method: req.method,
       path,
       // The gateway is the entry: it states the peer it sees and never relays a client's own claim.
-      headers: { ...req.headers, host: `${target.host}:${target.port}`, 'x-forwarded-for': req.socket.remoteAddress ?? '' },
+      // The Host the client addressed goes on as x-forwarded-host: protocols that name resources by URL (WebDAV's
+      // Destination) compare against it.
+      headers: {
+        ...req.headers,
+        host: `${target.host}:${target.port}`,
+        'x-forwarded-for': req.socket.remoteAddress ?? '',
+        'x-forwarded-host': req.headers['x-forwarded-host'] ?? req.headers.host ?? '',
+      },
     },
     (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);

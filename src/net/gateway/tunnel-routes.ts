@@ -38,7 +38,8 @@ export function proxyThroughTunnel(tunnel: TunnelClient, peer: TunnelPeer, req: 
   // names the real caller; without one, the caller is the local process itself.
   const xff = req.headers['x-forwarded-for'];
   const client = typeof xff === 'string' && isLoopback(req.socket.remoteAddress) ? xff.split(',')[0]!.trim() : (req.socket.remoteAddress ?? '');
-  const headers = { ...forwardable(req.headers), [CLIENT_HEADER]: client };
+  const host = req.headers['x-forwarded-host'] ?? req.headers.host;
+  const headers = { ...forwardable(req.headers), [CLIENT_HEADER]: client, ...(typeof host === 'string' ? { 'x-forwarded-host': host } : {}) };
   tunnel.request(peer, { method: req.method ?? 'POST', path, headers, body: req, signal: abort.signal }).then(
     (up) => {
       res.writeHead(up.status, responseHeaders(up.headers));

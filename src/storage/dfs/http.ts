@@ -339,8 +339,11 @@ export class DfsHttp {
       handler = createDavHandler({ backend: volumeDavBackend(this.d.files, volume), prefix: `/dav/${volume}`, principal: () => davCaller.getStore()?.userId });
       this.dav.set(volume, handler);
     }
-    // Resources are named under /dav/<volume>, whichever path the request came in on.
+    // Resources are named under /dav/<volume>, whichever path the request came in on, and on the host the client
+    // addressed (the gateway passes it on), which Destination headers name.
     req.url = `/dav/${volume}${m[2] ?? ''}${url.search}`;
+    const host = req.headers['x-forwarded-host'];
+    if (typeof host === 'string' && host) req.headers.host = host;
     await davCaller.run(p, () => handler!(req, res));
   }
 }
