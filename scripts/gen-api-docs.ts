@@ -11,8 +11,9 @@ import { klogApi } from '../src/lib/api/klog.ts';
 import { activationApi } from '../src/lib/api/activation.ts';
 import { schedulerApi } from '../src/lib/api/scheduler.ts';
 import { nsApi } from '../src/lib/api/ns.ts';
+import { dfsApi } from '../src/lib/api/dfs.ts';
 
-export const SERVICES: ServiceDef[] = [systemConfigApi, verifyHubApi, klogApi, schedulerApi, activationApi, nsApi];
+export const SERVICES: ServiceDef[] = [systemConfigApi, verifyHubApi, klogApi, schedulerApi, activationApi, nsApi, dfsApi];
 export const API_DOCS_DIR = fileURLToPath(new URL('../docs/api', import.meta.url));
 
 export function renderApiDocs(): Map<string, string> {

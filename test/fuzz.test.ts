@@ -18,6 +18,8 @@ import { verifyHubApi } from '../src/lib/api/verify-hub.ts';
 import { KLOG_MAX_BODY_BYTES, klogApi } from '../src/lib/api/klog.ts';
 import { schedulerApi } from '../src/lib/api/scheduler.ts';
 import { NS_CONFIG_KEY, nsApi } from '../src/lib/api/ns.ts';
+import { dfsApi } from '../src/lib/api/dfs.ts';
+import { mkdirSync } from 'node:fs';
 import { freePort } from './support/ports.ts';
 import { join } from 'node:path';
 import {
@@ -716,6 +718,34 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
     await adminConfig.set({ key: 'services/ns/spec', value: JSON.stringify({ replicas: 'all', roles: ['core'] }) });
     await zone.waitFor((s) => s.children.some((c) => c.name === 'ns' && c.healthy), 60_000, 'ns healthy');
     await zone.waitRoutable(['ns']);
+    // dfs runs where storage is: one disk and a volume bring it up, so the file API is fuzzed too.
+    const node = zone.status()!.node!;
+    const diskDir = join(zone.root, 'fuzz-disk');
+    mkdirSync(diskDir);
+    await adminConfig.set({ key: `storage/disks/${node}/d1`, value: JSON.stringify({ path: diskDir, state: 'active', added_at: Date.now() }) });
+    await adminConfig.set({ key: 'storage/volumes/fz', value: JSON.stringify({ primary: node, followers: [], policy: { copies: 1, failure_domain: 'disk' }, created_at: Date.now() }) });
+    await zone.waitFor((s) => s.children.some((c) => c.name === 'dfs' && c.healthy), 60_000, 'dfs healthy');
+    await zone.waitRoutable(['dfs']);
+    const dfsSamples: Samples<typeof dfsApi.methods> = {
+      list: { volume: 'fz', path: '/' },
+      stat: { volume: 'fz', path: '/home' },
+      mkdir: { volume: 'fz', path: '/fuzz/a', parents: true },
+      rename: { volume: 'fz', from: '/fuzz/a', to: '/fuzz/b', overwrite: false },
+      copy: { volume: 'fz', from: '/fuzz/b', to: '/fuzz/c', overwrite: false },
+      delete: { volume: 'fz', path: '/fuzz/c' },
+      trash_list: { volume: 'fz' },
+      restore: { volume: 'fz', trash_id: '1', to: '/fuzz/d' },
+      versions: { volume: 'fz', path: '/fuzz/f.txt' },
+      restore_version: { volume: 'fz', path: '/fuzz/f.txt', version_id: '1' },
+      upload_begin: { volume: 'fz', path: '/fuzz/u.bin', size: 10, overwrite: true },
+      upload_status: { upload_id: 'A'.repeat(22) },
+      upload_commit: { upload_id: 'A'.repeat(22), content_id: `sha256:${'0'.repeat(64)}` },
+      upload_abort: { upload_id: 'A'.repeat(22) },
+      usage: { volume: 'fz', user: OWNER },
+      quota_set: { volume: 'fz', user: FUZZEE, quota_bytes: 1024 * 1024 },
+      status: {},
+      scrub: { disk_id: 'd1' },
+    };
     const special = new Map([['logout', disposable], ['sudo', fuzzee]]);
     const tokenFor = (method: string) => special.get(method) ?? admin;
     const services: [ServiceDef, Record<string, unknown>, number, number][] = [
@@ -724,6 +754,7 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       [klogApi, klogSamples, zone.ports.klog, KLOG_MAX_BODY_BYTES],
       [schedulerApi, schedulerSamples, zone.ports.scheduler, DEFAULT_MAX_BODY_BYTES],
       [nsApi, nsSamples, zone.ports.ns, DEFAULT_MAX_BODY_BYTES],
+      [dfsApi, dfsSamples, zone.ports.dfs, DEFAULT_MAX_BODY_BYTES],
     ];
     endpoints = services.flatMap(([api, samples, port, maxBody]) => [
       { label: `${api.name} via gateway`, url: `${zone.gatewayUrl}/kapi/${api.name}`, api, samples, maxBody, tokenFor },
@@ -731,10 +762,10 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
     ]);
     const status = zone.status()!;
     kernelBefore = new Map(status.children.map((c) => [c.name, { pid: c.pid, restarts: c.restarts }]));
-    assert.deepEqual([...kernelBefore.keys()].sort(), [...KERNEL, 'ns'].sort());
+    assert.deepEqual([...kernelBefore.keys()].sort(), [...KERNEL, 'ns', 'dfs'].sort());
   });
 
-  for (const [service, via] of [['system-config', 'via gateway'], ['system-config', 'direct'], ['verify-hub', 'via gateway'], ['verify-hub', 'direct'], ['klog', 'via gateway'], ['klog', 'direct'], ['scheduler', 'via gateway'], ['scheduler', 'direct'], ['ns', 'via gateway'], ['ns', 'direct']]) {
+  for (const [service, via] of [['system-config', 'via gateway'], ['system-config', 'direct'], ['verify-hub', 'via gateway'], ['verify-hub', 'direct'], ['klog', 'via gateway'], ['klog', 'direct'], ['scheduler', 'via gateway'], ['scheduler', 'direct'], ['ns', 'via gateway'], ['ns', 'direct'], ['dfs', 'via gateway'], ['dfs', 'direct']]) {
     it(`${service} ${via}: answers every malformed request with its exact code`, async () => {
       const ep = endpoints.find((e) => e.label === `${service} ${via}`);
       assert.ok(ep, 'the zone was activated');
@@ -760,7 +791,7 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       assert.deepEqual({ name: c.name, pid: c.pid, restarts: c.restarts }, { name: c.name, ...kernelBefore.get(c.name) }, `${c.name} neither crashed nor restarted`);
       assert.equal(c.healthy, true, `${c.name} healthy`);
     }
-    for (const port of [zone.ports.system_config, zone.ports.verify_hub, zone.ports.klog, zone.ports.scheduler, zone.ports.gateway, zone.ports.ns]) {
+    for (const port of [zone.ports.system_config, zone.ports.verify_hub, zone.ports.klog, zone.ports.scheduler, zone.ports.gateway, zone.ports.ns, zone.ports.dfs]) {
       const r = await fetch(`http://127.0.0.1:${port}/health`);
       await r.body?.cancel();
       assert.equal(r.status, 200, `/health on port ${port}`);
