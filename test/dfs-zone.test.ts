@@ -170,10 +170,10 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     await assert.rejects(createClient(dfsApi, { baseUrl: zone.gatewayUrl, token: alice }).stat({ volume: 'home', path: '/home/bob/big.bin' }), (e: KrpcError) => e.code === 'NOT_FOUND');
   });
 
-  it('serves WebDAV through the gateway that passes litmus (basic, copymove, props), as the user with Basic credentials', async () => {
+  it('serves WebDAV through the gateway that passes litmus (basic, copymove, props, locks), as the user with Basic credentials', async () => {
     const cwd = join(dir, 'litmus');
     mkdirSync(cwd);
-    const groups = ['basic', 'copymove', 'props'];
+    const groups = ['basic', 'copymove', 'props', 'locks'];
     const unauth = await fetch(`${zone.gatewayUrl}/dav/home/home/alice/`, { method: 'PROPFIND', headers: { depth: '0' } });
     assert.equal(unauth.status, 401);
     assert.match(unauth.headers.get('www-authenticate') ?? '', /^Basic /);
@@ -215,5 +215,29 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     assert.equal(s.disks.find((d) => d.disk_id === 'd1')!.repairs, 2);
     for (const f of files.slice(0, 2)) assert.equal(`sha256:${sha(readFileSync(f))}`, `sha256:${f.split('/').pop()}`, 'the chunk file is whole again');
     assert.ok(statSync(files[0]!).size > 0);
+  });
+
+  it('moves copies onto a disk added later, and re-replicates off a disk set draining, keeping two copies throughout', async () => {
+    const copies = (st: Awaited<ReturnType<ReturnType<typeof dfs>['status']>>) => st.disks.reduce((a, d) => a + d.chunks, 0);
+    const before = copies(await dfs().status({}));
+    mkdirSync(disk(3));
+    await ok(zone.cli(['fs', 'disk', 'add', disk(3), '--id', 'd3']));
+    const moved = await until('copies moved onto d3', async () => {
+      const st = await dfs().status({});
+      const d3 = st.disks.find((d) => d.disk_id === 'd3');
+      return st.rebalanced > 0 && d3 && d3.chunks > 0 ? st : undefined;
+    });
+    assert.equal(copies(moved), before, 'a move adds one copy and drops one');
+    await ok(zone.cli(['fs', 'disk', 'rm', 'd2']));
+    await until('every chunk has its two copies on d1 and d3', async () => {
+      const st = await dfs().status({});
+      const on = (id: string) => st.disks.find((d) => d.disk_id === id)!.chunks;
+      return st.under_replicated === 0 && on('d1') === on('d3') && on('d1') * 2 === before ? true : undefined;
+    });
+    await ok(zone.cli(['fs', 'disk', 'rm', 'd2', '--force']));
+    rmSync(disk(2), { recursive: true, force: true });
+    const back = join(dir, 'after-drain.bin');
+    await ok(as('alice', ALICE_PW, ['fs', 'get', 'home:/home/alice/big.bin', back]));
+    assert.equal(statSync(back).size, 3 * 1024 * 1024 + 12345);
   });
 });

@@ -366,7 +366,7 @@ export function registerFs(program: Command): void {
         );
       }
       for (const v of s.volumes) console.log(`volume ${v.name}: ${v.role} at log ${v.last_seq}${v.lag === null ? '' : `, ${v.lag} behind`}`);
-      console.log(`chunks below their policy: ${s.under_replicated}`);
+      console.log(`chunks below their policy: ${s.under_replicated}   copies moved to even out disks: ${s.rebalanced}`);
       const sc = s.scrub;
       console.log(`scrub: ${sc.running ? 'running' : 'idle'}; checked ${sc.checked}, corrupt ${sc.corrupt}, missing ${sc.missing}, repaired ${sc.repaired}`);
     });

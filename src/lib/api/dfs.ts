@@ -130,9 +130,11 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
       disks: z.array(diskStatus),
       volumes: z.array(z.object({ name: z.string(), role: z.enum(['primary', 'follower', 'none']), last_seq: count, lag: count.nullable() })),
       under_replicated: count,
+      /** Copies moved between disks to even them out (a disk was added) since the service started. */
+      rebalanced: count,
       scrub: z.object({ running: z.boolean(), checked: count, corrupt: count, missing: count, repaired: count }),
     }),
-    doc: 'Every disk in the zone as its node last reported it, this node\'s volumes and the log lag of followers, chunks below their policy, and scrub progress.',
+    doc: 'Every disk in the zone as its node last reported it, this node\'s volumes and the log lag of followers, chunks below their policy, copies moved by rebalancing, and scrub progress.',
   }),
   scrub: method({
     params: z.object({ disk_id: diskIdSchema.optional() }).strict(),

@@ -53,13 +53,17 @@ export class ChunkIO {
     for (const d of z.disks) {
       if (d.node === this.self) {
         const r = local.get(d.disk);
-        out.push({ node: d.node, disk: d.disk, state: d.record.state, free_bytes: r?.free_bytes ?? 0, live: r !== undefined && r.state !== 'unreachable' });
+        out.push({
+          node: d.node, disk: d.disk, state: d.record.state, free_bytes: r?.free_bytes ?? 0, live: r !== undefined && r.state !== 'unreachable',
+          used_bytes: r?.bytes ?? 0, capacity_bytes: r?.capacity_bytes ?? 0,
+        });
         continue;
       }
       const r = z.reported.get(d.node)?.find((x) => x.disk_id === d.disk);
       out.push({
         node: d.node, disk: d.disk, state: d.record.state, free_bytes: r?.free_bytes ?? 0,
         live: z.live.has(d.node) && r !== undefined && r.state !== 'unreachable',
+        used_bytes: r?.bytes ?? 0, capacity_bytes: r?.capacity_bytes ?? 0,
       });
     }
     return out;
@@ -105,6 +109,21 @@ export class ChunkIO {
       if (results.every((r) => r.status === 'fulfilled')) return p.targets;
     }
     throw new PlacementError(`could not store ${policy.copies} copies: ${why.join('; ')}`);
+  }
+
+  /** Puts one copy on a given disk (rebalancing). */
+  copyTo(t: DiskRef, id: string, data: Buffer): Promise<void> {
+    return this.putOn(t, id, data);
+  }
+
+  /** Drops one copy from a given disk. Only after the chunk's other copies are known to be in place. */
+  async dropFrom(t: DiskRef, id: string): Promise<void> {
+    this.infos = null;
+    if (t.node === this.self) {
+      const d = this.disks.get(t.disk);
+      if (!d?.store) throw new Error(`disk ${t.disk} of ${t.node} is not open`);
+      await d.store.delete(id);
+    } else await this.peers.drop(t.node, t.disk, id);
   }
 
   /** Where copies of `ids` are: this node's disks, and every live node's (asked in one request per node). */

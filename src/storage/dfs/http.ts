@@ -283,6 +283,12 @@ export class DfsHttp {
       }
       throw new KrpcError('NOT_FOUND', `${this.d.self} holds no readable copy of ${id}`);
     }
+    if (req.method === 'DELETE') {
+      const d = this.d.disks.get(disk);
+      if (!d?.store) throw new KrpcError('UNAVAILABLE', `disk ${disk} is not open on ${this.d.self}`);
+      sendJson(res, 200, { deleted: await d.store.delete(id) });
+      return;
+    }
     throw new KrpcError('BAD_REQUEST', `${req.method} is not a chunk operation`);
   }
 

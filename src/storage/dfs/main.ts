@@ -20,7 +20,7 @@ import { Scrubber } from './scrub.ts';
 import { createDfsEndpoint } from './service.ts';
 import { Uploads } from './uploads.ts';
 import { VolumeSet } from './volumes.ts';
-import { ZoneView, statusKey } from './zone-view.ts';
+import { ZoneView, type ZoneStorage, statusKey } from './zone-view.ts';
 
 /** How often this node writes what its disks hold and have free, for other nodes' placement. */
 const REPORT_MS = 10_000;
@@ -73,16 +73,33 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
     });
     return reporting;
   };
+  const myDisks = (z: ZoneStorage) => new Map<string, DiskRecord>(z.disks.filter((d) => d.node === self).map((d) => [d.disk, d.record]));
+  // The view follows the key this node reports to, so reporting on every change would answer its own report, again
+  // and again: only a change of this node's disk records is acted on here, and the timer retries disks that failed.
+  let synced = '';
+  // A disk added anywhere, or one set draining, is work for re-replication and rebalancing: soon, not at the next tick.
+  let diskSet = '';
+  let soon: NodeJS.Timeout | undefined;
   zoneView.onChange((z) => {
-    const mine = new Map<string, DiskRecord>(z.disks.filter((d) => d.node === self).map((d) => [d.disk, d.record]));
-    void disks.sync(mine).then(report);
+    const mine = myDisks(z);
+    const key = JSON.stringify([...mine]);
+    if (key !== synced) {
+      synced = key;
+      void disks.sync(mine).then(report);
+    }
     volumes.sync(z.volumes);
+    const all = JSON.stringify(z.disks.map((d) => [d.node, d.disk, d.record.state]).sort());
+    if (diskSet !== '' && all !== diskSet) {
+      clearTimeout(soon);
+      soon = setTimeout(() => void scrubber.replicate(), 3000);
+    }
+    diskSet = all;
   });
   void zoneView.follow(stop.signal);
   await zoneView.loaded();
-  await disks.sync(new Map(zone().disks.filter((d) => d.node === self).map((d) => [d.disk, d.record])));
+  await disks.sync(myDisks(zone()));
   await report();
-  const reporter = setInterval(() => void report(), REPORT_MS);
+  const reporter = setInterval(() => void disks.sync(myDisks(zone())).then(report), REPORT_MS);
   // Every user has a home folder on every volume this node is primary for (created here, owned by the user).
   const homes = async () => {
     try {
@@ -118,6 +135,7 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
       stop.abort();
       clearInterval(reporter);
       clearInterval(homeTimer);
+      clearTimeout(soon);
       clearInterval(sweeper);
       scrubber.stop();
       await server.close();

@@ -89,6 +89,12 @@ export class PeerChunks {
     if (r.status !== 200 && r.status !== 201) PeerChunks.fail(node, `put ${id}`, r);
   }
 
+  /** Removes a chunk from one of the node's disks (rebalancing, once the copy moved). */
+  async drop(node: string, disk: string, id: string): Promise<void> {
+    const r = await this.call(node, 'DELETE', `/chunks/${encodeURIComponent(disk)}/${id}`, null, 64 * 1024);
+    if (r.status !== 200) PeerChunks.fail(node, `drop ${id}`, r);
+  }
+
   /** A chunk's bytes, verified by the peer before it sends them (and again by the caller). */
   async get(node: string, id: string): Promise<Buffer> {
     const r = await this.call(node, 'GET', `/chunks/any/${id}`, null, MAX_CHUNK_BYTES);

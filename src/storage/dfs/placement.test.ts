@@ -2,7 +2,7 @@
 // dead disks, and a clear refusal when the zone cannot satisfy a policy.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { type DiskInfo, placeChunk } from './placement.ts';
+import { type DiskInfo, placeChunk, rebalanceMove } from './placement.ts';
 
 const GB = 2 ** 30;
 const disk = (node: string, d: string, over: Partial<DiskInfo> = {}): DiskInfo => ({ node, disk: d, state: 'active', free_bytes: 100 * GB, live: true, ...over });
@@ -50,5 +50,27 @@ describe('chunk placement', () => {
   it('is deterministic', () => {
     const args = { chunkId: 'sha256:6', size: 1, policy: { copies: 2, failure_domain: 'disk' as const }, disks: ZONE, local: 'a' };
     assert.deepEqual(placeChunk(args), placeChunk(args));
+  });
+
+  it('moves a copy from a clearly fuller disk to an emptier one the failure domain allows, and leaves near-equal disks alone', () => {
+    const cap = 100 * GB;
+    const d = (node: string, name: string, used: number) => disk(node, name, { used_bytes: used, capacity_bytes: cap });
+    const policy = { copies: 2, failure_domain: 'disk' as const };
+    const zone = [d('a', 'd1', 10 * GB), d('a', 'd2', 10 * GB), d('a', 'd3', 0)];
+    assert.deepEqual(rebalanceMove({ size: 1, policy, disks: zone, have: [{ node: 'a', disk: 'd1' }, { node: 'a', disk: 'd2' }] }), {
+      from: { node: 'a', disk: 'd1' }, to: { node: 'a', disk: 'd3' },
+    });
+    const even = [d('a', 'd1', 10 * GB), d('a', 'd2', 9 * GB), d('a', 'd3', 9 * GB)];
+    assert.equal(rebalanceMove({ size: 1, policy, disks: even, have: [{ node: 'a', disk: 'd1' }, { node: 'a', disk: 'd2' }] }), null);
+    const byNode = [d('a', 'd1', 10 * GB), d('b', 'd1', 10 * GB), d('b', 'd2', 0)];
+    assert.equal(
+      rebalanceMove({ size: 1, policy: { copies: 2, failure_domain: 'node' }, disks: byNode, have: [{ node: 'a', disk: 'd1' }, { node: 'b', disk: 'd1' }] })?.to.disk,
+      'd2',
+      'within node b: the copy on a stays where it is',
+    );
+    const wouldShare = [d('a', 'd1', 10 * GB), d('b', 'd1', 5 * GB), d('a', 'd2', 0)];
+    assert.equal(rebalanceMove({ size: 1, policy: { copies: 2, failure_domain: 'node' }, disks: wouldShare, have: [{ node: 'a', disk: 'd1' }, { node: 'b', disk: 'd1' }] })?.to.disk, 'd2');
+    const draining = [d('a', 'd1', 10 * GB), d('a', 'd2', 10 * GB), { ...d('a', 'd3', 0), state: 'draining' as const }];
+    assert.equal(rebalanceMove({ size: 1, policy, disks: draining, have: [{ node: 'a', disk: 'd1' }, { node: 'a', disk: 'd2' }] }), null);
   });
 });

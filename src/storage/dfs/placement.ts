@@ -11,6 +11,36 @@ export interface DiskInfo {
   free_bytes: number;
   /** The node's dfs instance answers: a copy written there can be acknowledged. */
   live: boolean;
+  /** What the disk's chunk store holds, and the disk's size: rebalancing evens out their ratio. */
+  used_bytes?: number;
+  capacity_bytes?: number;
+}
+
+/** How full a disk is, as a fraction of its size. */
+export function fill(d: DiskInfo): number {
+  return (d.used_bytes ?? 0) / Math.max(1, d.capacity_bytes ?? 1);
+}
+
+/**
+ * A copy worth moving to even out disks (docs/dcfs.md, "Scrub and repair"): from the fullest disk holding the chunk to
+ * the emptiest usable disk that may take it under the failure domain, when the source is clearly fuller (by a quarter
+ * of the target's fill, plus a small margin so near-equal disks do not trade chunks back and forth). Null when none.
+ */
+export function rebalanceMove(opts: { size: number; policy: PlacementPolicy; disks: readonly DiskInfo[]; have: readonly DiskRef[] }): { from: DiskRef; to: DiskRef } | null {
+  const usable = opts.disks.filter((d) => d.live && d.state === 'active' && d.free_bytes >= opts.size);
+  const holders = opts.have.map((h) => opts.disks.find((d) => sameDisk(d, h))).filter((d): d is DiskInfo => d !== undefined);
+  // The fullest holder first; a holder whose copy cannot go anywhere the failure domain allows gives way to the next.
+  for (const from of [...holders].sort((a, b) => fill(b) - fill(a))) {
+    const others = holders.filter((h) => !sameDisk(h, from));
+    const allowed = usable.filter(
+      (d) => !holders.some((h) => sameDisk(h, d)) && (opts.policy.failure_domain === 'disk' || !others.some((o) => o.node === d.node)),
+    );
+    if (allowed.length === 0) continue;
+    const to = allowed.reduce((a, b) => (fill(b) < fill(a) ? b : a));
+    const margin = (2 * opts.size) / Math.max(1, to.capacity_bytes ?? 1);
+    if (fill(from) > fill(to) * 1.25 + margin) return { from: { node: from.node, disk: from.disk }, to: { node: to.node, disk: to.disk } };
+  }
+  return null;
 }
 
 export interface DiskRef {

@@ -5,6 +5,7 @@
 import type { Logger } from '../../lib/log/logger.ts';
 import type { PlacementPolicy } from '../../lib/config/storage-records.ts';
 import type { ChunkIO } from './chunk-io.ts';
+import { type DiskRef, rebalanceMove, sameDisk } from './placement.ts';
 import type { DiskSet } from './disks.ts';
 import type { VolumeSet } from './volumes.ts';
 import type { ZoneStorage } from './zone-view.ts';
@@ -17,7 +18,12 @@ export interface ScrubState {
   repaired: number;
   /** Chunks the last re-replication pass found with fewer copies than their policy (and could not yet fix). */
   under_replicated: number;
+  /** Copies moved to even out disks since the service started. */
+  rebalanced: number;
 }
+
+/** Copies moved per pass and volume: rebalancing trickles, it never competes with the users' own traffic. */
+const REBALANCE_MOVES_PER_PASS = 64;
 
 export interface ScrubOptions {
   /** Bytes read per second by scrub, so it never crowds out the users' own reads. */
@@ -41,7 +47,7 @@ export function strictestPolicy(v: ZoneStorage['volumes'] extends Map<string, in
 }
 
 export class Scrubber {
-  private s: ScrubState = { running: false, checked: 0, corrupt: 0, missing: 0, repaired: 0, under_replicated: 0 };
+  private s: ScrubState = { running: false, checked: 0, corrupt: 0, missing: 0, repaired: 0, under_replicated: 0, rebalanced: 0 };
   private timers: NodeJS.Timeout[] = [];
   private replicating = false;
   private stopped = false;
@@ -147,6 +153,7 @@ export class Scrubber {
         const policy = strictestPolicy(rec);
         const infos = await this.io.diskInfos();
         const usable = new Set(infos.filter((i) => i.live && i.state === 'active').map((i) => `${i.node}/${i.disk}`));
+        let moves = 0;
         for (let after = ''; ; ) {
           const batch = v.meta.chunkIds(after, 1000);
           if (batch.length === 0) break;
@@ -156,7 +163,10 @@ export class Scrubber {
             if (this.stopped) return short;
             const have = (where.get(c.id) ?? []).filter((r) => usable.has(`${r.node}/${r.disk}`));
             const domains = new Set(have.map((r) => (policy.failure_domain === 'node' ? r.node : `${r.node}/${r.disk}`)));
-            if (domains.size >= policy.copies) continue;
+            if (domains.size >= policy.copies) {
+              if (moves < REBALANCE_MOVES_PER_PASS && (await this.rebalance(c.id, c.size, policy, have))) moves++;
+              continue;
+            }
             try {
               const data = await this.io.fetch(c.id);
               await this.io.store(c.id, data, policy, have);
@@ -172,6 +182,30 @@ export class Scrubber {
       return short;
     } finally {
       this.replicating = false;
+    }
+  }
+
+  /**
+   * Moves one copy of a chunk that is in place from a clearly fuller disk to an emptier one (a disk just added, say):
+   * the new copy is durable before the old one goes, so the chunk never has fewer copies than its policy.
+   */
+  private async rebalance(id: string, size: number, policy: PlacementPolicy, have: DiskRef[]): Promise<boolean> {
+    const disks = await this.io.diskInfos();
+    const move = rebalanceMove({ size, policy, disks, have });
+    if (!move) return false;
+    try {
+      await this.io.copyTo(move.to, id, await this.io.fetch(id));
+      await this.io.dropFrom(move.from, id);
+      // Until the next reports, placement must see the move.
+      for (const d of disks) {
+        if (sameDisk(d, move.to)) d.used_bytes = (d.used_bytes ?? 0) + size;
+        if (sameDisk(d, move.from)) d.used_bytes = Math.max(0, (d.used_bytes ?? 0) - size);
+      }
+      this.s.rebalanced++;
+      return true;
+    } catch (err) {
+      this.log.warn({ chunk: id, from: move.from, to: move.to, err: (err as Error).message }, 'dfs: moving a copy failed; it stays where it was');
+      return false;
     }
   }
 

@@ -243,7 +243,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           };
         });
         const s = d.scrubber.state();
-        return { node: d.self, disks, volumes, under_replicated: s.under_replicated, scrub: { running: s.running, checked: s.checked, corrupt: s.corrupt, missing: s.missing, repaired: s.repaired } };
+        return { node: d.self, disks, volumes, under_replicated: s.under_replicated, rebalanced: s.rebalanced, scrub: { running: s.running, checked: s.checked, corrupt: s.corrupt, missing: s.missing, repaired: s.repaired } };
       },
       scrub: async (p, ctx) => {
         if (!(await isAdmin(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'starting a scrub needs the admin role');
