@@ -71,8 +71,8 @@ describe('single-device zone, end to end', { timeout: 300_000 }, () => {
     const c = config(t.session_token);
     const boot = await c.get({ key: 'boot/config' });
     assert.ok(boot.value && boot.value.split('.').length === 3, 'boot/config holds the owner-signed JWT');
-    await c.set({ key: 'storage/volumes/home', value: '{"copies":2}' });
-    assert.equal((await c.get({ key: 'storage/volumes/home' })).value, '{"copies":2}');
+    await c.set({ key: 'storage/settings/demo', value: '{"copies":2}' });
+    assert.equal((await c.get({ key: 'storage/settings/demo' })).value, '{"copies":2}');
     await assert.rejects(login('alice', 'Wrong-password-123'), (e: KrpcError) => e.code === 'UNAUTHENTICATED');
   });
 
@@ -83,7 +83,7 @@ describe('single-device zone, end to end', { timeout: 300_000 }, () => {
     assert.notEqual((await bob.get({ key: 'users/bob/settings' })).value, null);
     await bob.set({ key: 'users/bob/apps/share/settings/theme', value: 'dark' });
     for (const call of [
-      () => bob.set({ key: 'storage/volumes/home', value: '{}' }),
+      () => bob.set({ key: 'storage/settings/demo', value: '{}' }),
       () => bob.get({ key: 'users/alice/settings' }),
       () => bob.get({ key: 'system/verify-hub/credentials/alice' }),
       () => bob.set({ key: 'users/bob/settings', value: '{"role":"admin"}' }),
@@ -145,7 +145,7 @@ describe('single-device zone, end to end', { timeout: 300_000 }, () => {
     assert.equal(report.config_reachable, true);
     const table = await zone.cli(['status']);
     assert.match(table.stdout, /SERVICE\s+STATE\s+HEALTH/);
-    const got = await zone.cli(['config', 'get', 'storage/volumes/home']);
+    const got = await zone.cli(['config', 'get', 'storage/settings/demo']);
     assert.equal(got.stdout.trim(), '{"copies":2}');
     const users = await zone.cli(['user', 'list']);
     assert.match(users.stdout, /alice\s+admin/);

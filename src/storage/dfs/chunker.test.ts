@@ -94,7 +94,8 @@ describe('chunker', () => {
   });
 
   it('an insertion near the start changes only the chunks around it (dedup)', () => {
-    const data = randomBytes(4 * 1024 * 1024);
+    // Fixed bytes, so the test checks the same cuts every run rather than a fresh random draw.
+    const data = pseudoRandomBytes(4 * 1024 * 1024, 7);
     const before = chunkAll(data);
     const edited = Buffer.concat([data.subarray(0, 1000), Buffer.from('inserted bytes'), data.subarray(1000)]);
     const after = chunkAll(edited);
@@ -103,10 +104,11 @@ describe('chunker', () => {
     assert.ok(before.length >= 8);
     assert.ok(changed.length <= 2, `${changed.length} of ${after.length} chunks changed`);
     assert.equal(after[after.length - 1].id, before[before.length - 1].id);
-    // A deletion in the middle likewise.
+    // A deletion in the middle likewise: the chunk it falls in, and the next when it swallows a cut point.
     const mid = Math.floor(data.length / 2);
     const cut = chunkAll(Buffer.concat([data.subarray(0, mid), data.subarray(mid + 5000)]));
-    assert.ok(cut.filter((c) => !old.has(c.id)).length <= 2);
+    const changedByCut = cut.filter((c) => !old.has(c.id)).length;
+    assert.ok(changedByCut <= 2, `${changedByCut} of ${cut.length} chunks changed by the deletion`);
   });
 
   it('does not keep references to the buffers the caller pushed', () => {
