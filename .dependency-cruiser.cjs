@@ -34,6 +34,41 @@ module.exports = {
       to: { path: '^src/(kernel|net|storage|apps|frame)/[^/]+/', pathNot: '^src/(kernel|net|storage|apps|frame)/[^/]+/main\\.ts$' },
     },
     {
+      name: 'ui-reaches-the-system-through-kRPC',
+      comment:
+        'The system UI runs in a browser: it calls services through their kRPC declarations (src/lib/api) and the ' +
+        'browser client (src/lib/krpc), never their code. Record shapes from elsewhere in src/lib come in as types only, ' +
+        'which the bundle erases.',
+      severity: 'error',
+      from: { path: '^src/ui/' },
+      to: {
+        path: '^src/',
+        pathNot: ['^src/ui/', '^src/lib/api/', '^src/lib/krpc/(call|errors|fetch-client|service|validate)\\.ts$'],
+        dependencyTypesNot: ['type-only'],
+      },
+    },
+    {
+      name: 'browser-code-has-no-node-builtins',
+      comment: 'The system UI and the kRPC declarations it bundles run in browsers, where Node\'s built-in modules do not exist.',
+      severity: 'error',
+      from: {
+        path: [
+          '^src/ui/',
+          '^src/lib/api/',
+          '^src/lib/krpc/(call|errors|fetch-client|service|validate)\\.ts$',
+          '^src/lib/(identity/names|config/storage-records|rbac/default-policy)\\.ts$',
+        ],
+      },
+      to: { dependencyTypes: ['core'], dependencyTypesNot: ['type-only'] },
+    },
+    {
+      name: 'declarations-stay-browser-safe',
+      comment: 'What the kRPC declarations import is bundled into the system UI, so it must be free of Node as well.',
+      severity: 'error',
+      from: { path: '^src/lib/api/' },
+      to: { path: '^src/', pathNot: ['^src/lib/api/', '^src/lib/krpc/(service|validate)\\.ts$', '^src/lib/identity/names\\.ts$', '^src/lib/config/storage-records\\.ts$', '^src/lib/rbac/default-policy\\.ts$'] },
+    },
+    {
       name: 'tests-stay-out-of-production',
       severity: 'error',
       from: { path: '^src/', pathNot: '\\.(test|suite)\\.ts$' },

@@ -2,13 +2,17 @@
 // started by the test harness (test/support/zone.ts), activated as an owner would, then left alone. The anchor is a
 // bare `node` that only keeps a timer, idling through the same period and measured the same way at the same moment,
 // so the report separates what Node itself costs per process from what our code adds.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import { activateDevice } from '../src/lib/identity/activation-client.ts';
 import { generateMnemonic } from '../src/lib/identity/mnemonic.ts';
 import { KERNEL_BOOT_ORDER } from '../src/kernel/node-daemon/main.ts';
-import { REPO, startZone } from '../test/support/zone.ts';
+import { OPT_IN_KERNEL_SERVICES } from '../src/lib/config/node-config.ts';
+
+/** What an idle zone runs: the opt-in services (DNS, storage) run only once configured. */
+const IDLE_KERNEL = KERNEL_BOOT_ORDER.filter((s) => !OPT_IN_KERNEL_SERVICES.has(s));
+import { startZone } from '../test/support/zone.ts';
+import { ensureBuilt } from './support/build.ts';
 import { fmt, machineLine, table } from './support/measure.ts';
 
 const IDLE_MS = 20_000;
@@ -17,25 +21,6 @@ const MB = 1024 * 1024;
 const ZONE = 'bench.example.com';
 const OWNER = 'alice';
 const PASSWORD = 'correct-Horse-battery-9';
-
-function newestMtime(dir: string, include: (file: string) => boolean): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (!entry.isFile() || !include(entry.name)) continue;
-    newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
-  }
-  return newest;
-}
-
-/** The daemon and its children run compiled JavaScript from dist/; build it when it is missing or older than src/. */
-function ensureBuilt(): void {
-  const marker = join(REPO, 'dist', 'cli', 'main.js');
-  const compiled = (f: string) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.suite.ts');
-  if (existsSync(marker) && statSync(marker).mtimeMs >= newestMtime(join(REPO, 'src'), compiled)) return;
-  console.log('  dist/ is missing or older than src/: running npm run build');
-  const r = spawnSync('npm', ['run', 'build'], { cwd: REPO, stdio: ['ignore', 'inherit', 'inherit'] });
-  if (r.status !== 0) throw new Error(`npm run build failed (${r.status ?? r.signal})`);
-}
 
 interface Memory {
   rssBytes: number;
@@ -113,7 +98,7 @@ async function measureIdleZone(): Promise<Measured> {
     await activateDevice(zone.activationUrl, { mnemonic: generateMnemonic(), zone: ZONE, owner: OWNER, password: PASSWORD, deviceName: 'ood1' });
     const healthy = (s: NonNullable<ReturnType<typeof zone.status>>) =>
       s.state === 'running' &&
-      KERNEL_BOOT_ORDER.every((name) => s.children.some((c) => c.name === name && c.healthy && c.pid !== null));
+      IDLE_KERNEL.every((name) => s.children.some((c) => c.name === name && c.healthy && c.pid !== null));
     const booted = await zone.waitFor(healthy, 120_000, 'every kernel service healthy');
     console.log(`  activated and healthy after ${fmt((Date.now() - t0) / 1000, 1)} s; idling`);
 

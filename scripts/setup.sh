@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(etcd-server etcd-client sqlite3 python3 make g++ iproute2 procps openssl nftables iputils-ping dnsmasq bind9-dnsutils knot-dnsutils dnsperf udhcpc litmus rclone chromium)
+SYSTEM_PACKAGES=(etcd-server etcd-client sqlite3 python3 make g++ iproute2 procps openssl nftables iputils-ping dnsmasq bind9-dnsutils knot-dnsutils dnsperf udhcpc litmus rclone chromium fonts-wqy-microhei)
 missing=()
 for p in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,8 +4,9 @@ import { mkdirSync, existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { loadNodeConfig, nodePaths, saveNodeConfig, type NodePaths } from '../lib/config/node-config.ts';
+import { loadNodeConfig, nodeConfigSchema, nodePaths, saveNodeConfig, type NodePaths } from '../lib/config/node-config.ts';
 import { readStatusFile, runNodeDaemon } from '../kernel/node-daemon/main.ts';
+import { uiUrl } from './status.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/buckyos.mjs', import.meta.url));
 
@@ -15,7 +16,8 @@ export function prepareRoot(root: string | undefined, portOffset: number | undef
   if (!existsSync(paths.nodeConfig) || portOffset !== undefined) {
     const current = loadNodeConfig(paths);
     const off = portOffset ?? 0;
-    const base = { gateway: 3180, activation: 3182, system_config: 3200, verify_hub: 3300, scheduler: 3400, klog: 3500 };
+    // Every port, so that a second zone on this machine collides with the first on none of them.
+    const base = nodeConfigSchema.shape.ports.parse(undefined);
     const ports = Object.fromEntries(Object.entries(base).map(([k, v]) => [k, v + off]));
     saveNodeConfig(paths, { ...current, ports });
   }
@@ -44,6 +46,7 @@ function explain(paths: NodePaths, s: ReturnType<typeof readStatusFile>): void {
     console.log(`or from another machine with \`buckyos activate --device ${s.activation_url} ...\`.`);
   } else {
     console.log(`zone ${s.zone} is running on node ${s.node}; \`buckyos status --root ${paths.root}\` shows its services`);
+    console.log(`system UI: ${uiUrl(loadNodeConfig(paths))}`);
   }
 }
 

@@ -4,14 +4,25 @@ import type { Command } from 'commander';
 import { systemConfigApi } from '../lib/api/system-config.ts';
 import type { Result } from '../lib/krpc/index.ts';
 import { readStatusFile } from '../kernel/node-daemon/main.ts';
-import { processRss } from '../lib/sysinfo.ts';
+import type { NodeConfig } from '../lib/config/node-config.ts';
+import { listAddresses, processRss } from '../lib/sysinfo.ts';
 import { CliContext, formatBytes, table } from './context.ts';
+
+/** Where a browser opens the system UI: the listener's own address, or this device's first IPv4 address on the LAN
+ * when it listens on all of them. */
+export function uiUrl(config: NodeConfig): string {
+  const any = config.ui_host === '0.0.0.0' || config.ui_host === '::';
+  const host = any ? (listAddresses().find((a) => a.family === 'IPv4')?.address ?? '127.0.0.1') : config.ui_host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.ports.ui}/`;
+}
 
 export interface StatusReport {
   node: string | null;
   zone: string | null;
   state: string;
   activation_url?: string;
+  /** The system UI, once the device runs its zone. */
+  ui_url?: string;
   daemon_pid: number | null;
   daemon_rss_bytes: number | null;
   services: { name: string; state: string; healthy: boolean; pid: number | null; port: number; restarts: number; rss_bytes: number | null }[];
@@ -32,6 +43,7 @@ export async function collectStatus(ctx: CliContext): Promise<StatusReport> {
     zone: s?.zone ?? null,
     state: s ? s.state : 'stopped',
     activation_url: s?.activation_url,
+    ui_url: s?.state === 'running' ? uiUrl(ctx.config) : undefined,
     daemon_pid: s?.pid ?? null,
     services,
     daemon_rss_bytes: s ? processRss(s.pid) : null,
@@ -77,6 +89,7 @@ export function registerStatus(program: Command): void {
       }
       console.log(`node: ${r.node ?? '-'}   zone: ${r.zone ?? '-'}   state: ${r.state}${r.daemon_pid ? `   daemon pid: ${r.daemon_pid}` : ''}`);
       if (r.activation_url) console.log(`not activated: open ${r.activation_url} or run \`buckyos activate\``);
+      if (r.ui_url) console.log(`system UI: ${r.ui_url}`);
       if (r.services.length > 0) {
         console.log('');
         console.log(table(['SERVICE', 'STATE', 'HEALTH', 'PID', 'PORT', 'RESTARTS', 'MEMORY'], r.services.map((c) => [

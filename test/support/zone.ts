@@ -16,7 +16,7 @@ import { portFree } from './ports.ts';
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(REPO, 'bin', 'buckyos.mjs');
 
-const OFFSETS = { gateway: 0, activation: 2, tunnel: 80, system_config: 20, verify_hub: 120, scheduler: 220, klog: 320, ns: 420, dfs: 520 };
+const OFFSETS = { gateway: 0, activation: 2, ui: 10, tunnel: 80, system_config: 20, verify_hub: 120, scheduler: 220, klog: 320, ns: 420, dfs: 520 };
 
 /** A block of ports laid out like the defaults (3180, 3182, 3200, ...) shifted to a free range. */
 export async function freePorts(): Promise<Record<keyof typeof OFFSETS, number>> {
@@ -36,6 +36,8 @@ export interface TestZone {
   daemon: ChildProcess;
   gatewayUrl: string;
   activationUrl: string;
+  /** The system UI on the gateway's LAN listener (on loopback in tests). */
+  uiUrl: string;
   status(): NodeStatusFile | null;
   waitFor(pred: (s: NodeStatusFile) => boolean, timeoutMs?: number, what?: string): Promise<NodeStatusFile>;
   /** A kernel token as root on the device has (what the CLI uses without --user). */
@@ -59,8 +61,8 @@ export async function startZone(opts: { heartbeatMs?: number; defaults?: boolean
   saveNodeConfig(
     paths,
     opts.defaults
-      ? { ports, activation_host: '127.0.0.1' }
-      : { ports, activation_host: '127.0.0.1', heartbeat_ms: opts.heartbeatMs ?? 1000, log_level: 'debug' },
+      ? { ports, activation_host: '127.0.0.1', ui_host: '127.0.0.1' }
+      : { ports, activation_host: '127.0.0.1', ui_host: '127.0.0.1', heartbeat_ms: opts.heartbeatMs ?? 1000, log_level: 'debug' },
   );
   const statusPath = join(paths.run, 'status.json');
   const seenPids = new Set<number>();
@@ -72,6 +74,7 @@ export async function startZone(opts: { heartbeatMs?: number; defaults?: boolean
     daemon: null as unknown as ChildProcess,
     gatewayUrl: `http://127.0.0.1:${ports.gateway}`,
     activationUrl: `http://127.0.0.1:${ports.activation}`,
+    uiUrl: `http://127.0.0.1:${ports.ui}`,
     status() {
       try {
         const s = JSON.parse(readFileSync(statusPath, 'utf8')) as NodeStatusFile;

@@ -2,8 +2,8 @@
 // No method needs a token, because before activation there is no zone to issue one; what makes `commit` safe is
 // that every document it accepts must carry the owner's signature and the keys this device generated in `prepare`.
 import { z } from 'zod';
-import { defineService, method } from '../krpc/index.ts';
-import { deviceName } from '../identity/documents.ts';
+import { defineService, method } from '../krpc/service.ts';
+import { deviceName } from '../identity/names.ts';
 
 const b64Key = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'an Ed25519 public key in base64url (43 characters)');
 const jwt = z.string().min(1).max(16 * 1024);

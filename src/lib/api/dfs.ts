@@ -3,7 +3,7 @@
 // (src/lib/config/storage-records.ts), written by admins. File bytes move over plain HTTP beside it (ranges, ETags,
 // resumable uploads, WebDAV, NDN): docs/dcfs.md, "HTTP". Server, client and docs derive from this object.
 import { z } from 'zod';
-import { defineService, method } from '../krpc/index.ts';
+import { defineService, method } from '../krpc/service.ts';
 import { diskIdSchema, volumeNameSchema } from '../config/storage-records.ts';
 
 const count = z.number().int().nonnegative();

@@ -1,7 +1,8 @@
 // The klog kRPC declaration (DESIGN §4, kLog): structured log records shipped by every node's node_daemon, searched
 // and tailed by admins, and the append-only audit stream of security events. Server, client and docs derive from it.
 import { z } from 'zod';
-import { defineService, jsonDepthWithin, method } from '../krpc/index.ts';
+import { defineService, method } from '../krpc/service.ts';
+import { jsonDepthWithin, utf8Length } from '../krpc/validate.ts';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -30,7 +31,7 @@ export const KLOG_MAX_BODY_BYTES = 8 * 1024 * 1024;
  * own bound is on the whole request). */
 export const KLOG_MAX_JSON_DEPTH = 64;
 
-const jsonBytes = (v: unknown): number => Buffer.byteLength(JSON.stringify(v));
+const jsonBytes = (v: unknown): number => utf8Length(JSON.stringify(v));
 
 const tooDeep = (what: string) => ({ message: `${what}: nested deeper than ${KLOG_MAX_JSON_DEPTH} levels`, abort: true });
 

@@ -2,7 +2,7 @@
 // (docs/ns.md, "In a zone"). Its configuration lives in system-config (`services/ns/config`, `services/ns/records`); these
 // methods show how it is doing and reach what only the running server knows. Server, client and docs derive from it.
 import { z } from 'zod';
-import { defineService, method } from '../krpc/index.ts';
+import { defineService, method } from '../krpc/service.ts';
 
 /** Where a zone's cyfs-ns reads its YAML configuration (the same format as `buckyos ns --config FILE`). */
 export const NS_CONFIG_KEY = 'services/ns/config';

@@ -2,7 +2,7 @@
 // every 10 s; these methods let an operator see how it is doing and make it look again now. Server, client and docs
 // derive from this one object.
 import { z } from 'zod';
-import { defineService, method } from '../krpc/index.ts';
+import { defineService, method } from '../krpc/service.ts';
 
 const count = z.number().int().nonnegative();
 const revision = z.number().int().nonnegative();

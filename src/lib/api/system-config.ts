@@ -1,6 +1,7 @@
 // The system-config kRPC declaration (DESIGN §4). Server, client and docs all derive from this one object.
 import { z } from 'zod';
-import { defineService, method } from '../krpc/index.ts';
+import { defineService, method } from '../krpc/service.ts';
+import { utf8Length } from '../krpc/validate.ts';
 
 export const MAX_KEY_LENGTH = 512;
 export const MAX_VALUE_BYTES = 256 * 1024;
@@ -31,7 +32,7 @@ export const configPrefix = z
 
 export const configValue = z
   .string()
-  .refine((v) => Buffer.byteLength(v) <= MAX_VALUE_BYTES, `value is larger than ${MAX_VALUE_BYTES} bytes`);
+  .refine((v) => utf8Length(v) <= MAX_VALUE_BYTES, `value is larger than ${MAX_VALUE_BYTES} bytes`);
 
 const revision = z.number().int().nonnegative();
 

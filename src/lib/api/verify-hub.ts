@@ -1,8 +1,8 @@
 // The verify-hub kRPC declaration (DESIGN §5): logins, token refresh with rotation, sudo, and user and session
 // management. Server, client and docs all derive from this one object; docs/verify-hub.md explains the flows.
 import { z } from 'zod';
-import { defineService, method } from '../krpc/index.ts';
-import { DEVICE_ROLES, deviceName, enrolPeerSchema, userName } from '../identity/documents.ts';
+import { defineService, method } from '../krpc/service.ts';
+import { DEVICE_ROLES, deviceName, enrolPeerSchema, userName } from '../identity/names.ts';
 import { USER_ROLES } from '../rbac/default-policy.ts';
 
 export const userRole = z.enum(USER_ROLES);

@@ -46,11 +46,15 @@ export const nodeConfigSchema = z
         dfs: port.default(3700),
         /** Device-to-device tunnels (TLS + HTTP/2, authenticated by device keys), on the LAN. */
         tunnel: port.default(2980),
+        /** The system UI and the kRPC calls it makes, served by the gateway process on the LAN (docs/ui.md). */
+        ui: port.default(3190),
       })
       .strict()
       .default({}),
     /** Address the activation port listens on: the LAN, so a browser can reach an unactivated device. */
     activation_host: z.string().default('0.0.0.0'),
+    /** Address the system UI listens on: the LAN, so a browser or phone at home can reach it. */
+    ui_host: z.string().default('0.0.0.0'),
     /** Address the tunnel port listens on: other devices of the zone reach this one there. */
     tunnel_host: z.string().default('0.0.0.0'),
     /** Kernel services listen on loopback only; the gateway is the one entry. */

@@ -3,7 +3,7 @@
 // whether a disk's directory exists there); every dfs instance reads them. In lib because the dfs service, the
 // scheduler and the CLI all read them.
 import { z } from 'zod';
-import { deviceName } from '../identity/documents.ts';
+import { deviceName } from '../identity/names.ts';
 
 export const DISK_ID = /^[a-z0-9][a-z0-9-]{0,31}$/;
 export const VOLUME_NAME = /^[a-z][a-z0-9-]{0,31}$/;

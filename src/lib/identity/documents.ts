@@ -4,30 +4,10 @@ import { z } from 'zod';
 import type { KeyObject } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { signJwt, verifyJwt, JwtError } from './jwt.ts';
-import { ZONE_HOST, publicKeyFromB64 } from './keys.ts';
+import { publicKeyFromB64 } from './keys.ts';
+import { DEVICE_ROLES, b64Key, deviceName, enrolPeerSchema, userName, zoneHost } from './names.ts';
 
-function isPublicKey(b64: string): boolean {
-  try {
-    publicKeyFromB64(b64);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-// Canonical encodings only: 43 characters can carry stray low bits, and two spellings of one key must not both pass.
-const b64Key = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{43}$/, 'an Ed25519 public key in base64url (43 characters)')
-  .refine(isPublicKey, 'not a canonical base64url Ed25519 public key');
-export const DEVICE_NAME = /^[a-z][a-z0-9-]{0,30}[a-z0-9]$/;
-export const USER_NAME = /^[a-z][a-z0-9_-]{1,31}$/;
-export const deviceName = z.string().regex(DEVICE_NAME, 'device name: 2-32 lowercase letters, digits or dashes, starting with a letter');
-export const userName = z.string().regex(USER_NAME, 'user name: 2-32 lowercase letters, digits, _ or -, starting with a letter');
-export const zoneHost = z.string().regex(ZONE_HOST, 'zone name: a DNS host name such as alice.example.com');
-
-export const DEVICE_ROLES = ['core', 'storage', 'portable', 'gateway'] as const;
-export type DeviceRole = (typeof DEVICE_ROLES)[number];
+export { DEVICE_NAME, DEVICE_ROLES, type DeviceRole, USER_NAME, deviceName, enrolPeerSchema, type EnrolPeer, userName, zoneHost } from './names.ts';
 
 export const gatewaySchema = z.object({
   mode: z.enum(['lan', 'public', 'sn']),
@@ -133,15 +113,6 @@ export async function verifyZoneDeviceDoc(jwt: string, boot: ZoneBootConfig): Pr
   if (doc.zone !== boot.zone) throw new DocumentError(`device document of "${doc.name}" belongs to zone "${doc.zone}", not "${boot.zone}"`, 'mismatch');
   return doc;
 }
-
-/** Where a joining device reaches the zone: a core device by name, the key it must present, and its tunnel address. */
-export const enrolPeerSchema = z.object({
-  name: deviceName,
-  key: b64Key,
-  /** host:port of its tunnel listener; an IPv6 host in brackets. */
-  address: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/, 'host:port'),
-});
-export type EnrolPeer = z.infer<typeof enrolPeerSchema>;
 
 /**
  * A one-time offer to join the zone, signed by the enrolment key. Whoever holds it can enrol one device with the role

@@ -5,6 +5,7 @@ import {
 } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { ZONE_HOST } from './names.ts';
 
 // DER prefixes for a raw 32-byte Ed25519 key in PKCS#8 / SPKI wrappers (RFC 8410).
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -77,8 +78,7 @@ export function keyFromDidDev(did: string): KeyObject {
   return publicKeyFromB64(m[1]);
 }
 
-/** A zone host name as a DNS name: 1-63 character labels of letters, digits and inner dashes, at least two labels. */
-export const ZONE_HOST = /^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/;
+export { ZONE_HOST } from './names.ts';
 
 export function didWeb(zoneHost: string): string {
   if (!ZONE_HOST.test(zoneHost)) throw new Error(`"${zoneHost}" is not a valid zone host name (e.g. alice.example.com)`);

@@ -1,12 +1,12 @@
 // Typed kRPC client derived from a service declaration: `client.get({ key })` is typed by the same zod schemas the
 // server validates with. Params are checked before sending so a caller's mistake names the field at once.
 import { request as httpRequest, get as httpGet, Agent } from 'node:http';
-import { KrpcError, isErrorCode } from './errors.ts';
+import { KrpcError } from './errors.ts';
 import { currentTrace, newTraceId } from './context.ts';
-import { formatIssues } from './server.ts';
-import type { MethodMap, ParamsIn, Result, ServiceDef } from './service.ts';
+import type { MethodMap, ServiceDef } from './service.ts';
+import { type Client, type KrpcTransport, type TokenSource, bindClient } from './call.ts';
 
-export type TokenSource = string | null | (() => string | null | Promise<string | null>);
+export type { Client, KrpcTransport, TokenSource } from './call.ts';
 
 export interface ClientOptions {
   /** Base URL of a node gateway or the service itself, e.g. `http://127.0.0.1:3180`. */
@@ -26,14 +26,7 @@ export interface ClientOptions {
  * without it the gateway picks an instance. For work bound to one device: its disks, its leases. */
 export const NODE_HEADER = 'x-buckyos-node';
 
-export type KrpcTransport = (path: string, body: unknown, timeoutMs: number) => Promise<{ status: number; json: unknown }>;
-
-export type Client<M extends MethodMap> = {
-  [K in keyof M]: (params: ParamsIn<M[K]>, opts?: { timeoutMs?: number }) => Promise<Result<M[K]>>;
-};
-
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-let seqCounter = 0;
 
 export async function callRaw(
   url: string,
@@ -87,33 +80,13 @@ export function httpHealthy(url: string, timeoutMs: number): Promise<boolean> {
 }
 
 export function createClient<M extends MethodMap>(def: ServiceDef<M>, opts: ClientOptions): Client<M> {
-  const path = `/kapi/${def.name}`;
-  const url = `${opts.baseUrl.replace(/\/$/, '')}${path}`;
+  const url = `${opts.baseUrl.replace(/\/$/, '')}/kapi/${def.name}`;
   const headers: Record<string, string> = opts.node ? { [NODE_HEADER]: opts.node } : {};
-  const send: KrpcTransport = opts.transport ?? ((_path, body, timeoutMs) => callRaw(url, body, timeoutMs, headers));
-  const client = {} as Record<string, unknown>;
-  for (const [name, m] of Object.entries(def.methods)) {
-    client[name] = async (params: unknown, callOpts?: { timeoutMs?: number }) => {
-      const checked = m.params.safeParse(params ?? {});
-      if (!checked.success) {
-        const f = formatIssues(checked.error, 'params');
-        throw new KrpcError('INVALID_PARAMS', `${def.name}.${name}: ${f.message}`, { issues: f.issues });
-      }
-      const token = typeof opts.token === 'function' ? await opts.token() : (opts.token ?? null);
-      const seq = (seqCounter = (seqCounter + 1) % 2 ** 31);
-      const trace = opts.trace ?? currentTrace() ?? newTraceId();
-      // Send the caller's params, not the parsed ones, so server-side defaults stay the server's decision.
-      const { json } = await send(path, { method: name, params: params ?? {}, sys: [seq, token, trace] }, callOpts?.timeoutMs ?? opts.timeoutMs ?? 30_000);
-      const resp = json as { result?: unknown; error?: { code?: unknown; message?: unknown; data?: unknown } };
-      if (resp && typeof resp === 'object' && resp.error) {
-        const code = isErrorCode(resp.error.code) ? resp.error.code : 'INTERNAL';
-        throw new KrpcError(code, String(resp.error.message ?? 'unknown error'), resp.error.data);
-      }
-      if (!resp || typeof resp !== 'object' || !('result' in resp)) {
-        throw new KrpcError('UNAVAILABLE', `${url} answered without result or error`);
-      }
-      return resp.result;
-    };
-  }
-  return client as Client<M>;
+  return bindClient(def, {
+    send: opts.transport ?? ((_path, body, timeoutMs) => callRaw(url, body, timeoutMs, headers)),
+    token: opts.token,
+    timeoutMs: opts.timeoutMs,
+    trace: () => opts.trace ?? currentTrace() ?? newTraceId(),
+    where: url,
+  });
 }

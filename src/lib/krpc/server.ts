@@ -8,24 +8,11 @@ import type { Logger } from 'pino';
 import { KrpcError } from './errors.ts';
 import { type CallContext, type Principal, newTraceId, runWithTrace } from './context.ts';
 import type { MethodMap, ParamsOut, Result, ServiceDef } from './service.ts';
+import { MAX_REQUEST_DEPTH, formatIssues, jsonDepthWithin } from './validate.ts';
+
+export { MAX_REQUEST_DEPTH, formatIssues, jsonDepthWithin } from './validate.ts';
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
-
-/** Requests nest objects and arrays at most this deep. Deeper input is refused before zod or a handler walks it: both
- * recurse, and a few thousand levels, a few kilobytes of body, exhaust the stack. */
-export const MAX_REQUEST_DEPTH = 128;
-
-/** Whether objects and arrays in `value` nest at most `max` levels; iterative, so any depth is safe to check. */
-export function jsonDepthWithin(value: unknown, max: number): boolean {
-  const stack: [unknown, number][] = [[value, 1]];
-  for (let next = stack.pop(); next; next = stack.pop()) {
-    const [v, depth] = next;
-    if (v === null || typeof v !== 'object') continue;
-    if (depth > max) return false;
-    for (const child of Object.values(v)) stack.push([child, depth + 1]);
-  }
-  return true;
-}
 
 export type Handlers<M extends MethodMap> = {
   [K in keyof M]: (params: ParamsOut<M[K]>, ctx: CallContext) => Promise<Result<M[K]>> | Result<M[K]>;
@@ -62,15 +49,6 @@ function parseSys(sys: unknown[] | undefined): [number | undefined, string | und
     out.push(r.data ?? undefined);
   });
   return out as [number | undefined, string | undefined, string | undefined];
-}
-
-export function formatIssues(err: z.ZodError, prefix: string): { message: string; issues: { path: string; message: string }[] } {
-  const issues = err.issues.map((i) => ({
-    path: [prefix, ...i.path.map(String)].filter(Boolean).join('.'),
-    message: i.message,
-  }));
-  const message = issues.map((i) => `${i.path || prefix}: ${i.message}`).join('; ');
-  return { message, issues };
 }
 
 /** Reads a request body up to `limit` bytes; rejects with PAYLOAD_TOO_LARGE past it without buffering the rest. */

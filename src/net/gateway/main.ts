@@ -1,7 +1,10 @@
 // The node gateway process: follows service routes from system-config, proxies `/kapi/<service>` to the instance
-// (on this device directly, on another device through its tunnel), and serves this device's tunnel port.
+// (on this device directly, on another device through its tunnel), serves this device's tunnel port, and serves the
+// system UI on the LAN (ui-listener.ts).
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { KernelServiceName } from '../../lib/config/node-config.ts';
 import { enrolPeerSchema } from '../../lib/identity/documents.ts';
@@ -12,6 +15,10 @@ import { TunnelClient, type TunnelPeer, startTunnelServer } from '../../lib/tunn
 import type { KernelRuntime } from '../../kernel/runtime.ts';
 import { RouteTable, followRoutes, proxy } from './node-gateway.ts';
 import { CLIENT_HEADER, handleAnonymous, proxyFromTunnel, proxyThroughTunnel } from './tunnel-routes.ts';
+import { startUiListener } from './ui-listener.ts';
+
+/** The built system UI (scripts/build-ui.ts): `dist/ui` of this checkout, from the sources and from dist/ alike. */
+const UI_DIR = fileURLToPath(new URL('../../../dist/ui', import.meta.url));
 
 /** What a device that joined reaches before it has read any route: the zone's control plane on the core devices it
  * enrolled with. */
@@ -86,6 +93,22 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
   });
   void devices.follow();
 
+  /** Routes `/kapi/<service>` to an instance, here or through a tunnel; `body` when the caller already read it. */
+  const route = (req: IncomingMessage, res: ServerResponse, url: URL, body?: Buffer): void => {
+    const m = /^\/kapi\/([a-z][a-z0-9-]*)(\/.*)?$/.exec(url.pathname);
+    if (!m) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${url.pathname}` } });
+    const wanted = req.headers[NODE_HEADER];
+    const node = typeof wanted === 'string' && wanted ? wanted : undefined;
+    const target = node ? table.on(m[1]!, node) : table.pick(m[1]!);
+    if (!target) {
+      return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: node ? `service "${m[1]}" does not run on ${node}` : `no running instance of service "${m[1]}"` } });
+    }
+    if (target.node === self) return proxy(req, res, target, url.pathname + url.search, body);
+    const peer = peerFor(target.node, target.fromBootstrap ? undefined : target.host);
+    if (!peer) return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `device ${target.node} of service "${m[1]}" is not a known zone device` } });
+    proxyThroughTunnel(tunnel, peer, req, res, url.pathname + url.search, body);
+  };
+
   const server = createHttpApp({
     name: 'gateway',
     health: () => ({ routes: table.services() }),
@@ -99,27 +122,17 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
         // WebDAV answers name resources by URL: the service must write them under the prefix the client used.
         req.headers['x-forwarded-prefix'] = `/${alias[1]}`;
       }
-      const m = /^\/kapi\/([a-z][a-z0-9-]*)(\/.*)?$/.exec(url.pathname);
-      if (!m) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${url.pathname}` } });
-      const wanted = req.headers[NODE_HEADER];
-      const node = typeof wanted === 'string' && wanted ? wanted : undefined;
-      const target = node ? table.on(m[1]!, node) : table.pick(m[1]!);
-      if (!target) {
-        return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: node ? `service "${m[1]}" does not run on ${node}` : `no running instance of service "${m[1]}"` } });
-      }
-      if (target.node === self) return proxy(req, res, target, url.pathname + url.search);
-      const peer = peerFor(target.node, target.fromBootstrap ? undefined : target.host);
-      if (!peer) return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `device ${target.node} of service "${m[1]}" is not a known zone device` } });
-      proxyThroughTunnel(tunnel, peer, req, res, url.pathname + url.search);
+      route(req, res, url);
     },
   });
   const running = await listen(server, port, '127.0.0.1');
   rt.log.info({ port: running.port, tunnel_port: tunnelServer.port }, 'node gateway listening');
+  const ui = startUiListener({ host: rt.config.ui_host, port: rt.config.ports.ui, dir: UI_DIR, route, log: rt.log });
   return {
     close: async () => {
       stop.abort();
       devices.close();
-      await Promise.all([running.close(), tunnelServer.close(), tunnel.close()]);
+      await Promise.all([running.close(), ui.close(), tunnelServer.close(), tunnel.close()]);
     },
   };
 }

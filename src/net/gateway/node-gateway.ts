@@ -93,7 +93,8 @@ export class RouteTable {
   }
 }
 
-export function proxy(req: IncomingMessage, res: ServerResponse, target: { host: string; port: number }, path: string): void {
+/** `body`: the request's body when the caller has already read it (the UI listener checks kRPC envelopes first). */
+export function proxy(req: IncomingMessage, res: ServerResponse, target: { host: string; port: number }, path: string, body?: Buffer): void {
   const upstream = httpRequest(
     {
       host: target.host,
@@ -129,7 +130,8 @@ export function proxy(req: IncomingMessage, res: ServerResponse, target: { host:
     // A complete answer stands: destroying the connection now would only break the client's next request on it.
     else if (!res.writableEnded) res.destroy();
   });
-  req.pipe(upstream);
+  if (body) upstream.end(body);
+  else req.pipe(upstream);
 }
 
 /** Keeps `table` in step with system-config: a full list, then watch from its revision; on error, back off and relist. */

@@ -28,8 +28,8 @@ function responseHeaders(headers: Record<string, string | string[] | number | un
   return out;
 }
 
-/** Sends a local client's request to the instance on `peer` through the tunnel. */
-export function proxyThroughTunnel(tunnel: TunnelClient, peer: TunnelPeer, req: IncomingMessage, res: ServerResponse, path: string): void {
+/** Sends a local client's request to the instance on `peer` through the tunnel; `body` when already read. */
+export function proxyThroughTunnel(tunnel: TunnelClient, peer: TunnelPeer, req: IncomingMessage, res: ServerResponse, path: string, body?: Buffer): void {
   const abort = new AbortController();
   res.on('close', () => {
     if (!res.writableFinished) abort.abort();
@@ -40,7 +40,7 @@ export function proxyThroughTunnel(tunnel: TunnelClient, peer: TunnelPeer, req: 
   const client = typeof xff === 'string' && isLoopback(req.socket.remoteAddress) ? xff.split(',')[0]!.trim() : (req.socket.remoteAddress ?? '');
   const host = req.headers['x-forwarded-host'] ?? req.headers.host;
   const headers = { ...forwardable(req.headers), [CLIENT_HEADER]: client, ...(typeof host === 'string' ? { 'x-forwarded-host': host } : {}) };
-  tunnel.request(peer, { method: req.method ?? 'POST', path, headers, body: req, signal: abort.signal }).then(
+  tunnel.request(peer, { method: req.method ?? 'POST', path, headers, body: body ?? req, signal: abort.signal }).then(
     (up) => {
       res.writeHead(up.status, responseHeaders(up.headers));
       up.body.on('error', () => res.destroy());

@@ -88,8 +88,13 @@ export class Chunker {
   readonly max: number;
   private readonly maskS: number;
   private readonly maskL: number;
-  /** Bytes of the chunk being built, held as copies (the caller may reuse the buffers it pushed). */
-  private pending: Buffer[] = [];
+  /**
+   * Bytes of the chunk being built, copied (the caller may reuse the buffers it pushed) into one buffer that grows up
+   * to `max` and is reused for every chunk: a chunk then costs one allocation of its own size, not one per push and
+   * a concatenation, which matters to the garbage collector when a large upload streams through. It starts at the
+   * size first needed, so a small file allocates no more than its bytes.
+   */
+  private acc: Buffer | null = null;
   private pendingLen = 0;
   private h = 0;
   private ended = false;
@@ -120,7 +125,14 @@ export class Chunker {
     while (start < src.length) {
       const cut = this.scan(src, start);
       if (cut < 0) {
-        this.pending.push(Buffer.from(src.subarray(start)));
+        // A chunk is cut at `max` at the latest, so what is pending always fits in `max` bytes.
+        const need = this.pendingLen + src.length - start;
+        if (!this.acc || this.acc.length < need) {
+          const grown = Buffer.allocUnsafe(Math.min(this.max, Math.max(need, 2 * (this.acc?.length ?? 0))));
+          this.acc?.copy(grown, 0, 0, this.pendingLen);
+          this.acc = grown;
+        }
+        src.copy(this.acc, this.pendingLen, start);
         this.pendingLen += src.length - start;
         break;
       }
@@ -171,14 +183,16 @@ export class Chunker {
   }
 
   private emit(tail: Buffer): Chunk {
-    let data: Buffer;
-    if (this.pending.length === 0) data = Buffer.from(tail);
-    else if (tail.length === 0 && this.pending.length === 1) data = this.pending[0];
-    else {
-      this.pending.push(tail);
-      data = Buffer.concat(this.pending, this.pendingLen + tail.length);
+    if (tail.length === 0 && this.acc?.length === this.pendingLen) {
+      // The last chunk fills the buffer exactly (a small file's only chunk): it becomes the chunk.
+      const data = this.acc;
+      this.acc = null;
+      this.pendingLen = 0;
+      return { data, id: contentId(data) };
     }
-    this.pending = [];
+    const data = Buffer.allocUnsafe(this.pendingLen + tail.length);
+    if (this.pendingLen > 0) this.acc!.copy(data, 0, 0, this.pendingLen);
+    tail.copy(data, this.pendingLen);
     this.pendingLen = 0;
     return { data, id: contentId(data) };
   }

@@ -173,7 +173,7 @@ export class Files {
       throw new KrpcError('CONFLICT', `the bytes received hash to ${content_id}, not ${opts.expectContentId}; nothing was changed`);
     }
     try {
-      const r = v.meta.writeFile(path, { content_id, size: hasher.size, chunks: refs }, { user: p.userId, expectVersion: opts.expectVersion });
+      const r = await v.meta.grouped(() => v.meta.writeFile(path, { content_id, size: hasher.size, chunks: refs }, { user: p.userId, expectVersion: opts.expectVersion }));
       return { entry: r.entry, created: existing === null };
     } catch (err) {
       throw toKrpcError(err);

@@ -382,6 +382,23 @@ describe('VolumeMeta', () => {
       fails(() => m.getVersion('/d'), 'IS_A_DIRECTORY');
       fails(() => m.versions('/none'), 'NOT_FOUND');
     });
+
+    it('grouped writes share one transaction: one that fails leaves the others, and all are answered once committed', async () => {
+      m.mkdir('/d', 'alice');
+      const seq = m.lastSeq;
+      const a = m.grouped(() => m.writeFile('/d/a', blob('a'), { user: 'alice' }));
+      const bad = m.grouped(() => m.writeFile('/d/none/b', blob('b'), { user: 'alice' }));
+      const c = m.grouped(() => m.writeFile('/d/c', blob('c'), { user: 'alice' }));
+      assert.equal(m.tryStat('/d/a'), null, 'nothing is written before the group runs');
+      const [ra, rb, rc] = await Promise.allSettled([a, bad, c]);
+      assert.equal(ra.status === 'fulfilled' && ra.value.entry.path, '/d/a');
+      assert.ok(rb.status === 'rejected' && rb.reason instanceof MetaError && rb.reason.code === 'NOT_FOUND_PARENT');
+      assert.equal(rc.status === 'fulfilled' && rc.value.entry.path, '/d/c');
+      assert.equal(m.lastSeq, seq + 2);
+      const committed = tables(file);
+      assert.deepEqual(committed.log!.slice(-2).map((r) => (JSON.parse((r as { entry: string }).entry) as LogEntry).paths), [['/d/a'], ['/d/c']]);
+      assert.equal(committed.versions!.length, 2);
+    });
   });
 
   describe('rename', () => {

@@ -476,6 +476,8 @@ export class VolumeMeta {
   private readonly now: () => number;
   private db: Database.Database;
   private q: Statements;
+  /** Mutations waiting for the next group commit (`grouped`). */
+  private group: { op: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
 
   private constructor(file: string, opts: VolumeMetaOptions) {
     if (!VOLUME_NAME.test(opts.volume)) {
@@ -543,6 +545,50 @@ export class VolumeMeta {
 
   close(): void {
     this.db.close();
+  }
+
+  /**
+   * Runs `op` (mutations of this volume) in one transaction with every other `grouped` op of this event-loop turn,
+   * each in its own savepoint so that one failing leaves the others, and resolves once that transaction has
+   * committed. On the primary every commit is an fsync that blocks the event loop (synchronous=FULL); concurrent
+   * writers share one instead of queueing for one each, and none is answered before its change is durable.
+   */
+  grouped<T>(op: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.group.push({ op, resolve: resolve as (v: unknown) => void, reject });
+      if (this.group.length === 1) setImmediate(() => this.commitGroup());
+    });
+  }
+
+  private commitGroup(): void {
+    const group = this.group;
+    this.group = [];
+    const alone = (g: (typeof group)[number]) => {
+      try {
+        g.resolve(g.op());
+      } catch (err) {
+        g.reject(err);
+      }
+    };
+    if (group.length === 1) return alone(group[0]!);
+    const results: { ok: boolean; value: unknown }[] = [];
+    try {
+      this.db.transaction(() => {
+        for (const g of group) {
+          try {
+            // Nested in the open transaction, this is a savepoint: a failing op is rolled back alone.
+            results.push({ ok: true, value: this.db.transaction(g.op)() });
+          } catch (err) {
+            results.push({ ok: false, value: err });
+          }
+        }
+      })();
+    } catch {
+      // The commit itself failed, so none of the group is stored: each runs again alone and meets its own outcome.
+      for (const g of group) alone(g);
+      return;
+    }
+    group.forEach((g, i) => (results[i]!.ok ? g.resolve(results[i]!.value) : g.reject(results[i]!.value)));
   }
 
   // -------------------------------------------------------------------------------------------------------------

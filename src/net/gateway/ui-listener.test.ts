@@ -1,0 +1,206 @@
+// The gateway's LAN listener for the system UI: the built files as it serves them, and the gate in front of the
+// kRPC router (what reaches it, with which headers, and what is refused), against a real HTTP server.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync, brotliCompressSync } from 'node:zlib';
+import { pino } from 'pino';
+import { type UiListener, startUiListener } from './ui-listener.ts';
+import { NONCE_PLACEHOLDER, acceptsEncoding, type UiBuild } from './ui-files.ts';
+
+const log = pino({ level: 'silent' });
+const ASSET = 'console.log("app");'.repeat(100);
+
+function writeBuild(dir: string, id: string): void {
+  mkdirSync(join(dir, 'assets'), { recursive: true });
+  writeFileSync(join(dir, 'index.html'), `<meta name="csp-nonce" content="${NONCE_PLACEHOLDER}"><script type="module" src="/assets/app-${id}.js"></script>`);
+  writeFileSync(join(dir, `assets/app-${id}.js`), ASSET);
+  writeFileSync(join(dir, `assets/app-${id}.js.br`), brotliCompressSync(ASSET));
+  writeFileSync(join(dir, `assets/app-${id}.js.gz`), gzipSync(ASSET));
+  writeFileSync(join(dir, 'sw.js'), 'self.x=1;');
+  writeFileSync(join(dir, 'manifest.webmanifest'), '{}');
+  const build: UiBuild = {
+    id,
+    built_at: Date.now(),
+    files: {
+      '/index.html': { encodings: [] },
+      [`/assets/app-${id}.js`]: { encodings: ['br', 'gzip'] },
+      '/sw.js': { encodings: [] },
+      '/manifest.webmanifest': { encodings: [] },
+    },
+  };
+  writeFileSync(join(dir, 'build.json'), JSON.stringify(build));
+}
+
+interface Routed {
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+describe('system UI listener', () => {
+  let dir: string;
+  let ui: UiListener;
+  let base: string;
+  const routed: Routed[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'bk-ui-'));
+    writeBuild(dir, 'aaaaaaaa11111111');
+    writeFileSync(join(dir, 'secret.txt'), 'on disk, not in the build');
+    ui = startUiListener({
+      host: '127.0.0.1',
+      port: 0,
+      dir,
+      log,
+      route: (req, res, url, body) => {
+        routed.push({ path: url.pathname, headers: { ...req.headers }, body: body.toString('utf8') });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ result: { ok: true }, sys: [1, 't'] }));
+      },
+    });
+    await ui.listening;
+    base = `http://127.0.0.1:${(ui.server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    await ui.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers index.html with a fresh nonce in its CSP and its markup, and client routes with the app', async () => {
+    const a = await fetch(`${base}/`);
+    const b = await fetch(`${base}/devices/vm`);
+    for (const r of [a, b]) {
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('content-type'), 'text/html; charset=utf-8');
+      assert.equal(r.headers.get('cache-control'), 'no-cache');
+      const nonce = /'nonce-([^']+)'/.exec(r.headers.get('content-security-policy') ?? '')?.[1];
+      assert.ok(nonce);
+      assert.ok((await r.text()).includes(`content="${nonce}"`));
+    }
+    assert.notEqual(a.headers.get('content-security-policy'), b.headers.get('content-security-policy'));
+    assert.equal(a.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(a.headers.get('x-frame-options'), 'DENY');
+    assert.equal(a.headers.get('referrer-policy'), 'no-referrer');
+  });
+
+  it('serves hashed assets for good, in the encoding the client takes, and the rest revalidated', async () => {
+    const path = '/assets/app-aaaaaaaa11111111.js';
+    for (const [accept, enc] of [['gzip, deflate, br', 'br'], ['gzip', 'gzip'], ['br;q=0, gzip', 'gzip'], ['identity', null]] as const) {
+      const r = await fetch(`${base}${path}`, { headers: { 'accept-encoding': accept } });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('content-encoding'), enc, accept);
+      assert.equal(r.headers.get('content-type'), 'text/javascript; charset=utf-8');
+      assert.equal(r.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+      assert.equal(r.headers.get('vary'), 'accept-encoding');
+      assert.equal(await r.text(), ASSET, 'fetch decodes what it was sent');
+    }
+    const sw = await fetch(`${base}/sw.js`);
+    assert.equal(sw.headers.get('cache-control'), 'no-cache');
+    const etag = sw.headers.get('etag')!;
+    assert.equal((await fetch(`${base}/sw.js`, { headers: { 'if-none-match': etag } })).status, 304);
+    const head = await fetch(`${base}/manifest.webmanifest`, { method: 'HEAD' });
+    assert.equal(head.headers.get('content-type'), 'application/manifest+json');
+    assert.equal(head.headers.get('content-length'), '2');
+    assert.equal(await head.text(), '');
+  });
+
+  it('serves nothing the build does not list', async () => {
+    for (const path of ['/secret.txt', '/build.json', '/assets/app-bbbbbbbb.js', '/assets/../secret.txt', '/%2e%2e/etc/passwd.txt']) {
+      assert.equal((await fetch(`${base}${path}`)).status, 404, path);
+    }
+    assert.equal((await fetch(`${base}/`, { method: 'DELETE' })).status, 400);
+  });
+
+  it('follows a rebuild, and says plainly when there is no build', async () => {
+    writeBuild(dir, 'cccccccc22222222');
+    assert.match(await (await fetch(`${base}/`)).text(), /app-cccccccc22222222\.js/);
+    assert.equal((await fetch(`${base}/assets/app-cccccccc22222222.js`)).status, 200);
+    rmSync(join(dir, 'build.json'));
+    const r = await fetch(`${base}/`);
+    assert.equal(r.status, 503);
+    assert.match(await r.text(), /not built/);
+    writeBuild(dir, 'aaaaaaaa11111111');
+  });
+
+  const call = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const errorCode = async (r: Response) => ((await r.json()) as { error?: { code?: string } }).error?.code;
+
+  it('hands kRPC calls to the router with the body intact and gateway-only headers removed', async () => {
+    routed.length = 0;
+    const body = { method: 'login_password', params: { username: 'alice' }, sys: [1, null, 'trace1'] };
+    const r = await call('/kapi/verify-hub', body, { 'x-forwarded-for': '10.9.9.9', 'x-buckyos-node': 'other', 'x-buckyos-client': '10.8.8.8', 'x-forwarded-host': 'evil' });
+    assert.equal(r.status, 200);
+    assert.equal(routed.length, 1);
+    const [got] = routed;
+    assert.equal(got!.path, '/kapi/verify-hub');
+    assert.deepEqual(JSON.parse(got!.body), body);
+    assert.equal(got!.headers['content-length'], String(Buffer.byteLength(JSON.stringify(body))));
+    for (const h of ['x-forwarded-for', 'x-buckyos-node', 'x-buckyos-client', 'x-forwarded-host']) assert.equal(got!.headers[h], undefined, h);
+  });
+
+  it('lets only the login methods through without a token', async () => {
+    routed.length = 0;
+    for (const m of ['login_nonce', 'login_password', 'login_jwt', 'refresh']) assert.equal((await call('/kapi/verify-hub', { method: m, sys: [1] })).status, 200, m);
+    assert.equal((await call('/kapi/system-config', { method: 'get', sys: [1, 'token'] })).status, 200);
+    assert.equal((await call('/kapi/system-config', { method: 'get', sys: [1] }, { authorization: 'Bearer token' })).status, 200);
+    assert.equal(routed.length, 6);
+    for (const [svc, m] of [['verify-hub', 'device_enrol'], ['verify-hub', 'whoami'], ['system-config', 'get'], ['dfs', 'status']]) {
+      const r = await call(`/kapi/${svc}`, { method: m, sys: [1, ''] });
+      assert.equal(r.status, 401, `${svc}.${m}`);
+      assert.equal(await errorCode(r), 'UNAUTHENTICATED');
+    }
+    assert.equal(routed.length, 6, 'nothing refused reached the router');
+  });
+
+  it('refuses anything but a same-origin JSON kRPC POST to /kapi/<service>', async () => {
+    routed.length = 0;
+    const ok = { method: 'login_nonce', sys: [1] };
+    const cases: [string, () => Promise<Response>, number, string][] = [
+      ['text/plain (a cross-site form could send it)', () => call('/kapi/verify-hub', ok, { 'content-type': 'text/plain' }), 400, 'BAD_REQUEST'],
+      ['another origin', () => call('/kapi/verify-hub', ok, { origin: 'http://evil.example' }), 403, 'PERMISSION_DENIED'],
+      ['GET', () => fetch(`${base}/kapi/verify-hub`), 400, 'BAD_REQUEST'],
+      ['a sub-path (health, file API)', () => call('/kapi/dfs/files/home', ok), 404, 'NOT_FOUND'],
+      ['a query', () => call('/kapi/verify-hub?x=1', ok), 404, 'NOT_FOUND'],
+      ['bad JSON', () => call('/kapi/verify-hub', '{'), 400, 'BAD_REQUEST'],
+      ['no method', () => call('/kapi/verify-hub', { sys: [1] }), 400, 'BAD_REQUEST'],
+      ['over 1 MiB', () => call('/kapi/verify-hub', { method: 'login_nonce', pad: 'x'.repeat(1024 * 1024) }), 413, 'PAYLOAD_TOO_LARGE'],
+    ];
+    for (const [what, send, status, code] of cases) {
+      const r = await send();
+      assert.equal(r.status, status, what);
+      assert.equal(await errorCode(r), code, what);
+    }
+    assert.equal((await call('/kapi/verify-hub', ok, { origin: base })).status, 200, 'its own origin');
+    assert.equal(routed.length, 1);
+  });
+
+  it('keeps trying to bind a port that is taken, and binds once it is free', async () => {
+    const port = (ui.server.address() as AddressInfo).port;
+    const second = startUiListener({ host: '127.0.0.1', port, dir, log, route: () => {}, rebindMs: 50 });
+    try {
+      await new Promise((r) => setTimeout(r, 120));
+      assert.equal(second.server.listening, false);
+      await ui.close();
+      await second.listening;
+      assert.equal((await fetch(`${base}/sw.js`)).status, 200);
+    } finally {
+      await second.close();
+      ui = startUiListener({ host: '127.0.0.1', port: 0, dir, log, route: () => {} });
+    }
+  });
+});
+
+describe('acceptsEncoding', () => {
+  it('takes listed encodings unless q=0', () => {
+    assert.equal(acceptsEncoding('gzip, br', 'br'), true);
+    assert.equal(acceptsEncoding('gzip;q=1.0, BR;q=0.5', 'br'), true);
+    assert.equal(acceptsEncoding('br;q=0', 'br'), false);
+    assert.equal(acceptsEncoding(undefined, 'gzip'), false);
+    assert.equal(acceptsEncoding('x-gzip', 'gzip'), false);
+  });
+});

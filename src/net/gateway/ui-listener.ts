@@ -1,0 +1,157 @@
+// The gateway's LAN-facing listener (DESIGN §10: the system UI "served ... through the gateway"): the built UI's
+// files, and the UI's kRPC calls handed to the gateway's own router. It opens nothing the loopback entry does not
+// already route, and less: only `POST /kapi/<service>` with a JSON kRPC envelope, and without a token only the login
+// methods. docs/ui.md ("Security") explains what a caller on the LAN can reach.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { DEFAULT_MAX_BODY_BYTES, KrpcError, NODE_HEADER, bearerToken, readBody, sendJson } from '../../lib/krpc/index.ts';
+import { UiFiles, contentSecurityPolicy } from './ui-files.ts';
+import { CLIENT_HEADER } from './tunnel-routes.ts';
+
+/** Hands a checked kRPC call, body already read, to the gateway's router. */
+export type KapiRoute = (req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer) => void;
+
+/** What a caller without a token may call from the LAN: how a person gets a token. */
+export const ANONYMOUS_METHODS: ReadonlySet<string> = new Set([
+  'verify-hub.login_nonce',
+  'verify-hub.login_password',
+  'verify-hub.login_jwt',
+  'verify-hub.refresh',
+]);
+
+const KAPI_PATH = /^\/kapi\/([a-z][a-z0-9-]{0,62})$/;
+
+/** Headers only a gateway may set: from a client they would pick a device's instance or name another address. */
+const GATEWAY_HEADERS = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-prefix', 'forwarded', NODE_HEADER, CLIENT_HEADER];
+
+/** A failed bind (the port taken, the address not yet configured) is retried this often: the UI is not worth
+ * stopping the zone's entry for, and the cause is often transient. */
+const REBIND_MS = 10_000;
+
+export interface UiListenerOptions {
+  host: string;
+  port: number;
+  /** The built UI (dist/ui). */
+  dir: string;
+  route: KapiRoute;
+  log: Logger;
+  /** How long after a failed bind to try again; REBIND_MS by default. */
+  rebindMs?: number;
+}
+
+export interface UiListener {
+  server: Server;
+  /** Resolves once the listener is bound (it may retry first). */
+  listening: Promise<void>;
+  close(): Promise<void>;
+}
+
+function refuse(res: ServerResponse, err: KrpcError): void {
+  sendJson(res, err.httpStatus, { error: err.toJSON() });
+}
+
+/** The origin a browser names must be the one it talks to: a page elsewhere gets no answer it could use. */
+function sameOrigin(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  const host = req.headers.host;
+  return host !== undefined && (origin === `http://${host}` || origin === `https://${host}`);
+}
+
+async function handleKapi(req: IncomingMessage, res: ServerResponse, url: URL, route: KapiRoute): Promise<void> {
+  // As on the loopback entry: a fragment never belongs in a request, and parsing would drop it silently.
+  if (req.url?.includes('#')) return refuse(res, new KrpcError('BAD_REQUEST', 'the request URI has a fragment (#...)'));
+  const m = KAPI_PATH.exec(url.pathname);
+  if (!m || url.search) return refuse(res, new KrpcError('NOT_FOUND', `no route for ${url.pathname}${url.search}: this listener serves kRPC calls only (POST /kapi/<service>)`));
+  if (req.method !== 'POST') return refuse(res, new KrpcError('BAD_REQUEST', `kRPC requires POST, got ${req.method}`));
+  // A cross-site page can send a form or text/plain POST without asking; application/json needs a CORS preflight,
+  // which this listener never grants.
+  if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return refuse(res, new KrpcError('BAD_REQUEST', 'kRPC calls carry content-type application/json'));
+  if (!sameOrigin(req)) return refuse(res, new KrpcError('PERMISSION_DENIED', `calls from ${req.headers.origin} are refused: only pages from this device may call it`));
+  const body = await readBody(req, DEFAULT_MAX_BODY_BYTES);
+  let env: { method?: unknown; sys?: unknown };
+  try {
+    env = JSON.parse(body.toString('utf8')) as typeof env;
+  } catch {
+    return refuse(res, new KrpcError('BAD_REQUEST', 'request body is not valid JSON'));
+  }
+  if (env === null || typeof env !== 'object' || typeof env.method !== 'string') return refuse(res, new KrpcError('BAD_REQUEST', 'malformed kRPC envelope: method is missing'));
+  const sysToken = Array.isArray(env.sys) ? env.sys[1] : undefined;
+  const hasToken = (typeof sysToken === 'string' && sysToken !== '') || bearerToken(req) !== null;
+  const name = `${m[1]}.${env.method}`;
+  if (!hasToken && !ANONYMOUS_METHODS.has(name)) {
+    return refuse(res, new KrpcError('UNAUTHENTICATED', `${name} needs a token: without one, only the login methods answer here`));
+  }
+  for (const h of GATEWAY_HEADERS) delete req.headers[h];
+  delete req.headers['transfer-encoding'];
+  req.headers['content-length'] = String(body.length);
+  route(req, res, url, body);
+}
+
+export function startUiListener(opts: UiListenerOptions): UiListener {
+  const files = new UiFiles(opts.dir);
+  const server = createServer((req, res) => {
+    res.setHeader('x-content-type-options', 'nosniff');
+    res.setHeader('referrer-policy', 'no-referrer');
+    res.setHeader('x-frame-options', 'DENY');
+    res.setHeader('cross-origin-opener-policy', 'same-origin');
+    res.setHeader('cross-origin-resource-policy', 'same-origin');
+    res.setHeader('content-security-policy', contentSecurityPolicy());
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://ui.local');
+    } catch {
+      return refuse(res, new KrpcError('BAD_REQUEST', 'malformed request URL'));
+    }
+    const work =
+      url.pathname === '/kapi' || url.pathname.startsWith('/kapi/') ? handleKapi(req, res, url, opts.route)
+      : req.method === 'GET' || req.method === 'HEAD' ? files.serve(req, res, url)
+      : Promise.resolve(refuse(res, new KrpcError('BAD_REQUEST', `${req.method} is not served here; pages are GET`)));
+    work.catch((err: unknown) => {
+      const e = err instanceof KrpcError ? err : new KrpcError('INTERNAL', 'internal error');
+      if (!(err instanceof KrpcError)) opts.log.error({ err: (err as Error).message, path: url.pathname }, 'system UI request failed');
+      if (!res.headersSent) refuse(res, e);
+      else res.destroy();
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  server.headersTimeout = 35_000;
+  server.requestTimeout = 120_000;
+
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  let lastError = '';
+  const listening = new Promise<void>((resolve) => {
+    const attempt = () => {
+      if (closed) return;
+      server.listen(opts.port, opts.host);
+    };
+    server.on('listening', () => {
+      // Closed while the bind was under way: let go of the port at once.
+      if (closed) return void server.close();
+      opts.log.info({ host: opts.host, port: opts.port }, 'system UI listening');
+      resolve();
+    });
+    server.on('error', (err: NodeJS.ErrnoException) => {
+      if (server.listening) return;
+      const why = `${err.code ?? ''} ${err.message}`;
+      const every = opts.rebindMs ?? REBIND_MS;
+      if (why !== lastError) opts.log.error({ host: opts.host, port: opts.port, err: err.message }, `system UI cannot listen; retrying every ${every / 1000} s`);
+      lastError = why;
+      retry = setTimeout(attempt, every);
+    });
+    attempt();
+  });
+  return {
+    server,
+    listening,
+    close: () =>
+      new Promise<void>((resolve) => {
+        closed = true;
+        clearTimeout(retry);
+        if (!server.listening) return resolve();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
