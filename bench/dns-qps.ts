@@ -4,14 +4,16 @@
 // (b) cached names: both forward to a third process (another dnsmasq) and answer 10,000 names from their caches;
 // then latency at a fixed offered rate, where neither is saturated, and the resident memory of a cyfs-ns that holds
 // 100,000 cached names. cyfs-ns runs compiled (dist/), as `buckyos ns` does, once in one process and once with a
-// worker process sharing its UDP socket (both cores). Rounds alternate the order of the servers so drift (the
-// machine's other load, page cache) does not favour one; the load average printed before and after shows whether
-// anything else competed for the two cores.
+// worker process sharing its UDP socket (both cores), both through the batched-UDP addon (native/udp-batch), and once
+// more in one process through node:dgram, as it runs where the addon is not built. Rounds alternate the order of the
+// servers so drift (the machine's other load, page cache) does not favour one; the load average printed before and
+// after shows whether anything else competed for the two cores.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadUdpBatch } from '../src/net/ns/udp-batch.ts';
 import { freePort } from '../test/support/ports.ts';
 import { fmt, machineLine, percentile, table } from './support/measure.ts';
 
@@ -25,9 +27,11 @@ const PHASE_S = 5;
 const LOAD = ['-c', '4', '-q', '200'];
 /** The fixed rate the latency percentiles are taken at: every server here keeps up with it. */
 const P99_RATE = 20_000;
-/** The young generation the kernel services run with too (node-daemon's KERNEL_NODE_FLAGS): under load the default
- * 16 MB semi-spaces alone would put about 30 MB on the resident size, for no measurable gain in rate. */
-const NS_NODE_FLAGS = ['--max-semi-space-size=1'];
+/** The flags node-daemon runs the ns service with (KERNEL_NODE_FLAGS and NS_SERVICE_FLAGS) and docs/ns.md gives the
+ * standalone server: a 1 MB young generation (under load the default 16 MB semi-spaces alone would put about 30 MB
+ * on the resident size, for no measurable gain in rate), no V8 background threads (about 3 MB less) and no baseline
+ * compiler (about 1 MB less). */
+const NS_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded', '--no-sparkplug'];
 const SETTLE_S = 30;
 const TARGET_RATIO = 1.0;
 const TARGET_RSS_MB = 64;
@@ -93,7 +97,7 @@ function startDnsmasq(label: string, port: number, conf: string[], dir: string):
 }
 
 /** cyfs-ns from dist/, reading its YAML file, in a child that answers "stats" and "stop" over IPC. */
-async function startCyfsNs(label: string, yaml: string, dir: string): Promise<Server> {
+async function startCyfsNs(label: string, yaml: string, dir: string, env: NodeJS.ProcessEnv = {}): Promise<Server> {
   const file = join(dir, `${label}.yaml`);
   writeFileSync(file, yaml);
   const main = join(REPO, 'dist', 'net', 'ns', 'main.js');
@@ -105,7 +109,7 @@ async function startCyfsNs(label: string, yaml: string, dir: string): Promise<Se
       if (m === 'stop') { await server.close(); process.exit(0); }
     });
     process.send({ port: server.port });`;
-  const child = spawn(process.execPath, [...NS_NODE_FLAGS, '--input-type=module', '-e', script, file], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = spawn(process.execPath, [...NS_NODE_FLAGS, '--input-type=module', '-e', script, file], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...env } });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m) => resolve((m as { port: number }).port));
     child.once('exit', (code) => reject(new Error(`cyfs-ns (${label}) exited ${code} before it was ready`)));
@@ -187,6 +191,8 @@ export async function main(): Promise<void> {
   console.log(`  ${machineLine()}`);
   console.log(`  ${(await run('dnsmasq', ['--version'])).split('\n')[0]}; ${(await run('dnsperf', ['-h']).catch((e: Error) => e.message)).match(/Version [\d.]+/)?.[0] ?? ''}`);
   console.log(`  dnsperf ${LOAD.join(' ')}, ${ROUNDS} rounds x ${PHASE_S} s per server and scenario; latency at ${fmt(P99_RATE)} queries/s`);
+  const addon = loadUdpBatch();
+  console.log(`  cyfs-ns: ${NS_NODE_FLAGS.join(' ')}; batched UDP: ${'addon' in addon ? 'built' : `NOT AVAILABLE (${addon.reason}): "cyfs-ns" below is node:dgram too`}`);
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'bench-dns-'));
   // dnsmasq drops root for "nobody", which must still read the hosts files in here.
@@ -203,7 +209,7 @@ export async function main(): Promise<void> {
     writeFileSync(join(dir, 'cached.txt'), Array.from({ length: QUERY_NAMES }, (_, i) => `c${i * step}.up.bench A\n`).join(''));
     writeFileSync(join(dir, 'all-cached.txt'), Array.from({ length: CACHED_NAMES }, (_, i) => `c${i}.up.bench A\n`).join(''));
 
-    const port = { upstream: await freePort(), dnsmasq: await freePort(), ns1: await freePort(), ns2: await freePort(), mem: await freePort() };
+    const port = { upstream: await freePort(), dnsmasq: await freePort(), ns1: await freePort(), ns2: await freePort(), nsDgram: await freePort(), mem: await freePort() };
     const upstream = startDnsmasq('upstream', port.upstream, [`addn-hosts=${join(dir, 'up.hosts')}`, 'local=/up.bench/', 'local-ttl=3600'], dir);
     servers.push(upstream);
     const dnsmasq = startDnsmasq('dnsmasq', port.dnsmasq, [`addn-hosts=${localHosts}`, 'local=/bench.lan/', 'local-ttl=300', `server=127.0.0.1#${port.upstream}`, 'cache-size=20000'], dir);
@@ -213,11 +219,21 @@ export async function main(): Promise<void> {
     servers.push(ns1);
     const ns2 = await startCyfsNs('cyfs-ns x2', nsYaml(port.ns2, port.upstream, { workers: 2, hosts: localHosts, maxEntries: 150_000 }), dir);
     servers.push(ns2);
-    const contenders = [dnsmasq, ns1, ns2];
+    const nsDgram = await startCyfsNs('cyfs-ns dgram', nsYaml(port.nsDgram, port.upstream, { workers: 1, hosts: localHosts, maxEntries: 150_000 }), dir, { CYFS_NS_UDP: 'dgram' });
+    servers.push(nsDgram);
+    const contenders = [dnsmasq, ns1, ns2, nsDgram];
 
-    // The same answers from each, before any timing.
+    // The same answers from each, before any timing (asked again when none came: dig gives up after 2 s, which a
+    // first forwarded query can take on a machine busy with other work).
     for (const name of ['l4242.bench.lan', 'c4242.up.bench']) {
-      const answers = await Promise.all(contenders.map((s) => dig(s.port, name)));
+      const answers = await Promise.all(
+        contenders.map(async (s) => {
+          for (let attempt = 1; ; attempt++) {
+            const a = await dig(s.port, name);
+            if (a !== '' || attempt === 3) return a;
+          }
+        }),
+      );
       if (new Set(answers).size !== 1 || answers[0] === '') throw new Error(`servers disagree on ${name}: ${answers.join(' / ')}`);
     }
     // Warm-up: every query name answered once by each (filling caches and memos), unsaturated so none is lost.
@@ -235,7 +251,7 @@ export async function main(): Promise<void> {
           if (!(perf.completed > 0) || perf.lost > perf.completed * 0.01) throw new Error(`${s.label} ${scenario}: ${perf.lost} of ${perf.completed + perf.lost} queries lost`);
           const key = `${s.label} ${scenario}`;
           qps.set(key, [...(qps.get(key) ?? []), perf.qps]);
-          console.log(`  ${scenario.padEnd(6)} ${s.label.padEnd(10)} round ${round + 1}: ${fmt(perf.qps)} queries/s`);
+          console.log(`  ${scenario.padEnd(6)} ${s.label.padEnd(13)} round ${round + 1}: ${fmt(perf.qps)} queries/s`);
         }
       }
     }

@@ -15,4 +15,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 npm ci --no-audit --no-fund
+# npm ci builds the batched-UDP addon through the package's install script; a tree installed some other way gets it here.
+test -f native/udp-batch/build/Release/udp_batch.node || npm run build:native
 npm run build

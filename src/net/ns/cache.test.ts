@@ -1,10 +1,11 @@
-// The stored answer form and the cache: TTLs counted down on the way out, negative answers cached for their SOA's
-// time, least recently used entries evicted first, and an entry never served for a question it does not answer.
+// The stored answer form and the cache: TTLs counted down on the way out (never local data's), negative answers
+// cached for their SOA's time, entries not asked for lately evicted first, and an entry never served for a question it
+// does not answer.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import dnsPacket from 'dns-packet';
-import { AnswerCache, F_NEGATIVE, Popularity, entryFlags, entryLifetime, entryStoredAt, materialize, packAnswer } from './cache.ts';
-import { FLAG, RCODE, TYPE, type Query, inspectAnswer, isProblem, parseQuery } from './wire.ts';
+import { AnswerCache, F_NEGATIVE, Popularity, entryFlags, entryLifetime, entryStoredAt, materialize, packAnswer, packLocal } from './cache.ts';
+import { CLASS_IN, FLAG, RCODE, TYPE, type Query, encodeMessage, inspectAnswer, isProblem, parseQuery } from './wire.ts';
 import { queryPacket, recs, soa, type AskOptions } from './testing.suite.ts';
 
 const LIMITS = { minTtl: 0, maxTtl: 86400, negativeMaxTtl: 3600 };
@@ -93,6 +94,19 @@ describe('packAnswer and materialize', () => {
     assert.equal(soaTtl, 100);
   });
 
+  it('never counts local data down, and keeps its AA and RCODE', () => {
+    const wire = encodeMessage({
+      id: 0, flags: FLAG.QR | FLAG.AA | FLAG.RA | RCODE.NXDOMAIN, question: { name: 'host.example.com', type: TYPE.A, cls: CLASS_IN },
+      authorities: [{ name: 'example.com', type: TYPE.TXT, cls: CLASS_IN, ttl: 60, data: { kind: 'txt', strings: [Buffer.from('x')] } }],
+    });
+    const out = materialize(packLocal(wire, q), q, 50, -1, 1232);
+    const flags = out.readUInt16BE(2);
+    assert.equal(flags & FLAG.AA, FLAG.AA);
+    assert.equal(flags & 0xf, RCODE.NXDOMAIN);
+    assert.equal((flags >> 11) & 0xf, 0, 'opcode QUERY');
+    assert.equal(recs(dnsPacket.decode(out).authorities)[0].ttl, 60);
+  });
+
   it('clamps TTLs to the configured bounds and treats a TTL with the top bit set as zero', () => {
     const big = upstreamAnswer(q, { answers: [{ name: 'host.example.com', type: 'A', ttl: 999_999, data: '192.0.2.1' }] });
     assert.equal(pack(q, big).lifetime, 86400);
@@ -132,6 +146,25 @@ describe('AnswerCache', () => {
     const doA = query('a.example', 'A', { dnssecOk: true });
     cache.set(doA.key, entryFor(a));
     assert.equal(cache.get(doA), undefined, 'an answer fetched without DO is not one for a DO query');
+  });
+
+  it('keeps entries in use, drops the oldest unused ones, and finds every entry it holds', () => {
+    const cache = new AnswerCache(100);
+    const hot = query('hot.example', 'A');
+    cache.set(hot.key, entryFor(hot));
+    const stored: Query[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const q = query(`n${i}.example`, 'A');
+      cache.set(q.key, entryFor(q));
+      stored.push(q);
+      assert.ok(cache.get(hot), `asked for all along, never evicted (${i})`);
+    }
+    assert.equal(cache.size, 100);
+    assert.equal(cache.evictions, 901);
+    assert.deepEqual(
+      stored.map((q, i) => [i, cache.get(q) !== undefined]).filter(([, held]) => held).map(([i]) => i),
+      Array.from({ length: 99 }, (_, i) => 901 + i),
+    );
   });
 
   it('holds nothing with a size of zero', () => {

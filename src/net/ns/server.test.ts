@@ -1,8 +1,10 @@
 // The server end to end, in this process, against a scripted upstream on loopback: every transport, EDNS and
 // truncation, caching (positive, negative, shared misses), serve-stale, prefetch, blocking per client, local names
-// with chains into upstream data, statistics, the query log, reload, and worker processes.
+// with chains into upstream data, statistics, the query log, reload, and worker processes; UDP both through the
+// batched-UDP addon and through node:dgram (what runs where the addon is not built).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,12 +12,18 @@ import pino from 'pino';
 import dnsPacket from 'dns-packet';
 import { type NsConfig, defaultConfig } from './config.ts';
 import { NsServer, workerExecArgv } from './server.ts';
+import { loadUdpBatch } from './udp-batch.ts';
 import { checkNs, startNs } from './main.ts';
 import { ScriptedDns, ask, decodeAnswer, queryPacket, sendTcp, sendUdp, soa } from './testing.suite.ts';
 
 const log = pino({ level: 'silent' });
 const A = (name: string, ip: string, ttl = 300) => ({ name, type: 'A', ttl, data: ip }) as dnsPacket.Answer;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const addon = loadUdpBatch();
+const UDP_PATHS = [
+  { label: 'batched UDP', udpBatch: true, skip: 'reason' in addon ? addon.reason : false },
+  { label: 'node:dgram', udpBatch: false, skip: false },
+] as const;
 
 async function until(what: string, check: () => boolean | Promise<boolean>): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -48,7 +56,7 @@ function baseConfig(upstreamPort: number | null, dir: string): NsConfig {
   return c;
 }
 
-describe('cyfs-ns server', () => {
+for (const { label, udpBatch, skip } of UDP_PATHS) describe(`cyfs-ns server, ${label}`, { skip }, () => {
   let dir: string;
   let up: ScriptedDns;
   let ns: NsServer;
@@ -69,7 +77,7 @@ describe('cyfs-ns server', () => {
     cfg.blocking.lists = [{ name: 'ads', file: join(dir, 'block.txt') }];
     cfg.blocking.policies = [{ name: 'kids', lists: ['ads'], allow: [], deny: [], answer: 'zero_ip' }];
     cfg.blocking.clients = [{ cidr: '127.0.0.2', policy: 'kids' }];
-    ns = await NsServer.start({ config: cfg, log });
+    ns = await NsServer.start({ config: cfg, log, udpBatch });
   });
 
   after(async () => {
@@ -278,26 +286,28 @@ describe('cyfs-ns with no upstream, a query log and worker processes', () => {
     }
   });
 
-  it('shares the UDP socket with worker processes and merges their statistics', async () => {
-    const cfg = baseConfig(null, dir);
-    cfg.workers = 2;
-    const ns = await NsServer.start({ config: cfg, log });
-    try {
-      const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => ask(ns.port, i % 2 ? 'box.lan' : 'nas.lan', 'A')));
-      assert.ok(answers.every((a) => a.rcode === 0 && a.answers.length === 1));
-      const s = await ns.stats();
-      assert.equal(s.processes, 2);
-      assert.equal(s.queries, 200);
-      assert.ok(await sendTcp(ns.port, queryPacket('nas.lan', 'A')));
-    } finally {
-      await ns.close();
-    }
-  });
+  for (const { label, udpBatch, skip } of UDP_PATHS) {
+    it(`shares the UDP socket with worker processes and merges their statistics (${label})`, { skip }, async () => {
+      const cfg = baseConfig(null, dir);
+      cfg.workers = 2;
+      const ns = await NsServer.start({ config: cfg, log, udpBatch });
+      try {
+        const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => ask(ns.port, i % 2 ? 'box.lan' : 'nas.lan', 'A')));
+        assert.ok(answers.every((a) => a.rcode === 0 && a.answers.length === 1));
+        const s = await ns.stats();
+        assert.equal(s.processes, 2);
+        assert.equal(s.queries, 200);
+        assert.ok(await sendTcp(ns.port, queryPacket('nas.lan', 'A')));
+      } finally {
+        await ns.close();
+      }
+    });
+  }
 
-  it('passes workers only the loader and heap flags, never -e or test flags', () => {
+  it('passes workers only the loader, heap and compiler flags, never -e or test flags', () => {
     assert.deepEqual(
-      workerExecArgv(['--import', 'tsx', '--max-semi-space-size=1', '--input-type=module', '-e', 'code()', '--test-reporter=spec', '--require=x.cjs']),
-      ['--import', 'tsx', '--max-semi-space-size=1', '--require=x.cjs'],
+      workerExecArgv(['--import', 'tsx', '--max-semi-space-size=1', '--single-threaded', '--no-sparkplug', '--input-type=module', '-e', 'code()', '--test-reporter=spec', '--require=x.cjs']),
+      ['--import', 'tsx', '--max-semi-space-size=1', '--single-threaded', '--no-sparkplug', '--require=x.cjs'],
     );
   });
 
@@ -320,5 +330,94 @@ describe('cyfs-ns with no upstream, a query log and worker processes', () => {
     } finally {
       await first.close();
     }
+  });
+});
+
+describe('cyfs-ns batched UDP', { skip: UDP_PATHS[0].skip }, () => {
+  let dir: string;
+  let ns: NsServer;
+  const logged: { client: string; name: string }[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ns-batch-'));
+    writeFileSync(join(dir, 'hosts'), Array.from({ length: 50 }, (_, i) => `10.0.1.${i} h${i}.lan\n`).join(''));
+    const cfg = baseConfig(null, dir);
+    cfg.listen.addresses = ['127.0.0.1', '::1'];
+    const queryLog = pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line) as { client: string; name: string }) });
+    ns = await NsServer.start({ config: cfg, log, queryLog, udpBatch: true });
+  });
+  after(async () => {
+    await ns.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers bursts from many clients, each its own answers, IPv6 clients too', async () => {
+    // All sent at once, they wait in the socket's receive buffer together (which holds about 150 at the default
+    // size) and come out in batches.
+    const PER_CLIENT = 16;
+    const socket = (type: 'udp4' | 'udp6', host: string) =>
+      new Promise<dgram.Socket>((resolve) => {
+        const s = dgram.createSocket(type);
+        s.bind(0, host, () => resolve(s));
+      });
+    const clients = await Promise.all([...Array.from({ length: 7 }, () => socket('udp4', '127.0.0.1')), socket('udp6', '::1')]);
+    try {
+      const bursts = clients.map((s, c) => {
+        const host = c === 7 ? '::1' : '127.0.0.1';
+        const answers = new Map<number, string>();
+        const done = new Promise<void>((resolve) => {
+          s.on('message', (m) => {
+            const a = decodeAnswer(m);
+            answers.set(a.msg.id ?? -1, `${a.msg.questions?.[0].name} ${a.answers[0]?.data}`);
+            if (answers.size === PER_CLIENT) resolve();
+          });
+        });
+        for (let i = 0; i < PER_CLIENT; i++) s.send(queryPacket(`h${(c * PER_CLIENT + i) % 50}.lan`, 'A', { id: c * 1000 + i }), ns.port, host);
+        return done.then(() => answers);
+      });
+      const results = await Promise.race([Promise.all(bursts), sleep(5000).then(() => null)]);
+      assert.ok(results, 'every query answered');
+      results.forEach((answers, c) => {
+        for (let i = 0; i < PER_CLIENT; i++) {
+          const n = (c * PER_CLIENT + i) % 50;
+          assert.equal(answers.get(c * 1000 + i), `h${n}.lan 10.0.1.${n}`);
+        }
+      });
+      await until('the query log has every query', () => logged.length >= 8 * PER_CLIENT);
+      assert.equal(logged.filter((l) => l.client === '::1').length, PER_CLIENT);
+      assert.equal(logged.filter((l) => l.client === '127.0.0.1').length, 7 * PER_CLIENT);
+    } finally {
+      for (const s of clients) s.close();
+    }
+  });
+
+  it('sends nothing, and fails nothing, when an upstream answer comes after the server closed', async () => {
+    const up = await ScriptedDns.start();
+    up.set('late.test', 'A', { answers: [A('late.test', '192.0.2.9')], delayMs: 200 });
+    const late = await NsServer.start({ config: baseConfig(up.port, dir), log, udpBatch: true });
+    try {
+      const answer = sendUdp(late.port, queryPacket('late.test', 'A'), { timeoutMs: 600 });
+      await until('the query went upstream', () => up.count('late.test', 'A') === 1);
+      await late.close();
+      assert.equal(await answer, null);
+    } finally {
+      await up.close();
+    }
+  });
+
+  it('takes queries of up to 4,096 bytes, and drops larger datagrams unanswered', async () => {
+    const padded = (size: number) =>
+      dnsPacket.encode({
+        type: 'query', id: 77, flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'h7.lan', type: 'A' }],
+        additionals: [{ name: '.', type: 'OPT', udpPayloadSize: 1232, flags: 0, options: [{ code: 12, data: Buffer.alloc(size) }] } as unknown as dnsPacket.Answer],
+      });
+    const big = padded(4000);
+    assert.ok(big.length > 4000 && big.length <= 4096);
+    const answer = await sendUdp(ns.port, big);
+    assert.ok(answer);
+    assert.deepEqual(decodeAnswer(answer).answers.map((a) => a.data), ['10.0.1.7']);
+    const before = (await ns.stats()).dropped;
+    assert.equal(await sendUdp(ns.port, padded(5000), { timeoutMs: 300 }), null);
+    assert.equal((await ns.stats()).dropped, before + 1);
   });
 });

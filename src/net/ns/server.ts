@@ -1,10 +1,11 @@
 // The listeners: DNS over UDP and TCP on every configured address, DNS over HTTPS (RFC 8484, GET and POST; HTTP/2
-// and HTTP/1.1 with TLS, HTTP/1.1 without), and worker processes that share the UDP sockets. Node has no
-// SO_REUSEPORT for UDP before v22, so a worker receives the primary's bound socket itself (child_process handle
-// passing) and both read from it; each process keeps its own cache.
+// and HTTP/1.1 with TLS, HTTP/1.1 without), and worker processes that share the UDP sockets. UDP goes through the
+// batched-UDP addon (udp-batch.ts) when it is built, else through node:dgram. Workers read the primary's own bound
+// sockets (inherited descriptors, or dgram handles passed over IPC: Node has no SO_REUSEPORT for UDP before v22);
+// each process keeps its own cache.
 import { type ChildProcess, fork } from 'node:child_process';
 import dgram from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import { createRequire } from 'node:module';
@@ -19,6 +20,8 @@ import type { TrustedStats } from './trusted.ts';
 import { type FakeIpConfig, openFakeIpPool } from './fakeip-config.ts';
 import type { FakeIpPool } from './fakeip.ts';
 import { type AnswerSource, type LatencySummary, type Transport, mergeParts, percentiles } from './stats.ts';
+import { formatIPv4, formatIPv6 } from './ip.ts';
+import { type UdpBatchAddon, type UdpBatchListener, loadUdpBatch } from './udp-batch.ts';
 import { FLAG, type Query, type QueryProblem, RCODE, emptyAnswer, inspectAnswer, isProblem, optRecord, parseQuery } from './wire.ts';
 
 export interface NsServerOptions {
@@ -27,6 +30,9 @@ export interface NsServerOptions {
   /** Local record sources besides configuration and hosts files (the zone's names); only with `workers: 1`. */
   sources?: readonly LocalRecordSource[];
   queryLog?: Logger | null;
+  /** Receive and answer UDP in batches through native/udp-batch when it is built (default: yes, unless the
+   * environment has CYFS_NS_UDP=dgram); false answers through node:dgram. */
+  udpBatch?: boolean;
 }
 
 export interface NsStats {
@@ -99,29 +105,128 @@ function resolve(resolver: Resolver, q: Query, client: string, transport: Transp
   }
 }
 
-/** Answers queries arriving on a bound UDP socket (in the primary or in a worker). */
+/** The answer to one datagram, fitted to what the client can take over UDP; null for packets that get none. */
+function answerDatagram(msg: Buffer, client: string, resolver: Resolver, ednsSize: number, log: Logger): Buffer | Promise<Buffer> | null {
+  const t0 = performance.now();
+  const q = parseQuery(msg);
+  if (q === null) {
+    resolver.stats.dropped++;
+    return null;
+  }
+  if (isProblem(q)) {
+    resolver.stats.answered('udp', 'error', q.rcode & 0xf, performance.now() - t0);
+    return problemAnswer(q, msg, ednsSize);
+  }
+  const r = resolve(resolver, q, client, 'udp', t0, ednsSize, log);
+  return r instanceof Promise ? r.then((out) => fitUdp(out, q, ednsSize)) : fitUdp(r, q, ednsSize);
+}
+
+function countTruncated(out: Buffer, resolver: Resolver): void {
+  if (out.length > 12 && out[2] & 0x02) resolver.stats.truncated++;
+}
+
+/** Answers queries arriving on a bound node:dgram socket (in the primary or in a worker). */
 export function serveUdp(socket: dgram.Socket, resolver: Resolver, ednsSize: number, log: Logger): void {
   const send = (out: Buffer, rinfo: dgram.RemoteInfo) => {
-    if (out.length > 12 && out[2] & 0x02) resolver.stats.truncated++;
+    countTruncated(out, resolver);
     socket.send(out, rinfo.port, rinfo.address);
   };
   socket.on('message', (msg, rinfo) => {
-    const t0 = performance.now();
-    const q = parseQuery(msg);
-    if (q === null) {
-      resolver.stats.dropped++;
-      return;
-    }
-    if (isProblem(q)) {
-      resolver.stats.answered('udp', 'error', q.rcode & 0xf, performance.now() - t0);
-      send(problemAnswer(q, msg, ednsSize), rinfo);
-      return;
-    }
-    const r = resolve(resolver, q, rinfo.address, 'udp', t0, ednsSize, log);
-    if (r instanceof Promise) void r.then((out) => send(fitUdp(out, q, ednsSize), rinfo));
-    else send(fitUdp(r, q, ednsSize), rinfo);
+    const r = answerDatagram(msg, rinfo.address, resolver, ednsSize, log);
+    if (r instanceof Promise) void r.then((out) => send(out, rinfo));
+    else if (r !== null) send(r, rinfo);
   });
   socket.on('error', (err) => log.warn({ err: err.message }, 'UDP socket error'));
+}
+
+/**
+ * Answers queries on a bound socket through the batched-UDP addon, which owns `fd` from here on. Answers known at
+ * once go into the shared arena and out with the batch; the others (upstream misses) go out on their own later, to
+ * the peer's address copied from the table.
+ */
+export function serveUdpBatch(addon: UdpBatchAddon, fd: number, resolver: Resolver, ednsSize: number, log: Logger): UdpBatchListener {
+  const { META_WORDS, ANSWER_WORDS, ARENA_BYTES, AF_INET } = addon;
+  const answersAt = addon.BATCH * META_WORDS;
+  let words = new Int32Array(0);
+  let bytes = new Uint8Array(0);
+  let families = new Uint16Array(0);
+  let arena = Buffer.alloc(0);
+  // Most batches come from a few clients: the address string is made once per change, not per packet.
+  let lastV4 = 0;
+  let lastV4Text = '';
+  const client = (m: number): string => {
+    const at = m * 4 + 8;
+    if (families[at >> 1] !== AF_INET) return formatIPv6(bytes, at + 8);
+    const v4 = words[m + 3];
+    if (v4 !== lastV4 || lastV4Text === '') {
+      lastV4 = v4;
+      lastV4Text = formatIPv4(bytes, at + 4);
+    }
+    return lastV4Text;
+  };
+  const peer = (m: number) => Buffer.from(bytes.subarray(m * 4 + 8, (m + META_WORDS) * 4));
+  const sendNow = (out: Buffer, to: Buffer) => {
+    countTruncated(out, resolver);
+    const err = addon.sendTo(listener, out, to);
+    if (err !== 0) log.debug({ errno: err }, 'UDP answer not sent');
+  };
+  const onBatch = (packets: Buffer, n: number): number => {
+    let count = 0;
+    let used = 0;
+    for (let i = 0; i < n; i++) {
+      const m = i * META_WORDS;
+      const len = words[m + 1];
+      if (len < 0) {
+        resolver.stats.dropped++;
+        continue;
+      }
+      const out = answerDatagram(packets.subarray(words[m], words[m] + len), client(m), resolver, ednsSize, log);
+      if (out === null) continue;
+      if (out instanceof Promise) {
+        const to = peer(m);
+        void out.then((a) => sendNow(a, to));
+      } else if (used + out.length > ARENA_BYTES) {
+        sendNow(out, peer(m));
+      } else {
+        countTruncated(out, resolver);
+        arena.set(out, used);
+        const a = answersAt + count * ANSWER_WORDS;
+        words[a] = i;
+        words[a + 1] = used;
+        words[a + 2] = out.length;
+        used += out.length;
+        count++;
+      }
+    }
+    return count;
+  };
+  const listener = addon.open(fd, onBatch);
+  const shared = addon.shared(listener);
+  words = new Int32Array(shared);
+  bytes = new Uint8Array(shared);
+  families = new Uint16Array(shared);
+  arena = Buffer.from(shared, (answersAt + addon.BATCH * ANSWER_WORDS) * 4, ARENA_BYTES);
+  return listener;
+}
+
+const TRIM_EVERY_MS = 10_000;
+
+/**
+ * Hands the malloc heap's free pages back to the system every 10 s while queries come in, and after they stop until
+ * nothing more is freed. Node's receive buffers (upstream answers still come through node:dgram) and the batches'
+ * Buffers are malloc memory, freed when V8 collects them; glibc keeps most of it, in the middle of its heap where it
+ * trims nothing by itself: 10-15 MB after a burst of 100,000 cache misses.
+ */
+export function trimAfterTraffic(addon: UdpBatchAddon, stats: { queries: number }): NodeJS.Timeout {
+  let seen = stats.queries;
+  let released = false;
+  const timer = setInterval(() => {
+    if (stats.queries === seen && !released) return;
+    seen = stats.queries;
+    released = addon.trim();
+  }, TRIM_EVERY_MS);
+  timer.unref();
+  return timer;
 }
 
 /** Queries a TCP connection may have waiting on upstreams before it is read no further. */
@@ -246,6 +351,12 @@ function dohHandler(resolver: Resolver, cfg: NsConfig, log: Logger) {
   };
 }
 
+/** A bound UDP socket: node:dgram's, or a descriptor the batched-UDP addon answers on. */
+type UdpSocket = { kind: 'dgram'; socket: dgram.Socket } | { kind: 'batch'; fd: number; listener: UdpBatchListener };
+
+/** Descriptors a worker inherits start after stdin, stdout, stderr and the IPC channel. */
+const FIRST_INHERITED_FD = 4;
+
 interface WorkerHandle {
   index: number;
   child: ChildProcess | null;
@@ -255,7 +366,7 @@ interface WorkerHandle {
 
 /** Messages between the primary and its workers. */
 export type WorkerMessage =
-  | { type: 'init'; config: NsConfig; index: number }
+  | { type: 'init'; config: NsConfig; index: number; batchFds: number[] }
   | { type: 'udp' }
   | { type: 'ready' }
   | { type: 'stats'; id: number }
@@ -273,7 +384,7 @@ export function workerExecArgv(argv: readonly string[]): string[] {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (['--import', '--require', '-r', '--loader', '--experimental-loader'].includes(a) && i + 1 < argv.length) out.push(a, argv[++i]);
-    else if (/^--(import|require|loader|experimental-loader)=/.test(a) || /^--(max-semi-space-size|max-old-space-size|lite-mode|jitless)/.test(a)) out.push(a);
+    else if (/^--(import|require|loader|experimental-loader)=/.test(a) || /^--(max-semi-space-size|max-old-space-size|lite-mode|jitless|single-threaded|no-sparkplug)/.test(a)) out.push(a);
   }
   return out;
 }
@@ -293,6 +404,17 @@ function listenUdp(address: string, port: number): Promise<dgram.Socket> {
   });
 }
 
+function bindBatch(addon: UdpBatchAddon, address: string, port: number): { fd: number; port: number } {
+  let fd = -1;
+  try {
+    fd = addon.bind(address, port);
+    return { fd, port: addon.port(fd) };
+  } catch (err) {
+    if (fd >= 0) closeSync(fd);
+    throw new Error(`cannot listen on UDP ${address}:${port}: ${(err as Error).message}`);
+  }
+}
+
 function listenTcp(server: net.Server | http.Server | http2.Http2SecureServer, address: string, port: number, what: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', (err) => reject(new Error(`cannot listen on ${what} ${address}:${port}: ${err.message}`)));
@@ -302,7 +424,10 @@ function listenTcp(server: net.Server | http.Server | http2.Http2SecureServer, a
 
 export class NsServer {
   readonly resolver: Resolver;
-  private udp: dgram.Socket[] = [];
+  private udp: UdpSocket[] = [];
+  /** The batched-UDP addon, or why it cannot be used; null when turned off. */
+  private readonly udpIo: { addon: UdpBatchAddon } | { reason: string } | null;
+  private trimTimer: NodeJS.Timeout | null = null;
   private tcp: net.Server[] = [];
   private doh: http.Server | http2.Http2SecureServer | null = null;
   private conns = new Set<net.Socket>();
@@ -318,6 +443,7 @@ export class NsServer {
 
   private constructor(private readonly opts: NsServerOptions) {
     this.resolver = new Resolver({ ...opts, fakeIp: opts.config.fake_ip ? openPool(opts.config.fake_ip, opts.log) : null });
+    this.udpIo = (opts.udpBatch ?? process.env.CYFS_NS_UDP !== 'dgram') ? loadUdpBatch() : null;
   }
 
   /** Loads local data and block lists, binds every listener and starts the workers; throws when any of it fails. */
@@ -336,15 +462,26 @@ export class NsServer {
     return s;
   }
 
+  private get addon(): UdpBatchAddon | null {
+    return this.udpIo && 'addon' in this.udpIo ? this.udpIo.addon : null;
+  }
+
   /** UDP and TCP on every address, all on one port. */
   private async bindDns(first: number): Promise<number> {
     const { config: cfg, log } = this.opts;
+    const addon = this.addon;
     let port = first;
     for (const address of cfg.listen.addresses) {
-      const sock = await listenUdp(address, port);
-      this.udp.push(sock);
-      port = sock.address().port;
-      serveUdp(sock, this.resolver, cfg.edns_udp_size, log);
+      if (addon) {
+        const { fd, port: bound } = bindBatch(addon, address, port);
+        port = bound;
+        this.udp.push({ kind: 'batch', fd, listener: serveUdpBatch(addon, fd, this.resolver, cfg.edns_udp_size, log) });
+      } else {
+        const socket = await listenUdp(address, port);
+        this.udp.push({ kind: 'dgram', socket });
+        port = socket.address().port;
+        serveUdp(socket, this.resolver, cfg.edns_udp_size, log);
+      }
       if (cfg.listen.tcp) {
         const server = net.createServer();
         this.tcp.push(server);
@@ -355,8 +492,15 @@ export class NsServer {
     return port;
   }
 
+  private closeUdp(): void {
+    for (const u of this.udp) {
+      if (u.kind === 'dgram') u.socket.close();
+      else this.addon!.close(u.listener);
+    }
+  }
+
   private async unbindDns(): Promise<void> {
-    for (const s of this.udp) s.close();
+    this.closeUdp();
     await Promise.all(this.tcp.map((t) => new Promise((r) => t.close(r))));
     this.udp = [];
     this.tcp = [];
@@ -388,10 +532,13 @@ export class NsServer {
       });
       this.dohPort = await listenTcp(this.doh, cfg.doh.address, cfg.doh.port, 'DNS over HTTPS');
     }
+    const addon = this.addon;
+    if (addon) this.trimTimer = trimAfterTraffic(addon, this.resolver.stats);
     for (let i = 1; i < cfg.workers; i++) this.workers.push(this.spawn(i, 0));
     await Promise.all(this.workers.map((w) => w.ready));
+    if (this.udpIo && 'reason' in this.udpIo) log.warn({ reason: this.udpIo.reason }, 'answering UDP through node:dgram, one datagram per call: batched UDP is not available');
     log.info(
-      { udp: cfg.listen.addresses.map((a) => `${a}:${port}`), tcp: cfg.listen.tcp, doh: this.dohPort === null ? null : `${cfg.doh!.address}:${this.dohPort}${cfg.doh!.path}`, processes: cfg.workers },
+      { udp: cfg.listen.addresses.map((a) => `${a}:${port}`), udp_io: addon ? 'recvmmsg' : 'dgram', tcp: cfg.listen.tcp, doh: this.dohPort === null ? null : `${cfg.doh!.address}:${this.dohPort}${cfg.doh!.path}`, processes: cfg.workers },
       'cyfs-ns listening',
     );
   }
@@ -400,7 +547,9 @@ export class NsServer {
     const { config: cfg, log } = this.opts;
     const self = fileURLToPath(import.meta.url);
     const entry = fileURLToPath(new URL(`./worker${extname(self)}`, import.meta.url));
-    const child = fork(entry, [], { execArgv: workerExecArgv(process.execArgv), stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    // Batched sockets are plain descriptors: the worker inherits them (the same sockets, not copies).
+    const fds = this.udp.flatMap((u) => (u.kind === 'batch' ? [u.fd] : []));
+    const child = fork(entry, [], { execArgv: workerExecArgv(process.execArgv), stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...fds], serialization: 'advanced' });
     const handle: WorkerHandle = { index, child, restarts, ready: Promise.resolve() };
     handle.ready = new Promise<void>((resolve, reject) => {
       child.once('exit', (code, signal) => reject(new Error(`cyfs-ns worker ${index} exited (${code ?? signal}) before it was ready`)));
@@ -410,8 +559,8 @@ export class NsServer {
         else if (m.type === 'reload-failed') log.error({ worker: index, err: m.error }, 'worker could not reload');
       });
     });
-    child.send({ type: 'init', config: cfg, index } satisfies WorkerMessage);
-    for (const sock of this.udp) child.send({ type: 'udp' } satisfies WorkerMessage, sock);
+    child.send({ type: 'init', config: cfg, index, batchFds: fds.map((_, i) => FIRST_INHERITED_FD + i) } satisfies WorkerMessage);
+    for (const u of this.udp) if (u.kind === 'dgram') child.send({ type: 'udp' } satisfies WorkerMessage, u.socket);
     child.on('exit', (code, signal) => {
       handle.child = null;
       if (this.closing) return;
@@ -518,7 +667,8 @@ export class NsServer {
         clearTimeout(killer);
       }),
     );
-    for (const s of this.udp) s.close();
+    if (this.trimTimer) clearInterval(this.trimTimer);
+    this.closeUdp();
     for (const c of this.conns) c.destroy();
     await Promise.all(this.tcp.map((t) => new Promise((r) => t.close(r))));
     if (this.doh) {

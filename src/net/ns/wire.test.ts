@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import dnsPacket from 'dns-packet';
 import {
   FLAG, RCODE, TYPE, checkName, decodeMessage, emptyAnswer, encodeMessage, hashName, inspectAnswer, isProblem, nameLabels, optRecord,
-  parseQuery, queryName, readName, suffixHashes, type Query, type QueryProblem,
+  parseQuery, questionKey, queryName, readName, suffixHashes, type Query, type QueryProblem,
 } from './wire.ts';
 import { queryPacket, recs } from './testing.suite.ts';
 
@@ -106,6 +106,20 @@ describe('parseQuery', () => {
     const pr = problem(p);
     assert.equal(pr.rcode, RCODE.BADVERS);
     assert.equal(pr.edns, true);
+  });
+});
+
+describe('questionKey', () => {
+  it('gives every type and class of one name its own key (the cache relies on it)', () => {
+    for (const name of ['', 'example.com', 'a.very.long.name.example.org']) {
+      for (const [dnssecOk, cd] of [[false, false], [true, false], [true, true]] as const) {
+        const h = hashName(name);
+        const byType = new Set(Array.from({ length: 65536 }, (_, t) => questionKey(h, t, 1, dnssecOk, cd)));
+        assert.equal(byType.size, 65536);
+        const byClass = new Set(Array.from({ length: 65536 }, (_, c) => questionKey(h, TYPE.A, c, dnssecOk, cd)));
+        assert.equal(byClass.size, 65536);
+      }
+    }
   });
 });
 

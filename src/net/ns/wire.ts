@@ -66,15 +66,15 @@ export function hashName(name: string): number {
   return h;
 }
 
-/** Cache key of (name, type, class, DNSSEC bits) given the name's hash. Int32, so a Map keeps it unboxed. */
+/**
+ * Cache key of (name, type, class, DNSSEC bits) given the name's hash, an int32. Type and class go in through a
+ * bijection of their 32 bits, XORed: two questions for the same name and DNSSEC bits have the same key only when
+ * type and class are the same too, so the cache need not store them to tell such questions apart (cache.ts).
+ */
 export function questionKey(nameHash: number, qtype: number, qclass: number, dnssecOk: boolean, checkingDisabled: boolean): number {
-  let h = hashByte(nameHash, 0);
-  h = hashByte(h, qtype >> 8);
-  h = hashByte(h, qtype & 0xff);
-  h = hashByte(h, qclass >> 8);
-  h = hashByte(h, qclass & 0xff);
-  h = hashByte(h, (dnssecOk ? 1 : 0) | (checkingDisabled ? 2 : 0));
-  return h | 0;
+  const name = hashByte(hashByte(nameHash, 0), (dnssecOk ? 1 : 0) | (checkingDisabled ? 2 : 0));
+  const tc = (qtype << 16) | qclass;
+  return name ^ Math.imul(tc ^ (tc >>> 16), 0x45d9f3b);
 }
 
 // ---- queries -----------------------------------------------------------------------------------------------------

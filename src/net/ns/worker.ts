@@ -1,9 +1,11 @@
 // A cyfs-ns worker process: started by the primary (server.ts) when `workers` > 1, it answers UDP queries on the
-// primary's own sockets with its own resolver and cache, and reports its statistics when asked.
+// primary's own sockets (inherited descriptors with batched UDP, dgram handles otherwise) with its own resolver and
+// cache, and reports its statistics when asked.
 import type dgram from 'node:dgram';
 import { createLogger, type Logger } from '../../lib/log/logger.ts';
 import { Resolver } from './resolver.ts';
-import { type WorkerMessage, serveUdp } from './server.ts';
+import { type WorkerMessage, serveUdp, serveUdpBatch, trimAfterTraffic } from './server.ts';
+import { loadUdpBatch } from './udp-batch.ts';
 
 let resolver: Resolver | null = null;
 let log: Logger | null = null;
@@ -21,6 +23,12 @@ async function init(m: Extract<WorkerMessage, { type: 'init' }>): Promise<void> 
   const queryLog = cfg.query_log.enabled ? await createLogger({ service: `cyfs-ns-queries-w${m.index}`, logsDir: cfg.log.dir ?? undefined }) : null;
   resolver = new Resolver({ config: cfg, log, queryLog });
   ednsSize = cfg.edns_udp_size;
+  if (m.batchFds.length > 0) {
+    const loaded = loadUdpBatch();
+    if (!('addon' in loaded)) throw new Error(`the primary answers UDP in batches, and this worker cannot: ${loaded.reason}`);
+    for (const fd of m.batchFds) serveUdpBatch(loaded.addon, fd, resolver, ednsSize, log);
+    trimAfterTraffic(loaded.addon, resolver.stats);
+  }
   for (const s of waiting.splice(0)) serveUdp(s, resolver, ednsSize, log);
   send({ type: 'ready' });
 }

@@ -5,7 +5,7 @@
 // wrongly signed, expired or mismatched record set is refused, never passed on.
 import { type KeyObject } from 'node:crypto';
 import { publicKeyFromB64 } from '../../lib/identity/keys.ts';
-import { type ZoneNames, verifyZoneBootConfig, verifyZoneNames } from '../../lib/identity/documents.ts';
+import type { ZoneNames } from '../../lib/identity/documents.ts';
 import { type DnsLookup, type TrustedAnswer, TrustedNameError, type TrustedNameResolver } from './trusted.ts';
 import { CLASS_IN, RCODE, type ResourceRecord, TYPE } from './wire.ts';
 import { parseIP } from './ip.ts';
@@ -103,6 +103,8 @@ export class ZoneNamesResolver implements TrustedNameResolver {
     if (boots.length === 0) throw new TrustedNameError(`${zone}: ${where} has no ${BOOT_PREFIX} record: the zone publishes no signed boot config`);
     if (namesJwts.length === 0) throw new TrustedNameError(`${zone}: ${where} has no ${NAMES_PREFIX} record: the zone publishes no signed names`);
     const owner = this.owners.get(zone)!;
+    // Loaded on first use: the verifiers bring zod and jose, some 2 MB a server without trusted zones never needs.
+    const { verifyZoneBootConfig, verifyZoneNames } = await import('../../lib/identity/documents.ts');
     const boot = await firstVerified(boots, (jwt) => verifyZoneBootConfig(jwt, owner));
     if (!boot) throw new TrustedNameError(`${zone}: the boot config in ${where} is not signed by the zone's trusted owner key`);
     if (boot.zone !== zone) throw new TrustedNameError(`${zone}: the boot config in ${where} is for another zone (${boot.zone})`);
