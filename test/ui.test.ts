@@ -5,72 +5,27 @@
 // violations, the console must stay clean, and screenshots of each step land in test-artifacts/ui/.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import type { Browser, BrowserContextOptions, Page } from 'playwright-core';
-import { REPO, startZone, type TestZone } from './support/zone.ts';
-import { axeViolations, launchChromium } from './support/browser.ts';
-import { activateDevice } from '../src/lib/identity/activation-client.ts';
-import { generateMnemonic } from '../src/lib/identity/mnemonic.ts';
+import { KERNEL, OWNER, PASSWORD, VIEWPORTS, field, fieldMessage, openPage, startUiZone, type UiZone } from './support/ui.ts';
 import { verifyHubApi } from '../src/lib/api/verify-hub.ts';
 import { KrpcError, createClient } from '../src/lib/krpc/index.ts';
-import type { NodeStatusFile } from '../src/kernel/node-daemon/main.ts';
-import { ensureUiBuilt } from '../scripts/build-ui.ts';
-
-const OWNER = 'alice';
-const PASSWORD = 'Correct-horse-battery-9';
-const KERNEL = ['system-config', 'verify-hub', 'klog', 'scheduler', 'gateway'];
-const ARTIFACTS = join(REPO, 'test-artifacts', 'ui');
-const VIEWPORTS: { name: string; options: BrowserContextOptions }[] = [
-  { name: 'desktop', options: { viewport: { width: 1280, height: 800 }, reducedMotion: 'reduce' } },
-  { name: 'phone', options: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 3, isMobile: true, hasTouch: true, colorScheme: 'dark', reducedMotion: 'reduce' } },
-];
-
-const allHealthy = (s: NodeStatusFile) => s.state === 'running' && KERNEL.every((n) => s.children.some((c) => c.name === n && c.healthy));
-
-/** The input labelled `label` (its label also carries the required mark). */
-const field = (page: Page, label: string) => page.getByLabel(new RegExp(`^${label}`));
-
-/** The text the input's aria-describedby points at: Mantine's error element for the field. */
-async function fieldMessage(page: Page, label: string): Promise<{ invalid: string | null; message: string }> {
-  const input = field(page, label);
-  const invalid = await input.getAttribute('aria-invalid');
-  const ids = (await input.getAttribute('aria-describedby')) ?? '';
-  const texts = await Promise.all(ids.split(/\s+/).filter(Boolean).map((id) => page.locator(`[id="${id}"]`).innerText()));
-  return { invalid, message: texts.join(' ') };
-}
 
 describe('system UI in Chromium against a real zone', { timeout: 240_000 }, () => {
-  let zone: TestZone;
-  let browser: Browser;
+  let ui: UiZone;
+  let zone: UiZone['zone'];
   let node: string;
 
   before(async () => {
-    mkdirSync(ARTIFACTS, { recursive: true });
-    await ensureUiBuilt();
-    zone = await startZone();
-    await activateDevice(zone.activationUrl, { mnemonic: generateMnemonic(), zone: 'alice.example.com', owner: OWNER, password: PASSWORD });
-    node = (await zone.waitFor(allHealthy, 90_000, 'every kernel service healthy')).node!;
-    await zone.waitRoutable(KERNEL);
-    browser = await launchChromium();
+    ui = await startUiZone();
+    zone = ui.zone;
+    node = ui.node;
   });
   after(async () => {
-    await browser?.close();
-    await zone?.destroy();
+    await ui?.close();
   });
 
   for (const vp of VIEWPORTS) {
     it(`signs in, shows the dashboard and signs out at a ${vp.name} viewport`, async () => {
-      const context = await browser.newContext(vp.options);
-      const page = await context.newPage();
-      const errors: string[] = [];
-      page.on('console', (m) => {
-        if (m.type() === 'error') errors.push(`${m.text()} (${m.location().url})`);
-      });
-      page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
-      const shot = (step: string, fullPage = true) => page.screenshot({ path: join(ARTIFACTS, `${vp.name}-${step}.png`), fullPage });
-      const a11y: string[] = [];
-      const audit = async (step: string) => a11y.push(...(await axeViolations(page)).map((v) => `${step}: ${v}`));
+      const { context, page, errors, shot, audit, assertClean } = await openPage(ui.browser, vp, 'login');
       try {
         await page.goto(zone.uiUrl);
         await page.getByRole('heading', { name: 'Sign in' }).waitFor();
@@ -157,8 +112,7 @@ describe('system UI in Chromium against a real zone', { timeout: 240_000 }, () =
         // Signed out at verify-hub too: the session's refresh token is dead.
         await assert.rejects(createClient(verifyHubApi, { baseUrl: zone.gatewayUrl }).refresh({ refresh_token: refresh }), (e: KrpcError) => e.code === 'UNAUTHENTICATED');
 
-        assert.deepEqual(a11y, [], 'no serious or critical accessibility violations');
-        assert.deepEqual(errors, [], 'no console errors');
+        assertClean();
       } finally {
         await context.close();
       }

@@ -7,7 +7,7 @@ import { session } from './api.ts';
 import { LogoutIcon, UserIcon } from './components/icons.tsx';
 import { LanguageMenu } from './components/language-menu.tsx';
 import { useI18n } from './i18n/context.tsx';
-import { ROUTES } from './pages/routes.ts';
+import { routesFor } from './pages/routes.ts';
 import { navigate, usePath } from './router.ts';
 import type { Session } from './session.ts';
 
@@ -36,7 +36,8 @@ export function Shell({ user }: { user: Session['user'] }) {
   const { t } = useI18n();
   const [opened, { toggle, close }] = useDisclosure(false);
   const path = usePath();
-  const route = ROUTES.find((r) => r.path === path);
+  const routes = routesFor(user.role);
+  const route = routes.find((r) => r.path === path);
 
   useEffect(() => {
     if (!route) navigate('/', { replace: true });
@@ -61,7 +62,7 @@ export function Shell({ user }: { user: Session['user'] }) {
         </Group>
       </AppShell.Header>
       <AppShell.Navbar p="sm" id="bk-nav" aria-label={t('shell.navigation')} data-open={opened}>
-        {ROUTES.map((r) => (
+        {routes.map((r) => (
           <NavLink
             key={r.path}
             href={r.path}

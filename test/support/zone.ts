@@ -54,7 +54,12 @@ export interface TestZone {
 }
 
 /** Tests default to fast heartbeats and debug logs; `defaults: true` keeps the node's embedded defaults instead. */
-export async function startZone(opts: { heartbeatMs?: number; defaults?: boolean } = {}): Promise<TestZone> {
+export interface ZoneOptions {
+  heartbeatMs?: number;
+  defaults?: boolean;
+}
+
+export async function startZone(opts: ZoneOptions = {}): Promise<TestZone> {
   const root = mkdtempSync(join(tmpdir(), 'buckyos-zone-'));
   const paths = nodePaths(root);
   const ports = await freePorts();

@@ -65,3 +65,42 @@ export const CheckIcon = ({ size }: IconProps) => (
     <path d="M8 12.5l2.5 2.5L16 9.5" />
   </Icon>
 );
+
+export const FilesIcon = ({ size }: IconProps) => (
+  <Icon size={size}>
+    <path d="M3 7a2 2 0 0 1 2-2h4l2 2h8a2 2 0 0 1 2 2v8a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2z" />
+  </Icon>
+);
+
+export const DevicesIcon = ({ size }: IconProps) => (
+  <Icon size={size}>
+    <rect x="3" y="4" width="18" height="12" rx="2" />
+    <path d="M8 20h8" />
+    <path d="M12 16v4" />
+  </Icon>
+);
+
+export const UsersIcon = ({ size }: IconProps) => (
+  <Icon size={size}>
+    <circle cx="9" cy="8" r="3.5" />
+    <path d="M2.5 20a6.5 6.5 0 0 1 13 0" />
+    <path d="M16 4.5a3.5 3.5 0 0 1 0 7" />
+    <path d="M18.5 14.5A6.5 6.5 0 0 1 21.5 20" />
+  </Icon>
+);
+
+export const LogsIcon = ({ size }: IconProps) => (
+  <Icon size={size}>
+    <path d="M6 3h9l4 4v14H6z" />
+    <path d="M9 11h7" />
+    <path d="M9 15h7" />
+    <path d="M9 19h4" />
+  </Icon>
+);
+
+export const SettingsIcon = ({ size }: IconProps) => (
+  <Icon size={size}>
+    <circle cx="12" cy="12" r="3" />
+    <path d="M12 2v3M12 19v3M4.9 4.9l2.1 2.1M17 17l2.1 2.1M2 12h3M19 12h3M4.9 19.1L7 17M17 7l2.1-2.1" />
+  </Icon>
+);

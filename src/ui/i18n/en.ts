@@ -1,6 +1,12 @@
 // The English catalogue: the source every other language must match key for key (zh.ts is typed by it). Values may
-// hold {name} placeholders, filled by t(key, params).
-export const en = {
+// hold {name} placeholders, filled by t(key, params). Pages keep their own messages beside them (pages/*/messages.ts).
+import { en as files } from '../pages/files/messages.ts';
+import { en as devices } from '../pages/devices/messages.ts';
+import { en as users } from '../pages/users/messages.ts';
+import { en as logs } from '../pages/logs/messages.ts';
+import { en as settings } from '../pages/settings/messages.ts';
+
+const core = {
   'app.name': 'BuckyOS',
   'app.skip': 'Skip to content',
   'app.loading': 'Loading…',
@@ -106,6 +112,11 @@ export const en = {
 
   'time.never': 'never',
 } as const;
+
+/** Every part of the catalogue, for i18n.test.ts to check that no two share a key (a later one would win silently). */
+export const EN_PARTS = { core, files, devices, users, logs, settings } as const;
+
+export const en = { ...core, ...files, ...devices, ...users, ...logs, ...settings };
 
 export type MessageKey = keyof typeof en;
 export type Messages = Record<MessageKey, string>;

@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { CATALOGUES, LANGS, detectLang, fill, translator } from './i18n.ts';
-import { en } from './en.ts';
+import { EN_PARTS, en } from './en.ts';
 
 const placeholders = (s: string) => [...s.matchAll(/\{([a-z_]+)\}/g)].map((m) => m[1]).sort();
 
@@ -28,6 +28,16 @@ describe('i18n', () => {
         const translated = CATALOGUES[lang][key as keyof typeof en];
         assert.ok(translated.trim(), `${lang} ${key} is empty`);
         assert.deepEqual(placeholders(translated), placeholders(text), `${lang} ${key}`);
+      }
+    }
+  });
+
+  it('keeps each page\'s keys to itself: no two parts of the catalogue share a key', () => {
+    const owner = new Map<string, string>();
+    for (const [part, messages] of Object.entries(EN_PARTS)) {
+      for (const key of Object.keys(messages)) {
+        assert.equal(owner.get(key), undefined, `${key} is in both ${owner.get(key)} and ${part}`);
+        owner.set(key, part);
       }
     }
   });

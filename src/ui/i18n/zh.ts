@@ -1,7 +1,12 @@
 // 简体中文. Typed by the English catalogue, so a missing or misspelt key fails the type check.
-import type { Messages } from './en.ts';
+import type { EN_PARTS, Messages } from './en.ts';
+import { zh as files } from '../pages/files/messages.ts';
+import { zh as devices } from '../pages/devices/messages.ts';
+import { zh as users } from '../pages/users/messages.ts';
+import { zh as logs } from '../pages/logs/messages.ts';
+import { zh as settings } from '../pages/settings/messages.ts';
 
-export const zh: Messages = {
+const core: Record<keyof (typeof EN_PARTS)['core'], string> = {
   'app.name': 'BuckyOS',
   'app.skip': '跳到正文',
   'app.loading': '正在加载…',
@@ -107,3 +112,5 @@ export const zh: Messages = {
 
   'time.never': '从未',
 };
+
+export const zh: Messages = { ...core, ...files, ...devices, ...users, ...logs, ...settings };
