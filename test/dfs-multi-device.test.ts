@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, unlinkSync, 
 import { join } from 'node:path';
 import { type TestNet, netnsUnavailableReason, startNet } from './support/netns.ts';
 import { ADMIN_PASSWORD, type TestDevice, activateFirst, destroyDevice, joinDevice, startDevice } from './support/devices.ts';
+import { until } from './support/wait.ts';
 
 const ZONE = 'files.example.com';
 const skip = netnsUnavailableReason();
@@ -19,21 +20,6 @@ interface Status {
   disks: { node: string; disk_id: string; state: string; chunks: number; errors: { read: number; write: number; corrupt: number }; repairs: number }[];
   scrub: { running: boolean; checked: number; corrupt: number; missing: number; repaired: number };
   under_replicated: number;
-}
-
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 /** Every large chunk file under a disk directory (chunks/xx/<hex>). */
@@ -90,7 +76,7 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
     await ood1.cli(['fs', 'volume', 'create', 'home', '--copies', '2', '--domain', 'node', '--primary', 'st1', '--followers', 'st2']);
     for (const d of [st1, st2]) await d.waitFor((s) => s.children.some((c) => c.name === 'dfs' && c.healthy), 90_000, `dfs on ${d.name}`);
     assert.ok(!ood1.status()!.children.some((c) => c.name === 'dfs'), 'no dfs on the core device, which has no disk');
-    await until('alice has a home on the volume', async () => ((await as(ood1, ['fs', 'ls', 'home:/home'])).includes('alice') ? true : undefined));
+    await until('alice has a home on the volume', async () => ((await as(ood1, ['fs', 'ls', 'home:/home'])).includes('alice') ? true : undefined), 90_000);
   });
 
   it('stores a file with one copy on each storage node, and reads it from any device', async () => {
@@ -104,7 +90,7 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
       const st = await status(ood1);
       const on = (n: string) => st.disks.filter((d) => d.node === n).reduce((a, d) => a + d.chunks, 0);
       return on('st1') > 0 && on('st1') === on('st2') ? st : undefined;
-    });
+    }, 90_000);
     assert.equal(s.under_replicated, 0);
   });
 
@@ -123,7 +109,7 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
     const s = await until('scrub on st1 finished', async () => {
       const st = await status(st1);
       return !st.scrub.running && st.scrub.checked > 0 ? st : undefined;
-    });
+    }, 90_000);
     assert.equal(s.scrub.missing + s.scrub.corrupt, files.length, 'every unreadable chunk is reported');
     assert.equal(s.scrub.repaired, files.length, 'and repaired from st2');
     const d = s.disks.find((x) => x.node === 'st1' && victim.endsWith(`disk${x.disk_id.slice(1)}`))!;
@@ -144,7 +130,7 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
     const s = await until('scrub on st2 finished', async () => {
       const st = await status(st2);
       return !st.scrub.running && st.scrub.checked > 0 ? st : undefined;
-    });
+    }, 90_000);
     assert.equal(s.scrub.corrupt, files.length);
     assert.equal(s.scrub.repaired, files.length);
     for (const f of files) assert.equal(sha(readFileSync(f)), f.split('/').pop());
@@ -167,7 +153,7 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
     await until('the acknowledged file reads back after the crash', async () => {
       await as(ood1, ['fs', 'get', 'home:/home/alice/f.bin', back]);
       return sha(readFileSync(back)) === sha(data) ? true : undefined;
-    });
+    }, 90_000);
     const ls = await as(ood1, ['fs', 'ls', 'home:/home/alice']);
     assert.doesNotMatch(ls, /big\.bin/, 'the interrupted upload is not visible');
   });
@@ -179,7 +165,7 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
       await until('st2 serves the file from its follower copy', async () => {
         await as(st2, ['fs', 'get', 'home:/home/alice/f.bin', back]);
         return sha(readFileSync(back)) === sha(data) ? true : undefined;
-      });
+      }, 90_000);
       assert.match(await as(st2, ['fs', 'ls', 'home:/home/alice']), /f\.bin/);
       const w = await st2.tryCli(['--user', 'alice', 'fs', 'mkdir', 'home:/home/alice/new'], { BUCKYOS_TOKEN: token });
       assert.notEqual(w.code, 0);

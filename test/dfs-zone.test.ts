@@ -15,25 +15,11 @@ import { verifyHubApi } from '../src/lib/api/verify-hub.ts';
 import { dfsApi } from '../src/lib/api/dfs.ts';
 import { KrpcError, createClient } from '../src/lib/krpc/index.ts';
 import { litmusProblems, parseLitmus, runLitmus } from './support/litmus.ts';
+import { until } from './support/wait.ts';
 
 const ALICE_PW = 'Correct-horse-battery-9';
 const BOB_PW = 'Staple-Battery-42x';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 }, () => {
   let zone: TestZone;

@@ -19,24 +19,10 @@ import { NsServer } from '../src/net/ns/server.ts';
 import { txtStrings } from '../src/net/ns/zone-names.ts';
 import pino from 'pino';
 import type dnsPacket from 'dns-packet';
+import { until } from './support/wait.ts';
 
 const ZONE = 'alice.example.com';
 const nsRunning = (s: NodeStatusFile) => s.children.some((c) => c.name === 'ns' && c.healthy);
-
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('cyfs-ns as a zone kernel service', { timeout: 240_000 }, () => {
   let zone: TestZone;
