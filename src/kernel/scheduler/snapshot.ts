@@ -1,9 +1,9 @@
 // Reads what the scheduler decides from: one pass over system-config turned into derive()'s plain input. Everything
 // untrusted is checked here — device documents against the owner key, every JSON record against its schema — so
 // derive() never sees a forged device or a malformed document; what is refused is named in `problems`.
-import type { z } from 'zod';
 import type { systemConfigApi } from '../../lib/api/system-config.ts';
 import {
+  parseRecord,
   SERVICE_NAME,
   appSpecSchema,
   instanceReportSchema,
@@ -35,20 +35,6 @@ const INSTANCE = /^services\/([^/]+)\/instances\/([^/]+)$/;
 const SPEC = /^services\/([^/]+)\/spec$/;
 const USER_SETTINGS = /^users\/([^/]+)\/settings$/;
 const APP_SPEC = /^users\/([^/]+)\/apps\/([^/]+)\/spec$/;
-
-function parse<T>(key: string, value: string, schema: z.ZodType<T, z.ZodTypeDef, unknown>, problems: string[]): T | null {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(value);
-  } catch {
-    problems.push(`${key}: not JSON`);
-    return null;
-  }
-  const r = schema.safeParse(raw);
-  if (r.success) return r.data;
-  problems.push(`${key}: ${r.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ')}`);
-  return null;
-}
 
 /** What the scheduler needs of `devices/<n>/info`: lenient, since a report with less in it is still a report. */
 function deviceFacts(value: string | undefined): Pick<DeviceInput, 'memory_bytes' | 'ipv4'> {
@@ -152,7 +138,7 @@ export class SnapshotReader {
     for (const e of entries) {
       const m = INSTANCE.exec(e.key);
       if (!m) continue;
-      const r = parse(e.key, e.value, instanceReportSchema, problems);
+      const r = parseRecord(e.key, e.value, instanceReportSchema, problems);
       if (r === null) continue;
       if (r.node !== m[2]) {
         problems.push(`${e.key}: reports node ${r.node}`);
@@ -172,7 +158,7 @@ export class SnapshotReader {
         problems.push(`${e.key}: "${m[1]}" is not a service name`);
         continue;
       }
-      const spec = parse(e.key, e.value, serviceSpecSchema, problems);
+      const spec = parseRecord(e.key, e.value, serviceSpecSchema, problems);
       if (spec !== null) out[m[1]] = spec;
     }
     return out;
@@ -190,7 +176,7 @@ export class SnapshotReader {
     for (const e of values) {
       if (e.value === null) continue;
       const [, user, app] = APP_SPEC.exec(e.key)!;
-      const spec = parse(e.key, e.value, appSpecSchema, problems);
+      const spec = parseRecord(e.key, e.value, appSpecSchema, problems);
       if (spec !== null) out.push({ user, app, permissions: spec.permissions });
     }
     return out;
@@ -203,12 +189,12 @@ export function storageNodes(entries: readonly { key: string; value: string }[],
   for (const e of entries) {
     const disk = DISK_KEY.exec(e.key);
     if (disk) {
-      const r = parse(e.key, e.value, diskRecordSchema, problems);
+      const r = parseRecord(e.key, e.value, diskRecordSchema, problems);
       if (r !== null) out.add(disk[1]!);
       continue;
     }
     if (VOLUME_KEY.test(e.key)) {
-      const v = parse(e.key, e.value, volumeRecordSchema, problems);
+      const v = parseRecord(e.key, e.value, volumeRecordSchema, problems);
       if (v !== null) for (const n of [v.primary, ...v.followers]) out.add(n);
     }
   }

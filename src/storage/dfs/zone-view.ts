@@ -6,7 +6,7 @@ import type { systemConfigApi } from '../../lib/api/system-config.ts';
 import type { DiskReport } from './disks.ts';
 import type { Client } from '../../lib/krpc/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
-import { serviceInfoSchema } from '../../lib/config/zone-records.ts';
+import { parseRecord, serviceInfoSchema } from '../../lib/config/zone-records.ts';
 import {
   DISK_KEY, VOLUME_KEY, type DiskRecord, type VolumeRecord, diskRecordSchema, volumeRecordSchema,
 } from '../../lib/config/storage-records.ts';
@@ -30,39 +30,23 @@ export interface ZoneStorage {
   problems: string[];
 }
 
-function parse<T>(key: string, value: string, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { path: (string | number)[]; message: string }[] } } }, problems: string[]): T | null {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(value);
-  } catch {
-    problems.push(`${key}: not JSON`);
-    return null;
-  }
-  const r = schema.safeParse(raw);
-  if (!r.success) {
-    problems.push(`${key}: ${r.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ')}`);
-    return null;
-  }
-  return r.data;
-}
-
 export function readZoneStorage(entries: readonly { key: string; value: string }[]): ZoneStorage {
   const out: ZoneStorage = { disks: [], volumes: new Map(), live: new Set(), reported: new Map(), problems: [] };
   for (const e of entries) {
     const d = DISK_KEY.exec(e.key);
     if (d) {
-      const r = parse(e.key, e.value, diskRecordSchema, out.problems);
+      const r = parseRecord(e.key, e.value, diskRecordSchema, out.problems);
       if (r) out.disks.push({ node: d[1]!, disk: d[2]!, record: r });
       continue;
     }
     const v = VOLUME_KEY.exec(e.key);
     if (v) {
-      const r = parse(e.key, e.value, volumeRecordSchema, out.problems);
+      const r = parseRecord(e.key, e.value, volumeRecordSchema, out.problems);
       if (r) out.volumes.set(v[1]!, r);
       continue;
     }
     if (e.key === DFS_INFO_KEY) {
-      const info = parse(e.key, e.value, serviceInfoSchema, out.problems);
+      const info = parseRecord(e.key, e.value, serviceInfoSchema, out.problems);
       for (const i of info?.instances ?? []) if (i.state === 'running') out.live.add(i.node);
       continue;
     }
