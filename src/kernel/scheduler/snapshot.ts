@@ -3,13 +3,13 @@
 // derive() never sees a forged device or a malformed document; what is refused is named in `problems`.
 import type { systemConfigApi } from '../../lib/api/system-config.ts';
 import {
-  parseRecord,
   SERVICE_NAME,
   appSpecSchema,
   instanceReportSchema,
   serviceSpecSchema,
   type ServiceSpec,
 } from '../../lib/config/zone-records.ts';
+import { parseRecord } from '../../lib/config/store-control.ts';
 import { DISK_KEY, VOLUME_KEY, diskRecordSchema, volumeRecordSchema } from '../../lib/config/storage-records.ts';
 import { type DeviceDoc, type ZoneBootConfig, verifyZoneDeviceDoc } from '../../lib/identity/documents.ts';
 import { revokedKeysOf } from '../../lib/identity/device-directory.ts';
@@ -138,7 +138,7 @@ export class SnapshotReader {
     for (const e of entries) {
       const m = INSTANCE.exec(e.key);
       if (!m) continue;
-      const r = parseRecord(e.key, e.value, instanceReportSchema, problems);
+      const r = parseRecord(instanceReportSchema, e.value, { key: e.key, problems });
       if (r === null) continue;
       if (r.node !== m[2]) {
         problems.push(`${e.key}: reports node ${r.node}`);
@@ -158,7 +158,7 @@ export class SnapshotReader {
         problems.push(`${e.key}: "${m[1]}" is not a service name`);
         continue;
       }
-      const spec = parseRecord(e.key, e.value, serviceSpecSchema, problems);
+      const spec = parseRecord(serviceSpecSchema, e.value, { key: e.key, problems });
       if (spec !== null) out[m[1]] = spec;
     }
     return out;
@@ -176,7 +176,7 @@ export class SnapshotReader {
     for (const e of values) {
       if (e.value === null) continue;
       const [, user, app] = APP_SPEC.exec(e.key)!;
-      const spec = parseRecord(e.key, e.value, appSpecSchema, problems);
+      const spec = parseRecord(appSpecSchema, e.value, { key: e.key, problems });
       if (spec !== null) out.push({ user, app, permissions: spec.permissions });
     }
     return out;
@@ -189,12 +189,12 @@ export function storageNodes(entries: readonly { key: string; value: string }[],
   for (const e of entries) {
     const disk = DISK_KEY.exec(e.key);
     if (disk) {
-      const r = parseRecord(e.key, e.value, diskRecordSchema, problems);
+      const r = parseRecord(diskRecordSchema, e.value, { key: e.key, problems });
       if (r !== null) out.add(disk[1]!);
       continue;
     }
     if (VOLUME_KEY.test(e.key)) {
-      const v = parseRecord(e.key, e.value, volumeRecordSchema, problems);
+      const v = parseRecord(volumeRecordSchema, e.value, { key: e.key, problems });
       if (v !== null) for (const n of [v.primary, ...v.followers]) out.add(n);
     }
   }

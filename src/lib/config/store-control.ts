@@ -62,13 +62,23 @@ export const migrationSchema = z.object({
 });
 export type MigrationRecord = z.infer<typeof migrationSchema>;
 
-/** A record's value, parsed, or null when absent or unreadable (a broken record must not stop a device). */
-export function parseRecord<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: string | null | undefined): T | null {
+/** A record's value, parsed, or null when absent or unreadable (a broken record must not stop a device); with
+ * `report`, why it was unreadable is appended to `problems`, for a reader that shows them in its status. */
+export function parseRecord<T>(
+  schema: z.ZodType<T, z.ZodTypeDef, unknown>,
+  value: string | null | undefined,
+  report?: { key: string; problems: string[] },
+): T | null {
   if (value === null || value === undefined) return null;
+  let raw: unknown;
   try {
-    const r = schema.safeParse(JSON.parse(value));
-    return r.success ? r.data : null;
+    raw = JSON.parse(value);
   } catch {
+    report?.problems.push(`${report.key}: not JSON`);
     return null;
   }
+  const r = schema.safeParse(raw);
+  if (r.success) return r.data;
+  report?.problems.push(`${report.key}: ${r.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ')}`);
+  return null;
 }

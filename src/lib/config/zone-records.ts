@@ -6,24 +6,6 @@ import { z } from 'zod';
 import { DEVICE_ROLES } from '../identity/documents.ts';
 import { KERNEL_SERVICE_PORTS, type KernelServiceName } from './node-config.ts';
 
-/**
- * A record's JSON checked against its schema; null when it is not JSON or does not fit, with the key and every issue
- * appended to `problems` (readers show them in their status and skip the record rather than act on half of it).
- */
-export function parseRecord<T>(key: string, value: string, schema: z.ZodType<T, z.ZodTypeDef, unknown>, problems: string[]): T | null {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(value);
-  } catch {
-    problems.push(`${key}: not JSON`);
-    return null;
-  }
-  const r = schema.safeParse(raw);
-  if (r.success) return r.data;
-  problems.push(`${key}: ${r.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ')}`);
-  return null;
-}
-
 /** A service name, as in `services/<s>/…` and `/kapi/<s>` (the same rule kRPC declarations follow). */
 export const SERVICE_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 

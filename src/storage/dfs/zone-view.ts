@@ -6,7 +6,8 @@ import type { systemConfigApi } from '../../lib/api/system-config.ts';
 import type { DiskReport } from './disks.ts';
 import type { Client } from '../../lib/krpc/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
-import { parseRecord, serviceInfoSchema } from '../../lib/config/zone-records.ts';
+import { serviceInfoSchema } from '../../lib/config/zone-records.ts';
+import { parseRecord } from '../../lib/config/store-control.ts';
 import {
   DISK_KEY, VOLUME_KEY, type DiskRecord, type VolumeRecord, diskRecordSchema, volumeRecordSchema,
 } from '../../lib/config/storage-records.ts';
@@ -35,18 +36,18 @@ export function readZoneStorage(entries: readonly { key: string; value: string }
   for (const e of entries) {
     const d = DISK_KEY.exec(e.key);
     if (d) {
-      const r = parseRecord(e.key, e.value, diskRecordSchema, out.problems);
+      const r = parseRecord(diskRecordSchema, e.value, { key: e.key, problems: out.problems });
       if (r) out.disks.push({ node: d[1]!, disk: d[2]!, record: r });
       continue;
     }
     const v = VOLUME_KEY.exec(e.key);
     if (v) {
-      const r = parseRecord(e.key, e.value, volumeRecordSchema, out.problems);
+      const r = parseRecord(volumeRecordSchema, e.value, { key: e.key, problems: out.problems });
       if (r) out.volumes.set(v[1]!, r);
       continue;
     }
     if (e.key === DFS_INFO_KEY) {
-      const info = parseRecord(e.key, e.value, serviceInfoSchema, out.problems);
+      const info = parseRecord(serviceInfoSchema, e.value, { key: e.key, problems: out.problems });
       for (const i of info?.instances ?? []) if (i.state === 'running') out.live.add(i.node);
       continue;
     }
