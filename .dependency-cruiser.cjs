@@ -1,5 +1,8 @@
 // The layering check (DESIGN §13): lib below services, services below the CLI and UI, and no service reaching into
 // another's internals. A service's public face is its kRPC declaration in src/lib/api/ plus its `main.ts` entry.
+/** The owner's side of activation, which the activation page runs in the browser (docs/ui-activation.md). */
+const BROWSER_IDENTITY = '^src/lib/identity/(activation-docs|doc-schemas|ed25519|names|recovery-phrase)\\.ts$';
+
 module.exports = {
   forbidden: [
     {
@@ -43,7 +46,7 @@ module.exports = {
       from: { path: '^src/ui/' },
       to: {
         path: '^src/',
-        pathNot: ['^src/ui/', '^src/lib/api/', '^src/lib/krpc/(call|errors|fetch-client|service|validate)\\.ts$'],
+        pathNot: ['^src/ui/', '^src/lib/api/', '^src/lib/krpc/(call|errors|fetch-client|service|validate)\\.ts$', '^src/lib/config/(zone-settings|record)\\.ts$', BROWSER_IDENTITY],
         dependencyTypesNot: ['type-only'],
       },
     },
@@ -56,7 +59,8 @@ module.exports = {
           '^src/ui/',
           '^src/lib/api/',
           '^src/lib/krpc/(call|errors|fetch-client|service|validate)\\.ts$',
-          '^src/lib/(identity/names|config/storage-records|rbac/default-policy)\\.ts$',
+          '^src/lib/(identity/names|config/storage-records|config/zone-settings|config/record|rbac/default-policy)\\.ts$',
+          BROWSER_IDENTITY,
         ],
       },
       to: { dependencyTypes: ['core'], dependencyTypesNot: ['type-only'] },

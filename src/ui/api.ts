@@ -2,6 +2,7 @@
 // through the gateway on the page's own origin. A call made with an expired access token is renewed and retried
 // once; a call refused as unauthenticated ends the session (it was revoked, or its user disabled).
 import { dfsApi } from '../lib/api/dfs.ts';
+import { klogApi } from '../lib/api/klog.ts';
 import { systemConfigApi } from '../lib/api/system-config.ts';
 import { verifyHubApi } from '../lib/api/verify-hub.ts';
 import type { Client } from '../lib/krpc/call.ts';
@@ -41,4 +42,5 @@ export const api = {
   hub: authed(verifyHubApi),
   config: authed(systemConfigApi),
   dfs: authed(dfsApi),
+  klog: authed(klogApi),
 };

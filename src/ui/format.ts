@@ -40,8 +40,16 @@ export function formatAgo(then: number, now: number, locale: string): string {
   return rtf.format(Math.round(s / 86400), 'day');
 }
 
-export function formatTime(ms: number, locale: string): string {
-  return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short' }).format(ms);
+/** `timeZone`: the zone's (useI18n().timeZone); undefined means the browser's own. */
+export function formatTime(ms: number, locale: string, timeZone?: string): string {
+  return new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone }).format(ms);
+}
+
+/** To the second, for records read side by side (logs, audit events): "Nov 24, 2026, 09:41:07". */
+export function formatTimestamp(ms: number, locale: string, timeZone?: string): string {
+  return new Intl.DateTimeFormat(locale, {
+    year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZone,
+  }).format(ms);
 }
 
 export function formatNumber(n: number, locale: string, fractionDigits = 0): string {

@@ -145,9 +145,18 @@ describe('klog service over HTTP', () => {
     assert.ok(waited >= 250 && waited < 5000, `woke after ${waited} ms`);
     assert.equal(got.last_id, got.records[0].id);
 
+    // Following a search on one device: only an append matching node and words wakes it with a record.
+    const search = admin.tail({ after_id: got.last_id, node: 'ood9', text: 'quota', timeout_ms: 10_000 }, { timeoutMs: 15_000 });
+    setTimeout(() => void client('svc-node-daemon').append({ records: [rec('quota exceeded', { node: 'other' }), rec('all fine', { node: 'ood9' })] }), 100);
+    setTimeout(() => void client('svc-node-daemon').append({ records: [rec('disk quota exceeded', { node: 'ood9' })] }), 300);
+    const found = await search;
+    assert.deepEqual(found.records.map((r) => [r.node, r.msg]), [['ood9', 'disk quota exceeded']]);
+    await assert.rejects(admin.tail({ text: '', timeout_ms: 0 }), { code: 'INVALID_PARAMS' });
+    await assert.rejects(admin.tail({ node: 'x'.repeat(129), timeout_ms: 0 }), { code: 'INVALID_PARAMS' });
+
     const t1 = Date.now();
-    const empty = await admin.tail({ after_id: got.last_id, timeout_ms: 300 });
-    assert.deepEqual(empty, { records: [], last_id: got.last_id });
+    const empty = await admin.tail({ after_id: found.last_id, timeout_ms: 300 });
+    assert.deepEqual(empty, { records: [], last_id: found.last_id });
     assert.ok(Date.now() - t1 >= 280);
   });
 });

@@ -107,7 +107,7 @@ export function createKlogEndpoint(store: KlogStore, opts: KlogEndpointOptions):
         const deadline = Date.now() + p.timeout_ms;
         let afterId = p.after_id;
         for (;;) {
-          const r = store.tail({ afterId, service: p.service, levelMin: p.level_min, limit: p.limit });
+          const r = store.tail({ afterId, service: p.service, node: p.node, levelMin: p.level_min, text: p.text, limit: p.limit });
           const left = deadline - Date.now();
           if (r.records.length > 0 || left <= 0) return { records: r.records, last_id: r.lastId };
           afterId = r.lastId;

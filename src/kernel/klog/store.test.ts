@@ -91,6 +91,23 @@ describe('KlogStore', () => {
     assert.ok(Date.now() - t0 >= 90);
   });
 
+  it('tails with the same node and full-text filters as query, still reporting how far it looked', () => {
+    store.append([
+      rec({ msg: 'disk sda failing', node: 'n1' }),
+      rec({ msg: 'disk sdb fine', node: 'n2' }),
+      rec({ msg: 'user alice logged in', node: 'n2', fields: { err: { code: 'EDISK' } } }),
+      rec({ msg: 'unrelated', node: 'n2' }),
+    ]);
+    const msgs = (q: Omit<Parameters<KlogStore['tail']>[0], 'limit'>) => store.tail({ afterId: 0, limit: 10, ...q });
+    assert.deepEqual(msgs({ node: 'n2' }).records.map((r) => r.msg), ['disk sdb fine', 'user alice logged in', 'unrelated']);
+    assert.deepEqual(msgs({ text: 'disk' }).records.map((r) => r.msg), ['disk sda failing', 'disk sdb fine']);
+    assert.deepEqual(msgs({ text: 'edisk' }).records.map((r) => r.msg), ['user alice logged in'], 'fields are searched too');
+    const both = msgs({ text: 'disk', node: 'n2' });
+    assert.deepEqual([both.records.map((r) => r.msg), both.lastId], [['disk sdb fine'], 4], 'a short page looked at everything');
+    assert.deepEqual(msgs({ text: '"( NOT' }).records, [], 'operators are plain words');
+    assert.deepEqual(msgs({ afterId: 2, text: 'disk' }).records, [], 'only after the cursor');
+  });
+
   it('drops a batch id it has already stored', () => {
     assert.deepEqual(store.append([rec()], 'b-1'), { accepted: 1, duplicate: false });
     assert.deepEqual(store.append([rec(), rec()], 'b-1'), { accepted: 0, duplicate: true });

@@ -52,7 +52,9 @@ export interface TailQuery {
   /** Omitted: start at the current end. */
   afterId?: number;
   service?: string;
+  node?: string;
   levelMin?: LogLevel;
+  text?: string;
   limit: number;
 }
 
@@ -308,7 +310,9 @@ export class KlogStore {
     const { sql, args } = where([
       ['id > ?', after],
       ['service = ?', q.service],
+      ['node = ?', q.node],
       ['level >= ?', q.levelMin && LEVEL_NUM[q.levelMin]],
+      ['id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)', (q.text && ftsQuery(q.text)) || undefined],
     ]);
     const rows = this.open().prepare(`SELECT * FROM logs ${sql} ORDER BY id ASC LIMIT ?`).all(...args, q.limit) as LogRow[];
     const records = rows.map(fromLogRow);

@@ -11,7 +11,9 @@ import { CONFIG_STORE_KEY, FREEZE_KEY, configStoreSchema, freezeSchema, parseRec
 import type { AuditKind } from '../../lib/api/klog.ts';
 import { RBAC_TAIL_KEY } from '../../lib/rbac/config-sync.ts';
 import { createRbacConfigAccess } from './access.ts';
+import { ZONE_SETTINGS_KEY, settingsSchemaFor } from '../../lib/config/zone-settings.ts';
 import type { NodeConfig, NodePaths } from '../../lib/config/node-config.ts';
+import { readRecord } from '../../lib/config/record.ts';
 
 export type StoreBackend = { type: 'sqlite' } | { type: 'etcd'; endpoints: string[]; tls?: { ca: string; cert: string; key: string } };
 
@@ -48,6 +50,7 @@ export { copyStore, verifyCopy } from './migrate.ts';
 export function auditKindOf(c: ConfigChange): AuditKind | null {
   if (c.key === RBAC_TAIL_KEY) return 'permission_change';
   if (/^devices\/[^/]+\/doc$/.test(c.key)) return 'device_change';
+  if (c.key === ZONE_SETTINGS_KEY) return 'config_change';
   if (c.op === 'delete') return 'deletion';
   return null;
 }
@@ -116,6 +119,10 @@ export async function runSystemConfigService(rt: KernelRuntime, port: number): P
     authenticate: rt.authenticate,
     access,
     logger: rt.log,
+    checkValue: (key, value) => {
+      const schema = settingsSchemaFor(key);
+      return schema ? readRecord(schema, value, null).problem : null;
+    },
     onWrite: (p, changes, revision) => {
       rt.log.debug({ user: p.userId, app: p.appId, keys: changes.map((c) => c.key), revision }, 'config write');
       for (const c of changes) {

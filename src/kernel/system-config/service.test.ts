@@ -12,6 +12,8 @@ import { openSqliteStore } from './backends/sqlite.ts';
 import { createSystemConfigEndpoint } from './service.ts';
 import { createRbacConfigAccess } from './access.ts';
 import type { ConfigStore } from './store.ts';
+import { ZONE_SETTINGS_KEY, settingsSchemaFor, userUiSettingsKey } from '../../lib/config/zone-settings.ts';
+import { readRecord } from '../../lib/config/record.ts';
 
 describe('system-config service (SQLite backend, real RBAC)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sc-svc-'));
@@ -34,6 +36,10 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
     const endpoint = createSystemConfigEndpoint(store, {
       authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: (d) => (d === deviceDid ? device.publicKey : undefined) })),
       access: await createRbacConfigAccess(store, stop.signal, (e) => assert.fail(String(e))),
+      checkValue: (key, value) => {
+        const schema = settingsSchemaFor(key);
+        return schema ? readRecord(schema, value, null).problem : null;
+      },
     });
     srv = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');
     base = `http://127.0.0.1:${srv.port}`;
@@ -74,6 +80,28 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
       [alice, () => alice.set({ key: 'system/rbac/policy', value: '' })],
     ];
     for (const [, call] of denied) await assert.rejects(call(), (e: KrpcError) => e.code === 'PERMISSION_DENIED');
+  });
+
+  it('checks typed settings records before writing, in set, create and transactions alike', async () => {
+    const alice = await client(await userToken('alice'));
+    const bob = await client(await userToken('bob'));
+    const gus = await client(await userToken('gus'));
+    const good = JSON.stringify({ display_name: 'Home', time_zone: 'Europe/Paris' });
+    const { revision } = await alice.set({ key: ZONE_SETTINGS_KEY, value: good });
+    assert.equal((await gus.get({ key: ZONE_SETTINGS_KEY })).value, good, 'every signed-in user reads the zone settings');
+    await assert.rejects(bob.set({ key: ZONE_SETTINGS_KEY, value: good }), (e: KrpcError) => e.code === 'PERMISSION_DENIED');
+    const refused: [() => Promise<unknown>, RegExp][] = [
+      [() => alice.set({ key: ZONE_SETTINGS_KEY, value: '{"time_zone":"Mars/Olympus"}' }), /value of "zone\/settings": time_zone: "Mars\/Olympus" is not an IANA time zone/],
+      [() => alice.set({ key: ZONE_SETTINGS_KEY, value: '{"display_name":""}' }), /display_name: empty/],
+      [() => alice.set({ key: ZONE_SETTINGS_KEY, value: 'not json' }), /not JSON/],
+      [() => alice.exec_tx({ ops: [{ op: 'put', key: 'storage/volumes/tx', value: '{}' }, { op: 'put', key: ZONE_SETTINGS_KEY, value: '{"extra":1}' }] }), /Unrecognized key/],
+      [() => bob.set({ key: userUiSettingsKey('bob'), value: '{"lang":"<b>"}' }), /lang: a language tag/],
+    ];
+    for (const [call, message] of refused) await assert.rejects(call(), (e: KrpcError) => e.code === 'INVALID_PARAMS' && message.test(e.message));
+    const after = await alice.get({ key: ZONE_SETTINGS_KEY });
+    assert.deepEqual([after.value, after.revision], [good, revision], 'a refused write changed nothing');
+    assert.equal((await alice.get({ key: 'storage/volumes/tx' })).value, null, 'nor did the rest of its transaction');
+    await bob.set({ key: userUiSettingsKey('bob'), value: '{"lang":"zh"}' });
   });
 
   it('denies when the app is not allowed even if the user is', async () => {

@@ -50,6 +50,9 @@ export interface SystemConfigEndpointOptions {
   logger?: Logger;
   /** Called after every successful write with what it changed (logging, audit). */
   onWrite?: (principal: Principal, changes: ConfigChange[], revision: number) => Promise<void> | void;
+  /** Why `value` may not be stored under `key` (a typed record that breaks its schema), or null. Checked before any
+   * write, so a refused transaction writes nothing. */
+  checkValue?: (key: string, value: string) => string | null;
 }
 
 export function mapStoreError(err: unknown): KrpcError | undefined {
@@ -79,6 +82,11 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
 
   const canRead = (ctx: CallContext) => (key: string) => access.allowed(ctx.principal!, key, 'read');
 
+  function valid(key: string, value: string): void {
+    const why = opts.checkValue?.(key, value);
+    if (why) throw new KrpcError('INVALID_PARAMS', `value of "${key}": ${why}`);
+  }
+
   function writable(keys: string[]): void {
     const why = opts.guard?.frozen();
     if (why && !keys.every((k) => k === FREEZE_KEY)) throw new KrpcError('UNAVAILABLE', `the zone's configuration is read-only for a moment: ${why}; retry shortly`);
@@ -94,6 +102,7 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
       },
       async set({ key, value, expect_revision }, ctx) {
         const p = require(ctx, key, 'write');
+        valid(key, value);
         writable([key]);
         const revision = await store.set(key, value, expect_revision);
         await written(p, [{ key, op: 'put' }], revision);
@@ -101,6 +110,7 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
       },
       async create({ key, value }, ctx) {
         const p = require(ctx, key, 'create');
+        valid(key, value);
         writable([key]);
         const revision = await store.create(key, value);
         await written(p, [{ key, op: 'create' }], revision);
@@ -123,6 +133,7 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
         let p: Principal | undefined;
         for (const c of compares) p = require(ctx, c.key, 'read');
         for (const op of ops) p = require(ctx, op.key, op.op === 'put' ? 'write' : op.op);
+        for (const op of ops) if (op.op !== 'delete') valid(op.key, op.value);
         if (ops.length) writable(ops.map((o) => o.key));
         const r = await store.execTx(compares, ops as TxOp[]);
         if (r.succeeded) await written(p!, ops.map((o) => ({ key: o.key, op: o.op })), r.revision);

@@ -136,13 +136,16 @@ export const klogApi = defineService('klog', 'The zone log service: stores, sear
         /** Omit to start at the current end of the log (no history). */
         after_id: id.optional(),
         service: serviceName.optional(),
+        node: nodeName.optional(),
         level_min: level.optional(),
+        /** The same full-text match as query's, so a search can be followed as it grows. */
+        text: z.string().min(1).max(256).optional(),
         timeout_ms: z.number().int().min(0).max(KLOG_MAX_TAIL_TIMEOUT_MS).default(25_000),
         limit,
       })
       .strict(),
     result: z.object({ records: z.array(logRecordOut), last_id: id }),
-    doc: 'Long-poll: records with id > after_id, oldest first, waiting up to timeout_ms for one to arrive. Call again with after_id = last_id and nothing is missed. Use a client timeout above timeout_ms. Admin users and kernel services.',
+    doc: 'Long-poll: records with id > after_id that match the filters (service, node, level_min, text as in query), oldest first, waiting up to timeout_ms for one to arrive. Call again with after_id = last_id and nothing is missed. Use a client timeout above timeout_ms. Admin users and kernel services.',
   }),
   audit_append: method({
     params: z.object({ event: auditEventIn }).strict(),

@@ -4,6 +4,7 @@
 // of the old store are told to list again.
 import { z } from 'zod';
 import { deviceName } from '../identity/documents.ts';
+import { readRecord } from './record.ts';
 
 export const FREEZE_KEY = 'system/control/freeze';
 export const CONFIG_STORE_KEY = 'system/control/config-store';
@@ -69,16 +70,7 @@ export function parseRecord<T>(
   value: string | null | undefined,
   report?: { key: string; problems: string[] },
 ): T | null {
-  if (value === null || value === undefined) return null;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(value);
-  } catch {
-    report?.problems.push(`${report.key}: not JSON`);
-    return null;
-  }
-  const r = schema.safeParse(raw);
-  if (r.success) return r.data;
-  report?.problems.push(`${report.key}: ${r.error.issues.map((i) => `${i.path.join('.') || '(top)'}: ${i.message}`).join('; ')}`);
-  return null;
+  const r = readRecord(schema, value, null);
+  if (r.problem !== null) report?.problems.push(`${report.key}: ${r.problem}`);
+  return r.value;
 }

@@ -45,8 +45,10 @@ g, klog, frame
 g, ns, frame
 
 # guest: someone let in to see what is shared publicly, nothing more. The boot config is public anyway (the zone
-# publishes it through DNS), and the UI needs it to know which zone it is in.
+# publishes it through DNS), and the UI needs it to know which zone it is in; the zone's settings (its display name and
+# time zone) are how the UI names the zone and shows its times.
 p, guest, obj://config/boot/config, read
+p, guest, obj://config/zone/settings, read
 p, guest, obj://dfs/*/public/**, read
 
 # limited: a read-only account (a child, a visitor, a kiosk). It sees the zone's status, its own account and its
@@ -91,6 +93,7 @@ p, admin, obj://config/services/*/config, write|create|delete
 p, admin, obj://config/users/**, read
 p, admin, obj://config/users/*/apps/**, write|create|delete
 p, admin, obj://config/storage/**, read|write|create|delete
+p, admin, obj://config/zone/settings, write|create
 p, admin, obj://config/system/rbac/**, read
 p, admin, obj://dfs/**, read|write|create|delete
 p, admin, obj://app/**, *

@@ -100,6 +100,12 @@ const RULES: RuleCases[] = [
     deny: [['obj://config/boot/config', 'write'], ['obj://config/devices/ood1/info', 'read'], ['obj://config/users/gina/settings', 'read']],
   },
   {
+    rule: 'p, guest, obj://config/zone/settings, read',
+    who: cli('gina'),
+    allow: [['obj://config/zone/settings', 'read'], ['obj://config/zone/settings', 'read', { user: 'dave' }], ['obj://config/zone/settings', 'read', { user: 'alice' }]],
+    deny: [['obj://config/zone/settings', 'write'], ['obj://config/zone/settings/x', 'read'], ['obj://config/zone/other', 'read']],
+  },
+  {
     rule: 'p, guest, obj://dfs/*/public/**, read',
     who: cli('gina'),
     allow: [['obj://dfs/main/public/a.txt', 'read'], ['obj://dfs/backup/public', 'read'], ['obj://dfs/main/public/x/y/z.mp4', 'read']],
@@ -218,6 +224,12 @@ const RULES: RuleCases[] = [
     who: cli('carol'),
     allow: [['obj://config/storage/volumes/main', 'write'], ['obj://config/storage/volumes/main', 'read'], ['obj://config/storage/volumes/usb', 'create']],
     deny: [['obj://config/storage/volumes/main', 'write', { user: 'alice' }], ['obj://config/storage/volumes/main', 'read', { user: 'alice' }], ['obj://config/storage/volumes/main', 'exec']],
+  },
+  {
+    rule: 'p, admin, obj://config/zone/settings, write|create',
+    who: cli('carol'),
+    allow: [['obj://config/zone/settings', 'write'], ['obj://config/zone/settings', 'create'], ['obj://config/zone/settings', 'write', { app: 'control-panel' }]],
+    deny: [['obj://config/zone/settings', 'delete'], ['obj://config/zone/settings', 'write', { user: 'alice' }], ['obj://config/zone/settings/x', 'write']],
   },
   {
     rule: 'p, admin, obj://config/system/rbac/**, read',

@@ -5,6 +5,7 @@ import { en as devices } from '../pages/devices/messages.ts';
 import { en as users } from '../pages/users/messages.ts';
 import { en as logs } from '../pages/logs/messages.ts';
 import { en as settings } from '../pages/settings/messages.ts';
+import { en as sudo } from '../components/sudo-messages.ts';
 
 const core = {
   'app.name': 'BuckyOS',
@@ -114,9 +115,9 @@ const core = {
 } as const;
 
 /** Every part of the catalogue, for i18n.test.ts to check that no two share a key (a later one would win silently). */
-export const EN_PARTS = { core, files, devices, users, logs, settings } as const;
+export const EN_PARTS = { core, files, devices, users, logs, settings, sudo } as const;
 
-export const en = { ...core, ...files, ...devices, ...users, ...logs, ...settings };
+export const en = { ...core, ...files, ...devices, ...users, ...logs, ...settings, ...sudo };
 
 export type MessageKey = keyof typeof en;
 export type Messages = Record<MessageKey, string>;

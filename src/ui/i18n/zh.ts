@@ -5,6 +5,7 @@ import { zh as devices } from '../pages/devices/messages.ts';
 import { zh as users } from '../pages/users/messages.ts';
 import { zh as logs } from '../pages/logs/messages.ts';
 import { zh as settings } from '../pages/settings/messages.ts';
+import { zh as sudo } from '../components/sudo-messages.ts';
 
 const core: Record<keyof (typeof EN_PARTS)['core'], string> = {
   'app.name': 'BuckyOS',
@@ -113,4 +114,4 @@ const core: Record<keyof (typeof EN_PARTS)['core'], string> = {
   'time.never': '从未',
 };
 
-export const zh: Messages = { ...core, ...files, ...devices, ...users, ...logs, ...settings };
+export const zh: Messages = { ...core, ...files, ...devices, ...users, ...logs, ...settings, ...sudo };
