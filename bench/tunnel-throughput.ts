@@ -1,11 +1,18 @@
 // Throughput of one device-to-device tunnel stream (src/lib/tunnel) against a plain TCP connection between the same two
 // devices (DESIGN §8, §12). Each device is its own network namespace (test/support/netns.ts), joined by veth pairs and
-// a bridge as two machines on one LAN would be. Device b runs both receivers (a TCP sink and a tunnel server whose
-// handler is a sink); device a runs one long-lived sender. Every transfer is one stream of bytes from a to b, timed at
-// the sender from its first byte until b's answer that it has counted the last one: a TCP transfer on a new
-// connection, a tunnel transfer as a new request on the session opened (and its keys checked) before any timing.
-// Rounds alternate which side goes first, so drift in the machine's load does not favour one side, and both processes
-// report the CPU time each transfer cost them, which load on the machine does not change.
+// a bridge as two machines on one LAN would be. Device b runs the receivers (a TCP sink, a TLS sink and a tunnel
+// server whose handler is a sink); device a runs one long-lived sender. Every transfer is one stream of bytes from a
+// to b, timed at the sender from its first byte until b's answer that it has counted the last one: a TCP or TLS
+// transfer on a new connection, a tunnel transfer as a new request on the session opened (and its keys checked)
+// before any timing.
+// Rounds alternate the order of the paths, so drift in the machine's load does not favour one, and both processes
+// report the CPU time each transfer cost them. The kernel's network work is charged to whichever end happens to run it
+// (on a veth link, a write can carry a packet through both TCP stacks, and a read's ACK can push the sender's queued
+// data), so each end's share moves with which end is the slower; the two ends' sum does not.
+//
+// A third path, not part of the comparison, shows where the tunnel's cost lies: TLS alone, one TLS 1.3 connection with
+// the tunnel's own settings (cipher suites, device certificates both ways) and no HTTP/2 on it, carrying the bytes
+// raw. The gap between it and plain TCP is what Node's TLS costs; the gap between it and the tunnel is HTTP/2's share.
 //
 // The namespaces' link has no speed of its own: it moves data as fast as the CPUs copy it, so the first phase measures
 // what each path costs in CPU. A second phase limits a's outgoing link to 2.5 Gbit/s (tc tbf), a fast home LAN, to
@@ -15,12 +22,14 @@
 // their settings (keys included) as the first JSON line on stdin, never on the command line.
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { createServer, connect as tcpConnect } from 'node:net';
+import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { generateKeyPair, privateKeyFromPem, privateKeyToPem } from '../src/lib/identity/keys.ts';
-import { selfSignedCert } from '../src/lib/identity/tls-certs.ts';
+import { selfSignedCert, x509PublicKeyB64 } from '../src/lib/identity/tls-certs.ts';
 import { TunnelClient, startTunnelServer } from '../src/lib/tunnel/index.ts';
+import { TLS_OPTIONS } from '../src/lib/tunnel/common.ts';
 import { netnsUnavailableReason, startNet, type TestNet } from '../test/support/netns.ts';
 import { fmt, machineLine, table } from './support/measure.ts';
 
@@ -32,11 +41,14 @@ const PHASES = [
   { label: '2.5 Gbit/s link', bytes: 256 * MIB, rounds: 2, rate: '2500mbit' },
 ] as const;
 const TCP_PORT = 5001;
+const TLS_PORT = 5002;
 const TUNNEL_PORT = 2980;
 const TARGET = 0.7;
 const SELF = fileURLToPath(import.meta.url);
 
-type Mode = 'tcp' | 'tunnel';
+type Mode = 'tcp' | 'tunnel' | 'tls';
+const MODES: readonly Mode[] = ['tcp', 'tunnel', 'tls'];
+const PATH_NAMES: Record<Mode, string> = { tcp: 'direct TCP', tunnel: 'tunnel', tls: 'TLS alone' };
 
 interface ServeSpec {
   host: string;
@@ -92,16 +104,29 @@ function source(bytes: number): Readable {
 
 // ---- device b: the receivers -----------------------------------------------------------------------------------
 
+/** Counts a connection's bytes and answers with the count when the sender has finished. */
+function sink(sock: Socket): void {
+  let n = 0;
+  const cpu0 = process.cpuUsage();
+  sock.on('data', (d: Buffer) => (n += d.length));
+  sock.on('end', () => sock.end(JSON.stringify({ bytes: n, cpu: cpuSince(cpu0) } satisfies Received)));
+  sock.on('error', () => {});
+}
+
+async function listen(server: Server, port: number, host: string): Promise<void> {
+  server.listen(port, host);
+  await once(server, 'listening');
+}
+
 async function serve(spec: ServeSpec, lines: AsyncIterator<string>): Promise<void> {
-  const tcp = createServer((sock) => {
-    let n = 0;
-    const cpu0 = process.cpuUsage();
-    sock.on('data', (d: Buffer) => (n += d.length));
-    sock.on('end', () => sock.end(JSON.stringify({ bytes: n, cpu: cpuSince(cpu0) } satisfies Received)));
-    sock.on('error', () => {});
-  });
-  tcp.listen(TCP_PORT, spec.host);
-  await once(tcp, 'listening');
+  const tcp = createServer(sink);
+  await listen(tcp, TCP_PORT, spec.host);
+  // allowHalfOpen: the sender ends its side when it has sent everything, and the count goes back on the other side.
+  const tls = createTlsServer(
+    { ...TLS_OPTIONS, key: spec.keyPem, cert: spec.certPem, requestCert: true, rejectUnauthorized: false, allowHalfOpen: true },
+    sink,
+  );
+  await listen(tls, TLS_PORT, spec.host);
   const tunnel = await startTunnelServer({
     host: spec.host,
     port: TUNNEL_PORT,
@@ -120,6 +145,7 @@ async function serve(spec: ServeSpec, lines: AsyncIterator<string>): Promise<voi
   // The benchmark stops this process by closing its stdin (or, if the benchmark dies, by destroying the namespace).
   while (!(await lines.next()).done);
   tcp.close();
+  tls.close();
   await tunnel.close();
 }
 
@@ -144,6 +170,15 @@ async function send(spec: SendSpec, lines: AsyncIterator<string>): Promise<void>
       const res = await client.request(peer, { method: 'POST', path: '/sink', body: source(bytes) });
       if (res.status !== 200) throw new Error(`the tunnel sink answered HTTP ${res.status}`);
       return answer(res.body);
+    },
+    async tls(bytes) {
+      // A new connection like the TCP path: its handshake (a few ms) is part of the time, as TCP's connect is.
+      const sock = tlsConnect({ ...TLS_OPTIONS, key: spec.keyPem, cert: spec.certPem, host: spec.host, port: TLS_PORT, rejectUnauthorized: false });
+      await once(sock, 'secureConnect');
+      const cert = sock.getPeerX509Certificate();
+      if (cert === undefined || x509PublicKeyB64(cert) !== spec.serverKey) throw new Error("the TLS sink did not present device b's key");
+      source(bytes).pipe(sock);
+      return answer(sock);
     },
   };
   try {
@@ -195,7 +230,7 @@ export async function main(): Promise<void> {
   if (unavailable) throw new Error(`tunnel-throughput needs network namespaces: ${unavailable}`);
   console.log('tunnel-throughput: one tunnel stream (TLS 1.3 + HTTP/2) vs one plain TCP connection, device a -> device b');
   console.log(`  ${machineLine()}`);
-  console.log(`  each device in its own network namespace; ${CHUNK / MIB} MiB writes; rounds alternate which side goes first`);
+  console.log(`  each device in its own network namespace; ${CHUNK / MIB} MiB writes; rounds alternate the order of the paths`);
 
   const [a, b] = [generateKeyPair(), generateKeyPair()];
   const [certA, certB] = await Promise.all([selfSignedCert({ key: a, commonName: 'a' }), selfSignedCert({ key: b, commonName: 'b' })]);
@@ -213,14 +248,14 @@ export async function main(): Promise<void> {
             // 2.5 Gbit/s and 250 Hz), or the bucket itself would be the limit.
             await net.exec('a', 'tc', ['qdisc', 'replace', 'dev', 'eth0', 'root', 'tbf', 'rate', phase.rate, 'burst', '2mb', 'latency', '50ms']);
           }
-          console.log(`  ${phase.label}: ${phase.bytes / MIB} MiB per transfer, ${phase.rounds} rounds per side`);
-          const runs: Record<Mode, Transfer[]> = { tcp: [], tunnel: [] };
+          console.log(`  ${phase.label}: ${phase.bytes / MIB} MiB per transfer, ${phase.rounds} rounds per path`);
+          const runs: Record<Mode, Transfer[]> = { tcp: [], tunnel: [], tls: [] };
           for (let round = 0; round < phase.rounds; round++) {
-            for (const mode of round % 2 === 0 ? (['tcp', 'tunnel'] as const) : (['tunnel', 'tcp'] as const)) {
+            for (const mode of round % 2 === 0 ? MODES : [...MODES].reverse()) {
               const t = JSON.parse(await sender.ask(`${mode} ${phase.bytes}`)) as Transfer;
               if (t.bytes !== phase.bytes) throw new Error(`${mode}: b counted ${t.bytes} bytes of ${phase.bytes} sent`);
               runs[mode].push(t);
-              console.log(`    round ${round + 1} ${mode.padEnd(6)} ${fmt(phase.bytes / MIB / t.seconds).padStart(6)} MiB/s`);
+              console.log(`    round ${round + 1} ${PATH_NAMES[mode].padEnd(10)} ${fmt(phase.bytes / MIB / t.seconds).padStart(6)} MiB/s`);
             }
           }
           results.push({ label: phase.label, bytes: phase.bytes, runs });
@@ -238,24 +273,26 @@ export async function main(): Promise<void> {
   // Pooled over the rounds: total bytes over total time, total CPU over total bytes.
   const total = (runs: Transfer[], f: (t: Transfer) => number) => runs.reduce((sum, t) => sum + f(t), 0);
   const rate = (runs: Transfer[], bytes: number) => (runs.length * bytes) / MIB / total(runs, (t) => t.seconds);
-  const ratio = (r: (typeof results)[number]) => rate(r.runs.tunnel, r.bytes) / rate(r.runs.tcp, r.bytes);
+  const ratio = (r: (typeof results)[number], mode: Mode = 'tunnel') => rate(r.runs[mode], r.bytes) / rate(r.runs.tcp, r.bytes);
   const rows = results.flatMap((r) =>
-    (['tcp', 'tunnel'] as const).map((mode) => {
+    MODES.map((mode) => {
       const gib = (r.runs[mode].length * r.bytes) / (1024 * MIB);
       return [
         r.label,
-        mode === 'tcp' ? 'direct TCP' : 'tunnel',
+        PATH_NAMES[mode],
         fmt(rate(r.runs[mode], r.bytes)),
         fmt(total(r.runs[mode], (t) => t.senderCpu) / gib, 2),
         fmt(total(r.runs[mode], (t) => t.cpu) / gib, 2),
+        fmt(total(r.runs[mode], (t) => t.senderCpu + t.cpu) / gib, 2),
       ];
     }),
   );
   console.log(`  after: ${machineLine()}`);
   console.log('');
-  console.log(table(['link', 'path', 'MiB/s', 'sender CPU s/GiB', 'receiver CPU s/GiB'], rows));
+  console.log(table(['link', 'path', 'MiB/s', 'sender CPU s/GiB', 'receiver CPU s/GiB', 'both CPU s/GiB'], rows));
   console.log('');
   const [unlimited, lan] = results;
+  console.log(`TLS alone/direct throughput ratio (not a target; Node's TLS without HTTP/2): ${fmt(ratio(unlimited, 'tls'), 2)}`);
   console.log(`tunnel/direct throughput ratio on a ${lan.label}: ${fmt(ratio(lan), 2)}`);
   console.log(`tunnel/direct throughput ratio: ${fmt(ratio(unlimited), 2)} (target >= ${TARGET.toFixed(2)})`);
 }

@@ -1,14 +1,15 @@
 import { describe, it, before, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { privateKeyToPem } from '../identity/keys.ts';
-import { TunnelClient, type TunnelClientOptions, type TunnelPeer } from './tunnel-client.ts';
+import { TunnelClient, type TunnelClientOptions, type TunnelPeer, writePieces } from './tunnel-client.ts';
 import { type TunnelServer, startTunnelServer } from './tunnel-server.ts';
-import { TunnelError, parseAddress } from './common.ts';
+import { TunnelError, WRITE_PIECE, parseAddress } from './common.ts';
 import { type Device, device, rejectsWith, text } from './testing.suite.ts';
 
 /** A port nothing listens on: taken from the system, then released. */
@@ -304,5 +305,22 @@ describe('tunnel client', () => {
     assert.throws(() => new TunnelClient({ key: a.key }), /needs both key and certPem .* or neither/);
     assert.throws(() => new TunnelClient({ key: a.key, certPem: b.certPem }), new RegExp(`certPem is for key ${b.key.publicKeyB64}, not this device's key`));
     assert.throws(() => new TunnelClient({ backoff: { minMs: 100, maxMs: 10 } }), /backoff needs 0 < minMs <= maxMs, got 100 and 10/);
+  });
+
+  it('cuts body chunks larger than WRITE_PIECE into views of that size, in order, and passes smaller ones on whole', async () => {
+    const small = Buffer.from('head');
+    const big = randomBytes(2 * WRITE_PIECE + 5);
+    const exact = randomBytes(WRITE_PIECE);
+    const stage = writePieces();
+    const out: Buffer[] = [];
+    stage.on('data', (d: Buffer) => out.push(d));
+    stage.write(small);
+    stage.write(big);
+    stage.end(exact);
+    await once(stage, 'end');
+    assert.deepEqual(out.map((d) => d.length), [4, WRITE_PIECE, WRITE_PIECE, 5, WRITE_PIECE]);
+    assert.deepEqual(Buffer.concat(out), Buffer.concat([small, big, exact]));
+    // Views, not copies: the pieces of the large chunk share its memory.
+    assert.ok(out.slice(1, 4).every((d) => d.buffer === big.buffer));
   });
 });

@@ -3,12 +3,12 @@
 // that key, or nothing is sent to it. Broken sessions are re-established in the background with exponential back-off.
 import { connect as h2connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { type Readable, pipeline } from 'node:stream';
+import { Readable, Transform, pipeline } from 'node:stream';
 import { type KeyPair, privateKeyToPem, publicKeyFromB64 } from '../identity/keys.ts';
 import { certPublicKeyB64, x509PublicKeyB64 } from '../identity/tls-certs.ts';
 import {
   CONNECTION_WINDOW, DEFAULT_PING_INTERVAL_MS, H2_SETTINGS, MAX_SESSION_MEMORY, REFUSAL_CODE, TLS_OPTIONS, TunnelError,
-  keepAlive, parseAddress,
+  WRITE_PIECE, keepAlive, parseAddress,
 } from './common.ts';
 
 export interface TunnelPeer {
@@ -72,6 +72,18 @@ interface Link {
   lastError?: TunnelError;
   retryAt?: number;
   retryTimer?: NodeJS.Timeout;
+}
+
+/** A stage that passes a body's chunks on, cutting those larger than WRITE_PIECE into views of that size. It pushes
+ * all the pieces of a chunk at once: they are views of memory the chunk holds anyway. */
+export function writePieces(): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (chunk.length <= WRITE_PIECE) this.push(chunk);
+      else for (let at = 0; at < chunk.length; at += WRITE_PIECE) this.push(chunk.subarray(at, at + WRITE_PIECE));
+      done();
+    },
+  });
 }
 
 export class TunnelClient {
@@ -338,8 +350,13 @@ export class TunnelClient {
         for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) out[k] = v;
         resolve({ status: Number(h[':status']), headers: out, body: stream });
       });
-      if (Buffer.isBuffer(req.body)) stream.end(req.body);
-      else if (req.body !== undefined) pipeline(req.body, stream, () => {});
+      if (Buffer.isBuffer(req.body) && req.body.length <= WRITE_PIECE) stream.end(req.body);
+      else if (req.body !== undefined) {
+        // A large buffer goes through the same stage as a stream: written all at once, its pieces would reach HTTP/2
+        // together and be joined into one large buffer again.
+        const body = Buffer.isBuffer(req.body) ? Readable.from([req.body]) : req.body;
+        pipeline(body, writePieces(), stream, () => {});
+      }
     });
   }
 }
