@@ -242,6 +242,8 @@ describe('system UI: logs and settings in Chromium against a real zone', { timeo
         const stored = await config.get({ key: ZONE_SETTINGS_KEY });
         assert.deepEqual(JSON.parse(stored.value!), { display_name: displayName, time_zone: timeZone });
         await page.getByText(new RegExp(`^Times are shown in ${timeZone.replace('/', '\\/')}\\.`)).waitFor();
+        // The header names the zone by its new display name.
+        await page.getByTestId('zone-name').filter({ hasText: displayName }).waitFor();
         await until('the change is audited', async () => {
           const changes = await klog.audit_query({ kind: 'config_change', limit: 5 });
           return changes.events.some((e) => e.actor === OWNER && e.target === `obj://config/${ZONE_SETTINGS_KEY}` && e.detail.revision === stored.revision) || undefined;

@@ -8,6 +8,7 @@ import { LogoutIcon, UserIcon } from './components/icons.tsx';
 import { LanguageMenu } from './components/language-menu.tsx';
 import { useI18n } from './i18n/context.tsx';
 import { routesFor } from './pages/routes.ts';
+import { useZoneName } from './pages/settings/store.ts';
 import { navigate, usePath } from './router.ts';
 import type { Session } from './session.ts';
 
@@ -38,6 +39,7 @@ export function Shell({ user }: { user: Session['user'] }) {
   const path = usePath();
   const routes = routesFor(user.role);
   const route = routes.find((r) => r.path === path);
+  const zoneName = useZoneName();
 
   useEffect(() => {
     if (!route) navigate('/', { replace: true });
@@ -54,6 +56,11 @@ export function Shell({ user }: { user: Session['user'] }) {
           <Group gap="sm" wrap="nowrap">
             <Burger opened={opened} onClick={toggle} hiddenFrom="sm" size="sm" aria-label={t('shell.menu')} aria-expanded={opened} aria-controls="bk-nav" />
             <Text fw={800} size="lg" c="var(--bk-brand)">{t('app.name')}</Text>
+            {zoneName ? (
+              <Text size="sm" c="dimmed" truncate="end" maw={{ base: 120, sm: 320 }} data-testid="zone-name">
+                {zoneName}
+              </Text>
+            ) : null}
           </Group>
           <Group gap={4} wrap="nowrap">
             <LanguageMenu />

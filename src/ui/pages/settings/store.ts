@@ -2,6 +2,7 @@
 // whole UI (the zone's time zone, a user's language), and writing them. Every write is compare-and-swap on the
 // revision that was read, so two admins saving at once cannot silently overwrite each other.
 import { ZONE_SETTINGS_KEY, type ZoneSettings, userUiSettingsKey, zoneSettingsSchema } from '../../../lib/config/zone-settings.ts';
+import { useEffect, useState } from 'react';
 import { api } from '../../api.ts';
 import type { Lang } from '../../i18n/i18n.ts';
 import type { Session } from '../../session.ts';
@@ -27,7 +28,32 @@ export async function loadZoneSettings(): Promise<StoredZoneSettings> {
 /** Stores `settings` if the record is still at `revision`; CONFLICT (a KrpcError) otherwise. */
 export async function saveZoneSettings(settings: ZoneSettings, revision: number): Promise<number> {
   const r = await api.config.set({ key: ZONE_SETTINGS_KEY, value: JSON.stringify(settings), expect_revision: revision });
+  window.dispatchEvent(new Event(ZONE_SETTINGS_SAVED));
   return r.revision;
+}
+
+const ZONE_SETTINGS_SAVED = 'buckyos:zone-settings-saved';
+
+/** The name the zone is shown by (its display name, else its DNS name), loaded once and again after a save here;
+ * null until known or when it cannot be read. */
+export function useZoneName(): string | null {
+  const [name, setName] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    const load = () =>
+      loadZoneSettings().then(
+        (z) => live && setName(z.settings.display_name ?? z.dnsName),
+        // The header then shows the product's name alone; the dashboard reports an unreachable zone.
+        () => undefined,
+      );
+    void load();
+    window.addEventListener(ZONE_SETTINGS_SAVED, load);
+    return () => {
+      live = false;
+      window.removeEventListener(ZONE_SETTINGS_SAVED, load);
+    };
+  }, []);
+  return name;
 }
 
 /** What the UI applies when a session starts: the zone's time zone, and the language the user keeps with their
