@@ -532,6 +532,8 @@ export async function main(): Promise<void> {
     const met = [ratio('largeUp') >= TARGET_LARGE, ratio('largeDown') >= TARGET_LARGE, ratio('smallUp') >= TARGET_SMALL && smallRate >= TARGET_SMALL_RATE, dedupRatio < TARGET_DEDUP];
     const yes = (b: boolean) => (b ? 'yes' : 'NO');
     report.push('');
+    // Other work on the machine moves these figures by about 2x: the load at the end says how quiet the run was.
+    report.push(`  at the end: ${machineLine()}`);
     report.push(`  targets met: large up ${yes(met[0]!)}, large down ${yes(met[1]!)}, small files ${yes(met[2]!)}, dedup ${yes(met[3]!)}`);
     report.push(
       `dfs/rclone: large up ${fmt(ratio('largeUp'), 2)}, large down ${fmt(ratio('largeDown'), 2)}, small ${fmt(smallRate)} files/s ratio ${fmt(ratio('smallUp'), 2)}; ` +

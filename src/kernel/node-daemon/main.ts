@@ -50,11 +50,13 @@ const KERNEL_NODE_FLAGS = [
   '--disable-warning=DEP0123',
 ];
 
-/** Services whose work is native rather than JavaScript (logins are bound by scrypt, logs by SQLite, the gateway by
- * socket piping) or periodic (the scheduler's tick) run without V8's optimising compiler: about 8 MB less each, at
- * a CPU cost they do not feel. system-config, whose JavaScript runs on every call, keeps it. */
+/** Services whose work is native rather than JavaScript (logins are bound by scrypt, logs by SQLite) or periodic (the
+ * scheduler's tick) run without V8's optimising compiler: about 8 MB less each, at a CPU cost they do not feel.
+ * system-config, whose JavaScript runs on every call, keeps it, and so does the gateway: every byte to and from a
+ * service passes through its stream code, which interpreted costs about twice the CPU per byte (a 1 GiB download
+ * through it: ~1.5 instead of ~0.8 CPU seconds, and ~40% less throughput on two cores; docs/dcfs.md, "Benchmark"). */
 const QUIET_SERVICE_FLAGS = ['--lite-mode'];
-const QUIET_SERVICES: ReadonlySet<string> = new Set(['verify-hub', 'klog', 'scheduler', 'gateway', 'activation']);
+const QUIET_SERVICES: ReadonlySet<string> = new Set(['verify-hub', 'klog', 'scheduler', 'activation']);
 
 /** cyfs-ns answers in batches through its native UDP addon and spends little of its time in JavaScript: without V8's
  * background threads (concurrent compilation and GC) it holds about 3 MB less for some 5% of its query rate, and
@@ -90,6 +92,17 @@ export function readStatusFile(paths: NodePaths): NodeStatusFile | null {
   } catch {
     return null;
   }
+}
+
+/** Polls `cond` until it holds (true) or `exited` settles first (false). */
+async function until(cond: () => boolean, exited: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void exited.then(() => (done = true));
+  while (!done) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return false;
 }
 
 /** Polls a health URL until it answers 200 (true) or `exited` settles first (false). */
@@ -167,6 +180,12 @@ class NodeDaemon {
         this.activationUrl = url;
         this.writeStatus();
         this.log.info({ url }, 'device is not activated; waiting for activation');
+      }
+      // Once activated, the child stays on its port until the system UI answers, telling the owner's page when to
+      // open it (docs/ui-activation.md): boot now, and let it exit on its own (a stop still ends it).
+      if (await until(() => isActivated(this.paths.etc), exited)) {
+        void exited.then(() => this.stop.signal.removeEventListener('abort', stopChild));
+        break;
       }
       const [code, signal] = (await exited) as [number | null, string | null];
       this.stop.signal.removeEventListener('abort', stopChild);

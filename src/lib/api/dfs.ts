@@ -42,6 +42,11 @@ const diskStatus = z.object({
   last_scrub_at: z.number().nullable(),
 });
 
+/** The most entries `search` answers, and the most it looks at before it stops (a search is one walk of the
+ * metadata, on the node serving the volume: bounded so one call cannot hold it for long). */
+export const SEARCH_MAX_RESULTS = 500;
+export const SEARCH_MAX_VISITED = 20_000;
+
 export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volumes, folders, versions, trash, uploads), quotas, and the state of disks and scrub.', {
   list: method({
     params: z.object({ volume, path }).strict(),
@@ -82,6 +87,21 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
     params: z.object({ volume, trash_id: z.string().min(1).max(64), to: path.optional() }).strict(),
     result: dfsEntry,
     doc: 'Brings an item back from the trash, to where it was or to `to`. ALREADY_EXISTS when that place is taken. Needs create there.',
+  }),
+  trash_purge: method({
+    params: z.object({ volume, trash_id: z.string().min(1).max(64) }).strict(),
+    result: z.object({ purged: z.literal(true) }),
+    doc: 'Deletes an item in the trash for good: it can no longer be restored. Needs delete on the path it was removed from.',
+  }),
+  search: method({
+    params: z.object({
+      volume,
+      path,
+      query: z.string().min(1).max(255).refine((q) => q.trim() !== '', 'a name or part of one, not only spaces').refine((q) => !/[\u0000-\u001f\u007f]/.test(q), 'no control characters'),
+      limit: z.number().int().min(1).max(SEARCH_MAX_RESULTS).default(100),
+    }).strict(),
+    result: z.object({ entries: z.array(dfsEntry), truncated: z.boolean() }),
+    doc: `Files and folders anywhere under the folder \`path\` whose name contains \`query\` (case-insensitive, Unicode NFC), nearest first (breadth first, by name within a folder), at most \`limit\`. \`truncated\` when more matched, or when the search stopped after looking at ${SEARCH_MAX_VISITED} entries. Needs read on \`path\`; what below it the caller may not read is neither shown nor searched.`,
   }),
   versions: method({
     params: z.object({ volume, path }).strict(),

@@ -1,7 +1,7 @@
 // Chunks across the zone (docs/dcfs.md, "Placement" and "Reading"): storing a chunk on the disks its policy needs,
 // local or on other nodes, resolving only when every copy is durable; and reading one from wherever a healthy copy
 // is, this node's disks first, checking its hash whoever sent it.
-import { contentId } from './chunker.ts';
+import { contentIdAsync } from './chunker.ts';
 import type { DiskSet } from './disks.ts';
 import type { PeerChunks } from './peers.ts';
 import { type DiskInfo, type DiskRef, placeChunk } from './placement.ts';
@@ -69,12 +69,15 @@ export class ChunkIO {
     return out;
   }
 
-  /** Puts one copy; a failure names the disk. */
+  /**
+   * Puts one copy; a failure names the disk. Every caller's `id` was computed here from `data` (by the chunker, or by
+   * the read that fetched it), so this node's stores take it without hashing the bytes again; a peer checks them.
+   */
   private async putOn(t: DiskRef, id: string, data: Buffer): Promise<void> {
     if (t.node === this.self) {
       const d = this.disks.get(t.disk);
       if (!d?.store) throw new Error(`disk ${t.disk} of ${t.node} is not open`);
-      await d.store.put(id, data);
+      await d.store.put(id, data, { hashed: true });
     } else await this.peers.put(t.node, t.disk, id, data);
   }
 
@@ -158,7 +161,7 @@ export class ChunkIO {
       for (const node of nodes) {
         try {
           const data = await this.peers.get(node, id);
-          if (contentId(data) !== id) {
+          if ((await contentIdAsync(data)) !== id) {
             errors.push(`${node}: sent bytes that do not match the id`);
             continue;
           }

@@ -17,12 +17,15 @@ import { createHash } from 'node:crypto';
 import { constants as fsc, mkdirSync, readdirSync } from 'node:fs';
 import { open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isChunkId } from './chunker.ts';
+import { isChunkId, sha256Digest } from './chunker.ts';
 
 export interface ChunkStoreOptions {
   /** The disk's id (system-config `storage/disks/<node>/<disk>`). A directory keeps the id it was first opened with. */
   diskId: string;
-  /** Chunks smaller than this are packed; others get a file each. Default 64 KiB. */
+  /**
+   * Chunks smaller than this are packed; others get a file each. Default 64 KiB; `Infinity` packs every chunk, which
+   * is what the dfs service does (a file each costs an fsync of it and of its directory per chunk).
+   */
   packThreshold?: number;
   /** Bytes this store may hold (the sum of its chunks' sizes). Default: no limit beyond the filesystem's. */
   capacityBytes?: number;
@@ -34,6 +37,14 @@ export interface ChunkStoreOptions {
 
 /** `pack`: a group commit; `file`: a large chunk's bytes; `dir`: a directory entry (a large chunk's, a new pack's). */
 export type FsyncKind = 'pack' | 'file' | 'dir';
+
+export interface PutOptions {
+  /**
+   * The caller computed `id` from these very bytes in this process (the chunker did, or a read that checked them), so
+   * hashing them again would only repeat that. Bytes from elsewhere (another node) are never put with this.
+   */
+  hashed?: boolean;
+}
 
 export interface PutResult {
   /** False when the chunk was here already (and not known to be damaged): nothing was written. */
@@ -220,6 +231,29 @@ async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<
   }
 }
 
+/** Writes the buffers one after another from `position`; a short gathered write goes on with what is left. */
+async function writevAll(fh: FileHandle, parts: Buffer[], position: number): Promise<void> {
+  let i = 0;
+  let at = position;
+  while (i < parts.length) {
+    const batch = parts.slice(i, i + 1024);
+    let { bytesWritten } = await fh.writev(batch, at);
+    at += bytesWritten;
+    for (const b of batch) {
+      if (bytesWritten >= b.length) {
+        bytesWritten -= b.length;
+        i++;
+        continue;
+      }
+      // A short write: finish this buffer plainly, then carry on gathering from the next.
+      await writeAll(fh, b.subarray(bytesWritten), at);
+      at += b.length - bytesWritten;
+      i++;
+      break;
+    }
+  }
+}
+
 /** Reads exactly `length` bytes, or fewer when the file ends first. */
 async function readAt(fh: FileHandle, length: number, position: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);
@@ -301,7 +335,7 @@ export class ChunkStore {
   static async open(dir: string, opts: ChunkStoreOptions): Promise<ChunkStore> {
     if (!opts.diskId) throw new TypeError('ChunkStore.open: diskId is required');
     const threshold = opts.packThreshold ?? DEFAULT_PACK_THRESHOLD;
-    if (!Number.isSafeInteger(threshold) || threshold < 0) throw new RangeError(`packThreshold: ${threshold}`);
+    if (threshold !== Infinity && (!Number.isSafeInteger(threshold) || threshold < 0)) throw new RangeError(`packThreshold: ${threshold}`);
     const created = ChunkStore.makeLayout(dir);
     const db = new Database(join(dir, 'index.sqlite'));
     let store: ChunkStore | undefined;
@@ -561,12 +595,14 @@ export class ChunkStore {
    * Stores a chunk once its bytes are checked against `id`; resolves when the chunk is durable. A chunk already here
    * is not written again, unless a read found it corrupt or missing: then this put is its repair.
    */
-  async put(id: string, data: Uint8Array): Promise<PutResult> {
+  async put(id: string, data: Uint8Array, opts: PutOptions = {}): Promise<PutResult> {
     this.checkOpen();
     const { key, hex } = this.parse(id);
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    const actual = sha256(buf);
-    if (!actual.equals(key)) throw new ChunkHashMismatchError(id, `sha256:${actual.toString('hex')}`);
+    if (!opts.hashed) {
+      const actual = await sha256Digest(buf);
+      if (!actual.equals(key)) throw new ChunkHashMismatchError(id, `sha256:${actual.toString('hex')}`);
+    }
     return this.withLock(hex, async () => {
       this.checkOpen();
       const old = this.row(key);
@@ -653,7 +689,10 @@ export class ChunkStore {
     }
   }
 
-  /** One group commit: one write and one fdatasync of the active pack, then one index transaction. */
+  /**
+   * One group commit: one write and one fdatasync of the active pack, then one index transaction. The records go out
+   * in one gathered write (headers between the chunks' own buffers), so a batch of large chunks is not copied first.
+   */
   private async commit(batch: Op[], bytes: number): Promise<void> {
     const fail = (e: unknown) => {
       const err = this.writeError(e);
@@ -665,21 +704,24 @@ export class ChunkStore {
     } catch (e) {
       return fail(e);
     }
-    const buf = Buffer.allocUnsafe(bytes);
+    const headers = Buffer.allocUnsafe(HEADER * batch.length);
+    const parts: Buffer[] = [];
     const applied: AppliedOp[] = [];
     let at = 0;
-    for (const op of batch) {
+    batch.forEach((op, i) => {
       const len = op.type === DATA ? op.data!.length : op.type === LARGE ? op.size : 0;
-      encodeHeader(buf, at, op.type, len, op.key);
+      const header = headers.subarray(i * HEADER, (i + 1) * HEADER);
+      encodeHeader(header, 0, op.type, len, op.key);
       at += HEADER;
       applied.push({ type: op.type, key: op.key, size: op.size, dataOff: pack.end + at });
+      parts.push(header);
       if (op.data) {
-        op.data.copy(buf, at);
+        parts.push(op.data);
         at += op.data.length;
       }
-    }
+    });
     try {
-      await writeAll(pack.fh, buf, pack.end);
+      await writevAll(pack.fh, parts, pack.end);
     } catch (e) {
       // Nothing of this batch was synced, so cutting the pack back to its last good end makes it whole again (a full
       // disk would otherwise leave a new pack behind for every batch it refused).
@@ -757,7 +799,8 @@ export class ChunkStore {
         this.countError('read');
         throw new DiskError(this.diskId, 'read', errnoCode(e), e);
       }
-      if (data.length !== row.size || !sha256(data).equals(key)) {
+      // Hashed off the event loop: a large read's check runs on another core while the last chunk is being sent.
+      if (data.length !== row.size || !(await sha256Digest(data)).equals(key)) {
         if (attempt === 0 && this.row(key)?.off !== row.off) continue;
         this.countError('corrupt');
         this.setBad(key, true);

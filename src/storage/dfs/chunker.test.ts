@@ -1,7 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { Chunker, ContentHasher, DEFAULT_CHUNKER_OPTIONS, contentId, isChunkId, type Chunk, type ChunkerOptions } from './chunker.ts';
+import {
+  Chunker, ContentHasher, DEFAULT_CHUNKER_OPTIONS, contentId, contentIdAsync, isChunkId, sha256Digest, type Chunk, type ChunkerOptions,
+} from './chunker.ts';
 
 /** A seeded generator (xorshift32), so a failing case can be reproduced from its seed. */
 function prng(seed: number): () => number {
@@ -151,6 +153,19 @@ describe('chunker', () => {
     assert.ok(isChunkId(id));
     for (const bad of [id.toUpperCase(), id.slice(0, -1), `${id}0`, `sha1:${id.slice(7)}`, `sha256:../${id.slice(10)}`, 42, undefined]) {
       assert.equal(isChunkId(bad), false, String(bad));
+    }
+  });
+
+  it('cut/finish give push/end\'s chunks without ids; sha256Digest and contentIdAsync agree with contentId', async () => {
+    const data = pseudoRandomBytes(3 * 1024 * 1024, 7);
+    const c = new Chunker();
+    const bufs = [...c.cut(data.subarray(0, 1_000_000)), ...c.cut(data.subarray(1_000_000)), ...c.finish()];
+    const chunks = chunkAll(data);
+    assert.deepEqual(bufs.map((b) => b.length), chunks.map((x) => x.data.length));
+    // Large inputs go to the thread pool, small ones are hashed inline: the answers are the same.
+    for (const b of [...bufs, Buffer.from('small')]) {
+      assert.equal(await contentIdAsync(b), contentId(b));
+      assert.equal((await sha256Digest(b)).toString('hex'), contentId(b).slice(7));
     }
   });
 

@@ -5,7 +5,7 @@
 // The gear table and the mask layout below are part of the store's dedup contract: changing them never breaks
 // correctness (every chunk is addressed by its SHA-256), but content chunked before and after the change no longer
 // shares chunks.
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, webcrypto, type Hash } from 'node:crypto';
 
 export interface Chunk {
   data: Buffer;
@@ -40,6 +40,23 @@ export function isChunkId(s: unknown): s is string {
 /** The content id (`sha256:<hex>`) of bytes: of one chunk, or of a whole file given whole. */
 export function contentId(data: Uint8Array | string): string {
   return ID_PREFIX + createHash('sha256').update(data).digest('hex');
+}
+
+/** Below this, hashing inline costs less than a trip to the thread pool. */
+const POOL_HASH_MIN = 64 * 1024;
+
+/**
+ * SHA-256 of bytes, on libuv's thread pool (WebCrypto) when they are large, so the event loop goes on serving while a
+ * chunk is hashed and a second core can take the work. The bytes must not change until it resolves.
+ */
+export async function sha256Digest(data: Uint8Array): Promise<Buffer> {
+  if (data.length < POOL_HASH_MIN) return createHash('sha256').update(data).digest();
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data));
+}
+
+/** `contentId`, hashed off the event loop when the bytes are large (sha256Digest). */
+export async function contentIdAsync(data: Uint8Array): Promise<string> {
+  return ID_PREFIX + (await sha256Digest(data)).toString('hex');
 }
 
 /** A whole file's content id, computed as its bytes stream past (by the chunker's caller, say). */
@@ -118,8 +135,18 @@ export class Chunker {
   }
 
   push(buf: Uint8Array): Chunk[] {
+    return this.cut(buf).map(withId);
+  }
+
+  /** The last chunk (possibly shorter than min), if any bytes are left. */
+  end(): Chunk[] {
+    return this.finish().map(withId);
+  }
+
+  /** `push` without the ids: for a caller that hashes the chunks itself (off the event loop, with contentIdAsync). */
+  cut(buf: Uint8Array): Buffer[] {
     if (this.ended) throw new Error('Chunker.push after end');
-    const out: Chunk[] = [];
+    const out: Buffer[] = [];
     const src = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
     let start = 0;
     while (start < src.length) {
@@ -142,8 +169,8 @@ export class Chunker {
     return out;
   }
 
-  /** The last chunk (possibly shorter than min), if any bytes are left. */
-  end(): Chunk[] {
+  /** `end` without the ids. */
+  finish(): Buffer[] {
     if (this.ended) return [];
     this.ended = true;
     if (this.pendingLen === 0) return [];
@@ -182,18 +209,22 @@ export class Chunker {
     return index;
   }
 
-  private emit(tail: Buffer): Chunk {
+  private emit(tail: Buffer): Buffer {
     if (tail.length === 0 && this.acc?.length === this.pendingLen) {
       // The last chunk fills the buffer exactly (a small file's only chunk): it becomes the chunk.
       const data = this.acc;
       this.acc = null;
       this.pendingLen = 0;
-      return { data, id: contentId(data) };
+      return data;
     }
     const data = Buffer.allocUnsafe(this.pendingLen + tail.length);
     if (this.pendingLen > 0) this.acc!.copy(data, 0, 0, this.pendingLen);
     tail.copy(data, this.pendingLen);
     this.pendingLen = 0;
-    return { data, id: contentId(data) };
+    return data;
   }
+}
+
+function withId(data: Buffer): Chunk {
+  return { data, id: contentId(data) };
 }

@@ -82,7 +82,7 @@ function contentRange(header: string | undefined): { start: number; end: number;
 
 export class DfsHttp {
   private readonly dav = new Map<string, DavHandler>();
-  private readonly basicCache = new Map<string, { token: string; until: number }>();
+  private readonly basicCache = new Map<string, { token: Promise<string>; until: number }>();
 
   constructor(private readonly d: HttpDeps) {}
 
@@ -96,13 +96,21 @@ export class DfsHttp {
       const colon = text.indexOf(':');
       if (colon > 0) {
         // Keyed by a hash, so the cache never holds a password; a login costs verify-hub a scrypt, not every request.
+        // The login under way is cached too: a client's parallel requests (16 PUTs at once) share one login rather
+        // than each making its own and meeting verify-hub's limit on logins per address.
         const key = createHash('sha256').update(text).digest('hex');
         const hit = this.basicCache.get(key);
-        if (hit && hit.until > Date.now()) return this.d.authenticate(hit.token);
-        const token = await this.d.basicLogin(text.slice(0, colon), text.slice(colon + 1));
+        if (hit && hit.until > Date.now()) return this.d.authenticate(await hit.token);
+        const token = this.d.basicLogin(text.slice(0, colon), text.slice(colon + 1));
         if (this.basicCache.size > 1000) this.basicCache.clear();
-        this.basicCache.set(key, { token, until: Date.now() + 5 * 60_000 });
-        return this.d.authenticate(token);
+        const entry = { token, until: Date.now() + 5 * 60_000 };
+        this.basicCache.set(key, entry);
+        try {
+          return this.d.authenticate(await token);
+        } catch (err) {
+          if (this.basicCache.get(key) === entry) this.basicCache.delete(key);
+          throw err;
+        }
       }
     }
     throw new KrpcError('UNAUTHENTICATED', 'this needs a token (Authorization: Bearer ...)');
@@ -118,7 +126,7 @@ export class DfsHttp {
       const rest = url.pathname.slice('/kapi/dfs'.length);
       let m: RegExpExecArray | null;
       if ((m = /^\/dav(\/.*)?$/.exec(rest))) return await this.davRequest(req, res, url, m[1] ?? '/');
-      if ((m = /^\/files\/([a-z][a-z0-9-]{0,31})(\/.*)?$/.exec(rest))) return await this.fileRequest(req, res, m[1]!, decodeUrlPath(m[2] ?? '/'));
+      if ((m = /^\/files\/([a-z][a-z0-9-]{0,31})(\/.*)?$/.exec(rest))) return await this.fileRequest(req, res, m[1]!, decodeUrlPath(m[2] ?? '/'), url);
       if ((m = /^\/uploads\/([A-Za-z0-9_-]+)$/.exec(rest)) && req.method === 'PUT') return await this.uploadPart(req, res, m[1]!, url);
       if ((m = /^\/ndn\/([^/]+)$/.exec(rest)) && (req.method === 'GET' || req.method === 'HEAD')) return await this.ndn(req, res, decodeURIComponent(m[1]!));
       if ((m = /^\/chunks\/([^/]+)\/(sha256:[0-9a-f]{64})$/.exec(rest))) return await this.chunk(req, res, m[1]!, m[2]!);
@@ -157,7 +165,7 @@ export class DfsHttp {
     req.pipe(up);
   }
 
-  private async fileRequest(req: IncomingMessage, res: ServerResponse, volume: string, path: string): Promise<void> {
+  private async fileRequest(req: IncomingMessage, res: ServerResponse, volume: string, path: string, url: URL): Promise<void> {
     const p = await this.principal(req);
     const files = this.d.files;
     if (req.method === 'GET' || req.method === 'HEAD') {
@@ -165,8 +173,9 @@ export class DfsHttp {
       const v = files.readable(volume);
       const entry = files.meta(() => v.meta.stat(path));
       if (entry.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder: list it with dfs.list`, { reason: 'IS_A_DIRECTORY' });
-      const version = files.meta(() => v.meta.getVersion(path));
-      return this.sendVersion(req, res, version, entry.mtime);
+      // `?version=<id>`: one of the kept versions (dfs.versions), readable by whoever may read the file.
+      const version = files.meta(() => v.meta.getVersion(path, url.searchParams.get('version') ?? undefined));
+      return this.sendVersion(req, res, version, url.searchParams.has('version') ? version.mtime : entry.mtime);
     }
     if (req.method === 'PUT') {
       const length = req.headers['content-length'] ? Number(req.headers['content-length']) : undefined;

@@ -2,7 +2,7 @@
 // primary; a follower serves reads while cut off from it), and a call that reached another node is passed on to the
 // primary with the caller's own token, so permissions are checked once, as the caller.
 import { createClient, type CallContext, KrpcError, type Principal, createKrpcEndpoint, type KrpcEndpoint } from '../../lib/krpc/index.ts';
-import { dfsApi } from '../../lib/api/dfs.ts';
+import { SEARCH_MAX_VISITED, type DfsEntry, dfsApi } from '../../lib/api/dfs.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { ElsewhereError, type Files, apiEntry, toKrpcError } from './files.ts';
 import type { Uploads } from './uploads.ts';
@@ -28,7 +28,7 @@ export interface ServiceDeps {
 type Api = typeof dfsApi.methods;
 
 /** Methods a follower may answer alone when the primary is out of reach. */
-const READS: ReadonlySet<keyof Api> = new Set<keyof Api>(['list', 'stat', 'versions', 'trash_list', 'usage']);
+const READS: ReadonlySet<keyof Api> = new Set<keyof Api>(['list', 'stat', 'search', 'versions', 'trash_list', 'usage']);
 type Params<K extends keyof Api> = Parameters<Parameters<typeof createKrpcEndpoint<Api>>[1][K]>[0];
 
 function who(ctx: CallContext): Principal {
@@ -140,6 +140,55 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           f.check(caller, 'read', p.volume, item.path);
           f.check(caller, 'create', p.volume, to);
           return apiEntry(f.meta(() => meta.restore(p.trash_id, { user: caller.userId, to: p.to === undefined ? undefined : to })));
+        }),
+      trash_purge: (p, ctx) =>
+        at('trash_purge', p, ctx, () => {
+          const caller = who(ctx);
+          const meta = f.writable(p.volume).meta;
+          const item = meta.trashList().find((t) => t.trash_id === p.trash_id);
+          if (!item) throw new KrpcError('NOT_FOUND', `no trash item ${p.trash_id} in ${p.volume}`);
+          f.check(caller, 'delete', p.volume, item.path);
+          f.meta(() => meta.purge(p.trash_id));
+          return { purged: true as const };
+        }),
+      search: (p, ctx) =>
+        at('search', p, ctx, () => {
+          const root = f.path(p.path);
+          const caller = who(ctx);
+          f.check(caller, 'read', p.volume, root);
+          const meta = f.readable(p.volume).meta;
+          if (f.meta(() => meta.stat(root)).type !== 'dir') throw new KrpcError('FAILED_PRECONDITION', `${root} is a file: search a folder`, { reason: 'NOT_A_DIRECTORY' });
+          const needle = p.query.trim().normalize('NFC').toLowerCase();
+          const readable = (path: string) => {
+            try {
+              f.check(caller, 'read', p.volume, path);
+              return true;
+            } catch {
+              return false;
+            }
+          };
+          const entries: DfsEntry[] = [];
+          const folders = [root];
+          let visited = 0;
+          let truncated = false;
+          walk: for (let i = 0; i < folders.length; i++) {
+            for (const e of f.meta(() => meta.list(folders[i]!))) {
+              if (++visited > SEARCH_MAX_VISITED) {
+                truncated = true;
+                break walk;
+              }
+              if (!readable(e.path)) continue;
+              if (e.name.normalize('NFC').toLowerCase().includes(needle)) {
+                if (entries.length === p.limit) {
+                  truncated = true;
+                  break walk;
+                }
+                entries.push(apiEntry(e));
+              }
+              if (e.type === 'dir') folders.push(e.path);
+            }
+          }
+          return { entries, truncated };
         }),
       versions: (p, ctx) =>
         at('versions', p, ctx, () => {

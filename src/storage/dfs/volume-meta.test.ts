@@ -399,6 +399,54 @@ describe('VolumeMeta', () => {
       assert.deepEqual(committed.log!.slice(-2).map((r) => (JSON.parse((r as { entry: string }).entry) as LogEntry).paths), [['/d/a'], ['/d/c']]);
       assert.equal(committed.versions!.length, 2);
     });
+
+    it('paths resolve right after moves, removals, restores and rolled-back creations (remembered directories)', async () => {
+      m.mkdir('/a', 'alice');
+      m.mkdir('/a/b', 'alice');
+      m.writeFile('/a/b/f', blob('1'), { user: 'alice' });
+      assert.equal(m.stat('/a/b/f').path, '/a/b/f');
+      m.rename('/a/b', '/a/c', { user: 'alice', overwrite: false });
+      assert.equal(m.tryStat('/a/b/f'), null);
+      assert.equal(m.stat('/a/c/f').path, '/a/c/f');
+      m.mkdir('/a/b', 'alice');
+      assert.equal(m.tryStat('/a/b/f'), null, 'a new directory at an old path is not the old one');
+      const { trash_id } = m.remove('/a/c', 'alice');
+      assert.equal(m.tryStat('/a/c/f'), null);
+      m.restore(trash_id, { user: 'alice' });
+      assert.equal(m.stat('/a/c/f').path, '/a/c/f');
+      // A directory made in a group op that then fails is rolled back with its savepoint, and its id is handed out
+      // again.
+      const failing = m.grouped(() => {
+        m.mkdir('/a/x', 'alice');
+        assert.equal(m.tryStat('/a/x/none'), null);
+        throw new Error('rolled back');
+      });
+      const other = m.grouped(() => m.writeFile('/a/h', blob('3'), { user: 'alice' }));
+      await assert.rejects(failing, /rolled back/);
+      await other;
+      assert.equal(m.tryStat('/a/x'), null);
+      m.mkdir('/a/y', 'alice');
+      m.writeFile('/a/y/g', blob('2'), { user: 'alice' });
+      assert.equal(m.tryStat('/a/x/g'), null);
+      assert.equal(m.stat('/a/y/g').path, '/a/y/g');
+    });
+
+    it('a group is answered, and shipped to followers, only once its WAL sync is done', async () => {
+      m.mkdir('/d', 'alice');
+      const seq = m.lastSeq;
+      let answered = false;
+      const a = m.grouped(() => m.writeFile('/d/a', blob('a'), { user: 'alice' })).then((r) => ((answered = true), r));
+      // Right after the group ran: committed (readable here), its fdatasync still on the thread pool.
+      await new Promise((r) => setImmediate(r));
+      assert.equal(m.tryStat('/d/a')?.path, '/d/a');
+      assert.equal(answered, false);
+      assert.deepEqual(m.log(seq).map((e) => e.seq), [], 'not shipped before it is durable');
+      await a;
+      assert.deepEqual(m.log(seq).map((e) => e.seq), [seq + 1]);
+      // A plain mutation is durable when it returns, and ships at once.
+      m.mkdir('/e', 'alice');
+      assert.deepEqual(m.log(seq).map((e) => e.seq), [seq + 1, seq + 2]);
+    });
   });
 
   describe('rename', () => {

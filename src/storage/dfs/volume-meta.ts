@@ -9,6 +9,7 @@
 // nothing is recomputed from configuration or clocks on the follower.
 import Database from 'better-sqlite3';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import { VOLUME_NAME } from '../../lib/config/storage-records.ts';
@@ -17,6 +18,8 @@ import { PathError, baseName, isSameOrInside, normalizePath, parentPath, splitPa
 
 const SCHEMA_VERSION = 1;
 export const DEFAULT_KEEP_VERSIONS = 10;
+/** Directory paths remembered for lookups (VolumeMeta.dirIds); past this the memory starts again from empty. */
+const DIR_CACHE = 10_000;
 /** The owner of what the volume itself creates: the root, /home and /public. `kernel` is the RBAC subject of the
  * system and a name verify-hub refuses for users, so no user can come to own these. */
 export const SYSTEM_OWNER = 'kernel';
@@ -468,6 +471,16 @@ function joinChild(dir: string, name: string): string {
   return dir === '/' ? `/${name}` : `${dir}/${name}`;
 }
 
+/** fdatasync of a file by name, on the thread pool. */
+async function syncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+}
+
 export class VolumeMeta {
   readonly volume: string;
   readonly role: Role;
@@ -478,6 +491,14 @@ export class VolumeMeta {
   private q: Statements;
   /** Mutations waiting for the next group commit (`grouped`). */
   private group: { op: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
+  /** The first log seq of each group commit whose WAL fdatasync is still under way: followers are not sent those. */
+  private readonly unsynced = new Set<number>();
+  /**
+   * Directories' node ids by path, so a path costs one lookup for its name rather than one per segment (a WebDAV PUT
+   * resolves its path several times). Only committed state is remembered (a node id allocated in a transaction that
+   * rolls back is handed out again); any change that moves or detaches nodes empties it.
+   */
+  private readonly dirIds = new Map<string, number>();
 
   private constructor(file: string, opts: VolumeMetaOptions) {
     if (!VOLUME_NAME.test(opts.volume)) {
@@ -549,9 +570,11 @@ export class VolumeMeta {
 
   /**
    * Runs `op` (mutations of this volume) in one transaction with every other `grouped` op of this event-loop turn,
-   * each in its own savepoint so that one failing leaves the others, and resolves once that transaction has
-   * committed. On the primary every commit is an fsync that blocks the event loop (synchronous=FULL); concurrent
-   * writers share one instead of queueing for one each, and none is answered before its change is durable.
+   * each in its own savepoint so that one failing leaves the others, and resolves once that transaction is durable.
+   * Concurrent writers share one commit instead of queueing for one each. On the primary a plain commit is an fsync
+   * that blocks the event loop (synchronous=FULL); a group commits without it (NORMAL) and then fdatasyncs the WAL on
+   * the thread pool, which makes the same frames durable that FULL would have, while the event loop serves other
+   * requests. None is answered before that sync, and followers are not sent the group's log entries before it either.
    */
   grouped<T>(op: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -563,32 +586,56 @@ export class VolumeMeta {
   private commitGroup(): void {
     const group = this.group;
     this.group = [];
+    const deferSync = this.role === 'primary' && this.file !== ':memory:';
+    const firstSeq = this.lastSeq + 1;
+    if (deferSync) {
+      this.unsynced.add(firstSeq);
+      this.db.pragma('synchronous = NORMAL');
+    }
+    const results: { ok: boolean; value: unknown }[] = [];
     const alone = (g: (typeof group)[number]) => {
       try {
-        g.resolve(g.op());
+        results.push({ ok: true, value: g.op() });
       } catch (err) {
-        g.reject(err);
+        results.push({ ok: false, value: err });
       }
     };
-    if (group.length === 1) return alone(group[0]!);
-    const results: { ok: boolean; value: unknown }[] = [];
     try {
-      this.db.transaction(() => {
-        for (const g of group) {
-          try {
-            // Nested in the open transaction, this is a savepoint: a failing op is rolled back alone.
-            results.push({ ok: true, value: this.db.transaction(g.op)() });
-          } catch (err) {
-            results.push({ ok: false, value: err });
+      if (group.length === 1) alone(group[0]!);
+      else {
+        this.db.transaction(() => {
+          for (const g of group) {
+            try {
+              // Nested in the open transaction, this is a savepoint: a failing op is rolled back alone.
+              results.push({ ok: true, value: this.db.transaction(g.op)() });
+            } catch (err) {
+              results.push({ ok: false, value: err });
+            }
           }
-        }
-      })();
+        })();
+      }
     } catch {
       // The commit itself failed, so none of the group is stored: each runs again alone and meets its own outcome.
+      results.length = 0;
       for (const g of group) alone(g);
-      return;
+    } finally {
+      if (deferSync) this.db.pragma('synchronous = FULL');
     }
-    group.forEach((g, i) => (results[i]!.ok ? g.resolve(results[i]!.value) : g.reject(results[i]!.value)));
+    const answer = () => group.forEach((g, i) => (results[i]!.ok ? g.resolve(results[i]!.value) : g.reject(results[i]!.value)));
+    if (!deferSync) return answer();
+    void syncFile(`${this.file}-wal`).then(
+      () => {
+        this.unsynced.delete(firstSeq);
+        answer();
+      },
+      (err: unknown) => {
+        // Committed but not known to be durable: nobody is told it succeeded. A later commit's sync (FULL, or the next
+        // group's) may still make it durable, and followers get it then.
+        this.unsynced.delete(firstSeq);
+        const e = new Error(`volume ${this.volume}: the metadata could not be made durable: ${(err as Error).message}`, { cause: err });
+        for (const g of group) g.reject(e);
+      },
+    );
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -908,7 +955,10 @@ export class VolumeMeta {
         { expected: afterSeq + 1, actual: start + 1 },
       );
     }
-    return this.q.logAfter.all(afterSeq, limit).map((r) => JSON.parse(r.entry) as LogEntry);
+    const entries = this.q.logAfter.all(afterSeq, limit).map((r) => JSON.parse(r.entry) as LogEntry);
+    if (this.unsynced.size === 0) return entries;
+    const durable = Math.min(...this.unsynced);
+    return entries.filter((e) => e.seq < durable);
   }
 
   /** Applies the primary's entries (a follower only), in one transaction: all or none. Entries at or below lastSeq
@@ -1036,6 +1086,7 @@ export class VolumeMeta {
       this.db = this.openDb(new Database(this.file));
     }
     this.q = statements(this.db);
+    this.dirIds.clear();
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -1152,6 +1203,7 @@ export class VolumeMeta {
         return;
       }
       case 'move':
+        this.dirIds.clear();
         one(q.moveNode.run(c.parent, c.name, c.id).changes, `node ${c.id}`);
         return;
       case 'touch':
@@ -1163,11 +1215,13 @@ export class VolumeMeta {
         for (const [name, value] of c.set) q.setProp.run(c.id, name, value);
         return;
       case 'trash':
+        this.dirIds.clear();
         q.insertTrash.run(c.tid, c.id, c.path, c.deleted_at, c.deleted_by);
         one(q.detach.run(c.id).changes, `node ${c.id}`);
         q.bump.run(c.tid + 1, 'trash');
         return;
       case 'untrash': {
+        this.dirIds.clear();
         const row = q.trash.get(c.tid);
         if (!row) throw new Error(`untrash: trash entry ${c.tid} not found`);
         q.moveNode.run(c.parent, c.name, row.node);
@@ -1175,6 +1229,7 @@ export class VolumeMeta {
         return;
       }
       case 'purge': {
+        this.dirIds.clear();
         const row = q.trash.get(c.tid);
         if (!row) throw new Error(`purge: trash entry ${c.tid} not found`);
         const nodes = q.subtree.all(row.node);
@@ -1214,12 +1269,24 @@ export class VolumeMeta {
   }
 
   private resolve(p: string): NodeRow | undefined {
-    let row = this.q.node.get(ROOT_ID);
-    for (const name of splitPath(p)) {
+    const names = splitPath(p);
+    if (names.length === 0) return this.q.node.get(ROOT_ID);
+    const parent = parentPath(p)!;
+    let dir = this.dirIds.get(parent);
+    if (dir === undefined) {
+      let row = this.q.node.get(ROOT_ID);
+      for (let i = 0; i < names.length - 1; i++) {
+        if (!row || row.type !== 'dir') return undefined;
+        row = this.q.child.get(row.id, names[i]!);
+      }
       if (!row || row.type !== 'dir') return undefined;
-      row = this.q.child.get(row.id, name);
+      dir = row.id;
+      if (!this.db.inTransaction) {
+        if (this.dirIds.size >= DIR_CACHE) this.dirIds.clear();
+        this.dirIds.set(parent, dir);
+      }
     }
-    return row;
+    return this.q.child.get(dir, names[names.length - 1]!);
   }
 
   private mustResolve(p: string): NodeRow {
