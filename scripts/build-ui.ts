@@ -1,7 +1,8 @@
 // Builds the system UI (src/ui) into dist/ui, which the gateway's UI listener serves (docs/ui.md):
 //   node --import tsx scripts/build-ui.ts
-// esbuild bundles the app (code-split, one chunk per page, content-hashed names under /assets/) and the service
-// worker; this script adds index.html, the web app manifest and its icons, precompressed copies, and build.json,
+// esbuild bundles the app and the activation page an unactivated device serves (two entries sharing chunks; code-split,
+// one chunk per page, content-hashed names under /assets/) and the service worker; this script adds index.html and
+// activation.html, the web app manifest and its icons, precompressed copies, and build.json,
 // the list of files the gateway may serve. The new build replaces the old one in one rename, and keeps the old
 // build's assets so pages loaded from it can still fetch their chunks.
 import { build } from 'esbuild';
@@ -10,7 +11,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameS
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { brotliCompressSync, constants as zlibConstants, deflateSync, gzipSync } from 'node:zlib';
-import { NONCE_PLACEHOLDER, UI_BUILD_FILE, type UiBuild, uiBuildSchema } from '../src/net/gateway/ui-files.ts';
+import { NONCE_PLACEHOLDER, UI_BUILD_FILE, type UiBuild, uiBuildSchema } from '../src/lib/ui-files.ts';
 
 export const REPO = fileURLToPath(new URL('..', import.meta.url));
 const UI_SRC = join(REPO, 'src', 'ui');
@@ -19,7 +20,7 @@ export const UI_OUT = join(REPO, 'dist', 'ui');
 /** Browsers the bundle is written for: those React 19 and Mantine 9 support (2023 and later). */
 const TARGETS = ['es2022', 'chrome111', 'edge111', 'firefox115', 'safari16.4'];
 /** Inputs outside the bundle's import graph that still shape the output. */
-const EXTRA_INPUTS = ['scripts/build-ui.ts', 'src/ui/index.html', 'src/ui/sw.ts', 'src/net/gateway/ui-files.ts', 'package-lock.json'];
+const EXTRA_INPUTS = ['scripts/build-ui.ts', 'src/ui/index.html', 'src/ui/activation/activation.html', 'src/ui/sw.ts', 'src/lib/ui-files.ts', 'package-lock.json'];
 /** Source maps are left as they are: only developer tools fetch them. */
 const COMPRESSIBLE = /\.(js|css|svg|webmanifest|json|txt)$/;
 
@@ -29,6 +30,8 @@ export interface UiBuildReport {
   /** The JavaScript a first visit loads before anything renders: the entry and what it imports statically. */
   initialJs: { files: string[]; bytes: number; gzipBytes: number };
   initialCss: { files: string[]; bytes: number; gzipBytes: number };
+  /** The same for the activation page (activation.html), which unactivated devices serve. */
+  activation: { initialJs: { files: string[]; bytes: number; gzipBytes: number }; initialCss: { files: string[]; bytes: number; gzipBytes: number } };
   /** Every JavaScript file of the build, pages included. */
   totalJs: { bytes: number; gzipBytes: number };
 }
@@ -187,7 +190,7 @@ export async function buildUi(): Promise<UiBuildReport> {
   try {
     const app = await build({
       absWorkingDir: REPO,
-      entryPoints: { app: 'src/ui/main.tsx' },
+      entryPoints: { app: 'src/ui/main.tsx', activation: 'src/ui/activation/main.tsx' },
       outdir: out,
       bundle: true,
       splitting: true,
@@ -208,36 +211,43 @@ export async function buildUi(): Promise<UiBuildReport> {
     });
     const outputs = app.metafile.outputs;
     const rel = (p: string) => `/${relative(out, join(REPO, p)).split('\\').join('/')}`;
-    const entry = Object.entries(outputs).find(([, o]) => o.entryPoint === 'src/ui/main.tsx');
-    if (!entry) throw new Error('esbuild wrote no entry chunk for src/ui/main.tsx');
-    const [entryFile, entryMeta] = entry;
-    // What the entry loads before it runs: itself and its static imports, transitively (pages are dynamic imports).
-    const initial = new Set<string>([entryFile]);
-    for (const queue = [entryFile]; queue.length > 0; ) {
-      for (const imp of outputs[queue.pop()!]!.imports) {
-        if (imp.kind === 'import-statement' && !imp.external && !initial.has(imp.path)) {
-          initial.add(imp.path);
-          queue.push(imp.path);
+    /** What an entry loads before it runs: itself and its static imports, transitively (pages are dynamic imports). */
+    const initialOf = (source: string) => {
+      const entry = Object.entries(outputs).find(([, o]) => o.entryPoint === source);
+      if (!entry) throw new Error(`esbuild wrote no entry chunk for ${source}`);
+      const [entryFile, entryMeta] = entry;
+      const initial = new Set<string>([entryFile]);
+      for (const queue = [entryFile]; queue.length > 0; ) {
+        for (const imp of outputs[queue.pop()!]!.imports) {
+          if (imp.kind === 'import-statement' && !imp.external && !initial.has(imp.path)) {
+            initial.add(imp.path);
+            queue.push(imp.path);
+          }
         }
       }
-    }
-    const initialJs = [...initial].map(rel);
-    const initialCss = entryMeta.cssBundle ? [rel(entryMeta.cssBundle)] : [];
+      return { js: [...initial].map(rel), css: entryMeta.cssBundle ? [rel(entryMeta.cssBundle)] : [] };
+    };
+    const { js: initialJs, css: initialCss } = initialOf('src/ui/main.tsx');
+    const activation = initialOf('src/ui/activation/main.tsx');
 
     writeFileSync(join(out, 'icon.svg'), ICON_SVG);
     writeFileSync(join(out, 'icon-192.png'), iconPng(192, false));
     writeFileSync(join(out, 'icon-512.png'), iconPng(512, false));
     writeFileSync(join(out, 'icon-maskable-512.png'), iconPng(512, true));
     writeFileSync(join(out, 'manifest.webmanifest'), JSON.stringify(MANIFEST, null, 2) + '\n');
-    const template = readFileSync(join(UI_SRC, 'index.html'), 'utf8');
-    if (!template.includes(NONCE_PLACEHOLDER)) throw new Error(`src/ui/index.html lacks the ${NONCE_PLACEHOLDER} placeholder the gateway fills`);
-    const index = template
-      .replace('<!--styles-->', initialCss.map((f) => `<link rel="stylesheet" href="${f}">`).join('\n    '))
-      .replace('<!--scripts-->', [
-        ...initialJs.slice(1).map((f) => `<link rel="modulepreload" href="${f}">`),
-        `<script type="module" src="${initialJs[0]}"></script>`,
-      ].join('\n    '));
-    writeFileSync(join(out, 'index.html'), index);
+    const writePage = (template: string, name: string, js: string[], css: string[]) => {
+      const source = readFileSync(join(REPO, template), 'utf8');
+      if (!source.includes(NONCE_PLACEHOLDER)) throw new Error(`${template} lacks the ${NONCE_PLACEHOLDER} placeholder the server fills`);
+      const html = source
+        .replace('<!--styles-->', css.map((f) => `<link rel="stylesheet" href="${f}">`).join('\n    '))
+        .replace('<!--scripts-->', [
+          ...js.slice(1).map((f) => `<link rel="modulepreload" href="${f}">`),
+          `<script type="module" src="${js[0]}"></script>`,
+        ].join('\n    '));
+      writeFileSync(join(out, name), html);
+    };
+    writePage('src/ui/index.html', 'index.html', initialJs, initialCss);
+    writePage('src/ui/activation/activation.html', 'activation.html', activation.js, activation.css);
 
     // The id covers every file but the worker, which embeds it.
     const hash = createHash('sha256');
@@ -261,8 +271,8 @@ export async function buildUi(): Promise<UiBuildReport> {
     for (const f of walk(out)) {
       const path = urlPath(out, f);
       const encodings: ('br' | 'gzip')[] = [];
-      // index.html is rewritten per response (its nonce), so it is never served from a compressed copy.
-      if (COMPRESSIBLE.test(f) && path !== '/index.html' && statSync(f).size > 1024) {
+      // The pages are rewritten per response (their nonce), so they are never served from a compressed copy.
+      if (COMPRESSIBLE.test(f) && !path.endsWith('.html') && statSync(f).size > 1024) {
         const raw = readFileSync(f);
         const br = brotliCompressSync(raw, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 11, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: raw.length } });
         const gz = gzipSync(raw, { level: 9 });
@@ -302,7 +312,14 @@ export async function buildUi(): Promise<UiBuildReport> {
     };
     const allJs = Object.keys(outputs).filter((p) => p.endsWith('.js')).map(rel);
     const total = sizes(allJs);
-    const report: UiBuildReport = { id, dir: UI_OUT, initialJs: sizes(initialJs), initialCss: sizes(initialCss), totalJs: { bytes: total.bytes, gzipBytes: total.gzipBytes } };
+    const report: UiBuildReport = {
+      id,
+      dir: UI_OUT,
+      initialJs: sizes(initialJs),
+      initialCss: sizes(initialCss),
+      activation: { initialJs: sizes(activation.js), initialCss: sizes(activation.css) },
+      totalJs: { bytes: total.bytes, gzipBytes: total.gzipBytes },
+    };
     swapIn(out);
     return report;
   } catch (e) {
@@ -352,5 +369,6 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   console.log(`system UI built into ${relative(process.cwd(), r.dir) || '.'} in ${Date.now() - started} ms (build ${r.id})`);
   console.log(`initial JavaScript: ${kb(r.initialJs.bytes)}, ${kb(r.initialJs.gzipBytes)} gzipped (${r.initialJs.files.length} files)`);
   console.log(`initial CSS: ${kb(r.initialCss.bytes)}, ${kb(r.initialCss.gzipBytes)} gzipped`);
+  console.log(`activation page: initial JavaScript ${kb(r.activation.initialJs.bytes)}, ${kb(r.activation.initialJs.gzipBytes)} gzipped (${r.activation.initialJs.files.length} files); CSS ${kb(r.activation.initialCss.gzipBytes)} gzipped`);
   console.log(`all JavaScript: ${kb(r.totalJs.bytes)}, ${kb(r.totalJs.gzipBytes)} gzipped`);
 }

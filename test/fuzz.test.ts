@@ -607,6 +607,8 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
   const activationSamples: Samples<typeof activationApi.methods> = {
     prepare: { device_name: 'fuzzdev' },
     join: { offer: 'bkjoin1.eyJhbGciOiJFZERTQSJ9.e30.c2ln', device_name: 'fuzzdev' },
+    discover: {},
+    status: {},
     commit: {
       attempt_id: 'no-such-attempt',
       owner_key: 'A'.repeat(43),
@@ -735,6 +737,8 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       delete: { volume: 'fz', path: '/fuzz/c' },
       trash_list: { volume: 'fz' },
       restore: { volume: 'fz', trash_id: '1', to: '/fuzz/d' },
+      trash_purge: { volume: 'fz', trash_id: '1' },
+      search: { volume: 'fz', path: '/fuzz', query: 'b', limit: 10 },
       versions: { volume: 'fz', path: '/fuzz/f.txt' },
       restore_version: { volume: 'fz', path: '/fuzz/f.txt', version_id: '1' },
       upload_begin: { volume: 'fz', path: '/fuzz/u.bin', size: 10, overwrite: true },

@@ -394,3 +394,71 @@ describe('activation service: limits', () => {
     assert.match(adminPasswordProblem('1234567890', ctx) ?? '', /one kind/);
   });
 });
+
+describe('activation service: the activation page', () => {
+  /** A built UI with both pages, as scripts/build-ui.ts lays it out. */
+  function writeUi(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'bk-activation-ui-'));
+    roots.push(dir);
+    mkdirSync(join(dir, 'assets'));
+    writeFileSync(join(dir, 'activation.html'), '<meta name="csp-nonce" content="__CSP_NONCE__"><title>Activate</title>');
+    writeFileSync(join(dir, 'index.html'), '<title>App</title>');
+    writeFileSync(join(dir, 'assets', 'activation-x.js'), 'x');
+    const files = { '/activation.html': { encodings: [] }, '/index.html': { encodings: [] }, '/assets/activation-x.js': { encodings: [] } };
+    writeFileSync(join(dir, 'build.json'), JSON.stringify({ id: '0123456789abcdef', built_at: Date.now(), files }));
+    return dir;
+  }
+
+  it('serves the activation page (never the signed-in app) with a fresh nonce and the UI headers on every answer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bk-activation-'));
+    roots.push(dir);
+    const srv = await listen(createActivationApp({ paths: nodePaths(dir), uiDir: writeUi() }), 0, '127.0.0.1');
+    const base = `http://127.0.0.1:${srv.port}`;
+    try {
+      for (const path of ['/', '/some/route']) {
+        const r = await fetch(base + path);
+        const body = await r.text();
+        assert.equal(r.status, 200);
+        assert.match(body, /<title>Activate<\/title>/);
+        const nonce = /content="([^"]+)"/.exec(body)![1]!;
+        assert.notEqual(nonce, '__CSP_NONCE__');
+        assert.match(r.headers.get('content-security-policy')!, new RegExp(`style-src 'self' 'nonce-${nonce.replace(/[+/]/g, '\\$&')}'`));
+        assert.equal(r.headers.get('x-frame-options'), 'DENY');
+      }
+      assert.equal((await fetch(`${base}/index.html`)).status, 404, 'the signed-in app is not served here');
+      assert.equal((await fetch(`${base}/assets/activation-x.js`)).status, 200);
+      const device = await fetch(`${base}/device`);
+      assert.equal(device.headers.get('x-content-type-options'), 'nosniff');
+      assert.match(device.headers.get('content-security-policy')!, /frame-ancestors 'none'/);
+      // kRPC only from the device's own pages.
+      const call = (origin?: string) => fetch(`${base}/kapi/activation`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(origin ? { origin } : {}) },
+        body: JSON.stringify({ method: 'status', params: {}, sys: [1] }),
+      });
+      assert.equal((await call('http://evil.example')).status, 403);
+      assert.equal((await call(base)).status, 200);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('status says when the zone\'s UI answers; discover says it is not searching without mDNS', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bk-activation-'));
+    roots.push(dir);
+    let uiUp = false;
+    const paths = nodePaths(dir);
+    const srv = await listen(createActivationApp({ paths, ui: { port: 3190, probe: async () => uiUp } }), 0, '127.0.0.1');
+    const client = createClient(activationApi, { baseUrl: `http://127.0.0.1:${srv.port}` });
+    try {
+      assert.deepEqual(await client.status({}), { activated: false, ui_port: 3190, ui_ready: false });
+      assert.deepEqual(await client.discover({}), { searching: false, devices: [] });
+      await activateDevice(`http://127.0.0.1:${srv.port}`, { mnemonic: MNEMONIC, zone: ZONE, owner: 'alice', password: PASSWORD });
+      assert.deepEqual(await client.status({}), { activated: true, zone: ZONE, ui_port: 3190, ui_ready: false });
+      uiUp = true;
+      assert.equal((await client.status({})).ui_ready, true);
+    } finally {
+      await srv.close();
+    }
+  });
+});

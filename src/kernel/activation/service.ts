@@ -4,8 +4,9 @@
 // because that file's presence is what "activated" means.
 import { type KeyObject, randomBytes, scrypt as scryptCb, type ScryptOptions } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import type { Server } from 'node:http';
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pkg from '../../../package.json' with { type: 'json' };
 import { type DeviceInfo, activationApi, adminPasswordProblem } from '../../lib/api/activation.ts';
@@ -22,7 +23,15 @@ import {
 import { KrpcError, createHttpApp, createKrpcEndpoint, sendJson } from '../../lib/krpc/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { collectDeviceInfo } from '../../lib/sysinfo.ts';
+import { UiFiles, sameOrigin, setUiSecurityHeaders } from '../../lib/ui-files.ts';
+import type { Discovery } from './discovery.ts';
 import { joinZone } from './join.ts';
+
+/** The built UI (scripts/build-ui.ts), whose activation page this service serves: `dist/ui` of this checkout, from
+ * the sources and from dist/ alike. */
+export const UI_DIR = fileURLToPath(new URL('../../../dist/ui', import.meta.url));
+/** The page of the build that activates a device (src/ui/activation). */
+export const ACTIVATION_PAGE = '/activation.html';
 
 export const ATTEMPT_TTL_MS = 10 * 60_000;
 /** Pending attempts kept per client address; a new one evicts that address's oldest. An address never evicts
@@ -81,6 +90,12 @@ export interface ActivationAppOptions {
   /** Called once, after a successful commit has been answered; node_daemon then restarts into the zone. */
   onActivated?: () => void;
   logger?: Logger;
+  /** The built UI to serve the activation page from; UI_DIR by default. */
+  uiDir?: string;
+  /** The zone's system UI, which the activation page opens once it answers. */
+  ui?: { port: number; probe(): Promise<boolean> };
+  /** LAN discovery of other unactivated devices; without it `discover` answers that it is not searching. */
+  discovery?: Discovery;
 }
 
 function rateLimiter(limit: number, windowMs: number): (key: string) => void {
@@ -140,6 +155,7 @@ export function createActivationApp(opts: ActivationAppOptions): Server {
   const limitPrepares = rateLimiter(PREPARES_PER_MINUTE, 60_000);
   const limitCommits = rateLimiter(COMMITS_PER_MINUTE, 60_000);
   let committing = false;
+  let activatedZone: string | undefined;
 
   function refuseIfActivated(): void {
     if (isActivated(paths.etc)) {
@@ -232,12 +248,30 @@ export function createActivationApp(opts: ActivationAppOptions): Server {
         try {
           const joined = await joinZone(paths, p.offer, p.device_name ?? describeDevice(paths).name, log);
           attempts.clear();
+          activatedZone = joined.zone;
           log?.info({ zone: joined.zone, device: joined.device.name, role: joined.device.role }, 'device joined the zone');
           if (opts.onActivated) setImmediate(opts.onActivated);
           return { zone: joined.zone, device_name: joined.device.name, device_did: joined.device.did, role: joined.device.role };
         } finally {
           committing = false;
         }
+      },
+
+      discover: async () => {
+        const d = opts.discovery;
+        if (!d || !d.searching() || isActivated(paths.etc)) return { searching: false, devices: [] };
+        return { searching: true, devices: d.list() };
+      },
+
+      status: async () => {
+        const activated = isActivated(paths.etc);
+        const ui = opts.ui;
+        return {
+          activated,
+          ...(activatedZone ? { zone: activatedZone } : {}),
+          ui_port: ui?.port ?? 0,
+          ui_ready: activated && ui ? await ui.probe() : false,
+        };
       },
 
       commit: async (p, ctx) => {
@@ -278,6 +312,7 @@ export function createActivationApp(opts: ActivationAppOptions): Server {
             password: p.admin_password,
           });
           attempts.clear();
+          activatedZone = boot.zone;
           log?.info({ zone: boot.zone, device: a.deviceName, owner: boot.owner }, 'device activated');
           // After the answer is on its way: the callback typically closes this server.
           if (opts.onActivated) setImmediate(opts.onActivated);
@@ -290,12 +325,30 @@ export function createActivationApp(opts: ActivationAppOptions): Server {
     { logger: log },
   );
 
-  return createHttpApp({
+  const files = new UiFiles(opts.uiDir ?? UI_DIR, { page: ACTIVATION_PAGE });
+  const server = createHttpApp({
     name: 'activation',
     endpoints: [endpoint],
     routes: {
       'GET /device': (_req, res) => sendJson(res, 200, describeDevice(paths)),
     },
+    fallback: async (req, res, url) => {
+      if (req.method === 'GET' || req.method === 'HEAD') return files.serve(req, res, url);
+      sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${url.pathname}` } });
+    },
     health: () => ({ activated: isActivated(paths.etc) }),
   });
+  // The page's headers (CSP, no framing, no sniffing) on every answer, as the zone's UI listener sends them; and, as
+  // there, kRPC only from this device's own pages, so a site the owner happens to visit cannot drive activation.
+  const [handle] = server.listeners('request') as RequestListener[];
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    setUiSecurityHeaders(req, res);
+    if (req.url?.startsWith('/kapi') && !sameOrigin(req)) {
+      const e = new KrpcError('PERMISSION_DENIED', `calls from ${req.headers.origin} are refused: only pages from this device may call it`);
+      return sendJson(res, e.httpStatus, { error: e.toJSON() });
+    }
+    handle!(req, res);
+  });
+  return server;
 }

@@ -28,6 +28,22 @@ export const deviceInfoSchema = z.object({
 });
 export type DeviceInfo = z.infer<typeof deviceInfoSchema>;
 
+/** Another unactivated device this one heard announce itself on the LAN (mDNS `_buckyos._tcp`). */
+export const discoveredDeviceSchema = z.object({
+  /** The device's suggested name (from its host name). */
+  name: z.string(),
+  /** The address its announcement came from, on this device's LAN. */
+  address: z.string(),
+  /** Its activation port. */
+  port: z.number().int().min(1).max(65535),
+  /** Its activation page. */
+  url: z.string(),
+  version: z.string(),
+  /** Unix milliseconds of its last announcement or answer. */
+  seen_at: z.number(),
+});
+export type DiscoveredDevice = z.infer<typeof discoveredDeviceSchema>;
+
 export const activationApi = defineService(
   'activation',
   'Device bootstrap: an unactivated device offers fresh keys (prepare), the owner signs the zone documents with the key from their recovery phrase, and the device verifies and stores them (commit).',
@@ -62,6 +78,31 @@ export const activationApi = defineService(
       auth: 'none',
       doc: 'Joins the zone of an enrolment offer: generates this device\'s key, enrols it with a core device named in the offer (through its tunnel port, checking that device\'s key), verifies the documents the zone sends against the offer and the owner-signed boot config, then writes the identity files (zone.json last). INVALID_PARAMS: not an offer, expired, or the zone\'s answer does not match it; UNAUTHENTICATED: the zone refused the offer (used, expired, revoked); ALREADY_EXISTS: the name is taken; UNAVAILABLE: no core device reachable; FAILED_PRECONDITION: already activated.',
     }),
+    discover: method({
+      params: z.object({}).strict(),
+      result: z.object({
+        /** Whether this device is listening for announcements (mDNS runs only when the activation port is on the LAN). */
+        searching: z.boolean(),
+        devices: z.array(discoveredDeviceSchema),
+      }),
+      auth: 'none',
+      doc: 'The other unactivated devices this one has heard announce themselves on the LAN (mDNS `_buckyos._tcp`), with their activation pages, so a browser (which cannot do mDNS) can open them. Each call also asks the LAN again. Activated devices do not announce.',
+    }),
+    status: method({
+      params: z.object({}).strict(),
+      result: z.object({
+        activated: z.boolean(),
+        /** The zone, once activated. */
+        zone: z.string().optional(),
+        /** The port of the system UI the zone serves once it runs. */
+        ui_port: z.number().int(),
+        /** Whether that UI answers yet (checked from this device); after a commit the activation service keeps
+         * answering this until it does, so the activation page knows when to open it. */
+        ui_ready: z.boolean(),
+      }),
+      auth: 'none',
+      doc: 'Whether this device is activated and, once it is, whether its system UI answers yet. After a successful commit the activation port stays open, answering only this and GET /device, until the system UI answers (or a few minutes pass).',
+    }),
     commit: method({
       params: z
         .object({
@@ -92,18 +133,36 @@ const COMMON_PASSWORDS = new Set([
   'buckyos123', 'buckyos1234',
 ]);
 
+export type PasswordRule = 'length' | 'kinds' | 'no_user' | 'no_zone' | 'not_common';
+
+/** Each admin password rule and whether `password` keeps it, in the order they are checked (a page shows them as a
+ * checklist while the password is typed). */
+export function adminPasswordRules(password: string, ctx: { user: string; zone: string }): { rule: PasswordRule; ok: boolean }[] {
+  const lower = password.toLowerCase();
+  const kinds = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((re) => re.test(password)).length;
+  return [
+    { rule: 'length', ok: [...password].length >= PASSWORD_MIN_LENGTH },
+    { rule: 'kinds', ok: kinds >= 2 },
+    { rule: 'no_user', ok: ctx.user === '' || !lower.includes(ctx.user.toLowerCase()) },
+    { rule: 'no_zone', ok: ctx.zone === '' || !lower.includes(ctx.zone.toLowerCase()) },
+    { rule: 'not_common', ok: !COMMON_PASSWORDS.has(lower) },
+  ];
+}
+
+const RULE_SENTENCES: Record<PasswordRule, string> = {
+  length: `admin password is too short: use at least ${PASSWORD_MIN_LENGTH} characters`,
+  kinds: 'admin password uses only one kind of character: mix letters with digits, capitals or symbols',
+  no_user: 'admin password must not contain the user name',
+  no_zone: 'admin password must not contain the zone name',
+  not_common: 'admin password is on the list of commonly used passwords',
+};
+
 /**
  * The admin password rules, shared by the device (which enforces them) and clients (which can say so before an
  * attempt); they include verify-hub's rules for new passwords, so the first password is never weaker than later ones.
  * Returns the first broken rule as a sentence, or null when the password is acceptable.
  */
 export function adminPasswordProblem(password: string, ctx: { user: string; zone: string }): string | null {
-  if ([...password].length < PASSWORD_MIN_LENGTH) return `admin password is too short: use at least ${PASSWORD_MIN_LENGTH} characters`;
-  const classes = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((re) => re.test(password)).length;
-  if (classes < 2) return 'admin password uses only one kind of character: mix letters with digits, capitals or symbols';
-  const lower = password.toLowerCase();
-  if (lower.includes(ctx.user.toLowerCase())) return 'admin password must not contain the user name';
-  if (lower.includes(ctx.zone.toLowerCase())) return 'admin password must not contain the zone name';
-  if (COMMON_PASSWORDS.has(lower)) return 'admin password is on the list of commonly used passwords';
-  return null;
+  const broken = adminPasswordRules(password, ctx).find((r) => !r.ok);
+  return broken ? RULE_SENTENCES[broken.rule] : null;
 }

@@ -1,24 +1,13 @@
-// The owner's side of activation (docs/identity.md): the owner key is derived from the recovery phrase here, on the
-// owner's machine, signs the zone's documents, and never leaves; the device receives only signatures and the
-// public key. `buckyos activate` and the tests use this; the web UI does the same steps in the browser.
-import { z } from 'zod';
-import { KrpcError, createClient } from '../krpc/index.ts';
-import { activationApi, adminPasswordProblem } from '../api/activation.ts';
+// The owner's side of activation on Node: `buckyos activate` and the tests. The words become the owner key here, on
+// the owner's machine, and the signing is activation-docs.ts, the same code the browser's activation page runs.
+import { createClient } from '../krpc/index.ts';
+import { activationApi } from '../api/activation.ts';
 import {
-  DOCUMENT_LIFETIME_SEC, type DeviceDoc, type OwnerDoc, type ZoneBootConfig, deviceDocSchema, deviceName as deviceNameSchema,
-  gatewaySchema, ownerDocSchema, signDocument, userName, zoneBootConfigSchema, zoneHost,
-} from './documents.ts';
-import { checkMnemonic, ownerKeyFromMnemonic } from './mnemonic.ts';
+  type ActivationDocs, type ActivationResult, type GatewayConfig, activateWithKey, ownerSigningKey, signActivationDocs,
+} from './activation-docs.ts';
+import { ownerSeedFromMnemonic } from './recovery-phrase.ts';
 
-export type GatewayConfig = z.infer<typeof gatewaySchema>;
-
-/** The signed part of a commit request; field names are the wire names so it can be sent as is. */
-export interface ActivationDocs {
-  owner_key: string;
-  zone_boot_jwt: string;
-  device_doc_jwt: string;
-  owner_doc_jwt: string;
-}
+export type { ActivationDocs, ActivationResult, GatewayConfig } from './activation-docs.ts';
 
 export interface ActivationDocsInput {
   mnemonic: string;
@@ -32,56 +21,10 @@ export interface ActivationDocsInput {
   gateway: GatewayConfig;
 }
 
-function checked<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const r = schema.safeParse(value);
-  if (!r.success) {
-    const why = r.error.issues.map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message)).join('; ');
-    throw new KrpcError('INVALID_PARAMS', `${what}: ${why}`);
-  }
-  return r.data;
-}
-
 /** Builds and signs the zone boot config, the device document and the owner document with the owner key. */
 export async function buildActivationDocs(input: ActivationDocsInput): Promise<ActivationDocs> {
-  const owner = ownerKeyFromMnemonic(input.mnemonic);
-  const iat = Math.floor(Date.now() / 1000);
-  const exp = iat + DOCUMENT_LIFETIME_SEC;
-  const boot: ZoneBootConfig = checked(zoneBootConfigSchema, {
-    typ: 'zone-boot',
-    zone: input.zone,
-    owner: input.owner,
-    owner_key: owner.publicKeyB64,
-    verify_hub_key: input.verifyHubKey,
-    enrol_key: input.enrolKey,
-    core_nodes: [input.deviceName],
-    gateway: input.gateway,
-    iat,
-    exp,
-  }, 'zone boot config');
-  const device: DeviceDoc = checked(deviceDocSchema, {
-    typ: 'device',
-    name: input.deviceName,
-    zone: input.zone,
-    did: `did:dev:${input.deviceKey}`,
-    key: input.deviceKey,
-    role: 'core',
-    iat,
-    exp,
-  }, 'device document');
-  const ownerDoc: OwnerDoc = checked(ownerDocSchema, {
-    typ: 'owner',
-    name: input.owner,
-    zone: input.zone,
-    key: owner.publicKeyB64,
-    iat,
-    exp,
-  }, 'owner document');
-  return {
-    owner_key: owner.publicKeyB64,
-    zone_boot_jwt: await signDocument(boot, owner.privateKey),
-    device_doc_jwt: await signDocument(device, owner.privateKey),
-    owner_doc_jwt: await signDocument(ownerDoc, owner.privateKey),
-  };
+  const { mnemonic, owner, ...rest } = input;
+  return signActivationDocs({ ...rest, ownerName: owner, owner: ownerSigningKey(ownerSeedFromMnemonic(mnemonic)) });
 }
 
 export interface ActivateDeviceOptions {
@@ -96,41 +39,15 @@ export interface ActivateDeviceOptions {
   timeoutMs?: number;
 }
 
-export interface ActivationResult {
-  zone: string;
-  zone_did: string;
-  device_name: string;
-  device_did: string;
-  owner: string;
-  owner_key: string;
-}
-
 /**
  * prepare → sign → commit against a device's activation port. Everything that can be checked here is checked before
  * the device is contacted, so a typo costs no attempt; the device checks it all again.
  */
 export async function activateDevice(baseUrl: string, opts: ActivateDeviceOptions): Promise<ActivationResult> {
-  checkMnemonic(opts.mnemonic);
-  const zone = checked(zoneHost, opts.zone, 'zone');
-  const owner = checked(userName, opts.owner, 'owner');
-  if (opts.deviceName !== undefined) checked(deviceNameSchema, opts.deviceName, 'device name');
-  const gateway = checked(gatewaySchema, opts.gateway ?? { mode: 'lan' }, 'gateway');
-  const problem = adminPasswordProblem(opts.password, { user: owner, zone });
-  if (problem) throw new KrpcError('INVALID_PARAMS', problem);
-
+  // Checks the words first (MnemonicError names the wrong word), as the device never sees them.
+  const owner = ownerSigningKey(ownerSeedFromMnemonic(opts.mnemonic));
   const client = createClient(activationApi, { baseUrl, timeoutMs: opts.timeoutMs ?? 30_000 });
-  const prepared = await client.prepare(opts.deviceName === undefined ? {} : { device_name: opts.deviceName });
-  // The keys the device offers are checked as Ed25519 keys by the document schemas before the owner signs them.
-  const docs = await buildActivationDocs({
-    mnemonic: opts.mnemonic,
-    zone,
-    owner,
-    deviceName: prepared.device_name,
-    deviceKey: prepared.device_key,
-    verifyHubKey: prepared.verify_hub_key,
-    enrolKey: prepared.enrol_key,
-    gateway,
+  return activateWithKey(client, owner, {
+    zone: opts.zone, owner: opts.owner, password: opts.password, deviceName: opts.deviceName, gateway: opts.gateway,
   });
-  const done = await client.commit({ attempt_id: prepared.attempt_id, ...docs, admin_password: opts.password });
-  return { ...done, owner_key: docs.owner_key };
 }

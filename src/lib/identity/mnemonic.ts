@@ -1,101 +1,14 @@
-// The owner's 12 words (BIP-39) and the one owner key they deterministically stand for. The owner key is derived,
-// never stored: whoever holds the words can re-create it on any device, and nothing else can. The derivation is
-// standard so that any BIP-39 + SLIP-0010 implementation (the browser UI, a phone app) yields the same key:
-//   seed  = BIP-39 seed of the normalised mnemonic, empty passphrase (PBKDF2-HMAC-SHA512, 2048 rounds)
-//   key   = SLIP-0010 ed25519 derivation of `seed` along OWNER_KEY_PATH
-//   owner = the Ed25519 key pair whose RFC 8032 secret key is `key`
-import { createHmac } from 'node:crypto';
-import { generateMnemonic as bip39Generate, mnemonicToSeedSync, validateMnemonic as bip39Validate } from '@scure/bip39';
-import { wordlist } from '@scure/bip39/wordlists/english.js';
+// The owner's recovery phrase on Node: the pure derivation (recovery-phrase.ts, shared with the browser) plus the
+// owner key as a node:crypto key pair, which the services and tests sign and verify with.
 import { type KeyPair, keyPairFromSeed } from './keys.ts';
+import { ownerSeedFromMnemonic } from './recovery-phrase.ts';
 
-export const MNEMONIC_WORDS = 12;
+export {
+  MNEMONIC_WORDS, MnemonicError, OWNER_KEY_PATH, OWNER_KEY_PURPOSE, checkMnemonic, generateMnemonic, mnemonicToSeed,
+  normalizeMnemonic, ownerSeedFromMnemonic, slip10DeriveEd25519,
+} from './recovery-phrase.ts';
 
-/**
- * BIP-43 purpose 0x62636b79 ("bcky" in ASCII) rather than BIP-44's 44': no wallet derives under this purpose, so the
- * same words typed into a cryptocurrency wallet never yield the owner key, whatever coin numbers get registered.
- * Levels after the purpose: zone account 0', key role 0' (the owner signing key; other roles such as backup
- * encryption keys take other numbers), key index 0'. SLIP-0010 ed25519 allows hardened levels only.
- */
-export const OWNER_KEY_PURPOSE = 0x62636b79;
-export const OWNER_KEY_PATH = `m/${OWNER_KEY_PURPOSE}'/0'/0'/0'`;
-
-const HARDENED = 0x80000000;
-const words = new Map(wordlist.map((w, i) => [w, i]));
-
-export class MnemonicError extends Error {
-  constructor(
-    readonly reason: 'word-count' | 'unknown-word' | 'checksum',
-    message: string,
-    /** The offending word, for 'unknown-word'. */
-    readonly word?: string,
-  ) {
-    super(message);
-    this.name = 'MnemonicError';
-  }
-}
-
-/** A fresh 12-word English mnemonic (128 bits of entropy from the platform CSPRNG). */
-export function generateMnemonic(): string {
-  return bip39Generate(wordlist, 128);
-}
-
-/** Lower-case, NFKD, single spaces: how people type words differs, the seed must not. */
-export function normalizeMnemonic(mnemonic: string): string {
-  return mnemonic.normalize('NFKD').trim().toLowerCase().split(/\s+/).filter(Boolean).join(' ');
-}
-
-/** Validates a mnemonic and returns its normalised form; the error says which word or rule is wrong. */
-export function checkMnemonic(mnemonic: string): string {
-  const norm = normalizeMnemonic(mnemonic);
-  const list = norm === '' ? [] : norm.split(' ');
-  if (list.length !== MNEMONIC_WORDS) {
-    throw new MnemonicError('word-count', `a recovery phrase has ${MNEMONIC_WORDS} words, this one has ${list.length}`);
-  }
-  list.forEach((w, i) => {
-    if (words.has(w)) return;
-    // BIP-39 English words are unique in their first four letters, so a matching prefix names the intended word.
-    const guess = w.length >= 4 ? wordlist.find((c) => c.startsWith(w.slice(0, 4))) : undefined;
-    const hint = guess ? ` (did you mean "${guess}"?)` : '';
-    throw new MnemonicError('unknown-word', `word ${i + 1}, "${w}", is not in the BIP-39 English word list${hint}`, w);
-  });
-  if (!bip39Validate(norm, wordlist)) {
-    throw new MnemonicError('checksum', 'the recovery phrase checksum does not match: a word is wrong or the words are out of order');
-  }
-  return norm;
-}
-
-/** The 64-byte BIP-39 seed. Validates first: a seed from a mistyped phrase would silently be another owner. */
-export function mnemonicToSeed(mnemonic: string, passphrase = ''): Uint8Array {
-  return mnemonicToSeedSync(checkMnemonic(mnemonic), passphrase);
-}
-
-function parsePath(path: string): number[] {
-  const parts = path.split('/');
-  if (parts[0] !== 'm') throw new Error(`derivation path "${path}" must start with "m"`);
-  return parts.slice(1).map((p) => {
-    const m = /^(\d+)['hH]$/.exec(p);
-    if (!m) throw new Error(`derivation path "${path}": "${p}" is not a hardened index (ed25519 derives hardened keys only)`);
-    const n = Number(m[1]);
-    if (!Number.isSafeInteger(n) || n >= HARDENED) throw new Error(`derivation path "${path}": index ${m[1]} is out of range`);
-    return n + HARDENED;
-  });
-}
-
-/** SLIP-0010 private key derivation on ed25519 (hardened levels only). */
-export function slip10DeriveEd25519(seed: Uint8Array, path: string): { key: Buffer; chainCode: Buffer } {
-  if (seed.length < 16 || seed.length > 64) throw new Error(`a SLIP-0010 seed is 16 to 64 bytes, got ${seed.length}`);
-  let I = createHmac('sha512', 'ed25519 seed').update(seed).digest();
-  for (const index of parsePath(path)) {
-    const data = Buffer.alloc(37);
-    I.copy(data, 1, 0, 32);
-    data.writeUInt32BE(index, 33);
-    I = createHmac('sha512', I.subarray(32)).update(data).digest();
-  }
-  return { key: I.subarray(0, 32), chainCode: I.subarray(32) };
-}
-
-/** The zone owner's key pair for a mnemonic (see the derivation at the top of this file). */
+/** The zone owner's key pair for a mnemonic. */
 export function ownerKeyFromMnemonic(mnemonic: string): KeyPair {
-  return keyPairFromSeed(slip10DeriveEd25519(mnemonicToSeed(mnemonic), OWNER_KEY_PATH).key);
+  return keyPairFromSeed(ownerSeedFromMnemonic(mnemonic));
 }

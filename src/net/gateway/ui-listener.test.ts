@@ -8,8 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync, brotliCompressSync } from 'node:zlib';
 import { pino } from 'pino';
-import { type UiListener, startUiListener } from './ui-listener.ts';
-import { NONCE_PLACEHOLDER, acceptsEncoding, type UiBuild } from './ui-files.ts';
+import { request } from 'node:http';
+import { UPLOAD_PART_MAX_BYTES, type UiListener, startUiListener } from './ui-listener.ts';
+import { NONCE_PLACEHOLDER, acceptsEncoding, type UiBuild } from '../../lib/ui-files.ts';
 
 const log = pino({ level: 'silent' });
 const ASSET = 'console.log("app");'.repeat(100);
@@ -37,6 +38,7 @@ function writeBuild(dir: string, id: string): void {
 
 interface Routed {
   path: string;
+  method: string;
   headers: Record<string, string | string[] | undefined>;
   body: string;
 }
@@ -57,9 +59,16 @@ describe('system UI listener', () => {
       dir,
       log,
       route: (req, res, url, body) => {
-        routed.push({ path: url.pathname, headers: { ...req.headers }, body: body.toString('utf8') });
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ result: { ok: true }, sys: [1, 't'] }));
+        const answer = (text: string) => {
+          routed.push({ path: url.pathname + url.search, method: req.method ?? '', headers: { ...req.headers }, body: text });
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ result: { ok: true }, sys: [1, 't'] }));
+        };
+        if (body) return answer(body.toString('utf8'));
+        // A dfs file request: the body is the router's to stream on.
+        const parts: Buffer[] = [];
+        req.on('data', (c: Buffer) => parts.push(c));
+        req.on('end', () => answer(Buffer.concat(parts).toString('utf8')));
       },
     });
     await ui.listening;
@@ -177,6 +186,81 @@ describe('system UI listener', () => {
     }
     assert.equal((await call('/kapi/verify-hub', ok, { origin: base })).status, 200, 'its own origin');
     assert.equal(routed.length, 1);
+  });
+
+  it('passes the files page\'s dfs requests on with a token, streamed, without gateway-only headers', async () => {
+    routed.length = 0;
+    const auth = { authorization: 'Bearer session-token' };
+    const file = '/kapi/dfs/files/home/home/alice/photo%20one.jpg';
+    const get = await fetch(`${base}${file}`, { headers: { ...auth, range: 'bytes=0-99', 'x-forwarded-for': '10.9.9.9', 'x-buckyos-node': 'other', 'x-forwarded-prefix': '/dav' } });
+    assert.equal(get.status, 200);
+    assert.equal((await fetch(`${base}${file}?version=12`, { method: 'HEAD', headers: auth })).status, 200);
+    const part = 'x'.repeat(64 * 1024);
+    const put = await fetch(`${base}/kapi/dfs/uploads/${'A'.repeat(22)}?offset=0`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: part });
+    assert.equal(put.status, 200);
+    assert.deepEqual(routed.map((r) => [r.method, r.path]), [
+      ['GET', file],
+      ['HEAD', `${file}?version=12`],
+      ['PUT', `/kapi/dfs/uploads/${'A'.repeat(22)}?offset=0`],
+    ]);
+    const [g, , p] = routed;
+    assert.equal(g!.headers.authorization, 'Bearer session-token');
+    assert.equal(g!.headers.range, 'bytes=0-99');
+    for (const h of ['x-forwarded-for', 'x-buckyos-node', 'x-forwarded-prefix']) assert.equal(g!.headers[h], undefined, h);
+    assert.equal(p!.body, part, 'the part reaches the router whole');
+    // The answers carry the listener's security headers, like everything it sends.
+    assert.equal(get.headers.get('x-content-type-options'), 'nosniff');
+    assert.match(get.headers.get('content-security-policy') ?? '', /default-src 'self'/);
+  });
+
+  it('refuses dfs requests without a token, from elsewhere, with other methods, queries or paths, or oversized', async () => {
+    routed.length = 0;
+    const auth = { authorization: 'Bearer session-token' };
+    const file = `${base}/kapi/dfs/files/home/home/alice/a.txt`;
+    const upload = `${base}/kapi/dfs/uploads/${'B'.repeat(22)}`;
+    const cases: [string, () => Promise<Response>, number, string][] = [
+      ['no token', () => fetch(file), 401, 'UNAUTHENTICATED'],
+      ['a token in the URL', () => fetch(`${file}?token=session-token`), 404, 'NOT_FOUND'],
+      ['Basic credentials', () => fetch(file, { headers: { authorization: 'Basic YWxpY2U6cHc=' } }), 401, 'UNAUTHENTICATED'],
+      ['another origin', () => fetch(file, { headers: { ...auth, origin: 'http://evil.example' } }), 403, 'PERMISSION_DENIED'],
+      ['a bad version', () => fetch(`${file}?version=1;2`, { headers: auth }), 404, 'NOT_FOUND'],
+      ['a whole-file PUT', () => fetch(file, { method: 'PUT', headers: auth, body: 'x' }), 404, 'NOT_FOUND'],
+      ['DELETE', () => fetch(file, { method: 'DELETE', headers: auth }), 404, 'NOT_FOUND'],
+      ['WebDAV', () => fetch(`${base}/kapi/dfs/dav/home/home/alice/a.txt`, { headers: auth }), 404, 'NOT_FOUND'],
+      ['content by id', () => fetch(`${base}/kapi/dfs/ndn/sha256:${'0'.repeat(64)}`, { headers: auth }), 404, 'NOT_FOUND'],
+      ['chunks between storage nodes', () => fetch(`${base}/kapi/dfs/chunks/any/sha256:${'0'.repeat(64)}`, { headers: auth }), 404, 'NOT_FOUND'],
+      ['a volume root', () => fetch(`${base}/kapi/dfs/files/home`, { headers: auth }), 404, 'NOT_FOUND'],
+      ['GET of an upload', () => fetch(upload, { headers: auth }), 404, 'NOT_FOUND'],
+      ['a part without a token', () => fetch(upload, { method: 'PUT', body: 'x' }), 401, 'UNAUTHENTICATED'],
+      ['a part with another query', () => fetch(`${upload}?offset=0&x=1`, { method: 'PUT', headers: auth, body: 'x' }), 404, 'NOT_FOUND'],
+    ];
+    for (const [what, send, status, code] of cases) {
+      const r = await send();
+      assert.equal(r.status, status, what);
+      assert.equal(await errorCode(r), code, what);
+    }
+    // Bodies: a part must declare its length and stay within the limit, which is checked before a byte is read;
+    // a download carries none.
+    const raw = (method: string, url: string, headers: Record<string, string | number>, body?: string) =>
+      new Promise<{ status: number; code: string | undefined }>((resolve, reject) => {
+        const r = request(url, { method, headers: { ...auth, ...headers } }, (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => {
+            resolve({ status: res.statusCode ?? 0, code: (JSON.parse(Buffer.concat(parts).toString('utf8')) as { error?: { code?: string } }).error?.code });
+            r.destroy();
+          });
+        });
+        r.on('error', reject);
+        if (body !== undefined) r.write(body);
+        // An oversized part is answered from its headers alone: the body is never sent.
+        if (!('content-length' in headers) || Number(headers['content-length']) === (body ?? '').length) r.end();
+        else r.flushHeaders();
+      });
+    assert.deepEqual(await raw('PUT', upload, { 'content-length': UPLOAD_PART_MAX_BYTES + 1 }), { status: 413, code: 'PAYLOAD_TOO_LARGE' });
+    assert.deepEqual(await raw('PUT', upload, { 'transfer-encoding': 'chunked' }, 'abc'), { status: 400, code: 'BAD_REQUEST' });
+    assert.deepEqual(await raw('GET', file, { 'content-length': 3 }, 'abc'), { status: 400, code: 'BAD_REQUEST' });
+    assert.equal(routed.length, 0, 'nothing refused reached the router');
   });
 
   it('keeps trying to bind a port that is taken, and binds once it is free', async () => {

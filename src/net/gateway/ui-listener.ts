@@ -1,15 +1,17 @@
 // The gateway's LAN-facing listener (DESIGN §10: the system UI "served ... through the gateway"): the built UI's
 // files, and the UI's kRPC calls handed to the gateway's own router. It opens nothing the loopback entry does not
 // already route, and less: only `POST /kapi/<service>` with a JSON kRPC envelope, and without a token only the login
-// methods. docs/ui.md ("Security") explains what a caller on the LAN can reach.
+// methods; plus, with a token, the few dfs file requests the files page needs (downloads and upload parts).
+// docs/ui.md ("Security") and docs/ui-files.md explain what a caller on the LAN can reach.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { DEFAULT_MAX_BODY_BYTES, KrpcError, NODE_HEADER, bearerToken, readBody, sendJson } from '../../lib/krpc/index.ts';
-import { UiFiles, contentSecurityPolicy } from './ui-files.ts';
+import { UiFiles, sameOrigin, setUiSecurityHeaders } from '../../lib/ui-files.ts';
 import { CLIENT_HEADER } from './tunnel-routes.ts';
 
-/** Hands a checked kRPC call, body already read, to the gateway's router. */
-export type KapiRoute = (req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer) => void;
+/** Hands a checked request to the gateway's router: a kRPC call with its body already read, or a dfs file request
+ * (no body given) whose body the router streams on. */
+export type KapiRoute = (req: IncomingMessage, res: ServerResponse, url: URL, body?: Buffer) => void;
 
 /** What a caller without a token may call from the LAN: how a person gets a token. */
 export const ANONYMOUS_METHODS: ReadonlySet<string> = new Set([
@@ -20,6 +22,25 @@ export const ANONYMOUS_METHODS: ReadonlySet<string> = new Set([
 ]);
 
 const KAPI_PATH = /^\/kapi\/([a-z][a-z0-9-]{0,62})$/;
+
+/** The largest upload part the listener passes on. The files page sends 8 MiB parts; a part is spooled and synced by
+ * dfs before it is acknowledged, so a bigger one gains nothing and holds a request open longer on a slow network. */
+export const UPLOAD_PART_MAX_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The dfs HTTP requests the files page makes (docs/ui-files.md), each with the only query it may carry: a file's
+ * bytes (`?version=` for a kept one), read whole or by range, and a part of a resumable upload (`?offset=`, or a
+ * Content-Range header). Nothing else of dfs's HTTP side (WebDAV, NDN, whole-file PUT, chunk and log exchange
+ * between storage nodes) is reachable from the LAN.
+ */
+const DFS_REQUESTS: readonly { methods: readonly string[]; path: RegExp; query: RegExp }[] = [
+  { methods: ['GET', 'HEAD'], path: /^\/kapi\/dfs\/files\/[a-z][a-z0-9-]{0,31}\/[^?#]+$/, query: /^(\?version=[0-9]{1,20})?$/ },
+  { methods: ['PUT'], path: /^\/kapi\/dfs\/uploads\/[A-Za-z0-9_-]{22}$/, query: /^(\?offset=[0-9]{1,16})?$/ },
+];
+
+function dfsRequest(req: IncomingMessage, url: URL): (typeof DFS_REQUESTS)[number] | undefined {
+  return DFS_REQUESTS.find((r) => r.methods.includes(req.method ?? '') && r.path.test(url.pathname));
+}
 
 /** Headers only a gateway may set: from a client they would pick a device's instance or name another address. */
 const GATEWAY_HEADERS = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-prefix', 'forwarded', NODE_HEADER, CLIENT_HEADER];
@@ -50,12 +71,25 @@ function refuse(res: ServerResponse, err: KrpcError): void {
   sendJson(res, err.httpStatus, { error: err.toJSON() });
 }
 
-/** The origin a browser names must be the one it talks to: a page elsewhere gets no answer it could use. */
-function sameOrigin(req: IncomingMessage): boolean {
-  const origin = req.headers.origin;
-  if (origin === undefined) return true;
-  const host = req.headers.host;
-  return host !== undefined && (origin === `http://${host}` || origin === `https://${host}`);
+/** A dfs file request: a token, this device's own pages, a body only on an upload part and at most a part's size;
+ * the body is streamed on, not buffered. dfs itself authenticates the token and checks RBAC on the path. */
+function handleDfs(req: IncomingMessage, res: ServerResponse, url: URL, allowed: (typeof DFS_REQUESTS)[number], route: KapiRoute): void {
+  if (req.url?.includes('#')) return refuse(res, new KrpcError('BAD_REQUEST', 'the request URI has a fragment (#...)'));
+  if (!allowed.query.test(url.search)) return refuse(res, new KrpcError('NOT_FOUND', `no route for ${url.pathname}${url.search}: only ?version= on a file and ?offset= on an upload part`));
+  if (!sameOrigin(req)) return refuse(res, new KrpcError('PERMISSION_DENIED', `requests from ${req.headers.origin} are refused: only pages from this device may make them`));
+  // Only the header: a token in a URL would end up in histories and logs, and a cookie would ride along on
+  // cross-site requests.
+  if (bearerToken(req) === null) return refuse(res, new KrpcError('UNAUTHENTICATED', 'files need a token (Authorization: Bearer ...)'));
+  const length = req.headers['content-length'];
+  if (req.method === 'PUT') {
+    // A declared length lets the limit be checked before a byte is read; the HTTP parser then holds the body to it.
+    if (req.headers['transfer-encoding'] !== undefined || length === undefined) return refuse(res, new KrpcError('BAD_REQUEST', 'an upload part needs Content-Length'));
+    if (Number(length) > UPLOAD_PART_MAX_BYTES) return refuse(res, new KrpcError('PAYLOAD_TOO_LARGE', `an upload part is at most ${UPLOAD_PART_MAX_BYTES} bytes; send ${length} bytes in several parts`));
+  } else if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+    return refuse(res, new KrpcError('BAD_REQUEST', `${req.method} carries no body`));
+  }
+  for (const h of GATEWAY_HEADERS) delete req.headers[h];
+  route(req, res, url);
 }
 
 async function handleKapi(req: IncomingMessage, res: ServerResponse, url: URL, route: KapiRoute): Promise<void> {
@@ -91,20 +125,17 @@ async function handleKapi(req: IncomingMessage, res: ServerResponse, url: URL, r
 export function startUiListener(opts: UiListenerOptions): UiListener {
   const files = new UiFiles(opts.dir);
   const server = createServer((req, res) => {
-    res.setHeader('x-content-type-options', 'nosniff');
-    res.setHeader('referrer-policy', 'no-referrer');
-    res.setHeader('x-frame-options', 'DENY');
-    res.setHeader('cross-origin-opener-policy', 'same-origin');
-    res.setHeader('cross-origin-resource-policy', 'same-origin');
-    res.setHeader('content-security-policy', contentSecurityPolicy());
+    setUiSecurityHeaders(req, res);
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'http://ui.local');
     } catch {
       return refuse(res, new KrpcError('BAD_REQUEST', 'malformed request URL'));
     }
+    const dfs = dfsRequest(req, url);
     const work =
-      url.pathname === '/kapi' || url.pathname.startsWith('/kapi/') ? handleKapi(req, res, url, opts.route)
+      dfs ? Promise.resolve(handleDfs(req, res, url, dfs, opts.route))
+      : url.pathname === '/kapi' || url.pathname.startsWith('/kapi/') ? handleKapi(req, res, url, opts.route)
       : req.method === 'GET' || req.method === 'HEAD' ? files.serve(req, res, url)
       : Promise.resolve(refuse(res, new KrpcError('BAD_REQUEST', `${req.method} is not served here; pages are GET`)));
     work.catch((err: unknown) => {

@@ -1,7 +1,8 @@
-// The built system UI's files (dist/ui, written by scripts/build-ui.ts), as the gateway's UI listener serves them:
-// only the files the build lists, hashed assets cached for good, everything else revalidated, precompressed copies
-// when the browser takes them, and index.html with a fresh CSP nonce per response for the styles the component
-// library injects. docs/ui.md explains the choices.
+// The built system UI's files (dist/ui, written by scripts/build-ui.ts), as the gateway's UI listener (the signed-in
+// app, index.html) and an unactivated device's activation service (activation.html) serve them: only the files the
+// build lists, hashed assets cached for good, everything else revalidated, precompressed copies when the browser
+// takes them, the page with a fresh CSP nonce per response for the styles the component library injects, and the
+// same security headers on every answer. docs/ui.md explains the choices.
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -27,7 +28,7 @@ export const uiBuildSchema = z.object({
 export type UiBuild = z.infer<typeof uiBuildSchema>;
 
 export const UI_BUILD_FILE = 'build.json';
-/** In index.html, replaced by each response's nonce. */
+/** In the built pages (index.html, activation.html), replaced by each response's nonce. */
 export const NONCE_PLACEHOLDER = '__CSP_NONCE__';
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -50,13 +51,18 @@ const ENCODING_SUFFIX = { br: '.br', gzip: '.gz' } as const;
  * The page's policy: nothing but this origin's own scripts, styles and connections, no framing, no plugins. Inline
  * styles are allowed only with the response's nonce (the component library writes its theme variables and
  * responsive rules into <style> elements); style attributes set from script are not subject to CSP.
+ * `blob:` is allowed for images, media and frames, and nothing else: the files page (docs/ui-files.md) fetches a
+ * file with the session token in a header and shows it from a blob URL it made itself, with a type it chose (an image,
+ * a video, audio, or a PDF in the browser's own viewer inside a frame), never the file's own claim of a type.
  */
 export function contentSecurityPolicy(nonce?: string): string {
   return [
     "default-src 'self'",
     "script-src 'self'",
     `style-src 'self'${nonce ? ` 'nonce-${nonce}'` : ''}`,
-    "img-src 'self' data:",
+    "img-src 'self' data: blob:",
+    "media-src 'self' blob:",
+    "frame-src blob:",
     "font-src 'self'",
     "connect-src 'self'",
     "manifest-src 'self'",
@@ -81,13 +87,52 @@ export function acceptsEncoding(header: string | undefined, enc: string): boolea
 const NOT_BUILT_PAGE = `<!doctype html><html lang="en"><meta charset="utf-8"><title>BuckyOS</title>
 <p>The system UI is not built on this device. Build it with <code>npm run build</code> in the BuckyOS directory, then reload this page.</p></html>`;
 
-export class UiFiles {
-  private cached: { mtimeMs: number; build: UiBuild; index: string } | null = null;
+/** Whether the browser treats the origin the request was made to as potentially trustworthy: HTTPS, or a loopback
+ * host. Only there does it apply Cross-Origin-Opener-Policy; elsewhere (plain HTTP on the LAN) it ignores the header
+ * and says so in the console, as an error. */
+function trustworthyOrigin(req: IncomingMessage): boolean {
+  if ((req.socket as { encrypted?: boolean }).encrypted) return true;
+  const host = (req.headers.host ?? '').toLowerCase().replace(/:\d+$/, '');
+  return host === 'localhost' || host.endsWith('.localhost') || /^127(\.\d{1,3}){3}$/.test(host) || host === '[::1]';
+}
 
-  constructor(private readonly dir: string) {}
+/** Headers every answer of a listener serving the UI carries, whatever it is (a file, an error, a kRPC answer). */
+export function setUiSecurityHeaders(req: IncomingMessage, res: ServerResponse): void {
+  res.setHeader('x-content-type-options', 'nosniff');
+  res.setHeader('referrer-policy', 'no-referrer');
+  res.setHeader('x-frame-options', 'DENY');
+  if (trustworthyOrigin(req)) res.setHeader('cross-origin-opener-policy', 'same-origin');
+  res.setHeader('cross-origin-resource-policy', 'same-origin');
+  res.setHeader('content-security-policy', contentSecurityPolicy());
+}
+
+/** The origin a browser names must be the one it talks to: a page elsewhere gets no answer it could use. */
+export function sameOrigin(req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined) return true;
+  const host = req.headers.host;
+  return host !== undefined && (origin === `http://${host}` || origin === `https://${host}`);
+}
+
+export interface UiFilesOptions {
+  /** The HTML page this listener serves at `/` and for client-side routes; the build's other pages are not served.
+   * `/index.html` (the signed-in app) by default. */
+  page?: string;
+}
+
+export class UiFiles {
+  private cached: { mtimeMs: number; build: UiBuild; page: string } | null = null;
+  private readonly page: string;
+
+  constructor(
+    private readonly dir: string,
+    opts: UiFilesOptions = {},
+  ) {
+    this.page = opts.page ?? '/index.html';
+  }
 
   /** The current build, re-read when build.json changes (a rebuild swaps the directory), or null when none. */
-  private async current(): Promise<{ build: UiBuild; index: string } | null> {
+  private async current(): Promise<{ build: UiBuild; page: string } | null> {
     const file = join(this.dir, UI_BUILD_FILE);
     let mtimeMs: number;
     try {
@@ -98,8 +143,8 @@ export class UiFiles {
     if (this.cached?.mtimeMs === mtimeMs) return this.cached;
     try {
       const build = uiBuildSchema.parse(JSON.parse(await readFile(file, 'utf8')));
-      const index = await readFile(join(this.dir, 'index.html'), 'utf8');
-      this.cached = { mtimeMs, build, index };
+      const page = await readFile(join(this.dir, this.page), 'utf8');
+      this.cached = { mtimeMs, build, page };
       return this.cached;
     } catch {
       // Half-written or foreign: serve nothing rather than something unlisted.
@@ -114,18 +159,19 @@ export class UiFiles {
       res.end(req.method === 'HEAD' ? undefined : NOT_BUILT_PAGE);
       return;
     }
-    const { build, index } = cur;
-    let path = url.pathname === '/' ? '/index.html' : url.pathname;
-    const known = Object.prototype.hasOwnProperty.call(build.files, path);
+    const { build, page } = cur;
+    let path = url.pathname === '/' ? this.page : url.pathname;
+    // Another page of the build (the activation page on the zone's listener, or the reverse) is not this listener's.
+    const known = Object.prototype.hasOwnProperty.call(build.files, path) && (extname(path) !== '.html' || path === this.page);
     // Client-side routes (/dashboard, /devices/x) are the app's: answer them with the app.
     const isRoute = !known && !path.startsWith('/assets/') && !extname(path);
-    if (isRoute) path = '/index.html';
+    if (isRoute) path = this.page;
     if (!known && !isRoute) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
       res.end(req.method === 'HEAD' ? undefined : `not found: ${url.pathname}\n`);
       return;
     }
-    if (path === '/index.html') return sendIndex(req, res, index);
+    if (path === this.page) return sendPage(req, res, page);
 
     const immutable = path.startsWith('/assets/');
     const etag = `"${build.id}"`;
@@ -164,7 +210,7 @@ export class UiFiles {
   }
 }
 
-function sendIndex(req: IncomingMessage, res: ServerResponse, template: string): void {
+function sendPage(req: IncomingMessage, res: ServerResponse, template: string): void {
   const nonce = randomBytes(16).toString('base64');
   const body = template.replaceAll(NONCE_PLACEHOLDER, nonce);
   res.writeHead(200, {
