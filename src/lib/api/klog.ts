@@ -70,6 +70,8 @@ const logRecordOut = z.object({
   trace: z.string().optional(),
   fields: z.record(z.string(), z.unknown()).optional(),
 });
+/** A stored log record as query and tail answer it. */
+export type LogRecordOut = z.output<typeof logRecordOut>;
 
 export const auditEventIn = z
   .object({

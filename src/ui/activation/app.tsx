@@ -3,7 +3,7 @@
 // documents are signed here; the device gets signatures, the public key and the admin password, never the words or
 // the key. Then the page waits for the zone's system UI and opens it.
 import {
-  ActionIcon, Alert, Anchor, Box, Button, Checkbox, Group, Loader, Menu, Paper, PasswordInput, Radio, Stack, Text, TextInput,
+  Alert, Anchor, Box, Button, Checkbox, Group, Loader, Paper, PasswordInput, Radio, Stack, Text, TextInput,
   Textarea, Title, VisuallyHidden,
 } from '@mantine/core';
 import { type FormEvent, type ReactNode, useCallback, useEffect, useRef, useState } from 'react';
@@ -13,9 +13,8 @@ import { GATEWAY_MODES, type GatewayMode } from '../../lib/identity/doc-schemas.
 import { generateMnemonic, ownerSeedFromMnemonic } from '../../lib/identity/recovery-phrase.ts';
 import { KrpcError } from '../../lib/krpc/errors.ts';
 import { createFetchClient } from '../../lib/krpc/fetch-client.ts';
-import { LanguageIcon } from '../components/icons.tsx';
+import { LanguageMenuView } from '../components/language-menu.tsx';
 import { formatBytes } from '../format.ts';
-import { LANGS } from '../i18n/i18n.ts';
 import { useT } from './i18n.tsx';
 import type { MessageKey } from './messages.ts';
 import {
@@ -38,22 +37,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function LanguageSwitch() {
   const { t, lang, setLang } = useT();
-  return (
-    <Menu position="bottom-end" withinPortal withInitialFocusPlaceholder={false}>
-      <Menu.Target>
-        <ActionIcon variant="subtle" color="gray" size="lg" aria-label={t('lang.label')}>
-          <LanguageIcon />
-        </ActionIcon>
-      </Menu.Target>
-      <Menu.Dropdown>
-        {LANGS.map((l) => (
-          <Menu.Item key={l} onClick={() => setLang(l)} aria-current={l === lang ? 'true' : undefined} fw={l === lang ? 700 : undefined} lang={l === 'zh' ? 'zh-CN' : 'en'}>
-            {t(`lang.${l}`)}
-          </Menu.Item>
-        ))}
-      </Menu.Dropdown>
-    </Menu>
-  );
+  return <LanguageMenuView label={t('lang.label')} lang={lang} setLang={setLang} name={(l) => t(`lang.${l}`)} />;
 }
 
 /** A step's frame: its heading takes focus when the step opens, so a screen reader starts there. */

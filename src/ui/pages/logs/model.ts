@@ -1,7 +1,7 @@
 // The logs page's rules, without React or the network: a search form -> klog query and tail parameters (or what is
 // wrong with it), times typed in the zone's time zone -> instants, and the list that follow mode and "load older"
 // add to.
-import { LOG_LEVELS, type LogLevel } from '../../../lib/api/klog.ts';
+import { LOG_LEVELS, type LogLevel, type LogRecordOut } from '../../../lib/api/klog.ts';
 
 export const PAGE_SIZE = 50;
 /** Entries kept on the page while following; beyond it the oldest go (they are still one search away). */
@@ -150,16 +150,7 @@ export function tailParams(p: QueryParams, afterId: number | undefined) {
   };
 }
 
-export interface Entry {
-  id: number;
-  ts: number;
-  level: LogLevel;
-  service: string;
-  node: string;
-  msg: string;
-  trace?: string;
-  fields?: Record<string, unknown>;
-}
+export type Entry = LogRecordOut;
 
 /** `shown` and `incoming` as one list, newest (highest id) first, each id once, at most `max` long (the oldest go). */
 export function mergeEntries<T extends { id: number }>(shown: readonly T[], incoming: readonly T[], max = MAX_SHOWN): T[] {
