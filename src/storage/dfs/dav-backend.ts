@@ -105,18 +105,14 @@ export function volumeDavBackend(files: Files, volume: string): DavBackend {
     move: (from, to, opts) =>
       run(() => {
         const p = caller();
-        files.check(p, 'delete', volume, from);
-        files.check(p, 'create', volume, to);
-        if (opts.overwrite && writer().tryStat(to)) files.check(p, 'delete', volume, to);
+        files.checkTransfer(p, 'move', volume, from, to, opts.overwrite && writer().tryStat(to) !== null);
         const r = writer().rename(from, to, { user: p.userId, overwrite: opts.overwrite });
         return { created: r.replaced === null };
       }),
     copy: (from, to, opts) =>
       run(() => {
         const p = caller();
-        files.check(p, 'read', volume, from);
-        files.check(p, 'create', volume, to);
-        if (opts.overwrite && writer().tryStat(to)) files.check(p, 'delete', volume, to);
+        files.checkTransfer(p, 'copy', volume, from, to, opts.overwrite && writer().tryStat(to) !== null);
         const r = writer().copy(from, to, { user: p.userId, overwrite: opts.overwrite, depth: opts.depth });
         return { created: r.replaced === null };
       }),

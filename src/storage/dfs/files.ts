@@ -104,6 +104,16 @@ export class Files {
     }
   }
 
+  /**
+   * What moving (`delete` at the source) or copying (`read` there) `from` to `to` needs: `create` at the target, and
+   * `delete` of what an overwrite would replace. Checked before anything changes, so a refusal leaves both untouched.
+   */
+  checkTransfer(p: Principal | null, kind: 'move' | 'copy', volume: string, from: string, to: string, replaces: boolean): void {
+    this.check(p, kind === 'move' ? 'delete' : 'read', volume, from);
+    this.check(p, 'create', volume, to);
+    if (replaces) this.check(p, 'delete', volume, to);
+  }
+
   path(text: string): string {
     try {
       return normalizePath(text);

@@ -94,9 +94,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           const [from, to] = [f.path(p.from), f.path(p.to)];
           const caller = who(ctx);
           const meta = f.writable(p.volume).meta;
-          f.check(caller, 'delete', p.volume, from);
-          f.check(caller, 'create', p.volume, to);
-          if (p.overwrite && meta.tryStat(to)) f.check(caller, 'delete', p.volume, to);
+          f.checkTransfer(caller, 'move', p.volume, from, to, p.overwrite && meta.tryStat(to) !== null);
           return apiEntry(f.meta(() => meta.rename(from, to, { user: caller.userId, overwrite: p.overwrite })).entry);
         }),
       copy: (p, ctx) =>
@@ -104,9 +102,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           const [from, to] = [f.path(p.from), f.path(p.to)];
           const caller = who(ctx);
           const meta = f.writable(p.volume).meta;
-          f.check(caller, 'read', p.volume, from);
-          f.check(caller, 'create', p.volume, to);
-          if (p.overwrite && meta.tryStat(to)) f.check(caller, 'delete', p.volume, to);
+          f.checkTransfer(caller, 'copy', p.volume, from, to, p.overwrite && meta.tryStat(to) !== null);
           return apiEntry(f.meta(() => meta.copy(from, to, { user: caller.userId, overwrite: p.overwrite })).entry);
         }),
       delete: (p, ctx) =>
