@@ -189,6 +189,33 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     for (const c of victims) assert.ok(now.some((x) => x.id === c.id && chunkIntact(x)), `chunk ${c.id} is whole again on d1`);
   });
 
+  it('runs chunk collection on demand and deletes nothing a version or the trash still names', async () => {
+    const trashed = join(dir, 'trashed.bin');
+    writeFileSync(trashed, randomBytes(300 * 1024));
+    await ok(as('alice', ALICE_PW, ['fs', 'put', trashed, 'home:/home/alice/trashed.bin']));
+    await ok(as('alice', ALICE_PW, ['fs', 'rm', 'home:/home/alice/trashed.bin']));
+    const before = await dfs().status({});
+    const denied = await as('bob', BOB_PW, ['fs', 'gc']);
+    assert.notEqual(denied.code, 0);
+    assert.match(denied.stderr, /PERMISSION_DENIED.*admin role/);
+    assert.match(await ok(zone.cli(['fs', 'gc'])), /started|already running/);
+    const s = await until('a collection round ended', async () => {
+      const st = await dfs().status({});
+      return st.gc && !st.gc.running && st.gc.last_at !== null ? st : undefined;
+    });
+    assert.equal(s.gc!.last_outcome, 'swept', s.gc!.last_reason ?? '');
+    assert.ok(s.gc!.live_chunks > 0);
+    // Everything here is younger than the grace period (and the stores were opened within it): nothing is taken.
+    for (const d of ['d1', 'd2']) assert.equal(s.gc!.disks[d]?.chunks ?? 0, 0);
+    for (const d of ['d1', 'd2']) {
+      assert.equal(s.disks.find((x) => x.disk_id === d)!.chunks, before.disks.find((x) => x.disk_id === d)!.chunks);
+    }
+    assert.match(await ok(zone.cli(['fs', 'status'])), /chunk collection on .*: idle; last round .*: swept/);
+    const back = join(dir, 'after-gc.bin');
+    await ok(as('alice', ALICE_PW, ['fs', 'get', 'home:/home/alice/big.bin', back]));
+    assert.equal(statSync(back).size, 3 * 1024 * 1024 + 12345);
+  });
+
   it('moves copies onto a disk added later, and re-replicates off a disk set draining, keeping two copies throughout', async () => {
     const copies = (st: Awaited<ReturnType<ReturnType<typeof dfs>['status']>>) => st.disks.reduce((a, d) => a + d.chunks, 0);
     const before = copies(await dfs().status({}));

@@ -350,8 +350,15 @@ export function registerFs(program: Command): void {
       console.log(r.started ? 'scrub started; see `buckyos fs status`' : 'a scrub is already running');
     });
 
+  fs.command('gc')
+    .description("delete chunks on this node's disks that no volume names any more, then compact half-dead packs")
+    .action(async (_o: unknown, cmd: Command) => {
+      const r = await ctx(cmd).client(dfsApi).gc({});
+      console.log(r.started ? 'chunk collection started; see `buckyos fs status`' : 'a collection round is already running');
+    });
+
   fs.command('status')
-    .description('disks of every node, volumes, chunks below their policy, scrub progress')
+    .description('disks of every node, volumes, chunks below their policy, scrub and chunk collection progress')
     .option('--json', 'machine-readable output')
     .action(async (o2: { json?: boolean }, cmd: Command) => {
       const s = await ctx(cmd).client(dfsApi).status({});
@@ -369,6 +376,14 @@ export function registerFs(program: Command): void {
       console.log(`chunks below their policy: ${s.under_replicated}   copies moved to even out disks: ${s.rebalanced}`);
       const sc = s.scrub;
       console.log(`scrub: ${sc.running ? 'running' : 'idle'}; checked ${sc.checked}, corrupt ${sc.corrupt}, missing ${sc.missing}, repaired ${sc.repaired}`);
+      if (s.gc) {
+        const g = s.gc;
+        const last = g.last_at === null ? 'no round yet' : `last round ${new Date(g.last_at).toISOString()}: ${g.last_outcome}${g.last_reason ? ` (${g.last_reason})` : ''}`;
+        console.log(`chunk collection on ${s.node}: ${g.running ? 'running' : 'idle'}; ${last}; ${g.live_chunks} chunks live`);
+        for (const [id, t] of Object.entries(g.disks)) {
+          console.log(`  ${id}: ${t.chunks} chunks (${human(t.bytes)}) deleted, ${human(t.compacted_bytes)} given back by compaction`);
+        }
+      }
     });
 
   const disk = fs.command('disk').description('disks of storage nodes (storage/disks/<node>/<disk>)');

@@ -103,8 +103,8 @@ export async function openPage(browser: Browser, viewport: (typeof VIEWPORTS)[nu
   };
 }
 
-/** The input labelled `label` (its label also carries the required mark). */
-export const field = (page: Page, label: string): Locator => page.getByLabel(new RegExp(`^${label}`));
+/** The input labelled `label` (its label may also carry the required mark): "Word 1" is not "Word 10". */
+export const field = (page: Page, label: string): Locator => page.getByLabel(new RegExp(`^${label.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w])`));
 
 /** Whether the input is marked invalid, and the text its aria-describedby points at (Mantine's error element). */
 export async function fieldMessage(page: Page, label: string): Promise<{ invalid: string | null; message: string }> {

@@ -1,7 +1,7 @@
 // Starts a real single-device zone (the built `buckyos node` process and its kernel children) in a temporary root
 // on free ports, and always tears it down. Multi-process tests build on this.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,9 @@ const OFFSETS = { gateway: 0, activation: 2, ui: 10, tunnel: 80, system_config: 
 /** A block of ports laid out like the defaults (3180, 3182, 3200, ...) shifted to a free range. */
 export async function freePorts(): Promise<Record<keyof typeof OFFSETS, number>> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 400) * 100;
+    // Below the kernel's ephemeral range (32768 and up): a port a service binds only later (dfs, once storage is
+    // configured) cannot meanwhile become some connection's local port.
+    const base = 20000 + Math.floor(Math.random() * 120) * 100;
     const ports = Object.fromEntries(Object.entries(OFFSETS).map(([k, o]) => [k, base + o])) as Record<keyof typeof OFFSETS, number>;
     const free = await Promise.all(Object.values(ports).map(portFree));
     if (free.every(Boolean)) return ports;
@@ -54,6 +56,20 @@ export interface TestZone {
 }
 
 /** Tests default to fast heartbeats and debug logs; `defaults: true` keeps the node's embedded defaults instead. */
+/** The last lines of every log of each service the status shows unhealthy: why a child keeps failing. */
+function unhealthyLogs(paths: NodePaths, status: NodeStatusFile | null): string {
+  const out: string[] = [];
+  for (const c of status?.children ?? []) {
+    if (c.healthy) continue;
+    const dir = join(paths.logs, c.name);
+    for (const file of existsSync(dir) ? readdirSync(dir) : []) {
+      const tail = readFileSync(join(dir, file), 'utf8').trimEnd().split('\n').slice(-15).join('\n');
+      if (tail) out.push(`--- ${c.name}/${file}:\n${tail}`);
+    }
+  }
+  return out.length ? `\n${out.join('\n')}` : '';
+}
+
 export interface ZoneOptions {
   heartbeatMs?: number;
   defaults?: boolean;
@@ -97,7 +113,8 @@ export async function startZone(opts: ZoneOptions = {}): Promise<TestZone> {
         if (zone.daemon.exitCode !== null) throw new Error(`node daemon exited (${zone.daemon.exitCode}) while waiting for ${what}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(zone.status())}`);
+      const last = zone.status();
+      throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(last)}${unhealthyLogs(paths, last)}`);
     },
     async localToken() {
       const kp = loadKeyFile(join(paths.etc, 'device_key.pem'));

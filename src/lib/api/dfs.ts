@@ -42,6 +42,19 @@ const diskStatus = z.object({
   last_scrub_at: z.number().nullable(),
 });
 
+const gcTotals = z.object({ chunks: count, bytes: count, compacted_bytes: count });
+const gcState = z.object({
+  running: z.boolean(),
+  /** When the last round ended (ms since the epoch). */
+  last_at: z.number().nullable(),
+  last_outcome: z.enum(['swept', 'skipped', 'failed']).nullable(),
+  /** Why the last round skipped its sweep (a volume's chunks could not be read completely) or failed. */
+  last_reason: z.string().nullable(),
+  live_chunks: count,
+  /** Per disk of this node: chunks and bytes deleted, and pack bytes compaction gave back. */
+  disks: z.record(z.string(), gcTotals),
+});
+
 /** The most entries `search` answers, and the most it looks at before it stops (a search is one walk of the
  * metadata, on the node serving the volume: bounded so one call cannot hold it for long). */
 export const SEARCH_MAX_RESULTS = 500;
@@ -153,12 +166,19 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
       /** Copies moved between disks to even them out (a disk was added) since the service started. */
       rebalanced: count,
       scrub: z.object({ running: z.boolean(), checked: count, corrupt: count, missing: count, repaired: count }),
+      /** Absent from a node running a version without collection. */
+      gc: gcState.optional(),
     }),
-    doc: 'Every disk in the zone as its node last reported it, this node\'s volumes and the log lag of followers, chunks below their policy, copies moved by rebalancing, and scrub progress.',
+    doc: 'Every disk in the zone as its node last reported it, this node\'s volumes and the log lag of followers, chunks below their policy, copies moved by rebalancing, scrub progress, and chunk collection on this node (totals per disk since the service started).',
   }),
   scrub: method({
     params: z.object({ disk_id: diskIdSchema.optional() }).strict(),
     result: z.object({ started: z.boolean() }),
     doc: 'Starts a scrub of this node\'s disks (or one) now, at the configured rate: every chunk is read and its hash checked; a corrupt or missing chunk is repaired from a healthy copy. Admins.',
+  }),
+  gc: method({
+    params: z.object({}).strict(),
+    result: z.object({ started: z.boolean() }),
+    doc: 'Starts a chunk collection round on this node now (one runs every hour anyway): chunks on its disks that no volume of the zone names, and that were last stored more than an hour ago, are deleted, then half-dead packs are compacted. A round whose live set cannot be read completely (a volume\'s primary out of reach) deletes nothing. `started` is false when a round is running. Progress and totals: `status`.gc. Admins.',
   }),
 });

@@ -33,6 +33,8 @@ export interface ChunkStoreOptions {
   packMaxBytes?: number;
   /** Called after every fsync, for metrics and tests. */
   onFsync?: (kind: FsyncKind) => void;
+  /** The clock that dates stores (ms), for tests of collection's grace period. Default Date.now. */
+  now?: () => number;
 }
 
 /** `pack`: a group commit; `file`: a large chunk's bytes; `dir`: a directory entry (a large chunk's, a new pack's). */
@@ -315,6 +317,9 @@ export class ChunkStore {
   private readonly locks = new Map<string, Promise<void>>();
   private tmpSeq = 0;
   private closed = false;
+  /** When the store was opened; replay, which follows, dates the chunks it applies to then or later. */
+  private readonly openedAt: number;
+  private readonly now: () => number;
 
   private constructor(dir: string, opts: ChunkStoreOptions, db: Database.Database) {
     this.dir = dir;
@@ -323,6 +328,8 @@ export class ChunkStore {
     this.capacityBytes = opts.capacityBytes;
     this.packMax = opts.packMaxBytes ?? DEFAULT_PACK_MAX;
     this.onFsync = opts.onFsync ?? (() => {});
+    this.now = opts.now ?? Date.now;
+    this.openedAt = this.now();
     this.db = db;
     this.st = this.prepare();
     this.applyTx = db.transaction((packId: number, ops: AppliedOp[], end: number) => this.apply(packId, ops, end));
@@ -352,7 +359,8 @@ export class ChunkStore {
           size INTEGER NOT NULL,
           pack INTEGER,          -- NULL: a file under chunks/
           off INTEGER,           -- in the pack, where the bytes start
-          bad INTEGER NOT NULL DEFAULT 0  -- last read found it corrupt or missing
+          bad INTEGER NOT NULL DEFAULT 0,  -- last read found it corrupt or missing
+          stored_at INTEGER NOT NULL DEFAULT 0  -- ms: when last put (or re-put, or moved); what collection's grace reads
         ) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack) WHERE pack IS NOT NULL;
         CREATE TABLE IF NOT EXISTS packs (
@@ -360,6 +368,11 @@ export class ChunkStore {
           indexed_end INTEGER NOT NULL,  -- the index reflects every record before this offset
           dead INTEGER NOT NULL          -- bytes of records no longer needed
         );`);
+      // Indexes from before collection have no stored_at; 0 there is safe, since nothing is collected until a grace
+      // period has passed since the store was opened (collectable()).
+      if (!(db.pragma('table_info(chunks)') as { name: string }[]).some((c) => c.name === 'stored_at')) {
+        db.exec('ALTER TABLE chunks ADD COLUMN stored_at INTEGER NOT NULL DEFAULT 0');
+      }
       const meta = db.prepare('SELECT v FROM meta WHERE k = ?').pluck();
       const owner = meta.get('disk_id') as string | undefined;
       if (owner !== undefined && owner !== opts.diskId) throw new Error(`${dir} holds disk ${owner}, not ${opts.diskId}`);
@@ -408,8 +421,11 @@ export class ChunkStore {
     const db = this.db;
     return {
       row: db.prepare<[Buffer], Row>('SELECT size, pack, off, bad FROM chunks WHERE id = ?'),
-      upsert: db.prepare(`INSERT INTO chunks (id, size, pack, off, bad) VALUES (?, ?, ?, ?, 0)
-        ON CONFLICT (id) DO UPDATE SET size = excluded.size, pack = excluded.pack, off = excluded.off, bad = 0`),
+      upsert: db.prepare(`INSERT INTO chunks (id, size, pack, off, bad, stored_at) VALUES (?, ?, ?, ?, 0, ?)
+        ON CONFLICT (id) DO UPDATE SET size = excluded.size, pack = excluded.pack, off = excluded.off, bad = 0, stored_at = excluded.stored_at`),
+      touch: db.prepare('UPDATE chunks SET stored_at = ? WHERE id = ?'),
+      storedAt: db.prepare<[Buffer], number>('SELECT stored_at FROM chunks WHERE id = ?').pluck(),
+      pageBefore: db.prepare<[Buffer, number], Buffer>('SELECT id FROM chunks WHERE id > ? AND stored_at < ? ORDER BY id LIMIT ' + LIST_PAGE).pluck(),
       del: db.prepare('DELETE FROM chunks WHERE id = ?'),
       setBad: db.prepare('UPDATE chunks SET bad = ? WHERE id = ?'),
       addDead: db.prepare('UPDATE packs SET dead = dead + ? WHERE id = ?'),
@@ -511,10 +527,12 @@ export class ChunkStore {
         }
         continue;
       }
-      if (op.type === DATA) this.st.upsert.run(op.key, op.size, packId, op.dataOff);
+      // Replay and compaction's moves count as stores too: a chunk only looks younger than it is, never older.
+      const now = this.now();
+      if (op.type === DATA) this.st.upsert.run(op.key, op.size, packId, op.dataOff, now);
       else {
         deadHere += HEADER;
-        this.st.upsert.run(op.key, op.size, null, null);
+        this.st.upsert.run(op.key, op.size, null, null, now);
       }
       if (old) delta.bytes += op.size - old.size;
       else {
@@ -606,7 +624,16 @@ export class ChunkStore {
     return this.withLock(hex, async () => {
       this.checkOpen();
       const old = this.row(key);
-      if (old && !old.bad) return { stored: false };
+      if (old && !old.bad) {
+        // A writer reusing a chunk that nothing may name yet: it must look new to collection until the writer commits.
+        try {
+          this.st.touch.run(this.now(), key);
+        } catch (e) {
+          // Unable to date the reuse, this copy cannot be counted on: the writer places the chunk elsewhere.
+          throw this.writeError(e);
+        }
+        return { stored: false };
+      }
       const extra = old ? 0 : buf.length;
       if (this.capacityBytes !== undefined && this.bytes + this.reserved + extra > this.capacityBytes) {
         throw new DiskFullError(this.diskId, `capacity of ${this.capacityBytes} bytes reached`);
@@ -897,6 +924,45 @@ export class ChunkStore {
   }
 
   // ---- deleting and compaction -------------------------------------------------------------------------------------
+
+  /**
+   * The time before which a chunk's last store must lie for collection to take it: `cutoff`, once the store has been
+   * open since before it. The touch of a re-put is not synced on its own, so a power cut may lose it: every chunk
+   * counts as stored no earlier than the open, and until a grace period has passed since, nothing here is old enough.
+   */
+  private collectable(cutoff: number): number {
+    return this.openedAt < cutoff ? cutoff : 0;
+  }
+
+  /** Chunk ids last stored before `cutoff` (see collect()), in id order; pages through the index. */
+  async *listStoredBefore(cutoff: number): AsyncIterable<string> {
+    let after: Buffer = Buffer.alloc(0);
+    for (;;) {
+      this.checkOpen();
+      const page = this.st.pageBefore.all(after, this.collectable(cutoff));
+      for (const k of page) yield `sha256:${k.toString('hex')}`;
+      if (page.length < LIST_PAGE) return;
+      after = page[page.length - 1]!;
+    }
+  }
+
+  /**
+   * Deletes a chunk only if it was last stored before `cutoff` (checked under the chunk's lock, so a put racing with
+   * collection wins); answers the bytes freed, or null when it was kept or not here. Durable when it resolves.
+   */
+  async collect(id: string, cutoff: number): Promise<number | null> {
+    this.checkOpen();
+    const { key, hex } = this.parse(id);
+    return this.withLock(hex, async () => {
+      this.checkOpen();
+      const old = this.row(key);
+      const at = this.st.storedAt.get(key);
+      if (!old || at === undefined || at >= this.collectable(cutoff)) return null;
+      await this.enqueue({ type: DELETE, key, size: 0 });
+      if (old.pack === null) await rm(this.chunkPath(hex), { force: true });
+      return old.size;
+    });
+  }
 
   /** Removes a chunk; false when it was not here. Durable when it resolves (a crash does not bring it back). */
   async delete(id: string): Promise<boolean> {

@@ -4,7 +4,7 @@
 // copies are healthy, and the metadata operations. Called by the kRPC methods, the HTTP routes and WebDAV alike.
 import { KrpcError, type Principal } from '../../lib/krpc/index.ts';
 import type { Rbac } from '../../lib/rbac/enforcer.ts';
-import { policyFor } from '../../lib/config/storage-records.ts';
+import { type PlacementPolicy, policyFor } from '../../lib/config/storage-records.ts';
 import type { DfsEntry } from '../../lib/api/dfs.ts';
 import { Chunker, ContentHasher, contentIdAsync } from './chunker.ts';
 import { type ChunkIO, ChunkUnavailableError, PlacementError } from './chunk-io.ts';
@@ -82,7 +82,18 @@ const PRIMARY_DOWN_MS = 10_000;
 export class Files {
   private readonly primaryDown = new Map<string, number>();
 
+  /** The chunk lists of writes under way, per volume: stored chunks that no version names yet (collection keeps them). */
+  private readonly writing = new Map<string, Set<ChunkRef[]>>();
+
   constructor(private readonly d: FilesDeps) {}
+
+  /** Chunk ids that writes under way on `volume` have stored or are storing, not yet committed (docs/dcfs.md,
+   * "Chunk collection"). */
+  writingChunks(volume: string): string[] {
+    const out: string[] = [];
+    for (const refs of this.writing.get(volume) ?? []) for (const r of refs) if (r.id) out.push(r.id);
+    return out;
+  }
 
   /** The primary of `volume` could not be reached: a follower here serves reads alone for a while. Answers whether
    * this node holds a follower copy to serve them from. */
@@ -160,9 +171,29 @@ export class Files {
     if (existing && opts.overwrite === false) throw new KrpcError('ALREADY_EXISTS', `${path} already exists`);
     this.quotaRoom(v, p.userId, (opts.sizeHint ?? 0) - (existing?.size ?? 0));
     const policy = policyFor(v.record, path);
+    const refs: ChunkRef[] = [];
+    let writes = this.writing.get(volume);
+    if (!writes) this.writing.set(volume, (writes = new Set()));
+    writes.add(refs);
+    try {
+      return await this.storeAndCommit(v, path, body, p, opts, existing, policy, refs);
+    } finally {
+      writes.delete(refs);
+    }
+  }
+
+  private async storeAndCommit(
+    v: HeldVolume,
+    path: string,
+    body: AsyncIterable<Uint8Array>,
+    p: Principal,
+    opts: { expectVersion?: string | null; expectContentId?: string },
+    existing: Entry | null,
+    policy: PlacementPolicy,
+    refs: ChunkRef[],
+  ): Promise<{ entry: Entry; created: boolean }> {
     const chunker = new Chunker();
     const hasher = new ContentHasher();
-    const refs: ChunkRef[] = [];
     const inFlight = new Set<Promise<void>>();
     let inFlightBytes = 0;
     let failure: unknown = null;

@@ -6,6 +6,7 @@ import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
 import { KrpcError, NODE_HEADER, type Principal, sendJson } from '../../lib/krpc/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
+import { LIVE_PAGE, localLivePage } from './gc.ts';
 import { type ChunkIO } from './chunk-io.ts';
 import { isChunkId } from './chunker.ts';
 import { davCaller, volumeDavBackend } from './dav-backend.ts';
@@ -132,6 +133,7 @@ export class DfsHttp {
       if ((m = /^\/chunks\/([^/]+)\/(sha256:[0-9a-f]{64})$/.exec(rest))) return await this.chunk(req, res, m[1]!, m[2]!);
       if (rest === '/chunks-has' && req.method === 'POST') return await this.chunksHas(req, res);
       if ((m = /^\/meta\/([^/]+)\/log$/.exec(rest)) && req.method === 'GET') return await this.metaLog(req, res, m[1]!, url);
+      if ((m = /^\/meta\/([^/]+)\/live$/.exec(rest)) && req.method === 'GET') return await this.metaLive(req, res, m[1]!, url);
       sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${url.pathname}` } });
     } catch (err) {
       if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url, err.volume);
@@ -321,6 +323,18 @@ export class DfsHttp {
     const limit = Math.min(10_000, Number(url.searchParams.get('limit') ?? '1000'));
     if (!Number.isInteger(after) || after < 0 || !Number.isInteger(limit) || limit < 1) throw new KrpcError('INVALID_PARAMS', 'after and limit: whole numbers');
     sendJson(res, 200, { entries: this.d.files.meta(() => v.meta.log(after, limit)), last_seq: v.meta.lastSeq });
+  }
+
+  /** A page of the chunks a volume this node is primary for keeps alive, for another node's collection (gc.ts). */
+  private async metaLive(req: IncomingMessage, res: ServerResponse, volume: string, url: URL): Promise<void> {
+    this.kernelOnly(await this.principal(req));
+    const after = url.searchParams.get('after') ?? '';
+    const limit = Number(url.searchParams.get('limit') ?? String(LIVE_PAGE));
+    if (after !== '' && !isChunkId(after)) throw new KrpcError('INVALID_PARAMS', 'after: a chunk id, or empty for the first page');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new KrpcError('INVALID_PARAMS', 'limit: a whole number from 1 to 10000');
+    const v = this.d.volumes.get(volume);
+    if (!v || v.role !== 'primary') throw new KrpcError('UNAVAILABLE', `${this.d.self} is not the primary of volume ${volume}`);
+    sendJson(res, 200, this.d.files.meta(() => localLivePage(this.d.volumes, this.d.files, volume, after, limit)));
   }
 
   private async davRequest(req: IncomingMessage, res: ServerResponse, url: URL, rest: string): Promise<void> {

@@ -9,13 +9,14 @@ import { createHttpApp, listen } from '../../lib/krpc/index.ts';
 import { NO_ROLES, type RoleOf } from '../../lib/krpc/operators.ts';
 import { Rbac } from '../../lib/rbac/enforcer.ts';
 import { followPolicy } from '../../lib/rbac/config-sync.ts';
-import type { DiskRecord } from '../../lib/config/storage-records.ts';
+import { type DiskRecord, VOLUME_KEY, volumeRecordSchema } from '../../lib/config/storage-records.ts';
 import type { KernelRuntime } from '../../kernel/runtime.ts';
 import { ChunkIO } from './chunk-io.ts';
 import { DiskSet } from './disks.ts';
 import { Files } from './files.ts';
 import { DfsHttp } from './http.ts';
 import { PeerChunks } from './peers.ts';
+import { Collector, localLivePage } from './gc.ts';
 import { Scrubber } from './scrub.ts';
 import { createDfsEndpoint } from './service.ts';
 import { Uploads } from './uploads.ts';
@@ -24,6 +25,8 @@ import { ZoneView, type ZoneStorage, statusKey } from './zone-view.ts';
 
 /** How often this node writes what its disks hold and have free, for other nodes' placement. */
 const REPORT_MS = 10_000;
+/** The most volume records one list reads; a zone with more is refused by collection rather than half read. */
+const VOLUME_LIST_MAX = 10_000;
 
 export async function runDfsService(rt: KernelRuntime, port: number, roleOf: RoleOf = NO_ROLES): Promise<{ close(): Promise<void> }> {
   const self = rt.identity.device.name;
@@ -43,6 +46,23 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
   const files = new Files({ self, volumes, io, zone, rbac });
   const uploads = new Uploads(join(dataDir, 'uploads'));
   const scrubber = new Scrubber(disks, io, volumes, zone, rt.log);
+  const collector = new Collector({
+    disks: () => disks.open(),
+    // Read afresh for every round, and all of them or none: a volume missed here would lose every chunk it names.
+    volumes: async () => {
+      const { entries } = await config.list({ prefix: 'storage/volumes/', limit: VOLUME_LIST_MAX });
+      if (entries.length >= VOLUME_LIST_MAX) throw new Error(`more than ${VOLUME_LIST_MAX - 1} keys under storage/volumes/`);
+      return entries.map((e) => {
+        const name = VOLUME_KEY.exec(e.key)?.[1];
+        const rec = name === undefined ? null : volumeRecordSchema.safeParse(JSON.parse(e.value) as unknown);
+        if (!name || !rec?.success) throw new Error(`${e.key} is not a volume record this node can read`);
+        return { name, primary: rec.data.primary };
+      });
+    },
+    page: async (volume, primary, after, limit) =>
+      primary === self ? localLivePage(volumes, files, volume, after, limit) : peers.live(primary, volume, after, limit),
+    log: rt.log,
+  });
 
   const hub = rt.gatewayClient(verifyHubApi);
   const http = new DfsHttp({
@@ -56,7 +76,7 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
     log: rt.log,
   });
   const endpoint = createDfsEndpoint({
-    self, gatewayUrl, files, uploads, disks, volumes, zone, scrubber,
+    self, gatewayUrl, files, uploads, disks, volumes, zone, scrubber, collector,
     authenticate: (t) => rt.authenticate(t),
     roleOf,
     log: rt.log,
@@ -116,6 +136,7 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
   const homeTimer = setInterval(() => void homes(), 5000);
   const sweeper = setInterval(() => uploads.sweep(), 3600_000).unref();
   scrubber.run();
+  collector.run();
 
   const server = await listen(
     createHttpApp({
@@ -138,6 +159,7 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
       clearTimeout(soon);
       clearInterval(sweeper);
       scrubber.stop();
+      collector.stop();
       await server.close();
       volumes.close();
       await disks.close();

@@ -110,6 +110,16 @@ export class PeerChunks {
     return new Map(Object.entries(found.found));
   }
 
+  /** A page of what a volume keeps alive (gc.ts LivePage), from its primary. */
+  async live(node: string, volume: string, after: string, limit: number): Promise<{ ids: string[]; writing: string[] }> {
+    const r = await this.call(node, 'GET', `/meta/${encodeURIComponent(volume)}/live?after=${encodeURIComponent(after)}&limit=${limit}`, null, 64 * 1024 * 1024);
+    if (r.status !== 200) PeerChunks.fail(node, `live chunks of ${volume}`, r);
+    const page = JSON.parse(r.body.toString('utf8')) as { ids?: unknown; writing?: unknown };
+    const ok = (x: unknown): x is string[] => Array.isArray(x) && x.every((i) => typeof i === 'string');
+    if (!ok(page.ids) || !ok(page.writing)) throw new PeerError(`${node}: live chunks of ${volume}: a malformed answer`, r.status);
+    return { ids: page.ids, writing: page.writing };
+  }
+
   /** Log entries of a volume's metadata after `afterSeq`, from its primary. */
   async log(node: string, volume: string, afterSeq: number, limit: number): Promise<unknown[]> {
     const r = await this.call(node, 'GET', `/meta/${encodeURIComponent(volume)}/log?after=${afterSeq}&limit=${limit}`, null, 64 * 1024 * 1024);

@@ -10,6 +10,7 @@ import type { ZoneStorage } from './zone-view.ts';
 import type { DiskSet } from './disks.ts';
 import type { VolumeSet } from './volumes.ts';
 import type { Scrubber } from './scrub.ts';
+import type { Collector } from './gc.ts';
 
 export interface ServiceDeps {
   self: string;
@@ -20,6 +21,7 @@ export interface ServiceDeps {
   volumes: VolumeSet;
   zone: () => ZoneStorage;
   scrubber: Scrubber;
+  collector: Collector;
   authenticate(token: string): Promise<Principal>;
   roleOf(user: string): Promise<string | undefined>;
   log: Logger;
@@ -288,11 +290,15 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           };
         });
         const s = d.scrubber.state();
-        return { node: d.self, disks, volumes, under_replicated: s.under_replicated, rebalanced: s.rebalanced, scrub: { running: s.running, checked: s.checked, corrupt: s.corrupt, missing: s.missing, repaired: s.repaired } };
+        return { node: d.self, disks, volumes, under_replicated: s.under_replicated, rebalanced: s.rebalanced, scrub: { running: s.running, checked: s.checked, corrupt: s.corrupt, missing: s.missing, repaired: s.repaired }, gc: d.collector.state() };
       },
       scrub: async (p, ctx) => {
         if (!(await isAdmin(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'starting a scrub needs the admin role');
         return { started: d.scrubber.start(p.disk_id) };
+      },
+      gc: async (_p, ctx) => {
+        if (!(await isAdmin(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'starting chunk collection needs the admin role');
+        return { started: d.collector.start() };
       },
     },
     { authenticate: d.authenticate, logger: d.log },

@@ -1,0 +1,205 @@
+// Chunk collection (docs/dcfs.md, "Chunk collection"): deletes the chunks on this node's disks that no volume of the
+// zone names any more (a version dropped, the trash emptied, a write that died after some chunks were stored), then
+// compacts the packs that deleting left half dead. Mark and sweep: the live set is every chunk named by every volume,
+// read from each volume's primary, plus the chunks of writes under way there; a round whose live set cannot be read
+// completely deletes nothing. Only chunks last stored a grace period before the live set was taken are candidates,
+// so a chunk a writer has just stored (or reused) but not yet committed is never taken.
+import type { Logger } from '../../lib/log/logger.ts';
+import type { ChunkStore } from './chunk-store.ts';
+import type { Files } from './files.ts';
+import type { VolumeMeta } from './volume-meta.ts';
+import type { HeldVolume } from './volumes.ts';
+
+/** How long a chunk must have gone without being stored before collection may take it. */
+export const GC_GRACE_MS = 3600 * 1000;
+
+export interface GcOptions {
+  /** See GC_GRACE_MS; covers a write between storing its chunks and committing, and clock skew between nodes. */
+  graceMs: number;
+  /** How often a round starts by itself. */
+  intervalMs: number;
+  /** Packs whose dead records make up at least this share are rewritten after a sweep. */
+  minDeadRatio: number;
+  /** The clock (ms) the grace period is measured on; the chunk stores must date their chunks on the same one. */
+  now?: () => number;
+}
+
+export const DEFAULT_GC: GcOptions = { graceMs: GC_GRACE_MS, intervalMs: 3600 * 1000, minDeadRatio: 0.5 };
+
+/** Ids of the live set read per request from a volume's primary. */
+export const LIVE_PAGE = 5000;
+
+/** One page of what a volume keeps alive: chunk ids its metadata names after a cursor, and (on the first page only)
+ * the chunks of writes under way on its primary, read before that page so that a write committing meanwhile is in one
+ * or the other. */
+export interface LivePage {
+  ids: string[];
+  writing: string[];
+}
+
+/** A page of a volume's live set from its primary (this node or another). Throws when it cannot be had. */
+export type LivePager = (volume: string, primary: string, after: string, limit: number) => Promise<LivePage>;
+
+/** The live-set page of a volume this node is primary for (served to other nodes, and read by this node's own rounds). */
+export function localLivePage(
+  volumes: { get(name: string): { role: HeldVolume['role']; meta: Pick<VolumeMeta, 'chunkIds'> } | undefined },
+  files: Pick<Files, 'writingChunks'>,
+  volume: string,
+  after: string,
+  limit: number,
+): LivePage {
+  const v = volumes.get(volume);
+  if (!v || v.role !== 'primary') throw new Error(`this node is not the primary of volume ${volume}`);
+  const writing = after === '' ? files.writingChunks(volume) : [];
+  return { ids: v.meta.chunkIds(after, limit).map((c) => c.id), writing };
+}
+
+export interface GcDiskTotals {
+  /** Chunks deleted since the service started. */
+  chunks: number;
+  /** Their bytes. */
+  bytes: number;
+  /** Pack bytes given back to the filesystem by compaction since the service started. */
+  compacted_bytes: number;
+}
+
+export interface GcState {
+  running: boolean;
+  /** When the last round ended. */
+  last_at: number | null;
+  last_outcome: 'swept' | 'skipped' | 'failed' | null;
+  /** Why the last round skipped its sweep or failed. */
+  last_reason: string | null;
+  /** Chunks in the last complete live set. */
+  live_chunks: number;
+  disks: Record<string, GcDiskTotals>;
+}
+
+export interface GcRound {
+  outcome: 'swept' | 'skipped';
+  reason: string | null;
+  /** Per disk, this round: chunks and bytes deleted, pack bytes reclaimed. */
+  disks: Record<string, GcDiskTotals>;
+}
+
+export interface CollectorDeps {
+  /** This node's open chunk stores. */
+  disks: () => { id: string; store: ChunkStore }[];
+  /** Every volume of the zone and its primary, read afresh; throws when the zone's configuration cannot be read. */
+  volumes: () => Promise<{ name: string; primary: string }[]>;
+  page: LivePager;
+  log: Logger;
+}
+
+export class Collector {
+  private s: GcState = { running: false, last_at: null, last_outcome: null, last_reason: null, live_chunks: 0, disks: {} };
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly d: CollectorDeps,
+    private readonly opts: GcOptions = DEFAULT_GC,
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  state(): GcState {
+    return { ...this.s, disks: Object.fromEntries(Object.entries(this.s.disks).map(([k, v]) => [k, { ...v }])) };
+  }
+
+  /** Starts the periodic rounds. */
+  run(): void {
+    this.timer = setInterval(() => this.start(), this.opts.intervalMs).unref();
+  }
+
+  /** Starts a round unless one is running; answers whether it started. */
+  start(): boolean {
+    if (this.s.running || this.stopped) return false;
+    void this.collect().catch(() => undefined);
+    return true;
+  }
+
+  /** One round: mark, sweep, compact. Rejects when one is running already. */
+  async collect(): Promise<GcRound> {
+    if (this.s.running) throw new Error('a collection round is running');
+    this.s.running = true;
+    try {
+      const round = await this.round();
+      this.s.last_outcome = round.outcome;
+      this.s.last_reason = round.reason;
+      return round;
+    } catch (err) {
+      this.s.last_outcome = 'failed';
+      this.s.last_reason = (err as Error).message;
+      this.d.log.error({ err: (err as Error).message }, 'dfs: chunk collection failed');
+      throw err;
+    } finally {
+      this.s.running = false;
+      this.s.last_at = this.now();
+    }
+  }
+
+  private async round(): Promise<GcRound> {
+    // Taken before anything is read: a chunk stored or reused after this moment is younger than any cutoff below.
+    const takenAt = this.now();
+    const live = await this.liveSet();
+    if (typeof live === 'string') {
+      this.d.log.warn({ reason: live }, 'dfs: chunk collection skipped its sweep: the live set is incomplete');
+      return { outcome: 'skipped', reason: live, disks: {} };
+    }
+    this.s.live_chunks = live.size;
+    const cutoff = takenAt - this.opts.graceMs;
+    const out: Record<string, GcDiskTotals> = {};
+    for (const { id, store } of this.d.disks()) {
+      const r: GcDiskTotals = { chunks: 0, bytes: 0, compacted_bytes: 0 };
+      out[id] = r;
+      for await (const chunk of store.listStoredBefore(cutoff)) {
+        if (this.stopped) break;
+        if (live.has(chunk)) continue;
+        const freed = await store.collect(chunk, cutoff);
+        if (freed === null) continue;
+        r.chunks++;
+        r.bytes += freed;
+      }
+      if (!this.stopped) r.compacted_bytes = (await store.compact({ minDeadRatio: this.opts.minDeadRatio })).bytes_reclaimed;
+      const t = (this.s.disks[id] ??= { chunks: 0, bytes: 0, compacted_bytes: 0 });
+      t.chunks += r.chunks;
+      t.bytes += r.bytes;
+      t.compacted_bytes += r.compacted_bytes;
+      if (r.chunks > 0 || r.compacted_bytes > 0) this.d.log.info({ disk: id, ...r }, 'dfs: collected unreferenced chunks');
+    }
+    return { outcome: 'swept', reason: null, disks: out };
+  }
+
+  /** Every chunk some volume of the zone keeps alive, or why that cannot be known completely now. */
+  private async liveSet(): Promise<Set<string> | string> {
+    let vols: { name: string; primary: string }[];
+    try {
+      vols = await this.d.volumes();
+    } catch (err) {
+      return `the zone's volumes could not be read: ${(err as Error).message}`;
+    }
+    const live = new Set<string>();
+    for (const v of vols) {
+      try {
+        for (let after = ''; ; ) {
+          if (this.stopped) return 'the service is stopping';
+          const page = await this.d.page(v.name, v.primary, after, LIVE_PAGE);
+          for (const id of page.writing) live.add(id);
+          for (const id of page.ids) live.add(id);
+          if (page.ids.length < LIVE_PAGE) break;
+          after = page.ids[page.ids.length - 1]!;
+        }
+      } catch (err) {
+        return `the chunks of volume ${v.name} could not be read from its primary ${v.primary}: ${(err as Error).message}`;
+      }
+    }
+    return live;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+  }
+}
