@@ -2,6 +2,7 @@
 // rules for new passwords.
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
+import { MIN_PASSWORD_LENGTH, passwordStrength } from '../../lib/api/verify-hub.ts';
 
 export interface ScryptParams {
   N: number;
@@ -65,15 +66,11 @@ export function needsRehash(stored: PasswordHash): boolean {
   return stored.N < SCRYPT_PARAMS.N || stored.r < SCRYPT_PARAMS.r || stored.p < SCRYPT_PARAMS.p;
 }
 
-export const MIN_PASSWORD_LENGTH = 10;
-
 /** The first strength rule a new password breaks, as a sentence for the user; null when it passes. */
 export function passwordStrengthProblem(password: string, user: string): string | null {
-  if ([...password].length < MIN_PASSWORD_LENGTH) return `password must be at least ${MIN_PASSWORD_LENGTH} characters long`;
-  const classes = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((re) => re.test(password)).length;
-  if (classes < 2) {
-    return 'password must mix at least two kinds of characters (lowercase letters, uppercase letters, digits, symbols)';
-  }
-  if (password.toLowerCase().includes(user.toLowerCase())) return 'password must not contain the user name';
+  const kept = passwordStrength(password, user);
+  if (!kept.length) return `password must be at least ${MIN_PASSWORD_LENGTH} characters long`;
+  if (!kept.kinds) return 'password must mix at least two kinds of characters (lowercase letters, uppercase letters, digits, symbols)';
+  if (!kept.no_user) return 'password must not contain the user name';
   return null;
 }

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { defineService, method } from '../krpc/service.ts';
 import { deviceName } from '../identity/names.ts';
+import { MIN_PASSWORD_LENGTH, passwordStrength } from './verify-hub.ts';
 
 const b64Key = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'an Ed25519 public key in base64url (43 characters)');
 const jwt = z.string().min(1).max(16 * 1024);
@@ -121,8 +122,6 @@ export const activationApi = defineService(
   },
 );
 
-export const PASSWORD_MIN_LENGTH = 10;
-
 // Lower-cased; only entries that would pass the length and character-class rules matter.
 const COMMON_PASSWORDS = new Set([
   'password123', 'password1234', 'password12345', 'passw0rd123', 'p@ssw0rd123', 'p@ssword123', 'qwerty12345',
@@ -139,18 +138,18 @@ export type PasswordRule = 'length' | 'kinds' | 'no_user' | 'no_zone' | 'not_com
  * checklist while the password is typed). */
 export function adminPasswordRules(password: string, ctx: { user: string; zone: string }): { rule: PasswordRule; ok: boolean }[] {
   const lower = password.toLowerCase();
-  const kinds = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((re) => re.test(password)).length;
+  const kept = passwordStrength(password, ctx.user);
   return [
-    { rule: 'length', ok: [...password].length >= PASSWORD_MIN_LENGTH },
-    { rule: 'kinds', ok: kinds >= 2 },
-    { rule: 'no_user', ok: ctx.user === '' || !lower.includes(ctx.user.toLowerCase()) },
+    { rule: 'length', ok: kept.length },
+    { rule: 'kinds', ok: kept.kinds },
+    { rule: 'no_user', ok: kept.no_user },
     { rule: 'no_zone', ok: ctx.zone === '' || !lower.includes(ctx.zone.toLowerCase()) },
     { rule: 'not_common', ok: !COMMON_PASSWORDS.has(lower) },
   ];
 }
 
 const RULE_SENTENCES: Record<PasswordRule, string> = {
-  length: `admin password is too short: use at least ${PASSWORD_MIN_LENGTH} characters`,
+  length: `admin password is too short: use at least ${MIN_PASSWORD_LENGTH} characters`,
   kinds: 'admin password uses only one kind of character: mix letters with digits, capitals or symbols',
   no_user: 'admin password must not contain the user name',
   no_zone: 'admin password must not contain the zone name',

@@ -14,6 +14,23 @@ export const appId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'app 
 
 /** Long enough for any passphrase, short enough that hashing it costs nothing extra. */
 export const MAX_PASSWORD_LENGTH = 1024;
+export const MIN_PASSWORD_LENGTH = 10;
+
+/**
+ * Whether a new password keeps each of verify-hub's strength rules: at least MIN_PASSWORD_LENGTH characters (code
+ * points), at least two kinds of character (lower-case, upper-case, digits, symbols), not containing the user name
+ * (no name yet contains nothing). Here, free of Node, so verify-hub, activation's stricter admin rules and the pages
+ * that show the rules as a password is typed all apply the same ones.
+ */
+export function passwordStrength(password: string, user: string): { length: boolean; kinds: boolean; no_user: boolean } {
+  const kinds = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((re) => re.test(password)).length;
+  const name = user.trim().toLowerCase();
+  return {
+    length: [...password].length >= MIN_PASSWORD_LENGTH,
+    kinds: kinds >= 2,
+    no_user: name === '' || !password.toLowerCase().includes(name),
+  };
+}
 const password = z.string().min(1, 'password is empty').max(MAX_PASSWORD_LENGTH, `password is longer than ${MAX_PASSWORD_LENGTH} characters`);
 
 const unixSec = z.number().int();

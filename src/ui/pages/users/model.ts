@@ -1,7 +1,7 @@
 // The users page's rules without React: what a user name and a new password must be (the same rules verify-hub
 // applies, checked here first so a mistake is said beside the field before anything is sent), which actions the
 // page offers on each account, and what verify-hub's refusals mean to the person at the form.
-import { MAX_PASSWORD_LENGTH, type UserRole, userRole, verifyHubApi } from '../../../lib/api/verify-hub.ts';
+import { MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, type UserRole, passwordStrength, userRole, verifyHubApi } from '../../../lib/api/verify-hub.ts';
 import { KrpcError } from '../../../lib/krpc/errors.ts';
 import type { MessageKey } from '../../i18n/en.ts';
 import type { Params } from '../../i18n/i18n.ts';
@@ -9,21 +9,16 @@ import type { Params } from '../../i18n/i18n.ts';
 export const USER_ROLES: readonly UserRole[] = userRole.options;
 const userNameSchema = verifyHubApi.methods.user_create.params.shape.name;
 export const NAME_MAX = 32;
-/** verify-hub's strength rules (src/kernel/verify-hub/password.ts, passwordStrengthProblem): kept equal, and tested
- * against it. */
-export const MIN_PASSWORD_LENGTH = 10;
 
 export type PasswordRule = 'length' | 'kinds' | 'no_name';
 
 /** Each strength rule and whether `password` meets it, in the order shown under the field. */
 export function passwordRules(password: string, user: string): { rule: PasswordRule; ok: boolean }[] {
-  const kinds = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((re) => re.test(password)).length;
-  const name = user.trim().toLowerCase();
+  const kept = passwordStrength(password, user);
   return [
-    { rule: 'length', ok: [...password].length >= MIN_PASSWORD_LENGTH },
-    { rule: 'kinds', ok: kinds >= 2 },
-    // Without a name there is nothing to contain yet.
-    { rule: 'no_name', ok: name === '' || !password.toLowerCase().includes(name) },
+    { rule: 'length', ok: kept.length },
+    { rule: 'kinds', ok: kept.kinds },
+    { rule: 'no_name', ok: kept.no_user },
   ];
 }
 

@@ -4,7 +4,7 @@
 // sudo list) go through the password prompt of components/sudo.tsx. model.ts holds the rules.
 import { Alert, Box, Button, Group, NativeSelect, Paper, PasswordInput, Skeleton, Stack, Text, TextInput, Title, VisuallyHidden } from '@mantine/core';
 import { type FormEvent, useCallback, useEffect, useRef, useState } from 'react';
-import type { UserRole } from '../../../lib/api/verify-hub.ts';
+import { MIN_PASSWORD_LENGTH, type UserRole } from '../../../lib/api/verify-hub.ts';
 import { api, session } from '../../api.ts';
 import { Dialog } from '../../components/dialog.tsx';
 import { CheckIcon } from '../../components/icons.tsx';
@@ -13,7 +13,7 @@ import { type Sudo, type SudoGrant, isSudoCancelled, useSudo } from '../../compo
 import { useI18n } from '../../i18n/context.tsx';
 import type { MessageKey } from '../../i18n/en.ts';
 import {
-  type Field, type ListedUser, MIN_PASSWORD_LENGTH, NAME_MAX, type Problem, USER_ROLES, actionsFor, checkNewPassword, checkNewUser,
+  type Field, type ListedUser, NAME_MAX, type Problem, USER_ROLES, actionsFor, checkNewPassword, checkNewUser,
   createNeedsSudo, explainUserError, passwordRules, sortUsers,
 } from './model.ts';
 
@@ -64,6 +64,41 @@ export function PasswordRules({ password, user, id }: { password: string; user: 
         ))}
       </ul>
     </Box>
+  );
+}
+
+/** A new password's field with its strength rules ticked beneath as it is typed. */
+function NewPasswordField({ label, name, user, rulesId, value, onChange, error, inputRef, autoFocus }: {
+  label: string;
+  name: string;
+  /** The account's name, which the password must not contain. */
+  user: string;
+  rulesId: string;
+  value: string;
+  onChange(v: string): void;
+  error: string | undefined;
+  inputRef: (el: HTMLElement | null) => void;
+  /** Focused when its dialog opens. */
+  autoFocus?: boolean;
+}) {
+  const { t } = useI18n();
+  return (
+    <>
+      <PasswordInput
+        ref={inputRef}
+        data-autofocus={autoFocus || undefined}
+        label={label}
+        name={name}
+        autoComplete="new-password"
+        required
+        value={value}
+        onChange={(e) => onChange(e.currentTarget.value)}
+        error={error}
+        aria-invalid={error ? true : undefined}
+        visibilityToggleButtonProps={{ 'aria-label': t('users.show_password') }}
+      />
+      <PasswordRules password={value} user={user} id={rulesId} />
+    </>
   );
 }
 
@@ -141,19 +176,7 @@ function CreateUser({ sudo, onStart, onCreated }: { sudo: Sudo; onStart(): void;
               <RoleSelect value={role} onChange={setRole} error={message('role')} elRef={ref('role')} />
             </Box>
           </Group>
-          <PasswordInput
-            ref={ref('password')}
-            label={t('users.password')}
-            name="new-user-password"
-            autoComplete="new-password"
-            required
-            value={password}
-            onChange={(e) => setPassword(e.currentTarget.value)}
-            error={message('password')}
-            aria-invalid={message('password') ? true : undefined}
-            visibilityToggleButtonProps={{ 'aria-label': t('users.show_password') }}
-          />
-          <PasswordRules password={password} user={name} id="create-user-rules" />
+          <NewPasswordField label={t('users.password')} name="new-user-password" user={name} rulesId="create-user-rules" value={password} onChange={setPassword} error={message('password')} inputRef={ref('password')} />
           <Group justify="flex-end">
             <Button type="submit" loading={busy}>{t('users.create.submit')}</Button>
           </Group>
@@ -230,20 +253,7 @@ function UserDialog({ dialog, sudo, onClose, onDone }: {
           ) : dialog.kind === 'password' ? (
             <>
               <Text size="sm">{t('users.password_dialog.explain', { name: u.name })}</Text>
-              <PasswordInput
-                ref={ref('password')}
-                data-autofocus
-                label={t('users.new_password')}
-                name="reset-password"
-                autoComplete="new-password"
-                required
-                value={password}
-                onChange={(e) => setPassword(e.currentTarget.value)}
-                error={message('password')}
-                aria-invalid={message('password') ? true : undefined}
-                visibilityToggleButtonProps={{ 'aria-label': t('users.show_password') }}
-              />
-              <PasswordRules password={password} user={u.name} id="reset-password-rules" />
+              <NewPasswordField label={t('users.new_password')} name="reset-password" user={u.name} rulesId="reset-password-rules" value={password} onChange={setPassword} error={message('password')} inputRef={ref('password')} autoFocus />
             </>
           ) : (
             <Text size="sm">{t('users.delete_dialog.explain')}</Text>
