@@ -1,7 +1,7 @@
 // The layering check (DESIGN §13): lib below services, services below the CLI and UI, and no service reaching into
 // another's internals. A service's public face is its kRPC declaration in src/lib/api/ plus its `main.ts` entry.
 /** The owner's side of activation, which the activation page runs in the browser (docs/ui-activation.md). */
-const BROWSER_IDENTITY = '^src/lib/identity/(activation-docs|doc-schemas|ed25519|names|recovery-phrase)\\.ts$';
+const BROWSER_IDENTITY = '^src/lib/identity/(activation-docs|base64url|doc-schemas|ed25519|names|recovery-phrase)\\.ts$';
 
 module.exports = {
   forbidden: [

@@ -3,6 +3,7 @@
 // with the refresh token shortly before it expires, one refresh at a time: a refresh token works once, and
 // presenting it twice makes verify-hub end the whole session as stolen. For the same reason a tab duplicated from a
 // signed-in one (which copies sessionStorage) gives its copy up rather than share it.
+import { jwtPayload } from '../lib/identity/base64url.ts';
 import type { verifyHubApi } from '../lib/api/verify-hub.ts';
 import type { Client } from '../lib/krpc/call.ts';
 import { KrpcError } from '../lib/krpc/errors.ts';
@@ -36,9 +37,7 @@ export interface Session {
 export type EndReason = 'logout' | 'expired' | 'copied';
 
 function claims(jwt: string): { iat: number; exp: number; sid: string } {
-  const part = jwt.split('.')[1] ?? '';
-  const json = atob(part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '='));
-  const c = JSON.parse(json) as { iat?: unknown; exp?: unknown; sid?: unknown };
+  const c = jwtPayload(jwt) as { iat?: unknown; exp?: unknown; sid?: unknown };
   if (typeof c.iat !== 'number' || typeof c.exp !== 'number' || typeof c.sid !== 'string') throw new Error('session token without iat, exp or sid');
   return { iat: c.iat, exp: c.exp, sid: c.sid };
 }

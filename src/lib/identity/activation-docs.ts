@@ -10,7 +10,8 @@ import {
   DOCUMENT_LIFETIME_SEC, type DeviceDoc, type OwnerDoc, type ZoneBootConfig, deviceDocSchema, gatewaySchema, ownerDocSchema,
   zoneBootConfigSchema,
 } from './doc-schemas.ts';
-import { base64url, ed25519PublicKey, signEdDsaJwt } from './ed25519.ts';
+import { base64url } from './base64url.ts';
+import { ed25519PublicKey, signEdDsaJwt } from './ed25519.ts';
 import { deviceName as deviceNameSchema, userName, zoneHost } from './names.ts';
 
 export type GatewayConfig = z.infer<typeof gatewaySchema>;

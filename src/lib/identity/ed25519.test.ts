@@ -2,7 +2,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, createPublicKey, randomBytes, sign, verify } from 'node:crypto';
-import { base64url, ed25519PublicKey, ed25519Sign, signEdDsaJwt } from './ed25519.ts';
+import { base64url } from './base64url.ts';
+import { ed25519PublicKey, ed25519Sign, signEdDsaJwt } from './ed25519.ts';
 import { verifyJwt } from './jwt.ts';
 
 const PKCS8 = Buffer.from('302e020100300506032b657004220420', 'hex');

@@ -4,6 +4,7 @@
 // path; ed25519.test.ts checks it byte for byte against Node's (OpenSSL's), Ed25519 signatures being deterministic.
 // Devices keep using node:crypto for their own keys and for every verification.
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { base64url } from './base64url.ts';
 
 /** The 32-byte public key of a 32-byte secret. */
 export function ed25519PublicKey(secret: Uint8Array): Uint8Array {
@@ -13,19 +14,6 @@ export function ed25519PublicKey(secret: Uint8Array): Uint8Array {
 /** RFC 8032 §5.1.6: the 64-byte signature of `message`. */
 export function ed25519Sign(secret: Uint8Array, message: Uint8Array): Uint8Array {
   return ed25519.sign(message, secret);
-}
-
-const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-
-/** Unpadded base64url (RFC 4648 §5), the encoding of keys in DIDs and of JWT parts. */
-export function base64url(bytes: Uint8Array): string {
-  let out = '';
-  for (let i = 0; i < bytes.length; i += 3) {
-    const n = (bytes[i]! << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
-    const chars = Math.min(4, Math.ceil(((bytes.length - i) * 8) / 6));
-    for (let c = 0; c < chars; c++) out += B64URL[(n >> (18 - 6 * c)) & 63];
-  }
-  return out;
 }
 
 /** An EdDSA JWT (RFC 8037) of `payload`, signed with the 32-byte secret. */

@@ -7,7 +7,7 @@
 // The associated data binds the record to its zone, owner and key: a record with any field altered does not open.
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { scryptAsync } from '@noble/hashes/scrypt.js';
-import { base64url } from '../../lib/identity/ed25519.ts';
+import { base64url, fromBase64url } from '../../lib/identity/base64url.ts';
 
 export const VAULT_STORAGE_PREFIX = 'buckyos.owner-key.';
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1 };
@@ -32,11 +32,6 @@ export class VaultError extends Error {
     super(message);
     this.name = 'VaultError';
   }
-}
-
-function fromB64url(s: string): Uint8Array {
-  const bin = atob(s.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(s.length / 4) * 4, '='));
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
 }
 
 const enc = new TextEncoder();
@@ -74,9 +69,9 @@ export async function openOwnerKey(record: VaultRecord, password: string): Promi
   if (record?.v !== 1 || record.kdf?.name !== 'scrypt' || record.seal?.name !== 'xchacha20poly1305') {
     throw new VaultError('malformed', 'this is not a sealed owner key this page can open');
   }
-  const key = await deriveKey(password, fromB64url(record.kdf.salt), record.kdf);
+  const key = await deriveKey(password, fromBase64url(record.kdf.salt), record.kdf);
   try {
-    return xchacha20poly1305(key, fromB64url(record.seal.nonce), context(record)).decrypt(fromB64url(record.seal.ciphertext));
+    return xchacha20poly1305(key, fromBase64url(record.seal.nonce), context(record)).decrypt(fromBase64url(record.seal.ciphertext));
   } catch {
     throw new VaultError('wrong-password', 'the password does not open this owner key');
   }

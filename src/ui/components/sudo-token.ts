@@ -1,6 +1,7 @@
 // The rules of the sudo prompt without React (components/sudo.tsx): how long a sudo token may be reused, and what a
 // refused password check means to the person at the prompt. A sudo token (verify-hub.sudo) lives 5 minutes and is
 // bound to the session it came from; it is kept in memory only, never stored, so a reload asks again.
+import { jwtPayload } from '../../lib/identity/base64url.ts';
 import { KrpcError } from '../../lib/krpc/errors.ts';
 import type { MessageKey } from '../i18n/en.ts';
 import type { Params } from '../i18n/i18n.ts';
@@ -18,9 +19,8 @@ export interface HeldSudo {
 }
 
 function lifetimeMs(jwt: string): number {
-  const part = jwt.split('.')[1] ?? '';
   try {
-    const c = JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '='))) as { iat?: unknown; exp?: unknown };
+    const c = jwtPayload(jwt) as { iat?: unknown; exp?: unknown };
     if (typeof c.iat === 'number' && typeof c.exp === 'number') return Math.max(0, (c.exp - c.iat) * 1000);
   } catch {
     // An unreadable token is used once and not kept.

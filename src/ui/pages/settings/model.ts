@@ -6,16 +6,14 @@ import {
 } from '../../../lib/config/zone-settings.ts';
 import { LANGS, type Lang } from '../../i18n/i18n.ts';
 import { readRecord } from '../../../lib/config/record.ts';
+import { jwtPayload } from '../../../lib/identity/base64url.ts';
 
 /** The zone's DNS name, from the boot config document (an owner-signed JWT; the UI only reads its payload, the
  * kernel verified it at activation). Null when absent or unreadable. */
 export function zoneNameFromBootConfig(jwt: string | null): string | null {
   if (!jwt) return null;
-  const part = jwt.split('.')[1];
-  if (!part) return null;
   try {
-    const json = atob(part.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(part.length / 4) * 4, '='));
-    const zone = (JSON.parse(json) as { zone?: unknown }).zone;
+    const zone = (jwtPayload(jwt) as { zone?: unknown }).zone;
     return typeof zone === 'string' && zone !== '' ? zone : null;
   } catch {
     return null;
