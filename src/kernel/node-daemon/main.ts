@@ -94,24 +94,13 @@ export function readStatusFile(paths: NodePaths): NodeStatusFile | null {
   }
 }
 
-/** Polls `cond` until it holds (true) or `exited` settles first (false). */
-async function until(cond: () => boolean, exited: Promise<unknown>): Promise<boolean> {
+/** Polls `cond` every `everyMs` until it holds (true) or `exited` settles first (false). */
+async function until(cond: () => boolean | Promise<boolean>, exited: Promise<unknown>, everyMs: number): Promise<boolean> {
   let done = false;
   void exited.then(() => (done = true));
   while (!done) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return false;
-}
-
-/** Polls a health URL until it answers 200 (true) or `exited` settles first (false). */
-async function untilHealthy(url: string, exited: Promise<unknown>): Promise<boolean> {
-  let done = false;
-  void exited.then(() => (done = true));
-  while (!done) {
-    if (await httpHealthy(url, 1000)) return true;
-    await new Promise((r) => setTimeout(r, 100));
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   return false;
 }
@@ -176,14 +165,14 @@ class NodeDaemon {
       // A failed spawn emits 'error' (which rejects `once`) and never 'exit': count it as an exit and retry.
       const exited = once(child, 'close').catch((err: Error) => [null, `spawn failed: ${err.message}`]);
       // Announce the address only once it answers, so whoever reads the status can use it at once.
-      if (await untilHealthy(health, exited)) {
+      if (await until(() => httpHealthy(health, 1000), exited, 100)) {
         this.activationUrl = url;
         this.writeStatus();
         this.log.info({ url }, 'device is not activated; waiting for activation');
       }
       // Once activated, the child stays on its port until the system UI answers, telling the owner's page when to
       // open it (docs/ui-activation.md): boot now, and let it exit on its own (a stop still ends it).
-      if (await until(() => isActivated(this.paths.etc), exited)) {
+      if (await until(() => isActivated(this.paths.etc), exited, 200)) {
         void exited.then(() => this.stop.signal.removeEventListener('abort', stopChild));
         break;
       }
