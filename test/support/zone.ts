@@ -16,7 +16,7 @@ import { portFree } from './ports.ts';
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
 export const BIN = join(REPO, 'bin', 'buckyos.mjs');
 
-const OFFSETS = { gateway: 0, activation: 2, ui: 10, tunnel: 80, system_config: 20, verify_hub: 120, scheduler: 220, klog: 320, ns: 420, dfs: 520 };
+const OFFSETS = { gateway: 0, activation: 2, ui: 10, tunnel: 80, system_config: 20, verify_hub: 120, scheduler: 220, klog: 320, ns: 420, dfs: 520, files: 620 };
 
 /** A block of ports laid out like the defaults (3180, 3182, 3200, ...) shifted to a free range. */
 export async function freePorts(): Promise<Record<keyof typeof OFFSETS, number>> {
@@ -82,8 +82,8 @@ export async function startZone(opts: ZoneOptions = {}): Promise<TestZone> {
   saveNodeConfig(
     paths,
     opts.defaults
-      ? { ports, activation_host: '127.0.0.1', ui_host: '127.0.0.1' }
-      : { ports, activation_host: '127.0.0.1', ui_host: '127.0.0.1', heartbeat_ms: opts.heartbeatMs ?? 1000, log_level: 'debug' },
+      ? { ports, activation_host: '127.0.0.1', ui_host: '127.0.0.1', files_host: '127.0.0.1' }
+      : { ports, activation_host: '127.0.0.1', ui_host: '127.0.0.1', files_host: '127.0.0.1', heartbeat_ms: opts.heartbeatMs ?? 1000, log_level: 'debug' },
   );
   const statusPath = join(paths.run, 'status.json');
   const seenPids = new Set<number>();

@@ -13,7 +13,7 @@ import { JwtError, verifyJwt } from '../../lib/identity/jwt.ts';
 import { type KeyPair, didDev, publicKeyFromB64 } from '../../lib/identity/keys.ts';
 import { type CallContext, type Handlers, KrpcError, type Principal } from '../../lib/krpc/index.ts';
 import { type KvStore, type KvTxOp, listAll } from './kv.ts';
-import { type Clock, RateLimiter } from './limits.ts';
+import { type Clock, RateLimiter } from '../../lib/rate-limiter.ts';
 
 type DeviceMethods = Pick<typeof verifyHubApi.methods, 'device_offer' | 'device_enrol' | 'device_list' | 'device_remove'>;
 

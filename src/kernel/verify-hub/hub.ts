@@ -12,7 +12,8 @@ import type { Logger } from '../../lib/log/logger.ts';
 import { DEFAULT_POLICY } from '../../lib/rbac/default-policy.ts';
 import { parsePolicyCsv } from '../../lib/rbac/enforcer.ts';
 import { type KvStore, type KvTxOp, KV_TX_MAX_OPS, isKrpcCode, listAll } from './kv.ts';
-import { type Clock, NonceStore, PhantomLockout, RateLimiter } from './limits.ts';
+import { type Clock, RateLimiter } from '../../lib/rate-limiter.ts';
+import { NonceStore, PhantomLockout } from './limits.ts';
 import { type PasswordHash, hashPassword, needsRehash, passwordStrengthProblem, verifyAgainstDummy, verifyPassword } from './password.ts';
 import {
   type Credential, KEYS, SETTINGS_KEY_RE, type SessionRecord, type UserSettings, type Versioned, credentialSchema,

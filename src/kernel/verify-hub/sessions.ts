@@ -10,7 +10,7 @@ import { type KvStore, isKrpcCode, listAll } from './kv.ts';
 import {
   KEYS, type LOGIN_KINDS, SID_RE, type SessionRecord, type Versioned, parseRecord, readRecord, sessionSchema, sidOfKey,
 } from './records.ts';
-import type { Clock } from './limits.ts';
+import type { Clock } from '../../lib/rate-limiter.ts';
 
 /** However often it is refreshed, a session ends this long after its login. */
 export const MAX_SESSION_LIFETIME_SEC = 30 * 24 * 3600;

@@ -48,6 +48,9 @@ export const nodeConfigSchema = z
         tunnel: port.default(2980),
         /** The system UI and the kRPC calls it makes, served by the gateway process on the LAN (docs/ui.md). */
         ui: port.default(3190),
+        /** dfs's own listener on the LAN, where dfs runs: WebDAV (`/dav/<volume>/`) and reads by content id (`/ndn/`)
+         * for the home network's computers, without the gateway's extra hop (docs/dcfs.md, "LAN access"). */
+        files: port.default(3780),
       })
       .strict()
       .default({}),
@@ -55,6 +58,8 @@ export const nodeConfigSchema = z
     activation_host: z.string().default('0.0.0.0'),
     /** Address the system UI listens on: the LAN, so a browser or phone at home can reach it. */
     ui_host: z.string().default('0.0.0.0'),
+    /** Address dfs's LAN listener (WebDAV, NDN) listens on. */
+    files_host: z.string().default('0.0.0.0'),
     /** Address the tunnel port listens on: other devices of the zone reach this one there. */
     tunnel_host: z.string().default('0.0.0.0'),
     /** Kernel services listen on loopback only; the gateway is the one entry. */

@@ -26,6 +26,14 @@ export interface ClientOptions {
  * without it the gateway picks an instance. For work bound to one device: its disks, its leases. */
 export const NODE_HEADER = 'x-buckyos-node';
 
+/** Carries the address of the original caller from one gateway to the next: the receiving gateway trusts it only
+ * from an authenticated zone device. */
+export const CLIENT_HEADER = 'x-buckyos-client';
+
+/** Headers only a gateway may set: from a client on the LAN they would pick a device's instance, name another
+ * address or another host. Every listener open to the LAN drops them from what it receives. */
+export const GATEWAY_ONLY_HEADERS: readonly string[] = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-prefix', 'forwarded', NODE_HEADER, CLIENT_HEADER];
+
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 
 export async function callRaw(

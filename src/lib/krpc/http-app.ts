@@ -2,6 +2,7 @@
 // routes the service adds (activation's `GET /device`, the gateway's proxying).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
 import { KrpcError } from './errors.ts';
 import { type KrpcEndpoint, sendJson } from './server.ts';
 
@@ -75,6 +76,55 @@ export async function listen(server: Server, port: number, host: string): Promis
     port: (server.address() as AddressInfo).port,
     close: () =>
       new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** A failed bind of a listener that is not worth stopping its service for is retried this often. */
+export const REBIND_MS = 10_000;
+
+/**
+ * Binds `server` in the background, and keeps trying every `rebindMs` while the bind fails (the port taken, the
+ * address not yet configured: often transient), logging each new reason once. For a service's second listener (the
+ * system UI, dfs's LAN listener), whose absence must not stop the service.
+ */
+export function listenRetrying(
+  server: Server,
+  opts: { host: string; port: number; what: string; log: Pick<Logger, 'info' | 'error'>; rebindMs?: number },
+): { listening: Promise<void>; close(): Promise<void> } {
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+  let lastError = '';
+  const listening = new Promise<void>((resolve) => {
+    const attempt = () => {
+      if (closed) return;
+      server.listen(opts.port, opts.host);
+    };
+    server.on('listening', () => {
+      // Closed while the bind was under way: let go of the port at once.
+      if (closed) return void server.close();
+      opts.log.info({ host: opts.host, port: (server.address() as AddressInfo).port }, `${opts.what} listening`);
+      resolve();
+    });
+    server.on('error', (err: NodeJS.ErrnoException) => {
+      if (server.listening) return;
+      const why = `${err.code ?? ''} ${err.message}`;
+      const every = opts.rebindMs ?? REBIND_MS;
+      if (why !== lastError) opts.log.error({ host: opts.host, port: opts.port, err: err.message }, `${opts.what} cannot listen; retrying every ${every / 1000} s`);
+      lastError = why;
+      retry = setTimeout(attempt, every);
+    });
+    attempt();
+  });
+  return {
+    listening,
+    close: () =>
+      new Promise<void>((resolve) => {
+        closed = true;
+        clearTimeout(retry);
+        if (!server.listening) return resolve();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

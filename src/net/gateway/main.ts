@@ -10,11 +10,11 @@ import type { KernelServiceName } from '../../lib/config/node-config.ts';
 import { enrolPeerSchema } from '../../lib/identity/documents.ts';
 import { IDENTITY_FILES } from '../../lib/identity/node-identity.ts';
 import { selfSignedCert } from '../../lib/identity/tls-certs.ts';
-import { NODE_HEADER, createHttpApp, listen, sendJson } from '../../lib/krpc/index.ts';
+import { CLIENT_HEADER, NODE_HEADER, createHttpApp, listen, sendJson } from '../../lib/krpc/index.ts';
 import { TunnelClient, type TunnelPeer, startTunnelServer } from '../../lib/tunnel/index.ts';
 import type { KernelRuntime } from '../../kernel/runtime.ts';
 import { RouteTable, followRoutes, proxy } from './node-gateway.ts';
-import { CLIENT_HEADER, handleAnonymous, proxyFromTunnel, proxyThroughTunnel } from './tunnel-routes.ts';
+import { handleAnonymous, proxyFromTunnel, proxyThroughTunnel } from './tunnel-routes.ts';
 import { startUiListener } from './ui-listener.ts';
 
 /** The built system UI (scripts/build-ui.ts): `dist/ui` of this checkout, from the sources and from dist/ alike. */

@@ -3,12 +3,8 @@
 // A device without a certificate (one joining the zone) may reach verify-hub's device_enrol, and nothing else.
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
-import { sendJson } from '../../lib/krpc/index.ts';
+import { CLIENT_HEADER, sendJson } from '../../lib/krpc/index.ts';
 import { type TunnelClient, type TunnelPeer, TunnelError } from '../../lib/tunnel/index.ts';
-
-/** Carries the address of the original caller from one gateway to the next: the receiving gateway trusts it only
- * from an authenticated zone device. */
-export const CLIENT_HEADER = 'x-buckyos-client';
 
 /** Headers of one HTTP/1 hop, which must not be forwarded (and which HTTP/2 forbids outright). */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host', 'te', 'trailer']);

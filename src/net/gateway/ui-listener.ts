@@ -5,9 +5,8 @@
 // docs/ui.md ("Security") and docs/ui-files.md explain what a caller on the LAN can reach.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { DEFAULT_MAX_BODY_BYTES, KrpcError, NODE_HEADER, bearerToken, readBody, sendJson } from '../../lib/krpc/index.ts';
+import { DEFAULT_MAX_BODY_BYTES, GATEWAY_ONLY_HEADERS, KrpcError, bearerToken, listenRetrying, readBody, sendJson } from '../../lib/krpc/index.ts';
 import { UiFiles, sameOrigin, setUiSecurityHeaders } from '../../lib/ui-files.ts';
-import { CLIENT_HEADER } from './tunnel-routes.ts';
 
 /** Hands a checked request to the gateway's router: a kRPC call with its body already read, or a dfs file request
  * (no body given) whose body the router streams on. */
@@ -42,13 +41,6 @@ function dfsRequest(req: IncomingMessage, url: URL): (typeof DFS_REQUESTS)[numbe
   return DFS_REQUESTS.find((r) => r.methods.includes(req.method ?? '') && r.path.test(url.pathname));
 }
 
-/** Headers only a gateway may set: from a client they would pick a device's instance or name another address. */
-const GATEWAY_HEADERS = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-prefix', 'forwarded', NODE_HEADER, CLIENT_HEADER];
-
-/** A failed bind (the port taken, the address not yet configured) is retried this often: the UI is not worth
- * stopping the zone's entry for, and the cause is often transient. */
-const REBIND_MS = 10_000;
-
 export interface UiListenerOptions {
   host: string;
   port: number;
@@ -56,7 +48,8 @@ export interface UiListenerOptions {
   dir: string;
   route: KapiRoute;
   log: Logger;
-  /** How long after a failed bind to try again; REBIND_MS by default. */
+  /** How long after a failed bind to try again (listenRetrying's default otherwise): the UI is not worth stopping the
+   * zone's entry for. */
   rebindMs?: number;
 }
 
@@ -88,7 +81,7 @@ function handleDfs(req: IncomingMessage, res: ServerResponse, url: URL, allowed:
   } else if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
     return refuse(res, new KrpcError('BAD_REQUEST', `${req.method} carries no body`));
   }
-  for (const h of GATEWAY_HEADERS) delete req.headers[h];
+  for (const h of GATEWAY_ONLY_HEADERS) delete req.headers[h];
   route(req, res, url);
 }
 
@@ -116,7 +109,7 @@ async function handleKapi(req: IncomingMessage, res: ServerResponse, url: URL, r
   if (!hasToken && !ANONYMOUS_METHODS.has(name)) {
     return refuse(res, new KrpcError('UNAUTHENTICATED', `${name} needs a token: without one, only the login methods answer here`));
   }
-  for (const h of GATEWAY_HEADERS) delete req.headers[h];
+  for (const h of GATEWAY_ONLY_HEADERS) delete req.headers[h];
   delete req.headers['transfer-encoding'];
   req.headers['content-length'] = String(body.length);
   route(req, res, url, body);
@@ -149,40 +142,6 @@ export function startUiListener(opts: UiListenerOptions): UiListener {
   server.headersTimeout = 35_000;
   server.requestTimeout = 120_000;
 
-  let closed = false;
-  let retry: NodeJS.Timeout | undefined;
-  let lastError = '';
-  const listening = new Promise<void>((resolve) => {
-    const attempt = () => {
-      if (closed) return;
-      server.listen(opts.port, opts.host);
-    };
-    server.on('listening', () => {
-      // Closed while the bind was under way: let go of the port at once.
-      if (closed) return void server.close();
-      opts.log.info({ host: opts.host, port: opts.port }, 'system UI listening');
-      resolve();
-    });
-    server.on('error', (err: NodeJS.ErrnoException) => {
-      if (server.listening) return;
-      const why = `${err.code ?? ''} ${err.message}`;
-      const every = opts.rebindMs ?? REBIND_MS;
-      if (why !== lastError) opts.log.error({ host: opts.host, port: opts.port, err: err.message }, `system UI cannot listen; retrying every ${every / 1000} s`);
-      lastError = why;
-      retry = setTimeout(attempt, every);
-    });
-    attempt();
-  });
-  return {
-    server,
-    listening,
-    close: () =>
-      new Promise<void>((resolve) => {
-        closed = true;
-        clearTimeout(retry);
-        if (!server.listening) return resolve();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const bound = listenRetrying(server, { host: opts.host, port: opts.port, log: opts.log, what: 'system UI', rebindMs: opts.rebindMs });
+  return { server, listening: bound.listening, close: bound.close };
 }

@@ -2,6 +2,7 @@
 // local or on other nodes, resolving only when every copy is durable; and reading one from wherever a healthy copy
 // is, this node's disks first, checking its hash whoever sent it.
 import { contentIdAsync } from './chunker.ts';
+import type { ReadCheck } from './chunk-store.ts';
 import type { DiskSet } from './disks.ts';
 import type { PeerChunks } from './peers.ts';
 import { type DiskInfo, type DiskRef, placeChunk } from './placement.ts';
@@ -146,13 +147,13 @@ export class ChunkIO {
     return out;
   }
 
-  /** A chunk's bytes from a healthy copy, hash checked. */
-  async fetch(id: string): Promise<Buffer> {
+  /** A chunk's bytes from a healthy copy: hash checked, or a local copy CRC checked if `check` allows (ReadCheck). */
+  async fetch(id: string, check: ReadCheck = 'hash'): Promise<Buffer> {
     const errors: string[] = [];
     for (const d of this.disks.open()) {
       if (!d.store.has(id)) continue;
       try {
-        return await d.store.get(id);
+        return await d.store.get(id, check);
       } catch (err) {
         errors.push(`${this.self}/${d.id}: ${(err as Error).message}`);
       }

@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { constants as fsc, mkdirSync, readdirSync } from 'node:fs';
 import { open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { isChunkId, sha256Digest } from './chunker.ts';
 
 export interface ChunkStoreOptions {
@@ -54,6 +55,14 @@ export interface PutResult {
 }
 
 export type VerifyResult = 'ok' | 'corrupt' | 'missing';
+
+/**
+ * How a read checks a chunk's bytes. `hash`: SHA-256 against the id, which proves the bytes are the content the id
+ * names. `crc`: the CRC-32 the store took of the bytes when it stored them (proven against the id then), which catches
+ * a disk's corruption since at a quarter of the cost, the way checksumming file systems check every read; a chunk
+ * stored without one is hashed. Scrub, NDN and copies between nodes hash; a file's local reads take the CRC.
+ */
+export type ReadCheck = 'hash' | 'crc';
 
 export interface ChunkStoreStats {
   disk_id: string;
@@ -152,6 +161,8 @@ interface Op {
   key: Buffer;
   size: number;
   data?: Buffer;
+  /** CRC-32 of the chunk's bytes, when they were at hand and proven against the key. */
+  crc?: number;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
@@ -163,6 +174,7 @@ interface AppliedOp {
   size: number;
   /** DATA: where the chunk's bytes start in the pack. */
   dataOff: number;
+  crc: number | null;
 }
 
 interface Row {
@@ -170,6 +182,7 @@ interface Row {
   pack: number | null;
   off: number | null;
   bad: number;
+  crc: number | null;
 }
 
 interface PackHandle {
@@ -215,10 +228,10 @@ function parseRecords(buf: Buffer, base: number): { ops: AppliedOp[]; validEnd: 
     if (type === DATA) {
       const end = pos + HEADER + length;
       if (end > buf.length || !sha256(buf.subarray(pos + HEADER, end)).equals(key)) break;
-      ops.push({ type, key, size: length, dataOff: base + pos + HEADER });
+      ops.push({ type, key, size: length, dataOff: base + pos + HEADER, crc: crc32(buf.subarray(pos + HEADER, end)) });
       pos = end;
     } else if (type === LARGE || type === DELETE) {
-      ops.push({ type, key, size: length, dataOff: 0 });
+      ops.push({ type, key, size: length, dataOff: 0, crc: null });
       pos += HEADER;
     } else break;
   }
@@ -360,7 +373,8 @@ export class ChunkStore {
           pack INTEGER,          -- NULL: a file under chunks/
           off INTEGER,           -- in the pack, where the bytes start
           bad INTEGER NOT NULL DEFAULT 0,  -- last read found it corrupt or missing
-          stored_at INTEGER NOT NULL DEFAULT 0  -- ms: when last put (or re-put, or moved); what collection's grace reads
+          stored_at INTEGER NOT NULL DEFAULT 0, -- ms: when last put (or re-put, or moved); what collection's grace reads
+          crc INTEGER            -- CRC-32 of the bytes, taken when they were proven against the id; NULL: not known
         ) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack) WHERE pack IS NOT NULL;
         CREATE TABLE IF NOT EXISTS packs (
@@ -370,9 +384,10 @@ export class ChunkStore {
         );`);
       // Indexes from before collection have no stored_at; 0 there is safe, since nothing is collected until a grace
       // period has passed since the store was opened (collectable()).
-      if (!(db.pragma('table_info(chunks)') as { name: string }[]).some((c) => c.name === 'stored_at')) {
-        db.exec('ALTER TABLE chunks ADD COLUMN stored_at INTEGER NOT NULL DEFAULT 0');
-      }
+      const columns = new Set((db.pragma('table_info(chunks)') as { name: string }[]).map((c) => c.name));
+      if (!columns.has('stored_at')) db.exec('ALTER TABLE chunks ADD COLUMN stored_at INTEGER NOT NULL DEFAULT 0');
+      // Chunks indexed before reads took CRCs have none; their reads hash them.
+      if (!columns.has('crc')) db.exec('ALTER TABLE chunks ADD COLUMN crc INTEGER');
       const meta = db.prepare('SELECT v FROM meta WHERE k = ?').pluck();
       const owner = meta.get('disk_id') as string | undefined;
       if (owner !== undefined && owner !== opts.diskId) throw new Error(`${dir} holds disk ${owner}, not ${opts.diskId}`);
@@ -420,9 +435,10 @@ export class ChunkStore {
   private prepare() {
     const db = this.db;
     return {
-      row: db.prepare<[Buffer], Row>('SELECT size, pack, off, bad FROM chunks WHERE id = ?'),
-      upsert: db.prepare(`INSERT INTO chunks (id, size, pack, off, bad, stored_at) VALUES (?, ?, ?, ?, 0, ?)
-        ON CONFLICT (id) DO UPDATE SET size = excluded.size, pack = excluded.pack, off = excluded.off, bad = 0, stored_at = excluded.stored_at`),
+      row: db.prepare<[Buffer], Row>('SELECT size, pack, off, bad, crc FROM chunks WHERE id = ?'),
+      upsert: db.prepare(`INSERT INTO chunks (id, size, pack, off, bad, stored_at, crc) VALUES (?, ?, ?, ?, 0, ?, ?)
+        ON CONFLICT (id) DO UPDATE SET size = excluded.size, pack = excluded.pack, off = excluded.off, bad = 0, stored_at = excluded.stored_at,
+          crc = excluded.crc`),
       touch: db.prepare('UPDATE chunks SET stored_at = ? WHERE id = ?'),
       storedAt: db.prepare<[Buffer], number>('SELECT stored_at FROM chunks WHERE id = ?').pluck(),
       pageBefore: db.prepare<[Buffer, number], Buffer>('SELECT id FROM chunks WHERE id > ? AND stored_at < ? ORDER BY id LIMIT ' + LIST_PAGE).pluck(),
@@ -529,10 +545,10 @@ export class ChunkStore {
       }
       // Replay and compaction's moves count as stores too: a chunk only looks younger than it is, never older.
       const now = this.now();
-      if (op.type === DATA) this.st.upsert.run(op.key, op.size, packId, op.dataOff, now);
+      if (op.type === DATA) this.st.upsert.run(op.key, op.size, packId, op.dataOff, now, op.crc);
       else {
         deadHere += HEADER;
-        this.st.upsert.run(op.key, op.size, null, null, now);
+        this.st.upsert.run(op.key, op.size, null, null, now, op.crc);
       }
       if (old) delta.bytes += op.size - old.size;
       else {
@@ -635,17 +651,18 @@ export class ChunkStore {
         return { stored: false };
       }
       const extra = old ? 0 : buf.length;
+      const crc = crc32(buf);
       if (this.capacityBytes !== undefined && this.bytes + this.reserved + extra > this.capacityBytes) {
         throw new DiskFullError(this.diskId, `capacity of ${this.capacityBytes} bytes reached`);
       }
       this.reserved += extra;
       try {
         if (buf.length < this.packThreshold) {
-          await this.enqueue({ type: DATA, key, size: buf.length, data: buf });
+          await this.enqueue({ type: DATA, key, size: buf.length, data: buf, crc });
           if (old && old.pack === null) await rm(this.chunkPath(hex), { force: true });
         } else {
           await this.writeChunkFile(hex, buf);
-          await this.enqueue({ type: LARGE, key, size: buf.length });
+          await this.enqueue({ type: LARGE, key, size: buf.length, crc });
         }
       } finally {
         this.reserved -= extra;
@@ -740,7 +757,7 @@ export class ChunkStore {
       const header = headers.subarray(i * HEADER, (i + 1) * HEADER);
       encodeHeader(header, 0, op.type, len, op.key);
       at += HEADER;
-      applied.push({ type: op.type, key: op.key, size: op.size, dataOff: pack.end + at });
+      applied.push({ type: op.type, key: op.key, size: op.size, dataOff: pack.end + at, crc: op.crc ?? null });
       parts.push(header);
       if (op.data) {
         parts.push(op.data);
@@ -802,8 +819,8 @@ export class ChunkStore {
 
   // ---- reading -----------------------------------------------------------------------------------------------------
 
-  /** The chunk's bytes, checked against its id. */
-  async get(id: string): Promise<Buffer> {
+  /** The chunk's bytes, checked against its id (by hash unless `check` says CRC and the store has one). */
+  async get(id: string, check: ReadCheck = 'hash'): Promise<Buffer> {
     this.checkOpen();
     const { key, hex } = this.parse(id);
     for (let attempt = 0; ; attempt++) {
@@ -826,8 +843,7 @@ export class ChunkStore {
         this.countError('read');
         throw new DiskError(this.diskId, 'read', errnoCode(e), e);
       }
-      // Hashed off the event loop: a large read's check runs on another core while the last chunk is being sent.
-      if (data.length !== row.size || !(await sha256Digest(data)).equals(key)) {
+      if (data.length !== row.size || !(await this.intact(data, key, check === 'crc' ? row.crc : null))) {
         if (attempt === 0 && this.row(key)?.off !== row.off) continue;
         this.countError('corrupt');
         this.setBad(key, true);
@@ -836,6 +852,11 @@ export class ChunkStore {
       if (row.bad) this.setBad(key, false);
       return data;
     }
+  }
+
+  private async intact(data: Buffer, key: Buffer, crc: number | null): Promise<boolean> {
+    // Hashed off the event loop: a large read's check runs on another core while the last chunk is being sent.
+    return crc !== null ? crc32(data) === crc : (await sha256Digest(data)).equals(key);
   }
 
   private async readPacked(packId: number, off: number, size: number): Promise<Buffer> {
@@ -1023,7 +1044,7 @@ export class ChunkStore {
         return false;
       }
       if (data.length !== r.size || !sha256(data).equals(r.id)) return false;
-      await this.enqueue({ type: DATA, key: r.id, size: r.size, data });
+      await this.enqueue({ type: DATA, key: r.id, size: r.size, data, crc: crc32(data) });
       return true;
     });
   }
@@ -1056,7 +1077,7 @@ export class ChunkStore {
             throw new DiskError(this.diskId, 'read', errnoCode(e), e);
           }
           if (key && data && sha256(data).equals(key)) {
-            await this.enqueue({ type: LARGE, key, size: data.length });
+            await this.enqueue({ type: LARGE, key, size: data.length, crc: crc32(data) });
             out.adopted++;
           } else {
             await rm(path, { recursive: true, force: true });

@@ -8,6 +8,7 @@ import { type PlacementPolicy, policyFor } from '../../lib/config/storage-record
 import type { DfsEntry } from '../../lib/api/dfs.ts';
 import { Chunker, ContentHasher, contentIdAsync } from './chunker.ts';
 import { type ChunkIO, ChunkUnavailableError, PlacementError } from './chunk-io.ts';
+import type { ReadCheck } from './chunk-store.ts';
 import { PathError, normalizePath } from './paths.ts';
 import type { HeldVolume, VolumeSet } from './volumes.ts';
 import { type ChunkRef, type Entry, MetaError, type Version } from './volume-meta.ts';
@@ -253,8 +254,11 @@ export class Files {
     }
   }
 
-  /** The bytes [start, end] (inclusive) of a version, chunk by chunk, the next chunks fetched while one is sent. */
-  async *read(version: Version, start = 0, end = version.size - 1): AsyncGenerator<Buffer> {
+  /**
+   * The bytes [start, end] (inclusive) of a version, chunk by chunk, the next chunks fetched while one is sent. Local
+   * copies are CRC checked (ReadCheck) unless `check` is `hash`, as a read by content id must be.
+   */
+  async *read(version: Version, start = 0, end = version.size - 1, check: ReadCheck = 'crc'): AsyncGenerator<Buffer> {
     if (version.size === 0 || end < start) return;
     let offset = 0;
     const wanted: { ref: ChunkRef; from: number; to: number }[] = [];
@@ -268,7 +272,7 @@ export class Files {
     const ahead: Promise<Buffer>[] = [];
     const fetchAhead = (from: number) => {
       for (let j = from + ahead.length; j < wanted.length && ahead.length < READ_AHEAD; j++) {
-        const p = this.d.io.fetch(wanted[j]!.ref.id);
+        const p = this.d.io.fetch(wanted[j]!.ref.id, check);
         // One ahead must not become an unhandled rejection if an earlier one fails first.
         p.catch(() => undefined);
         ahead.push(p);

@@ -1,13 +1,15 @@
 // The HTTP side of dfs (docs/dcfs.md, "HTTP"): file downloads with ranges and ETags, uploads (whole, and resumable
 // parts), reads by content id (NDN), WebDAV, and the chunk and log exchange between storage nodes. Everything under
-// `/kapi/dfs/`, reached through the node gateway (which also maps `/ndn/` and `/dav/` here). A request for a volume
-// this node does not serve is passed to the node that does.
+// `/kapi/dfs/`, reached through the node gateway (which also maps `/ndn/` and `/dav/` here); WebDAV and NDN also on
+// dfs's own LAN listener (lanHandle). A request for a volume this node does not serve is passed to the node that does.
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createHash } from 'node:crypto';
-import { KrpcError, NODE_HEADER, type Principal, sendJson } from '../../lib/krpc/index.ts';
+import { GATEWAY_ONLY_HEADERS, KrpcError, NODE_HEADER, type Principal, clientAddress, sendJson } from '../../lib/krpc/index.ts';
+import { RateLimiter } from '../../lib/rate-limiter.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { LIVE_PAGE, localLivePage } from './gc.ts';
 import { type ChunkIO } from './chunk-io.ts';
+import type { ReadCheck } from './chunk-store.ts';
 import { isChunkId } from './chunker.ts';
 import { davCaller, volumeDavBackend } from './dav-backend.ts';
 import type { DiskSet } from './disks.ts';
@@ -34,6 +36,14 @@ export interface HttpDeps {
 }
 
 const MAX_JSON_BODY = 4 * 1024 * 1024;
+
+/**
+ * Logins from Basic credentials per client address: a burst of 5, then one every 12 s. A client's parallel requests
+ * share one login and a login is remembered for 5 minutes, so only guessing meets this; and one every 12 s stays
+ * under verify-hub's own per-address refill, where every dfs login counts against dfs's address, so one guessing
+ * client cannot lock the other WebDAV users out of verify-hub.
+ */
+export const BASIC_LOGIN_RATE = { capacity: 5, refillMs: 12_000 };
 
 function fail(res: ServerResponse, err: unknown): void {
   const e = toKrpcError(err);
@@ -84,6 +94,7 @@ function contentRange(header: string | undefined): { start: number; end: number;
 export class DfsHttp {
   private readonly dav = new Map<string, DavHandler>();
   private readonly basicCache = new Map<string, { token: Promise<string>; until: number }>();
+  private readonly basicLogins = new RateLimiter(BASIC_LOGIN_RATE);
 
   constructor(private readonly d: HttpDeps) {}
 
@@ -102,6 +113,10 @@ export class DfsHttp {
         const key = createHash('sha256').update(text).digest('hex');
         const hit = this.basicCache.get(key);
         if (hit && hit.until > Date.now()) return this.d.authenticate(await hit.token);
+        const wait = this.basicLogins.take(clientAddress(req));
+        if (wait > 0) {
+          throw new KrpcError('RATE_LIMITED', `too many logins from this address; retry in ${Math.ceil(wait / 1000)} s`, { retry_after_ms: wait });
+        }
         const token = this.d.basicLogin(text.slice(0, colon), text.slice(colon + 1));
         if (this.basicCache.size > 1000) this.basicCache.clear();
         const entry = { token, until: Date.now() + 5 * 60_000 };
@@ -121,9 +136,31 @@ export class DfsHttp {
     if (p.kind !== 'service' || p.userId !== 'dfs') throw new KrpcError('PERMISSION_DENIED', 'only dfs instances exchange chunks and logs');
   }
 
-  /** The route handler for everything under /kapi/dfs/ that is not the kRPC endpoint. */
-  handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+  /**
+   * The LAN listener's requests (docs/dcfs.md, "LAN access"): WebDAV under `/dav/` and reads by content id under
+   * `/ndn/`, each authenticated as through the gateway; nothing else of dfs's HTTP side (the file API, chunk and log
+   * exchange between nodes) is reachable there.
+   */
+  lanHandle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    for (const h of GATEWAY_ONLY_HEADERS) delete req.headers[h];
+    let url: URL;
     try {
+      if (req.url?.includes('#')) throw new Error('fragment');
+      url = new URL(req.url ?? '/', 'http://lan');
+    } catch {
+      return sendJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'malformed request URI' } });
+    }
+    await this.guarded(req, res, url, async () => {
+      let m: RegExpExecArray | null;
+      if ((m = /^\/dav(\/.*)?$/.exec(url.pathname))) return await this.davRequest(req, res, url, m[1] ?? '/');
+      if ((m = /^\/ndn\/([^/]+)$/.exec(url.pathname)) && (req.method === 'GET' || req.method === 'HEAD')) return await this.ndn(req, res, decodeURIComponent(m[1]!));
+      sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${url.pathname} here: WebDAV is under /dav/<volume>/, content by id under /ndn/<id>` } });
+    });
+  };
+
+  /** The route handler for everything under /kapi/dfs/ that is not the kRPC endpoint. */
+  handle = (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> =>
+    this.guarded(req, res, url, async () => {
       const rest = url.pathname.slice('/kapi/dfs'.length);
       let m: RegExpExecArray | null;
       if ((m = /^\/dav(\/.*)?$/.exec(rest))) return await this.davRequest(req, res, url, m[1] ?? '/');
@@ -135,11 +172,16 @@ export class DfsHttp {
       if ((m = /^\/meta\/([^/]+)\/log$/.exec(rest)) && req.method === 'GET') return await this.metaLog(req, res, m[1]!, url);
       if ((m = /^\/meta\/([^/]+)\/live$/.exec(rest)) && req.method === 'GET') return await this.metaLive(req, res, m[1]!, url);
       sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${url.pathname}` } });
+    });
+
+  private async guarded(req: IncomingMessage, res: ServerResponse, url: URL, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
     } catch (err) {
       if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url, err.volume);
       fail(res, err);
     }
-  };
+  }
 
   /** Passes the request on to `node`'s dfs through the local gateway, body and answer streamed. */
   private forward(req: IncomingMessage, res: ServerResponse, node: string, url: URL, volume: string): void {
@@ -190,7 +232,7 @@ export class DfsHttp {
   }
 
   /** A version's bytes with HTTP caching and ranges: the ETag is the content id, so it is the same on every node. */
-  private async sendVersion(req: IncomingMessage, res: ServerResponse, version: Version, mtime: number): Promise<void> {
+  private async sendVersion(req: IncomingMessage, res: ServerResponse, version: Version, mtime: number, check: ReadCheck = 'crc'): Promise<void> {
     const etag = `"${version.content_id}"`;
     const base: Record<string, string> = {
       etag,
@@ -221,7 +263,7 @@ export class DfsHttp {
       return;
     }
     // Before the first byte a failure is an error answer; after it, the connection is cut so the client sees a short body.
-    const it = this.d.files.read(version, start, end)[Symbol.asyncIterator]();
+    const it = this.d.files.read(version, start, end, check)[Symbol.asyncIterator]();
     const first = await it.next();
     res.writeHead(range ? 206 : 200, headers);
     try {
@@ -256,7 +298,7 @@ export class DfsHttp {
         } catch {
           continue;
         }
-        if (hit.version.content_id === id) return this.sendVersion(req, res, hit.version, hit.version.mtime);
+        if (hit.version.content_id === id) return this.sendVersion(req, res, hit.version, hit.version.mtime, 'hash');
         const data = await this.d.io.fetch(id);
         res.writeHead(200, { etag: `"${id}"`, 'content-type': 'application/octet-stream', 'content-length': String(data.length), 'cache-control': 'public, max-age=31536000, immutable' });
         res.end(req.method === 'HEAD' ? undefined : data);
@@ -349,6 +391,12 @@ export class DfsHttp {
     try {
       p = await this.principal(req, true);
     } catch (err) {
+      if (err instanceof KrpcError && err.code === 'RATE_LIMITED') {
+        const ms = Number((err.data as { retry_after_ms?: number } | undefined)?.retry_after_ms ?? 12_000);
+        res.writeHead(429, { 'retry-after': String(Math.ceil(ms / 1000)), 'content-type': 'text/plain' });
+        res.end(`${err.message}\n`);
+        return;
+      }
       // WebDAV clients ask for credentials only when challenged.
       res.writeHead(401, { 'www-authenticate': 'Basic realm="BuckyOS", charset="UTF-8"', 'content-type': 'text/plain' });
       res.end(`${(err as Error).message}\n`);

@@ -3,9 +3,10 @@
 // follower for, serves the file API, HTTP, WebDAV and NDN, exchanges chunks and logs with other nodes' instances,
 // scrubs its disks and re-replicates what its volumes need, and reports its disks to system-config for every other
 // node to place chunks by.
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { verifyHubApi } from '../../lib/api/verify-hub.ts';
-import { createHttpApp, listen } from '../../lib/krpc/index.ts';
+import { createHttpApp, listen, listenRetrying } from '../../lib/krpc/index.ts';
 import { NO_ROLES, type RoleOf } from '../../lib/krpc/operators.ts';
 import { Rbac } from '../../lib/rbac/enforcer.ts';
 import { followPolicy } from '../../lib/rbac/config-sync.ts';
@@ -150,7 +151,17 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
   );
   // Uploads and downloads of large files run as long as the link needs; the part size bounds each request instead.
   server.server.requestTimeout = 0;
-  rt.log.info({ port: server.port, disks: disks.open().length, volumes: volumes.all().map((v) => `${v.name}:${v.role}`) }, 'dfs listening');
+  // WebDAV and NDN for the home network, straight from the node that holds the data (docs/dcfs.md, "LAN access").
+  // A port that cannot be bound leaves the node's storage serving through the gateway while the bind is retried.
+  const lanServer = createServer(http.lanHandle);
+  lanServer.requestTimeout = 0;
+  lanServer.keepAliveTimeout = server.server.keepAliveTimeout;
+  lanServer.headersTimeout = server.server.headersTimeout;
+  const lan = listenRetrying(lanServer, { host: rt.config.files_host, port: rt.config.ports.files, what: 'dfs LAN listener (WebDAV, NDN)', log: rt.log });
+  rt.log.info(
+    { port: server.port, disks: disks.open().length, volumes: volumes.all().map((v) => `${v.name}:${v.role}`) },
+    'dfs listening',
+  );
   return {
     async close() {
       stop.abort();
@@ -160,7 +171,7 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
       clearInterval(sweeper);
       scrubber.stop();
       collector.stop();
-      await server.close();
+      await Promise.all([server.close(), lan.close()]);
       volumes.close();
       await disks.close();
     },
