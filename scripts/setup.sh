@@ -16,5 +16,5 @@ fi
 
 npm ci --no-audit --no-fund
 # npm ci builds the batched-UDP addon through the package's install script; a tree installed some other way gets it here.
-test -f native/udp-batch/build/Release/udp_batch.node || npm run build:native
+test -f native/udp-batch/build/Release/udp_batch.node -a -f native/dfs-hash/build/Release/dfs_hash.node || npm run build:native
 npm run build

@@ -1,10 +1,13 @@
 // dcfs-lite on a real single-device zone with two disks: the CLI registers the disks and a volume keeping two copies
 // on different disks, the scheduler starts dfs where storage now is, and a user stores, lists, reads (whole and by
 // range), moves, deletes, restores and versions files through `buckyos fs` and HTTP; every chunk lands on both disks;
-// flipped bytes are found and repaired by scrub; bad input and foreign homes are refused with clear errors.
+// flipped bytes are found and repaired by scrub; bad input and foreign homes are refused with clear errors; dfs's own
+// LAN listener serves WebDAV and NDN and nothing else, drops the headers only a gateway may set, and limits Basic
+// logins per address.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +23,21 @@ import { chunkIntact, flipByte, latestById, packedChunks } from './support/dfs-p
 
 const ALICE_PW = 'Correct-horse-battery-9';
 const BOB_PW = 'Staple-Battery-42x';
+const CAROL_PW = 'Lantern-Quartz-77q';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const basic = (user: string, pw: string) => `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}`;
+
+/** A request with the path sent exactly as given: fetch() would drop a fragment before it left. */
+function rawRequest(port: number, method: string, path: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode!));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 }, () => {
   let zone: TestZone;
@@ -238,5 +255,126 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     const back = join(dir, 'after-drain.bin');
     await ok(as('alice', ALICE_PW, ['fs', 'get', 'home:/home/alice/big.bin', back]));
     assert.equal(statSync(back).size, 3 * 1024 * 1024 + 12345);
+  });
+
+  // Last: it spends the per-address limit on Basic logins, which the WebDAV test above shares (one client address).
+  it('serves WebDAV and NDN on its own LAN listener, and nothing else there', async () => {
+    const lan = `http://127.0.0.1:${zone.ports.files}`;
+    const asAlice = { authorization: basic('alice', ALICE_PW) };
+    // Carol logs in for the first time just before the guessing below, so her remembered login is fresh then.
+    await createClient(verifyHubApi, { baseUrl: zone.gatewayUrl, token: alice }).user_create({ name: 'carol', password: CAROL_PW, role: 'user' });
+
+    const cwd = join(dir, 'litmus-lan');
+    mkdirSync(cwd);
+    const groups = ['basic', 'copymove'];
+    const output = await runLitmus(`${lan}/dav/home/home/alice/`, cwd, groups, { user: 'alice', password: ALICE_PW });
+    const parsed = parseLitmus(output);
+    for (const g of groups) assert.deepEqual(litmusProblems(parsed, g, output), [], `litmus ${g} on the LAN listener`);
+
+    // The same files whichever way in: stored on the LAN listener, read through the gateway, and the other way round.
+    const fromLan = randomBytes(200 * 1024 + 7);
+    const put = await fetch(`${lan}/dav/home/home/alice/from-lan.bin`, { method: 'PUT', headers: asAlice, body: fromLan });
+    assert.equal(put.status, 201);
+    const viaGateway = await fetch(`${zone.gatewayUrl}/dav/home/home/alice/from-lan.bin`, { headers: asAlice });
+    assert.equal(viaGateway.status, 200);
+    assert.equal(sha(Buffer.from(await viaGateway.arrayBuffer())), sha(fromLan));
+    const fromGateway = randomBytes(150 * 1024 + 3);
+    assert.equal((await fetch(`${zone.gatewayUrl}/dav/home/home/alice/from-gateway.bin`, { method: 'PUT', headers: asAlice, body: fromGateway })).status, 201);
+    const viaLan = await fetch(`${lan}/dav/home/home/alice/from-gateway.bin`, { headers: asAlice });
+    assert.equal(viaLan.status, 200);
+    assert.equal(sha(Buffer.from(await viaLan.arrayBuffer())), sha(fromGateway));
+    const ranged = await fetch(`${lan}/dav/home/home/alice/from-lan.bin`, { headers: { ...asAlice, range: 'bytes=100000-100999' } });
+    assert.equal(ranged.status, 206);
+    assert.equal(ranged.headers.get('content-range'), `bytes 100000-100999/${fromLan.length}`);
+    assert.deepEqual(Buffer.from(await ranged.arrayBuffer()), fromLan.subarray(100000, 101000));
+
+    // Reads by content id, for whoever may read a file holding it.
+    const ndn = `${lan}/ndn/sha256:${sha(fromLan)}`;
+    const byId = await fetch(ndn, { headers: { authorization: `Bearer ${alice}` } });
+    assert.equal(byId.status, 200);
+    assert.equal(sha(Buffer.from(await byId.arrayBuffer())), sha(fromLan));
+    const byIdBasic = await fetch(ndn, { headers: asAlice });
+    assert.equal(byIdBasic.status, 200, 'a download tool with a user and password reads by content id too');
+    assert.equal(sha(Buffer.from(await byIdBasic.arrayBuffer())), sha(fromLan));
+    const anonymous = await fetch(ndn);
+    assert.equal(anonymous.status, 401);
+    await anonymous.body?.cancel();
+    // Windows' redirector asks the server's root first.
+    const root = await fetch(`${lan}/`, { method: 'OPTIONS' });
+    assert.equal(root.status, 200);
+    assert.equal(root.headers.get('dav'), '1, 2');
+
+    // The rest of dfs's HTTP side is the gateway's, not the LAN's.
+    const bearer = { authorization: `Bearer ${alice}` };
+    const gatewayOnly: [string, RequestInit][] = [
+      ['/kapi/dfs', { method: 'POST', headers: { ...bearer, 'content-type': 'application/json' }, body: JSON.stringify({ method: 'status', params: {} }) }],
+      ['/kapi/dfs/files/home/home/alice/from-lan.bin', { headers: bearer }],
+      ['/kapi/dfs/chunks-has', { method: 'POST', headers: { ...bearer, 'content-type': 'application/json' }, body: JSON.stringify({ ids: [`sha256:${sha(fromLan)}`] }) }],
+      ['/kapi/dfs/meta/home/log', { headers: bearer }],
+      ['/kapi/dfs/health', {}],
+      ['/health', {}],
+    ];
+    for (const [path, init] of gatewayOnly) {
+      const r = await fetch(`${lan}${path}`, init);
+      assert.equal(r.status, 404, `${init.method ?? 'GET'} ${path} on the LAN listener`);
+      await r.body?.cancel();
+    }
+    const file = await fetch(`${zone.gatewayUrl}/kapi/dfs/files/home/home/alice/from-lan.bin`, { headers: bearer });
+    assert.equal(file.status, 200, 'the file API is still served through the gateway');
+    await file.body?.cancel();
+
+    // Headers only a gateway may set are dropped: a client cannot name another node, host or prefix.
+    const hrefs = async (extra: Record<string, string>) => {
+      const r = await fetch(`${lan}/dav/home/home/alice/`, { method: 'PROPFIND', headers: { ...asAlice, depth: '1', ...extra } });
+      assert.equal(r.status, 207, `PROPFIND with ${JSON.stringify(extra)}`);
+      return [...(await r.text()).matchAll(/<D:href>([^<]*)<\/D:href>/g)].map((m) => m[1]).sort();
+    };
+    const plain = await hrefs({});
+    assert.ok(plain.includes('/dav/home/home/alice/from-lan.bin'), plain.join(' '));
+    assert.deepEqual(await hrefs({ 'x-buckyos-node': 'some-other-node' }), plain);
+    assert.deepEqual(await hrefs({ 'x-forwarded-host': 'evil.example', 'x-forwarded-prefix': '/elsewhere', forwarded: 'host=evil.example' }), plain);
+    // Had x-forwarded-host been taken for the Host, this Destination would name another server (502).
+    const copy = await fetch(`${lan}/dav/home/home/alice/from-lan.bin`, {
+      method: 'COPY',
+      headers: { ...asAlice, destination: `${lan}/dav/home/home/alice/lan-copy.bin`, 'x-forwarded-host': 'evil.example', 'x-buckyos-node': 'some-other-node' },
+    });
+    assert.equal(copy.status, 201);
+    const copied = await fetch(`${zone.gatewayUrl}/dav/home/home/alice/lan-copy.bin`, { headers: asAlice });
+    assert.equal(sha(Buffer.from(await copied.arrayBuffer())), sha(fromLan));
+
+    assert.equal(await rawRequest(zone.ports.files, 'GET', '/dav/home/home/alice/from-lan.bin#part', asAlice), 400);
+
+    // Guessing passwords meets the per-address limit: 401 until it is spent, then 429 with a Retry-After. A new user
+    // name each time, so verify-hub's lockout of one account is not what answers; a new X-Forwarded-For each time,
+    // which the listener drops rather than counting each as another client.
+    await until('carol has a home folder', async () => ((await dfs().stat({ volume: 'home', path: '/home/carol' })).type === 'dir' ? true : undefined));
+    const asCarol = { authorization: basic('carol', CAROL_PW), depth: '0' };
+    const carolIn = await fetch(`${lan}/dav/home/home/carol/`, { method: 'PROPFIND', headers: asCarol });
+    assert.equal(carolIn.status, 207);
+    await carolIn.body?.cancel();
+    let limited: Response | undefined;
+    let refused = 0;
+    for (let i = 0; i < 30 && !limited; i++) {
+      const r = await fetch(`${lan}/dav/home/home/alice/`, {
+        method: 'PROPFIND',
+        headers: { depth: '0', authorization: basic(`guess${i}`, `wrong-password-${i}`), 'x-forwarded-for': `192.0.2.${i + 1}` },
+      });
+      const body = await r.text();
+      if (r.status === 429) {
+        assert.match(body, /too many logins from this address/);
+        limited = r;
+      } else {
+        assert.equal(r.status, 401, body);
+        refused++;
+      }
+    }
+    assert.ok(limited, 'wrong passwords met the limit on logins');
+    assert.ok(refused >= 1, 'a wrong password is refused with 401 before the limit is met');
+    const retryAfter = Number(limited.headers.get('retry-after'));
+    assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1, `Retry-After: ${limited.headers.get('retry-after')}`);
+    // A login that succeeded is remembered: carol, at the same address, spends no more of the limit and still gets in.
+    const carolAgain = await fetch(`${lan}/dav/home/home/carol/`, { method: 'PROPFIND', headers: asCarol });
+    assert.equal(carolAgain.status, 207);
+    await carolAgain.body?.cancel();
   });
 });

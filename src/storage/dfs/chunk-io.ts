@@ -1,7 +1,7 @@
 // Chunks across the zone (docs/dcfs.md, "Placement" and "Reading"): storing a chunk on the disks its policy needs,
 // local or on other nodes, resolving only when every copy is durable; and reading one from wherever a healthy copy
 // is, this node's disks first, checking its hash whoever sent it.
-import { contentIdAsync } from './chunker.ts';
+import { contentIdAsync } from './hashing.ts';
 import type { ReadCheck } from './chunk-store.ts';
 import type { DiskSet } from './disks.ts';
 import type { PeerChunks } from './peers.ts';
@@ -74,19 +74,20 @@ export class ChunkIO {
    * Puts one copy; a failure names the disk. Every caller's `id` was computed here from `data` (by the chunker, or by
    * the read that fetched it), so this node's stores take it without hashing the bytes again; a peer checks them.
    */
-  private async putOn(t: DiskRef, id: string, data: Buffer): Promise<void> {
+  private async putOn(t: DiskRef, id: string, data: Buffer, crc?: number): Promise<void> {
     if (t.node === this.self) {
       const d = this.disks.get(t.disk);
       if (!d?.store) throw new Error(`disk ${t.disk} of ${t.node} is not open`);
-      await d.store.put(id, data, { hashed: true });
+      await d.store.put(id, data, { hashed: true, crc });
     } else await this.peers.put(t.node, t.disk, id, data);
   }
 
   /**
    * Stores a chunk with the copies `policy` asks for and resolves once all of them are durable. A disk that fails
-   * is passed over for another; when no disk is left, PlacementError says what is short.
+   * is passed over for another; when no disk is left, PlacementError says what is short. `crc`: the bytes' CRC-32,
+   * when the caller took it with their id.
    */
-  async store(id: string, data: Buffer, policy: PlacementPolicy, have: readonly DiskRef[] = []): Promise<DiskRef[]> {
+  async store(id: string, data: Buffer, policy: PlacementPolicy, have: readonly DiskRef[] = [], crc?: number): Promise<DiskRef[]> {
     let disks = await this.diskInfos();
     const failed: DiskRef[] = [];
     const done: DiskRef[] = [];
@@ -102,7 +103,7 @@ export class ChunkIO {
       }
       if (!p.ok) throw new PlacementError(`${p.reason}${why.length ? ` (failed: ${why.join('; ')})` : ''}`);
       const todo = p.targets.filter((t) => !done.some((d) => d.node === t.node && d.disk === t.disk) && !have.some((h) => h.node === t.node && h.disk === t.disk));
-      const results = await Promise.allSettled(todo.map((t) => this.putOn(t, id, data)));
+      const results = await Promise.allSettled(todo.map((t) => this.putOn(t, id, data, crc)));
       results.forEach((r, i) => {
         if (r.status === 'fulfilled') done.push(todo[i]!);
         else {

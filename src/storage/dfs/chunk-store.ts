@@ -18,7 +18,8 @@ import { constants as fsc, mkdirSync, readdirSync } from 'node:fs';
 import { open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { isChunkId, sha256Digest } from './chunker.ts';
+import { isChunkId } from './chunker.ts';
+import { crc32Async, sha256Async } from './hashing.ts';
 
 export interface ChunkStoreOptions {
   /** The disk's id (system-config `storage/disks/<node>/<disk>`). A directory keeps the id it was first opened with. */
@@ -47,6 +48,8 @@ export interface PutOptions {
    * hashing them again would only repeat that. Bytes from elsewhere (another node) are never put with this.
    */
   hashed?: boolean;
+  /** The CRC-32 of the bytes, when the caller took it already (with their id, FileSums). */
+  crc?: number;
 }
 
 export interface PutResult {
@@ -634,7 +637,7 @@ export class ChunkStore {
     const { key, hex } = this.parse(id);
     const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     if (!opts.hashed) {
-      const actual = await sha256Digest(buf);
+      const actual = await sha256Async(buf);
       if (!actual.equals(key)) throw new ChunkHashMismatchError(id, `sha256:${actual.toString('hex')}`);
     }
     return this.withLock(hex, async () => {
@@ -651,7 +654,7 @@ export class ChunkStore {
         return { stored: false };
       }
       const extra = old ? 0 : buf.length;
-      const crc = crc32(buf);
+      const crc = opts.hashed && opts.crc !== undefined ? opts.crc : crc32(buf);
       if (this.capacityBytes !== undefined && this.bytes + this.reserved + extra > this.capacityBytes) {
         throw new DiskFullError(this.diskId, `capacity of ${this.capacityBytes} bytes reached`);
       }
@@ -855,8 +858,9 @@ export class ChunkStore {
   }
 
   private async intact(data: Buffer, key: Buffer, crc: number | null): Promise<boolean> {
-    // Hashed off the event loop: a large read's check runs on another core while the last chunk is being sent.
-    return crc !== null ? crc32(data) === crc : (await sha256Digest(data)).equals(key);
+    // Off the event loop where the addon is built: a large read's check runs on another core while the last chunk is
+    // being sent.
+    return crc !== null ? (await crc32Async(data)) === crc : (await sha256Async(data)).equals(key);
   }
 
   private async readPacked(packId: number, off: number, size: number): Promise<Buffer> {

@@ -5,7 +5,8 @@
 // The gear table and the mask layout below are part of the store's dedup contract: changing them never breaks
 // correctness (every chunk is addressed by its SHA-256), but content chunked before and after the change no longer
 // shares chunks.
-import { createHash, webcrypto, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { type DfsHashAddon, type HashEngine, nativeScan } from './hashing.ts';
 
 export interface Chunk {
   data: Buffer;
@@ -40,44 +41,6 @@ export function isChunkId(s: unknown): s is string {
 /** The content id (`sha256:<hex>`) of bytes: of one chunk, or of a whole file given whole. */
 export function contentId(data: Uint8Array | string): string {
   return ID_PREFIX + createHash('sha256').update(data).digest('hex');
-}
-
-/** Below this, hashing inline costs less than a trip to the thread pool. */
-const POOL_HASH_MIN = 64 * 1024;
-
-/**
- * SHA-256 of bytes, on libuv's thread pool (WebCrypto) when they are large, so the event loop goes on serving while a
- * chunk is hashed and a second core can take the work. The bytes must not change until it resolves.
- */
-export async function sha256Digest(data: Uint8Array): Promise<Buffer> {
-  if (data.length < POOL_HASH_MIN) return createHash('sha256').update(data).digest();
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data));
-}
-
-/** `contentId`, hashed off the event loop when the bytes are large (sha256Digest). */
-export async function contentIdAsync(data: Uint8Array): Promise<string> {
-  return ID_PREFIX + (await sha256Digest(data)).toString('hex');
-}
-
-/** A whole file's content id, computed as its bytes stream past (by the chunker's caller, say). */
-export class ContentHasher {
-  private readonly hash: Hash = createHash('sha256');
-  private bytes = 0;
-
-  update(data: Uint8Array): this {
-    this.hash.update(data);
-    this.bytes += data.length;
-    return this;
-  }
-
-  get size(): number {
-    return this.bytes;
-  }
-
-  /** The id; the hasher cannot be updated afterwards. */
-  digest(): string {
-    return ID_PREFIX + this.hash.digest('hex');
-  }
 }
 
 // 256 fixed pseudo-random 32-bit values, derived rather than listed so that anyone can regenerate and check them.
@@ -115,8 +78,11 @@ export class Chunker {
   private pendingLen = 0;
   private h = 0;
   private ended = false;
+  /** The native scan (hashing.ts), with its in/out state and its parameters as the addon takes them. */
+  private readonly native: { scan: DfsHashAddon['scan']; state: Int32Array; params: Int32Array } | null;
 
-  constructor(opts: Partial<ChunkerOptions> = {}) {
+  /** `engine: 'js'` keeps the scan in JavaScript even where the native addon is built (the results are the same). */
+  constructor(opts: Partial<ChunkerOptions> & { engine?: HashEngine } = {}) {
     const { min, avg, max } = { ...DEFAULT_CHUNKER_OPTIONS, ...opts };
     for (const [k, v] of Object.entries({ min, avg, max })) {
       if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`chunker ${k} must be a positive integer, got ${v}`);
@@ -132,6 +98,8 @@ export class Chunker {
     // the size distribution around avg without giving up the content-defined cuts.
     this.maskS = topMask(bits + 2);
     this.maskL = topMask(bits - 2);
+    const scan = nativeScan(opts.engine);
+    this.native = scan && { scan, state: new Int32Array(1), params: Int32Array.of(this.min, this.avg, this.max, this.maskS, this.maskL) };
   }
 
   push(buf: Uint8Array): Chunk[] {
@@ -143,7 +111,7 @@ export class Chunker {
     return this.finish().map(withId);
   }
 
-  /** `push` without the ids: for a caller that hashes the chunks itself (off the event loop, with contentIdAsync). */
+  /** `push` without the ids: for a caller that hashes the chunks itself (off the event loop, with FileSums). */
   cut(buf: Uint8Array): Buffer[] {
     if (this.ended) throw new Error('Chunker.push after end');
     const out: Buffer[] = [];
@@ -182,8 +150,14 @@ export class Chunker {
    * `src` ends first (the hash state is kept for the next push).
    */
   private scan(src: Buffer, start: number): number {
-    const { min, avg, max, maskS, maskL } = this;
     const n0 = this.pendingLen - start; // chunk offset of src[i] is n0 + i
+    if (this.native) {
+      this.native.state[0] = this.h;
+      const cut = this.native.scan(src, start, n0, this.native.state, this.native.params, GEAR);
+      this.h = this.native.state[0]!;
+      return cut;
+    }
+    const { min, avg, max, maskS, maskL } = this;
     const end = src.length;
     let i = start;
     let h = this.h;

@@ -1,20 +1,11 @@
 // WebDAV over a volume (docs/dcfs.md, "WebDAV"): the protocol layer (webdav.ts) asks this backend for entries and
-// bytes, and every call runs as the principal of the request being served (carried in AsyncLocalStorage, since the
-// protocol layer knows nothing of users), with the same permission checks and write path as the kRPC and HTTP APIs.
-import { AsyncLocalStorage } from 'node:async_hooks';
+// bytes through a backend made for each request and bound to its principal (the protocol layer knows nothing of
+// users), with the same permission checks and write path as the kRPC and HTTP APIs.
 import { Readable } from 'node:stream';
 import { KrpcError, type Principal } from '../../lib/krpc/index.ts';
 import { type Files, toKrpcError } from './files.ts';
 import { type DavBackend, DavBackendError, type DavEntry, type DavErrorCode, type DavRange } from './webdav.ts';
 import { type Entry, MetaError } from './volume-meta.ts';
-
-export const davCaller = new AsyncLocalStorage<Principal>();
-
-function caller(): Principal {
-  const p = davCaller.getStore();
-  if (!p) throw new DavBackendError('FORBIDDEN', 'no caller');
-  return p;
-}
 
 const KRPC_TO_DAV: Record<string, DavErrorCode> = {
   NOT_FOUND: 'NOT_FOUND',
@@ -63,73 +54,73 @@ async function run<T>(fn: () => Promise<T> | T): Promise<T> {
   }
 }
 
-/** The backend of one volume; writes need this node to be its primary (the router forwards otherwise). */
-export function volumeDavBackend(files: Files, volume: string): DavBackend {
+/** The backend of one volume for one caller; writes need this node to be its primary (the router forwards otherwise). */
+export function volumeDavBackend(files: Files, volume: string, caller: Principal): DavBackend {
   const reader = () => files.readable(volume).meta;
   const writer = () => files.writable(volume).meta;
   return {
     stat: (path) =>
       run(() => {
-        files.check(caller(), 'read', volume, path);
+        files.check(caller, 'read', volume, path);
         const e = reader().tryStat(path);
         return e ? davEntry(e) : null;
       }),
     list: (path) =>
       run(() => {
-        files.check(caller(), 'read', volume, path);
+        files.check(caller, 'read', volume, path);
         return reader().list(path).map(davEntry);
       }),
     read: (path, range?: DavRange) =>
       run(() => {
-        files.check(caller(), 'read', volume, path);
+        files.check(caller, 'read', volume, path);
         const version = reader().getVersion(path);
         return Readable.from(files.read(version, range?.start ?? 0, range?.end ?? version.size - 1));
       }),
     write: (path, body, opts) =>
       run(async () => {
-        const r = await files.write(volume, path, body, caller(), { sizeHint: opts.expectedSize });
+        const r = await files.write(volume, path, body, caller, { sizeHint: opts.expectedSize });
         return { created: r.created, entry: davEntry(r.entry) };
       }),
     mkdir: (path) =>
       run(() => {
-        const p = caller();
+        const p = caller;
         files.check(p, 'create', volume, path);
         writer().mkdir(path, p.userId);
       }),
     remove: (path) =>
       run(() => {
-        const p = caller();
+        const p = caller;
         files.check(p, 'delete', volume, path);
         writer().remove(path, p.userId);
       }),
     move: (from, to, opts) =>
       run(() => {
-        const p = caller();
+        const p = caller;
         files.checkTransfer(p, 'move', volume, from, to, opts.overwrite && writer().tryStat(to) !== null);
         const r = writer().rename(from, to, { user: p.userId, overwrite: opts.overwrite });
         return { created: r.replaced === null };
       }),
     copy: (from, to, opts) =>
       run(() => {
-        const p = caller();
+        const p = caller;
         files.checkTransfer(p, 'copy', volume, from, to, opts.overwrite && writer().tryStat(to) !== null);
         const r = writer().copy(from, to, { user: p.userId, overwrite: opts.overwrite, depth: opts.depth });
         return { created: r.replaced === null };
       }),
     getProps: (path) =>
       run(() => {
-        files.check(caller(), 'read', volume, path);
+        files.check(caller, 'read', volume, path);
         return reader().props(path);
       }),
     patchProps: (path, set, remove) =>
       run(() => {
-        const p = caller();
+        const p = caller;
         files.check(p, 'write', volume, path);
         writer().patchProps(path, set, remove, { user: p.userId });
       }),
     quota: (path) =>
       run(() => {
-        const p = caller();
+        const p = caller;
         files.check(p, 'read', volume, path);
         const meta = reader();
         const q = meta.quota(p.userId);

@@ -6,7 +6,8 @@ import { KrpcError, type Principal } from '../../lib/krpc/index.ts';
 import type { Rbac } from '../../lib/rbac/enforcer.ts';
 import { type PlacementPolicy, policyFor } from '../../lib/config/storage-records.ts';
 import type { DfsEntry } from '../../lib/api/dfs.ts';
-import { Chunker, ContentHasher, contentIdAsync } from './chunker.ts';
+import { Chunker } from './chunker.ts';
+import { FileSums } from './hashing.ts';
 import { type ChunkIO, ChunkUnavailableError, PlacementError } from './chunk-io.ts';
 import type { ReadCheck } from './chunk-store.ts';
 import { PathError, normalizePath } from './paths.ts';
@@ -194,16 +195,17 @@ export class Files {
     refs: ChunkRef[],
   ): Promise<{ entry: Entry; created: boolean }> {
     const chunker = new Chunker();
-    const hasher = new ContentHasher();
+    const sums = new FileSums();
     const inFlight = new Set<Promise<void>>();
     let inFlightBytes = 0;
     let failure: unknown = null;
-    // A chunk is hashed on the thread pool (contentIdAsync) while the event loop goes on chunking and hashing the
-    // whole file: its ref is filled in before the chunk is stored, and every ref before the metadata commit.
+    // A chunk is hashed (on the thread pool, where the addon is built) while the event loop goes on receiving and
+    // chunking: its ref is filled in before the chunk is stored, and every ref before the metadata commit.
     const place = async (ref: ChunkRef, data: Buffer) => {
       try {
-        ref.id = await contentIdAsync(data);
-        await this.d.io.store(ref.id, data, policy);
+        const { id, crc } = await sums.chunk(data);
+        ref.id = id;
+        await this.d.io.store(id, data, policy, [], crc);
       } catch (err) {
         failure ??= err;
       }
@@ -223,19 +225,16 @@ export class Files {
         if (failure) throw toKrpcError(failure);
       }
     };
-    for await (const buf of body) {
-      hasher.update(buf);
-      await submit(chunker.cut(buf));
-    }
+    for await (const buf of body) await submit(chunker.cut(buf));
     await submit(chunker.finish());
     await Promise.all(inFlight);
     if (failure) throw toKrpcError(failure);
-    const content_id = hasher.digest();
+    const content_id = await sums.digest();
     if (opts.expectContentId && opts.expectContentId !== content_id) {
       throw new KrpcError('CONFLICT', `the bytes received hash to ${content_id}, not ${opts.expectContentId}; nothing was changed`);
     }
     try {
-      const r = await v.meta.grouped(() => v.meta.writeFile(path, { content_id, size: hasher.size, chunks: refs }, { user: p.userId, expectVersion: opts.expectVersion }));
+      const r = await v.meta.grouped(() => v.meta.writeFile(path, { content_id, size: sums.size, chunks: refs }, { user: p.userId, expectVersion: opts.expectVersion }));
       return { entry: r.entry, created: existing === null };
     } catch (err) {
       throw toKrpcError(err);

@@ -11,7 +11,7 @@ import { LIVE_PAGE, localLivePage } from './gc.ts';
 import { type ChunkIO } from './chunk-io.ts';
 import type { ReadCheck } from './chunk-store.ts';
 import { isChunkId } from './chunker.ts';
-import { davCaller, volumeDavBackend } from './dav-backend.ts';
+import { volumeDavBackend } from './dav-backend.ts';
 import type { DiskSet } from './disks.ts';
 import { ElsewhereError, type Files, toKrpcError } from './files.ts';
 import { decodeUrlPath } from './paths.ts';
@@ -93,6 +93,8 @@ function contentRange(header: string | undefined): { start: number; end: number;
 
 export class DfsHttp {
   private readonly dav = new Map<string, DavHandler>();
+  /** The caller of each WebDAV request being served, for the backend made for it. */
+  private readonly davCallers = new WeakMap<IncomingMessage, Principal>();
   private readonly basicCache = new Map<string, { token: Promise<string>; until: number }>();
   private readonly basicLogins = new RateLimiter(BASIC_LOGIN_RATE);
 
@@ -154,6 +156,12 @@ export class DfsHttp {
       let m: RegExpExecArray | null;
       if ((m = /^\/dav(\/.*)?$/.exec(url.pathname))) return await this.davRequest(req, res, url, m[1] ?? '/');
       if ((m = /^\/ndn\/([^/]+)$/.exec(url.pathname)) && (req.method === 'GET' || req.method === 'HEAD')) return await this.ndn(req, res, decodeURIComponent(m[1]!));
+      if (url.pathname === '/' && req.method === 'OPTIONS') {
+        // Windows' WebDAV redirector asks the server's root before it opens a folder under it.
+        res.writeHead(200, { DAV: '1, 2', 'MS-Author-Via': 'DAV', Allow: 'OPTIONS', 'content-length': '0' });
+        res.end();
+        return;
+      }
       sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${url.pathname} here: WebDAV is under /dav/<volume>/, content by id under /ndn/<id>` } });
     });
   };
@@ -178,24 +186,28 @@ export class DfsHttp {
     try {
       await fn();
     } catch (err) {
-      if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url, err.volume);
+      if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url, err.volume, () => void this.guarded(req, res, url, fn));
       fail(res, err);
     }
   }
 
-  /** Passes the request on to `node`'s dfs through the local gateway, body and answer streamed. */
-  private forward(req: IncomingMessage, res: ServerResponse, node: string, url: URL, volume: string): void {
+  /**
+   * Passes the request on to `node`'s dfs through the local gateway, body and answer streamed; `again` serves a read
+   * here instead when the primary turns out to be unreachable.
+   */
+  private forward(req: IncomingMessage, res: ServerResponse, node: string, url: URL, volume: string, again: () => void): void {
     if (node === this.d.self || req.headers[NODE_HEADER] === this.d.self) {
       return fail(res, new KrpcError('UNAVAILABLE', `this node (${this.d.self}) does not hold the volume's metadata yet`));
     }
-    const headers = { ...req.headers, [NODE_HEADER]: node };
+    // The host the client addressed names its resources (WebDAV's Destination), at the primary as here.
+    const headers = { ...req.headers, [NODE_HEADER]: node, 'x-forwarded-host': req.headers['x-forwarded-host'] ?? req.headers.host ?? '' };
     delete headers.host;
     const read = req.method === 'GET' || req.method === 'HEAD' || req.method === 'PROPFIND' || req.method === 'OPTIONS';
     const up = request(`${this.d.gatewayUrl}${url.pathname}${url.search}`, { method: req.method, headers, timeout: 30_000 }, (ans) => {
       // Cut off from the primary, a follower answers reads from its own copy of the metadata.
       if (read && ans.statusCode === 503 && this.d.files.primaryUnreachable(volume)) {
         ans.resume();
-        void this.handle(req, res, url);
+        again();
         return;
       }
       res.writeHead(ans.statusCode ?? 502, ans.headers);
@@ -203,7 +215,7 @@ export class DfsHttp {
     });
     up.on('timeout', () => up.destroy(new Error(`no answer within 30 s`)));
     up.on('error', (err) => {
-      if (read && !res.headersSent && this.d.files.primaryUnreachable(volume)) return void this.handle(req, res, url);
+      if (read && !res.headersSent && this.d.files.primaryUnreachable(volume)) return again();
       fail(res, new KrpcError('UNAVAILABLE', `${node}: ${err.message}`));
     });
     req.pipe(up);
@@ -289,7 +301,8 @@ export class DfsHttp {
 
   private async ndn(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
     if (!isChunkId(id)) throw new KrpcError('INVALID_PARAMS', 'a content id: sha256:<64 lower-case hex digits>');
-    const p = await this.principal(req);
+    // Basic too: a download tool given a user and password (curl -u) reads by content id as a WebDAV client does.
+    const p = await this.principal(req, true);
     // Readable is whatever some file the caller may read holds: an id alone is no permission.
     for (const v of this.d.volumes.all()) {
       for (const hit of v.meta.findContent(id)) {
@@ -408,12 +421,16 @@ export class DfsHttp {
       if (read) this.d.files.readable(volume);
       else this.d.files.writable(volume);
     } catch (err) {
-      if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url, volume);
+      if (err instanceof ElsewhereError) return this.forward(req, res, err.node, url, volume, () => void this.guarded(req, res, url, () => this.davRequest(req, res, url, rest)));
       throw err;
     }
     let handler = this.dav.get(volume);
     if (!handler) {
-      handler = createDavHandler({ backend: volumeDavBackend(this.d.files, volume), prefix: `/dav/${volume}`, principal: () => davCaller.getStore()?.userId });
+      handler = createDavHandler({
+        backend: (r) => volumeDavBackend(this.d.files, volume, this.davCallers.get(r)!),
+        prefix: `/dav/${volume}`,
+        principal: (r) => this.davCallers.get(r)?.userId,
+      });
       this.dav.set(volume, handler);
     }
     // Resources are named under /dav/<volume>, whichever path the request came in on, and on the host the client
@@ -421,6 +438,7 @@ export class DfsHttp {
     req.url = `/dav/${volume}${m[2] ?? ''}${url.search}`;
     const host = req.headers['x-forwarded-host'];
     if (typeof host === 'string' && host) req.headers.host = host;
-    await davCaller.run(p, () => handler!(req, res));
+    this.davCallers.set(req, p);
+    await handler(req, res);
   }
 }

@@ -15,6 +15,7 @@ import type { KernelRuntime } from '../../kernel/runtime.ts';
 import { ChunkIO } from './chunk-io.ts';
 import { DiskSet } from './disks.ts';
 import { Files } from './files.ts';
+import { hashEngine } from './hashing.ts';
 import { DfsHttp } from './http.ts';
 import { PeerChunks } from './peers.ts';
 import { Collector, localLivePage } from './gc.ts';
@@ -158,8 +159,10 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
   lanServer.keepAliveTimeout = server.server.keepAliveTimeout;
   lanServer.headersTimeout = server.server.headersTimeout;
   const lan = listenRetrying(lanServer, { host: rt.config.files_host, port: rt.config.ports.files, what: 'dfs LAN listener (WebDAV, NDN)', log: rt.log });
+  const hashing = hashEngine();
+  if (hashing.engine === 'js') rt.log.warn({ reason: hashing.reason }, 'dfs: the native hashing addon is not loaded; chunking and hashing run in JavaScript on the event loop');
   rt.log.info(
-    { port: server.port, disks: disks.open().length, volumes: volumes.all().map((v) => `${v.name}:${v.role}`) },
+    { port: server.port, hashing: hashing.engine, disks: disks.open().length, volumes: volumes.all().map((v) => `${v.name}:${v.role}`) },
     'dfs listening',
   );
   return {

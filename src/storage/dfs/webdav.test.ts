@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Principal } from '../../lib/krpc/index.ts';
-import { davCaller, volumeDavBackend } from './dav-backend.ts';
+import { volumeDavBackend } from './dav-backend.ts';
 import type { Files } from './files.ts';
 import { VolumeMeta } from './volume-meta.ts';
 
@@ -35,7 +35,7 @@ interface Dav {
   stream(method: string, path: string, headers: Record<string, string>, chunk: Buffer, count: number): Promise<Reply>;
 }
 
-async function startDav(opts: Partial<DavHandlerOptions> & { backend?: DavBackend; disk?: DiskDavBackend } = {}): Promise<Dav> {
+async function startDav(opts: Partial<DavHandlerOptions> & { disk?: DiskDavBackend } = {}): Promise<Dav> {
   const disk = opts.disk ?? (await DiskDavBackend.create());
   const handler = createDavHandler({ prefix: '/dav', ...opts, backend: opts.backend ?? disk });
   // A request whose client hung up can still be in the handler; the backend must outlive it.
@@ -886,12 +886,8 @@ describe('WebDAV over a dfs volume (dav-backend.ts)', () => {
         return { entry: store(path, Buffer.concat(parts)).entry, created };
       },
     } as unknown as Files;
-    const backend = volumeDavBackend(files, 'home');
-    // http.ts runs the handler as the request's principal; here every call runs as alice.
-    const asAlice = Object.fromEntries(
-      Object.entries(backend).map(([name, fn]) => [name, (...args: unknown[]) => davCaller.run(alice, () => (fn as (...a: unknown[]) => unknown)(...args))]),
-    ) as unknown as DavBackend;
-    dav = await startDav({ backend: asAlice });
+    // http.ts binds each request's backend to its principal; here every request is alice's.
+    dav = await startDav({ backend: () => volumeDavBackend(files, 'home', alice) });
     store('/doc', Buffer.from('v1'));
   });
   after(async () => {

@@ -110,7 +110,8 @@ export const DEFAULT_DAV_LIMITS: DavLimits = {
 export type DavAccess = 'read' | 'write';
 
 export interface DavHandlerOptions {
-  backend: DavBackend;
+  /** The files, or a function giving each request the backend it acts through (one bound to its caller, say). */
+  backend: DavBackend | ((req: IncomingMessage) => DavBackend);
   /** URL path the handler is mounted under, e.g. "/dav" ("" for the server root). */
   prefix?: string;
   /** Called for every path a request reads or changes; false answers 403. Absent: everything is allowed. */
@@ -557,18 +558,17 @@ interface Ctx {
   ifLists: IfList[] | null;
   /** Lock tokens the request presents (in its If header) that belong to its principal. */
   tokens: Set<string>;
+  backend: DavBackend;
 }
 
 const CLASS1_METHODS = ['OPTIONS', 'GET', 'HEAD', 'PUT', 'DELETE', 'MKCOL', 'COPY', 'MOVE', 'PROPFIND', 'PROPPATCH'];
 
 class Dav {
-  private readonly backend: DavBackend;
   private readonly prefix: string;
   private readonly limits: DavLimits;
   private readonly locks: LockTable | null;
 
   constructor(private readonly opts: DavHandlerOptions) {
-    this.backend = opts.backend;
     this.prefix = (opts.prefix ?? '').replace(/\/+$/, '');
     if (this.prefix !== '' && !this.prefix.startsWith('/')) throw new Error(`WebDAV prefix must start with "/": ${opts.prefix}`);
     this.limits = { ...DEFAULT_DAV_LIMITS, ...opts.limits };
@@ -582,7 +582,8 @@ class Dav {
       if (method === 'OPTIONS' && url === '*') return this.sendOptions(res, undefined);
       const target = parsePathUnder(splitUrl(url).path, this.prefix);
       if (!target) throw new HttpError(404, `not under the WebDAV prefix ${this.prefix || '/'}`);
-      const ctx: Ctx = { req, res, method, target, ifLists: null, tokens: new Set() };
+      const backend = typeof this.opts.backend === 'function' ? this.opts.backend(req) : this.opts.backend;
+      const ctx: Ctx = { req, res, method, target, ifLists: null, tokens: new Set(), backend };
       const ifHeader = header(req, 'if');
       if (ifHeader !== undefined) {
         ctx.ifLists = parseIfHeader(ifHeader, (ref) => this.resolveTag(req, ref));
@@ -755,7 +756,7 @@ class Dav {
       if (path === null) continue;
       // A tagged list must not reveal, through 412 or not, the entity tag of a resource the client may not read.
       if (path !== ctx.target && this.opts.authorize && !(await this.opts.authorize(ctx.req, path, 'read'))) continue;
-      const entry = path === ctx.target ? targetEntry : await this.backend.stat(path);
+      const entry = path === ctx.target ? targetEntry : await ctx.backend.stat(path);
       let ok = true;
       for (const c of list.conditions) {
         const match =
@@ -800,13 +801,13 @@ class Dav {
 
   private async options(ctx: Ctx): Promise<void> {
     await this.authorize(ctx.req, ctx.target, 'read');
-    this.sendOptions(ctx.res, await this.backend.stat(ctx.target));
+    this.sendOptions(ctx.res, await ctx.backend.stat(ctx.target));
   }
 
   private async get(ctx: Ctx): Promise<void> {
     const { req, res, target } = ctx;
     await this.authorize(req, target, 'read');
-    const entry = await this.backend.stat(target);
+    const entry = await ctx.backend.stat(target);
     if (!entry) throw new HttpError(404, `${target} does not exist`);
     try {
       await this.preconditions(ctx, entry);
@@ -845,7 +846,7 @@ class Dav {
       res.end();
       return;
     }
-    const body = length === 0 ? Readable.from([]) : await this.backend.read(target, range);
+    const body = length === 0 ? Readable.from([]) : await ctx.backend.read(target, range);
     res.writeHead(range ? 206 : 200, headers);
     await pipeline(body, res).catch(() => res.destroy());
   }
@@ -860,7 +861,7 @@ class Dav {
   }
 
   private async listing(ctx: Ctx, entry: DavEntry): Promise<void> {
-    const children = (await this.backend.list(entry.path)).sort((a, b) => (a.type === b.type ? (a.path < b.path ? -1 : 1) : a.type === 'dir' ? -1 : 1));
+    const children = (await ctx.backend.list(entry.path)).sort((a, b) => (a.type === b.type ? (a.path < b.path ? -1 : 1) : a.type === 'dir' ? -1 : 1));
     const title = escapeText(entry.path === '/' ? '/' : entry.path + '/');
     const items = children.map((c) => {
       const name = c.path.slice(c.path.lastIndexOf('/') + 1) + (c.type === 'dir' ? '/' : '');
@@ -878,14 +879,14 @@ class Dav {
     if (target === '/') throw new HttpError(405, 'the root is a collection; PUT needs a file path', { headers: { Allow: this.allowFor('dir') } });
     if (req.headers['content-range'] !== undefined) throw new HttpError(400, 'partial PUT (Content-Range) is not supported; send the whole file');
     await this.authorize(req, target, 'write');
-    const entry = await this.backend.stat(target);
+    const entry = await ctx.backend.stat(target);
     if (entry?.type === 'dir') throw new HttpError(405, `${target} is a collection`, { headers: { Allow: this.allowFor(entry.type) } });
     await this.preconditions(ctx, entry);
     this.requireTokens(ctx, target, { membership: !entry, subtree: false });
     const type = req.headers['content-type']?.trim();
     // macOS Finder uploads chunked and announces the size in X-Expected-Entity-Length instead.
     const declared = Number(req.headers['content-length'] ?? header(req, 'x-expected-entity-length'));
-    const { created, entry: written } = await this.backend.write(target, uploadBody(req), {
+    const { created, entry: written } = await ctx.backend.write(target, uploadBody(req), {
       // Clients that do not know a type send application/octet-stream; the name's extension is then the better guess.
       contentType: type && !/^application\/octet-stream\b/i.test(type) ? type : undefined,
       expectedSize: Number.isSafeInteger(declared) && declared >= 0 ? declared : undefined,
@@ -897,12 +898,12 @@ class Dav {
     const { req, res, target } = ctx;
     if (target === '/') throw new HttpError(403, 'the root collection cannot be deleted');
     await this.authorize(req, target, 'write');
-    const entry = await this.backend.stat(target);
+    const entry = await ctx.backend.stat(target);
     if (!entry) throw new HttpError(404, `${target} does not exist`);
     if (entry.type === 'dir') parseDepth(req, ['infinity'], 'infinity');
     await this.preconditions(ctx, entry);
     this.requireTokens(ctx, target, { membership: true, subtree: true });
-    await this.backend.remove(target);
+    await ctx.backend.remove(target);
     this.locks?.dropWithin(target);
     this.sendEmpty(res, 204);
   }
@@ -911,11 +912,11 @@ class Dav {
     const { req, res, target } = ctx;
     if (hasBody(req)) throw new HttpError(415, 'MKCOL with a request body is not supported');
     await this.authorize(req, target, 'write');
-    const entry = await this.backend.stat(target);
+    const entry = await ctx.backend.stat(target);
     if (entry) throw new HttpError(405, `${target} already exists`, { headers: { Allow: this.allowFor(entry.type) } });
     await this.preconditions(ctx, entry);
     this.requireTokens(ctx, target, { membership: true, subtree: false });
-    await this.backend.mkdir(target);
+    await ctx.backend.mkdir(target);
     this.sendEmpty(res, 201, { Location: this.href(target, true) });
   }
 
@@ -936,18 +937,18 @@ class Dav {
 
     await this.authorize(req, target, move ? 'write' : 'read');
     await this.authorize(req, dest, 'write');
-    const entry = await this.backend.stat(target);
+    const entry = await ctx.backend.stat(target);
     if (!entry) throw new HttpError(404, `${target} does not exist`);
     if (entry.type === 'dir' && within(dest, target)) throw new HttpError(403, `cannot ${method} a collection into itself`);
     await this.preconditions(ctx, entry);
-    const destEntry = await this.backend.stat(dest);
+    const destEntry = await ctx.backend.stat(dest);
     if (destEntry && !overwrite) throw new HttpError(412, `${dest} exists and Overwrite is F`);
     if (move) this.requireTokens(ctx, target, { membership: true, subtree: true });
     this.requireTokens(ctx, dest, { membership: !destEntry, subtree: !!destEntry });
 
     const { created } = move
-      ? await this.backend.move(target, dest, { overwrite })
-      : await this.backend.copy(target, dest, { overwrite, depth: depth === '0' ? 0 : 'infinity' });
+      ? await ctx.backend.move(target, dest, { overwrite })
+      : await ctx.backend.copy(target, dest, { overwrite, depth: depth === '0' ? 0 : 'infinity' });
     // Locks stay with URLs: the moved-away source loses its locks; an overwritten destination keeps its own.
     if (move) this.locks?.dropWithin(target);
     this.sendEmpty(res, created ? 201 : 204, created ? { Location: this.href(dest, entry.type === 'dir') } : {});
@@ -987,14 +988,14 @@ class Dav {
       else throw new HttpError(400, 'DAV:propfind needs a prop, allprop or propname element');
     }
     await this.authorize(req, target, 'read');
-    const entry = await this.backend.stat(target);
+    const entry = await ctx.backend.stat(target);
     if (!entry) throw new HttpError(404, `${target} does not exist`);
     await this.preconditions(ctx, entry);
-    const entries = depth === '1' && entry.type === 'dir' ? [entry, ...(await this.backend.list(target))] : [entry];
+    const entries = depth === '1' && entry.type === 'dir' ? [entry, ...(await ctx.backend.list(target))] : [entry];
     const responses: string[] = [];
     for (const e of entries) {
       try {
-        responses.push(await this.propResponse(e, request));
+        responses.push(await this.propResponse(ctx.backend, e, request));
       } catch (err) {
         // A member deleted while the listing is answered is simply no longer listed.
         if (e === entry || backendCode(err) !== 'NOT_FOUND') throw err;
@@ -1025,16 +1026,16 @@ class Dav {
   }
 
   /** RFC 4331 quota properties: only when asked for by name, as that RFC requires of allprop. */
-  private async quotaProp(entry: DavEntry, key: string): Promise<string | undefined> {
+  private async quotaProp(backend: DavBackend, entry: DavEntry, key: string): Promise<string | undefined> {
     if (key !== '{DAV:}quota-available-bytes' && key !== '{DAV:}quota-used-bytes') return undefined;
-    const q = await this.backend.quota?.(entry.path);
+    const q = await backend.quota?.(entry.path);
     if (!q) return undefined;
     return String(key === '{DAV:}quota-used-bytes' ? q.usedBytes : q.availableBytes);
   }
 
-  private async propResponse(entry: DavEntry, request: PropRequest): Promise<string> {
+  private async propResponse(backend: DavBackend, entry: DavEntry, request: PropRequest): Promise<string> {
     const live = this.liveProps(entry);
-    const dead = await this.backend.getProps(entry.path);
+    const dead = await backend.getProps(entry.path);
     // A dead DAV:displayname is the user's name for the resource; every other live property is computed.
     if ('{DAV:}displayname' in dead) live.delete('{DAV:}displayname');
     const found: string[] = [];
@@ -1045,7 +1046,7 @@ class Dav {
       const keys = request.kind === 'prop' ? request.names : [...new Set([...live.keys(), ...Object.keys(dead), ...request.include])];
       for (const key of new Set(keys)) {
         const compute = live.get(key);
-        const value = compute ? compute() : key in dead ? dead[key] : await this.quotaProp(entry, key);
+        const value = compute ? compute() : key in dead ? dead[key] : await this.quotaProp(backend, entry, key);
         if (value === undefined) missing.push(propXml(key));
         else found.push(propXml(key, value));
       }
@@ -1069,7 +1070,7 @@ class Dav {
     }
     if (final.size === 0) throw new HttpError(400, 'DAV:propertyupdate has no property to set or remove');
     await this.authorize(req, target, 'write');
-    const entry = await this.backend.stat(target);
+    const entry = await ctx.backend.stat(target);
     if (!entry) throw new HttpError(404, `${target} does not exist`);
     await this.preconditions(ctx, entry);
     this.requireTokens(ctx, target, { membership: false, subtree: false });
@@ -1089,7 +1090,7 @@ class Dav {
         else set[k] = v;
       }
       try {
-        await this.backend.patchProps(target, set, remove);
+        await ctx.backend.patchProps(target, set, remove);
         stats = [propstat(keys.map((k) => propXml(k)), 200)];
       } catch (err) {
         const code = backendCode(err);
@@ -1125,7 +1126,7 @@ class Dav {
     const doc = await this.readXml(req);
     await this.authorize(req, target, 'write');
     const timeoutSeconds = this.lockTimeout(req);
-    let entry = await this.backend.stat(target);
+    let entry = await ctx.backend.stat(target);
 
     if (!doc) {
       // A LOCK without a body refreshes a lock the If header names.
@@ -1158,7 +1159,7 @@ class Dav {
     if (!entry) {
       // RFC 4918 §7.3: locking an unmapped URL creates an empty resource.
       this.requireTokens(ctx, target, { membership: true, subtree: false });
-      entry = (await this.backend.write(target, Readable.from([]), { expectedSize: 0 })).entry;
+      entry = (await ctx.backend.write(target, Readable.from([]), { expectedSize: 0 })).entry;
       status = 201;
     }
     const lock: DavLock = {

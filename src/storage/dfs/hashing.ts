@@ -1,0 +1,147 @@
+// The hashes dcfs-lite takes of the bytes it stores and serves (docs/dcfs.md, "Hashing"): SHA-256 content ids of
+// chunks and files, CRC-32 read checks, and FastCDC's gear scan. With the native addon (native/dfs-hash, built from
+// source at install time) the scan runs in C and the hashes on libuv's thread pool, reading the buffers in place;
+// without it the same results come from JavaScript on the event loop, and the service says so once in its log.
+import { createHash, type Hash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { crc32 } from 'node:zlib';
+
+declare const fileHandle: unique symbol;
+type FileHandle = { readonly [fileHandle]: true };
+
+/** What native/dfs-hash/dfs_hash.c exports. */
+export interface DfsHashAddon {
+  /** Chunker.scan's steps: the index just past the cut, or -1 (state[0] is the gear hash, in and out). */
+  scan(src: Buffer, start: number, n0: number, state: Int32Array, params: Int32Array, gear: Uint32Array): number;
+  fileHash(): FileHandle;
+  /** The file's SHA-256; the handle is spent. */
+  fileDigest(file: FileHandle): Buffer;
+  /** On the thread pool: adds `buf` to `file` (if given), and takes its SHA-256 (want & 1) and CRC-32 (want & 2). */
+  digest(buf: Buffer, file: FileHandle | null, want: number, cb: (err: Error | null, sha: Buffer | null, crc: number) => void): void;
+}
+
+const WANT_SHA = 1;
+const WANT_CRC = 2;
+
+/** Where node-gyp puts the addon, from src/storage/dfs/ and dist/storage/dfs/ alike. */
+const ADDON = fileURLToPath(new URL('../../../native/dfs-hash/build/Release/dfs_hash.node', import.meta.url));
+
+let loaded: { addon: DfsHashAddon } | { reason: string } | undefined;
+
+/** The addon, or why it cannot be used. `DFS_HASH=js` declines it (tests compare both ways). */
+export function loadDfsHash(): { addon: DfsHashAddon } | { reason: string } {
+  if (loaded) return loaded;
+  if (process.env.DFS_HASH === 'js') return (loaded = { reason: 'DFS_HASH=js' });
+  try {
+    loaded = { addon: createRequire(import.meta.url)(ADDON) as DfsHashAddon };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    loaded = { reason: e.code === 'MODULE_NOT_FOUND' ? `${ADDON} is not built` : e.message };
+  }
+  return loaded;
+}
+
+/** Which way hashing goes: `native` (the addon, when built) or `js`. */
+export type HashEngine = 'native' | 'js';
+
+function addonFor(engine: HashEngine | undefined): DfsHashAddon | null {
+  if (engine === 'js') return null;
+  const l = loadDfsHash();
+  return 'addon' in l ? l.addon : null;
+}
+
+/** The engine that will be used by default, and why when it is JavaScript: for the service's start-up log. */
+export function hashEngine(): { engine: HashEngine; reason?: string } {
+  const l = loadDfsHash();
+  return 'addon' in l ? { engine: 'native' } : { engine: 'js', reason: l.reason };
+}
+
+function digestNative(addon: DfsHashAddon, data: Buffer, file: FileHandle | null, want: number): Promise<{ sha: Buffer | null; crc: number }> {
+  return new Promise((resolve, reject) => addon.digest(data, file, want, (err, sha, crc) => (err ? reject(err) : resolve({ sha, crc }))));
+}
+
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Below this, hashing inline costs less than a trip to the thread pool. */
+const POOL_MIN = 64 * 1024;
+
+/** SHA-256 of bytes, off the event loop when they are large and the addon is there. They must not change until it
+ * resolves. */
+export async function sha256Async(data: Uint8Array, engine?: HashEngine): Promise<Buffer> {
+  const addon = data.length >= POOL_MIN ? addonFor(engine) : null;
+  if (!addon) return createHash('sha256').update(data).digest();
+  return (await digestNative(addon, asBuffer(data), null, WANT_SHA)).sha!;
+}
+
+/** The content id (`sha256:<hex>`) of bytes, as sha256Async. */
+export async function contentIdAsync(data: Uint8Array, engine?: HashEngine): Promise<string> {
+  return `sha256:${(await sha256Async(data, engine)).toString('hex')}`;
+}
+
+/** CRC-32 (zlib's) of bytes, as sha256Async. */
+export async function crc32Async(data: Uint8Array, engine?: HashEngine): Promise<number> {
+  const addon = data.length >= POOL_MIN ? addonFor(engine) : null;
+  if (!addon) return crc32(data);
+  return (await digestNative(addon, asBuffer(data), null, WANT_CRC)).crc;
+}
+
+/** A chunk's content id and CRC-32. */
+export interface ChunkSums {
+  id: string;
+  crc: number;
+}
+
+/**
+ * A file's hashes as its chunks go by: each chunk's id and CRC-32, and the whole file's content id, which is the
+ * SHA-256 of the chunks in the order given (so every byte of the file must pass through `chunk`). With the addon a
+ * file's chunks are hashed one after another on the thread pool, in order, while the event loop goes on.
+ */
+export class FileSums {
+  private readonly addon: DfsHashAddon | null;
+  private readonly native: FileHandle | null;
+  private readonly js: Hash | null;
+  private tail: Promise<unknown> = Promise.resolve();
+  private bytes = 0;
+  private done = false;
+
+  constructor(engine?: HashEngine) {
+    this.addon = addonFor(engine);
+    this.native = this.addon ? this.addon.fileHash() : null;
+    this.js = this.addon ? null : createHash('sha256');
+  }
+
+  /** The file's next chunk; it must not change until the answer. */
+  chunk(data: Buffer): Promise<ChunkSums> {
+    if (this.done) throw new Error('FileSums.chunk after digest');
+    this.bytes += data.length;
+    if (!this.addon) {
+      this.js!.update(data);
+      return Promise.resolve({ id: `sha256:${createHash('sha256').update(data).digest('hex')}`, crc: crc32(data) });
+    }
+    const addon = this.addon;
+    const next = this.tail.then(() => digestNative(addon, data, this.native, WANT_SHA | WANT_CRC));
+    // A failure is the caller's to see (from the promise returned); the chain goes on for the next chunk's sake.
+    this.tail = next.catch(() => undefined);
+    return next.then(({ sha, crc }) => ({ id: `sha256:${sha!.toString('hex')}`, crc }));
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  /** The file's content id, once every chunk given has been hashed. */
+  async digest(): Promise<string> {
+    this.done = true;
+    await this.tail;
+    const sha = this.addon ? this.addon.fileDigest(this.native!) : this.js!.digest();
+    return `sha256:${sha.toString('hex')}`;
+  }
+}
+
+/** The native gear scan, when the addon is there and `engine` allows it. */
+export function nativeScan(engine?: HashEngine): DfsHashAddon['scan'] | null {
+  return addonFor(engine)?.scan ?? null;
+}
