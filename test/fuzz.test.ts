@@ -749,7 +749,7 @@ describe('kRPC fuzzing of a real zone', { timeout: 600_000 }, () => {
       quota_set: { volume: 'fz', user: FUZZEE, quota_bytes: 1024 * 1024 },
       status: {},
       scrub: { disk_id: 'd1' },
-      gc: {},
+      gc: { accept: ['fz'] },
     };
     const special = new Map([['logout', disposable], ['sudo', fuzzee]]);
     const tokenFor = (method: string) => special.get(method) ?? admin;

@@ -352,8 +352,9 @@ export function registerFs(program: Command): void {
 
   fs.command('gc')
     .description("delete chunks on this node's disks that no volume names any more, then compact half-dead packs")
-    .action(async (_o: unknown, cmd: Command) => {
-      const r = await ctx(cmd).client(dfsApi).gc({});
+    .option('--accept <volume...>', "take these volumes' metadata as it is now, after a round skipped because it was made anew or went back")
+    .action(async (o2: { accept?: string[] }, cmd: Command) => {
+      const r = await ctx(cmd).client(dfsApi).gc(o2.accept ? { accept: o2.accept } : {});
       console.log(r.started ? 'chunk collection started; see `buckyos fs status`' : 'a collection round is already running');
     });
 

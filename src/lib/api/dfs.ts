@@ -177,8 +177,13 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
     doc: 'Starts a scrub of this node\'s disks (or one) now, at the configured rate: every chunk is read and its hash checked; a corrupt or missing chunk is repaired from a healthy copy. Admins.',
   }),
   gc: method({
-    params: z.object({}).strict(),
+    params: z
+      .object({
+        /** Volumes whose metadata is to be taken as it is now, after a round skipped because it was made anew or went back. */
+        accept: z.array(volumeNameSchema).max(100).optional(),
+      })
+      .strict(),
     result: z.object({ started: z.boolean() }),
-    doc: 'Starts a chunk collection round on this node now (one runs every hour anyway): chunks on its disks that no volume of the zone names, and that were last stored more than an hour ago, are deleted, then half-dead packs are compacted. A round whose live set cannot be read completely (a volume\'s primary out of reach) deletes nothing. `started` is false when a round is running. Progress and totals: `status`.gc. Admins.',
+    doc: 'Starts a chunk collection round on this node now (one runs every hour anyway): chunks on its disks that no volume of the zone names, and that were last stored more than an hour ago, are deleted, then half-dead packs are compacted. A round whose live set cannot be read completely (a volume\'s primary out of reach) deletes nothing, and so does one that finds a volume\'s metadata made anew or gone back in its log since the last round (lost and recreated, restored from an old copy), until `accept` names that volume. `started` is false when a round is running. Progress and totals: `status`.gc. Admins.',
   }),
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pino from 'pino';
 import { ChunkStore } from './chunk-store.ts';
-import { Collector, type LivePager, localLivePage } from './gc.ts';
+import { Collector, type LivePager, fileMarks, localLivePage } from './gc.ts';
 import { type ChunkRef, VolumeMeta } from './volume-meta.ts';
 
 const HOUR = 3600 * 1000;
@@ -43,6 +43,19 @@ describe('chunk collection', () => {
     );
   };
 
+  /** A collector over this node's store and the volumes in `metas`, keeping its marks in `root`. */
+  const newCollector = () =>
+    new Collector(
+      {
+        disks: () => [{ id: 'd1', store }],
+        volumes: async () => [...metas.keys()].map((name) => ({ name, primary: 'n1', created_at: T0 })),
+        page,
+        marks: fileMarks(join(root, 'gc-marks.json')),
+        log,
+      },
+      { graceMs: HOUR, intervalMs: HOUR, minDeadRatio: 0.5, now },
+    );
+
   /** Stores `n` chunks of fresh bytes and answers their refs. */
   async function chunks(n: number): Promise<ChunkRef[]> {
     const out: ChunkRef[] = [];
@@ -67,10 +80,7 @@ describe('chunk collection', () => {
     metas = new Map(['a', 'b'].map((v) => [v, VolumeMeta.open(join(root, `${v}.db`), { volume: v, role: 'primary', now })]));
     writing = new Map();
     unreachable = new Set();
-    collector = new Collector(
-      { disks: () => [{ id: 'd1', store }], volumes: async () => [...metas.keys()].map((name) => ({ name, primary: 'n1' })), page, log },
-      { graceMs: HOUR, intervalMs: HOUR, minDeadRatio: 0.5, now },
-    );
+    collector = newCollector();
     t += 1000;
   });
 
@@ -145,7 +155,10 @@ describe('chunk collection', () => {
     for (const r of orphans) assert.equal(store.has(r.id), true);
     assert.equal(collector.state().last_outcome, 'skipped');
 
-    const failing = new Collector({ disks: () => [{ id: 'd1', store }], volumes: async () => { throw new Error('system-config: UNAVAILABLE'); }, page, log }, { graceMs: HOUR, intervalMs: HOUR, minDeadRatio: 0.5, now });
+    const failing = new Collector(
+      { disks: () => [{ id: 'd1', store }], volumes: async () => { throw new Error('system-config: UNAVAILABLE'); }, page, marks: fileMarks(join(root, 'm.json')), log },
+      { graceMs: HOUR, intervalMs: HOUR, minDeadRatio: 0.5, now },
+    );
     assert.equal((await failing.collect()).outcome, 'skipped');
     for (const r of orphans) assert.equal(store.has(r.id), true);
   });
@@ -189,5 +202,57 @@ describe('chunk collection', () => {
     t += 2 * HOUR;
     assert.equal((await collector.collect()).disks.d1!.chunks, 1);
     assert.equal(store.has(orphan!.id), false);
+  });
+
+  it('sweeps nothing once a volume\'s metadata was made anew, until an admin accepts it; a restart remembers', async () => {
+    const files = await chunks(3);
+    write('a', '/f', files);
+    t += 2 * HOUR;
+    assert.equal((await collector.collect()).outcome, 'swept', 'the first round marks each volume\'s metadata');
+
+    // The primary's metadata file is lost and an empty one made in its place: its live set now names nothing.
+    metas.get('a')!.close();
+    rmSync(join(root, 'a.db'));
+    metas.set('a', VolumeMeta.open(join(root, 'a.db'), { volume: 'a', role: 'primary', now }));
+    t += 2 * HOUR;
+    collector.stop();
+    collector = newCollector();
+    const round = await collector.collect();
+    assert.equal(round.outcome, 'skipped');
+    assert.match(round.reason!, /volume a .*made anew.*buckyos fs gc --accept a/);
+    for (const r of files) assert.equal(store.has(r.id), true, 'a chunk of the lost metadata\'s files is kept');
+    assert.equal((await collector.collect()).outcome, 'skipped', 'and stays kept round after round');
+
+    const accepted = await collector.collect(['a']);
+    assert.equal(accepted.outcome, 'swept');
+    assert.equal(accepted.disks.d1!.chunks, files.length, 'accepted: what nothing names any more goes');
+    assert.equal((await collector.collect()).outcome, 'swept', 'the new metadata is the marked one now');
+  });
+
+  it('sweeps nothing once a volume\'s metadata went back in its log (an old copy restored)', async () => {
+    const [first] = await chunks(1);
+    write('a', '/old', [first!]);
+    metas.get('a')!.close();
+    const copy = join(root, 'a-copy.db');
+    const db = new Database(join(root, 'a.db'));
+    await db.backup(copy);
+    db.close();
+    metas.set('a', VolumeMeta.open(join(root, 'a.db'), { volume: 'a', role: 'primary', now }));
+    const later = await chunks(2);
+    write('a', '/new', later);
+    t += 2 * HOUR;
+    assert.equal((await collector.collect()).outcome, 'swept');
+
+    metas.get('a')!.close();
+    rmSync(join(root, 'a.db'));
+    const restored = new Database(copy);
+    await restored.backup(join(root, 'a.db'));
+    restored.close();
+    metas.set('a', VolumeMeta.open(join(root, 'a.db'), { volume: 'a', role: 'primary', now }));
+    t += 2 * HOUR;
+    const round = await collector.collect();
+    assert.equal(round.outcome, 'skipped');
+    assert.match(round.reason!, /volume a .*went back from log entry \d+ to \d+/);
+    for (const r of later) assert.equal(store.has(r.id), true, 'chunks written after the old copy are kept');
   });
 });

@@ -3,7 +3,10 @@
 // compacts the packs that deleting left half dead. Mark and sweep: the live set is every chunk named by every volume,
 // read from each volume's primary, plus the chunks of writes under way there; a round whose live set cannot be read
 // completely deletes nothing. Only chunks last stored a grace period before the live set was taken are candidates,
-// so a chunk a writer has just stored (or reused) but not yet committed is never taken.
+// so a chunk a writer has just stored (or reused) but not yet committed is never taken. A volume whose metadata is not
+// the one an earlier round read (made anew, or gone back in its log) stops the sweep until an admin accepts it: its
+// live set could be missing every chunk its files name.
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { ChunkStore } from './chunk-store.ts';
 import type { Files } from './files.ts';
@@ -31,10 +34,41 @@ export const LIVE_PAGE = 5000;
 
 /** One page of what a volume keeps alive: chunk ids its metadata names after a cursor, and (on the first page only)
  * the chunks of writes under way on its primary, read before that page so that a write committing meanwhile is in one
- * or the other. */
+ * or the other, and which metadata answered (`origin`). */
 export interface LivePage {
   ids: string[];
   writing: string[];
+  origin?: VolumeMark;
+}
+
+/** Which metadata a volume's live set came from: its instance, and how far its log had gone. */
+export interface VolumeMark {
+  instance: string;
+  seq: number;
+}
+
+/** Where a node keeps the marks of the last complete live set, by volume (`<name>@<created_at>`), across restarts. */
+export interface MarkStore {
+  load(): Record<string, VolumeMark>;
+  save(marks: Record<string, VolumeMark>): void;
+}
+
+/** Marks in a JSON file, replaced whole (write, then rename). A file that cannot be read counts as no marks. */
+export function fileMarks(path: string): MarkStore {
+  return {
+    load() {
+      try {
+        const m = JSON.parse(readFileSync(path, 'utf8')) as Record<string, VolumeMark>;
+        return m && typeof m === 'object' ? m : {};
+      } catch {
+        return {};
+      }
+    },
+    save(marks) {
+      writeFileSync(`${path}.tmp`, JSON.stringify(marks), { mode: 0o600 });
+      renameSync(`${path}.tmp`, path);
+    },
+  };
 }
 
 /** A page of a volume's live set from its primary (this node or another). Throws when it cannot be had. */
@@ -42,7 +76,7 @@ export type LivePager = (volume: string, primary: string, after: string, limit: 
 
 /** The live-set page of a volume this node is primary for (served to other nodes, and read by this node's own rounds). */
 export function localLivePage(
-  volumes: { get(name: string): { role: HeldVolume['role']; meta: Pick<VolumeMeta, 'chunkIds'> } | undefined },
+  volumes: { get(name: string): { role: HeldVolume['role']; meta: Pick<VolumeMeta, 'chunkIds' | 'instance' | 'lastSeq'> } | undefined },
   files: Pick<Files, 'writingChunks'>,
   volume: string,
   after: string,
@@ -50,8 +84,10 @@ export function localLivePage(
 ): LivePage {
   const v = volumes.get(volume);
   if (!v || v.role !== 'primary') throw new Error(`this node is not the primary of volume ${volume}`);
-  const writing = after === '' ? files.writingChunks(volume) : [];
-  return { ids: v.meta.chunkIds(after, limit).map((c) => c.id), writing };
+  if (after !== '') return { ids: v.meta.chunkIds(after, limit).map((c) => c.id), writing: [] };
+  // The log's position before the page: a change after it is younger than the grace period anyway.
+  const origin = { instance: v.meta.instance, seq: v.meta.lastSeq };
+  return { writing: files.writingChunks(volume), ids: v.meta.chunkIds(after, limit).map((c) => c.id), origin };
 }
 
 export interface GcDiskTotals {
@@ -85,9 +121,11 @@ export interface GcRound {
 export interface CollectorDeps {
   /** This node's open chunk stores. */
   disks: () => { id: string; store: ChunkStore }[];
-  /** Every volume of the zone and its primary, read afresh; throws when the zone's configuration cannot be read. */
-  volumes: () => Promise<{ name: string; primary: string }[]>;
+  /** Every volume of the zone, its primary and its record's creation time, read afresh; throws when the zone's
+   * configuration cannot be read. */
+  volumes: () => Promise<{ name: string; primary: string; created_at: number }[]>;
   page: LivePager;
+  marks: MarkStore;
   log: Logger;
 }
 
@@ -113,19 +151,22 @@ export class Collector {
     this.timer = setInterval(() => this.start(), this.opts.intervalMs).unref();
   }
 
-  /** Starts a round unless one is running; answers whether it started. */
-  start(): boolean {
+  /** Starts a round unless one is running; answers whether it started. `accept`: see collect(). */
+  start(accept: readonly string[] = []): boolean {
     if (this.s.running || this.stopped) return false;
-    void this.collect().catch(() => undefined);
+    void this.collect(accept).catch(() => undefined);
     return true;
   }
 
-  /** One round: mark, sweep, compact. Rejects when one is running already. */
-  async collect(): Promise<GcRound> {
+  /**
+   * One round: mark, sweep, compact. Rejects when one is running already. `accept`: volumes whose metadata is to be
+   * taken as it is now though it is not the one an earlier round read (an admin's answer to a skipped round).
+   */
+  async collect(accept: readonly string[] = []): Promise<GcRound> {
     if (this.s.running) throw new Error('a collection round is running');
     this.s.running = true;
     try {
-      const round = await this.round();
+      const round = await this.round(accept);
       this.s.last_outcome = round.outcome;
       this.s.last_reason = round.reason;
       return round;
@@ -140,10 +181,10 @@ export class Collector {
     }
   }
 
-  private async round(): Promise<GcRound> {
+  private async round(accept: readonly string[]): Promise<GcRound> {
     // Taken before anything is read: a chunk stored or reused after this moment is younger than any cutoff below.
     const takenAt = this.now();
-    const live = await this.liveSet();
+    const live = await this.liveSet(accept);
     if (typeof live === 'string') {
       this.d.log.warn({ reason: live }, 'dfs: chunk collection skipped its sweep: the live set is incomplete');
       return { outcome: 'skipped', reason: live, disks: {} };
@@ -172,20 +213,37 @@ export class Collector {
     return { outcome: 'swept', reason: null, disks: out };
   }
 
-  /** Every chunk some volume of the zone keeps alive, or why that cannot be known completely now. */
-  private async liveSet(): Promise<Set<string> | string> {
-    let vols: { name: string; primary: string }[];
+  /**
+   * Every chunk some volume of the zone keeps alive, or why that cannot be known completely now. The marks of a
+   * complete set are kept for the next round; they change only then, so a round that found a volume's metadata
+   * replaced keeps finding it until an admin accepts it.
+   */
+  private async liveSet(accept: readonly string[]): Promise<Set<string> | string> {
+    let vols: { name: string; primary: string; created_at: number }[];
     try {
       vols = await this.d.volumes();
     } catch (err) {
       return `the zone's volumes could not be read: ${(err as Error).message}`;
     }
+    const before = this.d.marks.load();
+    const marks: Record<string, VolumeMark> = {};
     const live = new Set<string>();
     for (const v of vols) {
+      // A volume deleted and made again under the same name is another record, so another key: no mark to meet.
+      const key = `${v.name}@${v.created_at}`;
       try {
         for (let after = ''; ; ) {
           if (this.stopped) return 'the service is stopping';
           const page = await this.d.page(v.name, v.primary, after, LIVE_PAGE);
+          if (after === '') {
+            if (!page.origin) throw new Error('its primary did not say which metadata answered');
+            const was = accept.includes(v.name) ? undefined : before[key];
+            if (was && (was.instance !== page.origin.instance || page.origin.seq < was.seq)) {
+              const what = was.instance !== page.origin.instance ? 'was made anew' : `went back from log entry ${was.seq} to ${page.origin.seq}`;
+              return `the metadata of volume ${v.name} on ${v.primary} ${what} since the last round, so it may not name every chunk its files had; nothing is collected until an admin accepts it (buckyos fs gc --accept ${v.name})`;
+            }
+            marks[key] = page.origin;
+          }
           for (const id of page.writing) live.add(id);
           for (const id of page.ids) live.add(id);
           if (page.ids.length < LIVE_PAGE) break;
@@ -195,6 +253,7 @@ export class Collector {
         return `the chunks of volume ${v.name} could not be read from its primary ${v.primary}: ${(err as Error).message}`;
       }
     }
+    this.d.marks.save(marks);
     return live;
   }
 

@@ -18,7 +18,7 @@ import { Files } from './files.ts';
 import { hashEngine } from './hashing.ts';
 import { DfsHttp } from './http.ts';
 import { PeerChunks } from './peers.ts';
-import { Collector, localLivePage } from './gc.ts';
+import { Collector, fileMarks, localLivePage } from './gc.ts';
 import { Scrubber } from './scrub.ts';
 import { createDfsEndpoint } from './service.ts';
 import { Uploads } from './uploads.ts';
@@ -58,11 +58,12 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
         const name = VOLUME_KEY.exec(e.key)?.[1];
         const rec = name === undefined ? null : volumeRecordSchema.safeParse(JSON.parse(e.value) as unknown);
         if (!name || !rec?.success) throw new Error(`${e.key} is not a volume record this node can read`);
-        return { name, primary: rec.data.primary };
+        return { name, primary: rec.data.primary, created_at: rec.data.created_at };
       });
     },
     page: async (volume, primary, after, limit) =>
       primary === self ? localLivePage(volumes, files, volume, after, limit) : peers.live(primary, volume, after, limit),
+    marks: fileMarks(join(dataDir, 'gc-marks.json')),
     log: rt.log,
   });
 

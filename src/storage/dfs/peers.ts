@@ -111,13 +111,15 @@ export class PeerChunks {
   }
 
   /** A page of what a volume keeps alive (gc.ts LivePage), from its primary. */
-  async live(node: string, volume: string, after: string, limit: number): Promise<{ ids: string[]; writing: string[] }> {
+  async live(node: string, volume: string, after: string, limit: number): Promise<{ ids: string[]; writing: string[]; origin?: { instance: string; seq: number } }> {
     const r = await this.call(node, 'GET', `/meta/${encodeURIComponent(volume)}/live?after=${encodeURIComponent(after)}&limit=${limit}`, null, 64 * 1024 * 1024);
     if (r.status !== 200) PeerChunks.fail(node, `live chunks of ${volume}`, r);
-    const page = JSON.parse(r.body.toString('utf8')) as { ids?: unknown; writing?: unknown };
+    const page = JSON.parse(r.body.toString('utf8')) as { ids?: unknown; writing?: unknown; origin?: { instance?: unknown; seq?: unknown } };
     const ok = (x: unknown): x is string[] => Array.isArray(x) && x.every((i) => typeof i === 'string');
-    if (!ok(page.ids) || !ok(page.writing)) throw new PeerError(`${node}: live chunks of ${volume}: a malformed answer`, r.status);
-    return { ids: page.ids, writing: page.writing };
+    const origin = page.origin;
+    const originOk = origin === undefined || (typeof origin.instance === 'string' && Number.isSafeInteger(origin.seq));
+    if (!ok(page.ids) || !ok(page.writing) || !originOk) throw new PeerError(`${node}: live chunks of ${volume}: a malformed answer`, r.status);
+    return { ids: page.ids, writing: page.writing, ...(origin ? { origin: { instance: origin.instance as string, seq: origin.seq as number } } : {}) };
   }
 
   /** Log entries of a volume's metadata after `afterSeq`, from its primary. */

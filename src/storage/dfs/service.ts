@@ -296,9 +296,9 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
         if (!(await isAdmin(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'starting a scrub needs the admin role');
         return { started: d.scrubber.start(p.disk_id) };
       },
-      gc: async (_p, ctx) => {
+      gc: async (p, ctx) => {
         if (!(await isAdmin(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'starting chunk collection needs the admin role');
-        return { started: d.collector.start() };
+        return { started: d.collector.start(p.accept ?? []) };
       },
     },
     { authenticate: d.authenticate, logger: d.log },

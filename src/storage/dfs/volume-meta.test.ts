@@ -53,11 +53,13 @@ class Clock {
 
 const TABLES = ['meta', 'counters', 'nodes', 'versions', 'props', 'trash', 'quotas', 'usage', 'chunk_refs', 'log'];
 
-/** Every row of every table, read through a connection of its own. */
+/** Every row of every table, read through a connection of its own; but the metadata's instance, which is each
+ * database's own (a follower's is not its primary's). */
 function tables(file: string): Record<string, unknown[]> {
   const db = new Database(file, { readonly: true });
   try {
-    return Object.fromEntries(TABLES.map((t) => [t, db.prepare(`SELECT * FROM ${t} ORDER BY 1, 2`).all()]));
+    const where = (t: string) => (t === 'meta' ? " WHERE name <> 'instance'" : '');
+    return Object.fromEntries(TABLES.map((t) => [t, db.prepare(`SELECT * FROM ${t}${where(t)} ORDER BY 1, 2`).all()]));
   } finally {
     db.close();
   }

@@ -7,6 +7,7 @@
 // operation's transaction, and appends them to the log in that transaction. So a follower that has applied the log
 // up to seq N holds exactly the primary's state at N, derived tables (usage, chunk references, id counters) included:
 // nothing is recomputed from configuration or clocks on the follower.
+import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -552,6 +553,9 @@ export class VolumeMeta {
       } else if (version !== SCHEMA_VERSION) {
         throw new MetaError('CONFLICT', `${this.file} has metadata schema ${version}; this code reads schema ${SCHEMA_VERSION}`);
       }
+      // Which metadata this is: a file made anew (lost and recreated, or replaced) gets another instance, which chunk
+      // collection notices (gc.ts). A database from before instances gets one now; a snapshot keeps its primary's.
+      db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run('instance', randomUUID());
       const stored = (db.prepare('SELECT value FROM meta WHERE name = ?').get('volume') as { value: string } | undefined)?.value;
       if (stored !== this.volume) {
         const names = `${JSON.stringify(stored)}, not ${JSON.stringify(this.volume)}`;
@@ -935,6 +939,11 @@ export class VolumeMeta {
 
   // -------------------------------------------------------------------------------------------------------------
   // The log.
+
+  /** This metadata's identity: made with the database, kept by snapshots, new if the file is ever made anew. */
+  get instance(): string {
+    return (this.db.prepare('SELECT value FROM meta WHERE name = ?').get('instance') as { value: string }).value;
+  }
 
   /** The seq of the last entry applied here; 0 for a replica that has applied nothing. */
   get lastSeq(): number {
