@@ -69,7 +69,7 @@ const NS_SERVICE_FLAGS = ['--single-threaded', '--no-sparkplug'];
  * collection, about 30 a second during an upload, which cost a quarter of its CPU. A larger initial old space keeps
  * the limit above that churn (a 1 GiB upload: ~500 full collections down to ~40, 7.3 down to 5.3 CPU s; downloads
  * 2.1 down to 1.2 CPU s per GiB), for about 40 MB more resident memory at peak (docs/dcfs.md, "Benchmark"). */
-const DFS_SERVICE_FLAGS = ['--initial-old-space-size=64'];
+const DFS_SERVICE_FLAGS = ['--initial-old-space-size=64', '--max-semi-space-size=8'];
 
 function nodeFlags(service: string): string[] {
   if (service === 'ns') return [...KERNEL_NODE_FLAGS, ...NS_SERVICE_FLAGS];
