@@ -58,6 +58,15 @@ describe('dfs hashing', () => {
     }
     for (const engine of ['native', 'js'] as const) {
       assert.equal(await new FileSums(engine).digest(), contentId(''), `an empty file, ${engine}`);
+      // A small first chunk (a small file) is hashed inline; should more follow, the file's id still covers them all.
+      const small = randomBytes(4096);
+      const one = new FileSums(engine);
+      assert.deepEqual(await one.chunk(small), { id: contentId(small), crc: crc32(small) });
+      assert.equal(await one.digest(), contentId(small));
+      const more = randomBytes(300_000);
+      const two = new FileSums(engine);
+      await Promise.all([two.chunk(small), two.chunk(more)]);
+      assert.equal(await two.digest(), contentId(Buffer.concat([small, more])), `a small first chunk, then more, ${engine}`);
     }
   });
 

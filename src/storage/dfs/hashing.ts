@@ -97,31 +97,36 @@ export interface ChunkSums {
 /**
  * A file's hashes as its chunks go by: each chunk's id and CRC-32, and the whole file's content id, which is the
  * SHA-256 of the chunks in the order given (so every byte of the file must pass through `chunk`). With the addon a
- * file's chunks are hashed one after another on the thread pool, in order, while the event loop goes on.
+ * file's chunks are hashed one after another on the thread pool, in order, while the event loop goes on; a file whose
+ * first chunk is small (a small file: only a file's last chunk is under the chunker's minimum) is hashed inline,
+ * where a trip to the pool would cost more than the hashing.
  */
 export class FileSums {
   private readonly addon: DfsHashAddon | null;
-  private readonly native: FileHandle | null;
-  private readonly js: Hash | null;
+  /** Decided by the first chunk. */
+  private native: FileHandle | null = null;
+  private js: Hash | null = null;
   private tail: Promise<unknown> = Promise.resolve();
   private bytes = 0;
   private done = false;
 
   constructor(engine?: HashEngine) {
     this.addon = addonFor(engine);
-    this.native = this.addon ? this.addon.fileHash() : null;
-    this.js = this.addon ? null : createHash('sha256');
   }
 
   /** The file's next chunk; it must not change until the answer. */
   chunk(data: Buffer): Promise<ChunkSums> {
     if (this.done) throw new Error('FileSums.chunk after digest');
+    if (this.bytes === 0 && !this.native && !this.js) {
+      if (this.addon && data.length >= POOL_MIN) this.native = this.addon.fileHash();
+      else this.js = createHash('sha256');
+    }
     this.bytes += data.length;
-    if (!this.addon) {
-      this.js!.update(data);
+    if (this.js) {
+      this.js.update(data);
       return Promise.resolve({ id: `sha256:${createHash('sha256').update(data).digest('hex')}`, crc: crc32(data) });
     }
-    const addon = this.addon;
+    const addon = this.addon!;
     const next = this.tail.then(() => digestNative(addon, data, this.native, WANT_SHA | WANT_CRC));
     // A failure is the caller's to see (from the promise returned); the chain goes on for the next chunk's sake.
     this.tail = next.catch(() => undefined);
@@ -136,7 +141,7 @@ export class FileSums {
   async digest(): Promise<string> {
     this.done = true;
     await this.tail;
-    const sha = this.addon ? this.addon.fileDigest(this.native!) : this.js!.digest();
+    const sha = this.native ? this.addon!.fileDigest(this.native) : (this.js ?? createHash('sha256')).digest();
     return `sha256:${sha.toString('hex')}`;
   }
 }
