@@ -87,6 +87,24 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
     assert.equal(s.under_replicated, 0);
   });
 
+  it('serves WebDAV on a follower\'s LAN listener: writes go on to the primary with the caller\'s session', async () => {
+    // From the core device, as a computer on the LAN would: Basic credentials to st2, which only follows the volume.
+    const script = join(ood1.root, 'dav.mjs');
+    writeFileSync(script, `
+      const auth = 'Basic ' + Buffer.from('alice:' + ${JSON.stringify(ADMIN_PASSWORD)}).toString('base64');
+      const at = (ip) => 'http://' + ip + ':3780/dav/home/home/alice';
+      const body = Buffer.from('written through the follower');
+      const put = await fetch(at(${JSON.stringify(st2.ip)}) + '/via-follower.txt', { method: 'PUT', headers: { authorization: auth }, body });
+      const move = await fetch(at(${JSON.stringify(st2.ip)}) + '/via-follower.txt', {
+        method: 'MOVE', headers: { authorization: auth, destination: at(${JSON.stringify(st2.ip)}) + '/moved.txt' },
+      });
+      const read = await fetch(at(${JSON.stringify(st1.ip)}) + '/moved.txt', { headers: { authorization: auth } });
+      console.log(JSON.stringify({ put: put.status, move: move.status, read: read.status, text: await read.text() }));
+    `);
+    const r = JSON.parse((await net.exec('ood1', process.execPath, [script])).trim()) as { put: number; move: number; read: number; text: string };
+    assert.deepEqual(r, { put: 201, move: 201, read: 200, text: 'written through the follower' });
+  });
+
   it('reads through a disk made unreadable, scrub reports it, and repair restores the copies', async () => {
     const victim = [1, 2].map((n) => disk(st1, n)).find((d) => packedChunks(d).length > 0)!;
     const files = latestById(packedChunks(victim));

@@ -97,6 +97,9 @@ export class DfsHttp {
   private readonly davCallers = new WeakMap<IncomingMessage, Principal>();
   private readonly basicCache = new Map<string, { token: Promise<string>; until: number }>();
   private readonly basicLogins = new RateLimiter(BASIC_LOGIN_RATE);
+  /** The session a request's Basic credentials logged in to, so that a request passed on to another node carries
+   * the session rather than the password, and costs that node no login of its own. */
+  private readonly basicSessions = new WeakMap<IncomingMessage, string>();
 
   constructor(private readonly d: HttpDeps) {}
 
@@ -114,7 +117,7 @@ export class DfsHttp {
         // than each making its own and meeting verify-hub's limit on logins per address.
         const key = createHash('sha256').update(text).digest('hex');
         const hit = this.basicCache.get(key);
-        if (hit && hit.until > Date.now()) return this.d.authenticate(await hit.token);
+        if (hit && hit.until > Date.now()) return this.authenticateSession(req, await hit.token);
         const wait = this.basicLogins.take(clientAddress(req));
         if (wait > 0) {
           throw new KrpcError('RATE_LIMITED', `too many logins from this address; retry in ${Math.ceil(wait / 1000)} s`, { retry_after_ms: wait });
@@ -124,7 +127,7 @@ export class DfsHttp {
         const entry = { token, until: Date.now() + 5 * 60_000 };
         this.basicCache.set(key, entry);
         try {
-          return this.d.authenticate(await token);
+          return await this.authenticateSession(req, await token);
         } catch (err) {
           if (this.basicCache.get(key) === entry) this.basicCache.delete(key);
           throw err;
@@ -132,6 +135,12 @@ export class DfsHttp {
       }
     }
     throw new KrpcError('UNAUTHENTICATED', 'this needs a token (Authorization: Bearer ...)');
+  }
+
+  private async authenticateSession(req: IncomingMessage, token: string): Promise<Principal> {
+    const p = await this.d.authenticate(token);
+    this.basicSessions.set(req, token);
+    return p;
   }
 
   private kernelOnly(p: Principal): void {
@@ -202,6 +211,8 @@ export class DfsHttp {
     // The host the client addressed names its resources (WebDAV's Destination), at the primary as here.
     const headers = { ...req.headers, [NODE_HEADER]: node, 'x-forwarded-host': req.headers['x-forwarded-host'] ?? req.headers.host ?? '' };
     delete headers.host;
+    const session = this.basicSessions.get(req);
+    if (session) headers.authorization = `Bearer ${session}`;
     const read = req.method === 'GET' || req.method === 'HEAD' || req.method === 'PROPFIND' || req.method === 'OPTIONS';
     const up = request(`${this.d.gatewayUrl}${url.pathname}${url.search}`, { method: req.method, headers, timeout: 30_000 }, (ans) => {
       // Cut off from the primary, a follower answers reads from its own copy of the metadata.
