@@ -23,6 +23,20 @@
 
 // ---- gear scan ------------------------------------------------------------------------------------------------------
 
+// The elements of `v` if it is a typed array of `type` with a length in [min, max]; else throws TypeError `what`
+// (or napi's own error) and answers NULL.
+static void *TypedArrayArg(napi_env env, napi_value v, napi_typedarray_type type, size_t min, size_t max, const char *what) {
+  napi_typedarray_type t;
+  size_t n, off;
+  void *data;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, &t, &n, &data, &ab, &off) != napi_ok || t != type || n < min || n > max) {
+    napi_throw_type_error(env, NULL, what);
+    return NULL;
+  }
+  return data;
+}
+
 // scan(src, start, n0, state, params, gear) -> index just past the cut, or -1 when src ends first.
 // state: Int32Array [h]; params: Int32Array [min, avg, max, maskS, maskL]; gear: Uint32Array(256).
 // The same steps as Chunker.scan in chunker.ts, which the tests hold it to.
@@ -40,29 +54,12 @@ static napi_value Scan(napi_env env, napi_callback_info info) {
   int64_t start, n0;
   CHECK(napi_get_value_int64(env, argv[1], &start));
   CHECK(napi_get_value_int64(env, argv[2], &n0));
-  napi_typedarray_type t;
-  size_t n;
-  void *data;
-  napi_value ab;
-  size_t off;
-  CHECK(napi_get_typedarray_info(env, argv[3], &t, &n, &data, &ab, &off));
-  if (t != napi_int32_array || n < 1) {
-    napi_throw_type_error(env, NULL, "scan: state must be an Int32Array of 1");
-    return NULL;
-  }
-  int32_t *state = data;
-  CHECK(napi_get_typedarray_info(env, argv[4], &t, &n, &data, &ab, &off));
-  if (t != napi_int32_array || n < 5) {
-    napi_throw_type_error(env, NULL, "scan: params must be an Int32Array of 5");
-    return NULL;
-  }
-  const int32_t *p = data;
-  CHECK(napi_get_typedarray_info(env, argv[5], &t, &n, &data, &ab, &off));
-  if (t != napi_uint32_array || n != 256) {
-    napi_throw_type_error(env, NULL, "scan: gear must be a Uint32Array of 256");
-    return NULL;
-  }
-  const uint32_t *gear = data;
+  int32_t *state = TypedArrayArg(env, argv[3], napi_int32_array, 1, SIZE_MAX, "scan: state must be an Int32Array of 1");
+  if (!state) return NULL;
+  const int32_t *p = TypedArrayArg(env, argv[4], napi_int32_array, 5, SIZE_MAX, "scan: params must be an Int32Array of 5");
+  if (!p) return NULL;
+  const uint32_t *gear = TypedArrayArg(env, argv[5], napi_uint32_array, 256, 256, "scan: gear must be a Uint32Array of 256");
+  if (!gear) return NULL;
   if (start < 0 || (uint64_t)start > len) {
     napi_throw_range_error(env, NULL, "scan: start outside src");
     return NULL;
