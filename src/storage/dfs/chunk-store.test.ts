@@ -57,6 +57,17 @@ describe('ChunkStore', () => {
     await store.close();
     store = await open(extra);
   };
+  /** Changes the index while the store is closed, as a lost transaction or an older version would have left it. */
+  const editIndex = async (edit: (db: Database.Database) => void) => {
+    await store.close();
+    const db = new Database(join(dir, 'index.sqlite'));
+    try {
+      edit(db);
+    } finally {
+      db.close();
+    }
+    store = await open();
+  };
 
   beforeEach(async () => {
     root = mkdtempSync(join(tmpdir(), 'chunk-store-'));
@@ -242,12 +253,10 @@ describe('ChunkStore', () => {
     store = await open();
     const replayed = chunk(4000);
     await store.put(replayed.id, replayed.data);
-    await store.close();
-    const db = new Database(join(dir, 'index.sqlite'));
-    db.prepare('DELETE FROM chunks WHERE id = ?').run(Buffer.from(hexOf(replayed.id), 'hex'));
-    db.prepare('UPDATE packs SET indexed_end = 0').run();
-    db.close();
-    store = await open();
+    await editIndex((db) => {
+      db.prepare('DELETE FROM chunks WHERE id = ?').run(Buffer.from(hexOf(replayed.id), 'hex'));
+      db.prepare('UPDATE packs SET indexed_end = 0').run();
+    });
     assert.deepEqual(await store.get(replayed.id, 'crc'), replayed.data);
     flipInside(lastPack(dir), replayed.data, 5);
     await reopen();
@@ -257,11 +266,7 @@ describe('ChunkStore', () => {
   it('hashes a CRC-checked read of a chunk indexed without a CRC (an index from before CRCs)', async () => {
     const c = chunk(3000);
     await store.put(c.id, c.data);
-    await store.close();
-    const db = new Database(join(dir, 'index.sqlite'));
-    db.prepare('UPDATE chunks SET crc = NULL').run();
-    db.close();
-    store = await open();
+    await editIndex((db) => db.prepare('UPDATE chunks SET crc = NULL').run());
     assert.deepEqual(await store.get(c.id, 'crc'), c.data);
     flipInside(lastPack(dir), c.data, 1);
     await reopen();
