@@ -1,8 +1,7 @@
 // The batched-UDP addon (native/udp-batch: recvmmsg and sendmmsg on the socket, one JavaScript call per batch). It is
 // built from source at install time; where it was not (no compiler, another OS), cyfs-ns answers through node:dgram
 // and says so in its log.
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { type AddonLoad, loadNativeAddon } from '../../lib/native-addon.ts';
 
 /** What native/udp-batch/udp_batch.c exports. */
 export interface UdpBatchAddon {
@@ -32,20 +31,11 @@ export interface UdpBatchAddon {
 declare const listener: unique symbol;
 export type UdpBatchListener = { readonly [listener]: true };
 
-/** Where node-gyp puts the addon, from src/net/ns/ and dist/net/ns/ alike. */
-const ADDON = fileURLToPath(new URL('../../../native/udp-batch/build/Release/udp_batch.node', import.meta.url));
-
-let loaded: { addon: UdpBatchAddon } | { reason: string } | undefined;
+let loaded: AddonLoad<UdpBatchAddon> | undefined;
 
 /** The addon, or why it cannot be used. */
-export function loadUdpBatch(): { addon: UdpBatchAddon } | { reason: string } {
+export function loadUdpBatch(): AddonLoad<UdpBatchAddon> {
   if (loaded) return loaded;
   if (process.platform !== 'linux') return (loaded = { reason: `recvmmsg batching is Linux-only (this is ${process.platform})` });
-  try {
-    loaded = { addon: createRequire(import.meta.url)(ADDON) as UdpBatchAddon };
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    loaded = { reason: e.code === 'MODULE_NOT_FOUND' ? `${ADDON} is not built` : e.message };
-  }
-  return loaded;
+  return (loaded = loadNativeAddon<UdpBatchAddon>('udp-batch', 'udp_batch'));
 }

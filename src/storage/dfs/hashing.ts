@@ -3,9 +3,8 @@
 // source at install time) the scan runs in C and the hashes on libuv's thread pool, reading the buffers in place;
 // without it the same results come from JavaScript on the event loop, and the service says so once in its log.
 import { createHash, type Hash } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { crc32 } from 'node:zlib';
+import { type AddonLoad, loadNativeAddon } from '../../lib/native-addon.ts';
 
 declare const fileHandle: unique symbol;
 type FileHandle = { readonly [fileHandle]: true };
@@ -24,22 +23,13 @@ export interface DfsHashAddon {
 const WANT_SHA = 1;
 const WANT_CRC = 2;
 
-/** Where node-gyp puts the addon, from src/storage/dfs/ and dist/storage/dfs/ alike. */
-const ADDON = fileURLToPath(new URL('../../../native/dfs-hash/build/Release/dfs_hash.node', import.meta.url));
-
-let loaded: { addon: DfsHashAddon } | { reason: string } | undefined;
+let loaded: AddonLoad<DfsHashAddon> | undefined;
 
 /** The addon, or why it cannot be used. `DFS_HASH=js` declines it (tests compare both ways). */
-export function loadDfsHash(): { addon: DfsHashAddon } | { reason: string } {
+export function loadDfsHash(): AddonLoad<DfsHashAddon> {
   if (loaded) return loaded;
   if (process.env.DFS_HASH === 'js') return (loaded = { reason: 'DFS_HASH=js' });
-  try {
-    loaded = { addon: createRequire(import.meta.url)(ADDON) as DfsHashAddon };
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    loaded = { reason: e.code === 'MODULE_NOT_FOUND' ? `${ADDON} is not built` : e.message };
-  }
-  return loaded;
+  return (loaded = loadNativeAddon<DfsHashAddon>('dfs-hash', 'dfs_hash'));
 }
 
 /** Which way hashing goes: `native` (the addon, when built) or `js`. */
