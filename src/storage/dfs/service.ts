@@ -11,6 +11,7 @@ import type { DiskSet } from './disks.ts';
 import type { VolumeSet } from './volumes.ts';
 import type { Scrubber } from './scrub.ts';
 import type { Collector } from './gc.ts';
+import type { TrashEntry, VolumeMeta } from './volume-meta.ts';
 
 export interface ServiceDeps {
   self: string;
@@ -36,6 +37,13 @@ type Params<K extends keyof Api> = Parameters<Parameters<typeof createKrpcEndpoi
 function who(ctx: CallContext): Principal {
   if (!ctx.principal) throw new KrpcError('UNAUTHENTICATED', 'files need a token');
   return ctx.principal;
+}
+
+/** A trash item of the volume whose metadata is `meta`, or NOT_FOUND. */
+function trashItem(meta: VolumeMeta, volume: string, trashId: string): TrashEntry {
+  const item = meta.trashList().find((t) => t.trash_id === trashId);
+  if (!item) throw new KrpcError('NOT_FOUND', `no trash item ${trashId} in ${volume}`);
+  return item;
 }
 
 export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
@@ -132,8 +140,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
         at('restore', p, ctx, () => {
           const caller = who(ctx);
           const meta = f.writable(p.volume).meta;
-          const item = meta.trashList().find((t) => t.trash_id === p.trash_id);
-          if (!item) throw new KrpcError('NOT_FOUND', `no trash item ${p.trash_id} in ${p.volume}`);
+          const item = trashItem(meta, p.volume, p.trash_id);
           const to = p.to === undefined ? item.path : f.path(p.to);
           f.check(caller, 'read', p.volume, item.path);
           f.check(caller, 'create', p.volume, to);
@@ -143,8 +150,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
         at('trash_purge', p, ctx, () => {
           const caller = who(ctx);
           const meta = f.writable(p.volume).meta;
-          const item = meta.trashList().find((t) => t.trash_id === p.trash_id);
-          if (!item) throw new KrpcError('NOT_FOUND', `no trash item ${p.trash_id} in ${p.volume}`);
+          const item = trashItem(meta, p.volume, p.trash_id);
           f.check(caller, 'delete', p.volume, item.path);
           f.meta(() => meta.purge(p.trash_id));
           return { purged: true as const };
