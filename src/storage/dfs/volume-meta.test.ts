@@ -416,8 +416,9 @@ describe('VolumeMeta', () => {
       assert.equal(m.tryStat('/a/c/f'), null);
       m.restore(trash_id, { user: 'alice' });
       assert.equal(m.stat('/a/c/f').path, '/a/c/f');
-      // A directory made in a group op that then fails is rolled back with its savepoint, and its id is handed out
-      // again.
+      // A directory made in a group op that then fails is rolled back with its savepoint (its log entry too), and its
+      // id is handed out again.
+      const seq = m.lastSeq;
       const failing = m.grouped(() => {
         m.mkdir('/a/x', 'alice');
         assert.equal(m.tryStat('/a/x/none'), null);
@@ -426,11 +427,13 @@ describe('VolumeMeta', () => {
       const other = m.grouped(() => m.writeFile('/a/h', blob('3'), { user: 'alice' }));
       await assert.rejects(failing, /rolled back/);
       await other;
+      assert.equal(m.lastSeq, seq + 1, 'only the write that stayed is logged');
       assert.equal(m.tryStat('/a/x'), null);
       m.mkdir('/a/y', 'alice');
       m.writeFile('/a/y/g', blob('2'), { user: 'alice' });
       assert.equal(m.tryStat('/a/x/g'), null);
       assert.equal(m.stat('/a/y/g').path, '/a/y/g');
+      assert.deepEqual(m.log(seq).map((e) => e.seq), [seq + 1, seq + 2, seq + 3], 'the log has no gap and no repeat');
     });
 
     it('a group is answered, and shipped to followers, only once its WAL sync is done', async () => {
