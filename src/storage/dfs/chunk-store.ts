@@ -19,7 +19,7 @@ import { open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHan
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { isChunkId } from './chunker.ts';
-import { crc32Async, sha256Async } from './hashing.ts';
+import { crc32Async, readSummed, sha256Async } from './hashing.ts';
 
 export interface ChunkStoreOptions {
   /** The disk's id (system-config `storage/disks/<node>/<disk>`). A directory keeps the id it was first opened with. */
@@ -832,9 +832,16 @@ export class ChunkStore {
     for (let attempt = 0; ; attempt++) {
       const row = this.row(key);
       if (!row) throw new ChunkMissingError(id, this.diskId);
+      const crc = check === 'crc' ? row.crc : null;
       let data: Buffer;
+      let intact: boolean;
       try {
-        data = row.pack === null ? await readChunkFile(this.chunkPath(hex), row.size) : await this.readPacked(row.pack, row.off!, row.size);
+        if (row.pack === null) {
+          data = await readChunkFile(this.chunkPath(hex), row.size);
+          intact = data.length === row.size && (await this.intact(data, key, crc));
+        } else {
+          ({ data, intact } = await this.readPacked(row.pack, row.off!, row.size, key, crc));
+        }
       } catch (e) {
         this.checkOpen();
         // A concurrent delete, repair or compaction may have moved the chunk between the lookup and the read.
@@ -849,7 +856,7 @@ export class ChunkStore {
         this.countError('read');
         throw new DiskError(this.diskId, 'read', errnoCode(e), e);
       }
-      if (data.length !== row.size || !(await this.intact(data, key, check === 'crc' ? row.crc : null))) {
+      if (!intact) {
         if (attempt === 0 && this.row(key)?.off !== row.off) continue;
         this.countError('corrupt');
         this.setBad(key, true);
@@ -866,10 +873,17 @@ export class ChunkStore {
     return crc !== null ? (await crc32Async(data)) === crc : (await sha256Async(data)).equals(key);
   }
 
-  private async readPacked(packId: number, off: number, size: number): Promise<Buffer> {
+  /** A packed chunk's bytes, and whether they are whole and match `key` (or `crc`, when given). */
+  private async readPacked(packId: number, off: number, size: number, key: Buffer, crc: number | null): Promise<{ data: Buffer; intact: boolean }> {
     const h = await this.acquire(packId);
     try {
-      return await readAt(h.fh, size, off);
+      const summed = readSummed(h.fh.fd, size, off, crc !== null ? 'crc32' : 'sha256');
+      if (summed) {
+        const r = await summed;
+        return { data: r.data, intact: r.data.length === size && (crc !== null ? r.crc === crc : r.sha!.equals(key)) };
+      }
+      const data = await readAt(h.fh, size, off);
+      return { data, intact: data.length === size && (await this.intact(data, key, crc)) };
     } finally {
       this.release(h);
     }
@@ -1044,14 +1058,14 @@ export class ChunkStore {
       this.checkOpen();
       const cur = this.row(r.id);
       if (!cur || cur.pack !== packId || cur.off !== r.off) return true;
-      let data: Buffer;
+      let read: { data: Buffer; intact: boolean };
       try {
-        data = await this.readPacked(packId, r.off, r.size);
+        read = await this.readPacked(packId, r.off, r.size, r.id, null);
       } catch {
         return false;
       }
-      if (data.length !== r.size || !sha256(data).equals(r.id)) return false;
-      await this.enqueue({ type: DATA, key: r.id, size: r.size, data, crc: crc32(data) });
+      if (!read.intact) return false;
+      await this.enqueue({ type: DATA, key: r.id, size: r.size, data: read.data, crc: crc32(read.data) });
       return true;
     });
   }

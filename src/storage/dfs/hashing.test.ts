@@ -3,7 +3,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { Chunker, contentId, type ChunkerOptions } from './chunker.ts';
-import { FileSums, contentIdAsync, crc32Async, hashEngine, loadDfsHash, sha256Async } from './hashing.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FileSums, contentIdAsync, crc32Async, hashEngine, loadDfsHash, readSummed, sha256Async } from './hashing.ts';
 
 const MiB = 1024 * 1024;
 
@@ -83,5 +87,38 @@ describe('dfs hashing', () => {
     const big = randomBytes(200_000);
     const view = new Uint8Array(big.buffer, big.byteOffset + 1000, 100_000);
     assert.deepEqual(await sha256Async(view), createHash('sha256').update(view).digest());
+  });
+
+  it('reads a stretch of a file with its SHA-256 or CRC-32 in one trip; short at the end; a failed read has its errno code', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dfs-hashing-'));
+    try {
+      const bytes = randomBytes(MiB + 123);
+      writeFileSync(join(dir, 'f'), bytes);
+      const fh = await open(join(dir, 'f'), 'r');
+      try {
+        const part = bytes.subarray(1000, 1000 + 300_000);
+        const bySha = await readSummed(fh.fd, part.length, 1000, 'sha256');
+        assert.deepEqual(bySha?.data, part);
+        assert.deepEqual(bySha?.sha, createHash('sha256').update(part).digest());
+        const byCrc = await readSummed(fh.fd, part.length, 1000, 'crc32');
+        assert.deepEqual(byCrc?.data, part);
+        assert.equal(byCrc?.crc, crc32(part));
+        const tail = await readSummed(fh.fd, 500, bytes.length - 100, 'crc32');
+        assert.deepEqual(tail?.data, bytes.subarray(bytes.length - 100));
+        assert.equal(tail?.crc, crc32(bytes.subarray(bytes.length - 100)));
+        assert.equal(readSummed(fh.fd, 10, 0, 'crc32', 'js'), null, 'without the addon the caller reads its own way');
+      } finally {
+        await fh.close();
+      }
+      const dirFd = await open(dir, 'r');
+      try {
+        await assert.rejects(readSummed(dirFd.fd, 10, 0, 'crc32')!, (e: NodeJS.ErrnoException) => e.code === 'EISDIR');
+      } finally {
+        await dirFd.close();
+      }
+      await assert.rejects(readSummed(-1, 10, 0, 'crc32')!, TypeError);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
