@@ -248,6 +248,24 @@ static void HashComplete(napi_env env, napi_status status, void *data) {
   free(w);
 }
 
+// A work item over buf's bytes (fd -1: hash them; else read into them from fd at pos first); NULL after throwing.
+static HashWork *NewWork(napi_env env, napi_value buf, int want, int fd, int64_t pos) {
+  HashWork *w = calloc(1, sizeof *w);
+  if (!w) {
+    napi_throw_error(env, NULL, "dfs-hash: out of memory");
+    return NULL;
+  }
+  w->want = want;
+  w->fd = fd;
+  w->pos = pos;
+  if (napi_get_buffer_info(env, buf, (void **)&w->data, &w->len) != napi_ok) {
+    free(w);
+    napi_throw_error(env, NULL, "dfs-hash: napi_get_buffer_info");
+    return NULL;
+  }
+  return w;
+}
+
 // Queues w (its data, len, file, want, fd and pos set) with buf, file and callback kept alive until it completes; on
 // failure frees w and throws.
 static napi_value Queue(napi_env env, HashWork *w, napi_value buf, napi_value file, napi_value callback) {
@@ -297,19 +315,9 @@ static napi_value Digest(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "digest: the file's previous digest is still under way");
     return NULL;
   }
-  HashWork *w = calloc(1, sizeof *w);
-  if (!w) {
-    napi_throw_error(env, NULL, "dfs-hash: out of memory");
-    return NULL;
-  }
+  HashWork *w = NewWork(env, argv[0], want, -1, 0);
+  if (!w) return NULL;
   w->file = file;
-  w->want = want;
-  w->fd = -1;
-  if (napi_get_buffer_info(env, argv[0], (void **)&w->data, &w->len) != napi_ok) {
-    free(w);
-    napi_throw_error(env, NULL, "dfs-hash: napi_get_buffer_info");
-    return NULL;
-  }
   return Queue(env, w, argv[0], argv[1], argv[3]);
 }
 
@@ -338,20 +346,8 @@ static napi_value ReadDigest(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "readDigest(fd: int >= 0, buf: Buffer, position: int >= 0, want: 0..3, callback)");
     return NULL;
   }
-  HashWork *w = calloc(1, sizeof *w);
-  if (!w) {
-    napi_throw_error(env, NULL, "dfs-hash: out of memory");
-    return NULL;
-  }
-  w->want = want;
-  w->fd = fd;
-  w->pos = pos;
-  if (napi_get_buffer_info(env, argv[1], (void **)&w->data, &w->len) != napi_ok) {
-    free(w);
-    napi_throw_error(env, NULL, "dfs-hash: napi_get_buffer_info");
-    return NULL;
-  }
-  return Queue(env, w, argv[1], NULL, argv[4]);
+  HashWork *w = NewWork(env, argv[1], want, fd, pos);
+  return w ? Queue(env, w, argv[1], NULL, argv[4]) : NULL;
 }
 
 static napi_value Init(napi_env env, napi_value exports) {
