@@ -476,6 +476,22 @@ function toVersion(row: VersionRow): Version {
   };
 }
 
+/** A node's entry at path `p`, with its current version `v` (none for a folder). */
+function entryWith(row: NodeRow, p: string, v: Pick<VersionRow, 'vid' | 'size' | 'content_id'> | undefined): Entry {
+  return {
+    id: row.id,
+    path: p,
+    name: row.name,
+    type: row.type,
+    owner: row.owner,
+    created: row.created,
+    mtime: row.mtime,
+    size: v?.size ?? 0,
+    content_id: v?.content_id ?? null,
+    version_id: v ? String(v.vid) : null,
+  };
+}
+
 function joinChild(dir: string, name: string): string {
   return dir === '/' ? `/${name}` : `${dir}/${name}`;
 }
@@ -1375,19 +1391,7 @@ export class VolumeMeta {
   }
 
   private entryOf(row: NodeRow, p: string): Entry {
-    const v = row.cur === null ? undefined : this.q.version.get(row.cur);
-    return {
-      id: row.id,
-      path: p,
-      name: row.name,
-      type: row.type,
-      owner: row.owner,
-      created: row.created,
-      mtime: row.mtime,
-      size: v?.size ?? 0,
-      content_id: v?.content_id ?? null,
-      version_id: v ? String(v.vid) : null,
-    };
+    return entryWith(row, p, row.cur === null ? undefined : this.q.version.get(row.cur));
   }
 
   private trashEntryOf(r: TrashRow): TrashEntry {
@@ -1445,18 +1449,7 @@ export class VolumeMeta {
       mtime: content.mtime,
       author: user,
     };
-    const entry: Entry = {
-      id: node.id,
-      path: p,
-      name: node.name,
-      type: 'file',
-      owner: node.owner,
-      created: node.created,
-      mtime: content.mtime,
-      size: content.size,
-      content_id: content.content_id,
-      version_id: version.version_id,
-    };
+    const entry = entryWith({ ...node, mtime: content.mtime }, p, { vid, size: content.size, content_id: content.content_id });
     return { entry, version, dropped: dropped.map(toVersion), released: w.released() };
   }
 
