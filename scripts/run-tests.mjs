@@ -28,7 +28,9 @@ if (files.some((f) => f.startsWith('test/'))) {
   const build = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
   if (build.status !== 0) process.exit(build.status ?? 1);
 }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
+// A file that awaits something that never settles would otherwise hold the whole run open; the longest file takes
+// about three minutes, so fifteen turns such a hang into a failure that names the file.
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=900000', ...files], {
   stdio: 'inherit',
 });
 process.exit(r.status ?? 1);

@@ -53,18 +53,38 @@ export class ScriptedDns {
 
   static async start(opts: { cert?: string; key?: string } = {}): Promise<ScriptedDns> {
     const s = new ScriptedDns();
-    s.udp = dgram.createSocket('udp4');
-    s.udp.on('message', (msg, rinfo) => void s.answer(msg, false).then((out) => out && !s.closed && s.udp.send(out, rinfo.port, rinfo.address)));
-    await new Promise<void>((r) => s.udp.bind(0, '127.0.0.1', () => r()));
-    s.port = s.udp.address().port;
-    s.tcp = net.createServer((sock) => s.stream(sock));
-    await new Promise<void>((r) => s.tcp.listen(s.port, '127.0.0.1', () => r()));
+    await s.bindSamePort();
     if (opts.cert && opts.key) {
       s.tlsServer = tls.createServer({ cert: opts.cert, key: opts.key }, (sock) => s.stream(sock));
       await new Promise<void>((r) => s.tlsServer!.listen(0, '127.0.0.1', () => r()));
       s.tlsPort = (s.tlsServer.address() as net.AddressInfo).port;
     }
     return s;
+  }
+
+  /** UDP and TCP on one port. The kernel picks a free UDP port, but another process (a test file running beside this
+   * one) may hold the same number over TCP; without a retry the listen error would leave the caller awaiting forever. */
+  private async bindSamePort(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      this.udp = dgram.createSocket('udp4');
+      this.udp.on('message', (msg, rinfo) => void this.answer(msg, false).then((out) => out && !this.closed && this.udp.send(out, rinfo.port, rinfo.address)));
+      await new Promise<void>((resolve, reject) => {
+        this.udp.once('error', reject);
+        this.udp.bind(0, '127.0.0.1', () => resolve());
+      });
+      this.port = this.udp.address().port;
+      this.tcp = net.createServer((sock) => this.stream(sock));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          this.tcp.once('error', reject);
+          this.tcp.listen(this.port, '127.0.0.1', () => resolve());
+        });
+        return;
+      } catch (err) {
+        this.udp.close();
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 10) throw err;
+      }
+    }
   }
 
   private stream(sock: net.Socket): void {
