@@ -2,7 +2,8 @@
 // each, a volume keeping two copies on different nodes (metadata on st1, followed by st2). A write lands on both
 // nodes; a disk made unreadable leaves reads working, scrub reports it and repair restores the copies; flipped bytes
 // are found and repaired; the primary killed in the middle of an upload loses no acknowledged file and shows no half
-// file; a follower cut off from the primary still serves reads.
+// file; a follower cut off from the primary still serves reads; with the primary gone for good, the follower is
+// promoted, and the old primary, back, follows it from an empty copy.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -21,6 +22,7 @@ interface Status {
   disks: { node: string; disk_id: string; state: string; chunks: number; errors: { read: number; write: number; corrupt: number }; repairs: number }[];
   scrub: { running: boolean; checked: number; corrupt: number; missing: number; repaired: number };
   under_replicated: number;
+  volumes: { name: string; role: string; last_seq: number }[];
 }
 
 describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000 }, () => {
@@ -187,5 +189,48 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
       await net.restore('st1');
     }
     rmSync(join(st2.root, 'apart.bin'), { force: true });
+  });
+
+  it('promotes the follower once the primary is gone for good; the old primary, back, follows it from the start', async () => {
+    const volumeOn = async (d: TestDevice) =>
+      (JSON.parse(await ood1.cli(['fs', 'status', '--json', '--node', d.name])) as Status).volumes.find((v) => v.name === 'home');
+    const early = await ood1.tryCli(['fs', 'volume', 'promote', 'home', 'st2']);
+    assert.notEqual(early.code, 0, early.stdout);
+    // Refused whether st1 answers, or (its link just restored above) has not answered yet but is not counted dead.
+    assert.match(early.stderr, /the primary st1 (still answers|does not answer .* does not count its dfs dead yet)/);
+    const notFollower = await ood1.tryCli(['fs', 'volume', 'promote', 'home', 'ood1']);
+    assert.notEqual(notFollower.code, 0);
+    assert.match(notFollower.stderr, /ood1 is not a follower of the volume \(st1 is its primary; its followers are st2\)/);
+    await until('st2 has followed everything st1 holds', async () => {
+      const [a, b] = await Promise.all([volumeOn(st1), volumeOn(st2)]);
+      return a && b && b.role === 'follower' && b.last_seq === a.last_seq ? true : undefined;
+    }, 60_000);
+
+    await st1.kill();
+    const promoted = await until('st2 promoted', async () => {
+      const r = await ood1.tryCli(['fs', 'volume', 'promote', 'home', 'st2']);
+      return r.code === 0 ? r.stdout : undefined;
+    }, 120_000);
+    assert.match(promoted, /volume home: metadata now on st2/);
+    assert.match(promoted, /buckyos fs gc --accept home/);
+    // Folders need no chunks: they can be made with one storage node left, where a file's two copies cannot.
+    await until('the new primary takes writes', async () => {
+      const r = await ood1.tryCli(['--user', 'alice', 'fs', 'mkdir', 'home:/home/alice/after-promotion'], { BUCKYOS_TOKEN: token });
+      return r.code === 0 ? true : undefined;
+    }, 90_000);
+    const back = join(ood1.root, 'promoted.bin');
+    await as(ood1, ['fs', 'get', 'home:/home/alice/f.bin', back]);
+    assert.equal(sha(readFileSync(back)), sha(data));
+    assert.equal((await volumeOn(st2))?.role, 'primary');
+
+    st1.start();
+    await st1.waitFor((s) => s.children.some((c) => c.name === 'dfs' && c.healthy), 120_000, 'dfs back on st1');
+    await ood1.cli(['fs', 'volume', 'followers', 'home', 'st1']);
+    await until('st1 follows st2 from an empty copy', async () => {
+      const [a, b] = await Promise.all([volumeOn(st1), volumeOn(st2)]);
+      return a && b && a.role === 'follower' && a.last_seq === b.last_seq ? true : undefined;
+    }, 90_000);
+    assert.ok(readdirSync(join(st1.paths.data, 'dfs', 'volumes')).some((n) => n.startsWith('home.retired-')), "st1's old primary copy is set aside");
+    assert.match(await as(ood1, ['fs', 'ls', 'home:/home/alice']), /after-promotion/);
   });
 });

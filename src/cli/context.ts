@@ -71,8 +71,9 @@ export class CliContext {
     return value;
   }
 
-  client<M extends MethodMap>(api: ServiceDef<M>): Client<M> {
-    return createClient(api, { baseUrl: this.gatewayUrl, token: () => this.getToken() });
+  /** `node`: a service instance on that device rather than wherever the gateway would send the call. */
+  client<M extends MethodMap>(api: ServiceDef<M>, opts: { node?: string; timeoutMs?: number } = {}): Client<M> {
+    return createClient(api, { baseUrl: this.gatewayUrl, token: () => this.getToken(), ...opts });
   }
 }
 

@@ -10,8 +10,9 @@ import type { Command } from 'commander';
 import { dfsApi, type DfsEntry } from '../lib/api/dfs.ts';
 import { systemConfigApi } from '../lib/api/system-config.ts';
 import {
-  DISK_ID, diskKey, diskRecordSchema, placementPolicySchema, volumeKey, volumeRecordSchema, type VolumeRecord,
+  DISK_ID, diskKey, diskRecordSchema, placementPolicySchema, promoteFollower, volumeKey, volumeRecordSchema, withFollowers, type VolumeRecord,
 } from '../lib/config/storage-records.ts';
+import { serviceInfoSchema } from '../lib/config/zone-records.ts';
 import { loadNodeIdentity } from '../lib/identity/node-identity.ts';
 import { CliContext } from './context.ts';
 
@@ -361,8 +362,9 @@ export function registerFs(program: Command): void {
   fs.command('status')
     .description('disks of every node, volumes, chunks below their policy, scrub and chunk collection progress')
     .option('--json', 'machine-readable output')
-    .action(async (o2: { json?: boolean }, cmd: Command) => {
-      const s = await ctx(cmd).client(dfsApi).status({});
+    .option('--node <name>', "ask that node's dfs: volume roles, log positions and scrub are each node's own")
+    .action(async (o2: { json?: boolean; node?: string }, cmd: Command) => {
+      const s = await ctx(cmd).client(dfsApi, o2.node ? { node: o2.node } : {}).status({});
       if (o2.json) {
         console.log(JSON.stringify(s, null, 2));
         return;
@@ -498,5 +500,64 @@ export function registerFs(program: Command): void {
       const next = o2.folder ? { ...v, folders: { ...v.folders, [o2.folder]: policy } } : { ...v, policy };
       await config.set({ key: volumeKey(name), value: JSON.stringify(volumeRecordSchema.parse(next)), expect_revision: cur.revision });
       console.log(`${name}${o2.folder ?? ''}: ${policy.copies} copies across ${policy.failure_domain}s`);
+    });
+  volume
+    .command('followers <name> [nodes...]')
+    .description('set the nodes that keep a copy of the metadata (none: no follower)')
+    .action(async (name: string, nodes: string[], _o: unknown, cmd: Command) => {
+      const config = ctx(cmd).client(systemConfigApi);
+      const cur = await config.get({ key: volumeKey(name) });
+      if (cur.value === null) throw new Error(`no volume ${name}`);
+      const next = withFollowers(volumeRecordSchema.parse(JSON.parse(cur.value)), nodes);
+      for (const n of nodes) if ((await config.get({ key: `devices/${n}/doc` })).value === null) throw new Error(`no device ${n} in the zone`);
+      await config.set({ key: volumeKey(name), value: JSON.stringify(next), expect_revision: cur.revision });
+      console.log(`volume ${name}: followers ${next.followers.join(', ') || '-'}`);
+    });
+  volume
+    .command('promote <name> <node>')
+    .description("make a follower the volume's primary, once the primary is lost for good")
+    .option('--force', 'promote although the primary still answers, or another follower has followed further')
+    .action(async (name: string, node: string, o2: { force?: boolean }, cmd: Command) => {
+      const c = ctx(cmd);
+      const config = c.client(systemConfigApi);
+      const cur = await config.get({ key: volumeKey(name) });
+      if (cur.value === null) throw new Error(`no volume ${name}`);
+      const v = volumeRecordSchema.parse(JSON.parse(cur.value));
+      const next = promoteFollower(v, node);
+      /** What a node's dfs says of the volume, or why it does not answer. */
+      const held = async (n: string) => {
+        try {
+          const s = await c.client(dfsApi, { node: n, timeoutMs: 10_000 }).status({});
+          const mine = s.volumes.find((x) => x.name === name);
+          return { role: mine?.role ?? 'none', seq: mine?.last_seq ?? 0 };
+        } catch (err) {
+          return { error: (err as Error).message };
+        }
+      };
+      // Gone for good: its dfs does not answer, and the scheduler has counted it dead (no heartbeat for 90 s), so a
+      // passing network fault is not taken for a lost device.
+      const old = await held(v.primary);
+      if (!o2.force) {
+        if (!('error' in old)) {
+          throw new Error(`the primary ${v.primary} still answers (log seq ${old.seq}): promoting ${node} now would lose what ${v.primary} has not shipped yet. Promote once ${v.primary} is gone for good, or pass --force`);
+        }
+        const info = serviceInfoSchema.safeParse(JSON.parse((await config.get({ key: 'services/dfs/info' })).value ?? 'null'));
+        if (!info.success || info.data.instances.some((i) => i.node === v.primary && i.state !== 'dead')) {
+          throw new Error(`the primary ${v.primary} does not answer (${old.error}), but the zone does not count its dfs dead yet (that takes 90 s without a heartbeat): try again then, or pass --force`);
+        }
+      }
+      const cand = await held(node);
+      if ('error' in cand) throw new Error(`${node} does not answer (${cand.error}); it must be running to take over`);
+      if (cand.role !== 'follower') throw new Error(`${node} holds no follower copy of ${name} (its role: ${cand.role})`);
+      for (const f of next.followers) {
+        const other = await held(f);
+        if (!('error' in other) && other.seq > cand.seq && !o2.force) {
+          throw new Error(`${f} has followed further (log seq ${other.seq}, ${node} ${cand.seq}): promote ${f} instead, or pass --force`);
+        }
+      }
+      await config.set({ key: volumeKey(name), value: JSON.stringify(next), expect_revision: cur.revision });
+      console.log(`volume ${name}: metadata now on ${node} (log seq ${cand.seq}); ${v.primary} has left the volume${'error' in old ? ` (it does not answer: ${old.error})` : ''}`);
+      console.log(`  chunk collection waits for \`buckyos fs gc --accept ${name}\` (the metadata's copy changed)`);
+      console.log(`  ${v.primary}, if it comes back, can follow again: \`buckyos fs volume followers ${name} ${[...next.followers, v.primary].join(' ')}\``);
     });
 }

@@ -1,7 +1,7 @@
 // The storage records' rules: what a disk and a volume record may hold, and which placement policy a path gets.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { diskRecordSchema, policyFor, volumeRecordSchema } from './storage-records.ts';
+import { diskRecordSchema, policyFor, promoteFollower, volumeRecordSchema, withFollowers } from './storage-records.ts';
 
 describe('storage records', () => {
   const volume = volumeRecordSchema.parse({
@@ -30,5 +30,26 @@ describe('storage records', () => {
     assert.equal(diskRecordSchema.safeParse({ path: 'relative/dir', added_at: 1 }).success, false);
     assert.equal(diskRecordSchema.safeParse({ path: '/mnt/d1', added_at: 1, extra: true }).success, false);
     assert.equal(diskRecordSchema.parse({ path: '/mnt/d1', added_at: 1 }).state, 'active');
+  });
+
+  it('promotes a follower to primary, dropping the old primary, and refuses any other node', () => {
+    const three = volumeRecordSchema.parse({ ...volume, followers: ['st2', 'st3'] });
+    const p = promoteFollower(three, 'st3');
+    assert.equal(p.primary, 'st3');
+    assert.deepEqual(p.followers, ['st2']);
+    assert.deepEqual(p.policy, three.policy);
+    assert.deepEqual(p.folders, three.folders);
+    assert.equal(p.created_at, three.created_at);
+    assert.throws(() => promoteFollower(three, 'st1'), /st1 is not a follower of the volume \(st1 is its primary; its followers are st2, st3\)/);
+    assert.throws(() => promoteFollower(promoteFollower(volume, 'st2'), 'st1'), /it has no followers/);
+  });
+
+  it('sets followers: each once, never the primary, at most eight, each a device name', () => {
+    assert.deepEqual(withFollowers(volume, ['st3', 'st2']).followers, ['st3', 'st2']);
+    assert.deepEqual(withFollowers(volume, []).followers, []);
+    assert.throws(() => withFollowers(volume, ['st1']), /st1 is the volume's primary/);
+    assert.throws(() => withFollowers(volume, ['st2', 'st2']), /st2 is named twice/);
+    assert.throws(() => withFollowers(volume, Array.from({ length: 9 }, (_, i) => `n${i}`)));
+    assert.throws(() => withFollowers(volume, ['Not A Name']));
   });
 });

@@ -64,3 +64,27 @@ export function policyFor(volume: VolumeRecord, path: string): PlacementPolicy {
   }
   return best === null ? volume.policy : (volume.folders[best] ?? volume.folders[`${best}/`] ?? volume.policy);
 }
+
+/**
+ * The volume with `node`, one of its followers, as its primary: for when the primary is lost for good. The old primary
+ * leaves the volume (it may hold changes it never shipped, so it cannot follow the new primary's log); it can be
+ * added back as a follower, which then starts from an empty copy.
+ */
+export function promoteFollower(volume: VolumeRecord, node: string): VolumeRecord {
+  if (!volume.followers.includes(node)) {
+    const followers = volume.followers.length > 0 ? `its followers are ${volume.followers.join(', ')}` : 'it has no followers';
+    throw new Error(`${node} is not a follower of the volume (${volume.primary} is its primary; ${followers}): only a follower holds a copy of the metadata to take over`);
+  }
+  return volumeRecordSchema.parse({ ...volume, primary: node, followers: volume.followers.filter((f) => f !== node) });
+}
+
+/** The volume with exactly these followers (each once, never the primary). */
+export function withFollowers(volume: VolumeRecord, followers: readonly string[]): VolumeRecord {
+  const seen = new Set<string>();
+  for (const f of followers) {
+    if (f === volume.primary) throw new Error(`${f} is the volume's primary; it cannot also follow it`);
+    if (seen.has(f)) throw new Error(`${f} is named twice`);
+    seen.add(f);
+  }
+  return volumeRecordSchema.parse({ ...volume, followers: [...followers] });
+}

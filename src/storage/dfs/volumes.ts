@@ -1,7 +1,7 @@
 // The volumes this node keeps metadata for (docs/dcfs.md, "Volumes on nodes"): as primary it owns the volume's
 // metadata and its log; as follower it pulls the primary's log every second and applies it, so it can serve reads
 // when cut off. A node with no role in a volume keeps nothing and forwards to the primary.
-import { mkdirSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { VolumeRecord } from '../../lib/config/storage-records.ts';
@@ -20,6 +20,34 @@ export interface HeldVolume {
 }
 
 const PULL_MS = 1000;
+
+/** Beside a volume's metadata: the role this node last opened it in. */
+const ROLE_FILE = 'role';
+
+function lastRole(dir: string): string | null {
+  try {
+    return readFileSync(join(dir, ROLE_FILE), 'utf8').trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function recordRole(dir: string, role: string): void {
+  const tmp = join(dir, `${ROLE_FILE}.tmp`);
+  writeFileSync(tmp, `${role}\n`, { mode: 0o600, flush: true });
+  renameSync(tmp, join(dir, ROLE_FILE));
+  fsyncDir(dir);
+}
 const PULL_BATCH = 1000;
 
 export class VolumeSet {
@@ -49,9 +77,8 @@ export class VolumeSet {
     for (const [name, rec] of volumes) {
       const role = this.roleIn(rec);
       if (!role || this.held.has(name)) continue;
-      const dir = join(this.dataDir, 'volumes', name);
-      mkdirSync(dir, { recursive: true });
       try {
+        const dir = this.metadataDir(name, role);
         const meta = VolumeMeta.open(join(dir, 'meta.db'), { volume: name, role, keepVersions: rec.keep_versions });
         this.held.set(name, { name, record: rec, role, meta, primarySeq: null, syncedAt: null, syncError: null });
         this.log.info({ volume: name, role }, 'dfs: holding volume metadata');
@@ -60,6 +87,27 @@ export class VolumeSet {
       }
     }
     if (!this.timer && !this.stopped) this.timer = setInterval(() => void this.pullAll(), PULL_MS);
+  }
+
+  /**
+   * The directory of a volume's metadata, made ready for `role`. A copy this node kept as primary cannot follow
+   * another primary (it may hold changes it never shipped, and its log would not match): when it is to follow, it is
+   * set aside, kept for whoever wants what it holds, and the node starts an empty copy that fetches the whole log. A
+   * follower's copy becoming primary is a promotion (`buckyos fs volume promote`), and goes on from where it is.
+   */
+  private metadataDir(name: string, role: 'primary' | 'follower'): string {
+    const volumes = join(this.dataDir, 'volumes');
+    const dir = join(volumes, name);
+    mkdirSync(dir, { recursive: true });
+    if (role === 'follower' && lastRole(dir) === 'primary') {
+      const aside = join(volumes, `${name}.retired-${Date.now()}`);
+      renameSync(dir, aside);
+      fsyncDir(volumes);
+      mkdirSync(dir);
+      this.log.warn({ volume: name, kept: aside }, 'dfs: this node\'s metadata of the volume was its primary\'s; set aside to follow the new primary from the start');
+    }
+    if (lastRole(dir) !== role) recordRole(dir, role);
+    return dir;
   }
 
   private roleIn(rec: VolumeRecord): 'primary' | 'follower' | null {

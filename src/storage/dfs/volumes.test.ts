@@ -1,0 +1,87 @@
+// Volumes on a node as their records change: a follower's copy promoted to primary goes on from where it is, and a
+// copy that was primary is set aside, not followed, when the node is to follow another primary.
+import { describe, it, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import type { VolumeRecord } from '../../lib/config/storage-records.ts';
+import type { PeerChunks } from './peers.ts';
+import { VolumeMeta } from './volume-meta.ts';
+import { VolumeSet } from './volumes.ts';
+
+const log = pino({ level: 'silent' });
+const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
+const record = (primary: string, followers: string[]): VolumeRecord => ({
+  primary, followers, policy: { copies: 1, failure_domain: 'disk' }, folders: {}, keep_versions: 10, created_at: 1,
+});
+
+describe('volumes on a node (volumes.ts)', () => {
+  let dir: string;
+  let remote: VolumeMeta;
+  let set: VolumeSet;
+  /** The other node's primary, as this node's pulls reach it. */
+  const peers = { log: async (_node: string, _volume: string, after: number, limit: number) => remote.log(after, limit) } as unknown as PeerChunks;
+
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'volumes-'));
+    remote = VolumeMeta.open(join(dir, 'remote.db'), { volume: 'home', role: 'primary' });
+    remote.mkdir('/remote-dir', 'alice');
+    set = new VolumeSet('st2', join(dir, 'data'), peers, log);
+  });
+  afterEach(() => {
+    set.close();
+    remote.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a follower promoted to primary keeps what it followed and goes on writing after it', async () => {
+    set.sync(new Map([['home', record('st1', ['st2'])]]));
+    await set.pullAll();
+    const followed = set.get('home')!;
+    assert.equal(followed.role, 'follower');
+    assert.equal(followed.meta.lastSeq, remote.lastSeq);
+
+    set.sync(new Map([['home', record('st2', [])]]));
+    const promoted = set.get('home')!;
+    assert.equal(promoted.role, 'primary');
+    assert.equal(promoted.meta.stat('/remote-dir').owner, 'alice');
+    const before = promoted.meta.lastSeq;
+    promoted.meta.writeFile('/after', { content_id: sha('f'), size: 1, chunks: [{ id: sha('c'), size: 1 }] }, { user: 'alice' });
+    assert.equal(promoted.meta.lastSeq, before + 1);
+    assert.deepEqual(promoted.meta.log(before).map((e) => e.seq), [before + 1]);
+    assert.equal(readFileSync(join(dir, 'data', 'volumes', 'home', 'role'), 'utf8').trim(), 'primary');
+  });
+
+  it('a copy that was primary here is set aside, and the node follows the new primary from the start', async () => {
+    set.sync(new Map([['home', record('st2', [])]]));
+    set.get('home')!.meta.mkdir('/never-shipped', 'alice');
+
+    set.sync(new Map([['home', record('st1', ['st2'])]]));
+    const follower = set.get('home')!;
+    assert.equal(follower.role, 'follower');
+    assert.equal(follower.meta.lastSeq, 0, 'an empty copy');
+    await set.pullAll();
+    assert.equal(follower.meta.lastSeq, remote.lastSeq);
+    assert.equal(follower.meta.tryStat('/never-shipped'), null);
+    assert.equal(follower.meta.stat('/remote-dir').type, 'dir');
+
+    const aside = readdirSync(join(dir, 'data', 'volumes')).filter((n) => n.startsWith('home.retired-'));
+    assert.equal(aside.length, 1);
+    const kept = VolumeMeta.open(join(dir, 'data', 'volumes', aside[0]!, 'meta.db'), { volume: 'home', role: 'follower' });
+    try {
+      assert.equal(kept.stat('/never-shipped').type, 'dir', 'what the old primary held is kept aside');
+    } finally {
+      kept.close();
+    }
+  });
+
+  it('a node leaving a volume closes its copy and keeps it', () => {
+    set.sync(new Map([['home', record('st2', [])]]));
+    set.sync(new Map());
+    assert.equal(set.get('home'), undefined);
+    assert.ok(existsSync(join(dir, 'data', 'volumes', 'home', 'meta.db')));
+  });
+});
