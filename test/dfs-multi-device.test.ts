@@ -176,6 +176,23 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
   it('serves reads from the follower while the primary is cut off, and refuses writes clearly', async () => {
     await net.cut('st1');
     try {
+      // A WebDAV listing with a body, on the follower's LAN listener: st2 first passes it on to st1, which fails, then
+      // answers it itself, with the body it had to keep (it is gone from the socket by then).
+      const script = join(ood1.root, 'propfind.mjs');
+      writeFileSync(script, `
+        const auth = 'Basic ' + Buffer.from('alice:' + ${JSON.stringify(ADMIN_PASSWORD)}).toString('base64');
+        const r = await fetch('http://${st2.ip}:3780/dav/home/home/alice/', {
+          method: 'PROPFIND',
+          headers: { authorization: auth, depth: '1', 'content-type': 'application/xml' },
+          body: '<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:prop><D:getcontentlength/></D:prop></D:propfind>',
+        });
+        console.log(JSON.stringify({ status: r.status, text: await r.text() }));
+      `);
+      const listing = JSON.parse((await net.exec('ood1', process.execPath, [script])).trim()) as { status: number; text: string };
+      assert.equal(listing.status, 207, listing.text);
+      assert.match(listing.text, /f\.bin/);
+      assert.match(listing.text, new RegExp(`getcontentlength>${data.length}<`));
+      assert.doesNotMatch(listing.text, /getlastmodified/, 'the properties asked for, not all of them');
       const back = join(st2.root, 'apart.bin');
       await until('st2 serves the file from its follower copy', async () => {
         await as(st2, ['fs', 'get', 'home:/home/alice/f.bin', back]);

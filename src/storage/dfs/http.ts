@@ -17,7 +17,7 @@ import { ElsewhereError, type Files, toKrpcError } from './files.ts';
 import { decodeUrlPath } from './paths.ts';
 import type { Uploads } from './uploads.ts';
 import type { VolumeSet } from './volumes.ts';
-import { type DavHandler, createDavHandler } from './webdav.ts';
+import { DEFAULT_DAV_LIMITS, type DavHandler, bodyReadAhead, createDavHandler, hasBody } from './webdav.ts';
 import { VOLUME_NAME } from '../../lib/config/storage-records.ts';
 import type { Version } from './volume-meta.ts';
 
@@ -53,6 +53,22 @@ function fail(res: ServerResponse, err: unknown): void {
     return;
   }
   sendJson(res, k.httpStatus, { error: k.toJSON() });
+}
+
+/** Methods a follower may answer from its own copy when the primary cannot be reached. */
+function isRead(req: IncomingMessage): boolean {
+  return req.method === 'GET' || req.method === 'HEAD' || req.method === 'PROPFIND' || req.method === 'OPTIONS';
+}
+
+async function readSmallBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of req) {
+    n += (c as Buffer).length;
+    if (n > max) throw new KrpcError('PAYLOAD_TOO_LARGE', `request body larger than ${max} bytes`);
+    parts.push(c as Buffer);
+  }
+  return Buffer.concat(parts);
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
@@ -208,12 +224,32 @@ export class DfsHttp {
     if (node === this.d.self || req.headers[NODE_HEADER] === this.d.self) {
       return fail(res, new KrpcError('UNAVAILABLE', `this node (${this.d.self}) does not hold the volume's metadata yet`));
     }
+    // A read may be answered here after all (below), when a body streamed to the primary would be gone from the
+    // socket: such a body (a PROPFIND's XML) is read first, kept for that, and sent whole.
+    if (isRead(req) && hasBody(req)) {
+      readSmallBody(req, DEFAULT_DAV_LIMITS.maxXmlBytes).then(
+        (body) => {
+          bodyReadAhead(req, body);
+          this.send(req, res, node, url, volume, again, body);
+        },
+        (err: unknown) => fail(res, err),
+      );
+      return;
+    }
+    this.send(req, res, node, url, volume, again, null);
+  }
+
+  private send(req: IncomingMessage, res: ServerResponse, node: string, url: URL, volume: string, again: () => void, body: Buffer | null): void {
     // The host the client addressed names its resources (WebDAV's Destination), at the primary as here.
     const headers = { ...req.headers, [NODE_HEADER]: node, 'x-forwarded-host': req.headers['x-forwarded-host'] ?? req.headers.host ?? '' };
     delete headers.host;
     const session = this.basicSessions.get(req);
     if (session) headers.authorization = `Bearer ${session}`;
-    const read = req.method === 'GET' || req.method === 'HEAD' || req.method === 'PROPFIND' || req.method === 'OPTIONS';
+    if (body) {
+      delete headers['transfer-encoding'];
+      headers['content-length'] = String(body.length);
+    }
+    const read = isRead(req);
     const up = request(`${this.d.gatewayUrl}${url.pathname}${url.search}`, { method: req.method, headers, timeout: 30_000 }, (ans) => {
       // Cut off from the primary, a follower answers reads from its own copy of the metadata.
       if (read && ans.statusCode === 503 && this.d.files.primaryUnreachable(volume)) {
@@ -229,7 +265,8 @@ export class DfsHttp {
       if (read && !res.headersSent && this.d.files.primaryUnreachable(volume)) return again();
       fail(res, new KrpcError('UNAVAILABLE', `${node}: ${err.message}`));
     });
-    req.pipe(up);
+    if (body) up.end(body);
+    else req.pipe(up);
   }
 
   private async fileRequest(req: IncomingMessage, res: ServerResponse, volume: string, path: string, url: URL): Promise<void> {

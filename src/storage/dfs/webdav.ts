@@ -324,15 +324,29 @@ function parseDepth(req: IncomingMessage, allowed: Array<'0' | '1' | 'infinity'>
   return d as '0' | '1' | 'infinity';
 }
 
-function hasBody(req: IncomingMessage): boolean {
+/** Whether a request says it carries a body. */
+export function hasBody(req: IncomingMessage): boolean {
   const len = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (len !== undefined && len.trim() !== '0');
 }
 
+/** Bodies read off their requests before the handler ran (`bodyReadAhead`). */
+const readAhead = new WeakMap<IncomingMessage, Buffer>();
+
+/** Gives the handler a request's body that someone already read off the socket: a follower that first tried the
+ * primary with it, and then answers the read itself. */
+export function bodyReadAhead(req: IncomingMessage, body: Buffer): void {
+  readAhead.set(req, body);
+}
+
 /** The whole body, at most `max` bytes; past that it stops reading (the answer then closes the connection). */
 function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  const ahead = readAhead.get(req);
+  if (ahead) return ahead.length > max ? Promise.reject(new HttpError(413, `request body too large: ${ahead.length} bytes, at most ${max}`)) : Promise.resolve(ahead);
   const declared = Number(req.headers['content-length']);
   if (declared > max) return Promise.reject(new HttpError(413, `request body too large: ${declared} bytes, at most ${max}`));
+  // Its 'end' has been and gone: waiting for it would never finish.
+  if (req.readableEnded) return Promise.reject(new Error('the request body was already read'));
   if (req.destroyed) return Promise.reject(new Error('the client closed the connection before the end of the body'));
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
