@@ -529,7 +529,7 @@ export function registerFs(program: Command): void {
         try {
           const s = await c.client(dfsApi, { node: n, timeoutMs: 10_000 }).status({});
           const mine = s.volumes.find((x) => x.name === name);
-          return { role: mine?.role ?? 'none', seq: mine?.last_seq ?? 0 };
+          return { role: mine?.role ?? 'none', seq: mine?.last_seq ?? 0, lag: mine?.lag ?? null };
         } catch (err) {
           return { error: (err as Error).message };
         }
@@ -557,6 +557,7 @@ export function registerFs(program: Command): void {
       }
       await config.set({ key: volumeKey(name), value: JSON.stringify(next), expect_revision: cur.revision });
       console.log(`volume ${name}: metadata now on ${node} (log seq ${cand.seq}); ${v.primary} has left the volume${'error' in old ? ` (it does not answer: ${old.error})` : ''}`);
+      if (cand.lag) console.log(`  ${node} was ${cand.lag} log entries behind the last it heard of ${v.primary}: those changes are lost with it`);
       console.log(`  chunk collection waits for \`buckyos fs gc --accept ${name}\` (the metadata's copy changed)`);
       console.log(`  ${v.primary}, if it comes back, can follow again: \`buckyos fs volume followers ${name} ${[...next.followers, v.primary].join(' ')}\``);
     });
