@@ -20,10 +20,13 @@ import { KrpcError, createClient } from '../src/lib/krpc/index.ts';
 import { litmusProblems, parseLitmus, runLitmus } from './support/litmus.ts';
 import { until } from './support/wait.ts';
 import { chunkIntact, flipByte, latestById, packedChunks } from './support/dfs-packs.ts';
+import { Chunker } from '../src/storage/dfs/chunker.ts';
 
 const ALICE_PW = 'Correct-horse-battery-9';
 const BOB_PW = 'Staple-Battery-42x';
 const CAROL_PW = 'Lantern-Quartz-77q';
+/** dfs's chunk collection grace in this zone: short, so a round can take a purged file's chunks within the test. */
+const GC_GRACE_S = 2;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const basic = (user: string, pw: string) => `Basic ${Buffer.from(`${user}:${pw}`).toString('base64')}`;
 
@@ -64,7 +67,7 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
 
   before(async () => {
     dir = mkdtempDir();
-    zone = await startZone();
+    zone = await startZone({ gcGraceS: GC_GRACE_S });
     await activateDevice(zone.activationUrl, { mnemonic: generateMnemonic(), zone: 'alice.example.com', owner: 'alice', password: ALICE_PW });
     await zone.waitFor((s) => s.state === 'running' && s.children.some((c) => c.name === 'gateway' && c.healthy), 90_000, 'zone running');
     await zone.waitRoutable(['system-config', 'verify-hub']);
@@ -206,29 +209,50 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     for (const c of victims) assert.ok(now.some((x) => x.id === c.id && chunkIntact(x)), `chunk ${c.id} is whole again on d1`);
   });
 
-  it('runs chunk collection on demand and deletes nothing a version or the trash still names', async () => {
+  it('runs chunk collection on demand: a purged file\'s chunks go, and nothing a version or the trash names', async () => {
+    const bytes = randomBytes(300 * 1024);
     const trashed = join(dir, 'trashed.bin');
-    writeFileSync(trashed, randomBytes(300 * 1024));
+    writeFileSync(trashed, bytes);
+    const chunker = new Chunker();
+    const ids = new Set([...chunker.cut(bytes), ...chunker.finish()].map((c) => `sha256:${sha(c)}`));
     await ok(as('alice', ALICE_PW, ['fs', 'put', trashed, 'home:/home/alice/trashed.bin']));
-    await ok(as('alice', ALICE_PW, ['fs', 'rm', 'home:/home/alice/trashed.bin']));
-    const before = await dfs().status({});
+    const trashId = /moved to the trash \(([^)]+)\)/.exec(await ok(as('alice', ALICE_PW, ['fs', 'rm', 'home:/home/alice/trashed.bin'])))![1]!;
     const denied = await as('bob', BOB_PW, ['fs', 'gc']);
     assert.notEqual(denied.code, 0);
     assert.match(denied.stderr, /PERMISSION_DENIED.*admin role/);
-    assert.match(await ok(zone.cli(['fs', 'gc'])), /started|already running/);
-    const s = await until('a collection round ended', async () => {
-      const st = await dfs().status({});
-      return st.gc && !st.gc.running && st.gc.last_at !== null ? st : undefined;
-    });
-    assert.equal(s.gc!.last_outcome, 'swept', s.gc!.last_reason ?? '');
-    assert.ok(s.gc!.live_chunks > 0);
-    // Everything here is younger than the grace period (and the stores were opened within it): nothing is taken.
-    for (const d of ['d1', 'd2']) assert.equal(s.gc!.disks[d]?.chunks ?? 0, 0);
+    const round = async () => {
+      const last = (await dfs().status({})).gc?.last_at ?? null;
+      assert.match(await ok(zone.cli(['fs', 'gc'])), /started|already running/);
+      const s = await until('a collection round ended', async () => {
+        const st = await dfs().status({});
+        return st.gc && !st.gc.running && st.gc.last_at !== null && st.gc.last_at !== last ? st : undefined;
+      });
+      assert.equal(s.gc!.last_outcome, 'swept', s.gc!.last_reason ?? '');
+      return s;
+    };
+    // Past the grace period (shortened for this zone), every chunk here is old enough to be taken if nothing names it.
+    await new Promise((r) => setTimeout(r, (GC_GRACE_S + 1) * 1000));
+    // The first round takes whatever earlier tests left unnamed (writes refused after storing); the trash keeps the file.
+    const first = await round();
+    assert.ok(first.gc!.live_chunks > 0);
+    const restored = await dfs().restore({ volume: 'home', trash_id: trashId });
+    assert.equal(restored.content_id, `sha256:${sha(bytes)}`);
+    const back = join(dir, 'after-gc.bin');
+    await ok(as('alice', ALICE_PW, ['fs', 'get', 'home:/home/alice/trashed.bin', back]));
+    assert.equal(sha(readFileSync(back)), sha(bytes), 'a file in the trash through a round keeps every chunk');
+    await ok(as('alice', ALICE_PW, ['fs', 'rm', 'home:/home/alice/trashed.bin']));
+    const again = (await dfs().trash_list({ volume: 'home' })).items.find((t) => t.path === '/home/alice/trashed.bin')!;
+    await dfs().trash_purge({ volume: 'home', trash_id: again.trash_id });
+
+    const before = await dfs().status({});
+    const second = await round();
+    // Two copies of each of the purged file's chunks, one on each disk, and nothing else.
     for (const d of ['d1', 'd2']) {
-      assert.equal(s.disks.find((x) => x.disk_id === d)!.chunks, before.disks.find((x) => x.disk_id === d)!.chunks);
+      const deleted = (second.gc!.disks[d]?.chunks ?? 0) - (first.gc!.disks[d]?.chunks ?? 0);
+      assert.equal(deleted, ids.size, `${d}: the purged file's chunks deleted`);
+      assert.equal(second.disks.find((x) => x.disk_id === d)!.chunks, before.disks.find((x) => x.disk_id === d)!.chunks - ids.size);
     }
     assert.match(await ok(zone.cli(['fs', 'status'])), /chunk collection on .*: idle; last round .*: swept/);
-    const back = join(dir, 'after-gc.bin');
     await ok(as('alice', ALICE_PW, ['fs', 'get', 'home:/home/alice/big.bin', back]));
     assert.equal(statSync(back).size, 3 * 1024 * 1024 + 12345);
   });

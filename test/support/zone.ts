@@ -73,6 +73,8 @@ function unhealthyLogs(paths: NodePaths, status: NodeStatusFile | null): string 
 export interface ZoneOptions {
   heartbeatMs?: number;
   defaults?: boolean;
+  /** dfs's chunk collection grace (node config `dfs_gc_grace_s`), to see chunks go within a test. */
+  gcGraceS?: number;
 }
 
 export async function startZone(opts: ZoneOptions = {}): Promise<TestZone> {
@@ -83,7 +85,10 @@ export async function startZone(opts: ZoneOptions = {}): Promise<TestZone> {
     paths,
     opts.defaults
       ? { ports, activation_host: '127.0.0.1', ui_host: '127.0.0.1', files_host: '127.0.0.1' }
-      : { ports, activation_host: '127.0.0.1', ui_host: '127.0.0.1', files_host: '127.0.0.1', heartbeat_ms: opts.heartbeatMs ?? 1000, log_level: 'debug' },
+      : {
+          ports, activation_host: '127.0.0.1', ui_host: '127.0.0.1', files_host: '127.0.0.1', heartbeat_ms: opts.heartbeatMs ?? 1000, log_level: 'debug',
+          ...(opts.gcGraceS === undefined ? {} : { dfs_gc_grace_s: opts.gcGraceS }),
+        },
   );
   const statusPath = join(paths.run, 'status.json');
   const seenPids = new Set<number>();

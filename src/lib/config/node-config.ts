@@ -84,6 +84,10 @@ export const nodeConfigSchema = z
     /** How often node_daemon reports instance heartbeats; the scheduler calls an instance dead after 90 s of silence
      * (nine missed at the default). */
     heartbeat_ms: z.number().int().min(500).max(60_000).default(10_000),
+    /** How long a chunk must go without being stored before dfs's chunk collection may delete it: it covers a write
+     * between storing its chunks and committing them, and clock skew between nodes. Keep the default; tests shorten it
+     * to see chunks go. */
+    dfs_gc_grace_s: z.number().int().min(1).max(7 * 86_400).default(3600),
   })
   .strict();
 

@@ -18,7 +18,7 @@ import { Files } from './files.ts';
 import { hashEngine } from './hashing.ts';
 import { DfsHttp } from './http.ts';
 import { PeerChunks } from './peers.ts';
-import { Collector, fileMarks, localLivePage } from './gc.ts';
+import { Collector, DEFAULT_GC, fileMarks, localLivePage } from './gc.ts';
 import { Scrubber } from './scrub.ts';
 import { createDfsEndpoint } from './service.ts';
 import { Uploads } from './uploads.ts';
@@ -65,7 +65,7 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
       primary === self ? localLivePage(volumes, files, volume, after, limit) : peers.live(primary, volume, after, limit),
     marks: fileMarks(join(dataDir, 'gc-marks.json')),
     log: rt.log,
-  });
+  }, { ...DEFAULT_GC, graceMs: rt.config.dfs_gc_grace_s * 1000 });
 
   const hub = rt.gatewayClient(verifyHubApi);
   const http = new DfsHttp({
