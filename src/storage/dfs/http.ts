@@ -60,6 +60,7 @@ function isRead(req: IncomingMessage): boolean {
   return req.method === 'GET' || req.method === 'HEAD' || req.method === 'PROPFIND' || req.method === 'OPTIONS';
 }
 
+/** A request's whole body, refused past `max` bytes. */
 async function readSmallBody(req: IncomingMessage, max: number): Promise<Buffer> {
   const parts: Buffer[] = [];
   let n = 0;
@@ -72,15 +73,9 @@ async function readSmallBody(req: IncomingMessage, max: number): Promise<Buffer>
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of req) {
-    n += (c as Buffer).length;
-    if (n > MAX_JSON_BODY) throw new KrpcError('PAYLOAD_TOO_LARGE', `body larger than ${MAX_JSON_BODY} bytes`);
-    parts.push(c as Buffer);
-  }
+  const body = await readSmallBody(req, MAX_JSON_BODY);
   try {
-    return JSON.parse(Buffer.concat(parts).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
     throw new KrpcError('BAD_REQUEST', 'body is not JSON');
   }
@@ -227,13 +222,12 @@ export class DfsHttp {
     // A read may be answered here after all (below), when a body streamed to the primary would be gone from the
     // socket: such a body (a PROPFIND's XML) is read first, kept for that, and sent whole.
     if (isRead(req) && hasBody(req)) {
-      readSmallBody(req, DEFAULT_DAV_LIMITS.maxXmlBytes).then(
-        (body) => {
+      readSmallBody(req, DEFAULT_DAV_LIMITS.maxXmlBytes)
+        .then((body) => {
           bodyReadAhead(req, body);
           this.send(req, res, node, url, volume, again, body);
-        },
-        (err: unknown) => fail(res, err),
-      );
+        })
+        .catch((err: unknown) => fail(res, err));
       return;
     }
     this.send(req, res, node, url, volume, again, null);

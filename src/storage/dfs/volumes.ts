@@ -20,6 +20,7 @@ export interface HeldVolume {
 }
 
 const PULL_MS = 1000;
+const PULL_BATCH = 1000;
 
 /** Beside a volume's metadata: the role this node last opened it in. */
 const ROLE_FILE = 'role';
@@ -48,7 +49,6 @@ function recordRole(dir: string, role: string): void {
   renameSync(tmp, join(dir, ROLE_FILE));
   fsyncDir(dir);
 }
-const PULL_BATCH = 1000;
 
 export class VolumeSet {
   private readonly held = new Map<string, HeldVolume>();
