@@ -57,7 +57,7 @@ export function auditKindOf(c: ConfigChange): AuditKind | null {
 
 /** Keeps a StoreGuard current from the store's own control records, read straight from the backend so that a freeze
  * written by node_daemon on another device reaches this instance within moments. */
-function followControl(store: ConfigStore, signal: AbortSignal, onError: (err: unknown) => void): StoreGuard {
+export function followControl(store: ConfigStore, signal: AbortSignal, onError: (err: unknown) => void): StoreGuard {
   // Until the control records are read, a freeze written by another device cannot be ruled out: writes wait.
   let frozen: string | null = 'this instance has not read the store control records yet';
   let first = 0;
@@ -83,6 +83,9 @@ function followControl(store: ConfigStore, signal: AbortSignal, onError: (err: u
       } catch (err) {
         if (signal.aborted) return;
         onError(err);
+        // A freeze may be written while this instance cannot read: until it has read the records again, it refuses
+        // writes, as it did before it first read them.
+        frozen = `this instance lost track of the store control records (${(err as Error).message})`;
         rev = 0;
         await new Promise((r) => setTimeout(r, 1000));
       }

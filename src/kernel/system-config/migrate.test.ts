@@ -152,7 +152,7 @@ describe('copyStore', () => {
         void source.set('k/late', 'written while copying');
       },
     });
-    await assert.rejects(copy, /the source store changed during the copy \(revision \d+ → \d+\); stop writes/);
+    await assert.rejects(copy, /the source store changed during the copy \(revision \d+ → \d+\): k\/late; stop writes/);
   });
 
   it('fails instead of overwriting when the target is written during the copy', async () => {

@@ -127,8 +127,13 @@ export async function copyStore(from: ConfigStore, to: ConfigStore, opts: CopyOp
 
   const sourceRevision = await from.currentRevision();
   if (sourceRevision !== snapshot.revision) {
+    // Which keys, so that whoever wrote past the read-only mode can be found.
+    const changed = await from.changesSince('', snapshot.revision, 10).then(
+      (evs) => (evs.length > 0 ? `: ${[...new Set(evs.map((e) => e.key))].join(', ')}` : ' (outside its keys)'),
+      () => '',
+    );
     throw new Error(
-      `the source store changed during the copy (revision ${snapshot.revision} → ${sourceRevision}); ` +
+      `the source store changed during the copy (revision ${snapshot.revision} → ${sourceRevision})${changed}; ` +
         'stop writes to system-config (read-only mode) and copy into an empty store again',
     );
   }
