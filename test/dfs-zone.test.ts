@@ -100,6 +100,18 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     assert.equal(short.code, 1);
     assert.match(short.stderr, /3 copies on different disks need that many; the zone has 2/);
     await ok(zone.cli(['fs', 'volume', 'create', 'home', '--copies', '2', '--domain', 'disk']));
+    // Followers and promotion, refused with the reason on a one-device zone.
+    const self = /^home\s+primary (\S+)/m.exec(await ok(zone.cli(['fs', 'volume', 'ls'])))![1]!;
+    for (const [args, why] of [
+      [['followers', 'home', 'nosuch'], /no device nosuch in the zone/],
+      [['followers', 'home', self], new RegExp(`${self} is the volume's primary; it cannot also follow it`)],
+      [['promote', 'home', 'nosuch'], new RegExp(`nosuch is not a follower of the volume \\(${self} is its primary; it has no followers\\)`)],
+      [['promote', 'nothere', self], /no volume nothere/],
+    ] as const) {
+      const r = await zone.cli(['fs', 'volume', ...args]);
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stderr, why);
+    }
     await zone.waitFor((s) => s.children.some((c) => c.name === 'dfs' && c.healthy), 60_000, 'dfs running');
     await zone.waitRoutable(['dfs']);
     await until('alice has a home folder', async () => ((await dfs().stat({ volume: 'home', path: '/home/alice' })).type === 'dir' ? true : undefined));
