@@ -8,7 +8,7 @@ import { LogoutIcon, UserIcon } from './components/icons.tsx';
 import { LanguageMenu } from './components/language-menu.tsx';
 import { useI18n } from './i18n/context.tsx';
 import { routesFor } from './pages/routes.ts';
-import { useZoneName } from './pages/settings/store.ts';
+import { useZoneName } from './settings-store.ts';
 import { navigate, usePath } from './router.ts';
 import type { Session } from './session.ts';
 

@@ -4,7 +4,7 @@
 // with the account too.
 import { type ReactNode, createContext, use, useEffect, useMemo, useRef, useState } from 'react';
 import { session } from '../api.ts';
-import { loadPreferences, saveLanguage } from '../pages/settings/store.ts';
+import { loadPreferences, saveLanguage } from '../settings-store.ts';
 import { LANG_STORAGE_KEY, LOCALES, type Lang, type Translate, detectLang, translator } from './i18n.ts';
 
 export interface I18n {

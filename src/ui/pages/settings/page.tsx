@@ -9,8 +9,9 @@ import { formatTimestamp } from '../../format.ts';
 import { useI18n } from '../../i18n/context.tsx';
 import type { MessageKey } from '../../i18n/en.ts';
 import { LANGS, type Lang } from '../../i18n/i18n.ts';
-import { type ZoneForm, type ZoneFormProblems, canKeepLanguage, checkZoneForm, initialZoneForm } from './model.ts';
-import { type StoredZoneSettings, loadZoneSettings, saveZoneSettings } from './store.ts';
+import { type ZoneForm, type ZoneFormProblems, checkZoneForm, initialZoneForm } from './model.ts';
+import { canKeepLanguage } from '../../settings-records.ts';
+import { type StoredZoneSettings, loadZoneSettings, saveZoneSettings } from '../../settings-store.ts';
 
 const browserTimeZone = Intl.DateTimeFormat().resolvedOptions().timeZone;
 

@@ -1,13 +1,13 @@
 // The settings as stored in system-config (src/lib/config/zone-settings.ts): reading them for the page and for the
 // whole UI (the zone's time zone, a user's language), and writing them. Every write is compare-and-swap on the
 // revision that was read, so two admins saving at once cannot silently overwrite each other.
-import { ZONE_SETTINGS_KEY, type ZoneSettings, userUiSettingsKey, zoneSettingsSchema } from '../../../lib/config/zone-settings.ts';
+import { ZONE_SETTINGS_KEY, type ZoneSettings, userUiSettingsKey, zoneSettingsSchema } from '../lib/config/zone-settings.ts';
 import { useEffect, useState } from 'react';
-import { api } from '../../api.ts';
-import type { Lang } from '../../i18n/i18n.ts';
-import type { Session } from '../../session.ts';
-import { canKeepLanguage, canReadOwnSettings, storedLanguage, zoneNameFromBootConfig } from './model.ts';
-import { readRecord } from '../../../lib/config/record.ts';
+import { api } from './api.ts';
+import type { Lang } from './i18n/i18n.ts';
+import type { Session } from './session.ts';
+import { canKeepLanguage, canReadOwnSettings, storedLanguage, zoneNameFromBootConfig } from './settings-records.ts';
+import { readRecord } from '../lib/config/record.ts';
 
 export interface StoredZoneSettings {
   settings: ZoneSettings;
