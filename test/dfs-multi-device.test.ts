@@ -227,7 +227,8 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
     const promoted = await until('st2 promoted', async () => {
       const r = await ood1.tryCli(['fs', 'volume', 'promote', 'home', 'st2']);
       return r.code === 0 ? r.stdout : undefined;
-    }, 120_000);
+      // The scheduler counts st1's dfs dead 90 s after its last heartbeat.
+    }, 180_000);
     assert.match(promoted, /volume home: metadata now on st2/);
     assert.match(promoted, /buckyos fs gc --accept home/);
     // Folders need no chunks: they can be made with one storage node left, where a file's two copies cannot.
