@@ -64,4 +64,36 @@ describe('the store guard (followControl)', () => {
       stop.abort();
     }
   });
+
+  it('does not step over a freeze written while it reads the history', async () => {
+    let sneak = false;
+    // A freeze lands right after a history read returns, before anything else is read: where the follower once took
+    // the store's revision, and so skipped the freeze for good.
+    const racing = new Proxy(store, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        if (prop !== 'changesSince') return (...args: unknown[]) => (v as (...a: unknown[]) => unknown).apply(target, args);
+        return async (...args: unknown[]) => {
+          const events = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          if (sneak) {
+            sneak = false;
+            await target.set(FREEZE_KEY, JSON.stringify({ reason: 'moving to etcd', by: 'ood1', at: 2 }));
+          }
+          return events;
+        };
+      },
+    });
+    const stop = new AbortController();
+    const guard = followControl(racing, stop.signal, () => undefined);
+    try {
+      await until('the records are read', () => guard.frozen() === null);
+      sneak = true;
+      await store.set('other/wake', 'y');
+      await until('the freeze is seen', () => guard.frozen() === 'moving to etcd');
+    } finally {
+      stop.abort();
+      await store.delete(FREEZE_KEY);
+    }
+  });
 });

@@ -55,6 +55,9 @@ export function auditKindOf(c: ConfigChange): AuditKind | null {
   return null;
 }
 
+/** Control record changes read at a time. */
+const CONTROL_PAGE = 100;
+
 /** Keeps a StoreGuard current from the store's own control records, read straight from the backend so that a freeze
  * written by node_daemon on another device reaches this instance within moments. */
 export function followControl(store: ConfigStore, signal: AbortSignal, onError: (err: unknown) => void): StoreGuard {
@@ -74,11 +77,15 @@ export function followControl(store: ConfigStore, signal: AbortSignal, onError: 
           for (const k of [FREEZE_KEY, CONFIG_STORE_KEY]) apply(k, listed.entries.find((e) => e.key === k)?.value ?? null);
           rev = listed.revision;
         }
-        for (const ev of await store.changesSince('system/control/', rev, 100)) {
+        // The store's revision is read before its history, never after: a freeze written between the two would
+        // otherwise be stepped over, and this instance would take writes all through the move.
+        const upTo = await store.currentRevision();
+        const events = await store.changesSince('system/control/', rev, CONTROL_PAGE);
+        for (const ev of events) {
           apply(ev.key, ev.value);
           rev = ev.revision;
         }
-        rev = Math.max(rev, await store.currentRevision());
+        if (events.length < CONTROL_PAGE) rev = Math.max(rev, upTo);
         await store.waitForChange(rev, 10_000, signal);
       } catch (err) {
         if (signal.aborted) return;
