@@ -96,6 +96,9 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     await ok(zone.cli(['fs', 'disk', 'add', disk(2), '--id', 'd2']));
     const overlap = await zone.cli(['fs', 'disk', 'add', join(disk(1), 'sub'), '--id', 'd3']);
     assert.equal(overlap.code, 1);
+    const nowhere = await zone.cli(['fs', 'volume', 'create', 'home', '--copies', '2', '--domain', 'disk', '--followers', 'nosuch']);
+    assert.equal(nowhere.code, 1);
+    assert.match(nowhere.stderr, /no device nosuch in the zone/);
     const short = await zone.cli(['fs', 'volume', 'create', 'home', '--copies', '3', '--domain', 'disk']);
     assert.equal(short.code, 1);
     assert.match(short.stderr, /3 copies on different disks need that many; the zone has 2/);

@@ -452,6 +452,10 @@ export function registerFs(program: Command): void {
     });
 
   const volume = fs.command('volume').description('volumes (storage/volumes/<name>)');
+  /** Refuses nodes that are not devices of the zone: a volume record naming one would hold its metadata nowhere. */
+  const mustBeDevices = async (config: { get(p: { key: string }): Promise<{ value: string | null }> }, nodes: readonly string[]) => {
+    for (const n of nodes) if ((await config.get({ key: `devices/${n}/doc` })).value === null) throw new Error(`no device ${n} in the zone`);
+  };
   const policyOf = (o: { copies: string; domain: string }) => placementPolicySchema.parse({ copies: Number(o.copies), failure_domain: o.domain });
   volume
     .command('create <name>')
@@ -471,6 +475,7 @@ export function registerFs(program: Command): void {
         created_at: Date.now(),
       });
       const config = c.client(systemConfigApi);
+      await mustBeDevices(config, [record.primary, ...record.followers]);
       const disks = (await config.list({ prefix: 'storage/disks/', limit: 10_000 })).entries.map((e) => e.key.split('/'));
       const domains = new Set(disks.map(([, , n, d]) => (record.policy.failure_domain === 'node' ? n : `${n}/${d}`))).size;
       if (domains < record.policy.copies) {
@@ -509,7 +514,7 @@ export function registerFs(program: Command): void {
       const cur = await config.get({ key: volumeKey(name) });
       if (cur.value === null) throw new Error(`no volume ${name}`);
       const next = withFollowers(volumeRecordSchema.parse(JSON.parse(cur.value)), nodes);
-      for (const n of nodes) if ((await config.get({ key: `devices/${n}/doc` })).value === null) throw new Error(`no device ${n} in the zone`);
+      await mustBeDevices(config, nodes);
       await config.set({ key: volumeKey(name), value: JSON.stringify(next), expect_revision: cur.revision });
       console.log(`volume ${name}: followers ${next.followers.join(', ') || '-'}`);
     });
