@@ -1,8 +1,9 @@
 // The volumes this node keeps metadata for (docs/dcfs.md, "Volumes on nodes"): as primary it owns the volume's
 // metadata and its log; as follower it pulls the primary's log every second and applies it, so it can serve reads
 // when cut off. A node with no role in a volume keeps nothing and forwards to the primary.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../../lib/identity/keys.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { VolumeRecord } from '../../lib/config/storage-records.ts';
 import type { PeerChunks } from './peers.ts';
@@ -43,12 +44,6 @@ function fsyncDir(dir: string): void {
   }
 }
 
-function recordRole(dir: string, role: string): void {
-  const tmp = join(dir, `${ROLE_FILE}.tmp`);
-  writeFileSync(tmp, `${role}\n`, { mode: 0o600, flush: true });
-  renameSync(tmp, join(dir, ROLE_FILE));
-  fsyncDir(dir);
-}
 
 export class VolumeSet {
   private readonly held = new Map<string, HeldVolume>();
@@ -106,7 +101,7 @@ export class VolumeSet {
       mkdirSync(dir);
       this.log.warn({ volume: name, kept: aside }, 'dfs: this node\'s metadata of the volume was its primary\'s; set aside to follow the new primary from the start');
     }
-    if (lastRole(dir) !== role) recordRole(dir, role);
+    if (lastRole(dir) !== role) writeFileAtomic(join(dir, ROLE_FILE), `${role}\n`);
     return dir;
   }
 
