@@ -1,9 +1,10 @@
 // dcfs-lite across devices, each in its own network namespace: a core device and two storage devices with two disks
 // each, a volume keeping two copies on different nodes (metadata on st1, followed by st2). A write lands on both
-// nodes; a disk made unreadable leaves reads working, scrub reports it and repair restores the copies; flipped bytes
-// are found and repaired; the primary killed in the middle of an upload loses no acknowledged file and shows no half
-// file; a follower cut off from the primary still serves reads; with the primary gone for good, the follower is
-// promoted, and the old primary, back, follows it from an empty copy.
+// nodes; resumable uploads sent to the follower run on the primary; a disk made unreadable leaves reads working,
+// scrub reports it and repair restores the copies; flipped bytes are found and repaired; the primary killed in the
+// middle of an upload loses no acknowledged file and shows no half file; a follower cut off from the primary still
+// serves reads; with the primary gone for good, the follower is promoted, and the old primary, back, follows it from
+// an empty copy.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -105,6 +106,84 @@ describe('dcfs-lite on several devices', { skip: skip ?? false, timeout: 900_000
     `);
     const r = JSON.parse((await net.exec('ood1', process.execPath, [script])).trim()) as { put: number; move: number; read: number; text: string };
     assert.deepEqual(r, { put: 201, move: 201, read: 200, text: 'written through the follower' });
+  });
+
+  it('takes resumable uploads sent to the follower: every call and part runs on the primary, as the caller', async () => {
+    // Run on st2, which only follows the volume: its gateway hands everything to st2's own dfs, which must pass the
+    // upload's calls and parts on to st1, where the spool is.
+    const body = randomBytes(3 * 1024 * 1024 + 555);
+    const split = 2 * 1024 * 1024;
+    writeFileSync(join(st2.root, 'up.bin'), body);
+    const prelude = `
+      const token = ${JSON.stringify(token)};
+      const gw = 'http://127.0.0.1:3180';
+      const call = async (method, params) => (await fetch(gw + '/kapi/dfs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ method, params, sys: [1, token] }) })).json();
+      const put = async (url, headers, bytes) => {
+        const r = await fetch(gw + url, { method: 'PUT', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/octet-stream', ...headers }, body: bytes });
+        return { status: r.status, body: await r.json() };
+      };
+      const data = (await import('node:fs')).readFileSync(${JSON.stringify(join(st2.root, 'up.bin'))});
+    `;
+    const run = async (name: string, code: string) => {
+      const script = join(st2.root, name);
+      writeFileSync(script, `${prelude}\n${code}`);
+      return JSON.parse((await net.exec('st2', process.execPath, [script])).trim()) as Record<string, { result?: Record<string, unknown>; error?: { code: string; message: string }; status?: number; body?: Record<string, unknown> }>;
+    };
+    const spools = (d: TestDevice) => readdirSync(join(d.paths.data, 'dfs', 'uploads')).sort();
+
+    const first = await run('upload-1.mjs', `
+      const begin = await call('upload_begin', { volume: 'home', path: '/home/alice/resumed.bin', size: data.length });
+      const part1 = await put(begin.result.url, { 'content-range': 'bytes 0-${split - 1}/' + data.length }, data.subarray(0, ${split}));
+      const status = await call('upload_status', { upload_id: begin.result.upload_id });
+      console.log(JSON.stringify({ begin, part1, status }));
+    `);
+    const id = String(first.begin!.result!.upload_id);
+    assert.match(id, /^home\.[A-Za-z0-9_-]{22}$/, JSON.stringify(first.begin));
+    assert.deepEqual(first.part1, { status: 200, body: { offset: split } });
+    assert.deepEqual({ offset: first.status!.result!.offset, size: first.status!.result!.size }, { offset: split, size: body.length });
+    const key = id.slice('home.'.length);
+    assert.deepEqual(spools(st1), [`${key}.json`, `${key}.part`], 'the spool is on the primary');
+    assert.deepEqual(spools(st2), [], 'and nothing on the follower');
+
+    const second = await run('upload-2.mjs', `
+      const id = ${JSON.stringify(id)};
+      const url = '/kapi/dfs/uploads/' + id;
+      const stale = await put(url, { 'content-range': 'bytes 0-4/' + data.length }, data.subarray(0, 5));
+      const part2 = await put(url + '?offset=${split}', {}, data.subarray(${split}));
+      const status = await call('upload_status', { upload_id: id });
+      const commit = await call('upload_commit', { upload_id: id, content_id: ${JSON.stringify(`sha256:${sha(body)}`)} });
+      const gone = await call('upload_status', { upload_id: id });
+      const other = await call('upload_begin', { volume: 'home', path: '/home/alice/dropped.bin', size: 10 });
+      const otherPart = await put(other.result.url, { 'content-range': 'bytes 0-4/10' }, Buffer.from('01234'));
+      const abort = await call('upload_abort', { upload_id: other.result.upload_id });
+      const afterAbort = await put(other.result.url + '?offset=5', {}, Buffer.from('56789'));
+      const malformed = await call('upload_status', { upload_id: 'A'.repeat(22) });
+      console.log(JSON.stringify({ stale, part2, status, commit, gone, other, otherPart, abort, afterAbort, malformed }));
+    `);
+    const stale = second.stale!.body!.error as { code: string; data: { offset: number } } | undefined;
+    assert.deepEqual([second.stale!.status, stale?.code, stale?.data.offset], [409, 'CONFLICT', split], 'a part at an old offset: the primary\'s answer comes back');
+    assert.deepEqual(second.part2, { status: 200, body: { offset: body.length } });
+    assert.equal(second.status!.result!.offset, body.length);
+    assert.deepEqual({ size: second.commit!.result?.size, content_id: second.commit!.result?.content_id }, { size: body.length, content_id: `sha256:${sha(body)}` }, JSON.stringify(second.commit));
+    assert.equal(second.gone!.error?.code, 'NOT_FOUND');
+    assert.match(second.gone!.error!.message, /no such upload/);
+    assert.match(String(second.other!.result!.upload_id), /^home\./);
+    assert.deepEqual(second.otherPart, { status: 200, body: { offset: 5 } });
+    assert.deepEqual(second.abort!.result, { aborted: true });
+    assert.equal(second.afterAbort!.status, 404, JSON.stringify(second.afterAbort));
+    assert.equal(second.malformed!.error?.code, 'INVALID_PARAMS');
+    assert.match(second.malformed!.error!.message, /<volume>\.<22 characters>/);
+    assert.deepEqual([spools(st1), spools(st2)], [[], []], 'commit and abort leave no spool anywhere');
+
+    const back = join(ood1.root, 'resumed.bin');
+    await as(ood1, ['fs', 'get', 'home:/home/alice/resumed.bin', back]);
+    assert.equal(sha(readFileSync(back)), sha(body), 'the file reads back whole');
+    assert.doesNotMatch(await as(st2, ['fs', 'ls', 'home:/home/alice']), /dropped\.bin/, 'the aborted upload is not visible');
+    // What a person on the follower runs: `fs put` is begin, parts and commit through st2's own dfs.
+    await as(st2, ['fs', 'put', join(st2.root, 'up.bin'), 'home:/home/alice/put-on-follower.bin']);
+    const back2 = join(st2.root, 'put-back.bin');
+    await as(st2, ['fs', 'get', 'home:/home/alice/put-on-follower.bin', back2]);
+    assert.equal(sha(readFileSync(back2)), sha(body));
   });
 
   it('reads through a disk made unreadable, scrub reports it, and repair restores the copies', async () => {

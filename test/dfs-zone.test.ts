@@ -8,7 +8,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startZone, type TestZone } from './support/zone.ts';
@@ -25,6 +25,7 @@ import { Chunker } from '../src/storage/dfs/chunker.ts';
 const ALICE_PW = 'Correct-horse-battery-9';
 const BOB_PW = 'Staple-Battery-42x';
 const CAROL_PW = 'Lantern-Quartz-77q';
+const GWEN_PW = 'Meadow-Violet-58k';
 /** dfs's chunk collection grace in this zone: short, so a round can take a purged file's chunks within the test. */
 const GC_GRACE_S = 2;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -81,6 +82,36 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     await zone?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
+
+  /** A WebDAV PUT through the gateway whose body is sent chunked, with no length, until `total` bytes or an answer. */
+  function streamPut(path: string, total: number, headers: Record<string, string>): Promise<number> {
+    return new Promise((resolve, reject) => {
+      let answered = false;
+      const req = request(`${zone.gatewayUrl}/dav/home${path}`, { method: 'PUT', headers }, (res) => {
+        answered = true;
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      // Once answered, the server may close the connection on the rest of the body.
+      req.on('error', (err) => (answered ? undefined : reject(err)));
+      const piece = randomBytes(1024 * 1024);
+      let sent = 0;
+      const pump = () => {
+        while (sent < total && !answered) {
+          sent += piece.length;
+          if (!req.write(piece)) return void req.once('drain', pump);
+        }
+        req.end();
+      };
+      pump();
+    });
+  }
+
+  function dirBytes(d: string): number {
+    let n = 0;
+    for (const e of readdirSync(d, { withFileTypes: true, recursive: true })) if (e.isFile()) n += statSync(join(e.parentPath ?? e.path, e.name)).size;
+    return n;
+  }
 
   function mkdtempDir(): string {
     const d = join(tmpdir(), `dfs-zone-${randomBytes(4).toString('hex')}`);
@@ -170,7 +201,7 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     writeFileSync(note, 'bob\n');
     const denied = await as('bob', BOB_PW, ['fs', 'put', note, 'home:/home/alice/bob.txt']);
     assert.equal(denied.code, 1);
-    assert.match(denied.stderr, /PERMISSION_DENIED.*may not create home:\/home\/alice\/bob\.txt/);
+    assert.match(denied.stderr, /PERMISSION_DENIED.*may not write home:\/home\/alice\/bob\.txt/);
     await ok(as('bob', BOB_PW, ['fs', 'put', note, 'home:/home/bob/bob.txt']));
     const peek = await as('bob', BOB_PW, ['fs', 'ls', 'home:/home/alice']);
     assert.equal(peek.code, 1);
@@ -190,6 +221,17 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     assert.equal(r.code, 1);
     assert.match(r.stderr, /quota exceeded/);
     await assert.rejects(createClient(dfsApi, { baseUrl: zone.gatewayUrl, token: alice }).stat({ volume: 'home', path: '/home/bob/big.bin' }), (e: KrpcError) => e.code === 'NOT_FOUND');
+
+    // A stream that announces no size, or a false one, is counted as it comes and stopped at the quota: the disks
+    // never take the whole of it.
+    const before = dirBytes(disk(1)) + dirBytes(disk(2));
+    for (const headers of [{}, { 'x-expected-entity-length': '0' }] as Record<string, string>[]) {
+      const status = await streamPut('/home/bob/stream.bin', 64 * 1024 * 1024, { authorization: basic('bob', BOB_PW), ...headers });
+      assert.equal(status, 507, JSON.stringify(headers));
+    }
+    const grown = dirBytes(disk(1)) + dirBytes(disk(2)) - before;
+    assert.ok(grown < 32 * 1024 * 1024, `the disks took ${grown} bytes of two 64 MiB streams (two copies each)`);
+    await assert.rejects(createClient(dfsApi, { baseUrl: zone.gatewayUrl, token: alice }).stat({ volume: 'home', path: '/home/bob/stream.bin' }), (e: KrpcError) => e.code === 'NOT_FOUND');
   });
 
   it('serves WebDAV through the gateway that passes litmus (basic, copymove, props, locks), as the user with Basic credentials', async () => {
@@ -206,6 +248,19 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     assert.equal(wrong.status, 401);
     const bobs = await fetch(`${zone.gatewayUrl}/dav/home/home/alice/`, { method: 'PROPFIND', headers: { depth: '1', authorization: `Basic ${Buffer.from(`bob:${BOB_PW}`).toString('base64')}` } });
     assert.equal(bobs.status, 403, "bob may not list alice's home");
+
+    // A guest may read what is public but not lock it: a lock would keep its owners from writing.
+    await createClient(verifyHubApi, { baseUrl: zone.gatewayUrl, token: alice }).user_create({ name: 'gwen', password: GWEN_PW, role: 'guest' });
+    const shared = `${zone.gatewayUrl}/dav/home/public/shared.txt`;
+    assert.equal((await fetch(shared, { method: 'PUT', body: 'for everyone', headers: { authorization: basic('alice', ALICE_PW) } })).status, 201);
+    const asGwen = { authorization: basic('gwen', GWEN_PW) };
+    assert.equal((await fetch(shared, { method: 'PROPFIND', headers: { ...asGwen, depth: '0' } })).status, 207);
+    const lockInfo = '<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>';
+    for (const target of [shared, `${zone.gatewayUrl}/dav/home/public/`, `${zone.gatewayUrl}/dav/home/public/new.txt`]) {
+      const locked = await fetch(target, { method: 'LOCK', body: lockInfo, headers: { ...asGwen, depth: 'infinity', 'content-type': 'application/xml' } });
+      assert.equal(locked.status, 403, `a guest's LOCK on ${target}`);
+    }
+    assert.equal((await fetch(shared, { method: 'PUT', body: 'still writable', headers: { authorization: basic('alice', ALICE_PW) } })).status, 204);
   });
 
   it('finds flipped bytes with scrub and repairs them from the other disk', async () => {

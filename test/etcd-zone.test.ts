@@ -108,12 +108,20 @@ describe('etcd control: three core devices', { skip: skip ?? false, timeout: 900
     const refused = await ood1.tryCli(['device', 'rm', 'ood3']);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /FAILED_PRECONDITION.*below the quorum of 2/);
+    // --force is for a core device's keys, not the quorum: only --ignore-quorum overrides it.
+    const forced = await ood1.tryCli(['device', 'rm', 'ood3', '--force']);
+    assert.notEqual(forced.code, 0);
+    assert.match(forced.stderr, /FAILED_PRECONDITION.*below the quorum of 2/);
     ood2.start();
     await ood2.waitFor((s) => s.state === 'running', 120_000, 'ood2 running again');
     await until('three healthy members again', 90_000, async () => (await storeStatus(ood1))?.cluster?.healthy === 3);
   });
 
-  it('replaces a removed core device: its member leaves the cluster, and a new core device becomes a member', async () => {
+  it('replaces a broken core device: its member leaves the cluster, and a new core device becomes a member', async () => {
+    // Broken: the device is gone when it is removed, as `buckyos device rm --force` is for (docs/operations.md). A
+    // removed member that still runs is a known limit (docs/etcd-control.md): calls reaching it wait out their deadline.
+    await ood3.kill();
+    await until('the cluster reporting ood3 down', 60_000, async () => (await storeStatus(ood1))?.cluster?.healthy === 2);
     await ood1.cli(['device', 'rm', 'ood3', '--force']);
     await until('the cluster down to two members', 90_000, async () => {
       const s = await storeStatus(ood1);

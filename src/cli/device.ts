@@ -45,9 +45,10 @@ export function registerDevice(program: Command): void {
   device
     .command('rm <name>')
     .description('remove a device: its key is revoked and its tokens and tunnels stop working at once')
-    .option('--force', 'remove it even if the zone\'s etcd cluster would lose its quorum (writes stop until members return)')
-    .action(async (name: string, opts: { force?: boolean }, cmd: Command) => {
-      const r = await hub(cmd).device_remove({ name, force: opts.force ?? false });
+    .option('--force', 'remove a core device, whose copy of the zone\'s signing keys cannot be taken away (only for a lost or destroyed device)')
+    .option('--ignore-quorum', 'remove it even if the zone\'s etcd cluster would lose its quorum (writes stop until members return)')
+    .action(async (name: string, opts: { force?: boolean; ignoreQuorum?: boolean }, cmd: Command) => {
+      const r = await hub(cmd).device_remove({ name, force: opts.force ?? false, ignore_quorum: opts.ignoreQuorum ?? false });
       console.log(`device ${r.name} removed (${r.did} revoked, ${r.deleted_keys} keys removed)`);
     });
 }

@@ -98,6 +98,7 @@ export class StoreControl {
   private queue: Promise<void> = Promise.resolve();
   private readonly stop = new AbortController();
   private busy = false;
+  private retry: NodeJS.Timeout | null = null;
   private timer: NodeJS.Timeout | null = null;
   private last: { migration: MigrationRecord | null; store: ConfigStoreRecord | null } = { migration: null, store: null };
 
@@ -129,6 +130,7 @@ export class StoreControl {
   async close(): Promise<void> {
     this.stop.abort();
     if (this.timer) clearInterval(this.timer);
+    if (this.retry) clearTimeout(this.retry);
     await this.queue.catch(() => undefined);
     await this.member?.stop();
     this.member = null;
@@ -169,13 +171,22 @@ export class StoreControl {
     }
   }
 
-  /** A step that failed (a device not reachable yet, a member slow to start) is tried again until it holds. */
+  /**
+   * A step that failed (a device not reachable yet, a member slow to start) is tried again until it holds. One retry
+   * at most is pending: every failure of a long outage (each watch event and relisting reacts too) would otherwise
+   * start a chain of its own.
+   */
   private async reactOrRetry(): Promise<void> {
     try {
       await this.react();
     } catch (err) {
+      if (this.retry) return;
       this.host.log.warn({ err: (err as Error).message }, 'store control step failed; trying again in 5 s');
-      setTimeout(() => this.enqueue(() => this.reactOrRetry()), 5000).unref();
+      this.retry = setTimeout(() => {
+        this.retry = null;
+        this.enqueue(() => this.reactOrRetry());
+      }, 5000);
+      this.retry.unref();
     }
   }
 
@@ -517,10 +528,12 @@ export class StoreControl {
     }
     await source.close();
     await target.close();
-    // The old file stays beside the new store for an operator to inspect or restore; nothing reads it any more.
-    setAsideSqlite(sqliteStorePath(this.host.paths), 'moved');
+    // node.json first: a power cut between the two steps must leave this node on etcd with the old file still in
+    // place (nothing reads it, and a move back sets any such file aside), never on SQLite with the file gone, which
+    // would open an empty store. The old file stays beside the new store for an operator to inspect or restore.
     const nodeCfg = loadNodeConfig(this.host.paths);
     saveNodeConfig(this.host.paths, { ...nodeCfg, config_backend: this.etcdBackend(this.endpointsFor(members)) });
+    setAsideSqlite(sqliteStorePath(this.host.paths), 'moved');
     await this.host.reboot('the zone store moved to etcd');
   }
 

@@ -22,14 +22,19 @@ export function sqliteStorePath(paths: NodePaths): string {
   return join(paths.data, 'system-config', 'config.db');
 }
 
-/** Opens a backend: the configured one for the service, or either one for node_daemon moving the store. */
-export async function openStore(backend: StoreBackend, paths: NodePaths): Promise<ConfigStore> {
+/**
+ * Opens a backend: the configured one for the service, or either one for node_daemon moving the store. `guardFreeze`
+ * has etcd itself refuse writes while the store is frozen (the service's instances); node_daemon's own handles, which
+ * write the freeze and copy under it, open without.
+ */
+export async function openStore(backend: StoreBackend, paths: NodePaths, opts: { guardFreeze?: boolean } = {}): Promise<ConfigStore> {
   if (backend.type === 'etcd') {
     // Loaded only when used: the gRPC stack behind etcd3 costs a SQLite-only node ~25 MB of memory.
     const { openEtcdStore } = await import('./backends/etcd.ts');
     const tls = backend.tls;
     return openEtcdStore({
       hosts: backend.endpoints,
+      ...(opts.guardFreeze ? { frozenWhile: FREEZE_KEY } : {}),
       ...(tls ? { credentials: { rootCertificate: readFileSync(tls.ca), certChain: readFileSync(tls.cert), privateKey: readFileSync(tls.key) } } : {}),
     });
   }
@@ -40,7 +45,7 @@ export async function openStore(backend: StoreBackend, paths: NodePaths): Promis
 export async function openConfiguredStore(config: NodeConfig, paths: NodePaths): Promise<ConfigStore> {
   const b = config.config_backend;
   if (b?.type === 'remote') throw new Error('this device reaches system-config on a core device (config_backend remote); it runs no instance of its own');
-  return openStore(b?.type === 'etcd' ? b : { type: 'sqlite' }, paths);
+  return openStore(b?.type === 'etcd' ? b : { type: 'sqlite' }, paths, { guardFreeze: true });
 }
 
 export { copyStore, verifyCopy } from './migrate.ts';

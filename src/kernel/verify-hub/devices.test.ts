@@ -14,7 +14,7 @@ import { MemoryKv } from './kv.ts';
 
 const ZONE = 'alice.example.com';
 
-async function setup(opts: { enrolKey?: boolean; quorumProblem?: (name: string) => Promise<string | null> } = {}) {
+async function setup(opts: { enrolKey?: boolean; quorumProblem?: (name: string) => Promise<string | null>; storeHolder?: () => Promise<string | null> } = {}) {
   let t = Date.now();
   const owner = generateKeyPair();
   const enrol = generateKeyPair();
@@ -44,6 +44,7 @@ async function setup(opts: { enrolKey?: boolean; quorumProblem?: (name: string) 
     },
     audit: (e) => void audits.push(`${e.action} ${e.target}`),
     quorumProblem: opts.quorumProblem,
+    storeHolder: opts.storeHolder,
     now: () => t,
   });
   const h = admin.handlers();
@@ -145,6 +146,22 @@ describe('device enrolment', () => {
   });
 });
 
+describe('device listing', () => {
+  it('lists every device when one reports in a shape of its own, as if it had not reported', async () => {
+    const s = await setup();
+    const o = await s.h.device_offer({ role: 'storage', ttl_sec: 600 }, s.ctx());
+    await s.enrolWith(o.code, 'nas2', generateKeyPair());
+    for (const bad of ['{"addresses":{}}', '[null]', '{"reported_at":"soon","addresses":[null]}', 'not json']) {
+      await s.kv.set({ key: 'devices/nas2/info', value: bad });
+      const listed = (await s.h.device_list({}, s.ctx())).devices.find((d) => d.name === 'nas2');
+      assert.deepEqual([listed?.state, listed?.addresses, listed?.last_seen], ['unknown', [], null], bad);
+    }
+    await s.kv.set({ key: 'devices/nas2/info', value: JSON.stringify({ reported_at: Date.now(), addresses: [{ family: 'IPv4', address: '192.168.1.9' }] }) });
+    const good = (await s.h.device_list({}, s.ctx())).devices.find((d) => d.name === 'nas2');
+    assert.deepEqual([good?.state, good?.addresses], ['online', ['192.168.1.9']]);
+  });
+});
+
 describe('device removal', () => {
   it('revokes the key: the document goes, cannot be written back, and the directory drops the device', async () => {
     const s = await setup();
@@ -155,7 +172,7 @@ describe('device removal', () => {
     await s.kv.set({ key: 'services/gateway/instances/nas2', value: '{}' });
     assert.ok((await listedDevices(s)).includes('nas2'));
 
-    const out = await s.h.device_remove({ name: 'nas2', force: false }, s.ctx());
+    const out = await s.h.device_remove({ name: 'nas2', force: false, ignore_quorum: false }, s.ctx());
     assert.equal(out.did, didDev(key.publicKeyB64));
     assert.equal((await s.kv.get({ key: 'devices/nas2/doc' })).value, null);
     assert.equal((await s.kv.get({ key: 'services/gateway/instances/nas2' })).value, null);
@@ -167,17 +184,24 @@ describe('device removal', () => {
     assert.equal(await code(s.enrolWith(again.code, 'nas9', key)), 'INVALID_PARAMS', 'a revoked key cannot enrol again');
   });
 
-  it('refuses removing an etcd member that would cost the cluster its quorum, unless forced', async () => {
+  it('refuses removing an etcd member that would cost the cluster its quorum unless told to ignore it, which force is not', async () => {
     const s = await setup({ quorumProblem: async (name) => (name === 'ood2' ? 'removing ood2 would leave 1 healthy etcd member(s) of 2, below the quorum of 2' : null) });
     const o = await s.h.device_offer({ role: 'core', ttl_sec: 600 }, s.ctx());
     await s.enrolWith(o.code, 'ood2');
-    await assert.rejects(Promise.resolve(s.h.device_remove({ name: 'ood2', force: false }, s.ctx())), /below the quorum of 2; bring a member back first/);
-    assert.equal((await s.h.device_remove({ name: 'ood2', force: true }, s.ctx())).name, 'ood2');
+    for (const force of [false, true]) {
+      await assert.rejects(Promise.resolve(s.h.device_remove({ name: 'ood2', force, ignore_quorum: false }, s.ctx())), /below the quorum of 2; bring a member back first/);
+    }
+    assert.equal(await code(s.h.device_remove({ name: 'ood2', force: false, ignore_quorum: true }, s.ctx())), 'FAILED_PRECONDITION', 'a core device still needs force');
+    assert.equal((await s.h.device_remove({ name: 'ood2', force: true, ignore_quorum: true }, s.ctx())).name, 'ood2');
   });
 
-  it('refuses removing the answering device, an unknown one, or the last core device', async () => {
-    const s = await setup();
-    assert.equal(await code(s.h.device_remove({ name: 'ood1', force: false }, s.ctx())), 'FAILED_PRECONDITION');
-    assert.equal(await code(s.h.device_remove({ name: 'ghost', force: false }, s.ctx())), 'NOT_FOUND');
+  it('refuses removing the answering device, an unknown one, the last core device, or the one holding the SQLite store', async () => {
+    const s = await setup({ storeHolder: async () => 'ood2' });
+    assert.equal(await code(s.h.device_remove({ name: 'ood1', force: false, ignore_quorum: false }, s.ctx())), 'FAILED_PRECONDITION');
+    assert.equal(await code(s.h.device_remove({ name: 'ghost', force: false, ignore_quorum: false }, s.ctx())), 'NOT_FOUND');
+    const o = await s.h.device_offer({ role: 'core', ttl_sec: 600 }, s.ctx());
+    await s.enrolWith(o.code, 'ood2');
+    await assert.rejects(Promise.resolve(s.h.device_remove({ name: 'ood2', force: true, ignore_quorum: true }, s.ctx())), /ood2 holds the zone's store \(SQLite\)/);
+    assert.ok((await s.h.device_list({}, s.ctx())).devices.some((d) => d.name === 'ood2'), 'nothing was removed');
   });
 });

@@ -8,7 +8,7 @@ import {
   DOCUMENT_LIFETIME_SEC, type DeviceDoc, type DeviceRole, type EnrolOffer, type EnrolPeer, OFFER_PREFIX, type ZoneBootConfig,
   signDocument, verifyZoneDeviceDoc,
 } from '../../lib/identity/documents.ts';
-import { revokedKeysOf } from '../../lib/identity/device-directory.ts';
+import { deviceReport, revokedKeysOf } from '../../lib/identity/device-directory.ts';
 import { JwtError, verifyJwt } from '../../lib/identity/jwt.ts';
 import { type KeyPair, didDev, publicKeyFromB64 } from '../../lib/identity/keys.ts';
 import { type CallContext, type Handlers, KrpcError, type Principal } from '../../lib/krpc/index.ts';
@@ -50,6 +50,8 @@ export interface DeviceAdminOptions {
   authorizeAdmin(ctx: CallContext, resource: string, action: string, sudo: boolean): Promise<Principal>;
   /** Why removing this device would cost the zone's etcd cluster its quorum, or null when it would not. */
   quorumProblem?(name: string): Promise<string | null>;
+  /** The device holding the zone's store when it is on SQLite; null on etcd. */
+  storeHolder?(): Promise<string | null>;
   /** Ends the sessions opened with the removed device's key. */
   revokeSessions?(did: string): Promise<number>;
   audit(e: { action: string; actor: string; target: string; ip?: string; reason?: string }): void;
@@ -60,7 +62,7 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
 interface ListedDevice {
   doc: DeviceDoc;
-  info: { reported_at?: number; addresses?: { family: string; address: string }[] } | null;
+  info: z.infer<typeof deviceReport> | null;
 }
 
 export class DeviceAdmin {
@@ -101,7 +103,9 @@ export class DeviceAdmin {
       if (doc.name !== m[1] || revoked === null || revoked.has(doc.key)) continue;
       let info: ListedDevice['info'] = null;
       try {
-        info = JSON.parse(byKey.get(`devices/${m[1]}/info`) ?? 'null') as ListedDevice['info'];
+        const parsed = deviceReport.safeParse(JSON.parse(byKey.get(`devices/${m[1]}/info`) ?? 'null'));
+        // A report of another shape is as good as none: one bad record must not break the listing of every device.
+        info = parsed.success ? parsed.data : null;
       } catch {
         info = null;
       }
@@ -246,7 +250,7 @@ export class DeviceAdmin {
     };
   }
 
-  private async remove(p: { name: string; force: boolean }, ctx: CallContext) {
+  private async remove(p: { name: string; force: boolean; ignore_quorum: boolean }, ctx: CallContext) {
     const actor = await this.opts.authorizeAdmin(ctx, `obj://config/devices/${p.name}/doc`, 'delete', true);
     if (p.name === this.opts.self.name) {
       throw new KrpcError('FAILED_PRECONDITION', `${p.name} is the device answering this call; remove it through another core device`);
@@ -257,8 +261,11 @@ export class DeviceAdmin {
     if (target.doc.role === 'core' && devices.filter((d) => d.doc.role === 'core').length <= 1) {
       throw new KrpcError('FAILED_PRECONDITION', `${p.name} is the zone's last core device`);
     }
+    if ((await this.opts.storeHolder?.()) === p.name) {
+      throw new KrpcError('FAILED_PRECONDITION', `${p.name} holds the zone's store (SQLite), which every device reads its configuration from; move the store off it first (buckyos zone move)`);
+    }
     const problem = await this.opts.quorumProblem?.(p.name);
-    if (problem && !p.force) throw new KrpcError('FAILED_PRECONDITION', `${problem}; bring a member back first, or remove with force and accept that writes stop`);
+    if (problem && !p.ignore_quorum) throw new KrpcError('FAILED_PRECONDITION', `${problem}; bring a member back first, or remove it ignoring the quorum and accept that writes stop`);
     // A core device holds the zone's verify-hub and enrolment keys, which cannot be rotated yet: removed, it could
     // still sign tokens. Removing it is allowed only when the admin says they know (a lost or destroyed device).
     if (target.doc.role === 'core' && !p.force) {

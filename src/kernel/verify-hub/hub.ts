@@ -355,9 +355,14 @@ export class VerifyHub {
     }
   }
 
-  /** Once the user is known: an app other than the trusted UI must be installed for them (users/<u>/apps/<app>/spec). */
+  /** Whether `app` may act for `user`: the trusted UI, or an app installed for them (users/<u>/apps/<app>/spec). */
+  private async installedFor(user: string, app: string): Promise<boolean> {
+    return TRUSTED_UI_APPS.has(app) || (await this.kv.get({ key: KEYS.appSpec(user, app) })).value !== null;
+  }
+
+  /** Once the user is known: an app other than the trusted UI must be installed for them. */
   private async appInstalledFor(user: string, app: string, audit: { action: string; ip: string }): Promise<void> {
-    if (TRUSTED_UI_APPS.has(app) || (await this.kv.get({ key: KEYS.appSpec(user, app) })).value !== null) return;
+    if (await this.installedFor(user, app)) return;
     this.emit({ type: 'login_failed', action: audit.action, actor: null, target: user, app, ip: audit.ip, reason: 'app_not_installed' });
     throw new KrpcError('PERMISSION_DENIED', `app "${app}" is not installed for user "${user}"`);
   }
@@ -455,6 +460,8 @@ export class VerifyHub {
     const r = await this.sessions.refresh(p.refresh_token, async (s) => {
       // A session opened with a device key ends with that device: once it is removed, its sessions cannot refresh.
       if (s.device !== undefined && !(await this.opts.deviceKey(s.device))) return 'revoked';
+      // An app uninstalled for the user ends its sessions there, as a login would now be refused.
+      if (!(await this.installedFor(s.user, s.app))) return 'revoked';
       return endedByAccount(await this.account(s.user), s);
     });
     if (!r.ok) {
@@ -557,6 +564,9 @@ export class VerifyHub {
   private async userList(ctx: CallContext) {
     const p = ctx.principal!;
     const all = p.kind === 'service' || (await this.callerRole(p)) === 'admin';
+    // Every account is the app side's business too: an installed app holding an admin's session may not list them.
+    // `*` names no user: it is the resource of all of them.
+    if (all) await this.requireCheck(p, 'obj://user/*', 'read');
     // users/ also holds every user's app data: list names only, then read the settings records.
     const keys = all
       ? (await listAll(this.kv, KEYS.usersPrefix, { keysOnly: true })).map((e) => e.key).filter((k) => SETTINGS_KEY_RE.test(k))
@@ -683,6 +693,8 @@ export class VerifyHub {
     if ((all || target !== caller.userId) && caller.kind !== 'service' && (await this.callerRole(caller)) !== 'admin') {
       throw new KrpcError('PERMISSION_DENIED', 'only admins see other users\' sessions');
     }
+    // And the app side: an installed app holding an admin's session may not see other accounts' sessions.
+    if (all || target !== caller.userId) await this.requireCheck(caller, `obj://user/${all ? '*' : target}/sessions`, 'read');
     const accounts = new Map<string, Promise<Account | null>>();
     const accountOf = (user: string) => {
       let a = accounts.get(user);

@@ -141,6 +141,10 @@ export async function runVerifyHubService(rt: KernelRuntime, port: number, deps:
     peers: enrolPeers(rt),
     authorizeAdmin: (ctx, resource, action, sudo) => hub.requireAdmin(ctx, resource, action, sudo),
     quorumProblem: (name) => etcdQuorumProblem(rt, name),
+    storeHolder: async () => {
+      const store = parseRecord(configStoreSchema, (await rt.configClient().get({ key: CONFIG_STORE_KEY })).value);
+      return store?.backend === 'sqlite' ? store.primary : null;
+    },
     revokeSessions: (did) => hub.revokeDeviceSessions(did),
     audit: (e) => hub.emit({ type: 'device_change', action: e.action, actor: e.actor, target: e.target, ip: e.ip, reason: e.reason }),
   });

@@ -436,6 +436,28 @@ describe('verify-hub service on system-config', () => {
     await rejectsWith(asJudy.whoami({}), 'UNAUTHENTICATED');
   });
 
+  it('lets an installed app holding an admin\'s session list neither the users nor other accounts\' sessions', async () => {
+    await config.set({ key: `users/${OWNER}/apps/notes/spec`, value: '{}' });
+    rbac.loadTail('g2, notes, app\n');
+    const asNotes = client((await login(OWNER, OWNER_PW, 'notes')).session_token);
+    await rejectsWith(asNotes.user_list({}), 'PERMISSION_DENIED', /app notes\) may not read obj:\/\/user\/\*/);
+    await rejectsWith(asNotes.session_list({ all: true }), 'PERMISSION_DENIED', /obj:\/\/user\/\*\/sessions/);
+    await rejectsWith(asNotes.session_list({ user: 'judy' }), 'PERMISSION_DENIED', /obj:\/\/user\/judy\/sessions/);
+    assert.ok((await asNotes.session_list({})).sessions.length > 0, 'its own user\'s sessions it may see');
+    const asPanel = client((await login(OWNER, OWNER_PW)).session_token);
+    assert.ok((await asPanel.user_list({})).users.length > 1, 'the system UI may');
+    assert.ok((await asPanel.session_list({ all: true })).sessions.length > 0);
+    rbac.loadTail('');
+  });
+
+  it('ends an app\'s session at its next refresh once the app is uninstalled for the user', async () => {
+    await config.set({ key: `users/${OWNER}/apps/jotter/spec`, value: '{}' });
+    const t = await login(OWNER, OWNER_PW, 'jotter');
+    const once = await client().refresh({ refresh_token: t.refresh_token });
+    await config.delete({ key: `users/${OWNER}/apps/jotter/spec` });
+    await rejectsWith(client().refresh({ refresh_token: once.refresh_token }), 'UNAUTHENTICATED', /revoked/);
+  });
+
   it('logs the owner in with the owner key, and only the owner', async () => {
     const t = await loginJwt(owner, OWNER);
     assert.deepEqual(t.user, { name: OWNER, role: 'admin' });

@@ -4,13 +4,21 @@
 // resumable uploads, WebDAV, NDN): docs/dcfs.md, "HTTP". Server, client and docs derive from this object.
 import { z } from 'zod';
 import { defineService, method } from '../krpc/service.ts';
-import { diskIdSchema, volumeNameSchema } from '../config/storage-records.ts';
+import { VOLUME_NAME, diskIdSchema, volumeNameSchema } from '../config/storage-records.ts';
 
 const count = z.number().int().nonnegative();
 const volume = volumeNameSchema;
 /** A volume path: absolute, `/`-separated; the service checks it (traversal, names over 255 bytes, control characters). */
 const path = z.string().min(1).max(4096);
 const contentId = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a content id: sha256:<64 hex digits>');
+
+/**
+ * An upload id: its volume, a dot, then 22 random base64url characters. The upload's spool is on the volume's primary,
+ * and the volume in the id is what lets any other dfs instance that a call or part of the upload reaches pass it on
+ * there (docs/dcfs.md, "Uploads").
+ */
+export const UPLOAD_ID = new RegExp(`^(${VOLUME_NAME.source.slice(1, -1)})\\.([A-Za-z0-9_-]{22})$`);
+const uploadId = z.string().regex(UPLOAD_ID, 'an upload id as upload_begin gives it: <volume>.<22 characters>');
 
 export const dfsEntry = z.object({
   path: z.string(),
@@ -79,17 +87,17 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
   rename: method({
     params: z.object({ volume, from: path, to: path, overwrite: z.boolean().default(false) }).strict(),
     result: dfsEntry,
-    doc: 'Moves a file or folder (with everything in it). Needs delete on the source and create on the destination.',
+    doc: 'Moves a file or folder (with everything in it). Needs delete on the source and create on the destination, for a folder on everything in it too (and delete on all of a folder `overwrite` replaces).',
   }),
   copy: method({
     params: z.object({ volume, from: path, to: path, overwrite: z.boolean().default(false) }).strict(),
     result: dfsEntry,
-    doc: 'Copies by reference: the copy shares the original\'s chunks, so it costs metadata only. Needs read on the source and create on the destination; counts against the quota.',
+    doc: 'Copies by reference: the copy shares the original\'s chunks, so it costs metadata only. Needs read on the source and create on the destination, for a folder on everything in it too (and delete on all of a folder `overwrite` replaces); counts against the quota.',
   }),
   delete: method({
     params: z.object({ volume, path }).strict(),
     result: z.object({ trash_id: z.string() }),
-    doc: 'Moves a file or folder to the volume\'s trash, from where `restore` brings it back. Needs delete.',
+    doc: 'Moves a file or folder to the volume\'s trash, from where `restore` brings it back. Needs delete, for a folder on everything in it.',
   }),
   trash_list: method({
     params: z.object({ volume }).strict(),
@@ -99,12 +107,12 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
   restore: method({
     params: z.object({ volume, trash_id: z.string().min(1).max(64), to: path.optional() }).strict(),
     result: dfsEntry,
-    doc: 'Brings an item back from the trash, to where it was or to `to`. ALREADY_EXISTS when that place is taken. Needs create there.',
+    doc: 'Brings an item back from the trash, to where it was or to `to`. ALREADY_EXISTS when that place is taken. Needs read where it was and create there, for a folder on everything it holds.',
   }),
   trash_purge: method({
     params: z.object({ volume, trash_id: z.string().min(1).max(64) }).strict(),
     result: z.object({ purged: z.literal(true) }),
-    doc: 'Deletes an item in the trash for good: it can no longer be restored. Needs delete on the path it was removed from.',
+    doc: 'Deletes an item in the trash for good: it can no longer be restored. Needs delete on the path it was removed from, for a folder on everything it held.',
   }),
   search: method({
     params: z.object({
@@ -129,20 +137,20 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
   upload_begin: method({
     params: z.object({ volume, path, size: count.max(2 ** 50), overwrite: z.boolean().default(true) }).strict(),
     result: z.object({ upload_id: z.string(), offset: count, url: z.string() }),
-    doc: 'Starts a resumable upload of `size` bytes to `path`: PUT the bytes to `url` (Content-Range or `?offset=`), in one or several parts, then `upload_commit`. Needs create (or write to replace).',
+    doc: 'Starts a resumable upload of `size` bytes to `path`: PUT the bytes to `url` (Content-Range or `?offset=`), in one or several parts, then `upload_commit`. Needs create (or write to replace). The id names the volume (`<volume>.<22 characters>`): every call and part of the upload runs on the volume\'s primary, wherever it is sent.',
   }),
   upload_status: method({
-    params: z.object({ upload_id: z.string().min(1).max(64) }).strict(),
+    params: z.object({ upload_id: uploadId }).strict(),
     result: z.object({ offset: count, size: count, expires_at: z.number() }),
     doc: 'How many bytes an upload holds: where to resume after a broken connection.',
   }),
   upload_commit: method({
-    params: z.object({ upload_id: z.string().min(1).max(64), content_id: contentId.optional() }).strict(),
+    params: z.object({ upload_id: uploadId, content_id: contentId.optional() }).strict(),
     result: dfsEntry,
     doc: 'Makes a complete upload the file\'s new version, once every chunk has the durable copies its policy asks for. With `content_id`, the bytes must hash to it (else CONFLICT and nothing changes).',
   }),
   upload_abort: method({
-    params: z.object({ upload_id: z.string().min(1).max(64) }).strict(),
+    params: z.object({ upload_id: uploadId }).strict(),
     result: z.object({ aborted: z.literal(true) }),
     doc: 'Drops an upload; nothing becomes visible.',
   }),

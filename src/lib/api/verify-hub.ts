@@ -143,7 +143,7 @@ export const verifyHubApi = defineService('verify-hub', 'Logins, session and sud
   user_list: method({
     params: z.object({}).strict(),
     result: z.object({ users: z.array(publicUser) }),
-    doc: 'Admins and kernel services see every user; anyone else sees only themselves.',
+    doc: 'Admins and kernel services see every user (RBAC read on obj://user/* for the user and the app: an installed app holding an admin\'s session sees only that admin); anyone else sees only themselves.',
   }),
   user_set_role: method({
     params: z.object({ name: userName, role: userRole }).strict(),
@@ -173,7 +173,7 @@ export const verifyHubApi = defineService('verify-hub', 'Logins, session and sud
   session_list: method({
     params: z.object({ user: userName.optional(), all: z.boolean().default(false) }).strict(),
     result: z.object({ sessions: z.array(session) }),
-    doc: 'The caller\'s sessions; admins may name another user or ask for all; a kernel service token sees all unless it names a user.',
+    doc: 'The caller\'s sessions; admins may name another user or ask for all (RBAC read on obj://user/<name>/sessions, or obj://user/*/sessions for all, for the user and the app); a kernel service token sees all unless it names a user.',
   }),
   device_offer: method({
     params: z
@@ -225,9 +225,9 @@ export const verifyHubApi = defineService('verify-hub', 'Logins, session and sud
     doc: 'Admins and kernel services: the zone\'s devices (verified documents, revoked ones left out) with their last report.',
   }),
   device_remove: method({
-    params: z.object({ name: deviceName, force: z.boolean().default(false) }).strict(),
+    params: z.object({ name: deviceName, force: z.boolean().default(false), ignore_quorum: z.boolean().default(false) }).strict(),
     result: z.object({ name: z.string(), did: z.string(), deleted_keys: z.number().int() }),
-    doc: 'Admin with a sudo token, or a kernel service token. Revokes the device: its document goes, its key is listed in devices/<name>/revoked so the document is refused even if written back, and every service stops accepting its tokens and tunnels at once. The device answering the call, and the last core device, cannot be removed. Removing a member of the zone\'s etcd cluster that would leave fewer healthy members than the quorum is refused (FAILED_PRECONDITION, saying how many would remain) unless force is set.',
+    doc: 'Admin with a sudo token, or a kernel service token. Revokes the device: its document goes, its key is listed in devices/<name>/revoked so the document is refused even if written back, and every service stops accepting its tokens and tunnels at once. The device answering the call, the last core device, and the device holding the zone\'s SQLite store cannot be removed. A core device needs force (it holds the zone\'s signing keys, which cannot be rotated yet). Removing a member of the zone\'s etcd cluster that would leave fewer healthy members than the quorum is refused (FAILED_PRECONDITION, saying how many would remain) unless ignore_quorum is set; force does not override it.',
   }),
   session_revoke: method({
     params: z.object({ sid: z.string().min(1).max(64) }).strict(),

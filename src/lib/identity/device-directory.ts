@@ -29,8 +29,10 @@ export function revokedKeysOf(value: string | null | undefined): Set<string> | n
   }
 }
 
-/** The addresses a node reports in `devices/<d>/info`: the part of the report other nodes need to reach it. */
-const infoAddresses = z.object({
+/** What other parts read of the report a node writes in `devices/<d>/info`: when it reported, and the addresses other
+ * nodes need to reach it. Any node may write its own report, so it is parsed, never trusted to have this shape. */
+export const deviceReport = z.object({
+  reported_at: z.number().optional(),
   addresses: z.array(z.object({ family: z.string(), address: z.string() })).default([]),
 });
 
@@ -119,14 +121,20 @@ export class DeviceDirectory {
   private relist(): Promise<void> {
     this.listing ??= (async () => {
       try {
+        const applied = this.watchBatches;
         const listed = await this.opts.config.list({ prefix: 'devices/', limit: LIST_LIMIT });
         this.lastList = Date.now();
+        // A listing lookups asked for may come back after the watch applied changes (a revocation) it may not hold:
+        // taking it would trust the removed device again, and the watch, already past that change, would never bring
+        // it back. Revisions cannot tell which is newer (a store moved between SQLite and etcd numbers them afresh),
+        // so a listing the watch overtook is dropped; the watch goes on from where it is.
+        if (this.watchBatches !== applied) return;
         this.docs.clear();
         this.infos.clear();
         this.revoked.clear();
         for (const e of listed.entries) this.take(e.key, e.value);
-        await this.rebuild();
         this.revision = listed.revision;
+        await this.rebuild();
       } finally {
         this.listing = null;
       }
@@ -134,7 +142,12 @@ export class DeviceDirectory {
     return this.listing;
   }
 
+  /** The store revision the maps above reflect. */
   private revision = 0;
+  /** Watch answers with changes applied so far: a listing answered after one of them is not taken. */
+  private watchBatches = 0;
+  /** Rebuilds run one at a time, each from the maps as they are when it starts, so an older one never lands last. */
+  private rebuilding: Promise<void> = Promise.resolve();
 
   private async watchLoop(): Promise<void> {
     let backoff = 500;
@@ -144,8 +157,9 @@ export class DeviceDirectory {
         const w = await this.opts.config.watch({ prefix: 'devices/', after_revision: this.revision, timeout_ms: 25_000 }, { timeoutMs: 35_000 });
         let changed = false;
         for (const ev of w.events) changed = this.take(ev.key, ev.value) || changed;
-        if (changed) await this.rebuild();
+        if (w.events.length > 0) this.watchBatches++;
         this.revision = w.revision;
+        if (changed) await this.rebuild();
         backoff = 500;
       } catch (err) {
         if (this.stop.signal.aborted) return;
@@ -179,7 +193,12 @@ export class DeviceDirectory {
     return false;
   }
 
-  private async rebuild(): Promise<void> {
+  private rebuild(): Promise<void> {
+    this.rebuilding = this.rebuilding.catch(() => undefined).then(() => this.rebuildNow());
+    return this.rebuilding;
+  }
+
+  private async rebuildNow(): Promise<void> {
     const next = new Map<string, ZoneDevice>();
     const revokedKeys = new Set([...this.revoked.values()].flatMap((s) => (s ? [...s] : [])));
     const unreadable = new Set([...this.revoked].filter(([, keys]) => keys === null).map(([name]) => name));
@@ -206,7 +225,7 @@ export class DeviceDirectory {
 
 function parseAddresses(value: string): string[] {
   try {
-    const r = infoAddresses.safeParse(JSON.parse(value));
+    const r = deviceReport.safeParse(JSON.parse(value));
     if (!r.success) return [];
     const v4 = r.data.addresses.filter((a) => a.family === 'IPv4').map((a) => a.address);
     const v6 = r.data.addresses.filter((a) => a.family === 'IPv6' && !a.address.startsWith('fe80')).map((a) => a.address);

@@ -471,6 +471,61 @@ describe('resource patterns', () => {
   });
 });
 
+// share may read Photos and everything in it; notes may read what is right inside Photos, and no deeper.
+const subtrees = await Rbac.create(`${TAIL}p2, share, obj://dfs/main/home/alice/Photos/**, read
+p2, notes, obj://dfs/main/home/alice/Photos/*, read
+p2, notes, obj://dfs/main/home/alice/Docs/*/**, read
+`);
+
+describe('checkBelow: one grant per side covering a whole subtree', () => {
+  const below = (user: string, app: string, resource: string, action = 'read') => subtrees.checkBelow({ user, app, resource, action });
+
+  it('holds for a ** grant at or above the resource, on both sides', () => {
+    assert.equal(below('alice', CLI, 'obj://dfs/main/home/alice'), true);
+    assert.equal(below('alice', CLI, 'obj://dfs/main/home/alice/a/b', 'delete'), true);
+    assert.equal(below('carol', CLI, 'obj://dfs/main', 'delete'), true);
+    assert.equal(below('alice', 'share', 'obj://dfs/main/home/alice/Photos'), true);
+    assert.equal(below('alice', 'share', 'obj://dfs/main/home/alice/Photos/2024'), true);
+    // Docs/*/** covers every folder right inside Docs and all below, so all of Docs but Docs itself.
+    assert.equal(below('alice', 'notes', 'obj://dfs/main/home/alice/Docs'), true);
+  });
+
+  it('does not hold where some name or depth below is left out, or one side lacks it', () => {
+    assert.equal(below('alice', 'notes', 'obj://dfs/main/home/alice/Photos'), false, 'a trailing * stops at one depth');
+    assert.equal(below('alice', 'notes', 'obj://dfs/main/home/alice/Photos/2024'), false);
+    assert.equal(below('alice', CLI, 'obj://dfs/main/home'), false, '{user} below home takes one name only');
+    assert.equal(below('alice', 'share', 'obj://dfs/main/home/alice'), false, 'the app side reaches Photos only');
+    assert.equal(below('alice', 'share', 'obj://dfs/main/home/alice/Photos', 'delete'), false);
+    assert.equal(below('dave', CLI, 'obj://dfs/main/home/dave', 'delete'), false, 'the user side: dave may only read');
+    assert.equal(below('alice', CLI, 'obj://dfs/main/home/alice/../bob'), false);
+    assert.equal(below('alice', CLI, 'obj://dfs/main/home/alice', 'constructor'), false);
+  });
+
+  it('never holds where check refuses something below', () => {
+    const names = ['alice', 'bob', 'share', 'notes', 'Photos', 'Docs', 'apps', 'x'];
+    const roots = ['obj://dfs', 'obj://dfs/main', 'obj://dfs/main/home', 'obj://dfs/main/public', 'obj://dfs/main/home/alice',
+      'obj://dfs/main/home/alice/Photos', 'obj://dfs/main/home/alice/Docs', 'obj://dfs/main/home/alice/apps/share', 'obj://config/users/alice'];
+    let held = 0;
+    for (const root of roots) {
+      for (const user of ['alice', 'bob', 'carol', 'dave', 'gina']) {
+        for (const app of [CLI, 'share', 'notes']) {
+          for (const action of ['read', 'write', 'create', 'delete']) {
+            if (!subtrees.checkBelow({ user, app, resource: root, action })) continue;
+            held++;
+            for (const a of names) {
+              for (const rest of ['', '/x', '/x/y', `/${a}/${a}/z`]) {
+                const resource = `${root}/${a}${rest}`;
+                assert.equal(subtrees.check({ user, app, resource, action }), true, `${user} ${app} ${action} ${resource}, below ${root}`);
+              }
+            }
+          }
+        }
+      }
+    }
+    assert.ok(held > 20, `only ${held} subtrees held: the sample proves little`);
+  });
+});
+
 describe('removeUser', () => {
   const tail = `${TAIL}g, erin, admin
 g, erin, family

@@ -14,6 +14,7 @@ import {
   compilePattern,
   isValidSubject,
   matchPattern,
+  matchesAllBelow,
   objMatch,
   parseActions,
   splitResource,
@@ -115,11 +116,20 @@ function compileSide(
   return index;
 }
 
-function findGrant(side: SideIndex, name: string, segs: string[], bit: number, req: AccessRequest): Grant | null {
+/** The first of `name`'s grants that has the action and whose pattern `match`es: `matchPattern` for the resource
+ * itself, `matchesAllBelow` for everything under it. */
+function findGrant(
+  side: SideIndex,
+  name: string,
+  segs: string[],
+  bit: number,
+  req: AccessRequest,
+  match: typeof matchPattern = matchPattern,
+): Grant | null {
   const grants = side.get(name);
   if (grants === undefined) return null;
   for (const g of grants) {
-    if ((g.actions & bit) !== 0 && matchPattern(g.pattern, segs, req.user, req.app)) return g;
+    if ((g.actions & bit) !== 0 && match(g.pattern, segs, req.user, req.app)) return g;
   }
   return null;
 }
@@ -188,6 +198,25 @@ export class Rbac {
     if (segs === null) return false;
     const s = this.#state;
     return findGrant(s.user, req.user, segs, bit, req) !== null && findGrant(s.app, req.app, segs, bit, req) !== null;
+  }
+
+  /**
+   * Whether the user AND the app may perform `action` on every resource strictly below `resource`, at any depth and
+   * under any name, answered from the policy alone: each side must hold one grant that covers the whole subtree, a
+   * pattern ending in `**` whose segments before it match `resource` or one of its ancestors, or `resource` and a `*`.
+   * It never says yes where `check` would refuse some resource below. It may say no where every resource below is in
+   * fact allowed, by grants that cover the subtree only together or that stop at a depth (a pattern ending in `*`):
+   * a caller that gets false checks the resources that exist, one by one.
+   */
+  checkBelow(req: AccessRequest): boolean {
+    const bit = actionBit(req.action);
+    const segs = bit === 0 ? null : splitResource(req.resource);
+    if (segs === null) return false;
+    const s = this.#state;
+    return (
+      findGrant(s.user, req.user, segs, bit, req, matchesAllBelow) !== null &&
+      findGrant(s.app, req.app, segs, bit, req, matchesAllBelow) !== null
+    );
   }
 
   /** `check`, with the rule that allowed each side: for audit records and for telling a user which side refused. */

@@ -140,9 +140,8 @@ export function splitResource(resource: string): string[] | null {
   return segs;
 }
 
-export function matchPattern(p: CompiledPattern, segs: readonly string[], user: string, app: string): boolean {
-  const n = p.segments.length;
-  if (p.rest ? segs.length < n : segs.length !== n) return false;
+/** Whether the first `n` segments of `p` match the first `n` of `segs`. */
+function matchPrefix(p: CompiledPattern, segs: readonly string[], n: number, user: string, app: string): boolean {
   for (let i = 0; i < n; i++) {
     const s = p.segments[i];
     if (s === STAR) continue;
@@ -153,6 +152,25 @@ export function matchPattern(p: CompiledPattern, segs: readonly string[], user: 
     } else if (s !== segs[i]) return false;
   }
   return true;
+}
+
+export function matchPattern(p: CompiledPattern, segs: readonly string[], user: string, app: string): boolean {
+  const n = p.segments.length;
+  if (p.rest ? segs.length < n : segs.length !== n) return false;
+  return matchPrefix(p, segs, n, user, app);
+}
+
+/**
+ * Whether `p` matches every resource strictly below `segs`, whatever names and depth it has: only a pattern ending in
+ * `**` can, when its segments before the `**` match a prefix of `segs`, or match all of `segs` and then one `*` (which
+ * takes any first name below). Any other pattern leaves out some name or some depth below.
+ */
+export function matchesAllBelow(p: CompiledPattern, segs: readonly string[], user: string, app: string): boolean {
+  const n = p.segments.length;
+  const m = segs.length;
+  if (!p.rest || n > m + 1) return false;
+  if (n === m + 1 && p.segments[m] !== STAR) return false;
+  return matchPrefix(p, segs, Math.min(n, m), user, app);
 }
 
 /** The casbin matcher function `objMatch(r.obj, p.obj, r.user, r.app)`. It compiles the pattern on every call:

@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { connect as h2connect, constants, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
 import { connect as tcpConnect } from 'node:net';
 import { Readable } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { privateKeyToPem } from '../identity/keys.ts';
 import { selfSignedCert } from '../identity/tls-certs.ts';
 import { TunnelClient, type TunnelClientOptions, type TunnelPeer } from './tunnel-client.ts';
@@ -110,6 +110,55 @@ describe('tunnel server', () => {
     // A key that is presented must still be authorised: anonymity is for devices that have no key in the zone yet.
     await rejectsWith(client(c).request(open.peer, { method: 'GET', path: '/' }), 'REFUSED', /is not authorised/);
     assert.deepEqual(open.handled, [null, 'a']);
+  });
+
+  it('bounds clients without a certificate: sessions from one address and in all, streams per session, and their lifetime', async () => {
+    const hanging: Http2ServerResponse[] = [];
+    const { server } = await serve({
+      allowAnonymous: true,
+      anonymousLimits: { maxSessions: 3, maxPerAddress: 2, maxStreams: 1, lifetimeMs: 1500 },
+      handler: (req, res) => {
+        if (req.url === '/hang') hanging.push(res);
+        else res.end('ok');
+      },
+    });
+    const sessions: ReturnType<typeof h2connect>[] = [];
+    const anonymous = (from: string) => {
+      const session = h2connect(`https://127.0.0.1:${server.port}`, {
+        createConnection: () => tlsConnect({ socket: tcpConnect({ host: '127.0.0.1', port: server.port, localAddress: from }), ALPNProtocols: ['h2'], rejectUnauthorized: false }),
+      });
+      session.on('error', () => {});
+      sessions.push(session);
+      return session;
+    };
+    const get = (session: ReturnType<typeof h2connect>, path: string) =>
+      new Promise<number>((resolve, reject) => {
+        const st = session.request({ ':path': path });
+        st.on('response', (h) => resolve(Number(h[':status'])));
+        st.on('error', reject);
+        st.resume();
+      });
+    // Only the GOAWAY counts: the session's error that may follow it is the refusal's echo.
+    const refusal = (session: ReturnType<typeof h2connect>) => new Promise<string>((resolve) => session.once('goaway', (_code, _last, data?: Buffer) => resolve(String(data))));
+    try {
+      const first = anonymous('127.0.0.1');
+      assert.equal(await get(first, '/'), 200);
+      assert.equal(await get(anonymous('127.0.0.1'), '/'), 200);
+      assert.match(await refusal(anonymous('127.0.0.1')), /too many clients without a certificate from 127\.0\.0\.1 \(2\)/);
+      assert.equal(await get(anonymous('127.0.0.2'), '/'), 200);
+      assert.match(await refusal(anonymous('127.0.0.3')), /too many clients without a certificate \(3\)/);
+
+      // One stream at a time: the client holds a second request back until the first ends.
+      if (first.remoteSettings.maxConcurrentStreams !== 1) await once(first, 'remoteSettings');
+      void get(first, '/hang').catch(() => undefined);
+      void get(first, '/hang').catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(hanging.length, 1);
+
+      assert.match(await refusal(first), /a session without a certificate lasts at most 1500 ms/);
+    } finally {
+      for (const session of sessions) session.destroy();
+    }
   });
 
   it('refuses a client certificate whose key is not Ed25519, saying so in the GOAWAY', async () => {

@@ -23,6 +23,8 @@ export interface TunnelServerOptions {
   authorizePeer(publicKeyB64: string): string | null;
   /** Allow clients without a certificate (used only for device enrolment); their requests get peer = null. */
   allowAnonymous?: boolean;
+  /** Bounds on anonymous clients (defaults: ANONYMOUS_LIMITS). */
+  anonymousLimits?: Partial<AnonymousLimits>;
   handler(req: Http2ServerRequest, res: Http2ServerResponse, peer: string | null): void;
   /** How often idle clients are pinged; a client that misses one is dropped. */
   pingIntervalMs?: number;
@@ -37,6 +39,24 @@ export interface TunnelServer {
   /** Re-checks every open session, closing those whose peer is no longer authorised (device removed). */
   revalidate(): void;
 }
+
+/**
+ * Anyone who can reach the port may open an anonymous session, so what such sessions may hold is bounded: a device
+ * joining makes one enrolment call and goes. Without these, a client that opened streams and never ended their
+ * bodies could hold the gateway's memory (its port faces the internet on a public gateway).
+ */
+export interface AnonymousLimits {
+  /** Anonymous sessions open at once, from everywhere. */
+  maxSessions: number;
+  /** Anonymous sessions open at once from one address. */
+  maxPerAddress: number;
+  /** Streams one anonymous session may have open at once (told to the client in SETTINGS). */
+  maxStreams: number;
+  /** An anonymous session is closed this long after it opened, finished or not. */
+  lifetimeMs: number;
+}
+
+export const ANONYMOUS_LIMITS: AnonymousLimits = { maxSessions: 16, maxPerAddress: 2, maxStreams: 2, lifetimeMs: 60_000 };
 
 /** How long close() lets in-flight requests finish before it cuts them. */
 export const CLOSE_GRACE_MS = 2000;
@@ -59,11 +79,19 @@ export async function startTunnelServer(opts: TunnelServerOptions): Promise<Tunn
   }
   const onError = opts.onError ?? (() => {});
   const admitted = new Map<ServerHttp2Session, Admitted>();
+  const limits = { ...ANONYMOUS_LIMITS, ...opts.anonymousLimits };
+  const anonymousFrom = (address: string | undefined) =>
+    [...admitted].filter(([s, p]) => p.key === null && (address === undefined || s.socket?.remoteAddress === address)).length;
 
   const admit = (socket: TLSSocket): Admitted | string => {
     const cert = socket.getPeerX509Certificate();
     if (cert === undefined) {
-      return opts.allowAnonymous ? { key: null, name: null } : 'this tunnel accepts only devices of the zone, and the client presented no device certificate';
+      if (!opts.allowAnonymous) return 'this tunnel accepts only devices of the zone, and the client presented no device certificate';
+      if (anonymousFrom(undefined) >= limits.maxSessions) return `too many clients without a certificate (${limits.maxSessions}); try again later`;
+      if (anonymousFrom(socket.remoteAddress) >= limits.maxPerAddress) {
+        return `too many clients without a certificate from ${socket.remoteAddress} (${limits.maxPerAddress}); try again later`;
+      }
+      return { key: null, name: null };
     }
     let key: string;
     try {
@@ -115,6 +143,15 @@ export async function startTunnelServer(opts: TunnelServerOptions): Promise<Tunn
     }
     admitted.set(session, verdict);
     session.once('close', () => admitted.delete(session));
+    if (verdict.key === null) {
+      session.settings({ maxConcurrentStreams: limits.maxStreams });
+      const expire = setTimeout(() => {
+        // A session its client just dropped is destroyed a moment before it emits 'close'.
+        if (!session.destroyed) refuse(session, `a session without a certificate lasts at most ${limits.lifetimeMs} ms`);
+      }, limits.lifetimeMs);
+      expire.unref();
+      session.once('close', () => clearTimeout(expire));
+    }
     session.on('error', (e) => onError(new Error(`tunnel session with ${describe(verdict)} failed: ${e.message}`)));
     session.setLocalWindowSize(CONNECTION_WINDOW);
     keepAlive(session, opts.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS, (reason) => {

@@ -131,11 +131,24 @@ describe('proxy', () => {
   let frontPort: number;
   let deadPort: number;
   let frontConnections = 0;
+  let endlessClosed = 0;
   let lastFrontRequest: IncomingMessage | undefined;
   const seen: { method?: string; url?: string; headers: IncomingHttpHeaders; body: Buffer }[] = [];
 
   before(async () => {
     upstream = createServer((req, res) => {
+      if (req.url?.startsWith('/endless')) {
+        // A long answer (a large file) whose reader may leave: it records when its request is ended.
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        const piece = Buffer.alloc(64 * 1024);
+        const pump = () => {
+          while (!res.destroyed && res.write(piece));
+        };
+        res.on('drain', pump);
+        res.on('close', () => endlessClosed++);
+        pump();
+        return;
+      }
       if (req.url?.startsWith('/early')) {
         // Like a kRPC endpoint refusing an oversized body: answer at once, then discard the rest.
         req.resume();
@@ -210,6 +223,19 @@ describe('proxy', () => {
       assert.equal(frontConnections - connectionsBefore, 1, 'both requests went over one keep-alive connection');
     } finally {
       agent.destroy();
+    }
+  });
+
+  it('ends the upstream request when the client leaves before the answer is done', async () => {
+    const before = endlessClosed;
+    const req = request({ host: '127.0.0.1', port: frontPort, path: '/endless', agent: false });
+    req.end();
+    const [res] = (await once(req, 'response')) as [IncomingMessage];
+    await once(res, 'data');
+    req.destroy();
+    for (let i = 0; endlessClosed === before; i++) {
+      assert.ok(i < 500, 'the upstream answer was still open 5 s after its client left');
+      await new Promise((r) => setTimeout(r, 10));
     }
   });
 

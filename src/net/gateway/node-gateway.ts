@@ -130,8 +130,22 @@ export function proxy(req: IncomingMessage, res: ServerResponse, target: { host:
     // A complete answer stands: destroying the connection now would only break the client's next request on it.
     else if (!res.writableEnded) res.destroy();
   });
+  cancelWhenGone(res, upstream);
   if (body) upstream.end(body);
   else req.pipe(upstream);
+}
+
+/**
+ * Ends the upstream request when the client goes away before its answer is done: a paused pipe would otherwise hold
+ * the connection to the service, and the service's answer with its open file and buffers, for as long as that
+ * service keeps idle connections.
+ */
+export function cancelWhenGone(res: { once(event: 'finish' | 'close', fn: () => void): unknown }, upstream: { destroy(): void }): void {
+  let finished = false;
+  res.once('finish', () => (finished = true));
+  res.once('close', () => {
+    if (!finished) upstream.destroy();
+  });
 }
 
 /** Keeps `table` in step with system-config: a full list, then watch from its revision; on error, back off and relist. */

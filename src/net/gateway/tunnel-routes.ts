@@ -5,6 +5,7 @@ import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders,
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { CLIENT_HEADER, sendJson } from '../../lib/krpc/index.ts';
 import { type TunnelClient, type TunnelPeer, TunnelError } from '../../lib/tunnel/index.ts';
+import { cancelWhenGone } from './node-gateway.ts';
 
 /** Headers of one HTTP/1 hop, which must not be forwarded (and which HTTP/2 forbids outright). */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host', 'te', 'trailer']);
@@ -76,6 +77,7 @@ export function proxyFromTunnel(req: Http2ServerRequest, res: Http2ServerRespons
       res.end(JSON.stringify({ error: { code: 'UNAVAILABLE', message: `service instance unreachable: ${e.message}` } }));
     } else res.destroy();
   });
+  cancelWhenGone(res, upstream);
   if (body) upstream.end(body);
   else req.pipe(upstream);
 }

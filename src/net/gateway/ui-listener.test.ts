@@ -3,7 +3,8 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
+import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync, brotliCompressSync } from 'node:zlib';
@@ -164,6 +165,13 @@ describe('system UI listener', () => {
       assert.equal(await errorCode(r), 'UNAUTHENTICATED');
     }
     assert.equal(routed.length, 6, 'nothing refused reached the router');
+    // A method that answers without a token but is for the tunnel port only: refused here whatever token comes along.
+    for (const headers of [{}, { authorization: 'Bearer token' }] as Record<string, string>[]) {
+      const r = await call('/kapi/verify-hub', { method: 'device_enrol', sys: [1, 'token'] }, headers);
+      assert.equal(r.status, 403);
+      assert.match(JSON.stringify(await r.json()), /verify-hub\.device_enrol is not served on this listener/);
+    }
+    assert.equal(routed.length, 6);
   });
 
   it('refuses anything but a same-origin JSON kRPC POST to /kapi/<service>', async () => {
@@ -196,12 +204,12 @@ describe('system UI listener', () => {
     assert.equal(get.status, 200);
     assert.equal((await fetch(`${base}${file}?version=12`, { method: 'HEAD', headers: auth })).status, 200);
     const part = 'x'.repeat(64 * 1024);
-    const put = await fetch(`${base}/kapi/dfs/uploads/${'A'.repeat(22)}?offset=0`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: part });
+    const put = await fetch(`${base}/kapi/dfs/uploads/home.${'A'.repeat(22)}?offset=0`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/octet-stream' }, body: part });
     assert.equal(put.status, 200);
     assert.deepEqual(routed.map((r) => [r.method, r.path]), [
       ['GET', file],
       ['HEAD', `${file}?version=12`],
-      ['PUT', `/kapi/dfs/uploads/${'A'.repeat(22)}?offset=0`],
+      ['PUT', `/kapi/dfs/uploads/home.${'A'.repeat(22)}?offset=0`],
     ]);
     const [g, , p] = routed;
     assert.equal(g!.headers.authorization, 'Bearer session-token');
@@ -217,7 +225,7 @@ describe('system UI listener', () => {
     routed.length = 0;
     const auth = { authorization: 'Bearer session-token' };
     const file = `${base}/kapi/dfs/files/home/home/alice/a.txt`;
-    const upload = `${base}/kapi/dfs/uploads/${'B'.repeat(22)}`;
+    const upload = `${base}/kapi/dfs/uploads/home.${'B'.repeat(22)}`;
     const cases: [string, () => Promise<Response>, number, string][] = [
       ['no token', () => fetch(file), 401, 'UNAUTHENTICATED'],
       ['a token in the URL', () => fetch(`${file}?token=session-token`), 404, 'NOT_FOUND'],
@@ -233,6 +241,8 @@ describe('system UI listener', () => {
       ['GET of an upload', () => fetch(upload, { headers: auth }), 404, 'NOT_FOUND'],
       ['a part without a token', () => fetch(upload, { method: 'PUT', body: 'x' }), 401, 'UNAUTHENTICATED'],
       ['a part with another query', () => fetch(`${upload}?offset=0&x=1`, { method: 'PUT', headers: auth, body: 'x' }), 404, 'NOT_FOUND'],
+      ['a part of an id without its volume', () => fetch(`${base}/kapi/dfs/uploads/${'B'.repeat(22)}`, { method: 'PUT', headers: auth, body: 'x' }), 404, 'NOT_FOUND'],
+      ['a part of an id naming no volume name', () => fetch(`${base}/kapi/dfs/uploads/Home.${'B'.repeat(22)}`, { method: 'PUT', headers: auth, body: 'x' }), 404, 'NOT_FOUND'],
     ];
     for (const [what, send, status, code] of cases) {
       const r = await send();
@@ -261,6 +271,44 @@ describe('system UI listener', () => {
     assert.deepEqual(await raw('PUT', upload, { 'transfer-encoding': 'chunked' }, 'abc'), { status: 400, code: 'BAD_REQUEST' });
     assert.deepEqual(await raw('GET', file, { 'content-length': 3 }, 'abc'), { status: 400, code: 'BAD_REQUEST' });
     assert.equal(routed.length, 0, 'nothing refused reached the router');
+  });
+
+  it('shares a bounded budget among bodies read before a token is known: a stalled one holds only its share', async () => {
+    const small = startUiListener({
+      host: '127.0.0.1', port: 0, dir, log, unprovenBodyBudget: 100_000,
+      route: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"result":{}}');
+      },
+    });
+    await small.listening;
+    const port = (small.server.address() as AddressInfo).port;
+    const post = (length: number, headers: Record<string, string> = {}) =>
+      fetch(`http://127.0.0.1:${port}/kapi/system-config`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ method: 'get', sys: [1, 't'], pad: 'x'.repeat(length) }),
+      });
+    const stalled = connect(port, '127.0.0.1');
+    try {
+      await once(stalled, 'connect');
+      // 80,000 bytes announced, a few sent: the body is being read, holding its share.
+      stalled.write('POST /kapi/system-config HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 80000\r\n\r\n{"method"');
+      await new Promise((r) => setTimeout(r, 100));
+      const refused = await post(50_000);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers.get('retry-after'), '5');
+      assert.equal(await errorCode(refused), 'UNAVAILABLE');
+      assert.equal((await post(50_000, { authorization: 'Bearer t' })).status, 200, 'a call with its token in a header is not held back');
+      assert.equal((await post(1_000)).status, 200, 'small calls still fit');
+      stalled.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal((await post(50_000)).status, 200, 'the stalled body gave its share back');
+      assert.equal(small.server.maxConnections, 512);
+    } finally {
+      stalled.destroy();
+      await small.close();
+    }
   });
 
   it('keeps trying to bind a port that is taken, and binds once it is free', async () => {

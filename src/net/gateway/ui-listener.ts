@@ -5,8 +5,16 @@
 // docs/ui.md ("Security") and docs/ui-files.md explain what a caller on the LAN can reach.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { dfsApi } from '../../lib/api/dfs.ts';
+import { klogApi } from '../../lib/api/klog.ts';
+import { nsApi } from '../../lib/api/ns.ts';
+import { schedulerApi } from '../../lib/api/scheduler.ts';
+import { systemConfigApi } from '../../lib/api/system-config.ts';
+import { verifyHubApi } from '../../lib/api/verify-hub.ts';
+import type { MethodDef } from '../../lib/krpc/service.ts';
 import { DEFAULT_MAX_BODY_BYTES, GATEWAY_ONLY_HEADERS, KrpcError, bearerToken, listenRetrying, readBody, sendJson } from '../../lib/krpc/index.ts';
 import { UiFiles, sameOrigin, setUiSecurityHeaders } from '../../lib/ui-files.ts';
+import { UPLOAD_ID } from '../../lib/api/dfs.ts';
 
 /** Hands a checked request to the gateway's router: a kRPC call with its body already read, or a dfs file request
  * (no body given) whose body the router streams on. */
@@ -19,6 +27,19 @@ export const ANONYMOUS_METHODS: ReadonlySet<string> = new Set([
   'verify-hub.login_jwt',
   'verify-hub.refresh',
 ]);
+
+/**
+ * Methods that answer without a token but are not for the LAN (a device enrolling, whose answer carries a core
+ * device's keys, comes through the tunnel port): refused here with or without a token, since with any token at all a
+ * call is passed on, and the service asks none of them for one.
+ */
+export const TUNNEL_ONLY_METHODS: ReadonlySet<string> = new Set(
+  [dfsApi, klogApi, nsApi, schedulerApi, systemConfigApi, verifyHubApi].flatMap((api) =>
+    Object.entries(api.methods as Record<string, MethodDef>)
+      .filter(([m, def]) => def.auth === 'none' && !ANONYMOUS_METHODS.has(`${api.name}.${m}`))
+      .map(([m]) => `${api.name}.${m}`),
+  ),
+);
 
 const KAPI_PATH = /^\/kapi\/([a-z][a-z0-9-]{0,62})$/;
 
@@ -34,7 +55,7 @@ export const UPLOAD_PART_MAX_BYTES = 16 * 1024 * 1024;
  */
 const DFS_REQUESTS: readonly { methods: readonly string[]; path: RegExp; query: RegExp }[] = [
   { methods: ['GET', 'HEAD'], path: /^\/kapi\/dfs\/files\/[a-z][a-z0-9-]{0,31}\/[^?#]+$/, query: /^(\?version=[0-9]{1,20})?$/ },
-  { methods: ['PUT'], path: /^\/kapi\/dfs\/uploads\/[A-Za-z0-9_-]{22}$/, query: /^(\?offset=[0-9]{1,16})?$/ },
+  { methods: ['PUT'], path: new RegExp(`^/kapi/dfs/uploads/${UPLOAD_ID.source.slice(1, -1)}$`), query: /^(\?offset=[0-9]{1,16})?$/ },
 ];
 
 function dfsRequest(req: IncomingMessage, url: URL): (typeof DFS_REQUESTS)[number] | undefined {
@@ -51,6 +72,8 @@ export interface UiListenerOptions {
   /** How long after a failed bind to try again (listenRetrying's default otherwise): the UI is not worth stopping the
    * zone's entry for. */
   rebindMs?: number;
+  /** UNPROVEN_BODY_BUDGET unless given (tests). */
+  unprovenBodyBudget?: number;
 }
 
 export interface UiListener {
@@ -85,7 +108,29 @@ function handleDfs(req: IncomingMessage, res: ServerResponse, url: URL, allowed:
   route(req, res, url);
 }
 
-async function handleKapi(req: IncomingMessage, res: ServerResponse, url: URL, route: KapiRoute): Promise<void> {
+/**
+ * A call's token may be inside its body, so a body is read before anyone is known; on this LAN-facing listener the
+ * bodies read at once by calls without an Authorization header share this many bytes (a body of unknown length counts
+ * as the largest allowed). Past it such calls get 503 rather than letting stalled uploads hold the gateway's memory.
+ */
+export const UNPROVEN_BODY_BUDGET = 16 * 1024 * 1024;
+/** Connections the listener keeps at once: a household's browsers use a few dozen. */
+export const MAX_CONNECTIONS = 512;
+
+class ByteBudget {
+  private used = 0;
+  constructor(private readonly limit: number) {}
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+async function handleKapi(req: IncomingMessage, res: ServerResponse, url: URL, route: KapiRoute, budget: ByteBudget): Promise<void> {
   // As on the loopback entry: a fragment never belongs in a request, and parsing would drop it silently.
   if (req.url?.includes('#')) return refuse(res, new KrpcError('BAD_REQUEST', 'the request URI has a fragment (#...)'));
   const m = KAPI_PATH.exec(url.pathname);
@@ -95,7 +140,19 @@ async function handleKapi(req: IncomingMessage, res: ServerResponse, url: URL, r
   // which this listener never grants.
   if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return refuse(res, new KrpcError('BAD_REQUEST', 'kRPC calls carry content-type application/json'));
   if (!sameOrigin(req)) return refuse(res, new KrpcError('PERMISSION_DENIED', `calls from ${req.headers.origin} are refused: only pages from this device may call it`));
-  const body = await readBody(req, DEFAULT_MAX_BODY_BYTES);
+  const declared = Number(req.headers['content-length']);
+  const reserved = bearerToken(req) !== null ? 0 : Number.isSafeInteger(declared) && declared >= 0 ? Math.min(declared, DEFAULT_MAX_BODY_BYTES) : DEFAULT_MAX_BODY_BYTES;
+  if (!budget.take(reserved)) {
+    res.setHeader('retry-after', '5');
+    res.setHeader('connection', 'close');
+    return refuse(res, new KrpcError('UNAVAILABLE', 'too many calls are being read at once; try again shortly'));
+  }
+  let body: Buffer;
+  try {
+    body = await readBody(req, DEFAULT_MAX_BODY_BYTES);
+  } finally {
+    budget.give(reserved);
+  }
   let env: { method?: unknown; sys?: unknown };
   try {
     env = JSON.parse(body.toString('utf8')) as typeof env;
@@ -109,6 +166,7 @@ async function handleKapi(req: IncomingMessage, res: ServerResponse, url: URL, r
   if (!hasToken && !ANONYMOUS_METHODS.has(name)) {
     return refuse(res, new KrpcError('UNAUTHENTICATED', `${name} needs a token: without one, only the login methods answer here`));
   }
+  if (TUNNEL_ONLY_METHODS.has(name)) return refuse(res, new KrpcError('PERMISSION_DENIED', `${name} is not served on this listener`));
   for (const h of GATEWAY_ONLY_HEADERS) delete req.headers[h];
   delete req.headers['transfer-encoding'];
   req.headers['content-length'] = String(body.length);
@@ -117,6 +175,7 @@ async function handleKapi(req: IncomingMessage, res: ServerResponse, url: URL, r
 
 export function startUiListener(opts: UiListenerOptions): UiListener {
   const files = new UiFiles(opts.dir);
+  const budget = new ByteBudget(opts.unprovenBodyBudget ?? UNPROVEN_BODY_BUDGET);
   const server = createServer((req, res) => {
     setUiSecurityHeaders(req, res);
     let url: URL;
@@ -128,7 +187,7 @@ export function startUiListener(opts: UiListenerOptions): UiListener {
     const dfs = dfsRequest(req, url);
     const work =
       dfs ? Promise.resolve(handleDfs(req, res, url, dfs, opts.route))
-      : url.pathname === '/kapi' || url.pathname.startsWith('/kapi/') ? handleKapi(req, res, url, opts.route)
+      : url.pathname === '/kapi' || url.pathname.startsWith('/kapi/') ? handleKapi(req, res, url, opts.route, budget)
       : req.method === 'GET' || req.method === 'HEAD' ? files.serve(req, res, url)
       : Promise.resolve(refuse(res, new KrpcError('BAD_REQUEST', `${req.method} is not served here; pages are GET`)));
     work.catch((err: unknown) => {
@@ -141,6 +200,7 @@ export function startUiListener(opts: UiListenerOptions): UiListener {
   server.keepAliveTimeout = 30_000;
   server.headersTimeout = 35_000;
   server.requestTimeout = 120_000;
+  server.maxConnections = MAX_CONNECTIONS;
 
   const bound = listenRetrying(server, { host: opts.host, port: opts.port, log: opts.log, what: 'system UI', rebindMs: opts.rebindMs });
   return { server, listening: bound.listening, close: bound.close };

@@ -4,7 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync,
-  symlinkSync, unlinkSync, writeFileSync,
+  symlinkSync, truncateSync, unlinkSync, writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -378,6 +378,23 @@ describe('ChunkStore', () => {
     const s = await store.stats();
     assert.equal(s.chunks, 4);
     assert.equal(s.bytes, 3000 + 200 * KiB + 10 + 90 * KiB);
+  });
+
+  it('marks bad, at open, the chunks a pack no longer holds (shorter than its index says): they are no copies', async () => {
+    const first = chunk(3000);
+    const second = chunk(4000);
+    await store.put(first.id, first.data);
+    await store.put(second.id, second.data);
+    await store.close();
+    // Something outside the store cut the pack (a restore of an old copy, a filesystem repair).
+    const pack = lastPack(dir);
+    truncateSync(pack, readFileSync(pack).indexOf(second.data) + 100);
+    store = await open();
+    assert.equal(store.has(first.id), true);
+    assert.equal(store.has(second.id), false, 'a chunk cut off counts as no copy');
+    // Not deduplicated against: a put of its bytes stores it again.
+    assert.deepEqual(await store.put(second.id, second.data), { stored: true });
+    assert.equal(await store.verify(second.id), 'ok');
   });
 
   it('truncates a torn pack tail and keeps a complete unindexed record', async () => {

@@ -14,7 +14,7 @@
 // no acknowledged put, and truncates a torn tail.
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
-import { constants as fsc, mkdirSync, readdirSync } from 'node:fs';
+import { constants as fsc, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -37,6 +37,12 @@ export interface ChunkStoreOptions {
   onFsync?: (kind: FsyncKind) => void;
   /** The clock that dates stores (ms), for tests of collection's grace period. Default Date.now. */
   now?: () => number;
+  /**
+   * Whether a store may be made where none is. Default true. A disk whose store was made before opens with false: an
+   * unmounted disk leaves an empty directory (or the mount point's) where its store was, and a new store there would
+   * take acknowledged copies onto the wrong disk, to vanish behind the mount when the disk comes back.
+   */
+  create?: boolean;
 }
 
 /** `pack`: a group commit; `file`: a large chunk's bytes; `dir`: a directory entry (a large chunk's, a new pack's). */
@@ -359,6 +365,9 @@ export class ChunkStore {
     if (!opts.diskId) throw new TypeError('ChunkStore.open: diskId is required');
     const threshold = opts.packThreshold ?? DEFAULT_PACK_THRESHOLD;
     if (threshold !== Infinity && (!Number.isSafeInteger(threshold) || threshold < 0)) throw new RangeError(`packThreshold: ${threshold}`);
+    if (opts.create === false && !existsSync(join(dir, 'index.sqlite'))) {
+      throw new DiskError(opts.diskId, 'read', 'ENOENT', new Error(`no chunk store in ${dir}, where this disk's was made: is the disk mounted?`));
+    }
     const created = ChunkStore.makeLayout(dir);
     const db = new Database(join(dir, 'index.sqlite'));
     let store: ChunkStore | undefined;
@@ -500,11 +509,15 @@ export class ChunkStore {
         if (last) await last.fh.close();
         // A pack shorter than the index says lost bytes outside this store's doing; it is read, never appended to.
         last = size >= from ? { id, fh, end } : null;
-        if (!last) await fh.close();
+        if (!last) {
+          await fh.close();
+          this.markLost(id, size);
+        }
       } catch {
         // One unreadable pack must not keep the disk's other chunks offline: its chunks fail as they are read.
         if (fh) await fh.close().catch(() => {});
         this.countError('read');
+        this.markLost(id, 0);
         // Appends only ever go to the newest pack, so that replay order is commit order.
         if (last) await last.fh.close().catch(() => {});
         last = null;
@@ -577,6 +590,29 @@ export class ChunkStore {
     } catch {
       // The index lives on the failing disk too; the in-memory count still reports the error.
     }
+  }
+
+  /** A note another part keeps on this disk, in its index (collection's marks); null if none. */
+  note(name: string): string | null {
+    this.checkOpen();
+    return (this.st.getMeta.get(`note_${name}`) as string | undefined) ?? null;
+  }
+
+  setNote(name: string, value: string): void {
+    this.checkOpen();
+    try {
+      this.st.setMeta.run(`note_${name}`, value);
+    } catch (e) {
+      throw this.writeError(e);
+    }
+  }
+
+  /**
+   * Marks bad the chunks of pack `id` that lie past `size` bytes (all of them for an unreadable pack): until a read
+   * stumbled on them, they would count as healthy copies to re-replication and to a put deduplicating against them.
+   */
+  private markLost(id: number, size: number): void {
+    for (const c of this.st.inPack.all(id)) if (c.off + c.size > size) this.setBad(c.id, true);
   }
 
   private setBad(key: Buffer, bad: boolean): void {
@@ -783,7 +819,10 @@ export class ChunkStore {
       this.onFsync('pack');
     } catch (e) {
       // After a failed fsync the pack's tail is unknown (Linux may have dropped the dirty pages), so nothing more is
-      // appended to it; the next open truncates whatever invalid tail it has.
+      // appended to it. The refused records are cut off too, as far as the disk lets us: left in the page cache they
+      // would read as valid at the next open, be indexed, and later answer a retried put as already stored, with
+      // bytes that may never have reached the disk.
+      await pack.fh.truncate(pack.end).then(() => pack.fh.datasync()).catch(() => undefined);
       await this.abandon(pack);
       return fail(e);
     }

@@ -90,20 +90,20 @@ export function volumeDavBackend(files: Files, volume: string, caller: Principal
     remove: (path) =>
       run(() => {
         const p = caller;
-        files.check(p, 'delete', volume, path);
+        files.checkRemove(p, volume, path);
         writer().remove(path, p.userId);
       }),
     move: (from, to, opts) =>
       run(() => {
         const p = caller;
-        files.checkTransfer(p, 'move', volume, from, to, opts.overwrite && writer().tryStat(to) !== null);
+        files.checkTransfer(p, 'move', volume, from, to, { overwrite: opts.overwrite });
         const r = writer().rename(from, to, { user: p.userId, overwrite: opts.overwrite });
         return { created: r.replaced === null };
       }),
     copy: (from, to, opts) =>
       run(() => {
         const p = caller;
-        files.checkTransfer(p, 'copy', volume, from, to, opts.overwrite && writer().tryStat(to) !== null);
+        files.checkTransfer(p, 'copy', volume, from, to, { overwrite: opts.overwrite, depth: opts.depth });
         const r = writer().copy(from, to, { user: p.userId, overwrite: opts.overwrite, depth: opts.depth });
         return { created: r.replaced === null };
       }),
@@ -111,6 +111,10 @@ export function volumeDavBackend(files: Files, volume: string, caller: Principal
       run(() => {
         files.check(caller, 'read', volume, path);
         return reader().props(path);
+      }),
+    checkLock: (path, exists) =>
+      run(() => {
+        files.check(caller, exists ? 'write' : 'create', volume, path);
       }),
     patchProps: (path, set, remove) =>
       run(() => {

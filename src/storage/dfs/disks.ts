@@ -1,7 +1,9 @@
 // This node's disks (docs/dcfs.md, "Disks"): a chunk store opened on every directory `storage/disks/<this node>/...`
 // names, closed when its record goes, and marked unreachable (with why) when it cannot be opened, so status says
 // what is wrong instead of the node failing. Repairs and scrub times are counted here, per disk.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { writeFileAtomic } from '../../lib/identity/keys.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { DiskRecord } from '../../lib/config/storage-records.ts';
 import { ChunkStore, type ChunkStoreStats } from './chunk-store.ts';
@@ -34,7 +36,17 @@ export class DiskSet {
   private readonly disks = new Map<string, LocalDisk>();
   private syncing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly log: Logger) {}
+  /** Disks whose chunk store was made on this node: opened later, each must find its store where it was made. */
+  private readonly made: Set<string>;
+
+  /** `madeFile` (on the node's own disk, not the data disks) remembers which stores were made here; without it,
+   * a store is made wherever none is found. */
+  constructor(
+    private readonly log: Logger,
+    private readonly madeFile?: string,
+  ) {
+    this.made = new Set(madeFile ? readMade(madeFile) : []);
+  }
 
   /** Opens new disks and closes removed ones, to match `records` (this node's). One sync at a time. */
   sync(records: ReadonlyMap<string, DiskRecord>): Promise<void> {
@@ -55,8 +67,9 @@ export class DiskSet {
       const have = this.disks.get(id);
       if (have?.store) continue;
       const disk: LocalDisk = have ?? { id, record, store: null, error: null, repairs: 0, last_scrub_at: null };
+      const made = this.made.has(id);
       try {
-        mkdirSync(record.path, { recursive: false });
+        if (!made) mkdirSync(record.path, { recursive: false });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
           disk.error = `cannot use ${record.path}: ${(err as Error).message}`;
@@ -66,8 +79,17 @@ export class DiskSet {
       }
       try {
         // Every chunk goes into the packs: a file per chunk would cost two fsyncs per chunk (~8,000 per GiB).
-        disk.store = await ChunkStore.open(record.path, { diskId: id, packThreshold: Infinity });
+        disk.store = await ChunkStore.open(record.path, { diskId: id, packThreshold: Infinity, create: !made });
         disk.error = null;
+        if (!made && this.madeFile) {
+          this.made.add(id);
+          try {
+            mkdirSync(dirname(this.madeFile), { recursive: true });
+            writeFileAtomic(this.madeFile, `${JSON.stringify([...this.made].sort())}\n`);
+          } catch (err) {
+            this.log.warn({ disk: id, err: (err as Error).message }, 'dfs: cannot record that this disk\'s store was made here');
+          }
+        }
         this.log.info({ disk: id, path: record.path }, 'dfs: disk opened');
       } catch (err) {
         disk.error = `cannot open the chunk store in ${record.path}: ${(err as Error).message}`;
@@ -124,4 +146,17 @@ export class DiskSet {
     for (const d of this.disks.values()) await d.store?.close().catch(() => undefined);
     this.disks.clear();
   }
+}
+
+function readMade(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const ids: unknown = JSON.parse(text);
+  if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new Error(`${file} is not a list of disk ids`);
+  return ids;
 }

@@ -12,7 +12,7 @@ import { type ChunkIO, ChunkUnavailableError, PlacementError } from './chunk-io.
 import type { ReadCheck } from './chunk-store.ts';
 import { PathError, normalizePath } from './paths.ts';
 import type { HeldVolume, VolumeSet } from './volumes.ts';
-import { type ChunkRef, type Entry, MetaError, type Version } from './volume-meta.ts';
+import { type ChunkRef, type Entry, MetaError, type Subtree, type TrashEntry, type Version } from './volume-meta.ts';
 import type { ZoneStorage } from './zone-view.ts';
 
 export type Action = 'read' | 'write' | 'create' | 'delete';
@@ -78,6 +78,14 @@ export interface FilesDeps {
  */
 const READ_AHEAD = 4;
 
+/**
+ * The most entries below a folder that a move, copy, removal, restore or purge checks one by one, when no single grant
+ * of the caller covers the whole folder (`Rbac.checkBelow`: the common case, answered from the policy alone). The walk
+ * and the checks run on the event loop before the change, a few microseconds an entry; past this the operation is
+ * refused, naming the folder, rather than hold up every other request on the node.
+ */
+export const SUBTREE_CHECK_MAX = 10_000;
+
 /** How long a follower serves reads on its own after failing to reach the primary, before trying it again. */
 const PRIMARY_DOWN_MS = 10_000;
 
@@ -117,14 +125,103 @@ export class Files {
     }
   }
 
+  // An operation on a folder acts on everything in it, and RBAC grants need not reach below the folder (an app may
+  // hold `…/Photos/*`, which matches the folder Photos/2024 but nothing in it). So each check below covers the
+  // entries under a folder too, all before anything changes: a refusal leaves the volume as it was.
+
+  /** What removing `path` needs: `delete` on it and on everything below it. */
+  checkRemove(p: Principal | null, volume: string, path: string): void {
+    this.check(p, 'delete', volume, path);
+    const meta = this.writable(volume).meta;
+    if (meta.tryStat(path)?.type === 'dir') this.checkBelow(p, 'delete', volume, path, (limit) => meta.below(path, limit), path);
+  }
+
+  /**
+   * Storing a file needs `write` where something is and `create` where nothing is. A refusal reads the same either
+   * way, and comes before any word on what is there, so it tells no one who may not look whether the path exists.
+   */
+  checkPut(p: Principal | null, volume: string, path: string, exists: boolean): void {
+    try {
+      this.check(p, exists ? 'write' : 'create', volume, path);
+    } catch (err) {
+      if (err instanceof KrpcError && err.code === 'PERMISSION_DENIED') {
+        throw new KrpcError('PERMISSION_DENIED', `${p!.userId} (app ${p!.appId}) may not write ${volume}:${path}`);
+      }
+      throw err;
+    }
+  }
+
   /**
    * What moving (`delete` at the source) or copying (`read` there) `from` to `to` needs: `create` at the target, and
-   * `delete` of what an overwrite would replace. Checked before anything changes, so a refusal leaves both untouched.
+   * `delete` of what an overwrite would replace. For a folder, the same on every entry below: at the source, where the
+   * entry lands below `to`, and below a replaced folder; a copy of depth 0 takes the folder alone.
    */
-  checkTransfer(p: Principal | null, kind: 'move' | 'copy', volume: string, from: string, to: string, replaces: boolean): void {
-    this.check(p, kind === 'move' ? 'delete' : 'read', volume, from);
+  checkTransfer(
+    p: Principal | null,
+    kind: 'move' | 'copy',
+    volume: string,
+    from: string,
+    to: string,
+    opts: { overwrite: boolean; depth?: 0 | 'infinity' },
+  ): void {
+    const meta = this.writable(volume).meta;
+    const source = kind === 'move' ? 'delete' : 'read';
+    this.check(p, source, volume, from);
     this.check(p, 'create', volume, to);
-    if (replaces) this.check(p, 'delete', volume, to);
+    const replaced = opts.overwrite ? meta.tryStat(to) : null;
+    if (replaced) this.check(p, 'delete', volume, to);
+    if (meta.tryStat(from)?.type === 'dir' && (kind === 'move' || opts.depth !== 0)) {
+      let listed: Subtree | undefined;
+      const tree = (limit: number) => (listed ??= meta.below(from, limit));
+      this.checkBelow(p, source, volume, from, tree, from);
+      this.checkBelow(p, 'create', volume, to, tree, from);
+    }
+    if (replaced?.type === 'dir') this.checkBelow(p, 'delete', volume, to, (limit) => meta.below(to, limit), to);
+  }
+
+  /** What restoring a trash entry to `to` needs: `read` where it was and `create` at `to`, and for a folder the same
+   * on everything it holds. */
+  checkRestore(p: Principal | null, volume: string, item: TrashEntry, to: string): void {
+    const meta = this.writable(volume).meta;
+    this.check(p, 'read', volume, item.path);
+    this.check(p, 'create', volume, to);
+    if (item.type !== 'dir') return;
+    let listed: Subtree | undefined;
+    const tree = (limit: number) => (listed ??= meta.trashBelow(item.trash_id, limit));
+    this.checkBelow(p, 'read', volume, item.path, tree, item.path);
+    this.checkBelow(p, 'create', volume, to, tree, item.path);
+  }
+
+  /** What purging a trash entry needs: `delete` where it was, and for a folder on everything it holds. */
+  checkPurge(p: Principal | null, volume: string, item: TrashEntry): void {
+    const meta = this.writable(volume).meta;
+    this.check(p, 'delete', volume, item.path);
+    if (item.type === 'dir') this.checkBelow(p, 'delete', volume, item.path, (limit) => meta.trashBelow(item.trash_id, limit), item.path);
+  }
+
+  /**
+   * `action` on every entry below `base`: at once when one grant per side covers all of it, else entry by entry for
+   * those `tree` lists (paths relative to `base`), at most SUBTREE_CHECK_MAX of them. `of` is the folder the entries
+   * are in now, which the refusal names.
+   */
+  private checkBelow(p: Principal | null, action: Action, volume: string, base: string, tree: (limit: number) => Subtree, of: string): void {
+    if (!p) throw new KrpcError('UNAUTHENTICATED', 'files need a token');
+    const who = `${p.userId} (app ${p.appId})`;
+    if (this.d.rbac.checkBelow({ user: p.userId, app: p.appId, resource: Files.resource(volume, base), action })) return;
+    const { paths, complete } = tree(SUBTREE_CHECK_MAX);
+    if (!complete) {
+      throw new KrpcError(
+        'PERMISSION_DENIED',
+        `${who} holds no grant to ${action} all of ${volume}:${base} and below, and ${volume}:${of} holds more than ${SUBTREE_CHECK_MAX} entries, too many to check one by one`,
+        { reason: 'SUBTREE_TOO_LARGE', max_entries: SUBTREE_CHECK_MAX },
+      );
+    }
+    for (const rel of paths) {
+      const path = base === '/' ? `/${rel}` : `${base}/${rel}`;
+      if (!this.d.rbac.check({ user: p.userId, app: p.appId, resource: Files.resource(volume, path), action })) {
+        throw new KrpcError('PERMISSION_DENIED', `${who} may not ${action} ${volume}:${path}, which is inside ${volume}:${base}`);
+      }
+    }
   }
 
   path(text: string): string {
@@ -168,8 +265,8 @@ export class Files {
     const path = this.path(pathText);
     const v = this.writable(volume);
     const existing = v.meta.tryStat(path);
+    this.checkPut(p, volume, path, existing !== null);
     if (existing?.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder`, { reason: 'IS_A_DIRECTORY' });
-    this.check(p, existing ? 'write' : 'create', volume, path);
     if (existing && opts.overwrite === false) throw new KrpcError('ALREADY_EXISTS', `${path} already exists`);
     this.quotaRoom(v, p.userId, (opts.sizeHint ?? 0) - (existing?.size ?? 0));
     const policy = policyFor(v.record, path);
@@ -189,7 +286,7 @@ export class Files {
     path: string,
     body: AsyncIterable<Uint8Array>,
     p: Principal,
-    opts: { expectVersion?: string | null; expectContentId?: string },
+    opts: { sizeHint?: number; expectVersion?: string | null; expectContentId?: string },
     existing: Entry | null,
     policy: PlacementPolicy,
     refs: ChunkRef[],
@@ -198,6 +295,10 @@ export class Files {
     const sums = new FileSums();
     const inFlight = new Set<Promise<void>>();
     let inFlightBytes = 0;
+    // The size a client announces is only a hint, checked before the first byte: past it the bytes themselves are
+    // counted against the quota as they come, so a stream with no length, or a false one, stops at the quota
+    // instead of filling the disks first.
+    let received = 0;
     let failure: unknown = null;
     // A chunk is hashed (on the thread pool, where the addon is built) while the event loop goes on receiving and
     // chunking: its ref is filled in before the chunk is stored, and every ref before the metadata commit.
@@ -212,6 +313,8 @@ export class Files {
     };
     const submit = async (chunks: Buffer[]) => {
       for (const data of chunks) {
+        received += data.length;
+        if (received > (opts.sizeHint ?? 0)) this.quotaRoom(v, p.userId, received - (existing?.size ?? 0));
         const ref: ChunkRef = { id: '', size: data.length };
         refs.push(ref);
         const size = data.length;

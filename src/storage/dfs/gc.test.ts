@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pino from 'pino';
 import { ChunkStore } from './chunk-store.ts';
-import { Collector, type LivePager, fileMarks, localLivePage } from './gc.ts';
+import { Collector, withDiskMarks, type LivePager, type MarkStore, fileMarks, localLivePage } from './gc.ts';
 import { type ChunkRef, VolumeMeta } from './volume-meta.ts';
 
 const HOUR = 3600 * 1000;
@@ -43,18 +43,25 @@ describe('chunk collection', () => {
     );
   };
 
-  /** A collector over this node's store and the volumes in `metas`, keeping its marks in `root`. */
-  const newCollector = () =>
+  /** A collector over this node's store and the volumes in `metas`, keeping its marks in `root` (by default). */
+  const newCollector = (marks: MarkStore = fileMarks(join(root, 'gc-marks.json'))) =>
     new Collector(
       {
         disks: () => [{ id: 'd1', store }],
         volumes: async () => [...metas.keys()].map((name) => ({ name, primary: 'n1', created_at: T0 })),
         page,
-        marks: fileMarks(join(root, 'gc-marks.json')),
+        marks,
         log,
       },
       { graceMs: HOUR, intervalMs: HOUR, minDeadRatio: 0.5, now },
     );
+
+  /** Loses volume `v`'s metadata file and makes an empty one in its place (a new instance). */
+  function remakeMetadata(v: string): void {
+    metas.get(v)!.close();
+    rmSync(join(root, `${v}.db`));
+    metas.set(v, VolumeMeta.open(join(root, `${v}.db`), { volume: v, role: 'primary', now }));
+  }
 
   /** Stores `n` chunks of fresh bytes and answers their refs. */
   async function chunks(n: number): Promise<ChunkRef[]> {
@@ -211,9 +218,7 @@ describe('chunk collection', () => {
     assert.equal((await collector.collect()).outcome, 'swept', 'the first round marks each volume\'s metadata');
 
     // The primary's metadata file is lost and an empty one made in its place: its live set now names nothing.
-    metas.get('a')!.close();
-    rmSync(join(root, 'a.db'));
-    metas.set('a', VolumeMeta.open(join(root, 'a.db'), { volume: 'a', role: 'primary', now }));
+    remakeMetadata('a');
     t += 2 * HOUR;
     collector.stop();
     collector = newCollector();
@@ -227,6 +232,28 @@ describe('chunk collection', () => {
     assert.equal(accepted.outcome, 'swept');
     assert.equal(accepted.disks.d1!.chunks, files.length, 'accepted: what nothing names any more goes');
     assert.equal((await collector.collect()).outcome, 'swept', 'the new metadata is the marked one now');
+  });
+
+  it('keeps its marks on the disks too: metadata made anew is caught after the node\'s own marks were lost with it', async () => {
+    const diskCollector = () => newCollector(withDiskMarks(fileMarks(join(root, 'gc-marks.json')), () => [store]));
+    collector.stop();
+    collector = diskCollector();
+    const files = await chunks(3);
+    write('a', '/f', files);
+    t += 2 * HOUR;
+    assert.equal((await collector.collect()).outcome, 'swept');
+
+    // The system disk is rebuilt: the volume's metadata and the node's marks file are gone; the data disk is kept.
+    rmSync(join(root, 'gc-marks.json'));
+    remakeMetadata('a');
+    t += 2 * HOUR;
+    collector.stop();
+    collector = diskCollector();
+    const round = await collector.collect();
+    assert.equal(round.outcome, 'skipped');
+    assert.match(round.reason!, /volume a .*made anew.*buckyos fs gc --accept a/);
+    for (const r of files) assert.equal(store.has(r.id), true, 'the kept disk keeps what the lost files named');
+    assert.equal((await collector.collect(['a'])).outcome, 'swept', 'until an admin accepts it');
   });
 
   it('sweeps nothing once a volume\'s metadata went back in its log (an old copy restored)', async () => {

@@ -71,6 +71,57 @@ export function fileMarks(path: string): MarkStore {
   };
 }
 
+/** Where a chunk store keeps the marks (its index's own notes). */
+export interface NoteKeeper {
+  note(name: string): string | null;
+  setNote(name: string, value: string): void;
+}
+
+const MARKS_NOTE = 'gc_marks';
+
+/**
+ * The node's marks, kept on every disk too. The node's file sits beside the volumes' metadata on the system disk, so
+ * losing or restoring one loses or restores the other (a rebuilt or restored system disk with the data disks kept):
+ * its marks alone would let metadata made anew, or gone back, pass, and a round would delete every chunk on the kept
+ * disks that the lost files named. So a volume's mark is also read from each disk, and the one with the furthest log
+ * counts; marks of one volume from different metadata instances count as metadata made anew (nothing collected until
+ * an admin accepts it).
+ */
+export function withDiskMarks(file: MarkStore, disks: () => NoteKeeper[]): MarkStore {
+  return {
+    load() {
+      const out = { ...file.load() };
+      for (const disk of disks()) {
+        let theirs: Record<string, VolumeMark>;
+        try {
+          theirs = JSON.parse(disk.note(MARKS_NOTE) ?? '{}') as Record<string, VolumeMark>;
+        } catch {
+          continue;
+        }
+        for (const [key, m] of Object.entries(theirs)) {
+          if (!m || typeof m.instance !== 'string' || typeof m.seq !== 'number') continue;
+          const have = out[key];
+          if (!have) out[key] = m;
+          else if (have.instance !== m.instance) out[key] = { instance: `${have.instance}|${m.instance}`, seq: Math.max(have.seq, m.seq) };
+          else if (m.seq > have.seq) out[key] = m;
+        }
+      }
+      return out;
+    },
+    save(marks) {
+      file.save(marks);
+      const text = JSON.stringify(marks);
+      for (const disk of disks()) {
+        try {
+          disk.setNote(MARKS_NOTE, text);
+        } catch {
+          // A disk that cannot take its note reports its write errors itself; the other copies of the marks stand.
+        }
+      }
+    },
+  };
+}
+
 /** A page of a volume's live set from its primary (this node or another). Throws when it cannot be had. */
 export type LivePager = (volume: string, primary: string, after: string, limit: number) => Promise<LivePage>;
 

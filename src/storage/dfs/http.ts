@@ -3,7 +3,6 @@
 // `/kapi/dfs/`, reached through the node gateway (which also maps `/ndn/` and `/dav/` here); WebDAV and NDN also on
 // dfs's own LAN listener (lanHandle). A request for a volume this node does not serve is passed to the node that does.
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createHash } from 'node:crypto';
 import { GATEWAY_ONLY_HEADERS, KrpcError, NODE_HEADER, type Principal, clientAddress, sendJson } from '../../lib/krpc/index.ts';
 import { RateLimiter } from '../../lib/rate-limiter.ts';
 import type { Logger } from '../../lib/log/logger.ts';
@@ -13,9 +12,10 @@ import type { ReadCheck } from './chunk-store.ts';
 import { isChunkId } from './chunker.ts';
 import { volumeDavBackend } from './dav-backend.ts';
 import type { DiskSet } from './disks.ts';
+import { BasicSessions, type BasicGrant } from './basic-sessions.ts';
 import { ElsewhereError, type Files, toKrpcError } from './files.ts';
 import { decodeUrlPath } from './paths.ts';
-import type { Uploads } from './uploads.ts';
+import { type Uploads, uploadVolume } from './uploads.ts';
 import type { VolumeSet } from './volumes.ts';
 import { DEFAULT_DAV_LIMITS, type DavHandler, bodyReadAhead, createDavHandler, hasBody } from './webdav.ts';
 import { VOLUME_NAME } from '../../lib/config/storage-records.ts';
@@ -30,17 +30,21 @@ export interface HttpDeps {
   volumes: VolumeSet;
   io: ChunkIO;
   authenticate(token: string): Promise<Principal>;
-  /** A user's session token from a WebDAV client's Basic credentials. */
-  basicLogin(user: string, password: string): Promise<string>;
+  /** A user's session from a WebDAV client's Basic credentials, and its renewal. */
+  basicLogin(user: string, password: string): Promise<BasicGrant>;
+  basicRefresh(refreshToken: string): Promise<BasicGrant>;
   log: Logger;
 }
 
 const MAX_JSON_BODY = 4 * 1024 * 1024;
 
+/** What a refusal of the credentials themselves looks like; any other failure to check them is the zone's. */
+const CREDENTIALS_REFUSED = new Set<string>(['UNAUTHENTICATED', 'TOKEN_EXPIRED', 'PERMISSION_DENIED', 'INVALID_PARAMS']);
+
 /**
  * Logins from Basic credentials per client address: a burst of 5, then one every 12 s. A client's parallel requests
- * share one login and a login is remembered for 5 minutes, so only guessing meets this; and one every 12 s stays
- * under verify-hub's own per-address refill, where every dfs login counts against dfs's address, so one guessing
+ * share one login and its session is kept going (basic-sessions.ts), so only guessing meets this; and one every 12 s
+ * stays under verify-hub's own per-address refill, where every dfs login counts against dfs's address, so one guessing
  * client cannot lock the other WebDAV users out of verify-hub.
  */
 export const BASIC_LOGIN_RATE = { capacity: 5, refillMs: 12_000 };
@@ -53,6 +57,38 @@ function fail(res: ServerResponse, err: unknown): void {
     return;
   }
   sendJson(res, k.httpStatus, { error: k.toJSON() });
+}
+
+/**
+ * Writes what `it` yields (starting with `first`, already taken) and ends the response. A client that goes away (a
+ * player seeking, a cancelled download) never drains: then this stops and closes `it`, or the request and the chunks
+ * it read ahead would wait for good. Throws what `it` throws.
+ */
+export async function streamTo(res: ServerResponse, it: AsyncIterator<Buffer>, first: IteratorResult<Buffer>): Promise<void> {
+  try {
+    for (let r = first; !r.done; r = await it.next()) {
+      if (!res.write(r.value) && !(await drained(res))) return;
+    }
+    res.end();
+  } finally {
+    await it.return?.(undefined);
+  }
+}
+
+/** Resolves true once the response can take more, false if its connection closed first. */
+function drained(res: ServerResponse): Promise<boolean> {
+  if (res.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      resolve(ok);
+    };
+    const onDrain = () => done(true);
+    const onClose = () => done(false);
+    res.on('drain', onDrain);
+    res.on('close', onClose);
+  });
 }
 
 /** Methods a follower may answer from its own copy when the primary cannot be reached. */
@@ -106,13 +142,15 @@ export class DfsHttp {
   private readonly dav = new Map<string, DavHandler>();
   /** The caller of each WebDAV request being served, for the backend made for it. */
   private readonly davCallers = new WeakMap<IncomingMessage, Principal>();
-  private readonly basicCache = new Map<string, { token: Promise<string>; until: number }>();
   private readonly basicLogins = new RateLimiter(BASIC_LOGIN_RATE);
+  private readonly basicGrants: BasicSessions;
   /** The session a request's Basic credentials logged in to, so that a request passed on to another node carries
    * the session rather than the password, and costs that node no login of its own. */
   private readonly basicSessions = new WeakMap<IncomingMessage, string>();
 
-  constructor(private readonly d: HttpDeps) {}
+  constructor(private readonly d: HttpDeps) {
+    this.basicGrants = new BasicSessions({ login: d.basicLogin, refresh: d.basicRefresh });
+  }
 
   private async principal(req: IncomingMessage, allowBasic = false): Promise<Principal> {
     const h = req.headers.authorization ?? '';
@@ -123,24 +161,19 @@ export class DfsHttp {
       const text = Buffer.from(basic[1]!, 'base64').toString('utf8');
       const colon = text.indexOf(':');
       if (colon > 0) {
-        // Keyed by a hash, so the cache never holds a password; a login costs verify-hub a scrypt, not every request.
-        // The login under way is cached too: a client's parallel requests (16 PUTs at once) share one login rather
-        // than each making its own and meeting verify-hub's limit on logins per address.
-        const key = createHash('sha256').update(text).digest('hex');
-        const hit = this.basicCache.get(key);
-        if (hit && hit.until > Date.now()) return this.authenticateSession(req, await hit.token);
-        const wait = this.basicLogins.take(clientAddress(req));
-        if (wait > 0) {
-          throw new KrpcError('RATE_LIMITED', `too many logins from this address; retry in ${Math.ceil(wait / 1000)} s`, { retry_after_ms: wait });
-        }
-        const token = this.d.basicLogin(text.slice(0, colon), text.slice(colon + 1));
-        if (this.basicCache.size > 1000) this.basicCache.clear();
-        const entry = { token, until: Date.now() + 5 * 60_000 };
-        this.basicCache.set(key, entry);
+        // A login costs verify-hub a scrypt; it is made once per credentials, not per request.
+        const [user, password] = [text.slice(0, colon), text.slice(colon + 1)];
+        const token = await this.basicGrants.token(user, password, () => {
+          const wait = this.basicLogins.take(clientAddress(req));
+          if (wait > 0) {
+            throw new KrpcError('RATE_LIMITED', `too many logins from this address; retry in ${Math.ceil(wait / 1000)} s`, { retry_after_ms: wait });
+          }
+        });
         try {
-          return await this.authenticateSession(req, await token);
+          return await this.authenticateSession(req, token);
         } catch (err) {
-          if (this.basicCache.get(key) === entry) this.basicCache.delete(key);
+          // A session refused (a password changed, the user disabled) is forgotten; one merely not checked now is kept.
+          if (err instanceof KrpcError && CREDENTIALS_REFUSED.has(err.code)) this.basicGrants.drop(user, password);
           throw err;
         }
       }
@@ -193,7 +226,7 @@ export class DfsHttp {
       let m: RegExpExecArray | null;
       if ((m = /^\/dav(\/.*)?$/.exec(rest))) return await this.davRequest(req, res, url, m[1] ?? '/');
       if ((m = /^\/files\/([a-z][a-z0-9-]{0,31})(\/.*)?$/.exec(rest))) return await this.fileRequest(req, res, m[1]!, decodeUrlPath(m[2] ?? '/'), url);
-      if ((m = /^\/uploads\/([A-Za-z0-9_-]+)$/.exec(rest)) && req.method === 'PUT') return await this.uploadPart(req, res, m[1]!, url);
+      if ((m = /^\/uploads\/([^/]+)$/.exec(rest)) && req.method === 'PUT') return await this.uploadPart(req, res, m[1]!, url);
       if ((m = /^\/ndn\/([^/]+)$/.exec(rest)) && (req.method === 'GET' || req.method === 'HEAD')) return await this.ndn(req, res, decodeURIComponent(m[1]!));
       if ((m = /^\/chunks\/([^/]+)\/(sha256:[0-9a-f]{64})$/.exec(rest))) return await this.chunk(req, res, m[1]!, m[2]!);
       if (rest === '/chunks-has' && req.method === 'POST') return await this.chunksHas(req, res);
@@ -321,10 +354,7 @@ export class DfsHttp {
     const first = await it.next();
     res.writeHead(range ? 206 : 200, headers);
     try {
-      for (let r = first; !r.done; r = await it.next()) {
-        if (!res.write(r.value)) await new Promise((ok) => res.once('drain', ok));
-      }
-      res.end();
+      await streamTo(res, it, first);
     } catch (err) {
       this.d.log.warn({ err: (err as Error).message }, 'dfs: read failed mid-transfer');
       res.destroy();
@@ -333,6 +363,9 @@ export class DfsHttp {
 
   private async uploadPart(req: IncomingMessage, res: ServerResponse, id: string, url: URL): Promise<void> {
     const p = await this.principal(req);
+    // The spool is on the volume's primary: a part sent here is passed on there (ElsewhereError, guarded), body
+    // unread, with the caller's token. Only after the caller is known, so no stranger's bytes cross to another node.
+    this.d.files.writable(uploadVolume(id));
     const cr = contentRange(req.headers['content-range']);
     const offset = cr ? cr.start : Number(url.searchParams.get('offset') ?? 'NaN');
     if (!Number.isInteger(offset) || offset < 0) throw new KrpcError('INVALID_PARAMS', 'give the part\'s offset: Content-Range: bytes <start>-<end>/<size>, or ?offset=');
@@ -355,7 +388,7 @@ export class DfsHttp {
         }
         if (hit.version.content_id === id) return this.sendVersion(req, res, hit.version, hit.version.mtime, 'hash');
         const data = await this.d.io.fetch(id);
-        res.writeHead(200, { etag: `"${id}"`, 'content-type': 'application/octet-stream', 'content-length': String(data.length), 'cache-control': 'public, max-age=31536000, immutable' });
+        res.writeHead(200, { etag: `"${id}"`, 'content-type': 'application/octet-stream', 'content-length': String(data.length), 'cache-control': 'private, max-age=31536000, immutable' });
         res.end(req.method === 'HEAD' ? undefined : data);
         return;
       }
@@ -452,9 +485,17 @@ export class DfsHttp {
         res.end(`${err.message}\n`);
         return;
       }
+      if (!(err instanceof KrpcError && CREDENTIALS_REFUSED.has(err.code))) {
+        // A 401 would have the client ask its user for a password that is not the problem (and davfs2 may drop the
+        // mount); the cause stays in the log, not in an answer to whoever asked.
+        this.d.log.warn({ err: (err as Error).message }, 'dfs: could not check WebDAV credentials');
+        res.writeHead(503, { 'retry-after': '5', 'content-type': 'text/plain' });
+        res.end('credentials cannot be checked right now; try again shortly\n');
+        return;
+      }
       // WebDAV clients ask for credentials only when challenged.
       res.writeHead(401, { 'www-authenticate': 'Basic realm="BuckyOS", charset="UTF-8"', 'content-type': 'text/plain' });
-      res.end(`${(err as Error).message}\n`);
+      res.end(`${err.message}\n`);
       return;
     }
     // Reads may be answered by a follower cut off from the primary; everything else runs on the primary.

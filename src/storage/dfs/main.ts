@@ -12,13 +12,14 @@ import { Rbac } from '../../lib/rbac/enforcer.ts';
 import { followPolicy } from '../../lib/rbac/config-sync.ts';
 import { type DiskRecord, VOLUME_KEY, volumeRecordSchema } from '../../lib/config/storage-records.ts';
 import type { KernelRuntime } from '../../kernel/runtime.ts';
+import type { BasicGrant } from './basic-sessions.ts';
 import { ChunkIO } from './chunk-io.ts';
 import { DiskSet } from './disks.ts';
 import { Files } from './files.ts';
 import { hashEngine } from './hashing.ts';
 import { DfsHttp } from './http.ts';
 import { PeerChunks } from './peers.ts';
-import { Collector, DEFAULT_GC, fileMarks, localLivePage } from './gc.ts';
+import { Collector, DEFAULT_GC, fileMarks, localLivePage, withDiskMarks } from './gc.ts';
 import { Scrubber } from './scrub.ts';
 import { createDfsEndpoint } from './service.ts';
 import { Uploads } from './uploads.ts';
@@ -29,6 +30,12 @@ import { ZoneView, type ZoneStorage, statusKey } from './zone-view.ts';
 const REPORT_MS = 10_000;
 /** The most volume records one list reads; a zone with more is refused by collection rather than half read. */
 const VOLUME_LIST_MAX = 10_000;
+
+const IDLE_SOCKET_MS = 120_000;
+
+function grantOf(t: { session_token: string; refresh_token: string; expires_at: number }): BasicGrant {
+  return { token: t.session_token, refreshToken: t.refresh_token, expiresAt: t.expires_at * 1000 };
+}
 
 export async function runDfsService(rt: KernelRuntime, port: number, roleOf: RoleOf = NO_ROLES): Promise<{ close(): Promise<void> }> {
   const self = rt.identity.device.name;
@@ -42,7 +49,7 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
   const zoneView = new ZoneView(config, rt.log);
   const zone = () => zoneView.current;
   const peers = new PeerChunks({ gatewayUrl, token: () => rt.serviceToken() });
-  const disks = new DiskSet(rt.log);
+  const disks = new DiskSet(rt.log, join(dataDir, 'disks-made.json'));
   const volumes = new VolumeSet(self, dataDir, peers, rt.log);
   const io = new ChunkIO(self, disks, peers, zone, () => zoneView.refresh());
   const files = new Files({ self, volumes, io, zone, rbac });
@@ -63,7 +70,7 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
     },
     page: async (volume, primary, after, limit) =>
       primary === self ? localLivePage(volumes, files, volume, after, limit) : peers.live(primary, volume, after, limit),
-    marks: fileMarks(join(dataDir, 'gc-marks.json')),
+    marks: withDiskMarks(fileMarks(join(dataDir, 'gc-marks.json')), () => disks.open().map((d) => d.store)),
     log: rt.log,
   }, { ...DEFAULT_GC, graceMs: rt.config.dfs_gc_grace_s * 1000 });
 
@@ -74,8 +81,9 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
     basicLogin: async (username, password) => {
       const { nonce } = await hub.login_nonce({});
       // The session stays inside dfs: WebDAV clients send their password on every request, and get files only.
-      return (await hub.login_password({ username, password, nonce, app_id: 'control-panel' })).session_token;
+      return grantOf(await hub.login_password({ username, password, nonce, app_id: 'control-panel' }));
     },
+    basicRefresh: async (refresh_token) => grantOf(await hub.refresh({ refresh_token })),
     log: rt.log,
   });
   const endpoint = createDfsEndpoint({
@@ -152,11 +160,15 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
     rt.config.service_host,
   );
   // Uploads and downloads of large files run as long as the link needs; the part size bounds each request instead.
+  // A connection on which nothing moves for IDLE_SOCKET_MS is closed, though: a client that vanished (a laptop
+  // asleep, a Wi-Fi change) would otherwise hold its request, and an upload's part lock, for good.
   server.server.requestTimeout = 0;
+  server.server.timeout = IDLE_SOCKET_MS;
   // WebDAV and NDN for the home network, straight from the node that holds the data (docs/dcfs.md, "LAN access").
   // A port that cannot be bound leaves the node's storage serving through the gateway while the bind is retried.
   const lanServer = createServer(http.lanHandle);
   lanServer.requestTimeout = 0;
+  lanServer.timeout = IDLE_SOCKET_MS;
   lanServer.keepAliveTimeout = server.server.keepAliveTimeout;
   lanServer.headersTimeout = server.server.headersTimeout;
   const lan = listenRetrying(lanServer, { host: rt.config.files_host, port: rt.config.ports.files, what: 'dfs LAN listener (WebDAV, NDN)', log: rt.log });

@@ -50,6 +50,9 @@ export interface DiskRef {
 
 export const sameDisk = (a: DiskRef, b: DiskRef) => a.node === b.node && a.disk === b.disk;
 
+/** The failure domain a copy on `d` takes up under `policy`: its node, or its disk. */
+export const domainOf = (policy: PlacementPolicy, d: DiskRef): string => (policy.failure_domain === 'node' ? d.node : `${d.node}/${d.disk}`);
+
 /** A stable, per-chunk order among equal candidates, so chunks spread over disks instead of piling on the first. */
 function spread(chunkId: string, d: DiskRef): string {
   return createHash('sha256').update(`${chunkId}/${d.node}/${d.disk}`).digest('hex');
@@ -76,7 +79,7 @@ export function placeChunk(opts: {
   const usable = (d: DiskInfo) => d.live && d.state === 'active';
   const have = opts.have ?? [];
   const chosen: DiskInfo[] = [];
-  const domain = (d: DiskRef) => (policy.failure_domain === 'node' ? d.node : `${d.node}/${d.disk}`);
+  const domain = (d: DiskRef) => domainOf(policy, d);
   const taken = new Set<string>();
   const take = (d: DiskInfo) => {
     chosen.push(d);

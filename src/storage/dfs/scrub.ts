@@ -5,7 +5,7 @@
 import type { Logger } from '../../lib/log/logger.ts';
 import type { PlacementPolicy } from '../../lib/config/storage-records.ts';
 import type { ChunkIO } from './chunk-io.ts';
-import { type DiskRef, rebalanceMove, sameDisk } from './placement.ts';
+import { type DiskRef, domainOf, rebalanceMove, sameDisk } from './placement.ts';
 import type { DiskSet } from './disks.ts';
 import type { VolumeSet } from './volumes.ts';
 import type { ZoneStorage } from './zone-view.ts';
@@ -162,9 +162,9 @@ export class Scrubber {
           for (const c of batch) {
             if (this.stopped) return short;
             const have = (where.get(c.id) ?? []).filter((r) => usable.has(`${r.node}/${r.disk}`));
-            const domains = new Set(have.map((r) => (policy.failure_domain === 'node' ? r.node : `${r.node}/${r.disk}`)));
+            const domains = new Set(have.map((r) => domainOf(policy, r)));
             if (domains.size >= policy.copies) {
-              if (moves < REBALANCE_MOVES_PER_PASS && (await this.rebalance(c.id, c.size, policy, have))) moves++;
+              if (moves < REBALANCE_MOVES_PER_PASS && (await this.rebalance(c.id, c.size, policy, have, usable))) moves++;
               continue;
             }
             try {
@@ -189,12 +189,20 @@ export class Scrubber {
    * Moves one copy of a chunk that is in place from a clearly fuller disk to an emptier one (a disk just added, say):
    * the new copy is durable before the old one goes, so the chunk never has fewer copies than its policy.
    */
-  private async rebalance(id: string, size: number, policy: PlacementPolicy, have: DiskRef[]): Promise<boolean> {
+  private async rebalance(id: string, size: number, policy: PlacementPolicy, have: DiskRef[], usable: ReadonlySet<string>): Promise<boolean> {
     const disks = await this.io.diskInfos();
     const move = rebalanceMove({ size, policy, disks, have });
     if (!move) return false;
     try {
       await this.io.copyTo(move.to, id, await this.io.fetch(id));
+      // The same chunk may belong to volumes with other primaries, moving it at the same time from another disk to the
+      // same emptier one: looked up again, the copies left without the source must still meet the policy.
+      const now = ((await this.io.locate([id])).get(id) ?? []).filter((r) => !sameDisk(r, move.from) && usable.has(`${r.node}/${r.disk}`));
+      const left = new Set(now.map((r) => domainOf(policy, r)));
+      if (left.size < policy.copies) {
+        this.log.info({ chunk: id, from: move.from }, 'dfs: a copy stays where it was: without it the chunk would fall below its policy');
+        return false;
+      }
       await this.io.dropFrom(move.from, id);
       // Until the next reports, placement must see the move.
       for (const d of disks) {

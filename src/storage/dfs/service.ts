@@ -5,7 +5,7 @@ import { createClient, type CallContext, KrpcError, type Principal, createKrpcEn
 import { SEARCH_MAX_VISITED, type DfsEntry, dfsApi } from '../../lib/api/dfs.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { ElsewhereError, type Files, apiEntry, toKrpcError } from './files.ts';
-import type { Uploads } from './uploads.ts';
+import { type Uploads, uploadVolume } from './uploads.ts';
 import type { ZoneStorage } from './zone-view.ts';
 import type { DiskSet } from './disks.ts';
 import type { VolumeSet } from './volumes.ts';
@@ -69,6 +69,14 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
     }
   }
 
+  /** Runs an upload's call where its spool is: on the primary of the volume its id names, else passed on there. */
+  function atUpload<K extends 'upload_status' | 'upload_commit' | 'upload_abort', R>(method: K, p: Params<K>, ctx: CallContext, fn: () => Promise<R> | R): Promise<R> {
+    return at(method, p, ctx, () => {
+      f.writable(uploadVolume(p.upload_id));
+      return fn();
+    });
+  }
+
   const isAdmin = async (p: Principal) => p.kind === 'service' || (await d.roleOf(p.userId).catch(() => undefined)) === 'admin';
 
   return createKrpcEndpoint(
@@ -104,7 +112,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           const [from, to] = [f.path(p.from), f.path(p.to)];
           const caller = who(ctx);
           const meta = f.writable(p.volume).meta;
-          f.checkTransfer(caller, 'move', p.volume, from, to, p.overwrite && meta.tryStat(to) !== null);
+          f.checkTransfer(caller, 'move', p.volume, from, to, { overwrite: p.overwrite });
           return apiEntry(f.meta(() => meta.rename(from, to, { user: caller.userId, overwrite: p.overwrite })).entry);
         }),
       copy: (p, ctx) =>
@@ -112,7 +120,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           const [from, to] = [f.path(p.from), f.path(p.to)];
           const caller = who(ctx);
           const meta = f.writable(p.volume).meta;
-          f.checkTransfer(caller, 'copy', p.volume, from, to, p.overwrite && meta.tryStat(to) !== null);
+          f.checkTransfer(caller, 'copy', p.volume, from, to, { overwrite: p.overwrite });
           return apiEntry(f.meta(() => meta.copy(from, to, { user: caller.userId, overwrite: p.overwrite })).entry);
         }),
       delete: (p, ctx) =>
@@ -120,7 +128,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           const path = f.path(p.path);
           const caller = who(ctx);
           if (path === '/') throw new KrpcError('INVALID_PARAMS', 'the volume root cannot be deleted');
-          f.check(caller, 'delete', p.volume, path);
+          f.checkRemove(caller, p.volume, path);
           return { trash_id: f.meta(() => f.writable(p.volume).meta.remove(path, caller.userId)).trash_id };
         }),
       trash_list: (p, ctx) =>
@@ -142,8 +150,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           const meta = f.writable(p.volume).meta;
           const item = trashItem(meta, p.volume, p.trash_id);
           const to = p.to === undefined ? item.path : f.path(p.to);
-          f.check(caller, 'read', p.volume, item.path);
-          f.check(caller, 'create', p.volume, to);
+          f.checkRestore(caller, p.volume, item, to);
           return apiEntry(f.meta(() => meta.restore(p.trash_id, { user: caller.userId, to: p.to === undefined ? undefined : to })));
         }),
       trash_purge: (p, ctx) =>
@@ -151,7 +158,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           const caller = who(ctx);
           const meta = f.writable(p.volume).meta;
           const item = trashItem(meta, p.volume, p.trash_id);
-          f.check(caller, 'delete', p.volume, item.path);
+          f.checkPurge(caller, p.volume, item);
           f.meta(() => meta.purge(p.trash_id));
           return { purged: true as const };
         }),
@@ -213,9 +220,9 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           const caller = who(ctx);
           const meta = f.writable(p.volume).meta;
           const existing = f.meta(() => meta.tryStat(path));
+          f.checkPut(caller, p.volume, path, existing !== null);
           if (existing?.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder`, { reason: 'IS_A_DIRECTORY' });
           if (existing && !p.overwrite) throw new KrpcError('ALREADY_EXISTS', `${path} already exists`);
-          f.check(caller, existing ? 'write' : 'create', p.volume, path);
           const quota = meta.quota(caller.userId);
           if (quota !== null && meta.usage(caller.userId) + p.size - (existing?.size ?? 0) > quota) {
             throw new KrpcError('FAILED_PRECONDITION', `quota exceeded: ${caller.userId} uses ${meta.usage(caller.userId)} of ${quota} bytes on ${p.volume}`, { reason: 'QUOTA_EXCEEDED' });
@@ -226,32 +233,33 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           const rec = d.uploads.create({ volume: p.volume, path, size: p.size, user: caller.userId, app: caller.appId, overwrite: p.overwrite });
           return { upload_id: rec.id, offset: 0, url: `/kapi/dfs/uploads/${rec.id}` };
         }),
-      upload_status: (p, ctx) => {
-        const u = d.uploads.get(p.upload_id, who(ctx));
-        return { offset: u.offset, size: u.size, expires_at: u.expires_at };
-      },
-      upload_commit: async (p, ctx) => {
-        const caller = who(ctx);
-        const u = d.uploads.get(p.upload_id, caller);
-        if (u.offset !== u.size) throw new KrpcError('FAILED_PRECONDITION', `the upload holds ${u.offset} of ${u.size} bytes; send the rest first`, { offset: u.offset });
-        d.uploads.lock(p.upload_id);
-        try {
-          const r = await f.write(u.volume, u.path, d.uploads.read(p.upload_id), caller, {
-            sizeHint: u.size, overwrite: u.overwrite, expectContentId: p.content_id,
-          });
+      upload_status: (p, ctx) =>
+        atUpload('upload_status', p, ctx, () => {
+          const u = d.uploads.get(p.upload_id, who(ctx));
+          return { offset: u.offset, size: u.size, expires_at: u.expires_at };
+        }),
+      upload_commit: (p, ctx) =>
+        atUpload('upload_commit', p, ctx, async () => {
+          const caller = who(ctx);
+          const u = d.uploads.get(p.upload_id, caller);
+          if (u.offset !== u.size) throw new KrpcError('FAILED_PRECONDITION', `the upload holds ${u.offset} of ${u.size} bytes; send the rest first`, { offset: u.offset });
+          d.uploads.lock(p.upload_id);
+          try {
+            const r = await f.write(u.volume, u.path, d.uploads.read(p.upload_id), caller, {
+              sizeHint: u.size, overwrite: u.overwrite, expectContentId: p.content_id,
+            });
+            d.uploads.drop(p.upload_id);
+            return apiEntry(r.entry);
+          } finally {
+            d.uploads.unlock(p.upload_id);
+          }
+        }),
+      upload_abort: (p, ctx) =>
+        atUpload('upload_abort', p, ctx, () => {
+          d.uploads.get(p.upload_id, who(ctx));
           d.uploads.drop(p.upload_id);
-          return apiEntry(r.entry);
-        } catch (err) {
-          throw toKrpcError(err);
-        } finally {
-          d.uploads.unlock(p.upload_id);
-        }
-      },
-      upload_abort: (p, ctx) => {
-        d.uploads.get(p.upload_id, who(ctx));
-        d.uploads.drop(p.upload_id);
-        return { aborted: true as const };
-      },
+          return { aborted: true as const };
+        }),
       usage: (p, ctx) =>
         at('usage', p, ctx, async () => {
           const caller = who(ctx);

@@ -1,15 +1,29 @@
 // Resumable uploads (docs/dcfs.md, "Uploads"): the bytes of an upload are spooled on the volume's primary, part by
 // part, each part appended at the offset the server holds and synced before it is acknowledged, so a client that lost
 // its connection asks where to resume and goes on. Nothing is visible until commit stores the whole file through the
-// normal write path. Spools outlive a restart of the service and expire after a day.
+// normal write path. Spools outlive a restart of the service and expire after a day. An upload's id names its volume,
+// so that a call or part reaching another node is passed on to the primary (uploadVolume; service.ts, http.ts).
 import { randomBytes } from 'node:crypto';
 import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KrpcError, type Principal } from '../../lib/krpc/index.ts';
+import { UPLOAD_ID } from '../../lib/api/dfs.ts';
 
 export const UPLOAD_TTL_MS = 24 * 3600 * 1000;
-const ID = /^[A-Za-z0-9_-]{22}$/;
+
+const GONE = 'no such upload (it was committed, aborted or has expired, or the volume has had another primary since it began)';
+
+/** The volume an upload id names: the upload runs on that volume's primary, which holds its spool. */
+export function uploadVolume(id: string): string {
+  return parseId(id).volume;
+}
+
+function parseId(id: string): { volume: string; key: string } {
+  const m = UPLOAD_ID.exec(id);
+  if (!m) throw new KrpcError('INVALID_PARAMS', `upload id ${JSON.stringify(id.slice(0, 80))} is not one upload_begin gives (<volume>.<22 characters>)`);
+  return { volume: m[1]!, key: m[2]! };
+}
 
 export interface UploadRecord {
   id: string;
@@ -24,19 +38,21 @@ export interface UploadRecord {
 }
 
 export class Uploads {
+  /** Spools being written or committed, by the random part of their ids (their files' names). */
   private readonly busy = new Set<string>();
 
   constructor(private readonly dir: string) {
     mkdirSync(dir, { recursive: true });
   }
 
-  private paths(id: string): { data: string; meta: string } {
-    if (!ID.test(id)) throw new KrpcError('NOT_FOUND', 'no such upload');
-    return { data: join(this.dir, `${id}.part`), meta: join(this.dir, `${id}.json`) };
+  /** A spool's files are named by the id's random part alone; its record holds the volume, which `get` checks. */
+  private paths(id: string): { key: string; data: string; meta: string } {
+    const { key } = parseId(id);
+    return { key, data: join(this.dir, `${key}.part`), meta: join(this.dir, `${key}.json`) };
   }
 
   create(r: Omit<UploadRecord, 'id' | 'created_at' | 'expires_at'>): UploadRecord {
-    const id = randomBytes(16).toString('base64url');
+    const id = `${r.volume}.${randomBytes(16).toString('base64url')}`;
     const now = Date.now();
     const rec: UploadRecord = { ...r, id, created_at: now, expires_at: now + UPLOAD_TTL_MS };
     const p = this.paths(id);
@@ -52,10 +68,11 @@ export class Uploads {
     try {
       rec = JSON.parse(readFileSync(paths.meta, 'utf8')) as UploadRecord;
     } catch {
-      throw new KrpcError('NOT_FOUND', 'no such upload (it was committed, aborted or has expired)');
+      throw new KrpcError('NOT_FOUND', GONE);
     }
-    // Someone else's upload id is as good as none: no hint that it exists.
-    if (rec.user !== p.userId || rec.app !== p.appId) throw new KrpcError('NOT_FOUND', 'no such upload (it was committed, aborted or has expired)');
+    // Someone else's upload id is as good as none: no hint that it exists. An id naming another volume than the
+    // upload's is not its id.
+    if (rec.user !== p.userId || rec.app !== p.appId || rec.id !== id) throw new KrpcError('NOT_FOUND', GONE);
     if (rec.expires_at < Date.now()) {
       this.drop(id);
       throw new KrpcError('NOT_FOUND', 'the upload has expired; start again');
@@ -66,11 +83,12 @@ export class Uploads {
   /** Appends a part at `offset`, which must be where the upload stands; synced before it returns the new offset. */
   async append(id: string, p: Principal, offset: number, body: AsyncIterable<Uint8Array>, length: number | null): Promise<number> {
     const rec = this.get(id, p);
-    if (this.busy.has(id)) throw new KrpcError('CONFLICT', 'another part of this upload is being written');
+    const { key, data } = this.paths(id);
+    if (this.busy.has(key)) throw new KrpcError('CONFLICT', 'another part of this upload is being written');
     if (offset !== rec.offset) throw new KrpcError('CONFLICT', `the upload stands at ${rec.offset} bytes, not ${offset}: resume from there`, { offset: rec.offset });
     if (length !== null && offset + length > rec.size) throw new KrpcError('INVALID_PARAMS', `the part ends at ${offset + length}, past the declared size ${rec.size}`);
-    this.busy.add(id);
-    const fh = await open(this.paths(id).data, 'a');
+    this.busy.add(key);
+    const fh = await open(data, 'a');
     let at = offset;
     try {
       for await (const chunk of body) {
@@ -86,7 +104,7 @@ export class Uploads {
       throw err;
     } finally {
       await fh.close();
-      this.busy.delete(id);
+      this.busy.delete(key);
     }
   }
 
@@ -96,12 +114,13 @@ export class Uploads {
   }
 
   lock(id: string): void {
-    if (this.busy.has(id)) throw new KrpcError('CONFLICT', 'this upload is busy (a part is being written or it is being committed)');
-    this.busy.add(id);
+    const { key } = this.paths(id);
+    if (this.busy.has(key)) throw new KrpcError('CONFLICT', 'this upload is busy (a part is being written or it is being committed)');
+    this.busy.add(key);
   }
 
   unlock(id: string): void {
-    this.busy.delete(id);
+    this.busy.delete(this.paths(id).key);
   }
 
   drop(id: string): void {
@@ -116,11 +135,11 @@ export class Uploads {
     for (const f of readdirSync(this.dir)) {
       const m = /^([A-Za-z0-9_-]{22})\.(json|part)$/.exec(f);
       if (!m) continue;
-      const id = m[1]!;
-      if (this.busy.has(id)) continue;
+      const key = m[1]!;
+      if (this.busy.has(key)) continue;
       let expired = false;
       try {
-        expired = (JSON.parse(readFileSync(join(this.dir, `${id}.json`), 'utf8')) as UploadRecord).expires_at < now;
+        expired = (JSON.parse(readFileSync(join(this.dir, `${key}.json`), 'utf8')) as UploadRecord).expires_at < now;
       } catch {
         expired = true;
       }

@@ -10,6 +10,9 @@ import {
   type MetaErrorCode,
   type NewVersion,
   type VolumeMetaOptions,
+  MAX_PROP_VALUE_BYTES,
+  MAX_PROPS,
+  MAX_PROPS_BYTES,
   MetaError,
   SYSTEM_OWNER,
   VolumeMeta,
@@ -452,6 +455,54 @@ describe('VolumeMeta', () => {
       m.mkdir('/e', 'alice');
       assert.deepEqual(m.log(seq).map((e) => e.seq), [seq + 1, seq + 2]);
     });
+
+    /** Holds each WAL sync until the test settles it: a disk's timing and failures are beyond this machine's reach, so
+     * the sync (an fdatasync on the thread pool) is the one thing these tests replace. */
+    const heldSyncs = (v: VolumeMeta) => {
+      const pending: { resolve: () => void; reject: (e: Error) => void }[] = [];
+      (v as unknown as { syncWal: () => Promise<void> }).syncWal = () => new Promise<void>((resolve, reject) => pending.push({ resolve, reject }));
+      return pending;
+    };
+    const nextTurn = () => new Promise((r) => setImmediate(r));
+
+    it('a group that logged nothing does not clear the mark of the next group, which starts at the same seq', async () => {
+      m.mkdir('/d', 'alice');
+      const seq = m.lastSeq;
+      const syncs = heldSyncs(m);
+      const refused = m.grouped(() => m.writeFile('/none/a', blob('a'), { user: 'alice' }));
+      await nextTurn();
+      const written = m.grouped(() => m.writeFile('/d/b', blob('b'), { user: 'alice' }));
+      await nextTurn();
+      assert.equal(syncs.length, 2);
+      syncs[0]!.resolve();
+      await assert.rejects(refused, (e: MetaError) => e.code === 'NOT_FOUND_PARENT');
+      assert.deepEqual(m.log(seq).map((e) => e.seq), [], "the second group's entry waits for its own sync");
+      syncs[1]!.resolve();
+      await written;
+      assert.deepEqual(m.log(seq).map((e) => e.seq), [seq + 1]);
+    });
+
+    it('after a failed WAL sync, takes no writes and ships nothing from that group on', async () => {
+      m.mkdir('/d', 'alice');
+      const seq = m.lastSeq;
+      const syncs = heldSyncs(m);
+      const lost = m.grouped(() => m.writeFile('/d/a', blob('a'), { user: 'alice' }));
+      await nextTurn();
+      syncs[0]!.reject(new Error('EIO: i/o error, fdatasync'));
+      await assert.rejects(lost, (e: MetaError) => e.code === 'READ_ONLY' && /could not be made durable \(EIO.*until dfs is restarted/.test(e.message));
+      assert.throws(() => m.mkdir('/e', 'alice'), (e: MetaError) => e.code === 'READ_ONLY');
+      await assert.rejects(m.grouped(() => m.mkdir('/f', 'alice')), (e: MetaError) => e.code === 'READ_ONLY');
+      assert.deepEqual(m.log(seq), [], 'the entry whose sync failed is never shipped');
+      assert.equal(m.tryStat('/e'), null);
+    });
+
+    it('closed with a change queued, rejects it instead of running it on a closed database', async () => {
+      m.mkdir('/d', 'alice');
+      const queued = m.grouped(() => m.writeFile('/d/a', blob('a'), { user: 'alice' }));
+      m.close();
+      await assert.rejects(queued, (e: MetaError) => e.code === 'READ_ONLY' && /closed here before this change/.test(e.message));
+      await nextTurn();
+    });
   });
 
   describe('rename', () => {
@@ -730,6 +781,72 @@ describe('VolumeMeta', () => {
       assert.deepEqual(m.props('/m/f'), {}, 'a new file at a removed path has none');
       m.restore(t.trash_id, { user: 'alice', to: '/m/g' });
       assert.deepEqual(m.props('/m/g'), { fp: '2' });
+    });
+  });
+
+  describe('dead properties: what one entry may hold', () => {
+    it('refuses growth past MAX_PROPS_BYTES or MAX_PROPS with QUOTA_EXCEEDED, changing nothing', () => {
+      m.writeFile('/f', blob('f'), { user: 'alice' });
+      m.patchProps('/f', { big: 'x'.repeat(MAX_PROP_VALUE_BYTES) }, []);
+      const seq = m.lastSeq;
+      const err = fails(() => m.patchProps('/f', { more: 'y'.repeat(MAX_PROPS_BYTES - MAX_PROP_VALUE_BYTES) }, []), 'QUOTA_EXCEEDED', /^the dead properties of \/f would be 2 taking 66567 bytes; an entry may hold at most 128 taking 66560 bytes$/);
+      assert.deepEqual(err.detail, { path: '/f', props: 2, bytes: 66_567, max_props: MAX_PROPS, max_bytes: MAX_PROPS_BYTES });
+      assert.deepEqual(Object.keys(m.props('/f')), ['big']);
+      assert.equal(m.lastSeq, seq);
+      // Just up to the bound, the largest value and a name of the largest size fit together.
+      m.patchProps('/f', { ['n'.repeat(MAX_PROPS_BYTES - MAX_PROP_VALUE_BYTES)]: 'x'.repeat(MAX_PROP_VALUE_BYTES) }, ['big']);
+
+      m.writeFile('/g', blob('g'), { user: 'alice' });
+      const many = Object.fromEntries(Array.from({ length: MAX_PROPS }, (_, i) => [`p${i}`, '1']));
+      m.patchProps('/g', many, []);
+      fails(() => m.patchProps('/g', { extra: '1' }, []), 'QUOTA_EXCEEDED', /would be 129 taking \d+ bytes/);
+      m.patchProps('/g', { extra: '1' }, ['p0']);
+      assert.equal(Object.keys(m.props('/g')).length, MAX_PROPS);
+      // Each entry has bounds of its own, and a copy takes its source's properties whole.
+      m.copy('/g', '/g2', { user: 'alice' });
+      assert.equal(Object.keys(m.props('/g2')).length, MAX_PROPS);
+    });
+
+    it('lets an entry over the bounds, written before there were any, shrink but not grow', () => {
+      m.writeFile('/f', blob('f'), { user: 'alice' });
+      m.patchProps('/f', { a: '1' }, []);
+      // The log entry of a patch the bounds would refuse today, applied by a follower that is then promoted.
+      const entries = m.log(0);
+      const last = entries[entries.length - 1]!;
+      const forty = 'x'.repeat(40 * 1024);
+      const old: LogEntry = { ...last, changes: [{ t: 'props', id: m.stat('/f').id, set: [['a', forty], ['b', forty]], remove: [] }] };
+      m.close();
+      const f = open(join(dir, 'f.db'), { role: 'follower' });
+      f.apply([...entries.slice(0, -1), old]);
+      f.close();
+      const promoted = open(join(dir, 'f.db'));
+      fails(() => promoted.patchProps('/f', { c: '1' }, []), 'QUOTA_EXCEEDED');
+      fails(() => promoted.patchProps('/f', { a: forty + 'x' }, []), 'QUOTA_EXCEEDED');
+      promoted.patchProps('/f', { a: 'short' }, []);
+      promoted.patchProps('/f', { c: '1' }, ['b']);
+      assert.deepEqual(promoted.props('/f'), { a: 'short', c: '1' });
+    });
+  });
+
+  describe('below', () => {
+    it('lists the entries below a folder relative to it, up to a limit, and what a trash entry holds', () => {
+      m.mkdir('/d', 'alice');
+      m.mkdir('/d/e', 'alice');
+      m.writeFile('/d/e/f', blob('f'), { user: 'alice' });
+      m.writeFile('/d/g', blob('g'), { user: 'alice' });
+      assert.deepEqual(m.below('/d', 10).paths.sort(), ['e', 'e/f', 'g']);
+      assert.equal(m.below('/d', 3).complete, true);
+      const two = m.below('/d', 2);
+      assert.equal(two.paths.length, 2);
+      assert.equal(two.complete, false);
+      assert.deepEqual(m.below('/d/g', 10), { paths: [], complete: true });
+      assert.deepEqual(m.below('/', 10).paths.sort(), ['d', 'd/e', 'd/e/f', 'd/g']);
+      const t = m.remove('/d/e', 'alice');
+      assert.deepEqual(m.below('/d', 10).paths, ['g']);
+      assert.deepEqual(m.trashBelow(t.trash_id, 10), { paths: ['f'], complete: true });
+      fails(() => m.below('/nope', 10), 'NOT_FOUND');
+      fails(() => m.trashBelow('99', 10), 'NOT_FOUND');
+      fails(() => m.below('/d', -1), 'INVALID_ARGUMENT', /a limit is a whole number of entries/);
     });
   });
 

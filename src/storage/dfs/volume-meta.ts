@@ -29,6 +29,14 @@ export const PUBLIC_DIR = '/public';
 /** Dead properties are small XML fragments; bounds keep one PROPPATCH from bloating the log every follower ships. */
 export const MAX_PROP_NAME_BYTES = 1024;
 export const MAX_PROP_VALUE_BYTES = 64 * 1024;
+/**
+ * What one entry's dead properties may hold together, names and values in UTF-8 bytes, and how many there may be.
+ * They are charged to no quota, yet live in the primary's database, on every follower and in the log, so without a
+ * bound one file could carry any amount of data. Clients store a few small ones (Windows four Win32 times and
+ * attributes, ~200 bytes): these bounds are far above that, and still take the largest name and value alone.
+ */
+export const MAX_PROPS_BYTES = 64 * 1024 + MAX_PROP_NAME_BYTES;
+export const MAX_PROPS = 128;
 const MAX_USER_BYTES = 255;
 const ROOT_ID = 1;
 
@@ -48,7 +56,8 @@ export type MetaErrorCode =
 
 export class MetaError extends Error {
   readonly code: MetaErrorCode;
-  /** Machine-readable particulars: `reason` for INVALID_PATH; `user`, `quota`, `used`, `wanted` for QUOTA_EXCEEDED;
+  /** Machine-readable particulars: `reason` for INVALID_PATH; `user`, `quota`, `used`, `wanted` for QUOTA_EXCEEDED
+   * of a user's quota, `path`, `props`, `bytes`, `max_props`, `max_bytes` for an entry's dead properties;
    * `expected`, `actual` for LOG_GAP. */
   readonly detail: Readonly<Record<string, string | number | null>>;
 
@@ -131,6 +140,13 @@ export interface TrashEntry {
   size: number;
   deleted_at: number;
   deleted_by: string;
+}
+
+/** Entries below a folder, as paths relative to it. */
+export interface Subtree {
+  paths: string[];
+  /** false: there are more than were asked for. */
+  complete: boolean;
 }
 
 export interface MoveResult {
@@ -365,6 +381,14 @@ function statements(db: Database.Database) {
        FROM nodes n LEFT JOIN versions v ON v.vid = n.cur WHERE n.parent = ? ORDER BY n.name`,
     ),
     subtree: db.prepare<[number], NodeRow>(`${SUBTREE} SELECT ${NODE_COLS} FROM nodes JOIN sub USING (id)`),
+    // Each entry below a node as a path relative to it; the LIMIT inside the recursion stops the walk there.
+    below: db.prepare<[number, number], { rel: string }>(
+      `WITH RECURSIVE below(id, rel) AS (
+         SELECT id, name FROM nodes WHERE parent = ?
+         UNION ALL SELECT n.id, below.rel || '/' || n.name FROM nodes n JOIN below ON n.parent = below.id
+         LIMIT ?)
+       SELECT rel FROM below`,
+    ),
     subtreeSize: db.prepare<[number], { size: number }>(
       `${SUBTREE} SELECT IFNULL(SUM(v.size), 0) AS size FROM sub JOIN nodes n USING (id) JOIN versions v ON v.vid = n.cur`,
     ),
@@ -388,6 +412,10 @@ function statements(db: Database.Database) {
     ),
     removeProp: db.prepare<[number, string]>('DELETE FROM props WHERE node = ? AND name = ?'),
     removeAllProps: db.prepare<[number]>('DELETE FROM props WHERE node = ?'),
+    // How many dead properties a node has, and their names' and values' UTF-8 bytes.
+    propsSize: db.prepare<[number], { count: number; bytes: number }>(
+      'SELECT COUNT(*) AS count, IFNULL(SUM(LENGTH(CAST(name AS BLOB)) + LENGTH(CAST(value AS BLOB))), 0) AS bytes FROM props WHERE node = ?',
+    ),
     trash: db.prepare<[number], TrashRow>('SELECT tid, node, path, deleted_at, deleted_by FROM trash WHERE tid = ?'),
     trashAll: db.prepare<[], TrashRow>('SELECT tid, node, path, deleted_at, deleted_by FROM trash ORDER BY deleted_at, tid'),
     trashBefore: db.prepare<[number], TrashRow>(
@@ -508,7 +536,12 @@ export class VolumeMeta {
   /** Mutations waiting for the next group commit (`grouped`). */
   private group: { op: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   /** The first log seq of each group commit whose WAL fdatasync is still under way: followers are not sent those. */
-  private readonly unsynced = new Set<number>();
+  /** The first log seq of each group whose WAL sync is under way, counted: a group that logs nothing has the same first
+   * seq as the next one, and the first sync to finish must not clear the other's mark. */
+  private readonly unsynced = new Map<number, number>();
+  /** Set when a WAL sync failed: see commitGroup. */
+  private syncFailure: MetaError | null = null;
+  private closed = false;
   /**
    * Directories' node ids by path, so a path costs one lookup for its name rather than one per segment (a WebDAV PUT
    * resolves its path several times). Only committed state is remembered (a node id allocated in a transaction that
@@ -595,6 +628,12 @@ export class VolumeMeta {
   }
 
   close(): void {
+    this.closed = true;
+    // A group queued in this turn would otherwise run on a closed database inside setImmediate, and its throw would
+    // end the process.
+    const queued = this.group;
+    this.group = [];
+    for (const g of queued) g.reject(new MetaError('READ_ONLY', `volume ${this.volume}: its metadata was closed here before this change was made`));
     void this.wal?.then((fh) => fh.close()).catch(() => {});
     this.wal = null;
     this.db.close();
@@ -618,10 +657,15 @@ export class VolumeMeta {
   private commitGroup(): void {
     const group = this.group;
     this.group = [];
+    if (this.closed || group.length === 0) return;
+    if (this.syncFailure) {
+      for (const g of group) g.reject(this.syncFailure);
+      return;
+    }
     const deferSync = this.role === 'primary' && this.file !== ':memory:';
     const firstSeq = this.lastSeq + 1;
     if (deferSync) {
-      this.unsynced.add(firstSeq);
+      this.unsynced.set(firstSeq, (this.unsynced.get(firstSeq) ?? 0) + 1);
       this.q.synchronousNormal.run();
     }
     const results: { ok: boolean; value: unknown }[] = [];
@@ -660,15 +704,22 @@ export class VolumeMeta {
     if (!deferSync) return answer();
     void this.syncWal().then(
       () => {
-        this.unsynced.delete(firstSeq);
+        const n = this.unsynced.get(firstSeq)!;
+        if (n > 1) this.unsynced.set(firstSeq, n - 1);
+        else this.unsynced.delete(firstSeq);
         answer();
       },
       (err: unknown) => {
-        // Committed but not known to be durable: nobody is told it succeeded. A later commit's sync (FULL, or the next
-        // group's) may still make it durable, and followers get it then.
-        this.unsynced.delete(firstSeq);
-        const e = new Error(`volume ${this.volume}: the metadata could not be made durable: ${(err as Error).message}`, { cause: err });
-        for (const g of group) g.reject(e);
+        // Committed but not known to be durable, and no later sync can be trusted to make it so: Linux may drop the
+        // dirty pages of a failed fsync and report the next one clean, and a WAL missing frames loses every commit
+        // after them at recovery. So nobody is told it succeeded, its entries and all later ones are never shipped
+        // (its mark stays), and the volume takes no more writes here until dfs opens it again (a restart), when SQLite
+        // recovers what is really on the disk.
+        this.syncFailure = new MetaError(
+          'READ_ONLY',
+          `volume ${this.volume}: its metadata could not be made durable (${(err as Error).message}); it takes no writes until dfs is restarted`,
+        );
+        for (const g of group) g.reject(this.syncFailure);
       },
     );
   }
@@ -769,6 +820,20 @@ export class VolumeMeta {
   props(path: string): Record<string, string> {
     const p = this.path(path);
     return Object.fromEntries(this.q.props.all(this.mustResolve(p).id).map((r) => [r.name, r.value]));
+  }
+
+  /**
+   * The paths of the entries below `path`, relative to it (`a`, `a/b`), at most `limit` of them; `complete` is false
+   * when there are more. What a caller checks permissions on before it moves, copies or removes a whole folder.
+   */
+  below(path: string, limit: number): Subtree {
+    const p = this.path(path);
+    return this.belowNode(this.mustResolve(p).id, limit);
+  }
+
+  /** `below` for what a trash entry holds, relative to its original path. */
+  trashBelow(trashId: string, limit: number): Subtree {
+    return this.belowNode(this.mustTrash(trashId).node, limit);
   }
 
   trashList(): TrashEntry[] {
@@ -939,7 +1004,18 @@ export class VolumeMeta {
     const sets = this.checkProps(set, remove);
     return this.mutate('props', u, [p], (w) => {
       const node = this.mustResolve(p);
-      if (sets.length > 0 || remove.length > 0) w.emit({ t: 'props', id: node.id, set: sets, remove: [...remove] });
+      if (sets.length === 0 && remove.length === 0) return this.props(p);
+      const before = this.q.propsSize.get(node.id)!;
+      w.emit({ t: 'props', id: node.id, set: sets, remove: [...remove] });
+      const after = this.q.propsSize.get(node.id)!;
+      // Only growth is refused, as with quotas: an entry over the bounds (written before there were any) can shrink.
+      if ((after.bytes > MAX_PROPS_BYTES && after.bytes > before.bytes) || (after.count > MAX_PROPS && after.count > before.count)) {
+        throw new MetaError(
+          'QUOTA_EXCEEDED',
+          `the dead properties of ${p} would be ${after.count} taking ${after.bytes} bytes; an entry may hold at most ${MAX_PROPS} taking ${MAX_PROPS_BYTES} bytes`,
+          { path: p, props: after.count, bytes: after.bytes, max_props: MAX_PROPS, max_bytes: MAX_PROPS_BYTES },
+        );
+      }
       return this.props(p);
     });
   }
@@ -1011,7 +1087,7 @@ export class VolumeMeta {
     }
     const entries = this.q.logAfter.all(afterSeq, limit).map((r) => JSON.parse(r.entry) as LogEntry);
     if (this.unsynced.size === 0) return entries;
-    const durable = Math.min(...this.unsynced);
+    const durable = Math.min(...this.unsynced.keys());
     return entries.filter((e) => e.seq < durable);
   }
 
@@ -1180,6 +1256,7 @@ export class VolumeMeta {
     if (this.role !== 'primary') {
       throw new MetaError('READ_ONLY', `volume ${this.volume} is a read-only follower here; write through its primary`);
     }
+    if (this.syncFailure) throw this.syncFailure;
     return this.inTransaction(() => {
       const at = this.now();
       const ctx = new ApplyContext(true);
@@ -1332,6 +1409,12 @@ export class VolumeMeta {
         ctx.released.set(k.id, r.size);
       }
     }
+  }
+
+  private belowNode(id: number, limit: number): Subtree {
+    if (!Number.isSafeInteger(limit) || limit < 0) throw new MetaError('INVALID_ARGUMENT', `a limit is a whole number of entries, not ${limit}`);
+    const rows = this.q.below.all(id, limit + 1);
+    return { paths: rows.slice(0, limit).map((r) => r.rel), complete: rows.length <= limit };
   }
 
   private resolve(p: string): NodeRow | undefined {

@@ -25,6 +25,25 @@ describe('volumes on a node (volumes.ts)', () => {
   /** The other node's primary, as this node's pulls reach it. */
   const peers = { log: async (_node: string, _volume: string, after: number, limit: number) => remote.log(after, limit) } as unknown as PeerChunks;
 
+  /** The primary's metadata lost and made anew, empty: another instance. */
+  function remakeRemote(): void {
+    remote.close();
+    rmSync(join(dir, 'remote.db'));
+    remote = VolumeMeta.open(join(dir, 'remote.db'), { volume: 'home', role: 'primary' });
+  }
+
+  /** Opens the one copy set aside under `prefix` for `check`. */
+  function keptAside(prefix: string, check: (kept: VolumeMeta) => void): void {
+    const aside = readdirSync(join(dir, 'data', 'volumes')).filter((n) => n.startsWith(prefix));
+    assert.equal(aside.length, 1);
+    const kept = VolumeMeta.open(join(dir, 'data', 'volumes', aside[0]!, 'meta.db'), { volume: 'home', role: 'follower' });
+    try {
+      check(kept);
+    } finally {
+      kept.close();
+    }
+  }
+
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'volumes-'));
     remote = VolumeMeta.open(join(dir, 'remote.db'), { volume: 'home', role: 'primary' });
@@ -68,14 +87,38 @@ describe('volumes on a node (volumes.ts)', () => {
     assert.equal(follower.meta.tryStat('/never-shipped'), null);
     assert.equal(follower.meta.stat('/remote-dir').type, 'dir');
 
-    const aside = readdirSync(join(dir, 'data', 'volumes')).filter((n) => n.startsWith('home.retired-'));
-    assert.equal(aside.length, 1);
-    const kept = VolumeMeta.open(join(dir, 'data', 'volumes', aside[0]!, 'meta.db'), { volume: 'home', role: 'follower' });
-    try {
-      assert.equal(kept.stat('/never-shipped').type, 'dir', 'what the old primary held is kept aside');
-    } finally {
-      kept.close();
-    }
+    keptAside('home.retired-', (kept) => assert.equal(kept.stat('/never-shipped').type, 'dir', 'what the old primary held is kept aside'));
+  });
+
+  it('a follower whose copy went another way than the primary\'s log sets it aside and follows from the start', async () => {
+    set.sync(new Map([['home', record('st1', ['st2'])]]));
+    await set.pullAll();
+    const seq = remote.lastSeq;
+    assert.equal(set.get('home')!.meta.lastSeq, seq);
+    // The primary's metadata is made anew and goes another way: a different entry at the seq this copy holds.
+    remakeRemote();
+    while (remote.lastSeq < seq + 1) remote.mkdir(`/other-${remote.lastSeq}`, 'bob');
+    await set.pullAll();
+    const fresh = set.get('home')!;
+    assert.equal(fresh.role, 'follower');
+    assert.equal(fresh.meta.lastSeq, 0, 'an empty copy, in place of the one that went another way');
+    await set.pullAll();
+    assert.equal(fresh.meta.lastSeq, remote.lastSeq);
+    assert.equal(fresh.meta.tryStat('/remote-dir'), null);
+    assert.equal(fresh.meta.stat(`/other-${seq}`).owner, 'bob');
+    keptAside('home.diverged-', (kept) => assert.equal(kept.stat('/remote-dir').type, 'dir', 'what the old copy held is kept aside'));
+  });
+
+  it('a follower ahead of its primary (the primary lost entries it had shipped) sets its copy aside too', async () => {
+    remote.mkdir('/second', 'alice');
+    set.sync(new Map([['home', record('st1', ['st2'])]]));
+    await set.pullAll();
+    remakeRemote();
+    await set.pullAll();
+    await set.pullAll();
+    assert.equal(set.get('home')!.meta.lastSeq, remote.lastSeq);
+    assert.equal(set.get('home')!.meta.tryStat('/second'), null);
+    assert.equal(readdirSync(join(dir, 'data', 'volumes')).filter((n) => n.startsWith('home.diverged-')).length, 1);
   });
 
   it('a node leaving a volume closes its copy and keeps it', () => {

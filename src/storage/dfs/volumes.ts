@@ -69,19 +69,21 @@ export class VolumeSet {
         this.log.info({ volume: name, was: v.role }, 'dfs: no longer holding volume metadata');
       } else v.record = rec!;
     }
-    for (const [name, rec] of volumes) {
-      const role = this.roleIn(rec);
-      if (!role || this.held.has(name)) continue;
-      try {
-        const dir = this.metadataDir(name, role);
-        const meta = VolumeMeta.open(join(dir, 'meta.db'), { volume: name, role, keepVersions: rec.keep_versions });
-        this.held.set(name, { name, record: rec, role, meta, primarySeq: null, syncedAt: null, syncError: null });
-        this.log.info({ volume: name, role }, 'dfs: holding volume metadata');
-      } catch (err) {
-        this.log.error({ volume: name, role, err: (err as Error).message }, 'dfs: cannot open volume metadata');
-      }
-    }
+    for (const [name, rec] of volumes) if (!this.held.has(name)) this.hold(name, rec);
     if (!this.timer && !this.stopped) this.timer = setInterval(() => void this.pullAll(), PULL_MS);
+  }
+
+  private hold(name: string, rec: VolumeRecord): void {
+    const role = this.roleIn(rec);
+    if (!role) return;
+    try {
+      const dir = this.metadataDir(name, role);
+      const meta = VolumeMeta.open(join(dir, 'meta.db'), { volume: name, role, keepVersions: rec.keep_versions });
+      this.held.set(name, { name, record: rec, role, meta, primarySeq: null, syncedAt: null, syncError: null });
+      this.log.info({ volume: name, role }, 'dfs: holding volume metadata');
+    } catch (err) {
+      this.log.error({ volume: name, role, err: (err as Error).message }, 'dfs: cannot open volume metadata');
+    }
   }
 
   /**
@@ -95,14 +97,21 @@ export class VolumeSet {
     const dir = join(volumes, name);
     mkdirSync(dir, { recursive: true });
     if (role === 'follower' && lastRole(dir) === 'primary') {
-      const aside = join(volumes, `${name}.retired-${Date.now()}`);
-      renameSync(dir, aside);
-      fsyncDir(volumes);
+      const aside = this.setAside(name, 'retired');
       mkdirSync(dir);
       this.log.warn({ volume: name, kept: aside }, 'dfs: this node\'s metadata of the volume was its primary\'s; set aside to follow the new primary from the start');
     }
     if (lastRole(dir) !== role) writeFileAtomic(join(dir, ROLE_FILE), `${role}\n`);
     return dir;
+  }
+
+  /** Moves a volume's metadata directory to `<name>.<why>-<ms>` beside it, durably; answers where it went. */
+  private setAside(name: string, why: 'retired' | 'diverged'): string {
+    const volumes = join(this.dataDir, 'volumes');
+    const aside = join(volumes, `${name}.${why}-${Date.now()}`);
+    renameSync(join(volumes, name), aside);
+    fsyncDir(volumes);
+    return aside;
   }
 
   private roleIn(rec: VolumeRecord): 'primary' | 'follower' | null {
@@ -122,7 +131,8 @@ export class VolumeSet {
     if (this.pulling) return;
     this.pulling = true;
     try {
-      for (const v of this.held.values()) if (v.role === 'follower') await this.pull(v);
+      // A snapshot: a copy set aside during the round is replaced in `held`, and its replacement waits for the next.
+      for (const v of [...this.held.values()]) if (v.role === 'follower') await this.pull(v);
     } finally {
       this.pulling = false;
     }
@@ -131,7 +141,14 @@ export class VolumeSet {
   private async pull(v: HeldVolume): Promise<void> {
     try {
       for (;;) {
-        const entries = (await this.peers.log(v.record.primary, v.name, v.meta.lastSeq, PULL_BATCH)) as LogEntry[];
+        // From the last entry held here, not after it: apply() checks that entry against the primary's, so a copy
+        // that went another way (a lagging follower promoted, the primary's metadata made anew) is caught instead of
+        // taking the primary's later entries onto a different tree.
+        const have = v.meta.lastSeq;
+        const entries = (await this.peers.log(v.record.primary, v.name, Math.max(0, have - 1), PULL_BATCH)) as LogEntry[];
+        if (have > 0 && entries[0]?.seq !== have) {
+          throw new MetaError('CONFLICT', `the primary ${v.record.primary} has no entry ${have}, which this copy holds: the copy went another way`);
+        }
         if (entries.length > 0) v.meta.apply(entries);
         v.primarySeq = Math.max(v.meta.lastSeq, v.primarySeq ?? 0);
         if (entries.length < PULL_BATCH) break;
@@ -139,10 +156,27 @@ export class VolumeSet {
       v.syncedAt = Date.now();
       v.syncError = null;
     } catch (err) {
+      if (err instanceof MetaError && err.code === 'CONFLICT') return this.setAsideDiverged(v, err);
       const msg = err instanceof MetaError ? `${err.code}: ${err.message}` : (err as Error).message;
       if (v.syncError !== msg) this.log.warn({ volume: v.name, err: msg }, 'dfs: following the primary\'s log failed; serving what is here');
       v.syncError = msg;
     }
+  }
+
+  /**
+   * A follower's copy that no longer matches its primary's log is set aside, kept for whoever wants what it holds
+   * (changes the primary never had), and the node follows again from an empty copy.
+   */
+  private setAsideDiverged(v: HeldVolume, err: MetaError): void {
+    try {
+      v.meta.close();
+      this.held.delete(v.name);
+      const aside = this.setAside(v.name, 'diverged');
+      this.log.warn({ volume: v.name, err: err.message, kept: aside }, 'dfs: this node\'s copy of the volume went another way than its primary\'s; set aside to follow from the start');
+    } catch (e) {
+      this.log.error({ volume: v.name, err: (e as Error).message }, 'dfs: could not set aside a copy that went another way');
+    }
+    this.hold(v.name, v.record);
   }
 
   close(): void {

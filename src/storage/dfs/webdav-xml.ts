@@ -40,7 +40,7 @@ export interface XmlLimits {
 export class XmlError extends Error {
   constructor(
     message: string,
-    readonly status: 400 | 415 = 400,
+    readonly status: 400 | 413 | 415 = 400,
   ) {
     super(message);
     this.name = 'XmlError';
@@ -254,11 +254,16 @@ export function escapeAttr(s: string): string {
  * An element's content as text that stands on its own: every namespace a child element or attribute uses is declared
  * within the text, so it can be stored and later embedded under any other element (a property's value keeps its
  * meaning whatever prefixes the response that carries it uses).
+ *
+ * Every top-level element repeats the declarations it inherits, so a small body of many siblings under a long
+ * namespace grows many times over when written out: past `maxBytes` (UTF-16 units) this throws an XmlError (413)
+ * instead of building the rest.
  */
-export function serializeContent(el: XmlElement): string {
+export function serializeContent(el: XmlElement, maxBytes = Infinity): string {
   let out = '';
   const walk = (nodes: XmlNode[], scope: Map<string, string>) => {
     for (const n of nodes) {
+      if (out.length > maxBytes) throw new XmlError(`the XML content is longer than ${maxBytes} bytes once written out`, 413);
       if (n.kind === 'text') {
         out += escapeText(n.text);
         continue;
@@ -284,6 +289,7 @@ export function serializeContent(el: XmlElement): string {
     }
   };
   walk(el.children, new Map());
+  if (out.length > maxBytes) throw new XmlError(`the XML content is longer than ${maxBytes} bytes once written out`, 413);
   return out;
 }
 

@@ -1,6 +1,6 @@
 // The WebDAV handler over a real on-disk backend, driven by raw HTTP requests (node:http, so paths reach the server
 // exactly as written: fetch() would normalise "..", percent-encoding and fragments away before sending).
-import { describe, it, before, after } from 'node:test';
+import { describe, it, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, request, type IncomingHttpHeaders } from 'node:http';
@@ -10,13 +10,10 @@ import { DavBackendError, createDavHandler, type DavBackend, type DavHandlerOpti
 import { DiskDavBackend } from './webdav.suite.ts';
 import { XmlError, childElements, parseXml, serializeContent, type XmlElement } from './webdav-xml.ts';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Principal } from '../../lib/krpc/index.ts';
 import { volumeDavBackend } from './dav-backend.ts';
-import type { Files } from './files.ts';
-import { VolumeMeta } from './volume-meta.ts';
+import { type TestFiles, openTestFiles, session } from './files.suite.ts';
+import type { VolumeMeta } from './volume-meta.ts';
 
 interface Reply {
   status: number;
@@ -99,7 +96,7 @@ function drainedOrClosed(req: ReturnType<typeof request>): Promise<void> {
 
 async function until(condition: () => Promise<boolean>): Promise<void> {
   for (let i = 0; !(await condition()); i++) {
-    if (i > 500) throw new Error('condition not reached');
+    if (i > 3000) throw new Error('condition not reached in 30 s');
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -548,8 +545,19 @@ describe('WebDAV: XML body limits', () => {
   });
   after(() => dav.close());
 
+  it('refuses a PROPPATCH whose values, written out, would take more than twice the body limit (413), and sets nothing', async () => {
+    const ns = `urn:${'n'.repeat(1000)}`;
+    const body = `<D:propertyupdate xmlns:D="DAV:" xmlns:z="${ns}"><D:set><D:prop><z:big>${'<z:a/>'.repeat(10_000)}</z:big></D:prop></D:set></D:propertyupdate>`;
+    assert.ok(body.length < 64 * 1024, 'the body itself is within the limit');
+    const r = await dav.send('PROPPATCH', '/dav/', { body });
+    assert.equal(r.status, 413, r.text);
+    assert.match(r.text, /longer than 131072 bytes once written out/);
+    const props = await dav.send('PROPFIND', '/dav/', { headers: { Depth: '0' }, body: `<D:propfind xmlns:D="DAV:"><D:prop><z:big xmlns:z="${ns}"/></D:prop></D:propfind>` });
+    assert.match(props.text, /404 Not Found/);
+  });
+
   it('refuses a body over the size limit with 413, whether its length is declared or streamed', async () => {
-    const declared = await dav.stream('PROPFIND', '/dav/', { Depth: '0', 'Content-Length': String(10 * 1024 * 1024) }, Buffer.alloc(0), 0);
+    const declared = await dav.stream('PROPFIND', '/dav/', { Depth: '0', 'Content-Length': String(100 * 1024 * 1024) }, Buffer.alloc(0), 0);
     assert.equal(declared.status, 413);
     assert.equal(declared.headers.connection, 'close');
     assert.match(declared.text, /request body too large/);
@@ -860,58 +868,200 @@ describe('WebDAV: locks', () => {
     }
     assert.equal((await dav.send('UNLOCK', '/dav/l/doc', { headers: { 'Lock-Token': 'no-brackets' } })).status, 400);
   });
+
+  it('keeps at most 4 KiB of DAV:owner, counted as written out, and a bounded number of locks per principal', async () => {
+    const limited = await startDav({ principal: (req) => req.headers['x-user'] as string | undefined, limits: { maxLocksPerPrincipal: 2, maxLockOwnerBytes: 4096 } });
+    try {
+      const body = (owner: string) =>
+        `<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>${owner}</D:owner></D:lockinfo>`;
+      // A short body that grows when written out: each top-level element repeats the namespace it inherits.
+      const ns = `urn:${'n'.repeat(200)}`;
+      const swelling = `<D:lockinfo xmlns:D="DAV:" xmlns:z="${ns}"><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype><D:owner>${'<z:a/>'.repeat(100)}</D:owner></D:lockinfo>`;
+      assert.ok(swelling.length < 4096);
+      const grown = await limited.send('LOCK', '/dav/', { headers: { 'X-User': 'ann' }, body: swelling });
+      assert.equal(grown.status, 413, grown.text);
+      assert.match(grown.text, /DAV:owner is longer than 4096 bytes/);
+      assert.equal((await limited.send('LOCK', '/dav/', { headers: { 'X-User': 'ann' }, body: body('x'.repeat(5000)) })).status, 413);
+
+      for (const path of ['/dav/a', '/dav/b']) assert.equal((await limited.send('LOCK', path, { headers: { 'X-User': 'ann' }, body: body('ann') })).status, 201);
+      const third = await limited.send('LOCK', '/dav/c', { headers: { 'X-User': 'ann' }, body: body('ann') });
+      assert.equal(third.status, 503);
+      assert.match(third.text, /you hold 2 locks, the most one may/);
+      assert.equal((await limited.send('LOCK', '/dav/c', { headers: { 'X-User': 'ben' }, body: body('ben') })).status, 201, 'another principal still may');
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it("asks the backend's checkLock before a lock is taken or refreshed, and answers 403 when it refuses", async () => {
+    const disk = await DiskDavBackend.create();
+    const asked: string[] = [];
+    let refuse = false;
+    const backend: DavBackend = Object.assign(Object.create(disk) as DavBackend, {
+      checkLock: async (path: string, exists: boolean) => {
+        asked.push(`${path} ${exists}`);
+        if (refuse) throw new DavBackendError('FORBIDDEN', `no locks on ${path} for you`);
+      },
+    });
+    const locking = await startDav({ disk, backend });
+    try {
+      await locking.send('PUT', '/dav/f', { body: 'x' });
+      const taken = await locking.send('LOCK', '/dav/f', { body: lockBody('exclusive') });
+      assert.equal(taken.status, 200);
+      const token = /^<(.*)>$/.exec(String(taken.headers['lock-token']))![1];
+      refuse = true;
+      const refresh = await locking.send('LOCK', '/dav/f', { headers: { If: `(<${token}>)` } });
+      assert.equal(refresh.status, 403);
+      assert.match(refresh.text, /no locks on \/f for you/);
+      assert.equal((await locking.send('LOCK', '/dav/new', { body: lockBody('exclusive') })).status, 403);
+      assert.equal(await disk.stat('/new'), null, 'a refused LOCK on an unmapped URL creates nothing');
+      assert.deepEqual(asked, ['/f true', '/f true', '/new false']);
+    } finally {
+      await locking.close();
+    }
+  });
 });
 
 describe('WebDAV over a dfs volume (dav-backend.ts)', () => {
-  const alice: Principal = { userId: 'alice', appId: 'test', kind: 'session', expiresAt: 0 };
+  // alice is a member of the zone. photos may read the folders and files right inside her Photos folder, and no
+  // deeper; tidy may also delete and create right there. Each app also has its own folder, as every app does.
+  const TAIL = `g, alice, user
+g2, photos, app
+p2, photos, obj://dfs/home/home/alice/Photos/*, read
+g2, tidy, app
+p2, tidy, obj://dfs/home/home/alice/Photos/*, read|create|delete
+`;
+  const alice = session('alice', 'buckyos-cli');
+  const photos = session('alice', 'photos');
+  const tidy = session('alice', 'tidy');
   const contentId = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
-  let dir: string;
+  let t: TestFiles;
   let meta: VolumeMeta;
   let dav: Dav;
+  /** The caller of the requests that follow: http.ts binds each request's backend to the request's principal. */
+  let caller: Principal = alice;
   const store = (path: string, data: Buffer) =>
     meta.writeFile(path, { content_id: contentId(data), size: data.length, chunks: [{ id: contentId(data), size: data.length }] }, { user: 'alice' });
+  const exists = (path: string) => meta.tryStat(path) !== null;
+  const proppatch = (props: string) =>
+    `<D:propertyupdate xmlns:D="DAV:"><D:set><D:prop>${props}</D:prop></D:set></D:propertyupdate>`;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'dav-volume-'));
-    meta = VolumeMeta.open(join(dir, 'meta.db'), { volume: 'home', role: 'primary' });
-    // What volumeDavBackend reaches for, and no more: the metadata, no permission checks, writes that keep no bytes.
-    const files = {
-      check: () => undefined,
-      readable: () => ({ meta }),
-      writable: () => ({ meta }),
-      async write(_volume: string, path: string, body: AsyncIterable<Uint8Array>) {
-        const parts: Buffer[] = [];
-        for await (const c of body) parts.push(Buffer.from(c));
-        const created = meta.tryStat(path) === null;
-        return { entry: store(path, Buffer.concat(parts)).entry, created };
-      },
-    } as unknown as Files;
-    // http.ts binds each request's backend to its principal; here every request is alice's.
-    dav = await startDav({ backend: () => volumeDavBackend(files, 'home', alice) });
-    store('/doc', Buffer.from('v1'));
+    t = await openTestFiles(TAIL);
+    meta = t.meta;
+    meta.ensureHome('alice');
+    for (const d of ['/home/alice/apps', '/home/alice/apps/photos', '/home/alice/apps/tidy']) meta.mkdir(d, 'alice');
+    dav = await startDav({ backend: () => volumeDavBackend(t.files, 'home', caller) });
   });
   after(async () => {
     await dav.close();
-    meta.close();
-    rmSync(dir, { recursive: true, force: true });
+    await t.close();
+  });
+  beforeEach(() => {
+    caller = alice;
+    // Photos/2024 is a folder photos may read and tidy may delete, as an entry; what is inside it neither may touch.
+    if (exists('/home/alice/Photos')) meta.remove('/home/alice/Photos', 'alice');
+    meta.mkdir('/home/alice/Photos', 'alice');
+    meta.mkdir('/home/alice/Photos/2024', 'alice');
+    meta.mkdir('/home/alice/Photos/2024/private', 'alice');
+    store('/home/alice/Photos/2024/private/secret.jpg', Buffer.from('secret'));
+    store('/home/alice/Photos/top.jpg', Buffer.from('top'));
+  });
+
+  it('takes a lock only for a caller who may write the file, or create it where nothing is', async () => {
+    const body = '<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>';
+    // photos may read Photos/* but neither write nor create there.
+    caller = photos;
+    assert.equal((await dav.send('PROPFIND', '/dav/home/alice/Photos/top.jpg', { headers: { Depth: '0' } })).status, 207);
+    const onFile = await dav.send('LOCK', '/dav/home/alice/Photos/top.jpg', { body });
+    assert.equal(onFile.status, 403);
+    assert.match(onFile.text, /may not write home:\/home\/alice\/Photos\/top\.jpg/);
+    const unmapped = await dav.send('LOCK', '/dav/home/alice/Photos/new.jpg', { body });
+    assert.equal(unmapped.status, 403);
+    assert.equal(exists('/home/alice/Photos/new.jpg'), false);
+    caller = alice;
+    assert.equal((await dav.send('PUT', '/dav/home/alice/Photos/top.jpg', { body: 'w' })).status, 204, 'no lock was left behind');
+    const own = await dav.send('LOCK', '/dav/home/alice/Photos/top.jpg', { body });
+    assert.equal(own.status, 200, 'who may write may lock');
+    await dav.send('UNLOCK', '/dav/home/alice/Photos/top.jpg', { headers: { 'Lock-Token': String(own.headers['lock-token']) } });
   });
 
   it("gives ETags short enough for litmus's complex conditional PUT, which it cuts to 199 characters", async () => {
-    const lock = await dav.send('LOCK', '/dav/doc', {
+    assert.equal((await dav.send('PUT', '/dav/home/alice/doc', { body: 'v1' })).status, 201);
+    const lock = await dav.send('LOCK', '/dav/home/alice/doc', {
       body: '<D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>',
     });
     assert.equal(lock.status, 200, lock.text);
     const token = /^<(.*)>$/.exec(String(lock.headers['lock-token']))![1];
     // litmus's complex_cond_put and fail_complex_cond_put (locks.c) ne_snprintf this into `char hdr[200]`.
     const litmusIf = (etag: string) => `(<${token}> [${etag}]) (Not <DAV:no-lock> [${etag}])`.slice(0, 199);
-    const etag = String((await dav.send('HEAD', '/dav/doc')).headers.etag);
-    const put = await dav.send('PUT', '/dav/doc', { body: 'v2', headers: { If: litmusIf(etag) } });
+    const etag = String((await dav.send('HEAD', '/dav/home/alice/doc')).headers.etag);
+    const put = await dav.send('PUT', '/dav/home/alice/doc', { body: 'v2', headers: { If: litmusIf(etag) } });
     assert.equal(put.status, 204, put.text);
 
     const now = String(put.headers.etag);
     assert.notEqual(now, etag);
     const corrupted = now.slice(0, -3) + String.fromCharCode(now.charCodeAt(now.length - 3) + 1) + now.slice(-2);
-    const stale = await dav.send('PUT', '/dav/doc', { body: 'v3', headers: { If: litmusIf(corrupted) } });
+    const stale = await dav.send('PUT', '/dav/home/alice/doc', { body: 'v3', headers: { If: litmusIf(corrupted) } });
     assert.equal(stale.status, 412, stale.text);
+    assert.equal((await dav.send('GET', '/dav/home/alice/doc')).text, 'v2');
+  });
+
+  it('COPY of a folder needs read on everything in it: an app that may read only the folder gets 403 and no copy', async () => {
+    caller = photos;
+    const deep = await dav.send('COPY', '/dav/home/alice/Photos/2024', { headers: { Destination: '/dav/home/alice/apps/photos/2024' } });
+    assert.equal(deep.status, 403, deep.text);
+    assert.match(deep.text, /may not read home:\/home\/alice\/Photos\/2024\/private/);
+    assert.equal(exists('/home/alice/apps/photos/2024'), false);
+    // What it was granted still works: a file right inside, and the folder alone.
+    assert.equal((await dav.send('COPY', '/dav/home/alice/Photos/top.jpg', { headers: { Destination: '/dav/home/alice/apps/photos/top.jpg' } })).status, 201);
+    const alone = await dav.send('COPY', '/dav/home/alice/Photos/2024', { headers: { Destination: '/dav/home/alice/apps/photos/2024', Depth: '0' } });
+    assert.equal(alone.status, 201, alone.text);
+    assert.deepEqual(meta.list('/home/alice/apps/photos/2024'), []);
+  });
+
+  it('DELETE and MOVE of a folder need delete on everything in it, checked before anything changes', async () => {
+    caller = tidy;
+    const del = await dav.send('DELETE', '/dav/home/alice/Photos/2024');
+    assert.equal(del.status, 403, del.text);
+    assert.match(del.text, /may not delete home:\/home\/alice\/Photos\/2024\/private/);
+    const move = await dav.send('MOVE', '/dav/home/alice/Photos/2024', { headers: { Destination: '/dav/home/alice/Photos/2023' } });
+    assert.equal(move.status, 403, move.text);
+    // Overwriting the folder would put it in the trash with everything in it.
+    const over = await dav.send('MOVE', '/dav/home/alice/Photos/top.jpg', { headers: { Destination: '/dav/home/alice/Photos/2024', Overwrite: 'T' } });
+    assert.equal(over.status, 403, over.text);
+    assert.match(over.text, /may not delete home:\/home\/alice\/Photos\/2024\/private/);
+    assert.ok(exists('/home/alice/Photos/2024/private/secret.jpg') && exists('/home/alice/Photos/top.jpg'));
+    assert.equal(exists('/home/alice/Photos/2023'), false);
+    assert.deepEqual(meta.trashList().filter((e) => e.path.startsWith('/home/alice/Photos/')), []);
+    assert.equal((await dav.send('DELETE', '/dav/home/alice/Photos/top.jpg')).status, 204);
+  });
+
+  it('the owner, whose grant covers the whole home, copies, moves and deletes whole folders', async () => {
+    const copy = await dav.send('COPY', '/dav/home/alice/Photos/2024', { headers: { Destination: '/dav/home/alice/Photos/copy' } });
+    assert.equal(copy.status, 201, copy.text);
+    assert.ok(exists('/home/alice/Photos/copy/private/secret.jpg'));
+    assert.equal((await dav.send('MOVE', '/dav/home/alice/Photos/copy', { headers: { Destination: '/dav/home/alice/Photos/2024', Overwrite: 'T' } })).status, 204);
+    assert.equal((await dav.send('DELETE', '/dav/home/alice/Photos/2024')).status, 204);
+    assert.equal(exists('/home/alice/Photos/2024'), false);
+  });
+
+  it('PROPPATCH past the dead properties one entry may hold answers 507 for every property and stores none', async () => {
+    const big = 'x'.repeat(40 * 1024);
+    const tooBig = await dav.send('PROPPATCH', '/dav/home/alice/Photos/top.jpg', { body: proppatch(`<a:one xmlns:a="urn:a">${big}</a:one><a:two xmlns:a="urn:a">${big}</a:two>`) });
+    assert.equal(tooBig.status, 207, tooBig.text);
+    const refused = multistatus(tooBig.text).get('/dav/home/alice/Photos/top.jpg')!;
+    assert.equal(refused.get('{urn:a}one')?.status, 507);
+    assert.equal(refused.get('{urn:a}two')?.status, 507);
+    const many = Array.from({ length: 200 }, (_, i) => `<a:p${i} xmlns:a="urn:a">${i}</a:p${i}>`).join('');
+    const tooMany = await dav.send('PROPPATCH', '/dav/home/alice/Photos/top.jpg', { body: proppatch(many) });
+    assert.equal(multistatus(tooMany.text).get('/dav/home/alice/Photos/top.jpg')!.get('{urn:a}p0')?.status, 507);
+    assert.deepEqual(meta.props('/home/alice/Photos/top.jpg'), {});
+    // What Windows stores on every file it writes.
+    const win = ['Win32CreationTime', 'Win32LastAccessTime', 'Win32LastModifiedTime']
+      .map((n) => `<z:${n} xmlns:z="urn:schemas-microsoft-com:">Thu, 01 Jan 2026 00:00:00 GMT</z:${n}>`)
+      .join('') + '<z:Win32FileAttributes xmlns:z="urn:schemas-microsoft-com:">00000020</z:Win32FileAttributes>';
+    const ok = await dav.send('PROPPATCH', '/dav/home/alice/Photos/top.jpg', { body: proppatch(win) });
+    assert.equal(multistatus(ok.text).get('/dav/home/alice/Photos/top.jpg')!.get('{urn:schemas-microsoft-com:}Win32FileAttributes')?.status, 200);
   });
 });

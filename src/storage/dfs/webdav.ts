@@ -60,6 +60,11 @@ export interface DavBackend {
   patchProps(path: string, set: Record<string, string>, remove: string[]): Promise<void>;
   /** Space for RFC 4331's quota properties; absent when the backend cannot tell. */
   quota?(path: string): Promise<DavQuota | null>;
+  /**
+   * FORBIDDEN unless the caller may take a lock on the path: a write lock keeps everyone else from changing it, so it
+   * needs what changing it would (creating it, when nothing is there yet). Absent: whoever may see a path may lock it.
+   */
+  checkLock?(path: string, exists: boolean): Promise<void>;
 }
 
 /** The volume metadata's MetaError codes that a request can cause, plus FORBIDDEN for a permission refused below the protocol. */
@@ -98,6 +103,10 @@ export interface DavLimits {
   maxLockSeconds: number;
   /** Most locks held at once; past it LOCK gets 503. */
   maxLocks: number;
+  /** Most locks one principal holds at once, so that one client cannot take every lock there is; past it 503. */
+  maxLocksPerPrincipal: number;
+  /** Longest DAV:owner a lock keeps (it is stored and sent back in every lock discovery); longer ones get 413. */
+  maxLockOwnerBytes: number;
 }
 
 export const DEFAULT_DAV_LIMITS: DavLimits = {
@@ -105,6 +114,8 @@ export const DEFAULT_DAV_LIMITS: DavLimits = {
   maxXmlDepth: 32,
   maxLockSeconds: 3600,
   maxLocks: 10_000,
+  maxLocksPerPrincipal: 1_000,
+  maxLockOwnerBytes: 4096,
 };
 
 export type DavAccess = 'read' | 'write';
@@ -383,6 +394,27 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
  * destroys the request, even a complete one whose bytes were not read yet (possibly before the handler gets here),
  * and its buffered body never ends; `finished` reports that case too.
  */
+/** How much of a refused request's unread body is read and dropped, and for how long, before the connection is cut. */
+export const LINGER = { bytes: 16 * 1024 * 1024, ms: 5000 };
+
+/**
+ * Reads and drops the rest of a request answered before its body was read (a refused upload). Closing with the body
+ * unread would reset the connection, and a reset can discard the answer before the client has read it, leaving it a
+ * "connection reset" instead of the reason. Past the LINGER bounds the connection is cut.
+ */
+function linger(req: IncomingMessage): void {
+  req.unpipe();
+  let left = LINGER.bytes;
+  const cut = () => req.socket.destroy();
+  const timer = setTimeout(cut, LINGER.ms);
+  req.on('data', (c: Buffer) => {
+    left -= c.length;
+    if (left < 0) cut();
+  });
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
+}
+
 function uploadBody(req: IncomingMessage): Readable {
   // The backend may not be listening yet when the client leaves; an unheard 'error' event would kill the process.
   // It still learns of the failure: pipeline and async iteration report a stream that has already errored.
@@ -455,6 +487,13 @@ class LockTable {
 
   add(lock: DavLock): void {
     this.locks.set(lock.token, lock);
+  }
+
+  heldBy(principal: string | undefined): number {
+    this.prune();
+    let n = 0;
+    for (const l of this.locks.values()) if (l.principal === principal) n++;
+    return n;
   }
 
   delete(token: string): void {
@@ -675,8 +714,12 @@ class Dav {
       this.opts.onError?.(err, req);
     }
     const headers: Record<string, string> = { ...extra.headers };
-    // A body left unread would have to be drained before the next request on this connection; closing is cheaper.
-    if (!req.complete) headers.Connection = 'close';
+    if (!req.complete) {
+      const declared = Number(req.headers['content-length']);
+      // A body larger than lingering would take is not waited for: the connection closes after the answer.
+      if (Number.isSafeInteger(declared) && declared > LINGER.bytes) headers.Connection = 'close';
+      else linger(req);
+    }
     if (extra.davError) {
       this.sendXml(res, status, `<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:">${extra.davError}</D:error>\n`, headers, method);
     } else {
@@ -1075,11 +1118,18 @@ class Dav {
     if (!doc || !isDav(doc, 'propertyupdate')) throw new HttpError(400, 'PROPPATCH body must be a DAV:propertyupdate element');
     // Instructions apply in document order, so the last one for a property decides: value to set, or null to remove.
     const final = new Map<string, string | null>();
+    // Written out, the values may take somewhat more than the body did (inherited namespace declarations are
+    // repeated), never without bound.
+    let room = 2 * this.limits.maxXmlBytes;
     for (const op of childElements(doc)) {
       const remove = isDav(op, 'remove');
       if (!remove && !isDav(op, 'set')) continue;
       for (const prop of childElements(op).filter((p) => isDav(p, 'prop'))) {
-        for (const p of childElements(prop)) final.set(keyOf(p), remove ? null : serializeContent(p));
+        for (const p of childElements(prop)) {
+          const value = remove ? null : serializeContent(p, room);
+          room -= value?.length ?? 0;
+          final.set(keyOf(p), value);
+        }
       }
     }
     if (final.size === 0) throw new HttpError(400, 'DAV:propertyupdate has no property to set or remove');
@@ -1141,6 +1191,7 @@ class Dav {
     await this.authorize(req, target, 'write');
     const timeoutSeconds = this.lockTimeout(req);
     let entry = await ctx.backend.stat(target);
+    await ctx.backend.checkLock?.(target, entry !== null);
 
     if (!doc) {
       // A LOCK without a body refreshes a lock the If header names.
@@ -1169,6 +1220,17 @@ class Dav {
       });
     }
     if (locks.size >= this.limits.maxLocks) throw new HttpError(503, `too many locks held (${this.limits.maxLocks}); try again later`);
+    const principal = this.opts.principal?.(req);
+    if (locks.heldBy(principal) >= this.limits.maxLocksPerPrincipal) {
+      throw new HttpError(503, `you hold ${this.limits.maxLocksPerPrincipal} locks, the most one may; unlock some first`);
+    }
+    let ownerXml = '';
+    try {
+      ownerXml = owner ? serializeContent(owner, this.limits.maxLockOwnerBytes) : '';
+    } catch (err) {
+      if (err instanceof XmlError) throw new HttpError(413, `DAV:owner is longer than ${this.limits.maxLockOwnerBytes} bytes`);
+      throw err;
+    }
     let status = 200;
     if (!entry) {
       // RFC 4918 §7.3: locking an unmapped URL creates an empty resource.
@@ -1181,8 +1243,8 @@ class Dav {
       root: target,
       depth: entry.type === 'dir' && depth === 'infinity' ? 'infinity' : 0,
       exclusive,
-      ownerXml: owner ? serializeContent(owner) : '',
-      principal: this.opts.principal?.(req),
+      ownerXml,
+      principal,
       timeoutSeconds,
       expires: Date.now() + timeoutSeconds * 1000,
     };

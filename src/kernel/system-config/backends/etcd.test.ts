@@ -42,7 +42,42 @@ runStoreSuite('etcd (3 members)', async () => {
   return { store, cleanup: () => store.close() };
 });
 
+// Guarded by a freeze key that is not set, a store behaves exactly as an unguarded one.
+runStoreSuite('etcd (3 members), guarded by an unset freeze key', async () => {
+  const store = openEtcdStore({ hosts: endpoints(), prefix: uniquePrefix(), frozenWhile: 'ctl/freeze' });
+  return { store, cleanup: () => store.close() };
+});
+
 describe('etcd store specifics', () => {
+  it('refuses every write that does not touch the freeze key while it is set, in the write\'s own transaction', async () => {
+    const prefix = uniquePrefix();
+    const guarded = openEtcdStore({ hosts: endpoints(), prefix, frozenWhile: 'ctl/freeze' });
+    const mover = openEtcdStore({ hosts: endpoints(), prefix });
+    try {
+      const r = await guarded.set('a', '1');
+      await mover.set('ctl/freeze', '{"reason":"moving"}');
+      const frozen = isStoreError('UNAVAILABLE');
+      await assert.rejects(guarded.set('a', '2'), frozen);
+      await assert.rejects(guarded.set('a', '2', r), frozen);
+      await assert.rejects(guarded.create('b', '1'), frozen);
+      await assert.rejects(guarded.delete('a'), frozen);
+      await assert.rejects(guarded.execTx([], [{ op: 'put', key: 'c', value: '1' }]), frozen);
+      assert.equal((await guarded.get('a'))?.value, '1', 'nothing was written');
+      assert.equal(await guarded.get('b'), null);
+      // What lifts the freeze passes, with whatever it writes beside it; so does a store without the guard.
+      assert.equal((await mover.execTx([], [{ op: 'put', key: 'c', value: 'mover' }])).succeeded, true);
+      assert.equal((await guarded.execTx([], [{ op: 'delete', key: 'ctl/freeze' }, { op: 'put', key: 'd', value: '1' }])).succeeded, true);
+      await guarded.set('a', '3');
+      assert.equal((await guarded.get('a'))?.value, '3');
+      // A failed compare while not frozen still reports its conflicts, not a freeze.
+      const stale = await guarded.execTx([{ key: 'a', revision: r }], [{ op: 'put', key: 'a', value: 'x' }]);
+      assert.deepEqual([stale.succeeded, stale.conflicts], [false, ['a']]);
+    } finally {
+      await guarded.close();
+      await mover.close();
+    }
+  });
+
   it('keeps keys under the default /buckyos/ namespace', async () => {
     const store = openEtcdStore({ hosts: endpoints() });
     const raw = new Etcd3({ hosts: endpoints() });
@@ -140,6 +175,31 @@ describe('etcd store specifics', () => {
       await cluster.startMember(2);
       const rev = await retryUnavailable(() => store.set('q', 'after'));
       assert.equal((await store.get('q'))?.revision, rev);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('waits out open circuit breakers within a call\'s deadline instead of failing once the member is back', async () => {
+    assert.ok(cluster);
+    const prefix = uniquePrefix();
+    // One member's address only, so its breaker is every breaker this client has.
+    const store = openEtcdStore({ hosts: [endpoints()[0]!], prefix, requestTimeoutMs: 10_000 });
+    try {
+      await retryUnavailable(() => store.set('b', 'before'));
+      await cluster.stopMember(0);
+      // Three failures in a row open the member's breaker.
+      for (let i = 0; i < 3; i++) await assert.rejects(store.get('b'), isStoreError('UNAVAILABLE'));
+      await cluster.startMember(0);
+      const fresh = openEtcdStore({ hosts: [endpoints()[0]!], prefix });
+      try {
+        await retryUnavailable(() => fresh.get('b'));
+      } finally {
+        await fresh.close();
+      }
+      // The member answers again; the old client's breaker is still open for a few seconds, and the call waits.
+      assert.equal((await store.get('b'))?.value, 'before');
+      await store.set('b', 'after');
     } finally {
       await store.close();
     }

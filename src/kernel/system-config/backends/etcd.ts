@@ -35,11 +35,19 @@ export interface EtcdStoreOptions {
   requestTimeoutMs?: number;
   /** Client TLS: the zone CA and this device's certificate and key (docs/etcd-control.md). */
   credentials?: { rootCertificate: Buffer; certChain: Buffer; privateKey: Buffer };
+  /**
+   * A key whose presence refuses (UNAVAILABLE) every write that does not itself touch that key, checked by etcd in
+   * the write's own transaction: the zone store's freeze, which a write already past a system-config instance's own
+   * check (it may take up to the request deadline to land) must not slip through while the store is copied.
+   */
+  frozenWhile?: string;
 }
 
 const DEFAULT_PREFIX = '/buckyos/';
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const PAGE_SIZE = 1000;
+/** How often a call whose every member's circuit is open tries again (the breakers half-open after 5 s). */
+const CIRCUIT_RETRY_MS = 250;
 // The first key and the range end that together select every key in etcd.
 const ALL_KEYS = Buffer.from([0]);
 
@@ -131,6 +139,19 @@ export function openEtcdStore(opts: EtcdStoreOptions): ConfigStore {
     request_put: { key: fullKey(key), value: Buffer.from(value, 'utf8') },
   });
   const rangeOp = (key: string): IRequestOp => ({ request_range: { key: fullKey(key) } });
+  const frozenKey = opts.frozenWhile;
+  /** Whether a write of these keys must meet the freeze: this store has one and the write does not touch its key. */
+  const guarded = (keys: string[]): boolean => frozenKey !== undefined && !keys.includes(frozenKey);
+  /** The freeze compare for such a write: the key must not exist. */
+  const unfrozen = (keys: string[]): ICompare[] => (guarded(keys) ? [compareRevision(frozenKey!, 0)] : []);
+  /** Reads the freeze key among a guarded write's failure ops, always last, so a refusal can say why. */
+  const freezeRead = (keys: string[]): IRequestOp[] => (guarded(keys) ? [rangeOp(frozenKey!)] : []);
+  /** Throws when a failed guarded transaction failed because the store is frozen. */
+  const refuseIfFrozen = (keys: string[], responses: { response_range: { kvs: unknown[] } }[]): void => {
+    if (guarded(keys) && responses[responses.length - 1]!.response_range.kvs.length > 0) {
+      throw new StoreError('UNAVAILABLE', `the zone store is frozen (${frozenKey} is set): it is being moved; retry shortly`);
+    }
+  };
 
   /**
    * Runs one store operation, retrying on another member when that is safe: reads always (`idempotent`), writes only
@@ -138,19 +159,25 @@ export function openEtcdStore(opts: EtcdStoreOptions): ConfigStore {
    * being repeated into a misleading CONFLICT or ALREADY_EXISTS.
    */
   async function call<T>(idempotent: boolean, fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + requestTimeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {
         return await fn();
       } catch (raw) {
         const err = translateError(raw);
+        // Every member's breaker open (each met three failures in a row, as in an election or a membership change):
+        // nothing was sent, and a breaker lets a call through again a few seconds later (half-open). Waiting for
+        // that, within the request's deadline, beats failing calls the members could answer by then.
+        const circuitOpen = raw instanceof Error && isCircuitOpen(castGrpcError(raw));
         const retry =
           !closed &&
-          attempt < maxAttempts &&
           err instanceof StoreError &&
           err.code === 'UNAVAILABLE' &&
-          (idempotent || (raw instanceof Error && neverSent(castGrpcError(raw))));
+          (circuitOpen
+            ? Date.now() + CIRCUIT_RETRY_MS < deadline
+            : attempt < maxAttempts && (idempotent || (raw instanceof Error && neverSent(castGrpcError(raw)))));
         if (!retry) throw err;
-        await sleep(50 * attempt);
+        await sleep(circuitOpen ? CIRCUIT_RETRY_MS : 50 * attempt);
       }
     }
   }
@@ -257,16 +284,17 @@ export function openEtcdStore(opts: EtcdStoreOptions): ConfigStore {
 
     set(key, value, expectRevision) {
       return call(false, async () => {
-        if (expectRevision === undefined) {
+        if (expectRevision === undefined && !guarded([key])) {
           const res = await kv.put({ key: fullKey(key), value: Buffer.from(value, 'utf8') });
           return headerRevision(res.header);
         }
         const res = await kv.txn({
-          compare: [compareRevision(key, expectRevision)],
+          compare: [...(expectRevision === undefined ? [] : [compareRevision(key, expectRevision)]), ...unfrozen([key])],
           success: [putOp(key, value)],
-          failure: [rangeOp(key)],
+          failure: [rangeOp(key), ...freezeRead([key])],
         });
         if (!res.succeeded) {
+          refuseIfFrozen([key], res.responses as never);
           const found = Number(res.responses[0].response_range.kvs[0]?.mod_revision ?? 0);
           throw new StoreError('CONFLICT', `${key}: expected revision ${expectRevision}, found ${found}`);
         }
@@ -276,8 +304,11 @@ export function openEtcdStore(opts: EtcdStoreOptions): ConfigStore {
 
     create(key, value) {
       return call(false, async () => {
-        const res = await kv.txn({ compare: [compareRevision(key, 0)], success: [putOp(key, value)] });
-        if (!res.succeeded) throw new StoreError('ALREADY_EXISTS', `${key} already exists`);
+        const res = await kv.txn({ compare: [compareRevision(key, 0), ...unfrozen([key])], success: [putOp(key, value)], failure: [rangeOp(key), ...freezeRead([key])] });
+        if (!res.succeeded) {
+          refuseIfFrozen([key], res.responses as never);
+          throw new StoreError('ALREADY_EXISTS', `${key} already exists`);
+        }
         return headerRevision(res.header);
       });
     },
@@ -286,12 +317,14 @@ export function openEtcdStore(opts: EtcdStoreOptions): ConfigStore {
       return call(false, async () => {
         const compare: ICompare[] = [{ key: fullKey(key), target: 'Version', result: 'Greater', version: 0 }];
         if (expectRevision !== undefined) compare.push(compareRevision(key, expectRevision));
+        compare.push(...unfrozen([key]));
         const res = await kv.txn({
           compare,
           success: [{ request_delete_range: { key: fullKey(key) } }],
-          failure: [rangeOp(key)],
+          failure: [rangeOp(key), ...freezeRead([key])],
         });
         if (res.succeeded) return headerRevision(res.header);
+        refuseIfFrozen([key], res.responses as never);
         const found = res.responses[0].response_range.kvs[0];
         if (found === undefined) throw new StoreError('NOT_FOUND', `${key} does not exist`);
         throw new StoreError('CONFLICT', `${key}: expected revision ${expectRevision}, found ${found.mod_revision}`);
@@ -310,16 +343,18 @@ export function openEtcdStore(opts: EtcdStoreOptions): ConfigStore {
         assertDistinctOpKeys(ops);
         const creates = ops.filter((op) => op.op === 'create').map((op) => op.key);
         const checked = [...new Set([...compares.map((c) => c.key), ...creates])];
+        const written = ops.map((op) => op.key);
         const res = await kv.txn({
-          compare: [...compares.map((c) => compareRevision(c.key, c.revision)), ...creates.map((k) => compareRevision(k, 0))],
+          compare: [...compares.map((c) => compareRevision(c.key, c.revision)), ...creates.map((k) => compareRevision(k, 0)), ...unfrozen(written)],
           success: ops.map((op) =>
             op.op === 'delete' ? { request_delete_range: { key: fullKey(op.key) } } : putOp(op.key, op.value),
           ),
           // Read every checked key in the same atomic step, so the reported conflicts are exactly why it failed.
-          failure: checked.map(rangeOp),
+          failure: [...checked.map(rangeOp), ...freezeRead(written)],
         });
         const revision = headerRevision(res.header);
         if (res.succeeded) return { succeeded: true, revision, conflicts: [] };
+        refuseIfFrozen(written, res.responses as never);
         const current = new Map<string, number>();
         checked.forEach((key, i) => {
           current.set(key, Number(res.responses[i].response_range.kvs[0]?.mod_revision ?? 0));

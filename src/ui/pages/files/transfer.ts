@@ -3,6 +3,7 @@
 // browser as blobs; uploads go through dfs's resumable uploads in parts, with progress, and continue from the
 // bytes the zone already holds after a broken connection, a cancelled retry or a reload.
 import { KrpcError, isErrorCode } from '../../../lib/krpc/errors.ts';
+import { UPLOAD_ID } from '../../../lib/api/dfs.ts';
 import { api, session } from '../../api.ts';
 import { fileUrl, nextPart, resumeKey } from './model.ts';
 
@@ -136,7 +137,9 @@ export async function uploadFile(
 ): Promise<void> {
   const user = session.get()?.user.name ?? '';
   const key = resumeKey(volume, path, file);
+  // An id in another form (kept by an older version, or by hand) is one the zone would refuse: start afresh.
   let id: string | null = resumeStore(user)[key] ?? null;
+  if (id !== null && !UPLOAD_ID.test(id)) id = null;
   let offset = 0;
   if (id !== null) {
     try {

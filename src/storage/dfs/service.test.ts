@@ -1,0 +1,105 @@
+// The dfs kRPC methods that act on whole folders (rename, copy, delete, restore, trash_purge), called over HTTP on an
+// endpoint made of the real parts: each must be allowed on everything in the folder, not only on the folder.
+import { describe, it, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import pino from 'pino';
+import { dfsApi } from '../../lib/api/dfs.ts';
+import { type Client, KrpcError, createClient } from '../../lib/krpc/index.ts';
+import { type TestFiles, NODE, VOLUME, openTestFiles, session } from './files.suite.ts';
+import { Collector, fileMarks, localLivePage } from './gc.ts';
+import { Scrubber } from './scrub.ts';
+import { createDfsEndpoint } from './service.ts';
+import { Uploads } from './uploads.ts';
+
+// photos may read what is right inside alice's Photos folder and no deeper; tidy may also create and delete there.
+const TAIL = `g, alice, user
+g2, photos, app
+p2, photos, obj://dfs/home/home/alice/Photos/*, read
+g2, tidy, app
+p2, tidy, obj://dfs/home/home/alice/Photos/*, read|create|delete
+`;
+
+describe('dfs kRPC methods on folders (service.ts)', () => {
+  let t: TestFiles;
+  let server: Server;
+  /** A client whose token stands for alice using `app`. */
+  let as: (app: string) => Client<typeof dfsApi.methods>;
+
+  before(async () => {
+    t = await openTestFiles(TAIL);
+    t.meta.ensureHome('alice');
+    t.meta.mkdir('/home/alice/apps', 'alice');
+    t.meta.mkdir('/home/alice/apps/photos', 'alice');
+    const log = pino({ level: 'silent' });
+    const endpoint = createDfsEndpoint({
+      self: NODE,
+      gatewayUrl: 'http://127.0.0.1:9',
+      files: t.files,
+      uploads: new Uploads(join(t.dir, 'uploads')),
+      disks: t.disks,
+      volumes: t.volumes,
+      zone: t.zone,
+      scrubber: new Scrubber(t.disks, t.io, t.volumes, t.zone, log),
+      collector: new Collector({
+        disks: () => t.disks.open(),
+        volumes: async () => [{ name: VOLUME, primary: NODE, created_at: 1 }],
+        page: async (volume, _primary, after, limit) => localLivePage(t.volumes, t.files, volume, after, limit),
+        marks: fileMarks(join(t.dir, 'gc-marks.json')),
+        log,
+      }),
+      // A token here is `<user>:<app>`: verify-hub's part, which these tests are not about.
+      authenticate: async (token) => session(token.split(':')[0]!, token.split(':')[1]!),
+      roleOf: async () => 'user',
+      log,
+    });
+    server = createServer((req, res) => void endpoint.handle(req, res));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    as = (app) => createClient(dfsApi, { baseUrl, token: `alice:${app}` });
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    await t.close();
+  });
+  beforeEach(() => {
+    if (t.meta.tryStat('/home/alice/Photos')) t.meta.remove('/home/alice/Photos', 'alice');
+    t.meta.emptyTrash();
+    t.meta.mkdir('/home/alice/Photos', 'alice');
+    t.meta.mkdir('/home/alice/Photos/2024', 'alice');
+    t.meta.mkdir('/home/alice/Photos/2024/private', 'alice');
+  });
+
+  async function denied(call: Promise<unknown>, message: RegExp): Promise<void> {
+    await assert.rejects(call, (err: unknown) => {
+      assert.ok(err instanceof KrpcError, String(err));
+      assert.equal(err.code, 'PERMISSION_DENIED', err.message);
+      assert.match(err.message, message);
+      return true;
+    });
+  }
+
+  it('copy, rename and delete of a folder are refused when something in it is not allowed, and change nothing', async () => {
+    const base = { volume: VOLUME };
+    await denied(as('photos').copy({ ...base, from: '/home/alice/Photos/2024', to: '/home/alice/apps/photos/2024' }), /may not read home:\/home\/alice\/Photos\/2024\/private/);
+    await denied(as('tidy').rename({ ...base, from: '/home/alice/Photos/2024', to: '/home/alice/Photos/2023' }), /may not delete home:\/home\/alice\/Photos\/2024\/private/);
+    await denied(as('tidy').delete({ ...base, path: '/home/alice/Photos/2024' }), /may not delete home:\/home\/alice\/Photos\/2024\/private/);
+    assert.deepEqual((await as('buckyos-cli').list({ ...base, path: '/home/alice/Photos/2024' })).entries.map((e) => e.path), ['/home/alice/Photos/2024/private']);
+    assert.equal(t.meta.tryStat('/home/alice/apps/photos/2024'), null);
+    assert.deepEqual(t.meta.trashList(), []);
+  });
+
+  it('restore and trash_purge of a folder are refused when something it holds is not allowed', async () => {
+    const { trash_id } = await as('buckyos-cli').delete({ volume: VOLUME, path: '/home/alice/Photos/2024' });
+    await denied(as('photos').restore({ volume: VOLUME, trash_id, to: '/home/alice/apps/photos/2024' }), /may not read home:\/home\/alice\/Photos\/2024\/private/);
+    await denied(as('tidy').trash_purge({ volume: VOLUME, trash_id }), /may not delete home:\/home\/alice\/Photos\/2024\/private/);
+    assert.deepEqual(t.meta.trashList().map((i) => i.trash_id), [trash_id]);
+    const back = await as('buckyos-cli').restore({ volume: VOLUME, trash_id });
+    assert.equal(back.path, '/home/alice/Photos/2024');
+  });
+});
