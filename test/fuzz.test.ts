@@ -5,7 +5,7 @@
 // service may crash or restart. Rerun a failing mutation run with FUZZ_SEED=<seed printed below>.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Agent, request } from 'node:http';
+import { request } from 'node:http';
 import { z } from 'zod';
 import { startZone, type TestZone } from './support/zone.ts';
 import { activateDevice } from '../src/lib/identity/activation-client.ts';
@@ -24,7 +24,7 @@ import { freePort } from './support/ports.ts';
 import { join } from 'node:path';
 import {
   DEFAULT_MAX_BODY_BYTES, ERROR_CODES, KrpcError, type ErrorCode, type MethodMap, type ParamsIn, type ServiceDef, createClient,
-  isErrorCode,
+  isErrorCode, keepAliveAgent,
 } from '../src/lib/krpc/index.ts';
 import type { NodeStatusFile } from '../src/kernel/node-daemon/main.ts';
 
@@ -46,7 +46,7 @@ const LONG_POLL_CAP_MS = 200;
 // Fuzz traffic comes from a second loopback address, so the per-address limits it exhausts (activation commits,
 // logins, also through the gateway, which forwards the client address) are not the ones the real activation and
 // logins below need. Linux routes all of 127/8 to lo.
-const fuzzAgent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, localAddress: '127.0.0.2' });
+const fuzzAgent = keepAliveAgent({ maxSockets: CONCURRENCY, localAddress: '127.0.0.2' });
 
 type Samples<M extends MethodMap> = { [K in keyof M]: ParamsIn<M[K]> };
 

@@ -1,6 +1,7 @@
 // Typed kRPC client derived from a service declaration: `client.get({ key })` is typed by the same zod schemas the
 // server validates with. Params are checked before sending so a caller's mistake names the field at once.
-import { request as httpRequest, get as httpGet, Agent } from 'node:http';
+import { request as httpRequest, get as httpGet } from 'node:http';
+import { keepAliveAgent } from './agent.ts';
 import { KrpcError } from './errors.ts';
 import { currentTrace, newTraceId } from './context.ts';
 import type { MethodMap, ServiceDef } from './service.ts';
@@ -34,7 +35,7 @@ export const CLIENT_HEADER = 'x-buckyos-client';
  * address or another host. Every listener open to the LAN drops them from what it receives. */
 export const GATEWAY_ONLY_HEADERS: readonly string[] = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-prefix', 'forwarded', NODE_HEADER, CLIENT_HEADER];
 
-const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+const agent = keepAliveAgent({ maxSockets: 64 });
 
 export async function callRaw(
   url: string,

@@ -1,8 +1,8 @@
 // Chunks between storage nodes (docs/dcfs.md, "Between nodes"): one dfs instance puts, gets and asks about chunks
 // on another node's disks through its own node gateway, which reaches the named device's instance (NODE_HEADER)
 // over the device tunnels. Plain HTTP with the raw bytes as the body: no JSON envelope around megabytes.
-import { Agent, request, type IncomingMessage } from 'node:http';
-import { NODE_HEADER } from '../../lib/krpc/index.ts';
+import { request, type IncomingMessage } from 'node:http';
+import { NODE_HEADER, keepAliveAgent } from '../../lib/krpc/index.ts';
 
 export class PeerError extends Error {
   constructor(
@@ -15,7 +15,7 @@ export class PeerError extends Error {
   }
 }
 
-const agent = new Agent({ keepAlive: true, maxSockets: 32 });
+const agent = keepAliveAgent({ maxSockets: 32 });
 
 function collect(res: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
