@@ -713,6 +713,9 @@ export class VerifyHub {
     const s = await this.sessions.get(p.sid);
     if (!s) throw new KrpcError('NOT_FOUND', `no session ${p.sid}`);
     if (caller.kind === 'service' || s.value.user !== caller.userId) await this.requireAdmin(ctx, `obj://user/${s.value.user}/sessions`, 'write', false);
+    // Ending one's own other sessions is the user's call through the system UI, not any installed app's: an app
+    // holding one session could otherwise log its user out everywhere else. The caller's own session is a logout.
+    else if (p.sid !== caller.sessionId) await this.requireCheck(caller, `obj://user/${caller.userId}/sessions`, 'write');
     await this.sessions.revoke(p.sid, caller.userId === s.value.user ? 'revoked_by_user' : `revoked_by_${caller.userId}`);
     this.emit({ type: 'logout', action: 'revoke', actor: caller.userId, target: s.value.user, app: caller.appId, sid: p.sid });
     return { sid: p.sid };

@@ -450,6 +450,25 @@ describe('verify-hub service on system-config', () => {
     rbac.loadTail('');
   });
 
+  it('lets an installed app end its own session but not its user\'s other sessions', async () => {
+    await config.set({ key: `users/${OWNER}/apps/notes/spec`, value: '{}' });
+    rbac.loadTail('g2, notes, app\n');
+    const panel = await login(OWNER, OWNER_PW);
+    const notes = await login(OWNER, OWNER_PW, 'notes');
+    const asPanel = client(panel.session_token);
+    const asNotes = client(notes.session_token);
+    const sidOf = async (c: typeof asPanel) => (await c.session_list({})).sessions.find((x) => x.current)!.sid;
+    const panelSid = await sidOf(asPanel);
+    await rejectsWith(asNotes.session_revoke({ sid: panelSid }), 'PERMISSION_DENIED', /app notes\) may not write obj:\/\/user\/[a-z]+\/sessions/);
+    assert.equal((await asPanel.session_list({})).sessions.find((x) => x.sid === panelSid)?.revoked, false, 'the other session goes on');
+    await asNotes.session_revoke({ sid: await sidOf(asNotes) });
+    await rejectsWith(client().refresh({ refresh_token: notes.refresh_token }), 'UNAUTHENTICATED', /revoked/);
+    const other = await login(OWNER, OWNER_PW);
+    await asPanel.session_revoke({ sid: await sidOf(client(other.session_token)) });
+    await rejectsWith(client().refresh({ refresh_token: other.refresh_token }), 'UNAUTHENTICATED', /revoked/);
+    rbac.loadTail('');
+  });
+
   it('ends an app\'s session at its next refresh once the app is uninstalled for the user', async () => {
     await config.set({ key: `users/${OWNER}/apps/jotter/spec`, value: '{}' });
     const t = await login(OWNER, OWNER_PW, 'jotter');

@@ -52,8 +52,9 @@ p, guest, obj://config/zone/settings, read
 p, guest, obj://dfs/*/public/**, read
 
 # limited: a read-only account (a child, a visitor, a kiosk). It sees the zone's status, its own account and its
-# own home, and may use apps, which then act read-only too because the user side also bounds them. The one write is
-# its own password: verify-hub checks obj://user/<self>/password and then stores the hash as a kernel service.
+# own home, and may use apps, which then act read-only too because the user side also bounds them. The writes are
+# its own password (verify-hub checks obj://user/<self>/password and then stores the hash as a kernel service) and
+# ending its own other sessions (obj://user/<self>/sessions), a safety action every account needs.
 g, limited, guest
 p, limited, obj://config/devices/*/info, read
 p, limited, obj://config/services/*/info, read
@@ -61,6 +62,7 @@ p, limited, obj://config/users/{user}/**, read
 p, limited, obj://dfs/*/home/{user}/**, read
 p, limited, obj://user/{user}/**, read
 p, limited, obj://user/{user}/password, write
+p, limited, obj://user/{user}/sessions, write
 p, limited, obj://app/**, read|exec
 
 # user: a full member of the zone. Owns their home folder, shares the public folder, and configures their own apps.

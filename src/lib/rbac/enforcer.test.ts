@@ -148,6 +148,12 @@ const RULES: RuleCases[] = [
     deny: [['obj://user/alice/password', 'write'], ['obj://user/gina/password', 'write', { user: 'gina' }], ['obj://user/dave/password', 'delete']],
   },
   {
+    rule: 'p, limited, obj://user/{user}/sessions, write',
+    who: cli('dave'),
+    allow: [['obj://user/dave/sessions', 'write'], ['obj://user/alice/sessions', 'write', { user: 'alice' }], ['obj://user/bob/sessions', 'write', { user: 'bob' }]],
+    deny: [['obj://user/alice/sessions', 'write'], ['obj://user/gina/sessions', 'write', { user: 'gina' }], ['obj://user/dave/sessions', 'delete']],
+  },
+  {
     rule: 'p, limited, obj://app/**, read|exec',
     who: cli('dave'),
     allow: [['obj://app/share', 'exec'], ['obj://app/share/icon', 'read'], ['obj://app', 'read']],
