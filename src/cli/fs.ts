@@ -7,7 +7,7 @@ import { request } from 'node:http';
 import { basename, dirname, resolve as resolvePath } from 'node:path';
 import { hostname } from 'node:os';
 import type { Command } from 'commander';
-import { dfsApi, type DfsEntry } from '../lib/api/dfs.ts';
+import { dfsApi, type DfsEntry, uploadCommitTimeoutMs } from '../lib/api/dfs.ts';
 import { systemConfigApi } from '../lib/api/system-config.ts';
 import {
   DISK_ID, diskKey, diskRecordSchema, placementPolicySchema, promoteFollower, volumeKey, volumeRecordSchema, withFollowers, type VolumeRecord,
@@ -134,7 +134,7 @@ async function put(c: CliContext, local: string, volume: string, path: string, p
   }
   bar.update(size);
   bar.done();
-  return dfs.upload_commit({ upload_id: up.upload_id });
+  return dfs.upload_commit({ upload_id: up.upload_id }, { timeoutMs: uploadCommitTimeoutMs(size) });
 }
 
 async function get(c: CliContext, volume: string, path: string, local: string, progress: boolean): Promise<number> {

@@ -1,8 +1,8 @@
 // The dfs kRPC methods (src/lib/api/dfs.ts) on this node: file operations run where the volume's metadata is (its
 // primary; a follower serves reads while cut off from it), and a call that reached another node is passed on to the
 // primary with the caller's own token, so permissions are checked once, as the caller.
-import { createClient, type CallContext, KrpcError, type Principal, createKrpcEndpoint, type KrpcEndpoint } from '../../lib/krpc/index.ts';
-import { SEARCH_MAX_VISITED, type DfsEntry, dfsApi } from '../../lib/api/dfs.ts';
+import { type Client, createClient, type CallContext, KrpcError, type Principal, createKrpcEndpoint, type KrpcEndpoint } from '../../lib/krpc/index.ts';
+import { SEARCH_MAX_VISITED, type DfsEntry, dfsApi, uploadCommitTimeoutMs } from '../../lib/api/dfs.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { ElsewhereError, type Files, apiEntry, toKrpcError } from './files.ts';
 import { type Uploads, uploadVolume } from './uploads.ts';
@@ -49,17 +49,22 @@ function trashItem(meta: VolumeMeta, volume: string, trashId: string): TrashEntr
 export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
   const f = d.files;
 
-  /** Runs `fn` here, or, when the volume is served elsewhere, the same call there as the caller. */
-  async function at<K extends keyof Api, R>(method: K, params: Params<K>, ctx: CallContext, fn: () => Promise<R> | R): Promise<R> {
+  /**
+   * Runs `fn` here, or, when the volume is served elsewhere, the same call there as the caller; `forwardTimeoutMs`
+   * says how long to wait there when the call may take longer than an ordinary one.
+   */
+  async function at<K extends keyof Api, R>(
+    method: K, params: Params<K>, ctx: CallContext, fn: () => Promise<R> | R, forwardTimeoutMs?: (there: Client<Api>) => Promise<number>,
+  ): Promise<R> {
     try {
       return await fn();
     } catch (err) {
       if (!(err instanceof ElsewhereError)) throw toKrpcError(err);
       if (err.node === d.self) throw new KrpcError('UNAVAILABLE', `this node does not hold the metadata of ${err.volume} yet`);
       const client = createClient(dfsApi, { baseUrl: d.gatewayUrl, node: err.node, token: ctx.token ?? undefined });
-      const call = client[method] as unknown as (p: Params<K>) => Promise<R>;
+      const call = client[method] as unknown as (p: Params<K>, opts?: { timeoutMs?: number }) => Promise<R>;
       try {
-        return await call(params);
+        return await call(params, forwardTimeoutMs ? { timeoutMs: await forwardTimeoutMs(client) } : undefined);
       } catch (fwd) {
         // Cut off from the primary, a follower answers reads from its own copy of the metadata.
         const unreachable = fwd instanceof KrpcError && (fwd.code === 'UNAVAILABLE' || fwd.code === 'TIMEOUT');
@@ -71,10 +76,12 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
 
   /** Runs an upload's call where its spool is: on the primary of the volume its id names, else passed on there. */
   function atUpload<K extends 'upload_status' | 'upload_commit' | 'upload_abort', R>(method: K, p: Params<K>, ctx: CallContext, fn: () => Promise<R> | R): Promise<R> {
+    // A commit passed on stores the whole file there: wait as long as its client does, by the upload's size.
+    const commitTimeout = async (there: Client<Api>) => uploadCommitTimeoutMs((await there.upload_status({ upload_id: p.upload_id })).size);
     return at(method, p, ctx, () => {
       f.writable(uploadVolume(p.upload_id));
       return fn();
-    });
+    }, method === 'upload_commit' ? commitTimeout : undefined);
   }
 
   const isAdmin = async (p: Principal) => p.kind === 'service' || (await d.roleOf(p.userId).catch(() => undefined)) === 'admin';

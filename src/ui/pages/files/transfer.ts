@@ -3,7 +3,7 @@
 // browser as blobs; uploads go through dfs's resumable uploads in parts, with progress, and continue from the
 // bytes the zone already holds after a broken connection, a cancelled retry or a reload.
 import { KrpcError, isErrorCode } from '../../../lib/krpc/errors.ts';
-import { UPLOAD_ID } from '../../../lib/api/dfs.ts';
+import { UPLOAD_ID, uploadCommitTimeoutMs } from '../../../lib/api/dfs.ts';
 import { api, session } from '../../api.ts';
 import { fileUrl, nextPart, resumeKey } from './model.ts';
 
@@ -175,7 +175,7 @@ export async function uploadFile(
     }
     onProgress({ sent: offset, size: file.size, resumedAt });
   }
-  await api.dfs.upload_commit({ upload_id: id });
+  await api.dfs.upload_commit({ upload_id: id }, { timeoutMs: uploadCommitTimeoutMs(file.size) });
   keepResume(user, key, null);
 }
 
