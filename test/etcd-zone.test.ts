@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { type TestNet, netnsUnavailableReason, startNet } from './support/netns.ts';
 import { type TestDevice, activateFirst, destroyDevice, joinDevice, startDevice } from './support/devices.ts';
+import { loadNodeConfig, nodePaths } from '../src/lib/config/node-config.ts';
 
 const skip = netnsUnavailableReason();
 
@@ -136,6 +137,16 @@ describe('etcd control: three core devices', { skip: skip ?? false, timeout: 900
     });
     assert.deepEqual(st.cluster!.members.map((m) => m.name).sort(), ['ood1', 'ood2', 'ood4']);
     await until('ood4 reading the store on its own member', 120_000, async () => (await storeStatus(ood4))?.backend === 'etcd' && (await configGet(ood4, 'test/k')) === 'v2');
+    // The members that were there all along follow the record: their system-config reaches ood4, never ood3 again.
+    const at = (name: string) => `https://${net.devices.get(name)!.ip}:2379`;
+    for (const d of [ood1, ood2]) {
+      await until(`${d.name}'s system-config following the members`, 60_000, async () => {
+        const b = loadNodeConfig(nodePaths(d.root)).config_backend;
+        return b?.type === 'etcd' && b.endpoints.includes(at('ood4')) && !b.endpoints.includes(at('ood3'));
+      });
+    }
+    assert.equal(await until('ood1 writing after following', 60_000, async () => (await ood1.tryCli(['config', 'set', 'test/k', 'v3'])).code === 0), true);
+    assert.equal(await until('ood2 reading it', 60_000, async () => ((await configGet(ood2, 'test/k')) === 'v3' ? 'v3' : null)), 'v3');
   });
 
   it('moves back to SQLite on one device, and the others reach it there', async () => {
@@ -145,7 +156,7 @@ describe('etcd control: three core devices', { skip: skip ?? false, timeout: 900
       return s?.backend === 'sqlite' && s.frozen === null ? s : null;
     });
     assert.equal(st.cluster, null);
-    assert.equal(await configGet(ood1, 'test/k'), 'v2');
+    assert.equal(await configGet(ood1, 'test/k'), 'v3');
     assert.equal(await configGet(ood1, 'test/before'), 'written on SQLite');
     await until('ood2 reaching the store on ood1', 120_000, async () => (await ood2.tryCli(['config', 'set', 'test/after', 'back on SQLite'])).code === 0);
     assert.equal(await configGet(ood1, 'test/after'), 'back on SQLite');

@@ -222,6 +222,10 @@ class NodeDaemon {
       runtime: () => this.rt!,
       backend: () => this.rt!.backend,
       stopService: (name) => this.supervisor.stop(name),
+      restartService: async (name) => {
+        await this.supervisor.stop(name);
+        await this.startKernel(name);
+      },
       reboot: (why) => this.reboot(why),
     });
     // system-config on etcd answers only once this device's member runs, so the member comes first.

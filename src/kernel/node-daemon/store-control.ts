@@ -42,6 +42,8 @@ export interface StoreControlHost {
   runtime(): KernelRuntime;
   backend(): ConfigBackendKind;
   stopService(name: KernelServiceName): Promise<void>;
+  /** Stops a kernel service and starts it again, reading the node config on disk anew. */
+  restartService(name: KernelServiceName): Promise<void>;
   /** Stops every kernel service and boots again with the node config on disk. */
   reboot(why: string): Promise<void>;
 }
@@ -210,6 +212,7 @@ export class StoreControl {
     if (c?.backend === 'etcd' && c.members.some((x) => x.name === me)) {
       await this.ensureMember(c.members, c.token, c.ca_cert, 'existing');
       if (kind !== 'etcd') await this.switchToEtcd(c.members);
+      else await this.followMembers(c.members);
     }
     if (c?.backend === 'sqlite' && c.primary !== me && kind === 'etcd') await this.switchToRemote(c.primary);
   }
@@ -433,6 +436,21 @@ export class StoreControl {
     const cfg = loadNodeConfig(this.host.paths);
     saveNodeConfig(this.host.paths, { ...cfg, config_backend: this.etcdBackend(this.endpointsFor(members)) });
     await this.host.reboot('the zone store is on etcd now');
+  }
+
+  /**
+   * The cluster gained or lost a member since this device switched to etcd: its system-config talks to the members the
+   * record names now. A removed member whose process still takes connections would otherwise swallow every call the
+   * client sends there until its deadline, and a new member would never share the load.
+   */
+  private async followMembers(members: EtcdMemberRecord[]): Promise<void> {
+    const cfg = loadNodeConfig(this.host.paths);
+    const want = this.endpointsFor(members);
+    const have = cfg.config_backend?.type === 'etcd' ? cfg.config_backend.endpoints : null;
+    if (!have || (have.length === want.length && have.every((e, i) => e === want[i]))) return;
+    saveNodeConfig(this.host.paths, { ...cfg, config_backend: this.etcdBackend(want) });
+    this.host.log.info({ endpoints: want }, 'the etcd cluster\'s members changed: system-config reconnects to them');
+    await this.host.restartService('system-config');
   }
 
   private async switchToRemote(primary: string): Promise<void> {
