@@ -7,18 +7,6 @@ import { defineService, method } from '../krpc/service.ts';
 import { VOLUME_NAME, diskIdSchema, volumeNameSchema } from '../config/storage-records.ts';
 
 const count = z.number().int().nonnegative();
-
-/** The slowest rate a commit is waited for at: a small storage node writing its copies over a slow link, with room. */
-const COMMIT_FLOOR_BYTES_PER_S = 4 * 1024 * 1024;
-
-/**
- * How long a client waits for `upload_commit` of an upload of `size` bytes. A commit stores the whole file (chunking,
- * hashing, every durable copy), which for a file of some gigabytes takes far longer than an ordinary call's 30 s; a
- * client that gave up early would report a failure for a file that then appears.
- */
-export function uploadCommitTimeoutMs(size: number): number {
-  return 60_000 + Math.ceil((size / COMMIT_FLOOR_BYTES_PER_S) * 1000);
-}
 const volume = volumeNameSchema;
 /** A volume path: absolute, `/`-separated; the service checks it (traversal, names over 255 bytes, control characters). */
 const path = z.string().min(1).max(4096);
@@ -77,6 +65,18 @@ const gcState = z.object({
 
 /** The most entries `search` answers, and the most it looks at before it stops (a search is one walk of the
  * metadata, on the node serving the volume: bounded so one call cannot hold it for long). */
+/** The slowest rate a commit is waited for at: a small storage node writing its copies over a slow link, with room. */
+const COMMIT_FLOOR_BYTES_PER_S = 4 * 1024 * 1024;
+
+/**
+ * How long a client waits for `upload_commit` of an upload of `size` bytes. A commit stores the whole file (chunking,
+ * hashing, every durable copy), which for a file of some gigabytes takes far longer than an ordinary call's 30 s; a
+ * client that gave up early would report a failure for a file that then appears.
+ */
+export function uploadCommitTimeoutMs(size: number): number {
+  return 60_000 + Math.ceil((size / COMMIT_FLOOR_BYTES_PER_S) * 1000);
+}
+
 export const SEARCH_MAX_RESULTS = 500;
 export const SEARCH_MAX_VISITED = 20_000;
 
