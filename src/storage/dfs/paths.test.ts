@@ -75,6 +75,13 @@ describe('normalizePath', () => {
     refused(() => normalizePath('/a\u009fb'), 'control_character', /U\+009F/);
   });
 
+  it('refuses U+FFFE and U+FFFF, which XML cannot carry, and names them', () => {
+    refused(() => normalizePath('/a\ufffeb'), 'noncharacter', /U\+FFFE/);
+    refused(() => normalizePath('/dir/\uffff'), 'noncharacter', /U\+FFFF/);
+    refused(() => decodeUrlPath('/a%EF%BF%BEb.txt'), 'noncharacter');
+    assert.equal(normalizePath('/a\ufffdb'), '/a\ufffdb', 'U+FFFD, the replacement character, is a character');
+  });
+
   it('refuses lone surrogates (not valid Unicode) but takes surrogate pairs', () => {
     refused(() => normalizePath('/a\ud800'), 'invalid_utf8', /lone UTF-16 surrogate/);
     refused(() => normalizePath('/\udc00b'), 'invalid_utf8');

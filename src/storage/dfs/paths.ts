@@ -25,6 +25,7 @@ export type PathErrorReason =
   | 'dot_segment'
   | 'slash_in_name'
   | 'control_character'
+  | 'noncharacter'
   | 'name_too_long'
   | 'path_too_long'
   | 'invalid_utf8'
@@ -53,6 +54,9 @@ const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
 // With the u flag a well-formed surrogate pair is one code point, so only lone surrogates match.
 const LONE_SURROGATE = /\p{Cs}/u;
+// U+FFFE and U+FFFF are not characters XML 1.0 may carry: a name holding one would make every WebDAV listing of its
+// folder malformed XML, which clients refuse whole.
+const NOT_XML = /[\ufffe\uffff]/u;
 
 function checkSegment(segment: string, input: string): string {
   if (segment === '') throw new PathError('empty_segment', input, 'empty name (a doubled "/")');
@@ -61,6 +65,10 @@ function checkSegment(segment: string, input: string): string {
   if (bad) {
     const code = bad[0].codePointAt(0)!.toString(16).padStart(4, '0');
     throw new PathError('control_character', input, `control character U+${code.toUpperCase()} in a name`);
+  }
+  const nonchar = NOT_XML.exec(segment);
+  if (nonchar) {
+    throw new PathError('noncharacter', input, `U+${nonchar[0].codePointAt(0)!.toString(16).toUpperCase()} is not a character a name may hold`);
   }
   const name = segment.normalize('NFC');
   const bytes = utf8Bytes(name);
