@@ -14,6 +14,8 @@ const KRPC_TO_DAV: Record<string, DavErrorCode> = {
   UNAUTHENTICATED: 'FORBIDDEN',
   INVALID_PARAMS: 'INVALID_PATH',
   CONFLICT: 'CONFLICT',
+  UNAVAILABLE: 'UNAVAILABLE',
+  TIMEOUT: 'UNAVAILABLE',
 };
 
 /** Backend errors in the protocol layer's terms: the metadata's own codes pass as they are. */
@@ -26,6 +28,7 @@ function davError(err: unknown): Error {
     if (reason === 'QUOTA_EXCEEDED' || reason === 'IS_A_DIRECTORY' || reason === 'NOT_A_DIRECTORY' || reason === 'NOT_FOUND_PARENT' || reason === 'READ_ONLY') {
       return new DavBackendError(reason, k.message);
     }
+    if (reason === 'NO_PLACEMENT') return new DavBackendError('INSUFFICIENT_STORAGE', k.message);
     const code = KRPC_TO_DAV[k.code];
     if (code) return new DavBackendError(code, k.message);
   }

@@ -55,7 +55,9 @@ export function toKrpcError(err: unknown): Error {
         return new KrpcError('FAILED_PRECONDITION', err.message, { reason: err.code });
     }
   }
-  if (err instanceof PlacementError) return new KrpcError('UNAVAILABLE', `not enough healthy disks for the placement policy: ${err.message}`);
+  if (err instanceof PlacementError) {
+    return new KrpcError('UNAVAILABLE', `not enough healthy disks for the placement policy: ${err.message}`, { reason: 'NO_PLACEMENT' });
+  }
   if (err instanceof ChunkUnavailableError) return new KrpcError('UNAVAILABLE', err.message);
   return err instanceof Error ? err : new Error(String(err));
 }

@@ -513,6 +513,7 @@ export class DfsHttp {
         backend: (r) => volumeDavBackend(this.d.files, volume, this.davCallers.get(r)!),
         prefix: `/dav/${volume}`,
         principal: (r) => this.davCallers.get(r)?.userId,
+        onError: (err, r) => this.d.log.error({ err: (err as Error).message, method: r.method, volume }, 'dfs: WebDAV request failed'),
       });
       this.dav.set(volume, handler);
     }

@@ -1046,6 +1046,21 @@ p2, tidy, obj://dfs/home/home/alice/Photos/*, read|create|delete
     assert.equal(exists('/home/alice/Photos/2024'), false);
   });
 
+  it('answers 507 when the disks cannot take the copies a write needs, and creates nothing', async () => {
+    const disk = t.zone().disks[0]!;
+    const was = disk.record;
+    disk.record = { ...was, state: 'draining' };
+    try {
+      const put = await dav.send('PUT', '/dav/home/alice/Photos/full.bin', { body: Buffer.alloc(1 << 20, 7) });
+      assert.equal(put.status, 507, put.text);
+      assert.match(put.text, /not enough healthy disks/);
+      assert.equal(exists('/home/alice/Photos/full.bin'), false);
+    } finally {
+      disk.record = was;
+    }
+    assert.equal((await dav.send('PUT', '/dav/home/alice/Photos/full.bin', { body: 'fits' })).status, 201);
+  });
+
   it('PROPPATCH past the dead properties one entry may hold answers 507 for every property and stores none', async () => {
     const big = 'x'.repeat(40 * 1024);
     const tooBig = await dav.send('PROPPATCH', '/dav/home/alice/Photos/top.jpg', { body: proppatch(`<a:one xmlns:a="urn:a">${big}</a:one><a:two xmlns:a="urn:a">${big}</a:two>`) });

@@ -81,6 +81,8 @@ export const DAV_ERROR_CODES = [
   'INVALID_ARGUMENT',
   'PRECONDITION_FAILED',
   'CONFLICT',
+  'INSUFFICIENT_STORAGE',
+  'UNAVAILABLE',
 ] as const;
 export type DavErrorCode = (typeof DAV_ERROR_CODES)[number];
 
@@ -183,6 +185,12 @@ function statusForCode(code: DavErrorCode, method: string): number {
       return method === 'PROPPATCH' ? 409 : 400;
     case 'PRECONDITION_FAILED':
       return 412;
+    // RFC 4918 §11.5: no room for what the request would store (the disks cannot take the placement's copies).
+    case 'INSUFFICIENT_STORAGE':
+      return 507;
+    // A passing condition (the primary out of reach, a store closing): a client may try again, unlike after a 500.
+    case 'UNAVAILABLE':
+      return 503;
   }
 }
 
