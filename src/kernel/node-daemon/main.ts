@@ -283,8 +283,12 @@ class NodeDaemon {
         rt.audit.emit({ kind: 'activation', actor: boot.owner, target: `did:web:${boot.zone}`, detail: { device: device.name, device_did: device.did } });
       }
     }
+    // Read first: a store frozen by a move this device was making when it stopped refuses every write, and boot must
+    // get through to store control, which abandons that move and lifts the freeze.
+    const runConfig = `nodes/${node}/config`;
+    if ((await cfg.get({ key: runConfig })).value !== null) return;
     try {
-      await cfg.create({ key: `nodes/${node}/config`, value: JSON.stringify(initialRunConfig(rt.backend)) });
+      await cfg.create({ key: runConfig, value: JSON.stringify(initialRunConfig(rt.backend)) });
     } catch (e) {
       if (!(e instanceof KrpcError && e.code === 'ALREADY_EXISTS')) throw e;
     }

@@ -1,7 +1,25 @@
-// Which core devices form the zone's etcd cluster: an odd number, at most seven, the orchestrating device first.
-import { describe, it } from 'node:test';
+// Which core devices form the zone's etcd cluster (an odd number, at most seven, the orchestrating device first), and a
+// move that its device left half done, undone through that device's own system-config.
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { pickMembers } from './store-control.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import pino from 'pino';
+import { systemConfigApi } from '../../lib/api/system-config.ts';
+import { FREEZE_KEY, MIGRATION_KEY, type MigrationRecord } from '../../lib/config/store-control.ts';
+import { nodePaths } from '../../lib/config/node-config.ts';
+import { didDev, generateKeyPair } from '../../lib/identity/keys.ts';
+import { createTokenVerifier, signAccessToken } from '../../lib/identity/tokens.ts';
+import { createClient, createHttpApp, listen } from '../../lib/krpc/index.ts';
+import { openSqliteStore } from '../system-config/backends/sqlite.ts';
+import { createRbacConfigAccess } from '../system-config/access.ts';
+import { followControl } from '../system-config/main.ts';
+import { createSystemConfigEndpoint } from '../system-config/service.ts';
+import type { KernelRuntime } from '../runtime.ts';
+import { until } from '../../../test/support/wait.ts';
+import { StoreControl, pickMembers } from './store-control.ts';
 
 const devices = (...names: string[]) => names.map((name, i) => ({ name, ip: `10.0.0.${i + 1}` }));
 const names = (picked: { name: string }[]) => picked.map((d) => d.name);
@@ -16,5 +34,56 @@ describe('pickMembers', () => {
   it('stops at seven members', () => {
     const nine = devices('self', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h');
     assert.deepEqual(names(pickMembers(nine, 'self')), ['self', 'a', 'b', 'c', 'd', 'e', 'f']);
+  });
+});
+
+describe('a move its device left half done', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'store-control-'));
+  const stop = new AbortController();
+  after(() => {
+    stop.abort();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is abandoned when the device comes back: the freeze lifted through its own system-config, the move marked failed', async () => {
+    const store = openSqliteStore(join(dir, 'config.db'));
+    // What the SQLite file holds after a power cut between the freeze and the end of the copy to etcd.
+    const copying: MigrationRecord = { to: 'etcd', requested_by: 'node-daemon@ood1', requested_at: 1, state: 'copying', orchestrator: 'ood1', error: null, updated_at: 1 };
+    await store.execTx([], [
+      { op: 'put', key: FREEZE_KEY, value: JSON.stringify({ reason: 'the zone store is moving to etcd', by: 'ood1', at: 1 }) },
+      { op: 'put', key: MIGRATION_KEY, value: JSON.stringify(copying) },
+    ]);
+    const device = generateKeyPair();
+    const did = didDev(device.publicKeyB64);
+    const endpoint = createSystemConfigEndpoint(store, {
+      guard: followControl(store, stop.signal, () => undefined),
+      authenticate: createTokenVerifier(() => ({ verifyHubKey: generateKeyPair().publicKey, deviceKey: (d) => (d === did ? device.publicKey : undefined) })),
+      access: await createRbacConfigAccess(store, stop.signal, () => undefined),
+    });
+    const srv = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');
+    const token = await signAccessToken({ typ: 'service', sub: 'node-daemon', app: 'node-daemon', jti: randomUUID() }, device.privateKey, 600, did);
+    const cfg = createClient(systemConfigApi, { baseUrl: `http://127.0.0.1:${srv.port}`, token });
+    const control = new StoreControl({
+      paths: nodePaths(dir),
+      log: pino({ level: 'silent' }),
+      runtime: () => ({ identity: { device: { name: 'ood1' } }, configClient: () => cfg }) as unknown as KernelRuntime,
+      backend: () => 'sqlite',
+      stopService: async () => undefined,
+      restartService: async () => undefined,
+      reboot: async () => undefined,
+    });
+    try {
+      await assert.rejects(cfg.set({ key: 'test/k', value: 'v' }), /read-only for a moment/, 'frozen as the device left it');
+      control.follow();
+      await until('the freeze lifted', async () => ((await cfg.get({ key: FREEZE_KEY })).value === null ? true : undefined), 10_000);
+      const m = JSON.parse((await cfg.get({ key: MIGRATION_KEY })).value!) as MigrationRecord;
+      assert.equal(m.state, 'failed');
+      assert.match(m.error ?? '', /restarted before the move was done/);
+      await cfg.set({ key: 'test/k', value: 'v' });
+    } finally {
+      await control.close();
+      await srv.close();
+      await store.close();
+    }
   });
 });

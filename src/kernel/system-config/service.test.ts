@@ -14,6 +14,7 @@ import { createRbacConfigAccess } from './access.ts';
 import type { ConfigStore } from './store.ts';
 import { ZONE_SETTINGS_KEY, settingsSchemaFor, userUiSettingsKey } from '../../lib/config/zone-settings.ts';
 import { readRecord } from '../../lib/config/record.ts';
+import { FREEZE_KEY, MIGRATION_KEY } from '../../lib/config/store-control.ts';
 
 describe('system-config service (SQLite backend, real RBAC)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sc-svc-'));
@@ -24,6 +25,8 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
   let srv: RunningServer;
   let base: string;
   const stop = new AbortController();
+  /** Why the store is frozen, as the instance's store guard would say. */
+  let frozen: string | null = null;
 
   const userToken = (sub: string, app = 'control-panel', ttl = 900) =>
     signAccessToken({ typ: 'session', sub, app, sid: randomUUID(), jti: randomUUID() }, hub.privateKey, ttl, VERIFY_HUB_KID);
@@ -34,6 +37,7 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
   before(async () => {
     store = openSqliteStore(join(dir, 'config.db'));
     const endpoint = createSystemConfigEndpoint(store, {
+      guard: { frozen: () => frozen, firstRevision: () => 0 },
       authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: (d) => (d === deviceDid ? device.publicKey : undefined) })),
       access: await createRbacConfigAccess(store, stop.signal, (e) => assert.fail(String(e))),
       checkValue: (key, value) => {
@@ -125,6 +129,22 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
     await carol.get({ key: 'users/carol/settings' });
     await kernel.delete({ key: 'users/carol/settings' });
     await assert.rejects(carol.get({ key: 'boot/config' }), { code: 'PERMISSION_DENIED' });
+  });
+
+  it('while the store is frozen, takes only writes that touch the freeze: an abandoned move lifts it with its record', async () => {
+    const k = await client(await serviceToken('node-daemon'));
+    await k.set({ key: FREEZE_KEY, value: '{"reason":"moving"}' });
+    frozen = 'the zone store is moving to etcd';
+    try {
+      await assert.rejects(k.set({ key: 'test/frozen', value: 'x' }), (e: KrpcError) => e.code === 'UNAVAILABLE' && /read-only for a moment: the zone store is moving/.test(e.message));
+      await assert.rejects(k.exec_tx({ compares: [], ops: [{ op: 'put', key: 'test/frozen', value: 'x' }, { op: 'put', key: MIGRATION_KEY, value: '{}' }] }), (e: KrpcError) => e.code === 'UNAVAILABLE');
+      await k.exec_tx({ compares: [], ops: [{ op: 'delete', key: FREEZE_KEY }, { op: 'put', key: MIGRATION_KEY, value: '{"state":"failed"}' }] });
+      assert.equal((await k.get({ key: FREEZE_KEY })).value, null);
+      assert.equal((await k.get({ key: MIGRATION_KEY })).value, '{"state":"failed"}');
+      assert.equal((await k.get({ key: 'test/frozen' })).value, null, 'nothing else was written');
+    } finally {
+      frozen = null;
+    }
   });
 
   it('runs CAS transactions atomically', async () => {

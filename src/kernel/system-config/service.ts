@@ -87,9 +87,11 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
     if (why) throw new KrpcError('INVALID_PARAMS', `value of "${key}": ${why}`);
   }
 
+  /** While the store is frozen only a write that touches the freeze itself passes: node_daemon setting or lifting it,
+   * together with the move's own record when a move is abandoned (the etcd backend's own guard has the same rule). */
   function writable(keys: string[]): void {
     const why = opts.guard?.frozen();
-    if (why && !keys.every((k) => k === FREEZE_KEY)) throw new KrpcError('UNAVAILABLE', `the zone's configuration is read-only for a moment: ${why}; retry shortly`);
+    if (why && !keys.includes(FREEZE_KEY)) throw new KrpcError('UNAVAILABLE', `the zone's configuration is read-only for a moment: ${why}; retry shortly`);
   }
 
   return createKrpcEndpoint(
