@@ -40,6 +40,12 @@ export function registerZone(program: Command): void {
       if (m && IN_PROGRESS.has(m.state)) throw new Error(`a move to ${m.to} is already ${m.state}; wait for it (buckyos zone store)`);
       const self = readStatusFile(ctx.paths)?.node;
       if (!self) throw new Error('this device is not running in a zone');
+      // Only a member holds the cluster's data and can carry the move out; a request naming another device would wait
+      // for ever and block every later move.
+      const members = st.cluster?.members.map((x) => x.name) ?? [];
+      if (opts.to === 'sqlite' && !members.includes(self)) {
+        throw new Error(`${self} is not a member of the etcd cluster: run this on one of ${members.join(', ')}, which will then hold the store`);
+      }
       const now = Date.now();
       const request: MigrationRecord = {
         to: opts.to, requested_by: `${ctx.actor}@${self}`, requested_at: now, state: 'requested', error: null, updated_at: now,

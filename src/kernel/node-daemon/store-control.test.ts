@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
-import { FREEZE_KEY, MIGRATION_KEY, type MigrationRecord } from '../../lib/config/store-control.ts';
+import { CONFIG_STORE_KEY, FREEZE_KEY, MIGRATION_KEY, type MigrationRecord } from '../../lib/config/store-control.ts';
 import { nodePaths } from '../../lib/config/node-config.ts';
 import { didDev, generateKeyPair } from '../../lib/identity/keys.ts';
 import { createTokenVerifier, signAccessToken } from '../../lib/identity/tokens.ts';
@@ -37,7 +37,43 @@ describe('pickMembers', () => {
   });
 });
 
-describe('a move its device left half done', () => {
+/** A real store and system-config instance holding `records`, and a StoreControl for device `self` on top of them,
+ * as a device whose system-config runs on `backend` would have it. */
+async function deviceOn(dir: string, signal: AbortSignal, records: [string, unknown][], self: string, backend: 'sqlite' | 'etcd') {
+  const store = openSqliteStore(join(dir, `${self}.db`));
+  await store.execTx([], records.map(([key, value]) => ({ op: 'put' as const, key, value: JSON.stringify(value) })));
+  const device = generateKeyPair();
+  const did = didDev(device.publicKeyB64);
+  const endpoint = createSystemConfigEndpoint(store, {
+    guard: followControl(store, signal, () => undefined),
+    authenticate: createTokenVerifier(() => ({ verifyHubKey: generateKeyPair().publicKey, deviceKey: (d) => (d === did ? device.publicKey : undefined) })),
+    access: await createRbacConfigAccess(store, signal, () => undefined),
+  });
+  const srv = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');
+  const token = await signAccessToken({ typ: 'service', sub: 'node-daemon', app: 'node-daemon', jti: randomUUID() }, device.privateKey, 600, did);
+  const cfg = createClient(systemConfigApi, { baseUrl: `http://127.0.0.1:${srv.port}`, token });
+  const control = new StoreControl({
+    paths: nodePaths(join(dir, self)),
+    log: pino({ level: 'silent' }),
+    runtime: () => ({ identity: { device: { name: self } }, configClient: () => cfg }) as unknown as KernelRuntime,
+    backend: () => backend,
+    stopService: async () => undefined,
+    restartService: async () => undefined,
+    reboot: async () => undefined,
+  });
+  return {
+    cfg,
+    control,
+    migration: async () => JSON.parse((await cfg.get({ key: MIGRATION_KEY })).value!) as MigrationRecord,
+    async close() {
+      await control.close();
+      await srv.close();
+      await store.close();
+    },
+  };
+}
+
+describe('store control on a real store', () => {
   const dir = mkdtempSync(join(tmpdir(), 'store-control-'));
   const stop = new AbortController();
   after(() => {
@@ -45,45 +81,34 @@ describe('a move its device left half done', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('is abandoned when the device comes back: the freeze lifted through its own system-config, the move marked failed', async () => {
-    const store = openSqliteStore(join(dir, 'config.db'));
+  it('abandons a move its device left half done: the freeze lifted through its own system-config, the move marked failed', async () => {
     // What the SQLite file holds after a power cut between the freeze and the end of the copy to etcd.
     const copying: MigrationRecord = { to: 'etcd', requested_by: 'node-daemon@ood1', requested_at: 1, state: 'copying', orchestrator: 'ood1', error: null, updated_at: 1 };
-    await store.execTx([], [
-      { op: 'put', key: FREEZE_KEY, value: JSON.stringify({ reason: 'the zone store is moving to etcd', by: 'ood1', at: 1 }) },
-      { op: 'put', key: MIGRATION_KEY, value: JSON.stringify(copying) },
-    ]);
-    const device = generateKeyPair();
-    const did = didDev(device.publicKeyB64);
-    const endpoint = createSystemConfigEndpoint(store, {
-      guard: followControl(store, stop.signal, () => undefined),
-      authenticate: createTokenVerifier(() => ({ verifyHubKey: generateKeyPair().publicKey, deviceKey: (d) => (d === did ? device.publicKey : undefined) })),
-      access: await createRbacConfigAccess(store, stop.signal, () => undefined),
-    });
-    const srv = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');
-    const token = await signAccessToken({ typ: 'service', sub: 'node-daemon', app: 'node-daemon', jti: randomUUID() }, device.privateKey, 600, did);
-    const cfg = createClient(systemConfigApi, { baseUrl: `http://127.0.0.1:${srv.port}`, token });
-    const control = new StoreControl({
-      paths: nodePaths(dir),
-      log: pino({ level: 'silent' }),
-      runtime: () => ({ identity: { device: { name: 'ood1' } }, configClient: () => cfg }) as unknown as KernelRuntime,
-      backend: () => 'sqlite',
-      stopService: async () => undefined,
-      restartService: async () => undefined,
-      reboot: async () => undefined,
-    });
+    const d = await deviceOn(dir, stop.signal, [[FREEZE_KEY, { reason: 'the zone store is moving to etcd', by: 'ood1', at: 1 }], [MIGRATION_KEY, copying]], 'ood1', 'sqlite');
     try {
-      await assert.rejects(cfg.set({ key: 'test/k', value: 'v' }), /read-only for a moment/, 'frozen as the device left it');
-      control.follow();
-      await until('the freeze lifted', async () => ((await cfg.get({ key: FREEZE_KEY })).value === null ? true : undefined), 10_000);
-      const m = JSON.parse((await cfg.get({ key: MIGRATION_KEY })).value!) as MigrationRecord;
+      await assert.rejects(d.cfg.set({ key: 'test/k', value: 'v' }), /read-only for a moment/, 'frozen as the device left it');
+      d.control.follow();
+      await until('the freeze lifted', async () => ((await d.cfg.get({ key: FREEZE_KEY })).value === null ? true : undefined), 10_000);
+      const m = await d.migration();
       assert.equal(m.state, 'failed');
       assert.match(m.error ?? '', /restarted before the move was done/);
-      await cfg.set({ key: 'test/k', value: 'v' });
+      await d.cfg.set({ key: 'test/k', value: 'v' });
     } finally {
-      await control.close();
-      await srv.close();
-      await store.close();
+      await d.close();
+    }
+  });
+
+  it('refuses a move back to SQLite that names a device outside the cluster, which no member could carry out', async () => {
+    const member = (name: string, i: number) => ({ name, peer_url: `https://10.0.0.${i}:2380`, client_url: `https://10.0.0.${i}:2379` });
+    const store = { backend: 'etcd', members: [member('ood2', 2), member('ood1', 1), member('ood3', 3)], token: 't', ca_cert: 'pem', first_revision: 1 };
+    const request: MigrationRecord = { to: 'sqlite', requested_by: 'alice@ood4', requested_at: 1, state: 'requested', primary: 'ood4', error: null, updated_at: 1 };
+    const d = await deviceOn(dir, stop.signal, [[CONFIG_STORE_KEY, store], [MIGRATION_KEY, request]], 'ood1', 'etcd');
+    try {
+      d.control.follow();
+      const m = await until('the request refused', async () => ((await d.migration()).state === 'failed' ? d.migration() : undefined), 10_000);
+      assert.match(m.error ?? '', /^ood4 is not a member of the etcd cluster \(ood2, ood1, ood3\): only a member can hold the store$/);
+    } finally {
+      await d.close();
     }
   });
 });

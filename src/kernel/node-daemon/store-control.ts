@@ -201,6 +201,12 @@ export class StoreControl {
     if (m?.state === 'requested' && m.to === 'etcd' && kind === 'sqlite') return this.guarded(() => this.moveToEtcd(m));
     // A move back names the device that will hold the store; without one, no device may take it (each would).
     if (m?.state === 'requested' && m.to === 'sqlite' && kind === 'etcd' && m.primary === me) return this.guarded(() => this.moveToSqlite(m));
+    // One naming a device that is no member could never be carried out, and would block every later move: the first
+    // member by name refuses it.
+    const names = c?.backend === 'etcd' ? c.members.map((x) => x.name) : [];
+    if (m?.state === 'requested' && m.to === 'sqlite' && kind === 'etcd' && names.length > 0 && !names.includes(m.primary ?? '') && [...names].sort()[0] === me) {
+      await this.writeMigration({ ...m, state: 'failed', error: `${m.primary ?? 'no device'} is not a member of the etcd cluster (${names.join(', ')}): only a member can hold the store` });
+    }
     // This device was copying when it stopped (a crash, a power cut): the move is over, and the freeze must go.
     if ((m?.state === 'copying' || m?.state === 'forming') && m.orchestrator === me) {
       return this.guarded(() => this.abandonMove('the device moving the store restarted before the move was done'));
