@@ -512,8 +512,20 @@ class NodeDaemon {
     this.shipper = null;
     await this.supervisor.stopAll();
     this.rt?.close();
-    this.config = loadNodeConfig(this.paths);
-    await this.boot();
+    // A boot that fails here (the device's own etcd member not starting, the gateway not healthy in time) is tried
+    // again until it holds: nothing else would ever start this device's kernel services again.
+    for (let wait = 1000; !this.aborted; wait = Math.min(wait * 2, 30_000)) {
+      try {
+        this.config = loadNodeConfig(this.paths);
+        await this.boot();
+        return;
+      } catch (err) {
+        this.log.error({ err: (err as Error).message, retry_ms: wait }, 'booting the kernel services again failed; retrying');
+        await this.supervisor.stopAll();
+        this.rt?.close();
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   }
 
   private stopping: Promise<void> | null = null;

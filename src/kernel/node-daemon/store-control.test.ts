@@ -2,20 +2,20 @@
 // move that its device left half done, undone through that device's own system-config.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { CONFIG_STORE_KEY, FREEZE_KEY, MIGRATION_KEY, type MigrationRecord } from '../../lib/config/store-control.ts';
-import { nodePaths } from '../../lib/config/node-config.ts';
+import { loadNodeConfig, nodePaths, saveNodeConfig } from '../../lib/config/node-config.ts';
 import { didDev, generateKeyPair } from '../../lib/identity/keys.ts';
 import { createTokenVerifier, signAccessToken } from '../../lib/identity/tokens.ts';
 import { createClient, createHttpApp, listen } from '../../lib/krpc/index.ts';
 import { openSqliteStore } from '../system-config/backends/sqlite.ts';
 import { createRbacConfigAccess } from '../system-config/access.ts';
-import { followControl } from '../system-config/main.ts';
+import { followControl, sqliteStorePath } from '../system-config/main.ts';
 import { createSystemConfigEndpoint } from '../system-config/service.ts';
 import type { KernelRuntime } from '../runtime.ts';
 import { until } from '../../../test/support/wait.ts';
@@ -39,7 +39,7 @@ describe('pickMembers', () => {
 
 /** A real store and system-config instance holding `records`, and a StoreControl for device `self` on top of them,
  * as a device whose system-config runs on `backend` would have it. */
-async function deviceOn(dir: string, signal: AbortSignal, records: [string, unknown][], self: string, backend: 'sqlite' | 'etcd') {
+async function deviceOn(dir: string, signal: AbortSignal, records: [string, unknown][], self: string, backend: 'sqlite' | 'etcd', reboots: string[] = []) {
   const store = openSqliteStore(join(dir, `${self}.db`));
   await store.execTx([], records.map(([key, value]) => ({ op: 'put' as const, key, value: JSON.stringify(value) })));
   const device = generateKeyPair();
@@ -59,7 +59,7 @@ async function deviceOn(dir: string, signal: AbortSignal, records: [string, unkn
     backend: () => backend,
     stopService: async () => undefined,
     restartService: async () => undefined,
-    reboot: async () => undefined,
+    reboot: async (why) => void reboots.push(why),
   });
   return {
     cfg,
@@ -95,6 +95,40 @@ describe('store control on a real store', () => {
       await d.cfg.set({ key: 'test/k', value: 'v' });
     } finally {
       await d.close();
+    }
+  });
+
+  it('finishes a move to SQLite its device recorded in etcd before it stopped, only onto the copy the record names', async () => {
+    const moved = { backend: 'sqlite', primary: 'ood1', first_revision: 42 };
+    const paths = nodePaths(join(dir, 'ood1'));
+    mkdirSync(paths.etc, { recursive: true });
+    saveNodeConfig(paths, { config_backend: { type: 'etcd', endpoints: ['https://127.0.0.1:2379'] } });
+    mkdirSync(dirname(sqliteStorePath(paths)), { recursive: true });
+    const copy = openSqliteStore(sqliteStorePath(paths));
+    await copy.set(CONFIG_STORE_KEY, JSON.stringify({ ...moved, first_revision: 41 }));
+    await copy.close();
+    const reboots: string[] = [];
+    const d = await deviceOn(dir, stop.signal, [[CONFIG_STORE_KEY, moved]], 'ood1', 'etcd', reboots);
+    try {
+      d.control.follow();
+      // A file that holds another copy is never made the store.
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(reboots, []);
+      assert.equal(loadNodeConfig(paths).config_backend?.type, 'etcd');
+    } finally {
+      await d.close();
+    }
+    const right = openSqliteStore(sqliteStorePath(paths));
+    await right.set(CONFIG_STORE_KEY, JSON.stringify(moved));
+    await right.close();
+    const again = await deviceOn(dir, stop.signal, [[CONFIG_STORE_KEY, moved]], 'ood1', 'etcd', reboots);
+    try {
+      again.control.follow();
+      await until('the switch to SQLite', async () => (reboots.length > 0 ? true : undefined), 10_000);
+      assert.deepEqual(reboots, ['the zone store moved to SQLite']);
+      assert.equal(loadNodeConfig(paths).config_backend?.type, 'sqlite');
+    } finally {
+      await again.close();
     }
   });
 

@@ -80,7 +80,17 @@ const specSchema = z.object({
   tls: z.object({ certFile: z.string(), keyFile: z.string(), caFile: z.string() }).optional(),
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Resolves after `ms`, or at once when `signal` aborts (the daemon stopping). */
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
 
 /** How many members `devices` core devices should make: an odd number, at most seven (an even count adds a member
  * that quorum needs without adding tolerance). */
@@ -103,6 +113,8 @@ export class StoreControl {
   private retry: NodeJS.Timeout | null = null;
   private timer: NodeJS.Timeout | null = null;
   private last: { migration: MigrationRecord | null; store: ConfigStoreRecord | null } = { migration: null, store: null };
+  /** A move recorded as done onto this device's SQLite file that the file does not hold: reported once. */
+  private reportedUnfinished = false;
 
   constructor(private readonly host: StoreControlHost) {
     this.f = files(host.paths);
@@ -221,6 +233,8 @@ export class StoreControl {
       else await this.followMembers(c.members);
     }
     if (c?.backend === 'sqlite' && c.primary !== me && kind === 'etcd') await this.switchToRemote(c.primary);
+    // This device copied the store to SQLite and recorded it in etcd, then stopped before switching over itself.
+    if (c?.backend === 'sqlite' && c.primary === me && kind === 'etcd') return this.guarded(() => this.finishMoveToSqlite(c));
   }
 
   private async guarded(fn: () => Promise<void>): Promise<void> {
@@ -468,8 +482,10 @@ export class StoreControl {
     writeFileAtomic(join(this.host.paths.etc, IDENTITY_FILES.peers), JSON.stringify([{ name: primary, key: d.doc.key, address: `${ip}:${rt.config.ports.tunnel}` }], null, 2) + '\n', 0o644);
     const cfg = loadNodeConfig(this.host.paths);
     saveNodeConfig(this.host.paths, { ...cfg, config_backend: { type: 'remote' } });
-    await this.host.reboot(`the zone store moved to SQLite on ${primary}`);
+    // The member goes first: node.json no longer names etcd, so nothing here needs it, and a reboot that failed or a
+    // power cut after it would otherwise leave it running with a cluster's data for good.
     await this.dropMember();
+    await this.host.reboot(`the zone store moved to SQLite on ${primary}`);
   }
 
   // ---- moves, on the device that holds the store ------------------------------------------------------------------
@@ -569,6 +585,8 @@ export class StoreControl {
     const etcd = nodeCfg.config_backend?.type === 'etcd' ? nodeCfg.config_backend : null;
     if (!etcd) return;
     const { copyStore, openStore, sqliteStorePath } = await stores();
+    // Put back in etcd if the move fails after recording itself there (an answer lost on the way, the write landed).
+    const previous = (await cfg.get({ key: CONFIG_STORE_KEY })).value;
     await cfg.exec_tx({
       ops: [
         { op: 'put', key: FREEZE_KEY, value: JSON.stringify({ reason: `the zone store is moving to SQLite on ${this.self}`, by: this.self, at: Date.now() }) },
@@ -620,17 +638,50 @@ export class StoreControl {
       await source?.execTx([], [
         { op: 'delete', key: FREEZE_KEY },
         { op: 'put', key: MIGRATION_KEY, value: JSON.stringify({ ...m, state: 'failed', error: lastError?.message ?? 'unknown error', updated_at: Date.now() }) },
+        ...(previous !== null ? [{ op: 'put' as const, key: CONFIG_STORE_KEY, value: previous }] : []),
       ]).catch(() => undefined);
       await source?.close();
       log.error({ err: lastError?.message }, 'moving the zone store to SQLite failed');
       return;
     }
     await source!.close();
+    await this.switchToSqlite(nodeCfg);
+  }
+
+  /** node.json to SQLite, the kernel booted on it, and this device's member dropped once the others moved off etcd. */
+  private async switchToSqlite(nodeCfg: ReturnType<typeof loadNodeConfig>): Promise<void> {
     saveNodeConfig(this.host.paths, { ...nodeCfg, config_backend: { type: 'sqlite' } });
     await this.host.reboot('the zone store moved to SQLite');
     // The others learn the move from etcd, so this member stays until they have: the cluster keeps quorum with it.
-    await sleep(15_000);
-    await this.dropMember();
+    await sleep(15_000, this.stop.signal);
+    if (!this.stop.signal.aborted) await this.dropMember();
+  }
+
+  /**
+   * The record in etcd says the store is SQLite on this device, and this device still runs on etcd: it stopped between
+   * recording the move and switching. Its SQLite file holds the copy, with that same record, if the move got that
+   * far; then the switch is made now. Anything else is left alone and reported: no file here may become the store
+   * unless it is the copy the record describes.
+   */
+  private async finishMoveToSqlite(c: Extract<ConfigStoreRecord, { backend: 'sqlite' }>): Promise<void> {
+    const { openStore, sqliteStorePath } = await stores();
+    const db = sqliteStorePath(this.host.paths);
+    let held: ConfigStoreRecord | null = null;
+    if (existsSync(db)) {
+      const file = await openStore({ type: 'sqlite' }, this.host.paths);
+      try {
+        held = parseRecord(configStoreSchema, (await file.get(CONFIG_STORE_KEY))?.value);
+      } finally {
+        await file.close();
+      }
+    }
+    if (held?.backend !== 'sqlite' || held.primary !== c.primary || held.first_revision !== c.first_revision) {
+      if (!this.reportedUnfinished) this.host.log.error({ db }, 'the zone store is recorded as moved to SQLite on this device, but its SQLite file does not hold that copy; not switching');
+      this.reportedUnfinished = true;
+      return;
+    }
+    this.host.log.warn('finishing a move to SQLite this device recorded before it stopped');
+    await this.switchToSqlite(loadNodeConfig(this.host.paths));
   }
 }
 
