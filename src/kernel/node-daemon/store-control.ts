@@ -381,6 +381,12 @@ export class StoreControl {
 
   private async ensureMember(members: EtcdMemberRecord[], token: string, caCert: string, state: 'new' | 'existing'): Promise<void> {
     if (this.member?.running) return;
+    // Data left by a cluster this device served before (a move that failed while it was down, a power cut before it
+    // dropped its member) would make etcd restart into that dead cluster, whatever the new token and members say.
+    if (this.savedToken() !== token && existsSync(this.f.data)) {
+      this.host.log.warn({ dir: this.f.data }, 'etcd data of an earlier cluster found; deleting it before joining this one');
+      rmSync(this.f.data, { recursive: true, force: true });
+    }
     const mine = members.find((x) => x.name === this.self)!;
     const ip = new URL(mine.peer_url).hostname;
     await this.writeTls(caCert, ip);
@@ -398,6 +404,15 @@ export class StoreControl {
     mkdirSync(this.f.dir, { recursive: true, mode: 0o700 });
     writeFileAtomic(this.f.spec, JSON.stringify(spec, null, 2) + '\n', 0o600);
     await this.runMember(spec);
+  }
+
+  /** The cluster token of the member this device last ran, from its saved spec; null when there is none to read. */
+  private savedToken(): string | null {
+    try {
+      return specSchema.parse(JSON.parse(readFileSync(this.f.spec, 'utf8'))).clusterToken;
+    } catch {
+      return null;
+    }
   }
 
   private async runMember(spec: EtcdMemberSpec): Promise<void> {
