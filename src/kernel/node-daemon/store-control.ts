@@ -34,6 +34,8 @@ const FORM_TIMEOUT_MS = 120_000;
 /** Writes that passed the freeze check just before the freeze landed finish within this. */
 const FREEZE_SETTLE_MS = 1500;
 const COPY_ATTEMPTS = 3;
+/** How long a member added for a device may stay unstarted before it is taken out of the cluster again. */
+const UNSTARTED_GRACE_MS = 5 * 60_000;
 
 export interface StoreControlHost {
   paths: NodePaths;
@@ -113,6 +115,8 @@ export class StoreControl {
   private retry: NodeJS.Timeout | null = null;
   private timer: NodeJS.Timeout | null = null;
   private last: { migration: MigrationRecord | null; store: ConfigStoreRecord | null } = { migration: null, store: null };
+  /** When each member that was added but has not started was first seen so (dropUnstarted). */
+  private readonly unstartedSince = new Map<string, number>();
   /** A move recorded as done onto this device's SQLite file that the file does not hold: reported once. */
   private reportedUnfinished = false;
 
@@ -325,12 +329,40 @@ export class StoreControl {
     const { addMember, clusterHealth } = await etcdCluster();
     const endpoints = c.members.map((x) => x.client_url);
     const health = await clusterHealth(endpoints, this.tlsBuffers());
+    if (await this.dropUnstarted(c, endpoints, health)) return;
     if (health.healthy !== c.members.length) return;
     const added: EtcdMemberRecord = { name: candidate.name, peer_url: `https://${candidate.ip}:${PEER_PORT}`, client_url: `https://${candidate.ip}:${CLIENT_PORT}` };
     await addMember(endpoints, added.peer_url, added.name, this.tlsBuffers());
     const record: ConfigStoreRecord = { ...c, members: [...c.members, added] };
     await this.host.runtime().configClient().set({ key: CONFIG_STORE_KEY, value: JSON.stringify(record) });
     this.host.log.info({ member: added.name }, 'added a core device to the etcd cluster');
+  }
+
+  /**
+   * A member added for a device that then never started it (the device went offline, or the addition's answer was
+   * lost) counts against the quorum and stops the cluster growing, for good: after UNSTARTED_GRACE_MS it is removed
+   * again, from etcd and from the record. It never held data or voted, so removing it is always safe; the device is
+   * added afresh when it is online again. Answers whether it removed one.
+   */
+  private async dropUnstarted(c: Extract<ConfigStoreRecord, { backend: 'etcd' }>, endpoints: string[], health: ClusterHealth): Promise<boolean> {
+    const unstarted = health.members.filter((m) => m.name === '');
+    for (const id of [...this.unstartedSince.keys()]) if (!unstarted.some((m) => m.id === id)) this.unstartedSince.delete(id);
+    const now = Date.now();
+    for (const m of unstarted) if (!this.unstartedSince.has(m.id)) this.unstartedSince.set(m.id, now);
+    const overdue = unstarted.filter((m) => now - this.unstartedSince.get(m.id)! >= UNSTARTED_GRACE_MS);
+    if (overdue.length === 0) return false;
+    const { removeMember } = await etcdCluster();
+    for (const m of overdue) {
+      await removeMember(endpoints, m.id, {}, this.tlsBuffers());
+      this.unstartedSince.delete(m.id);
+      this.host.log.warn({ peer: m.peerUrls }, 'removed an etcd member that was added but never started');
+    }
+    const gone = new Set(overdue.flatMap((m) => m.peerUrls));
+    const kept = c.members.filter((x) => !gone.has(x.peer_url));
+    if (kept.length !== c.members.length) {
+      await this.host.runtime().configClient().set({ key: CONFIG_STORE_KEY, value: JSON.stringify({ ...c, members: kept } satisfies ConfigStoreRecord) });
+    }
+    return true;
   }
 
   /** Core devices that reported within the online window, with the address they reported. */
