@@ -437,6 +437,10 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     assert.equal(sha(Buffer.from(await copied.arrayBuffer())), sha(fromLan));
 
     assert.equal(await rawRequest(zone.ports.files, 'GET', '/dav/home/home/alice/from-lan.bin#part', asAlice), 400);
+    // Paths URL parsing would resolve into others are refused, not resolved: each names /home/alice/from-lan.bin.
+    for (const p of ['/dav/home/home/alice/x/%2E%2E/from-lan.bin', '/dav/home/home/alice/x/../from-lan.bin', '/dav/home/home/alice/./from-lan.bin', '/dav/home/home\\alice/from-lan.bin']) {
+      assert.equal(await rawRequest(zone.ports.files, 'GET', p, asAlice), 400, p);
+    }
 
     // Guessing passwords meets the per-address limit: 401 until it is spent, then 429 with a Retry-After. A new user
     // name each time, so verify-hub's lockout of one account is not what answers; a new X-Forwarded-For each time,

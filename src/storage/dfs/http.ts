@@ -92,6 +92,16 @@ function drained(res: ServerResponse): Promise<boolean> {
 }
 
 /** Methods a follower may answer from its own copy when the primary cannot be reached. */
+/**
+ * Whether a request target's path holds something URL parsing would resolve away before the handlers see it: a `.`
+ * or `..` segment, percent-encoded or not, or a backslash (read as `/`). Such a path is refused rather than
+ * normalised, so a request acts on exactly the path it names and a traversal is never quietly turned into another.
+ */
+function resolvesAway(target: string): boolean {
+  const path = target.split('?', 1)[0]!;
+  return path.includes('\\') || path.split('/').some((seg) => /^(\.|%2e){1,2}$/i.test(seg));
+}
+
 function isRead(req: IncomingMessage): boolean {
   return req.method === 'GET' || req.method === 'HEAD' || req.method === 'PROPFIND' || req.method === 'OPTIONS';
 }
@@ -205,6 +215,7 @@ export class DfsHttp {
     } catch {
       return sendJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'malformed request URI' } });
     }
+    if (resolvesAway(req.url ?? '/')) return sendJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'a path may hold no "." or ".." segment and no "\\"' } });
     await this.guarded(req, res, url, async () => {
       let m: RegExpExecArray | null;
       if ((m = /^\/dav(\/.*)?$/.exec(url.pathname))) return await this.davRequest(req, res, url, m[1] ?? '/');
@@ -222,6 +233,7 @@ export class DfsHttp {
   /** The route handler for everything under /kapi/dfs/ that is not the kRPC endpoint. */
   handle = (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> =>
     this.guarded(req, res, url, async () => {
+      if (resolvesAway(req.url ?? '/')) throw new KrpcError('BAD_REQUEST', 'a path may hold no "." or ".." segment and no "\\"');
       const rest = url.pathname.slice('/kapi/dfs'.length);
       let m: RegExpExecArray | null;
       if ((m = /^\/dav(\/.*)?$/.exec(rest))) return await this.davRequest(req, res, url, m[1] ?? '/');
