@@ -5,6 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { constants } from 'node:http2';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { privateKeyToPem } from '../identity/keys.ts';
 import { TunnelClient, type TunnelClientOptions, type TunnelPeer, writePieces } from './tunnel-client.ts';
@@ -185,6 +188,40 @@ describe('tunnel client', () => {
     const dead = await rec.backoff(frozenAt, /^b at 127\.0\.0\.1:\d+: no answer to a keep-alive ping within 100 ms$/);
     // While the device stays frozen, attempts to reconnect time out rather than hang.
     await rec.backoff(dead + 1, /^connecting to b at 127\.0\.0\.1:\d+ timed out after 1000 ms$/);
+  });
+
+  it('fails an answer cut off mid-body instead of ending it as if whole, and ends a whole one', async () => {
+    const half = Buffer.alloc(256 * 1024, 1);
+    const server = await startTunnelServer({
+      host: '127.0.0.1',
+      port: 0,
+      key: b.key,
+      certPem: b.certPem,
+      authorizePeer: (k) => (k === a.key.publicKeyB64 ? 'a' : null),
+      handler: (req, res) => {
+        if (req.url === '/whole') return res.end(half);
+        // The rest would follow; instead the stream is reset, the peer's session goes, or the body stops short.
+        res.writeHead(200, req.url === '/short' ? { 'content-length': String(2 * half.length) } : {});
+        res.write(half, () => {
+          if (req.url === '/reset') res.stream.close(constants.NGHTTP2_CANCEL);
+          else if (req.url === '/session') res.stream.session?.destroy();
+          else res.end();
+        });
+      },
+    });
+    servers.push(server);
+    const peer = { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${server.port}` };
+    const cl = client();
+    const read = async (path: string) => {
+      const r = await cl.request(peer, { method: 'GET', path });
+      let got = 0;
+      await pipeline(r.body, new Writable({ write: (c: Buffer, _e, cb) => ((got += c.length), cb()) }));
+      return got;
+    };
+    assert.equal(await read('/whole'), half.length);
+    await assert.rejects(read('/reset'), /^TunnelError: GET \/reset to b: the answer was cut off \(stream reset, code 8\)$/);
+    await assert.rejects(read('/short'), /NGHTTP2_PROTOCOL_ERROR/, 'shorter than its content-length');
+    await assert.rejects(read('/session'), /GET \/session to b: the answer was cut off/);
   });
 
   it('lets the server drop a client that stopped answering its pings', async () => {

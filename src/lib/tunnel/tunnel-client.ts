@@ -314,6 +314,37 @@ export class TunnelClient {
 
   // ---- requests ------------------------------------------------------------------------------------------------
 
+  /**
+   * The response body, ending only when the whole answer arrived. Node ends a stream's readable side cleanly also
+   * when its session is torn down under it (the peer crashed or restarted, the link was declared dead), so a consumer
+   * would take a cut-off body for the whole one: the end is checked against the stream's close (reset or not) and the
+   * session's fate, and an incomplete body fails with an error instead (a body shorter than its content-length nghttp2
+   * refuses itself). Destroying the body resets the stream, so a consumer that gives up cancels the answer at the peer.
+   */
+  private wholeBody(stream: ClientHttp2Stream, session: ClientHttp2Session, what: string): Readable {
+    const cutOff = (): Error | null => {
+      const cause = this.causes.get(session);
+      if (cause) return new TunnelError('UNAVAILABLE', `${what}: the answer was cut off (${cause.message})`);
+      if (stream.rstCode !== constants.NGHTTP2_NO_ERROR) return new TunnelError('UNAVAILABLE', `${what}: the answer was cut off (stream reset, code ${stream.rstCode})`);
+      return null;
+    };
+    const body = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        cb(null, chunk);
+      },
+      flush(cb) {
+        const decide = () => cb(cutOff());
+        if (stream.closed) decide();
+        else stream.once('close', decide);
+      },
+    });
+    // A peer vanishing mid-body must not crash a process whose consumer forgot to listen for 'error'; consumers still
+    // see it through pipeline() or async iteration, which track the body's own state.
+    body.on('error', () => {});
+    pipeline(stream, body, () => {});
+    return body;
+  }
+
   private send(link: Link, session: ClientHttp2Session, req: TunnelRequest): Promise<TunnelResponse> {
     const headers: OutgoingHttpHeaders = { ':method': req.method, ':path': req.path };
     for (const [k, v] of Object.entries(req.headers ?? {})) {
@@ -343,12 +374,9 @@ export class TunnelClient {
       stream.once('response', (h) => {
         stream.off('error', failed);
         stream.off('close', failed);
-        // A peer vanishing mid-body must not crash a process whose consumer forgot to listen for 'error'; consumers
-        // still see it through pipeline() or async iteration, which track the stream's own state.
-        stream.on('error', () => {});
         const out: Record<string, string | string[] | undefined> = {};
         for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) out[k] = v;
-        resolve({ status: Number(h[':status']), headers: out, body: stream });
+        resolve({ status: Number(h[':status']), headers: out, body: this.wholeBody(stream, session, `${req.method} ${req.path} to ${link.peer.name}`) });
       });
       if (Buffer.isBuffer(req.body) && req.body.length <= WRITE_PIECE) stream.end(req.body);
       else if (req.body !== undefined) {
