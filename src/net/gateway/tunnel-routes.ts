@@ -2,10 +2,9 @@
 // runs on another device go through the tunnel to that device's gateway, which hands them to its local instance.
 // A device without a certificate (one joining the zone) may reach verify-hub's device_enrol, and nothing else.
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { CLIENT_HEADER, sendJson } from '../../lib/krpc/index.ts';
 import { type TunnelClient, type TunnelPeer, TunnelError } from '../../lib/tunnel/index.ts';
-import { cancelWhenGone } from './node-gateway.ts';
 
 /** Headers of one HTTP/1 hop, which must not be forwarded (and which HTTP/2 forbids outright). */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings', 'host', 'te', 'trailer']);
@@ -31,10 +30,10 @@ export function proxyThroughTunnel(tunnel: TunnelClient, peer: TunnelPeer, req: 
   res.on('close', () => {
     if (!res.writableFinished) abort.abort();
   });
-  // The gateway listens on loopback only, so a forwarded-for header comes from a local proxy (the zone gateway) and
-  // names the real caller; without one, the caller is the local process itself.
-  const xff = req.headers['x-forwarded-for'];
-  const client = typeof xff === 'string' && isLoopback(req.socket.remoteAddress) ? xff.split(',')[0]!.trim() : (req.socket.remoteAddress ?? '');
+  // The caller is the peer the gateway sees, as for a local instance (proxy): every local process reaches the
+  // gateway over loopback, apps included, so a forwarded-for header it sent would let it speak for any address (and
+  // dodge the per-address login limits on the other device). The UI listener hands its LAN callers' own sockets in.
+  const client = req.socket.remoteAddress ?? '';
   const host = req.headers['x-forwarded-host'] ?? req.headers.host;
   const headers = { ...forwardable(req.headers), [CLIENT_HEADER]: client, ...(typeof host === 'string' ? { 'x-forwarded-host': host } : {}) };
   tunnel.request(peer, { method: req.method ?? 'POST', path, headers, body: body ?? req, signal: abort.signal }).then(
@@ -50,10 +49,6 @@ export function proxyThroughTunnel(tunnel: TunnelClient, peer: TunnelPeer, req: 
       else res.destroy();
     },
   );
-}
-
-function isLoopback(address: string | undefined): boolean {
-  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
 }
 
 /** Hands a request that arrived through the tunnel to this node's instance on `port`. */
@@ -77,7 +72,12 @@ export function proxyFromTunnel(req: Http2ServerRequest, res: Http2ServerRespons
       res.end(JSON.stringify({ error: { code: 'UNAVAILABLE', message: `service instance unreachable: ${e.message}` } }));
     } else res.destroy();
   });
-  cancelWhenGone(res, upstream);
+  // A tunnel peer that gives up (RST_STREAM: a cancelled download, an aborted upload) ends the instance's request at
+  // once. The compatibility layer would not say so otherwise: its response emits 'finish' whatever happened, and its
+  // request ends its body as if whole, which piped on would hand the instance a cut-off upload as complete.
+  res.stream.once('close', () => {
+    if (res.stream.rstCode !== constants.NGHTTP2_NO_ERROR) upstream.destroy();
+  });
   if (body) upstream.end(body);
   else req.pipe(upstream);
 }
