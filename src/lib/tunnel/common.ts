@@ -98,15 +98,23 @@ export function parseAddress(address: string): { host: string; port: number } {
 }
 
 /**
- * Pings `session` every `intervalMs` and calls `onDead` once if a ping is still unanswered when the next one is due.
- * It pings busy sessions too: one small frame per interval costs nothing, and knowing whether the link is busy would
- * cost a check of its own. Stops by itself when the session closes.
+ * Pings `session` every `intervalMs` and calls `onDead` once if a ping is still unanswered when the next one is due and
+ * the link made no progress meanwhile. On a slow link the answer queues behind up to a window of data (8 MiB take a
+ * 1 MB/s uplink 8 s), and a receiver sends window updates only now and then, so bytes still moving either way count
+ * as proof of life as good as the answer: a dead link stops both once the flow-control windows are spent. It pings
+ * busy sessions too: one small frame per interval costs nothing. Stops by itself when the session closes.
  */
 export function keepAlive(session: Http2Session, intervalMs: number, onDead: (reason: string) => void): void {
   let waiting = false;
+  const socket = () => session.socket as { bytesRead?: number; bytesWritten?: number } | undefined;
+  const moved = () => (socket()?.bytesRead ?? 0) + (socket()?.bytesWritten ?? 0);
+  let seen = moved();
   const timer = setInterval(() => {
     if (session.destroyed) return;
+    const progress = moved() !== seen;
+    seen = moved();
     if (waiting) {
+      if (progress) return;
       clearInterval(timer);
       onDead(`no answer to a keep-alive ping within ${intervalMs} ms`);
       return;
@@ -115,6 +123,8 @@ export function keepAlive(session: Http2Session, intervalMs: number, onDead: (re
     session.ping((err) => {
       if (!err) waiting = false;
     });
+    // The ping itself is no progress.
+    seen = moved();
   }, intervalMs);
   // The session's socket is what keeps a process alive; its keep-alive timer must not.
   timer.unref();

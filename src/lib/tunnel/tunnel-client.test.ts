@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { type AddressInfo, createServer } from 'node:net';
+import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { constants } from 'node:http2';
 import { Writable } from 'node:stream';
@@ -23,6 +23,36 @@ async function closedPort(): Promise<number> {
   s.close();
   await once(s, 'close');
   return port;
+}
+
+/** A TCP relay to `port` on loopback that passes at most `bytesPerSecond` each way, as a slow uplink would. */
+async function slowLink(port: number, bytesPerSecond: number): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const pump = (from: Socket, to: Socket) => {
+    from.on('data', (chunk: Buffer) => {
+      to.write(chunk);
+      from.pause();
+      setTimeout(() => from.resume(), (chunk.length / bytesPerSecond) * 1000);
+    });
+    from.on('end', () => to.end());
+    from.on('close', () => to.destroy());
+    from.on('error', () => to.destroy());
+  };
+  const relay = createServer((inbound) => {
+    const outbound = connect(port, '127.0.0.1');
+    for (const s of [inbound, outbound]) sockets.add(s);
+    pump(inbound, outbound);
+    pump(outbound, inbound);
+  }).listen(0, '127.0.0.1');
+  await once(relay, 'listening');
+  return {
+    port: (relay.address() as AddressInfo).port,
+    async close() {
+      for (const s of sockets) s.destroy();
+      relay.close();
+      await once(relay, 'close');
+    },
+  };
 }
 
 /** What a client saw, in order, with a way to wait for the next thing that matches. */
@@ -222,6 +252,34 @@ describe('tunnel client', () => {
     await assert.rejects(read('/reset'), /^TunnelError: GET \/reset to b: the answer was cut off \(stream reset, code 8\)$/);
     await assert.rejects(read('/short'), /NGHTTP2_PROTOCOL_ERROR/, 'shorter than its content-length');
     await assert.rejects(read('/session'), /GET \/session to b: the answer was cut off/);
+  });
+
+  it('keeps a session whose pings queue behind a long answer on a slow link, and ends the answer whole', async () => {
+    const answer = Buffer.alloc(1200 * 1024, 7);
+    const server = await startTunnelServer({
+      host: '127.0.0.1',
+      port: 0,
+      key: b.key,
+      certPem: b.certPem,
+      authorizePeer: (k) => (k === a.key.publicKeyB64 ? 'a' : null),
+      handler: (_req, res) => res.end(answer),
+      pingIntervalMs: 1000,
+    });
+    servers.push(server);
+    // 400 kB/s each way, in bursts of up to 64 KiB (160 ms apart): the answer takes 3 s, three ping intervals, and
+    // every ping's answer waits behind what is left of it.
+    const link = await slowLink(server.port, 400_000);
+    try {
+      const rec = recorder();
+      const cl = client({ pingIntervalMs: 1000, ...rec.options });
+      const r = await cl.request({ name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${link.port}` }, { method: 'GET', path: '/' });
+      let got = 0;
+      await pipeline(r.body, new Writable({ write: (c: Buffer, _e, cb) => ((got += c.length), cb()) }));
+      assert.equal(got, answer.length);
+      assert.deepEqual(rec.events.filter((e) => e.type === 'backoff'), [], 'the session was never dropped');
+    } finally {
+      await link.close();
+    }
   });
 
   it('lets the server drop a client that stopped answering its pings', async () => {
