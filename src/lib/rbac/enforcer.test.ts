@@ -532,6 +532,47 @@ describe('checkBelow: one grant per side covering a whole subtree', () => {
   });
 });
 
+describe('checkSomeBelow: a grant per side reaching something below', () => {
+  const some = (user: string, app: string, resource: string, action = 'read') => subtrees.checkSomeBelow({ user, app, resource, action });
+
+  it('holds on the way to what each side was granted', () => {
+    for (const r of ['obj://dfs', 'obj://dfs/main', 'obj://dfs/main/home', 'obj://dfs/main/home/alice', 'obj://dfs/main/home/alice/Photos']) {
+      assert.equal(some('alice', CLI, r), true, r);
+    }
+    assert.equal(some('gina', CLI, 'obj://dfs/main'), true, 'a guest sees the root, on the way to /public');
+    assert.equal(some('gina', CLI, 'obj://dfs/main/public'), true);
+    assert.equal(some('alice', 'share', 'obj://dfs/main/home/alice'), true);
+    assert.equal(some('alice', 'notes', 'obj://dfs/main/home/alice/Docs'), true);
+  });
+
+  it('does not hold off the way, for an action no side has, or where one side reaches nothing', () => {
+    assert.equal(some('alice', CLI, 'obj://dfs/main/home/bob'), false, 'another user\'s home');
+    assert.equal(some('gina', CLI, 'obj://dfs/main/home'), false, 'a guest has nothing under /home');
+    assert.equal(some('alice', 'share', 'obj://dfs/main/home/alice/Docs'), false, 'the app reaches Photos only');
+    assert.equal(some('alice', 'notes', 'obj://dfs/main/home/alice/Photos'), true, 'Photos/* is below Photos');
+    assert.equal(some('alice', 'notes', 'obj://dfs/main/home/alice/Photos/2024'), false, 'and stops there');
+    assert.equal(some('gina', CLI, 'obj://dfs/main', 'write'), false);
+    assert.equal(some('alice', CLI, 'obj://dfs/main/home/../home/alice'), false, 'not canonical');
+  });
+
+  it('holds wherever check allows something below, in a sample of resources', () => {
+    const users = ['alice', 'bob', 'carol', 'dave', 'gina'];
+    const below = ['home/alice/Photos/2024/x', 'home/alice/Docs/a/b', 'home/bob/x', 'public/p', 'home/alice/apps/share/y'];
+    for (const user of users) {
+      for (const app of [CLI, 'share', 'notes']) {
+        for (const path of below) {
+          if (!subtrees.check({ user, app, resource: `obj://dfs/main/${path}`, action: 'read' })) continue;
+          const segs = path.split('/');
+          for (let i = 0; i < segs.length; i++) {
+            const above = ['obj://dfs/main', ...segs.slice(0, i)].join('/');
+            assert.equal(some(user, app, above), true, `${user} ${app} reads ${path}, so sees ${above}`);
+          }
+        }
+      }
+    }
+  });
+});
+
 describe('removeUser', () => {
   const tail = `${TAIL}g, erin, admin
 g, erin, family

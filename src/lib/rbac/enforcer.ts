@@ -15,6 +15,7 @@ import {
   isValidSubject,
   matchPattern,
   matchesAllBelow,
+  matchesSomeBelow,
   objMatch,
   parseActions,
   splitResource,
@@ -117,7 +118,7 @@ function compileSide(
 }
 
 /** The first of `name`'s grants that has the action and whose pattern `match`es: `matchPattern` for the resource
- * itself, `matchesAllBelow` for everything under it. */
+ * itself, `matchesAllBelow` for everything under it, `matchesSomeBelow` for something under it. */
 function findGrant(
   side: SideIndex,
   name: string,
@@ -216,6 +217,23 @@ export class Rbac {
     return (
       findGrant(s.user, req.user, segs, bit, req, matchesAllBelow) !== null &&
       findGrant(s.app, req.app, segs, bit, req, matchesAllBelow) !== null
+    );
+  }
+
+  /**
+   * Whether the user AND the app each hold a grant of `action` on some resource strictly below `resource`, answered
+   * from the policy alone: what lets a caller see the folders on the way to what they were granted (a WebDAV client
+   * mounts a volume's root and lists it before it goes to the user's home). It says nothing of whether anything
+   * there exists.
+   */
+  checkSomeBelow(req: AccessRequest): boolean {
+    const bit = actionBit(req.action);
+    const segs = bit === 0 ? null : splitResource(req.resource);
+    if (segs === null) return false;
+    const s = this.#state;
+    return (
+      findGrant(s.user, req.user, segs, bit, req, matchesSomeBelow) !== null &&
+      findGrant(s.app, req.app, segs, bit, req, matchesSomeBelow) !== null
     );
   }
 

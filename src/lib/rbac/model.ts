@@ -173,6 +173,18 @@ export function matchesAllBelow(p: CompiledPattern, segs: readonly string[], use
   return matchPrefix(p, segs, Math.min(n, m), user, app);
 }
 
+/**
+ * Whether `p` matches some resource strictly below `segs`: its segments match all of `segs` and it goes deeper (more
+ * segments, or a `**`), or its `**` starts above them. Names below can be anything, so the pattern's remaining
+ * segments can always be met.
+ */
+export function matchesSomeBelow(p: CompiledPattern, segs: readonly string[], user: string, app: string): boolean {
+  const n = p.segments.length;
+  const m = segs.length;
+  if (!p.rest && n <= m) return false;
+  return matchPrefix(p, segs, Math.min(n, m), user, app);
+}
+
 /** The casbin matcher function `objMatch(r.obj, p.obj, r.user, r.app)`. It compiles the pattern on every call:
  * it serves the reference evaluation, where clarity matters more than speed. */
 export function objMatch(resource: string, pattern: string, user: string, app: string): boolean {

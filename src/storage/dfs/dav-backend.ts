@@ -62,16 +62,24 @@ export function volumeDavBackend(files: Files, volume: string, caller: Principal
   const reader = () => files.readable(volume).meta;
   const writer = () => files.writable(volume).meta;
   return {
+    // A folder the caller may not read still shows, and lists what leads on, when something below it is theirs to read.
     stat: (path) =>
       run(() => {
-        files.check(caller, 'read', volume, path);
-        const e = reader().tryStat(path);
-        return e ? davEntry(e) : null;
+        if (files.mayRead(caller, volume, path)) {
+          const e = reader().tryStat(path);
+          return e ? davEntry(e) : null;
+        }
+        const e = files.leadsToReadable(caller, volume, path) ? reader().tryStat(path) : null;
+        if (e?.type !== 'dir') files.check(caller, 'read', volume, path);
+        return davEntry(e!);
       }),
     list: (path) =>
       run(() => {
-        files.check(caller, 'read', volume, path);
-        return reader().list(path).map(davEntry);
+        const all = files.mayRead(caller, volume, path);
+        if (!all && !files.leadsToReadable(caller, volume, path)) files.check(caller, 'read', volume, path);
+        const entries = reader().list(path);
+        const shown = all ? entries : entries.filter((e) => files.mayRead(caller, volume, e.path) || (e.type === 'dir' && files.leadsToReadable(caller, volume, e.path)));
+        return shown.map(davEntry);
       }),
     read: (path, range?: DavRange) =>
       run(() => {
@@ -112,7 +120,11 @@ export function volumeDavBackend(files: Files, volume: string, caller: Principal
       }),
     getProps: (path) =>
       run(() => {
-        files.check(caller, 'read', volume, path);
+        if (!files.mayRead(caller, volume, path)) {
+          // A folder shown only on the way to what the caller may read shows none of its own properties.
+          if (files.leadsToReadable(caller, volume, path)) return {};
+          files.check(caller, 'read', volume, path);
+        }
         return reader().props(path);
       }),
     checkLock: (path, exists) =>
@@ -128,7 +140,8 @@ export function volumeDavBackend(files: Files, volume: string, caller: Principal
     quota: (path) =>
       run(() => {
         const p = caller;
-        files.check(p, 'read', volume, path);
+        // The caller's own quota, asked of the folder a client mounted (the volume's root, often only on the way).
+        if (!files.leadsToReadable(p, volume, path)) files.check(p, 'read', volume, path);
         const meta = reader();
         const q = meta.quota(p.userId);
         return q === null ? null : { usedBytes: meta.usage(p.userId), availableBytes: Math.max(0, q - meta.usage(p.userId)) };

@@ -127,6 +127,20 @@ export class Files {
     }
   }
 
+  /**
+   * Whether `p` may see `path` without reading it: they may read something below it, so the folders on the way there
+   * show (a WebDAV client mounts a volume's root and lists it before going to the user's home), each listing only
+   * what leads on to what they may read.
+   */
+  leadsToReadable(p: Principal, volume: string, path: string): boolean {
+    return this.d.rbac.checkSomeBelow({ user: p.userId, app: p.appId, resource: Files.resource(volume, path), action: 'read' });
+  }
+
+  /** Whether `p` may read `path`, without saying why not. */
+  mayRead(p: Principal, volume: string, path: string): boolean {
+    return this.d.rbac.check({ user: p.userId, app: p.appId, resource: Files.resource(volume, path), action: 'read' });
+  }
+
   // An operation on a folder acts on everything in it, and RBAC grants need not reach below the folder (an app may
   // hold `…/Photos/*`, which matches the folder Photos/2024 but nothing in it). So each check below covers the
   // entries under a folder too, all before anything changes: a refusal leaves the volume as it was.

@@ -1046,6 +1046,24 @@ p2, tidy, obj://dfs/home/home/alice/Photos/*, read|create|delete
     assert.equal(exists('/home/alice/Photos/2024'), false);
   });
 
+  it('shows a user who may read only their home and /public the folders on the way there, listing only what leads on', async () => {
+    for (const d of ['/public', '/home/bob', '/secret']) if (!exists(d)) meta.mkdir(d, 'alice');
+    store('/readme.txt', Buffer.from('root file'));
+    store('/home/bob/b.txt', Buffer.from('bob'));
+    const listed = async (path: string) => {
+      const r = await dav.send('PROPFIND', path, { headers: { Depth: '1' } });
+      assert.equal(r.status, 207, `${path}: ${r.text}`);
+      return [...multistatus(r.text).keys()].sort();
+    };
+    assert.deepEqual(await listed('/dav/'), ['/dav/', '/dav/home/', '/dav/public/']);
+    assert.deepEqual(await listed('/dav/home/'), ['/dav/home/', '/dav/home/alice/']);
+    assert.ok((await listed('/dav/home/alice/')).includes('/dav/home/alice/Photos/'), 'her own home in full');
+    assert.equal((await dav.send('PROPFIND', '/dav/home/bob/', { headers: { Depth: '0' } })).status, 403);
+    assert.equal((await dav.send('PROPFIND', '/dav/readme.txt', { headers: { Depth: '0' } })).status, 403, 'a file is never on the way');
+    assert.equal((await dav.send('GET', '/dav/readme.txt')).status, 403);
+    assert.equal((await dav.send('PUT', '/dav/new.txt', { body: 'x' })).status, 403, 'seeing the root gives no right to write there');
+  });
+
   it('answers 507 when the disks cannot take the copies a write needs, and creates nothing', async () => {
     // The disk record is the one object both the zone view and the disk set hold: drained in place, as a record update
     // would make it.
