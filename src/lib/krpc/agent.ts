@@ -2,7 +2,7 @@
 import { Agent, type AgentOptions } from 'node:http';
 
 /** How long a socket may sit idle in the pool when the server announces no keep-alive timeout of its own. */
-export const IDLE_SOCKET_MS = 60_000;
+const POOL_IDLE_MS = 60_000;
 
 /**
  * A keep-alive agent that lets an idle socket go before the server closes it. Node's Agent follows a server's
@@ -11,5 +11,5 @@ export const IDLE_SOCKET_MS = 60_000;
  * the server reads it. A request's own `timeout` still governs the socket while that request uses it.
  */
 export function keepAliveAgent(opts: Omit<AgentOptions, 'keepAlive' | 'timeout'> = {}): Agent {
-  return new Agent({ ...opts, keepAlive: true, timeout: IDLE_SOCKET_MS });
+  return new Agent({ ...opts, keepAlive: true, timeout: POOL_IDLE_MS });
 }

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { until } from '../../../test/support/wait.ts';
-import { streamTo } from './http.ts';
+import { continueWhenRead, streamTo } from './http.ts';
 
 describe('streamTo', () => {
   it('stops and closes the source when the client goes away mid-transfer, instead of waiting for a drain', async () => {
@@ -58,6 +58,48 @@ describe('streamTo', () => {
       const r = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
       assert.equal(await r.text(), 'abc');
     } finally {
+      server.close();
+    }
+  });
+});
+
+describe('continueWhenRead', () => {
+  it('sends 100 Continue only once the handler reads the body, so a refusal comes first and no body is sent', async () => {
+    const server = createServer();
+    server.on('checkContinue', (req, res) => {
+      continueWhenRead(req, res);
+      if (req.url === '/refuse') {
+        res.writeHead(401, { 'content-length': '0' });
+        res.end();
+        return;
+      }
+      let got = 0;
+      req.on('data', (c: Buffer) => (got += c.length));
+      req.on('end', () => res.end(String(got)));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    const put = (path: string) =>
+      new Promise<{ status: number; body: string; continued: boolean }>((resolve, reject) => {
+        let continued = false;
+        const req = request({ host: '127.0.0.1', port, method: 'PUT', path, headers: { expect: '100-continue', 'content-length': '5' } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body, continued }));
+        });
+        // The body goes only when the server says to go on, as a client that waits for the 100 does.
+        req.on('continue', () => {
+          continued = true;
+          req.end('hello');
+        });
+        req.on('error', reject);
+      });
+    try {
+      assert.deepEqual(await put('/refuse'), { status: 401, body: '', continued: false });
+      assert.deepEqual(await put('/accept'), { status: 200, body: '5', continued: true });
+    } finally {
+      server.closeAllConnections();
       server.close();
     }
   });

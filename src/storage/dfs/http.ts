@@ -93,6 +93,20 @@ function drained(res: ServerResponse): Promise<boolean> {
 
 /** Methods a follower may answer from its own copy when the primary cannot be reached. */
 /**
+ * For a request that asked to hear whether to go on (`Expect: 100-continue`, as Finder and Cyberduck send): the 100
+ * goes out only when a handler starts reading the body. A request refused before that (credentials, permission, a
+ * lock, the quota) gets its final answer instead, and the client never sends a body that would only be thrown away.
+ */
+export function continueWhenRead(req: IncomingMessage, res: ServerResponse): void {
+  const onListener = (event: string | symbol) => {
+    if (event !== 'data' && event !== 'readable') return;
+    req.off('newListener', onListener);
+    if (!res.headersSent && !res.writableEnded) res.writeContinue();
+  };
+  req.on('newListener', onListener);
+}
+
+/**
  * Whether a request target's path holds something URL parsing would resolve away before the handlers see it: a `.`
  * or `..` segment, percent-encoded or not, or a backslash (read as `/`). Such a path is refused rather than
  * normalised, so a request acts on exactly the path it names and a traversal is never quietly turned into another.

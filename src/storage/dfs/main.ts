@@ -17,7 +17,7 @@ import { ChunkIO } from './chunk-io.ts';
 import { DiskSet } from './disks.ts';
 import { Files } from './files.ts';
 import { hashEngine } from './hashing.ts';
-import { DfsHttp } from './http.ts';
+import { DfsHttp, continueWhenRead } from './http.ts';
 import { PeerChunks } from './peers.ts';
 import { Collector, DEFAULT_GC, fileMarks, localLivePage, withDiskMarks } from './gc.ts';
 import { Scrubber } from './scrub.ts';
@@ -167,6 +167,10 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
   // WebDAV and NDN for the home network, straight from the node that holds the data (docs/dcfs.md, "LAN access").
   // A port that cannot be bound leaves the node's storage serving through the gateway while the bind is retried.
   const lanServer = createServer(http.lanHandle);
+  lanServer.on('checkContinue', (req, res) => {
+    continueWhenRead(req, res);
+    void http.lanHandle(req, res);
+  });
   lanServer.requestTimeout = 0;
   lanServer.timeout = IDLE_SOCKET_MS;
   lanServer.keepAliveTimeout = server.server.keepAliveTimeout;
