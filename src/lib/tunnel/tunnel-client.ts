@@ -162,6 +162,14 @@ export class TunnelClient {
     } catch {
       throw new TunnelError('INVALID_PEER', `peer ${peer.name} has a malformed key: an Ed25519 public key is 43 base64url characters`);
     }
+    // Another address for the same device is a hint, not a reason to cut what works: callers may know a device by
+    // different addresses for a while (a route written before it moved, the directory's newer one), and replacing the
+    // session at each would cancel the other's requests in turn. A working or opening session stays and the next
+    // connection uses the address given last; one backing off from the old address tries the new one at once.
+    if (existing !== undefined && existing.peer.key === peer.key && existing.state !== 'backoff' && existing.state !== 'idle') {
+      existing.peer = { ...peer };
+      return existing;
+    }
     if (existing !== undefined) this.drop(peer.name);
     const link: Link = { peer: { ...peer }, state: 'idle', failures: 0 };
     this.links.set(peer.name, link);
