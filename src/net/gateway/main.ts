@@ -99,7 +99,7 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
     if (!m) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${url.pathname}` } });
     const wanted = req.headers[NODE_HEADER];
     const node = typeof wanted === 'string' && wanted ? wanted : undefined;
-    const target = node ? table.on(m[1]!, node) : table.pick(m[1]!);
+    const target = node ? table.on(m[1]!, node) : table.pick(m[1]!, (n) => tunnel.state(n) !== 'backoff');
     if (!target) {
       return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: node ? `service "${m[1]}" does not run on ${node}` : `no running instance of service "${m[1]}"` } });
     }

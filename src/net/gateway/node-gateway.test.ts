@@ -69,6 +69,21 @@ describe('RouteTable', () => {
     assert.equal(t.pick('unknown'), undefined);
   });
 
+  it('passes over an instance or bootstrap node the caller cannot reach now, while another can answer', () => {
+    const t = new RouteTable('n1');
+    t.apply('services/s/info', info(inst('n2', 1, 'running'), inst('n3', 3, 'running')));
+    const down = new Set(['n2']);
+    const reachable = (n: string) => !down.has(n);
+    assert.equal(t.pick('s', reachable)?.node, 'n3');
+    down.add('n3');
+    assert.equal(t.pick('s', reachable)?.node, 'n2', 'none reachable: the first, which may be back by now');
+    t.apply('services/s/info', info(inst('n1', 2, 'running'), inst('n3', 3, 'running')));
+    assert.equal(t.pick('s', () => false)?.node, 'n1', 'this node\'s own needs no tunnel');
+    const b = new RouteTable('pn1');
+    b.setBootstrap(['system-config'], ['ood1', 'ood2']);
+    assert.equal(b.pick('system-config', (n) => n !== 'ood1')?.node, 'ood2');
+  });
+
   it('sends bootstrap services to the enrolment peers until a route names a running instance', () => {
     const t = new RouteTable('pn1');
     t.setBootstrap(['system-config'], ['ood1', 'ood2']);

@@ -59,17 +59,23 @@ export class RouteTable {
     this.bootstrap = new Map(services.map((s) => [s, [...nodes]]));
   }
 
-  /** A running instance, preferring this node's own; a starting one only when nothing runs (a restart in
-   * progress answers a moment later rather than failing at once); else a bootstrap node. */
-  pick(service: string): RouteTarget | undefined {
+  /**
+   * A running instance, preferring this node's own; a starting one only when nothing runs (a restart in progress
+   * answers a moment later rather than failing at once); else a bootstrap node. Among other nodes' instances, and
+   * among bootstrap nodes, one on a node `reachable` says yes to comes first: a device whose tunnel is backing off
+   * would fail the request at once, while the scheduler takes up to 90 s to call its instances dead.
+   */
+  pick(service: string, reachable: (node: string) => boolean = () => true): RouteTarget | undefined {
     const instances = this.routes.get(service)?.instances ?? [];
     for (const state of ['running', 'starting'] as const) {
       const ok = instances.filter((i) => i.state === state);
       const own = ok.find((i) => i.node === this.node);
       if (own) return { node: own.node, host: this.localHost, port: own.port };
-      if (ok[0]) return { node: ok[0].node, host: ok[0].host, port: ok[0].port };
+      const other = ok.find((i) => reachable(i.node)) ?? ok[0];
+      if (other) return { node: other.node, host: other.host, port: other.port };
     }
-    const fallback = this.bootstrap.get(service)?.[0];
+    const nodes = this.bootstrap.get(service) ?? [];
+    const fallback = nodes.find(reachable) ?? nodes[0];
     return fallback === undefined ? undefined : { node: fallback, host: '', port: 0, fromBootstrap: true };
   }
 
