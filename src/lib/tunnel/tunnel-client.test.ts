@@ -5,8 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, type Socket, connect, createServer } from 'node:net';
 import { createInterface } from 'node:readline';
-import { constants } from 'node:http2';
-import { Writable } from 'node:stream';
+import { constants, createSecureServer } from 'node:http2';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { privateKeyToPem } from '../identity/keys.ts';
@@ -279,6 +279,32 @@ describe('tunnel client', () => {
       assert.deepEqual(rec.events.filter((e) => e.type === 'backoff'), [], 'the session was never dropped');
     } finally {
       await link.close();
+    }
+  });
+
+  it('sends a request the peer refused unprocessed once more when its body can be sent again, and never a streamed one', async () => {
+    // A peer closing its session refuses new streams unprocessed (REFUSED_STREAM); this one refuses every other one.
+    const server = createSecureServer({ key: privateKeyToPem(b.key.privateKey), cert: b.certPem, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false });
+    let streams = 0;
+    server.on('stream', (stream) => {
+      // Closing with an error code reports it on this end's stream too.
+      stream.on('error', () => {});
+      if (streams++ % 2 === 0) return stream.close(constants.NGHTTP2_REFUSED_STREAM);
+      stream.respond({ ':status': 200 });
+      stream.resume();
+      stream.end('served');
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const cl = client();
+      const peer = { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${(server.address() as AddressInfo).port}` };
+      assert.equal(await text(await cl.request(peer, { method: 'POST', path: '/', body: Buffer.from('again') })), 'served');
+      assert.equal(streams, 2, 'refused, then sent once more');
+      await rejectsWith(cl.request(peer, { method: 'POST', path: '/', body: Readable.from([Buffer.from('once')]) }), 'UNAVAILABLE', /refused unprocessed .*it is safe to retry$/);
+      assert.equal(streams, 3, 'a streamed body is not sent again');
+    } finally {
+      server.close();
     }
   });
 

@@ -29,6 +29,13 @@ export interface TunnelRequest {
   signal?: AbortSignal;
 }
 
+/** A request the peer refused before processing any of it (RST_STREAM REFUSED_STREAM): safe to send again. */
+class UnprocessedError extends TunnelError {
+  constructor(message: string) {
+    super('UNAVAILABLE', message);
+  }
+}
+
 export interface TunnelResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
@@ -120,6 +127,17 @@ export class TunnelClient {
    * Resolves when the response headers arrive. A changed address or key for a known name replaces its session.
    */
   async request(peer: TunnelPeer, req: TunnelRequest): Promise<TunnelResponse> {
+    try {
+      return await this.attempt(peer, req);
+    } catch (err) {
+      // A stream the peer refused unprocessed (it is closing its session: a restart) is sent once more, on a new
+      // session, when its body can be sent again; a streamed body is gone, and that caller hears it is safe to retry.
+      if (err instanceof UnprocessedError && (req.body === undefined || Buffer.isBuffer(req.body)) && !req.signal?.aborted) return this.attempt(peer, req);
+      throw err;
+    }
+  }
+
+  private async attempt(peer: TunnelPeer, req: TunnelRequest): Promise<TunnelResponse> {
     if (this.closed) throw new TunnelError('CLOSED', 'the tunnel client is closed');
     const link = this.link(peer);
     if (link.state === 'backoff') {
@@ -374,7 +392,7 @@ export class TunnelClient {
         if (e?.name === 'AbortError') reject(e);
         else if (cause !== undefined) reject(cause);
         else if (stream.rstCode === constants.NGHTTP2_REFUSED_STREAM) {
-          reject(new TunnelError('UNAVAILABLE', `${what} was refused unprocessed (the peer is closing the session); it is safe to retry`));
+          reject(new UnprocessedError(`${what} was refused unprocessed (the peer is closing the session); it is safe to retry`));
         } else reject(new TunnelError('UNAVAILABLE', `${what} failed: ${e?.message ?? `the stream closed before an answer (code ${stream.rstCode})`}`));
       };
       stream.once('error', failed);
