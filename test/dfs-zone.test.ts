@@ -438,10 +438,10 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
 
     assert.equal(await rawRequest(zone.ports.files, 'GET', '/dav/home/home/alice/from-lan.bin#part', asAlice), 400);
     // A client that waits to be told to go on (Expect: 100-continue) hears a refusal before it sends the body.
-    const expectPut = (auth: string) =>
+    const expectPut = (path: string) =>
       new Promise<{ status: number; continued: boolean }>((resolve, reject) => {
         let continued = false;
-        const req = request({ host: '127.0.0.1', port: zone.ports.files, method: 'PUT', path: '/dav/home/home/alice/expect.bin', headers: { authorization: auth, expect: '100-continue', 'content-length': '4' } }, (res) => {
+        const req = request({ host: '127.0.0.1', port: zone.ports.files, method: 'PUT', path, headers: { ...asAlice, expect: '100-continue', 'content-length': '4' } }, (res) => {
           res.resume();
           res.on('end', () => resolve({ status: res.statusCode!, continued }));
         });
@@ -451,8 +451,9 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
         });
         req.on('error', reject);
       });
-    assert.deepEqual(await expectPut(basic('nobody-here', 'not-a-password')), { status: 401, continued: false });
-    assert.deepEqual(await expectPut(asAlice.authorization), { status: 201, continued: true });
+    // (A refusal that needs no login: a wrong password here would spend the per-address login limit tested below.)
+    assert.deepEqual(await expectPut('/dav/home/home/bob'), { status: 405, continued: false }, 'a PUT on a folder');
+    assert.deepEqual(await expectPut('/dav/home/home/alice/expect.bin'), { status: 201, continued: true });
     // Paths URL parsing would resolve into others are refused, not resolved: each names /home/alice/from-lan.bin.
     for (const p of ['/dav/home/home/alice/x/%2E%2E/from-lan.bin', '/dav/home/home/alice/x/../from-lan.bin', '/dav/home/home/alice/./from-lan.bin', '/dav/home/home\\alice/from-lan.bin']) {
       assert.equal(await rawRequest(zone.ports.files, 'GET', p, asAlice), 400, p);

@@ -194,11 +194,16 @@ export class Rbac {
   /** Whether the user AND the app may perform `action` on `resource`. Synchronous and allocation-light; an unknown
    * action, a non-canonical resource or an unknown subject is simply denied. */
   check(req: AccessRequest): boolean {
+    return this.#bothSides(req, matchPattern);
+  }
+
+  /** Whether the user side and the app side each hold a grant of the action whose pattern `match`es the resource. */
+  #bothSides(req: AccessRequest, match: typeof matchPattern): boolean {
     const bit = actionBit(req.action);
     const segs = bit === 0 ? null : splitResource(req.resource);
     if (segs === null) return false;
     const s = this.#state;
-    return findGrant(s.user, req.user, segs, bit, req) !== null && findGrant(s.app, req.app, segs, bit, req) !== null;
+    return findGrant(s.user, req.user, segs, bit, req, match) !== null && findGrant(s.app, req.app, segs, bit, req, match) !== null;
   }
 
   /**
@@ -210,14 +215,7 @@ export class Rbac {
    * a caller that gets false checks the resources that exist, one by one.
    */
   checkBelow(req: AccessRequest): boolean {
-    const bit = actionBit(req.action);
-    const segs = bit === 0 ? null : splitResource(req.resource);
-    if (segs === null) return false;
-    const s = this.#state;
-    return (
-      findGrant(s.user, req.user, segs, bit, req, matchesAllBelow) !== null &&
-      findGrant(s.app, req.app, segs, bit, req, matchesAllBelow) !== null
-    );
+    return this.#bothSides(req, matchesAllBelow);
   }
 
   /**
@@ -227,14 +225,7 @@ export class Rbac {
    * there exists.
    */
   checkSomeBelow(req: AccessRequest): boolean {
-    const bit = actionBit(req.action);
-    const segs = bit === 0 ? null : splitResource(req.resource);
-    if (segs === null) return false;
-    const s = this.#state;
-    return (
-      findGrant(s.user, req.user, segs, bit, req, matchesSomeBelow) !== null &&
-      findGrant(s.app, req.app, segs, bit, req, matchesSomeBelow) !== null
-    );
+    return this.#bothSides(req, matchesSomeBelow);
   }
 
   /** `check`, with the rule that allowed each side: for audit records and for telling a user which side refused. */

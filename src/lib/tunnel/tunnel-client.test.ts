@@ -11,7 +11,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { privateKeyToPem } from '../identity/keys.ts';
 import { TunnelClient, type TunnelClientOptions, type TunnelPeer, writePieces } from './tunnel-client.ts';
-import { type TunnelServer, startTunnelServer } from './tunnel-server.ts';
+import { type TunnelServer, type TunnelServerOptions, startTunnelServer } from './tunnel-server.ts';
 import { TunnelError, WRITE_PIECE, parseAddress } from './common.ts';
 import { type Device, device, rejectsWith, text } from './testing.suite.ts';
 
@@ -143,17 +143,28 @@ describe('tunnel client', () => {
     await Promise.all(children.splice(0).map(kill));
   });
 
-  async function serve(port = 0, reply = 'ok'): Promise<{ server: TunnelServer; peer: TunnelPeer }> {
+  /** Device b's tunnel server, taking device a, answering with `handler`. */
+  async function serveWith(handler: TunnelServerOptions['handler'], opts: { port?: number; pingIntervalMs?: number } = {}): Promise<{ server: TunnelServer; peer: TunnelPeer }> {
     const server = await startTunnelServer({
       host: '127.0.0.1',
-      port,
+      port: opts.port ?? 0,
       key: b.key,
       certPem: b.certPem,
       authorizePeer: (k) => (k === a.key.publicKeyB64 ? 'a' : null),
-      handler: (_req, res) => res.end(reply),
+      handler,
+      ...(opts.pingIntervalMs ? { pingIntervalMs: opts.pingIntervalMs } : {}),
     });
     servers.push(server);
     return { server, peer: { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${server.port}` } };
+  }
+
+  const serve = (port = 0, reply = 'ok') => serveWith((_req, res) => res.end(reply), { port });
+
+  /** How many bytes a body held, read to its end (or its error). */
+  async function byteCount(body: Readable): Promise<number> {
+    let got = 0;
+    await pipeline(body, new Writable({ write: (c: Buffer, _e, cb) => ((got += c.length), cb()) }));
+    return got;
   }
 
   function client(opts: TunnelClientOptions = {}): TunnelClient {
@@ -222,32 +233,18 @@ describe('tunnel client', () => {
 
   it('fails an answer cut off mid-body instead of ending it as if whole, and ends a whole one', async () => {
     const half = Buffer.alloc(256 * 1024, 1);
-    const server = await startTunnelServer({
-      host: '127.0.0.1',
-      port: 0,
-      key: b.key,
-      certPem: b.certPem,
-      authorizePeer: (k) => (k === a.key.publicKeyB64 ? 'a' : null),
-      handler: (req, res) => {
-        if (req.url === '/whole') return res.end(half);
-        // The rest would follow; instead the stream is reset, the peer's session goes, or the body stops short.
-        res.writeHead(200, req.url === '/short' ? { 'content-length': String(2 * half.length) } : {});
-        res.write(half, () => {
-          if (req.url === '/reset') res.stream.close(constants.NGHTTP2_CANCEL);
-          else if (req.url === '/session') res.stream.session?.destroy();
-          else res.end();
-        });
-      },
+    const { peer } = await serveWith((req, res) => {
+      if (req.url === '/whole') return res.end(half);
+      // The rest would follow; instead the stream is reset, the peer's session goes, or the body stops short.
+      res.writeHead(200, req.url === '/short' ? { 'content-length': String(2 * half.length) } : {});
+      res.write(half, () => {
+        if (req.url === '/reset') res.stream.close(constants.NGHTTP2_CANCEL);
+        else if (req.url === '/session') res.stream.session?.destroy();
+        else res.end();
+      });
     });
-    servers.push(server);
-    const peer = { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${server.port}` };
     const cl = client();
-    const read = async (path: string) => {
-      const r = await cl.request(peer, { method: 'GET', path });
-      let got = 0;
-      await pipeline(r.body, new Writable({ write: (c: Buffer, _e, cb) => ((got += c.length), cb()) }));
-      return got;
-    };
+    const read = async (path: string) => byteCount((await cl.request(peer, { method: 'GET', path })).body);
     assert.equal(await read('/whole'), half.length);
     await assert.rejects(read('/reset'), /^TunnelError: GET \/reset to b: the answer was cut off \(stream reset, code 8\)$/);
     await assert.rejects(read('/short'), /NGHTTP2_PROTOCOL_ERROR/, 'shorter than its content-length');
@@ -256,16 +253,7 @@ describe('tunnel client', () => {
 
   it('keeps a session whose pings queue behind a long answer on a slow link, and ends the answer whole', async () => {
     const answer = Buffer.alloc(1200 * 1024, 7);
-    const server = await startTunnelServer({
-      host: '127.0.0.1',
-      port: 0,
-      key: b.key,
-      certPem: b.certPem,
-      authorizePeer: (k) => (k === a.key.publicKeyB64 ? 'a' : null),
-      handler: (_req, res) => res.end(answer),
-      pingIntervalMs: 1000,
-    });
-    servers.push(server);
+    const { server } = await serveWith((_req, res) => res.end(answer), { pingIntervalMs: 1000 });
     // 400 kB/s each way, in bursts of up to 64 KiB (160 ms apart): the answer takes 3 s, three ping intervals, and
     // every ping's answer waits behind what is left of it.
     const link = await slowLink(server.port, 400_000);
@@ -273,9 +261,7 @@ describe('tunnel client', () => {
       const rec = recorder();
       const cl = client({ pingIntervalMs: 1000, ...rec.options });
       const r = await cl.request({ name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${link.port}` }, { method: 'GET', path: '/' });
-      let got = 0;
-      await pipeline(r.body, new Writable({ write: (c: Buffer, _e, cb) => ((got += c.length), cb()) }));
-      assert.equal(got, answer.length);
+      assert.equal(await byteCount(r.body), answer.length);
       assert.deepEqual(rec.events.filter((e) => e.type === 'backoff'), [], 'the session was never dropped');
     } finally {
       await link.close();
