@@ -722,17 +722,18 @@ class Dav {
       this.opts.onError?.(err, req);
     }
     const headers: Record<string, string> = { ...extra.headers };
-    if (!req.complete) {
-      const declared = Number(req.headers['content-length']);
-      // A body larger than lingering would take is not waited for: the connection closes after the answer.
-      if (Number.isSafeInteger(declared) && declared > LINGER.bytes) headers.Connection = 'close';
-      else linger(req);
-    }
+    const declared = Number(req.headers['content-length']);
+    // A body larger than lingering would take is not waited for: the connection closes after the answer.
+    const rest = req.complete ? 'none' : Number.isSafeInteger(declared) && declared > LINGER.bytes ? 'close' : 'linger';
+    if (rest === 'close') headers.Connection = 'close';
     if (extra.davError) {
       this.sendXml(res, status, `<?xml version="1.0" encoding="utf-8"?>\n<D:error xmlns:D="DAV:">${extra.davError}</D:error>\n`, headers, method);
     } else {
       this.sendText(res, status, `${status} ${STATUS_CODES[status] ?? ''}: ${message}`, headers, method);
     }
+    // Read only once the answer is out: a client still waiting to be told to go on (Expect: 100-continue) hears the
+    // refusal and never sends the body, rather than being told to go on by this read.
+    if (rest === 'linger') linger(req);
   }
 
   private sendText(res: ServerResponse, status: number, text: string, headers: Record<string, string>, method: string): void {
