@@ -2,7 +2,7 @@
 // local or on other nodes, resolving only when every copy is durable; and reading one from wherever a healthy copy
 // is, this node's disks first, checking its hash whoever sent it.
 import { contentIdAsync } from './hashing.ts';
-import type { ReadCheck } from './chunk-store.ts';
+import { DiskFullError, type ReadCheck } from './chunk-store.ts';
 import type { DiskSet } from './disks.ts';
 import type { PeerChunks } from './peers.ts';
 import { type DiskInfo, type DiskRef, placeChunk } from './placement.ts';
@@ -10,7 +10,11 @@ import type { PlacementPolicy } from '../../lib/config/storage-records.ts';
 import type { ZoneStorage } from './zone-view.ts';
 
 export class PlacementError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** A disk in service was out of reach: the write may succeed once it is back (else the disks lack room). */
+    readonly transient: boolean,
+  ) {
     super(message);
     this.name = 'PlacementError';
   }
@@ -89,11 +93,15 @@ export class ChunkIO {
    */
   async store(id: string, data: Buffer, policy: PlacementPolicy, have: readonly DiskRef[] = [], crc?: number): Promise<DiskRef[]> {
     let disks = await this.diskInfos();
-    const failed: DiskRef[] = [];
+    const failed: (DiskRef & { full: boolean })[] = [];
     const done: DiskRef[] = [];
     const why: string[] = [];
     for (let round = 0; round < 4; round++) {
-      const usable = disks.map((d) => (failed.some((f) => f.node === d.node && f.disk === d.disk) ? { ...d, live: false } : d));
+      // A disk that refused for want of room has none; one that failed otherwise is out of reach for this write.
+      const usable = disks.map((d) => {
+        const f = failed.find((x) => x.node === d.node && x.disk === d.disk);
+        return f === undefined ? d : f.full ? { ...d, free_bytes: 0 } : { ...d, live: false };
+      });
       const p = placeChunk({ chunkId: id, size: data.length, policy, disks: usable, have: [...have, ...done], local: this.self });
       if (!p.ok && round === 0 && why.length === 0) {
         await this.refreshZone();
@@ -101,19 +109,19 @@ export class ChunkIO {
         disks = await this.diskInfos();
         continue;
       }
-      if (!p.ok) throw new PlacementError(`${p.reason}${why.length ? ` (failed: ${why.join('; ')})` : ''}`);
+      if (!p.ok) throw new PlacementError(`${p.reason}${why.length ? ` (failed: ${why.join('; ')})` : ''}`, p.transient);
       const todo = p.targets.filter((t) => !done.some((d) => d.node === t.node && d.disk === t.disk) && !have.some((h) => h.node === t.node && h.disk === t.disk));
       const results = await Promise.allSettled(todo.map((t) => this.putOn(t, id, data, crc)));
       results.forEach((r, i) => {
         if (r.status === 'fulfilled') done.push(todo[i]!);
         else {
-          failed.push(todo[i]!);
+          failed.push({ ...todo[i]!, full: r.reason instanceof DiskFullError });
           why.push(`${todo[i]!.node}/${todo[i]!.disk}: ${(r.reason as Error).message}`);
         }
       });
       if (results.every((r) => r.status === 'fulfilled')) return p.targets;
     }
-    throw new PlacementError(`could not store ${policy.copies} copies: ${why.join('; ')}`);
+    throw new PlacementError(`could not store ${policy.copies} copies: ${why.join('; ')}`, !failed.every((f) => f.full));
   }
 
   /** Puts one copy on a given disk (rebalancing). */

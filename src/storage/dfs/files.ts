@@ -56,7 +56,8 @@ export function toKrpcError(err: unknown): Error {
     }
   }
   if (err instanceof PlacementError) {
-    return new KrpcError('UNAVAILABLE', `not enough healthy disks for the placement policy: ${err.message}`, { reason: 'NO_PLACEMENT' });
+    // NO_PLACEMENT: the disks in service lack room or number; without it, one out of reach may be back soon.
+    return new KrpcError('UNAVAILABLE', `not enough healthy disks for the placement policy: ${err.message}`, err.transient ? undefined : { reason: 'NO_PLACEMENT' });
   }
   if (err instanceof ChunkUnavailableError) return new KrpcError('UNAVAILABLE', err.message);
   return err instanceof Error ? err : new Error(String(err));

@@ -39,6 +39,19 @@ describe('chunk placement', () => {
     assert.match(ids(three) as string, /needs 3 copies on different nodes; 2 usable nodes/);
   });
 
+  it('says whether a refusal may pass: a disk in service out of reach, or disks that lack room or are taken out', () => {
+    const policy = { copies: 2, failure_domain: 'node' as const };
+    const refusal = (disks: DiskInfo[]) => {
+      const p = placeChunk({ chunkId: 'sha256:5', size: 1000, policy, disks });
+      assert.equal(p.ok, false);
+      return (p as { transient: boolean }).transient;
+    };
+    assert.equal(refusal([disk('a', 'd1'), disk('b', 'd1', { live: false })]), true, 'b may come back');
+    assert.equal(refusal([disk('a', 'd1'), disk('b', 'd1', { free_bytes: 10 })]), false, 'b is full');
+    assert.equal(refusal([disk('a', 'd1'), disk('b', 'd1', { state: 'draining' })]), false, 'b is being emptied');
+    assert.equal(refusal([disk('a', 'd1'), disk('b', 'd1', { state: 'draining', live: false })]), false, 'a draining disk out of reach changes nothing');
+  });
+
   it('prefers free space, and spreads chunks over disks of about equal room', () => {
     const p = placeChunk({ chunkId: 'sha256:5', size: 1, policy: { copies: 1, failure_domain: 'disk' }, disks: [disk('a', 'small', { free_bytes: GB }), disk('a', 'big', { free_bytes: 50 * GB })] });
     assert.deepEqual(ids(p), ['a/big']);

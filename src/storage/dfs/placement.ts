@@ -58,7 +58,9 @@ function spread(chunkId: string, d: DiskRef): string {
   return createHash('sha256').update(`${chunkId}/${d.node}/${d.disk}`).digest('hex');
 }
 
-export type Placement = { ok: true; targets: DiskRef[] } | { ok: false; reason: string };
+/** A failure is `transient` when a disk in service is out of reach (a node restarting, a link down): the copies may
+ * fit once it is back. Otherwise the zone's disks in service lack the room, or there are too few of them. */
+export type Placement = { ok: true; targets: DiskRef[] } | { ok: false; reason: string; transient: boolean };
 
 /**
  * The disks a chunk should be on under `policy`: the copies it already has on usable disks first (nothing moves
@@ -107,7 +109,11 @@ export function placeChunk(opts: {
   if (chosen.length < policy.copies) {
     const domains = new Set(opts.disks.filter((d) => usable(d) && d.free_bytes >= size).map(domain)).size;
     const what = policy.failure_domain === 'node' ? 'nodes' : 'disks';
-    return { ok: false, reason: `the policy needs ${policy.copies} copies on different ${what}; ${domains} usable ${what} with room are available` };
+    return {
+      ok: false,
+      reason: `the policy needs ${policy.copies} copies on different ${what}; ${domains} usable ${what} with room are available`,
+      transient: opts.disks.some((d) => !d.live && d.state === 'active'),
+    };
   }
   return { ok: true, targets: chosen.map(({ node, disk }) => ({ node, disk })) };
 }
