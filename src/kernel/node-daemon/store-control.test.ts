@@ -40,7 +40,7 @@ describe('pickMembers', () => {
 /** A real store and system-config instance holding `records`, and a StoreControl for device `self` on top of them,
  * as a device whose system-config runs on `backend` would have it. */
 async function deviceOn(dir: string, signal: AbortSignal, records: [string, unknown][], self: string, backend: 'sqlite' | 'etcd', reboots: string[] = []) {
-  const store = openSqliteStore(join(dir, `${self}.db`));
+  const store = openSqliteStore(join(dir, `${self}-${randomUUID()}.db`));
   await store.execTx([], records.map(([key, value]) => ({ op: 'put' as const, key, value: JSON.stringify(value) })));
   const device = generateKeyPair();
   const did = didDev(device.publicKeyB64);
@@ -98,35 +98,45 @@ describe('store control on a real store', () => {
     }
   });
 
-  it('finishes a move to SQLite its device recorded in etcd before it stopped, only onto the copy the record names', async () => {
+  it('finishes a move to SQLite its device recorded in etcd before it stopped, only onto the finished copy the record names', async () => {
     const moved = { backend: 'sqlite', primary: 'ood1', first_revision: 42 };
+    const copying: MigrationRecord = { to: 'sqlite', requested_by: 'alice@ood1', requested_at: 7, state: 'copying', orchestrator: 'ood1', primary: 'ood1', error: null, updated_at: 8 };
+    // What etcd holds after the device recorded the move there and stopped: still frozen, the move still copying.
+    const inEtcd: [string, unknown][] = [[CONFIG_STORE_KEY, moved], [MIGRATION_KEY, copying], [FREEZE_KEY, { reason: 'the zone store is moving to SQLite on ood1', by: 'ood1', at: 1 }]];
     const paths = nodePaths(join(dir, 'ood1'));
     mkdirSync(paths.etc, { recursive: true });
     saveNodeConfig(paths, { config_backend: { type: 'etcd', endpoints: ['https://127.0.0.1:2379'] } });
     mkdirSync(dirname(sqliteStorePath(paths)), { recursive: true });
-    const copy = openSqliteStore(sqliteStorePath(paths));
-    await copy.set(CONFIG_STORE_KEY, JSON.stringify({ ...moved, first_revision: 41 }));
-    await copy.close();
+    const file = async (records: [string, unknown][]) => {
+      const f = openSqliteStore(sqliteStorePath(paths));
+      await f.execTx([], records.map(([key, value]) => ({ op: 'put' as const, key, value: JSON.stringify(value) })));
+      await f.close();
+    };
     const reboots: string[] = [];
-    const d = await deviceOn(dir, stop.signal, [[CONFIG_STORE_KEY, moved]], 'ood1', 'etcd', reboots);
-    try {
-      d.control.follow();
-      // A file that holds another copy is never made the store.
-      await new Promise((r) => setTimeout(r, 500));
-      assert.deepEqual(reboots, []);
-      assert.equal(loadNodeConfig(paths).config_backend?.type, 'etcd');
-    } finally {
-      await d.close();
-    }
-    const right = openSqliteStore(sqliteStorePath(paths));
-    await right.set(CONFIG_STORE_KEY, JSON.stringify(moved));
-    await right.close();
-    const again = await deviceOn(dir, stop.signal, [[CONFIG_STORE_KEY, moved]], 'ood1', 'etcd', reboots);
+    const refusedWith = async (records: [string, unknown][], why: string) => {
+      await file(records);
+      const d = await deviceOn(dir, stop.signal, inEtcd, 'ood1', 'etcd', reboots);
+      try {
+        d.control.follow();
+        await new Promise((r) => setTimeout(r, 500));
+        assert.deepEqual(reboots, [], why);
+        assert.equal(loadNodeConfig(paths).config_backend?.type, 'etcd', why);
+      } finally {
+        await d.close();
+      }
+    };
+    const done = { ...copying, state: 'done' };
+    await refusedWith([[CONFIG_STORE_KEY, { ...moved, first_revision: 41 }], [MIGRATION_KEY, done]], 'a file holding another copy');
+    await refusedWith([[CONFIG_STORE_KEY, moved], [MIGRATION_KEY, copying]], 'a copy not marked done');
+    await refusedWith([[CONFIG_STORE_KEY, moved], [MIGRATION_KEY, { ...done, requested_at: 6 }]], 'the copy of another move');
+    await file([[MIGRATION_KEY, done]]);
+    const again = await deviceOn(dir, stop.signal, inEtcd, 'ood1', 'etcd', reboots);
     try {
       again.control.follow();
       await until('the switch to SQLite', async () => (reboots.length > 0 ? true : undefined), 10_000);
       assert.deepEqual(reboots, ['the zone store moved to SQLite']);
       assert.equal(loadNodeConfig(paths).config_backend?.type, 'sqlite');
+      assert.equal((await again.cfg.get({ key: FREEZE_KEY })).value !== null, true, 'etcd stays frozen: nobody may write there any more');
     } finally {
       await again.close();
     }

@@ -223,6 +223,9 @@ export class StoreControl {
     if (m?.state === 'requested' && m.to === 'sqlite' && kind === 'etcd' && names.length > 0 && !names.includes(m.primary ?? '') && [...names].sort()[0] === me) {
       await this.writeMigration({ ...m, state: 'failed', error: `${m.primary ?? 'no device'} is not a member of the etcd cluster (${names.join(', ')}): only a member can hold the store` });
     }
+    // This device copied the store to SQLite and recorded it in etcd, then stopped before switching over itself (etcd
+    // still says `copying`: the done record is in the new file only).
+    if (c?.backend === 'sqlite' && c.primary === me && kind === 'etcd') return this.guarded(() => this.finishMoveToSqlite(c, m));
     // This device was copying when it stopped (a crash, a power cut): the move is over, and the freeze must go.
     if ((m?.state === 'copying' || m?.state === 'forming') && m.orchestrator === me) {
       return this.guarded(() => this.abandonMove('the device moving the store restarted before the move was done'));
@@ -237,8 +240,6 @@ export class StoreControl {
       else await this.followMembers(c.members);
     }
     if (c?.backend === 'sqlite' && c.primary !== me && kind === 'etcd') await this.switchToRemote(c.primary);
-    // This device copied the store to SQLite and recorded it in etcd, then stopped before switching over itself.
-    if (c?.backend === 'sqlite' && c.primary === me && kind === 'etcd') return this.guarded(() => this.finishMoveToSqlite(c));
   }
 
   private async guarded(fn: () => Promise<void>): Promise<void> {
@@ -706,23 +707,27 @@ export class StoreControl {
 
   /**
    * The record in etcd says the store is SQLite on this device, and this device still runs on etcd: it stopped between
-   * recording the move and switching. Its SQLite file holds the copy, with that same record, if the move got that
-   * far; then the switch is made now. Anything else is left alone and reported: no file here may become the store
-   * unless it is the copy the record describes.
+   * recording the move and switching. Its SQLite file holds the copy, with that same record and the move marked done,
+   * if the move got that far; then the switch is made now. Anything else is left alone and reported: no file here may
+   * become the store unless it is the finished copy the record describes.
    */
-  private async finishMoveToSqlite(c: Extract<ConfigStoreRecord, { backend: 'sqlite' }>): Promise<void> {
+  private async finishMoveToSqlite(c: Extract<ConfigStoreRecord, { backend: 'sqlite' }>, m: MigrationRecord | null): Promise<void> {
     const { openStore, sqliteStorePath } = await stores();
     const db = sqliteStorePath(this.host.paths);
     let held: ConfigStoreRecord | null = null;
+    let done: MigrationRecord | null = null;
     if (existsSync(db)) {
       const file = await openStore({ type: 'sqlite' }, this.host.paths);
       try {
         held = parseRecord(configStoreSchema, (await file.get(CONFIG_STORE_KEY))?.value);
+        done = parseRecord(migrationSchema, (await file.get(MIGRATION_KEY))?.value);
       } finally {
         await file.close();
       }
     }
-    if (held?.backend !== 'sqlite' || held.primary !== c.primary || held.first_revision !== c.first_revision) {
+    const same = held?.backend === 'sqlite' && held.primary === c.primary && held.first_revision === c.first_revision;
+    const finished = done?.state === 'done' && done.to === 'sqlite' && done.orchestrator === this.self && (m === null || done.requested_at === m.requested_at);
+    if (!same || !finished) {
       if (!this.reportedUnfinished) this.host.log.error({ db }, 'the zone store is recorded as moved to SQLite on this device, but its SQLite file does not hold that copy; not switching');
       this.reportedUnfinished = true;
       return;
