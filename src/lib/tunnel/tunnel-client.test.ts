@@ -249,6 +249,13 @@ describe('tunnel client', () => {
     await assert.rejects(read('/reset'), /^TunnelError: GET \/reset to b: the answer was cut off \(stream reset, code 8\)$/);
     await assert.rejects(read('/short'), /NGHTTP2_PROTOCOL_ERROR/, 'shorter than its content-length');
     await assert.rejects(read('/session'), /GET \/session to b: the answer was cut off/);
+    // A slow reader whose session goes before it has read the answer to its end hears so: Node drops what the stream
+    // still held, and the body would otherwise never end.
+    const slow = (await cl.request(peer, { method: 'GET', path: '/whole' })).body;
+    const reading = pipeline(slow, new Writable({ highWaterMark: 1024, write: (_c: Buffer, _e, cb) => setTimeout(cb, 20) }));
+    await new Promise((r) => setTimeout(r, 200));
+    cl.drop('b');
+    await assert.rejects(reading, /GET \/whole to b: the answer was cut off \(the session to b was dropped\)/);
   });
 
   it('keeps a session whose pings queue behind a long answer on a slow link, and ends the answer whole', async () => {

@@ -348,25 +348,36 @@ export class TunnelClient {
    * refuses itself). Destroying the body resets the stream, so a consumer that gives up cancels the answer at the peer.
    */
   private wholeBody(stream: ClientHttp2Stream, session: ClientHttp2Session, what: string): Readable {
-    const cutOff = (): Error | null => {
+    // Judged when the stream closes, not when the consumer is done with the body: a session that goes after the stream
+    // was read to its end does not make an answer that arrived whole a cut-off one.
+    let verdict: Error | null | undefined;
+    const cutOff = (why: string) => new TunnelError('UNAVAILABLE', `${what}: the answer was cut off (${why})`);
+    const judge = () => {
       const cause = this.causes.get(session);
-      if (cause) return new TunnelError('UNAVAILABLE', `${what}: the answer was cut off (${cause.message})`);
-      if (stream.rstCode !== constants.NGHTTP2_NO_ERROR) return new TunnelError('UNAVAILABLE', `${what}: the answer was cut off (stream reset, code ${stream.rstCode})`);
-      return null;
+      if (cause) verdict = cutOff(cause.message);
+      else if (stream.rstCode !== constants.NGHTTP2_NO_ERROR) verdict = cutOff(`stream reset, code ${stream.rstCode}`);
+      // Closed before its end was read: its session went (a peer restarting, drop()) while a slow reader had not
+      // taken all of it, and Node drops what the stream still held.
+      else if (!stream.readableEnded) verdict = cutOff('the session closed before the answer was read');
+      else verdict = null;
+      // What the stream still held is gone with it, and it will never end: the body fails now, not at a flush that
+      // would never come.
+      if (verdict) body.destroy(verdict);
     };
     const body = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         cb(null, chunk);
       },
       flush(cb) {
-        const decide = () => cb(cutOff());
-        if (stream.closed) decide();
-        else stream.once('close', decide);
+        if (verdict !== undefined) cb(verdict);
+        else stream.once('close', () => cb(verdict));
       },
     });
     // A peer vanishing mid-body must not crash a process whose consumer forgot to listen for 'error'; consumers still
     // see it through pipeline() or async iteration, which track the body's own state.
     body.on('error', () => {});
+    if (stream.closed) judge();
+    else stream.once('close', judge);
     pipeline(stream, body, () => {});
     return body;
   }

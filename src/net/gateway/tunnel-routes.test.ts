@@ -37,6 +37,8 @@ describe('tunnel routes: requests between two gateways', () => {
   let gateway: { server: Server; port: number };
   let peer: TunnelPeer;
   const seen: Seen[] = [];
+  /** Device a removed from the zone: b's tunnel server refuses it from then on (revalidate). */
+  let aRemoved = false;
 
   before(async () => {
     [a, b] = await Promise.all([device('a'), device('b')]);
@@ -65,7 +67,7 @@ describe('tunnel routes: requests between two gateways', () => {
       port: 0,
       key: b.key,
       certPem: b.certPem,
-      authorizePeer: (k) => (k === a.key.publicKeyB64 ? 'a' : null),
+      authorizePeer: (k) => (k === a.key.publicKeyB64 && !aRemoved ? 'a' : null),
       // As the gateway's handler does: the client a's gateway named, else the tunnel peer itself.
       handler: (req, res) => proxyFromTunnel(req, res, service.port, (req.headers['x-buckyos-client'] as string | undefined) ?? 'tunnel peer'),
     });
@@ -111,5 +113,18 @@ describe('tunnel routes: requests between two gateways', () => {
     const res = await fetch(`http://127.0.0.1:${gateway.port}/who`, { method: 'POST', body: 'x', headers: { 'x-forwarded-for': '203.0.113.77' } });
     assert.equal(await res.text(), 'done');
     assert.equal(seen.find((x) => x.path === '/who')?.forwardedFor, '127.0.0.1');
+  });
+
+  // Last: device a stays refused after it.
+  it('hands an upload its session was cut under (the calling device removed) to the service as aborted', async () => {
+    const body = new PassThrough();
+    const answer = tunnel.request(peer, { method: 'PUT', path: '/cut', body });
+    answer.catch(() => {});
+    body.write(Buffer.alloc(100_000));
+    const s = await until('the service receiving', async () => seen.find((x) => x.path === '/cut' && x.bytes === 100_000), 10_000);
+    aRemoved = true;
+    tunnelServer.revalidate();
+    await until('the service seeing the request cut', async () => (s.outcome === 'aborted' ? true : undefined), 10_000);
+    assert.equal(s.outcome, 'aborted');
   });
 });

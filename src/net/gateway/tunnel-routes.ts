@@ -2,7 +2,7 @@
 // runs on another device go through the tunnel to that device's gateway, which hands them to its local instance.
 // A device without a certificate (one joining the zone) may reach verify-hub's device_enrol, and nothing else.
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import { constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { CLIENT_HEADER, sendJson } from '../../lib/krpc/index.ts';
 import { type TunnelClient, type TunnelPeer, TunnelError } from '../../lib/tunnel/index.ts';
 
@@ -53,6 +53,8 @@ export function proxyThroughTunnel(tunnel: TunnelClient, peer: TunnelPeer, req: 
 
 /** Hands a request that arrived through the tunnel to this node's instance on `port`. */
 export function proxyFromTunnel(req: Http2ServerRequest, res: Http2ServerResponse, port: number, client: string, body?: Buffer): void {
+  let received = body !== undefined || req.readableEnded;
+  let answered = false;
   const upstream = httpRequest(
     {
       host: '127.0.0.1',
@@ -63,20 +65,25 @@ export function proxyFromTunnel(req: Http2ServerRequest, res: Http2ServerRespons
     },
     (up) => {
       res.writeHead(up.statusCode ?? 502, responseHeaders(up.headers));
+      up.once('end', () => (answered = true));
       up.pipe(res);
     },
   );
   upstream.on('error', (e) => {
+    answered = true;
     if (!res.headersSent) {
       res.writeHead(503, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: { code: 'UNAVAILABLE', message: `service instance unreachable: ${e.message}` } }));
     } else res.destroy();
   });
-  // A tunnel peer that gives up (RST_STREAM: a cancelled download, an aborted upload) ends the instance's request at
-  // once. The compatibility layer would not say so otherwise: its response emits 'finish' whatever happened, and its
-  // request ends its body as if whole, which piped on would hand the instance a cut-off upload as complete.
+  // A stream that closes before its request body came whole or the instance's answer went out whole (the peer reset
+  // it: a cancelled download, an aborted upload; or the session went: the device removed, the link dead) ends the
+  // instance's request at once. The compatibility layer would not say so: its response emits 'finish' whatever
+  // happened, and its request ends its body as if whole (after the close), which piped on would hand the instance a
+  // cut-off upload as complete.
+  if (!received) req.once('end', () => (received = true));
   res.stream.once('close', () => {
-    if (res.stream.rstCode !== constants.NGHTTP2_NO_ERROR) upstream.destroy();
+    if (!received || !answered) upstream.destroy();
   });
   if (body) upstream.end(body);
   else req.pipe(upstream);
