@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import {
   type ConfigBackendKind, KERNEL_SERVICE_PORTS, type KernelServiceName, OPT_IN_KERNEL_SERVICES, type NodeConfig, type NodePaths, loadNodeConfig, nodePaths,
@@ -277,7 +278,16 @@ class NodeDaemon {
     for (const [key, value] of [['boot/config', rt.identity.bootJwt], [`devices/${node}/doc`, rt.identity.deviceJwt]]) {
       const cur = await cfg.get({ key });
       if (cur.value === value) continue;
-      await cfg.set({ key, value });
+      try {
+        await cfg.set({ key, value });
+      } catch (e) {
+        // Frozen by a move this device left half done: store control lifts it, and the next boot publishes these.
+        if (cur.value !== null && e instanceof KrpcError && e.code === 'UNAVAILABLE' && /read-only for a moment/.test(e.message)) {
+          this.log.warn({ key }, 'the store is frozen; publishing this device\'s document later');
+          continue;
+        }
+        throw e;
+      }
       if (key === 'boot/config' && cur.value === null) {
         const { boot, device } = rt.identity;
         rt.audit.emit({ kind: 'activation', actor: boot.owner, target: `did:web:${boot.zone}`, detail: { device: device.name, device_did: device.did } });
@@ -523,7 +533,8 @@ class NodeDaemon {
         this.log.error({ err: (err as Error).message, retry_ms: wait }, 'booting the kernel services again failed; retrying');
         await this.supervisor.stopAll();
         this.rt?.close();
-        await new Promise((r) => setTimeout(r, wait));
+        // A shutdown meanwhile ends the wait, and the loop with it.
+        await delay(wait, undefined, { signal: this.stop.signal }).catch(() => undefined);
       }
     }
   }

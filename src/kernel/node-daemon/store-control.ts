@@ -323,14 +323,16 @@ export class StoreControl {
     const c = this.last.store;
     if (this.busy || c?.backend !== 'etcd' || this.host.backend() !== 'etcd') return;
     if ([...c.members].map((x) => x.name).sort()[0] !== this.self) return;
+    const { addMember, clusterHealth } = await etcdCluster();
+    const endpoints = c.members.map((x) => x.client_url);
+    const health = await clusterHealth(endpoints, this.tlsBuffers());
+    // Every round, whether the cluster would grow or not: the device an unstarted member was added for is often the
+    // one that went offline, and then no growing is wanted at all.
+    if (await this.dropUnstarted(c, endpoints, health)) return;
     const online = await this.onlineCores();
     const wanted = clusterSize(online.length);
     const candidate = online.filter((d) => !c.members.some((x) => x.name === d.name)).sort((a, b) => (a.name < b.name ? -1 : 1))[0];
     if (c.members.length >= wanted || !candidate) return;
-    const { addMember, clusterHealth } = await etcdCluster();
-    const endpoints = c.members.map((x) => x.client_url);
-    const health = await clusterHealth(endpoints, this.tlsBuffers());
-    if (await this.dropUnstarted(c, endpoints, health)) return;
     if (health.healthy !== c.members.length) return;
     const added: EtcdMemberRecord = { name: candidate.name, peer_url: `https://${candidate.ip}:${PEER_PORT}`, client_url: `https://${candidate.ip}:${CLIENT_PORT}` };
     await addMember(endpoints, added.peer_url, added.name, this.tlsBuffers());

@@ -97,6 +97,9 @@ export function parseAddress(address: string): { host: string; port: number } {
   return { host, port };
 }
 
+/** What one PING costs on the wire, TLS record included: written bytes up to this are not progress. */
+const PING_WIRE_BYTES = 64;
+
 /**
  * Pings `session` every `intervalMs` and calls `onDead` once if a ping is still unanswered when the next one is due and
  * the link made no progress meanwhile. On a slow link the answer queues behind up to a window of data (8 MiB take a
@@ -109,10 +112,14 @@ export function keepAlive(session: Http2Session, intervalMs: number, onDead: (re
   const socket = () => session.socket as { bytesRead?: number; bytesWritten?: number } | undefined;
   const moved = () => (socket()?.bytesRead ?? 0) + (socket()?.bytesWritten ?? 0);
   let seen = moved();
+  let pinged = false;
   const timer = setInterval(() => {
     if (session.destroyed) return;
-    const progress = moved() !== seen;
-    seen = moved();
+    const now = moved();
+    // A PING frame is 17 bytes; under TLS it takes a record of its own, about 40.
+    const progress = now - seen > (pinged ? PING_WIRE_BYTES : 0);
+    seen = now;
+    pinged = false;
     if (waiting) {
       if (progress) return;
       clearInterval(timer);
@@ -120,11 +127,11 @@ export function keepAlive(session: Http2Session, intervalMs: number, onDead: (re
       return;
     }
     waiting = true;
+    // The ping itself is no progress: it is written after this returns, so the next look allows for its frame.
+    pinged = true;
     session.ping((err) => {
       if (!err) waiting = false;
     });
-    // The ping itself is no progress.
-    seen = moved();
   }, intervalMs);
   // The session's socket is what keeps a process alive; its keep-alive timer must not.
   timer.unref();

@@ -247,7 +247,6 @@ export class DfsHttp {
   /** The route handler for everything under /kapi/dfs/ that is not the kRPC endpoint. */
   handle = (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> =>
     this.guarded(req, res, url, async () => {
-      if (resolvesAway(req.url ?? '/')) throw new KrpcError('BAD_REQUEST', 'a path may hold no "." or ".." segment and no "\\"');
       const rest = url.pathname.slice('/kapi/dfs'.length);
       let m: RegExpExecArray | null;
       if ((m = /^\/dav(\/.*)?$/.exec(rest))) return await this.davRequest(req, res, url, m[1] ?? '/');
