@@ -113,9 +113,23 @@ async function browserMedia(ui: UiZone): Promise<{ png: Buffer; webm: Buffer }> 
 
 const row = (page: Page, name: string) => page.locator(`li[data-entry="${name}"]`);
 
+/**
+ * Opens an entry's menu and picks `action`. The list may still be settling when the menu opens (previews loading
+ * shift the rows; a refresh after the last change renders them again), which can move the menu under another row or
+ * close it before the click lands (seen in CI: "li[data-entry=photo.png] intercepts pointer events", then the item
+ * gone): the menu is opened again, up to three times, as a person would.
+ */
 async function entryAction(page: Page, name: string, action: string): Promise<void> {
-  await page.getByRole('button', { name: `Actions for ${name}`, exact: true }).click();
-  await page.getByRole('menuitem', { name: action, exact: true }).click();
+  for (let attempt = 1; ; attempt++) {
+    await page.getByRole('button', { name: `Actions for ${name}`, exact: true }).click();
+    try {
+      await page.getByRole('menuitem', { name: action, exact: true }).click({ timeout: 5_000 });
+      return;
+    } catch (err) {
+      if (attempt === 3) throw err;
+      await page.keyboard.press('Escape');
+    }
+  }
 }
 
 /** Waits for a notice and closes it, so that the next one is not mistaken for it. */
