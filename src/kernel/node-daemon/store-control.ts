@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { z } from 'zod';
 import { type ConfigBackendKind, type KernelServiceName, type NodePaths, loadNodeConfig, saveNodeConfig } from '../../lib/config/node-config.ts';
 import {
@@ -83,16 +84,7 @@ const specSchema = z.object({
 });
 
 /** Resolves after `ms`, or at once when `signal` aborts (the daemon stopping). */
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
+const sleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, { signal }).catch(() => undefined);
 
 /** How many members `devices` core devices should make: an odd number, at most seven (an even count adds a member
  * that quorum needs without adding tolerance). */
@@ -131,8 +123,12 @@ export class StoreControl {
   /** Starts this device's member from its saved spec, if it has one: system-config on etcd needs it first. */
   async startSavedMember(): Promise<void> {
     if (!existsSync(this.f.spec)) return;
-    const spec = specSchema.parse(JSON.parse(readFileSync(this.f.spec, 'utf8'))) as EtcdMemberSpec;
-    await this.runMember(spec);
+    await this.runMember(this.savedSpec());
+  }
+
+  /** The spec of the member this device last ran (it throws when there is none or it cannot be read). */
+  private savedSpec(): EtcdMemberSpec {
+    return specSchema.parse(JSON.parse(readFileSync(this.f.spec, 'utf8'))) as EtcdMemberSpec;
   }
 
   /** Follows the control records for as long as the daemon runs. */
@@ -444,7 +440,7 @@ export class StoreControl {
   /** The cluster token of the member this device last ran, from its saved spec; null when there is none to read. */
   private savedToken(): string | null {
     try {
-      return specSchema.parse(JSON.parse(readFileSync(this.f.spec, 'utf8'))).clusterToken;
+      return this.savedSpec().clusterToken;
     } catch {
       return null;
     }
