@@ -22,6 +22,11 @@ export class TunnelError extends Error {
     message: string,
     /** While the client backs off after a failure: when (Date.now() ms) it next tries to connect. */
     readonly retryAt?: number,
+    /**
+     * Nothing of the request reached the peer's application: there was no session to send it on, or the peer refused
+     * its stream unprocessed. Another instance of the service may take it, if its body can still be sent.
+     */
+    readonly unsent = false,
   ) {
     super(message);
     this.name = 'TunnelError';

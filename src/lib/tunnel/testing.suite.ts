@@ -1,5 +1,8 @@
-// Helpers the tunnel tests share: devices with keys and certificates, reading a body, and checking a TunnelError.
+// Helpers the tunnel tests share: devices with keys and certificates, a port nothing listens on, reading a body, and
+// checking a TunnelError.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { type AddressInfo, createServer } from 'node:net';
 import { type KeyPair, generateKeyPair } from '../identity/keys.ts';
 import { selfSignedCert } from '../identity/tls-certs.ts';
 import type { TunnelResponse } from './tunnel-client.ts';
@@ -14,6 +17,16 @@ export interface Device {
 export async function device(name: string): Promise<Device> {
   const key = generateKeyPair();
   return { name, key, certPem: await selfSignedCert({ key, commonName: name }) };
+}
+
+/** A port nothing listens on: taken from the system, then released. */
+export async function closedPort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address() as AddressInfo;
+  s.close();
+  await once(s, 'close');
+  return port;
 }
 
 export async function text(res: TunnelResponse): Promise<string> {

@@ -13,17 +13,7 @@ import { privateKeyToPem } from '../identity/keys.ts';
 import { TunnelClient, type TunnelClientOptions, type TunnelPeer, writePieces } from './tunnel-client.ts';
 import { type TunnelServer, type TunnelServerOptions, startTunnelServer } from './tunnel-server.ts';
 import { TunnelError, WRITE_PIECE, parseAddress } from './common.ts';
-import { type Device, device, rejectsWith, text } from './testing.suite.ts';
-
-/** A port nothing listens on: taken from the system, then released. */
-async function closedPort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as AddressInfo;
-  s.close();
-  await once(s, 'close');
-  return port;
-}
+import { type Device, closedPort, device, rejectsWith, text } from './testing.suite.ts';
 
 /** A TCP relay to `port` on loopback that passes at most `bytesPerSecond` each way, as a slow uplink would. */
 async function slowLink(port: number, bytesPerSecond: number): Promise<{ port: number; close(): Promise<void> }> {
@@ -187,11 +177,14 @@ describe('tunnel client', () => {
   it('fails requests at once while backing off, saying when it tries next', async () => {
     const cl = client({ backoff: { minMs: 60_000, maxMs: 60_000 } });
     const peer = { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${await closedPort()}` };
-    await rejectsWith(cl.request(peer, { method: 'GET', path: '/' }), 'UNAVAILABLE', /ECONNREFUSED/);
+    const first = await cl.request(peer, { method: 'GET', path: '/' }).catch((e: unknown) => e);
+    assert.ok(first instanceof TunnelError && /ECONNREFUSED/.test(first.message), String(first));
+    assert.equal(first.unsent, true, 'no session: nothing was sent, another instance may take the request');
     assert.equal(cl.state('b'), 'backoff');
     const err = await cl.request(peer, { method: 'GET', path: '/' }).catch((e: unknown) => e);
     assert.ok(err instanceof TunnelError);
     assert.equal(err.code, 'UNAVAILABLE');
+    assert.equal(err.unsent, true);
     assert.match(err.message, /ECONNREFUSED [\d.:]+; next attempt in \d+ ms/);
     assert.ok(err.retryAt !== undefined && err.retryAt > Date.now(), 'retryAt is in the future');
     // close() does not wait for the pending retry.
@@ -275,13 +268,15 @@ describe('tunnel client', () => {
     }
   });
 
-  it('sends a request the peer refused unprocessed once more when its body can be sent again, and never a streamed one', async () => {
+  it('sends a request the peer refused unprocessed once more when its body can be sent again, and never a streamed one; only unprocessed ones count as unsent', async () => {
     // A peer closing its session refuses new streams unprocessed (REFUSED_STREAM); this one refuses every other one.
     const server = createSecureServer({ key: privateKeyToPem(b.key.privateKey), cert: b.certPem, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false });
     let streams = 0;
-    server.on('stream', (stream) => {
+    server.on('stream', (stream, headers) => {
       // Closing with an error code reports it on this end's stream too.
       stream.on('error', () => {});
+      // A stream the peer took and then failed: it may have acted on it.
+      if (headers[':path'] === '/taken') return stream.once('data', () => stream.close(constants.NGHTTP2_INTERNAL_ERROR));
       if (streams++ % 2 === 0) return stream.close(constants.NGHTTP2_REFUSED_STREAM);
       stream.respond({ ':status': 200 });
       stream.resume();
@@ -294,8 +289,13 @@ describe('tunnel client', () => {
       const peer = { name: 'b', key: b.key.publicKeyB64, address: `127.0.0.1:${(server.address() as AddressInfo).port}` };
       assert.equal(await text(await cl.request(peer, { method: 'POST', path: '/', body: Buffer.from('again') })), 'served');
       assert.equal(streams, 2, 'refused, then sent once more');
-      await rejectsWith(cl.request(peer, { method: 'POST', path: '/', body: Readable.from([Buffer.from('once')]) }), 'UNAVAILABLE', /refused unprocessed .*it is safe to retry$/);
+      const refused = await cl.request(peer, { method: 'POST', path: '/', body: Readable.from([Buffer.from('once')]) }).catch((e: unknown) => e);
+      assert.ok(refused instanceof TunnelError && /refused unprocessed .*it is safe to retry$/.test(refused.message), String(refused));
+      assert.equal(refused.unsent, true);
       assert.equal(streams, 3, 'a streamed body is not sent again');
+      const taken = await cl.request(peer, { method: 'POST', path: '/taken', body: Buffer.from('acted on') }).catch((e: unknown) => e);
+      assert.ok(taken instanceof TunnelError, String(taken));
+      assert.equal(taken.unsent, false, 'a stream the peer read from may have been acted on');
     } finally {
       server.close();
     }

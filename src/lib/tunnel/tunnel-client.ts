@@ -32,8 +32,13 @@ export interface TunnelRequest {
 /** A request the peer refused before processing any of it (RST_STREAM REFUSED_STREAM): safe to send again. */
 class UnprocessedError extends TunnelError {
   constructor(message: string) {
-    super('UNAVAILABLE', message);
+    super('UNAVAILABLE', message, undefined, true);
   }
+}
+
+/** The same failure, marked as one that sent nothing (a session's cause is shared by every request that met it). */
+function unsent(e: TunnelError): TunnelError {
+  return e.unsent ? e : new TunnelError(e.code, e.message, e.retryAt, true);
 }
 
 export interface TunnelResponse {
@@ -142,10 +147,15 @@ export class TunnelClient {
     const link = this.link(peer);
     if (link.state === 'backoff') {
       const last = link.lastError!;
-      throw new TunnelError(last.code, `${last.message}; next attempt in ${Math.max(0, link.retryAt! - Date.now())} ms`, link.retryAt);
+      throw new TunnelError(last.code, `${last.message}; next attempt in ${Math.max(0, link.retryAt! - Date.now())} ms`, link.retryAt, true);
     }
     if (link.state === 'idle') this.connect(link);
-    const session = await link.ready!;
+    let session: ClientHttp2Session;
+    try {
+      session = await link.ready!;
+    } catch (e) {
+      throw e instanceof TunnelError ? unsent(e) : e;
+    }
     return this.send(link, session, req);
   }
 
@@ -393,7 +403,7 @@ export class TunnelClient {
       try {
         stream = session.request(headers, { endStream: req.body === undefined, signal: req.signal });
       } catch (e) {
-        reject(this.causes.get(session) ?? new TunnelError('UNAVAILABLE', `cannot send ${req.method} ${req.path} to ${link.peer.name}: ${(e as Error).message}`));
+        reject(unsent(this.causes.get(session) ?? new TunnelError('UNAVAILABLE', `cannot send ${req.method} ${req.path} to ${link.peer.name}: ${(e as Error).message}`)));
         return;
       }
       // A stream can end without an 'error' (its session closed under it), so 'close' before a response fails too.

@@ -93,20 +93,33 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
   });
   void devices.follow();
 
-  /** Routes `/kapi/<service>` to an instance, here or through a tunnel; `body` when the caller already read it. */
-  const route = (req: IncomingMessage, res: ServerResponse, url: URL, body?: Buffer): void => {
+  const reachable = (n: string) => tunnel.state(n) !== 'backoff';
+  /**
+   * Routes `/kapi/<service>` to an instance, here or through a tunnel; `body` when the caller already read it. A
+   * request that could not reach a device at all goes to the next instance (`tried`: the devices it could not reach):
+   * the first calls after a device went down are answered, not only those after its tunnel began backing off.
+   */
+  const route = (req: IncomingMessage, res: ServerResponse, url: URL, body?: Buffer, tried: ReadonlySet<string> = new Set()): void => {
     const m = /^\/kapi\/([a-z][a-z0-9-]*)(\/.*)?$/.exec(url.pathname);
     if (!m) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${url.pathname}` } });
     const wanted = req.headers[NODE_HEADER];
     const node = typeof wanted === 'string' && wanted ? wanted : undefined;
-    const target = node ? table.on(m[1]!, node) : table.pick(m[1]!, (n) => tunnel.state(n) !== 'backoff');
+    const target = node ? table.on(m[1]!, node) : table.pick(m[1]!, reachable, tried);
     if (!target) {
       return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: node ? `service "${m[1]}" does not run on ${node}` : `no running instance of service "${m[1]}"` } });
     }
     if (target.node === self) return proxy(req, res, target, url.pathname + url.search, body);
     const peer = peerFor(target.node, target.fromBootstrap ? undefined : target.host);
     if (!peer) return sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `device ${target.node} of service "${m[1]}" is not a known zone device` } });
-    proxyThroughTunnel(tunnel, peer, req, res, url.pathname + url.search, body);
+    const elsewhere = node
+      ? undefined
+      : () => {
+          const next = new Set(tried).add(target.node);
+          if (table.pick(m[1]!, reachable, next) === undefined) return false;
+          route(req, res, url, body, next);
+          return true;
+        };
+    proxyThroughTunnel(tunnel, peer, req, res, url.pathname + url.search, body, elsewhere);
   };
 
   const server = createHttpApp({

@@ -84,6 +84,19 @@ describe('RouteTable', () => {
     assert.equal(b.pick('system-config', (n) => n !== 'ood1')?.node, 'ood2');
   });
 
+  it('never picks a node a request already failed to reach, even when nothing else is left', () => {
+    const t = new RouteTable('n1');
+    t.apply('services/s/info', info(inst('n2', 1, 'running'), inst('n3', 3, 'starting'), inst('n4', 4, 'running')));
+    assert.equal(t.pick('s', () => true, new Set(['n2']))?.node, 'n4');
+    assert.equal(t.pick('s', () => false, new Set(['n2']))?.node, 'n4', 'unreachable-looking ones still beat tried ones');
+    assert.equal(t.pick('s', () => true, new Set(['n2', 'n4']))?.node, 'n3', 'a starting one after every running one failed');
+    assert.equal(t.pick('s', () => true, new Set(['n2', 'n3', 'n4'])), undefined);
+    const b = new RouteTable('pn1');
+    b.setBootstrap(['system-config'], ['ood1', 'ood2']);
+    assert.equal(b.pick('system-config', () => true, new Set(['ood1']))?.node, 'ood2');
+    assert.equal(b.pick('system-config', () => true, new Set(['ood1', 'ood2'])), undefined);
+  });
+
   it('sends bootstrap services to the enrolment peers until a route names a running instance', () => {
     const t = new RouteTable('pn1');
     t.setBootstrap(['system-config'], ['ood1', 'ood2']);

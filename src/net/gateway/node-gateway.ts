@@ -63,10 +63,11 @@ export class RouteTable {
    * A running instance, preferring this node's own; a starting one only when nothing runs (a restart in progress
    * answers a moment later rather than failing at once); else a bootstrap node. Among other nodes' instances, and
    * among bootstrap nodes, one on a node `reachable` says yes to comes first: a device whose tunnel is backing off
-   * would fail the request at once, while the scheduler takes up to 90 s to call its instances dead.
+   * would fail the request at once, while the scheduler takes up to 90 s to call its instances dead. Nodes in `tried`
+   * (a request that found them unreachable) are passed over.
    */
-  pick(service: string, reachable: (node: string) => boolean = () => true): RouteTarget | undefined {
-    const instances = this.routes.get(service)?.instances ?? [];
+  pick(service: string, reachable: (node: string) => boolean = () => true, tried: ReadonlySet<string> = new Set()): RouteTarget | undefined {
+    const instances = (this.routes.get(service)?.instances ?? []).filter((i) => !tried.has(i.node));
     for (const state of ['running', 'starting'] as const) {
       const ok = instances.filter((i) => i.state === state);
       const own = ok.find((i) => i.node === this.node);
@@ -74,7 +75,7 @@ export class RouteTable {
       const other = ok.find((i) => reachable(i.node)) ?? ok[0];
       if (other) return { node: other.node, host: other.host, port: other.port };
     }
-    const nodes = this.bootstrap.get(service) ?? [];
+    const nodes = (this.bootstrap.get(service) ?? []).filter((n) => !tried.has(n));
     const fallback = nodes.find(reachable) ?? nodes[0];
     return fallback === undefined ? undefined : { node: fallback, host: '', port: 0, fromBootstrap: true };
   }

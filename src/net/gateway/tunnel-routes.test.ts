@@ -7,7 +7,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer, r
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { TunnelClient, type TunnelPeer, type TunnelServer, startTunnelServer } from '../../lib/tunnel/index.ts';
-import { type Device, device } from '../../lib/tunnel/testing.suite.ts';
+import { type Device, closedPort, device } from '../../lib/tunnel/testing.suite.ts';
 import { until } from '../../../test/support/wait.ts';
 import { proxyFromTunnel, proxyThroughTunnel } from './tunnel-routes.ts';
 
@@ -113,6 +113,33 @@ describe('tunnel routes: requests between two gateways', () => {
     const res = await fetch(`http://127.0.0.1:${gateway.port}/who`, { method: 'POST', body: 'x', headers: { 'x-forwarded-for': '203.0.113.77' } });
     assert.equal(await res.text(), 'done');
     assert.equal(seen.find((x) => x.path === '/who')?.forwardedFor, '127.0.0.1');
+  });
+
+  it('sends a request that reached no device to the next instance with its streamed body whole, and answers 503 when none is left', async () => {
+    // A device down: a peer nothing answers for. Its failures go to the live peer, as the gateway's route does.
+    const down: TunnelPeer = { name: 'down', key: b.key.publicKeyB64, address: `127.0.0.1:${await closedPort()}` };
+    const failover = await listenHttp((req, res) =>
+      proxyThroughTunnel(tunnel, down, req, res, req.url!, undefined, () => {
+        if (req.url === '/nowhere-else') return false;
+        proxyThroughTunnel(tunnel, peer, req, res, req.url!);
+        return true;
+      }),
+    );
+    try {
+      const moved = await fetch(`http://127.0.0.1:${failover.port}/moved`, { method: 'POST', body: Buffer.alloc(300_000, 1) });
+      assert.equal(moved.status, 200);
+      assert.equal(await moved.text(), 'done');
+      const s = seen.find((x) => x.path === '/moved');
+      assert.deepEqual([s?.bytes, s?.outcome], [300_000, 'ended']);
+      // The down device's tunnel now backs off: the request fails at once, and there is nowhere else to send it.
+      const stranded = await fetch(`http://127.0.0.1:${failover.port}/nowhere-else`, { method: 'POST', body: 'x' });
+      assert.equal(stranded.status, 503);
+      assert.match(((await stranded.json()) as { error: { message: string } }).error.message, /^device down is unreachable through its tunnel \(UNAVAILABLE: .*ECONNREFUSED/);
+      assert.equal(seen.find((x) => x.path === '/nowhere-else'), undefined);
+    } finally {
+      failover.server.closeAllConnections();
+      failover.server.close();
+    }
   });
 
   // Last: device a stays refused after it.

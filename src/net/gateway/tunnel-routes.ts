@@ -24,8 +24,21 @@ function responseHeaders(headers: Record<string, string | string[] | number | un
   return out;
 }
 
-/** Sends a local client's request to the instance on `peer` through the tunnel; `body` when already read. */
-export function proxyThroughTunnel(tunnel: TunnelClient, peer: TunnelPeer, req: IncomingMessage, res: ServerResponse, path: string, body?: Buffer): void {
+/**
+ * Sends a local client's request to the instance on `peer` through the tunnel; `body` when already read. When the
+ * request never reached the peer (no session to it: the device is down or cut off) and its body can still be sent,
+ * `elsewhere` is asked to send it to another instance; it returns false when there is none, and the failure is
+ * answered here.
+ */
+export function proxyThroughTunnel(
+  tunnel: TunnelClient,
+  peer: TunnelPeer,
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  body?: Buffer,
+  elsewhere?: (failure: TunnelError) => boolean,
+): void {
   const abort = new AbortController();
   res.on('close', () => {
     if (!res.writableFinished) abort.abort();
@@ -43,6 +56,9 @@ export function proxyThroughTunnel(tunnel: TunnelClient, peer: TunnelPeer, req: 
       up.body.pipe(res);
     },
     (err: unknown) => {
+      // A streamed body is still whole when nothing of it was read: the tunnel reads it only once a stream is open.
+      const canResend = body !== undefined || !req.readableDidRead;
+      if (err instanceof TunnelError && err.unsent && canResend && !abort.signal.aborted && elsewhere?.(err)) return;
       req.resume();
       const why = err instanceof TunnelError ? `${err.code}: ${err.message}` : (err as Error).message;
       if (!res.headersSent) sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `device ${peer.name} is unreachable through its tunnel (${why})` } });
