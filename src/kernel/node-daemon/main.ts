@@ -5,7 +5,6 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import {
   type ConfigBackendKind, KERNEL_SERVICE_PORTS, type KernelServiceName, OPT_IN_KERNEL_SERVICES, type NodeConfig, type NodePaths, loadNodeConfig, nodePaths,
@@ -18,6 +17,7 @@ import { KrpcError, httpHealthy } from '../../lib/krpc/index.ts';
 import { type Logger, createLogger } from '../../lib/log/logger.ts';
 import { collectDeviceInfo, pidAlive } from '../../lib/sysinfo.ts';
 import { createLogShipper } from '../../lib/log/shipper.ts';
+import { retryUntilDone } from '../../lib/retry.ts';
 import { createKernelRuntime, type KernelRuntime } from '../runtime.ts';
 import { type ChildStatus, Supervisor } from './supervisor.ts';
 import { StoreControl } from './store-control.ts';
@@ -241,16 +241,18 @@ class NodeDaemon {
       // that cannot answer yet (etcd without quorum, writes frozen during a move) is waited for, not given up on:
       // nothing restarts node_daemon, so giving up would leave the device down for good.
       await this.startKernel('system-config').catch((err) => this.log.warn({ err: (err as Error).message }, 'system-config is not healthy yet'));
-      for (let wait = 500; !this.aborted; wait = Math.min(wait * 2, 10_000)) {
-        try {
+      await retryUntilDone(
+        async () => {
           await this.seedZoneRecords();
           await this.readDesired();
-          break;
-        } catch (err) {
-          this.log.warn({ err: (err as Error).message, retry_ms: wait }, 'cannot publish this device\'s records yet; retrying');
-          await new Promise((r) => setTimeout(r, wait));
-        }
-      }
+        },
+        {
+          firstMs: 500,
+          maxMs: 10_000,
+          signal: this.stop.signal,
+          onFailure: (err, wait) => this.log.warn({ err: err.message, retry_ms: wait }, 'cannot publish this device\'s records yet; retrying'),
+        },
+      );
     }
     await this.converge();
     this.state = 'running';
@@ -524,19 +526,22 @@ class NodeDaemon {
     this.rt?.close();
     // A boot that fails here (the device's own etcd member not starting, the gateway not healthy in time) is tried
     // again until it holds: nothing else would ever start this device's kernel services again.
-    for (let wait = 1000; !this.aborted; wait = Math.min(wait * 2, 30_000)) {
-      try {
+    await retryUntilDone(
+      async () => {
         this.config = loadNodeConfig(this.paths);
         await this.boot();
-        return;
-      } catch (err) {
-        this.log.error({ err: (err as Error).message, retry_ms: wait }, 'booting the kernel services again failed; retrying');
-        await this.supervisor.stopAll();
-        this.rt?.close();
-        // A shutdown meanwhile ends the wait, and the loop with it.
-        await delay(wait, undefined, { signal: this.stop.signal }).catch(() => undefined);
-      }
-    }
+      },
+      {
+        firstMs: 1000,
+        maxMs: 30_000,
+        signal: this.stop.signal,
+        onFailure: async (err, wait) => {
+          this.log.error({ err: err.message, retry_ms: wait }, 'booting the kernel services again failed; retrying');
+          await this.supervisor.stopAll();
+          this.rt?.close();
+        },
+      },
+    );
   }
 
   private stopping: Promise<void> | null = null;

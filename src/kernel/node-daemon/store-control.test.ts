@@ -19,7 +19,7 @@ import { followControl, sqliteStorePath } from '../system-config/main.ts';
 import { createSystemConfigEndpoint } from '../system-config/service.ts';
 import type { KernelRuntime } from '../runtime.ts';
 import { until } from '../../../test/support/wait.ts';
-import { StoreControl, pickMembers } from './store-control.ts';
+import { StoreControl, UnstartedMembers, pickMembers } from './store-control.ts';
 
 const devices = (...names: string[]) => names.map((name, i) => ({ name, ip: `10.0.0.${i + 1}` }));
 const names = (picked: { name: string }[]) => picked.map((d) => d.name);
@@ -72,6 +72,28 @@ async function deviceOn(dir: string, signal: AbortSignal, records: [string, unkn
     },
   };
 }
+
+describe('UnstartedMembers', () => {
+  const started = (id: string) => ({ id, name: `ood-${id}` });
+  const unstarted = (id: string) => ({ id, name: '' });
+
+  it('names a member added but not started once it stood so for the whole grace period, never a started one', () => {
+    const t = new UnstartedMembers(300_000);
+    assert.deepEqual(t.overdue([started('1'), started('2'), unstarted('3')], 1_000), []);
+    assert.deepEqual(t.overdue([started('1'), started('2'), unstarted('3')], 300_999), []);
+    assert.deepEqual(t.overdue([started('1'), started('2'), unstarted('3')], 301_000), [unstarted('3')]);
+    assert.deepEqual(t.overdue([started('1'), started('2')], 400_000), [], 'one removed is forgotten');
+  });
+
+  it('starts the grace afresh for a member that started, or went, and is seen unstarted again', () => {
+    const t = new UnstartedMembers(300_000);
+    t.overdue([unstarted('3')], 0);
+    t.overdue([started('3')], 200_000);
+    assert.deepEqual(t.overdue([unstarted('3')], 250_000), [], 'seen unstarted again at 250 s');
+    assert.deepEqual(t.overdue([unstarted('3')], 549_999), []);
+    assert.deepEqual(t.overdue([unstarted('3')], 550_000), [unstarted('3')]);
+  });
+});
 
 describe('store control on a real store', () => {
   const dir = mkdtempSync(join(tmpdir(), 'store-control-'));

@@ -98,6 +98,25 @@ export function pickMembers(online: { name: string; ip: string }[], self: string
   return sorted.slice(0, clusterSize(sorted.length));
 }
 
+/**
+ * Members that were added to the cluster but have not started (etcd lists them without a name), and since when each
+ * was first seen so: one overdue after `graceMs` is to be removed. One that starts, or goes, is forgotten; seen
+ * unstarted again later, its grace starts afresh.
+ */
+export class UnstartedMembers {
+  private readonly since = new Map<string, number>();
+
+  constructor(private readonly graceMs: number) {}
+
+  /** Given the cluster's members now, those unstarted for `graceMs` or more. */
+  overdue<M extends { id: string; name: string }>(members: readonly M[], now: number): M[] {
+    const unstarted = members.filter((m) => m.name === '');
+    for (const id of [...this.since.keys()]) if (!unstarted.some((m) => m.id === id)) this.since.delete(id);
+    for (const m of unstarted) if (!this.since.has(m.id)) this.since.set(m.id, now);
+    return unstarted.filter((m) => now - this.since.get(m.id)! >= this.graceMs);
+  }
+}
+
 export class StoreControl {
   private member: EtcdMember | null = null;
   private readonly f: Files;
@@ -107,8 +126,7 @@ export class StoreControl {
   private retry: NodeJS.Timeout | null = null;
   private timer: NodeJS.Timeout | null = null;
   private last: { migration: MigrationRecord | null; store: ConfigStoreRecord | null } = { migration: null, store: null };
-  /** When each member that was added but has not started was first seen so (dropUnstarted). */
-  private readonly unstartedSince = new Map<string, number>();
+  private readonly unstarted = new UnstartedMembers(UNSTARTED_GRACE_MS);
   /** A move recorded as done onto this device's SQLite file that the file does not hold: reported once. */
   private reportedUnfinished = false;
 
@@ -344,16 +362,11 @@ export class StoreControl {
    * added afresh when it is online again. Answers whether it removed one.
    */
   private async dropUnstarted(c: Extract<ConfigStoreRecord, { backend: 'etcd' }>, endpoints: string[], health: ClusterHealth): Promise<boolean> {
-    const unstarted = health.members.filter((m) => m.name === '');
-    for (const id of [...this.unstartedSince.keys()]) if (!unstarted.some((m) => m.id === id)) this.unstartedSince.delete(id);
-    const now = Date.now();
-    for (const m of unstarted) if (!this.unstartedSince.has(m.id)) this.unstartedSince.set(m.id, now);
-    const overdue = unstarted.filter((m) => now - this.unstartedSince.get(m.id)! >= UNSTARTED_GRACE_MS);
+    const overdue = this.unstarted.overdue(health.members, Date.now());
     if (overdue.length === 0) return false;
     const { removeMember } = await etcdCluster();
     for (const m of overdue) {
       await removeMember(endpoints, m.id, {}, this.tlsBuffers());
-      this.unstartedSince.delete(m.id);
       this.host.log.warn({ peer: m.peerUrls }, 'removed an etcd member that was added but never started');
     }
     const gone = new Set(overdue.flatMap((m) => m.peerUrls));
