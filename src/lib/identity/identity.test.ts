@@ -257,11 +257,13 @@ describe('createTokenVerifier', () => {
     assert.equal(p.appId, 'control-panel');
     assert.equal(p.kind, 'session');
     assert.equal(p.sessionId, 's1');
+    assert.equal(p.device, undefined);
   });
 
-  it('accepts a device-signed service token for a kernel service only', async () => {
+  it('accepts a device-signed service token for a kernel service only, naming the device', async () => {
     const svc = { typ: 'service' as const, sub: 'scheduler', app: 'scheduler', jti: 'j2' };
-    assert.equal((await verify(await signAccessToken(svc, dev.privateKey, 60, devDid))).kind, 'service');
+    const p = await verify(await signAccessToken(svc, dev.privateKey, 60, devDid));
+    assert.deepEqual([p.kind, p.device], ['service', devDid]);
     await rejectsWith(verify(await signAccessToken({ ...svc, sub: 'evil' }, dev.privateKey, 60, devDid)), KrpcError, code('UNAUTHENTICATED'));
   });
 

@@ -99,6 +99,8 @@ export function createTokenVerifier(anchors: () => TrustAnchors): TokenVerifier 
     if (c.data.typ === 'service' && !(KERNEL_SERVICES as readonly string[]).includes(c.data.sub)) {
       throw new KrpcError('UNAUTHENTICATED', 'service token names an unknown kernel service');
     }
-    return { principal: { userId: c.data.sub, appId: c.data.app, kind: c.data.typ, sessionId: c.data.sid, expiresAt: c.data.exp }, kid };
+    const principal: Principal = { userId: c.data.sub, appId: c.data.app, kind: c.data.typ, sessionId: c.data.sid, expiresAt: c.data.exp };
+    if (kid !== VERIFY_HUB_KID) principal.device = kid;
+    return { principal, kid };
   }
 }

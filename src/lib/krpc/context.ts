@@ -14,6 +14,8 @@ export interface Principal {
   sessionId?: string;
   /** Unix seconds. */
   expiresAt: number;
+  /** For service tokens: the device (`did:dev:...`) whose key signed it, i.e. where the service runs. */
+  device?: string;
 }
 
 export interface CallContext {
