@@ -224,14 +224,42 @@ describe('derive: dead nodes', () => {
     assert.ok(movedAt - lastBeat <= DEAD_AFTER_MS + 2 * HEARTBEAT_MS, `within two heartbeat windows of it (moved after ${movedAt - lastBeat} ms)`);
     assert.deepEqual(out.placement.share, ['s2']);
     assert.deepEqual(runConfig(out, 's2'), { kernel: ['gateway'], apps: ['share'] });
-    assert.equal(out.keys['nodes/s1/config'], input.current['nodes/s1/config'], 'the dead node keeps its run config');
-    assert.deepEqual(runConfig(out, 's1'), { kernel: ['gateway'], apps: ['share'] });
+    assert.deepEqual(runConfig(out, 's1'), { kernel: ['gateway'], apps: [] }, 'the dead node keeps its run config, less what moved');
     assert.deepEqual(info(out, 'share').instances, [], 'the dead, no longer placed instance is not routed to');
     assert.deepEqual(info(out, 'gateway').instances.map((i) => [i.node, i.state]), [['c1', 'running'], ['s1', 'dead'], ['s2', 'running']]);
 
     // The new instance reports in; it is routed to on s2's address.
     const next = derive(written({ ...input, instances: [...input.instances, beat('share', 's2', movedAt + 1000)] }, out), movedAt + 2000);
     assert.deepEqual(info(next, 'share').instances, [{ node: 's2', host: '10.0.0.3', port: PORTS.share, state: 'running' }]);
+  });
+
+  it('does not move a counted service back to its dead node when the node returns', () => {
+    const first = derive(world({ devices, specs }), T0);
+    const running = world({ devices, specs, current: { ...first.keys }, instances: beatsFor(first, Object.keys(devices), T0) });
+    const { movedAt, out, input } = runUntilMoved(running, 's1', T0 + HEARTBEAT_MS, 20);
+    assert.ok(movedAt !== null, 'share was moved');
+
+    // s2 starts share while s1 is still silent; s1's trimmed run config is kept byte for byte from now on.
+    let t = movedAt + HEARTBEAT_MS;
+    let now = written({ ...input, instances: [...input.instances, beat('share', 's2', t)] }, out);
+    let next = derive(now, t);
+    assert.deepEqual(next.placement.share, ['s2']);
+    assert.equal(next.keys['nodes/s1/config'], out.keys['nodes/s1/config']);
+
+    // s1 is back, still running share as it was told before it went silent: told to stop it, s2 keeps it.
+    t += HEARTBEAT_MS;
+    now = written({ ...now, instances: [...beatsFor(first, ['s1'], t), ...beatsFor(next, ['c1', 's2'], t)] }, next);
+    next = derive(now, t);
+    assert.deepEqual(next.placement.share, ['s2']);
+    assert.deepEqual(runConfig(next, 's1'), { kernel: ['gateway'], apps: [] });
+    assert.deepEqual(runConfig(next, 's2'), { kernel: ['gateway'], apps: ['share'] });
+  });
+
+  it('keeps a dead node\'s run config that does not parse as it is', () => {
+    const current = { 'nodes/s1/config': 'not json' };
+    const out = derive(world({ devices, specs, current, instances: [beat('gateway', 's1', T0 - DEAD_AFTER_MS - 1), beat('gateway', 's2', T0)] }), T0);
+    assert.deepEqual(out.placement.share, ['s2']);
+    assert.equal(out.keys['nodes/s1/config'], 'not json');
   });
 
   it('leaves a service on its dead node when no other node may run it', () => {
@@ -262,6 +290,30 @@ describe('derive: dead nodes', () => {
     const out = derive(world({ devices: fresh, specs, instances: [beat('gateway', 's2', T0)] }), T0);
     assert.deepEqual(out.placement.share, ['s2']);
     assert.deepEqual(runConfig(out, 's1'), { kernel: ['gateway'], apps: [] });
+  });
+
+  it('takes work back from a node that never reported once a live node can run it', () => {
+    // s2 is enrolled but never boots; s3 joins later.
+    const before = { c1: device('core', 1), s1: device('storage', 2), s2: device('storage', 3) };
+    let t = T0;
+    let now = world({ devices: before, specs, instances: [beat('gateway', 'c1', t), beat('gateway', 's1', t)] });
+    let out = derive(now, t);
+    assert.deepEqual(out.placement.share, ['s1']);
+
+    // s1 dies: share goes to s2, the only node not dead.
+    const lastBeat = t;
+    t += DEAD_AFTER_MS + HEARTBEAT_MS;
+    now = written({ ...now, instances: [...beatsFor(out, ['s1'], lastBeat), ...beatsFor(out, ['c1'], t)] }, out);
+    out = derive(now, t);
+    assert.deepEqual(out.placement.share, ['s2']);
+
+    // s3 joins and reports: share goes to it, and s2's run config no longer lists it.
+    t += HEARTBEAT_MS;
+    now = written({ ...now, devices: { ...before, s3: device('storage', 4) }, instances: [...now.instances, beat('gateway', 's3', t)] }, out);
+    out = derive(now, t);
+    assert.deepEqual(out.placement.share, ['s3']);
+    assert.deepEqual(runConfig(out, 's2'), { kernel: ['gateway'], apps: [] });
+    assert.deepEqual(runConfig(out, 's3'), { kernel: ['gateway'], apps: ['share'] });
   });
 
   it('lists instances of a multi-device zone at the node\'s first IPv4 address, and leaves out a node without one', () => {

@@ -111,7 +111,7 @@ export function isOwnedKey(key: string): boolean {
 type Liveness = 'live' | 'dead' | 'unknown';
 
 /** A node is dead when it has heartbeats and the newest is stale; one that never reported (just added, not yet
- * booted) is unknown: it may be given work, but a live node is preferred. */
+ * booted) is unknown: it may be given work, but only while no live node can take it. */
 function nodeLiveness(nodes: readonly string[], instances: readonly InstanceInput[], nowMs: number): Map<string, Liveness> {
   const last = new Map<string, number>();
   for (const i of instances) last.set(i.node, Math.max(last.get(i.node) ?? -Infinity, i.heartbeat_at));
@@ -186,10 +186,12 @@ function place(
       if (chosen.length === 0) problems.push(`${service}: no node has one of the roles ${spec.roles.join(', ')} and the memory it needs`);
     } else {
       const here = current.get(service) ?? new Set<string>();
+      // Liveness first: a node that never reported may have been given the service only for want of a live one,
+      // and must not keep it once a live one exists (it may never boot).
       const rank = (n: string) => [
+        liveness.get(n) === 'live' ? 0 : 1,
         here.has(n) ? 0 : 1,
         running.has(`${service}/${n}`) ? 0 : 1,
-        liveness.get(n) === 'live' ? 0 : 1,
         load.get(n)!,
         -(input.devices[n].memory_bytes ?? 0),
       ];
@@ -211,6 +213,20 @@ function place(
     placement[service] = chosen;
   }
   return placement;
+}
+
+/**
+ * A dead node's run config as it is, less the services placed elsewhere meanwhile: were they left listed, the node
+ * would count as running them (currentPlacement) and could take them back on its return, stopping them a second
+ * time where they went. Text that does not parse is kept as it is, and text that loses nothing byte for byte.
+ */
+function deadNodeConfig(node: string, text: string | undefined, placement: Readonly<Record<string, string[]>>): string | undefined {
+  const config = parseJson(text, nodeRunConfigSchema);
+  if (config === null) return text;
+  const stays = (s: string) => placement[s]?.includes(node) ?? true;
+  if ([...config.kernel, ...config.apps].every(stays)) return text;
+  const kept: NodeRunConfig = { kernel: config.kernel.filter(stays), apps: config.apps.filter(stays) };
+  return JSON.stringify(kept);
 }
 
 function runConfig(node: string, placement: Readonly<Record<string, string[]>>): string {
@@ -354,8 +370,8 @@ export function derive(input: SchedulerInput, nowMs: number): SchedulerOutput {
   const keys: [string, string][] = nodes.map((node) => {
     const key = `nodes/${node}/config`;
     // A dead node cannot act on a new run config, and finding one that stops its services would make its return
-    // a restart; it keeps its config, and what must move has moved elsewhere.
-    const kept = liveness.get(node) === 'dead' ? input.current[key] : undefined;
+    // a restart; it keeps its config but for what has moved elsewhere.
+    const kept = liveness.get(node) === 'dead' ? deadNodeConfig(node, input.current[key], placement) : undefined;
     return [key, kept ?? runConfig(node, placement)];
   });
   // An untrusted device gets nothing new, and loses nothing either: like a dead node, it keeps the run config it has.
