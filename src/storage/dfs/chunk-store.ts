@@ -56,6 +56,11 @@ export interface PutOptions {
   hashed?: boolean;
   /** The CRC-32 of the bytes, when the caller took it already (with their id, FileSums). */
   crc?: number;
+  /**
+   * Write the bytes even though the index holds the chunk as sound: a repair of a copy a read could not get (an I/O
+   * error does not mark it damaged). The old copy stays in force until the new one is durable.
+   */
+  replace?: boolean;
 }
 
 export interface PutResult {
@@ -669,7 +674,8 @@ export class ChunkStore {
 
   /**
    * Stores a chunk once its bytes are checked against `id`; resolves when the chunk is durable. A chunk already here
-   * is not written again, unless a read found it corrupt or missing: then this put is its repair.
+   * is not written again, unless a read found it corrupt or missing (or `replace` says so): then this put is its
+   * repair.
    */
   async put(id: string, data: Uint8Array, opts: PutOptions = {}): Promise<PutResult> {
     this.checkOpen();
@@ -682,7 +688,7 @@ export class ChunkStore {
     return this.withLock(hex, async () => {
       this.checkOpen();
       const old = this.row(key);
-      if (old && !old.bad) {
+      if (old && !old.bad && !opts.replace) {
         // A writer reusing a chunk that nothing may name yet: it must look new to collection until the writer commits.
         try {
           this.st.touch.run(this.now(), key);

@@ -125,9 +125,10 @@ export class Scrubber {
     if (!d?.store) return false;
     try {
       const data = await this.io.fetch(id);
-      // The damaged copy goes first: a store that cannot read a chunk may still count it as present.
-      await d.store.delete(id).catch(() => undefined);
-      await d.store.put(id, data);
+      // Written over, never deleted first: a copy that could not be read may be the only one, and a put that then
+      // failed (the disk refusing writes, full) or a crash between the two would lose it. `replace` because an I/O
+      // error leaves the copy counted as sound, and a plain put would take it as stored already.
+      await d.store.put(id, data, { replace: true });
       this.log.warn({ disk: diskId, chunk: id }, 'dfs: repaired a chunk from a healthy copy');
       return true;
     } catch (err) {
