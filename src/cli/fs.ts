@@ -384,7 +384,7 @@ export function registerFs(program: Command): void {
         const last = g.last_at === null ? 'no round yet' : `last round ${new Date(g.last_at).toISOString()}: ${g.last_outcome}${g.last_reason ? ` (${g.last_reason})` : ''}`;
         console.log(`chunk collection on ${s.node}: ${g.running ? 'running' : 'idle'}; ${last}; ${g.live_chunks} chunks live`);
         for (const [id, t] of Object.entries(g.disks)) {
-          console.log(`  ${id}: ${t.chunks} chunks (${human(t.bytes)}) deleted, ${human(t.compacted_bytes)} given back by compaction`);
+          console.log(`  ${id}: ${t.chunks} chunks (${human(t.bytes)}) deleted, ${human(t.compacted_bytes)} given back by compaction${t.last_error ? `; last round stopped short: ${t.last_error}` : ''}`);
         }
       }
     });

@@ -50,7 +50,13 @@ const diskStatus = z.object({
   last_scrub_at: z.number().nullable(),
 });
 
-const gcTotals = z.object({ chunks: count, bytes: count, compacted_bytes: count });
+const gcTotals = z.object({
+  chunks: count,
+  bytes: count,
+  compacted_bytes: count,
+  /** Why the last round stopped short on this disk (the other disks were still collected), or null. */
+  last_error: z.string().nullable(),
+});
 const gcState = z.object({
   running: z.boolean(),
   /** When the last round ended (ms since the epoch). */

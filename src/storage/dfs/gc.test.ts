@@ -43,11 +43,12 @@ describe('chunk collection', () => {
     );
   };
 
-  /** A collector over this node's store and the volumes in `metas`, keeping its marks in `root` (by default). */
-  const newCollector = (marks: MarkStore = fileMarks(join(root, 'gc-marks.json'))) =>
+  /** A collector over this node's store (by default) and the volumes in `metas`, keeping its marks in `root` (by
+   * default). */
+  const newCollector = (marks: MarkStore = fileMarks(join(root, 'gc-marks.json')), disks = () => [{ id: 'd1', store }]) =>
     new Collector(
       {
-        disks: () => [{ id: 'd1', store }],
+        disks,
         volumes: async () => [...metas.keys()].map((name) => ({ name, primary: 'n1', created_at: T0 })),
         page,
         marks,
@@ -120,6 +121,35 @@ describe('chunk collection', () => {
     assert.equal(s.last_outcome, 'swept');
     assert.deepEqual(s.disks.d1, round.disks.d1);
     assert.equal(s.live_chunks, kept.length);
+  });
+
+  it('goes on with the other disks when one fails, and says which failed and why', async () => {
+    const broken = await ChunkStore.open(join(root, 'disk0'), { diskId: 'd0', packThreshold: Infinity, now });
+    try {
+      const junk = randomBytes(CHUNK);
+      await broken.put(sha(junk), junk);
+      // A disk refusing writes (EIO, read-only, full): the store's own method is made to fail, as no real disk here
+      // can be made to on demand.
+      broken.collect = async () => {
+        throw new Error('EIO: i/o error, write');
+      };
+      const gone = await chunks(2);
+      write('a', '/g', gone);
+      metas.get('a')!.purge(metas.get('a')!.remove('/g', 'alice').trash_id);
+      const two = newCollector(undefined, () => [{ id: 'd0', store: broken }, { id: 'd1', store }]);
+
+      t += 2 * HOUR;
+      const round = await two.collect();
+      assert.equal(round.outcome, 'swept');
+      assert.deepEqual(round.disks.d0, { chunks: 0, bytes: 0, compacted_bytes: 0, last_error: 'EIO: i/o error, write' });
+      assert.equal(round.disks.d1!.chunks, 2, 'the healthy disk after it was still collected');
+      assert.equal(round.disks.d1!.last_error, null);
+      for (const r of gone) assert.equal(store.has(r.id), false);
+      assert.equal(two.state().disks.d0!.last_error, 'EIO: i/o error, write');
+      two.stop();
+    } finally {
+      await broken.close();
+    }
   });
 
   it('keeps chunks shared with another file, another volume, a kept version or the trash', async () => {

@@ -148,6 +148,8 @@ export interface GcDiskTotals {
   bytes: number;
   /** Pack bytes given back to the filesystem by compaction since the service started. */
   compacted_bytes: number;
+  /** Why the last round stopped short on this disk (it went on with the others), or null. */
+  last_error: string | null;
 }
 
 export interface GcState {
@@ -244,21 +246,29 @@ export class Collector {
     const cutoff = takenAt - this.opts.graceMs;
     const out: Record<string, GcDiskTotals> = {};
     for (const { id, store } of this.d.disks()) {
-      const r: GcDiskTotals = { chunks: 0, bytes: 0, compacted_bytes: 0 };
+      const r: GcDiskTotals = { chunks: 0, bytes: 0, compacted_bytes: 0, last_error: null };
       out[id] = r;
-      for await (const chunk of store.listStoredBefore(cutoff)) {
-        if (this.stopped) break;
-        if (live.has(chunk)) continue;
-        const freed = await store.collect(chunk, cutoff);
-        if (freed === null) continue;
-        r.chunks++;
-        r.bytes += freed;
+      // A disk that fails (unreadable, refusing writes) ends its own part of the round, not the others': their
+      // garbage is collected whatever one broken disk does.
+      try {
+        for await (const chunk of store.listStoredBefore(cutoff)) {
+          if (this.stopped) break;
+          if (live.has(chunk)) continue;
+          const freed = await store.collect(chunk, cutoff);
+          if (freed === null) continue;
+          r.chunks++;
+          r.bytes += freed;
+        }
+        if (!this.stopped) r.compacted_bytes = (await store.compact({ minDeadRatio: this.opts.minDeadRatio })).bytes_reclaimed;
+      } catch (err) {
+        r.last_error = (err as Error).message;
+        this.d.log.warn({ disk: id, err: r.last_error }, 'dfs: chunk collection stopped short on a disk');
       }
-      if (!this.stopped) r.compacted_bytes = (await store.compact({ minDeadRatio: this.opts.minDeadRatio })).bytes_reclaimed;
-      const t = (this.s.disks[id] ??= { chunks: 0, bytes: 0, compacted_bytes: 0 });
+      const t = (this.s.disks[id] ??= { chunks: 0, bytes: 0, compacted_bytes: 0, last_error: null });
       t.chunks += r.chunks;
       t.bytes += r.bytes;
       t.compacted_bytes += r.compacted_bytes;
+      t.last_error = r.last_error;
       if (r.chunks > 0 || r.compacted_bytes > 0) this.d.log.info({ disk: id, ...r }, 'dfs: collected unreferenced chunks');
     }
     return { outcome: 'swept', reason: null, disks: out };
