@@ -380,6 +380,36 @@ describe('ChunkStore', () => {
     assert.equal(s.bytes, 3000 + 200 * KiB + 10 + 90 * KiB);
   });
 
+  it('replays past damaged records (a changed byte in data or header): only their chunks are lost, in any pack', async () => {
+    await reopen({ packMaxBytes: 8 * KiB });
+    const first = chunk(3000);
+    await store.put(first.id, first.data);
+    await store.close();
+    const snap = join(root, 'index-snapshot');
+    copyFileSync(join(dir, 'index.sqlite'), snap);
+    store = await open({ packMaxBytes: 8 * KiB });
+    const later = Array.from({ length: 8 }, () => chunk(3000));
+    for (const c of later) await store.put(c.id, c.data);
+    await store.close();
+    // A power cut lost the index transactions since `first`, and the medium changed a byte in two records meanwhile.
+    copyFileSync(snap, join(dir, 'index.sqlite'));
+    const packOf = (c: { data: Buffer }) => packFiles(dir).map((n) => join(dir, 'packs', n)).find((f) => readFileSync(f).includes(c.data))!;
+    const [dataHit, headerHit] = [later[1]!, later[4]!];
+    assert.notEqual(packOf(dataHit), lastPack(dir), 'a damaged record in an older pack');
+    flipInside(packOf(dataHit), dataHit.data);
+    flipInside(packOf(headerHit), headerHit.data, -30);
+    const sizes = packFiles(dir).map((n) => statSync(join(dir, 'packs', n)).size);
+    store = await open({ packMaxBytes: 8 * KiB });
+    assert.deepEqual(packFiles(dir).map((n) => statSync(join(dir, 'packs', n)).size), sizes, 'no pack was cut');
+    for (const c of [first, ...later]) {
+      if (c === dataHit || c === headerHit) assert.equal(store.has(c.id), false);
+      else assert.equal(await store.verify(c.id), 'ok', 'a sound record after a damaged one was lost');
+    }
+    assert.equal((await store.stats()).errors.corrupt, 2);
+    // Not deduplicated against: a put of the lost bytes (a repair) stores them again.
+    assert.deepEqual(await store.put(dataHit.id, dataHit.data), { stored: true });
+  });
+
   it('marks bad, at open, the chunks a pack no longer holds (shorter than its index says): they are no copies', async () => {
     const first = chunk(3000);
     const second = chunk(4000);

@@ -230,26 +230,54 @@ function encodeHeader(buf: Buffer, at: number, type: OpType, length: number, key
 }
 
 /** Parses the valid records of a pack tail; stops at the first that is torn, stale or damaged. */
-function parseRecords(buf: Buffer, base: number): { ops: AppliedOp[]; validEnd: number } {
+const MAGIC_BYTES = Buffer.alloc(4);
+MAGIC_BYTES.writeUInt32LE(MAGIC);
+
+/**
+ * The records in `buf` (pack bytes from offset `base`). A damaged record (bytes changed on the medium) is passed over,
+ * as is everything up to the next record whose header checks out, so that one bad sector costs the chunks it held and
+ * not every record after it; `skipped` counts them. `validEnd` is where the last sound record ends: past it lies at
+ * most the torn tail a crash left in the newest pack.
+ */
+function parseRecords(buf: Buffer, base: number): { ops: AppliedOp[]; validEnd: number; skipped: number } {
   const ops: AppliedOp[] = [];
+  const headerAt = (at: number) =>
+    at + HEADER <= buf.length && buf.readUInt32LE(at) === MAGIC && sha256(buf.subarray(at, at + 44)).subarray(0, 4).equals(buf.subarray(at + 44, at + 48));
+  /** The next offset after `from` where a sound header starts, or -1. */
+  const resync = (from: number) => {
+    for (let at = buf.indexOf(MAGIC_BYTES, from); at >= 0; at = buf.indexOf(MAGIC_BYTES, at + 1)) if (headerAt(at)) return at;
+    return -1;
+  };
   let pos = 0;
+  let validEnd = 0;
+  let skipped = 0;
   while (pos + HEADER <= buf.length) {
-    if (buf.readUInt32LE(pos) !== MAGIC) break;
-    if (!sha256(buf.subarray(pos, pos + 44)).subarray(0, 4).equals(buf.subarray(pos + 44, pos + 48))) break;
-    const type = buf.readUInt32LE(pos + 4);
+    const type = headerAt(pos) ? buf.readUInt32LE(pos + 4) : -1;
+    if (type !== DATA && type !== LARGE && type !== DELETE) {
+      const next = resync(pos + 1);
+      if (next < 0) break;
+      skipped++;
+      pos = next;
+      continue;
+    }
     const length = buf.readUInt32LE(pos + 8);
     const key = Buffer.from(buf.subarray(pos + 12, pos + 44));
     if (type === DATA) {
+      // The header's own checksum vouches for the length, so a record whose data is damaged is stepped over whole.
       const end = pos + HEADER + length;
-      if (end > buf.length || !sha256(buf.subarray(pos + HEADER, end)).equals(key)) break;
-      ops.push({ type, key, size: length, dataOff: base + pos + HEADER, crc: crc32(buf.subarray(pos + HEADER, end)) });
+      if (end > buf.length) break;
+      if (sha256(buf.subarray(pos + HEADER, end)).equals(key)) {
+        ops.push({ type, key, size: length, dataOff: base + pos + HEADER, crc: crc32(buf.subarray(pos + HEADER, end)) });
+        validEnd = end;
+      } else skipped++;
       pos = end;
-    } else if (type === LARGE || type === DELETE) {
+    } else {
       ops.push({ type, key, size: length, dataOff: 0, crc: null });
       pos += HEADER;
-    } else break;
+      validEnd = pos;
+    }
   }
-  return { ops, validEnd: base + pos };
+  return { ops, validEnd: base + validEnd, skipped };
 }
 
 async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
@@ -501,15 +529,20 @@ export class ChunkStore {
         const size = (await fh.stat()).size;
         let end = size;
         if (size > from) {
-          const { ops, validEnd } = parseRecords(await readAt(fh, size - from, from), from);
-          this.applyTx(id, ops, validEnd);
+          const { ops, validEnd, skipped } = parseRecords(await readAt(fh, size - from, from), from);
+          // Only the newest pack takes appends, so only its tail can be torn by a crash and cut off. Anything else
+          // that fails to parse is damage: cutting there would destroy the sound records after it.
+          const newest = id === files[files.length - 1];
+          end = newest ? validEnd : size;
+          this.applyTx(id, ops, end);
           for (const op of ops) if (op.type !== LARGE) touched.add(op.key.toString('hex'));
-          if (validEnd < size) {
+          const damaged = skipped + (!newest && validEnd < size ? 1 : 0);
+          for (let i = 0; i < damaged; i++) this.countError('corrupt');
+          if (newest && validEnd < size) {
             await fh.truncate(validEnd);
             await fh.sync();
             this.onFsync('pack');
           }
-          end = validEnd;
         } else if (!rows.has(id)) this.applyTx(id, [], 0);
         if (last) await last.fh.close();
         // A pack shorter than the index says lost bytes outside this store's doing; it is read, never appended to.
