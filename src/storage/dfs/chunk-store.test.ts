@@ -577,6 +577,44 @@ describe('ChunkStore', () => {
     }
   });
 
+  it('keeps room on a full filesystem to delete and compact, so that a full disk can always be freed', async (t) => {
+    const mnt = join(root, 'full-fs');
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt], { stdio: 'ignore' });
+    } catch {
+      t.skip('cannot mount a small tmpfs here (needs root)');
+      return;
+    }
+    let full: ChunkStore | undefined;
+    try {
+      // Every chunk packed, as the service stores them: a delete is a record in a pack and a row in the index.
+      // The default reserve is sized for real disks (up to a pack and 56 MiB); this filesystem is 8 MiB.
+      const opts = { diskId: 'full', packThreshold: Infinity, packMaxBytes: 512 * KiB, reserveBytes: 2 * MiB };
+      full = await ChunkStore.open(join(mnt, 'disk'), opts);
+      const stored: { id: string; data: Buffer }[] = [];
+      let refused: unknown;
+      while (!refused) {
+        const c = chunk(60 * KiB);
+        await full.put(c.id, c.data).then(() => stored.push(c), (e) => (refused = e));
+      }
+      assert.ok(refused instanceof DiskFullError, String(refused));
+      assert.match(refused.message, /kept free for deletes and compaction/);
+      assert.deepEqual(await Promise.all(stored.map((c) => full!.delete(c.id))), stored.map(() => true));
+      const { bytes_reclaimed } = await full.compact({ minDeadRatio: 0.5 });
+      assert.ok(bytes_reclaimed > 2 * MiB, `compaction gave back ${bytes_reclaimed} bytes`);
+      const again = chunk(60 * KiB);
+      assert.deepEqual(await full.put(again.id, again.data), { stored: true });
+      await full.close();
+      full = await ChunkStore.open(join(mnt, 'disk'), opts);
+      assert.equal(await full.verify(again.id), 'ok');
+      for (const c of stored) assert.equal(full.has(c.id), false);
+    } finally {
+      await full?.close();
+      execFileSync('umount', [mnt]);
+    }
+  });
+
   it('belongs to one disk and one process at a time', async () => {
     await assert.rejects(ChunkStore.open(dir, { diskId: 'disk-a' }), /in use by another process/);
     await store.close();

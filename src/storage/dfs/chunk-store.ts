@@ -33,6 +33,13 @@ export interface ChunkStoreOptions {
   capacityBytes?: number;
   /** A pack stops taking records at this size. Default 64 MiB: the unit `compact` rewrites. */
   packMaxBytes?: number;
+  /**
+   * Free space on the filesystem that new chunks leave alone: deletes, compaction and the index still need room when
+   * the disk is otherwise full, or a full disk could never be freed. Default: the smaller of 5% of the filesystem and
+   * a pack plus 56 MiB (compacting one pack, and the index's growth). Repairs of chunks the index holds are not held
+   * to it.
+   */
+  reserveBytes?: number;
   /** Called after every fsync, for metrics and tests. */
   onFsync?: (kind: FsyncKind) => void;
   /** The clock that dates stores (ms), for tests of collection's grace period. Default Date.now. */
@@ -158,6 +165,9 @@ const BATCH_MAX_BYTES = 32 * 1024 * 1024;
 /** Read handles kept open on packs. */
 const PACK_HANDLES = 64;
 const LIST_PAGE = 1000;
+/** Kept free beside a pack's worth for compaction (reserveBytes): the index's WAL may grow to its checkpoint size
+ * (wal_autocheckpoint, 10,000 pages of 4 KiB) and its tables by the deletes' rows. */
+const RESERVE_BEYOND_PACK = 56 * 1024 * 1024;
 const COMPACT_SLICE = 256;
 
 // A record: magic u32 | type u8 | 3 zero bytes | length u32 | id 32 bytes | check u32 | data (type DATA only).
@@ -361,6 +371,9 @@ export class ChunkStore {
   private bytes = 0;
   /** Bytes of puts under way, so concurrent puts cannot together overshoot capacityBytes. */
   private reserved = 0;
+  /** The filesystem's free bytes at the last look (`at`, ms), and the bytes written since; see reserveBytes. */
+  private fsFree = { bytes: 0, at: -Infinity, written: 0 };
+  private reserve = 0;
   private readonly errors = { read: 0, write: 0, corrupt: 0, missing: 0 };
 
   private active: ActivePack | null = null;
@@ -398,6 +411,7 @@ export class ChunkStore {
     if (!opts.diskId) throw new TypeError('ChunkStore.open: diskId is required');
     const threshold = opts.packThreshold ?? DEFAULT_PACK_THRESHOLD;
     if (threshold !== Infinity && (!Number.isSafeInteger(threshold) || threshold < 0)) throw new RangeError(`packThreshold: ${threshold}`);
+    if (opts.reserveBytes !== undefined && !(Number.isSafeInteger(opts.reserveBytes) && opts.reserveBytes >= 0)) throw new RangeError(`reserveBytes: ${opts.reserveBytes}`);
     if (opts.create === false && !existsSync(join(dir, 'index.sqlite'))) {
       throw new DiskError(opts.diskId, 'read', 'ENOENT', new Error(`no chunk store in ${dir}, where this disk's was made: is the disk mounted?`));
     }
@@ -443,6 +457,8 @@ export class ChunkStore {
       if (format !== undefined && format !== FORMAT) throw new Error(`${dir} has chunk store format ${format}; this code reads ${FORMAT}`);
       db.prepare('INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?), (?, ?)').run('disk_id', opts.diskId, 'format', FORMAT);
       store = new ChunkStore(dir, opts, db);
+      const fs = await statfs(dir);
+      store.reserve = opts.reserveBytes ?? Math.min(Math.floor(fs.blocks * fs.bsize * 0.05), store.packMax + RESERVE_BEYOND_PACK);
       if (created) {
         await fsyncPath(join(dir, 'chunks'));
         await fsyncPath(dir);
@@ -736,6 +752,7 @@ export class ChunkStore {
       if (this.capacityBytes !== undefined && this.bytes + this.reserved + extra > this.capacityBytes) {
         throw new DiskFullError(this.diskId, `capacity of ${this.capacityBytes} bytes reached`);
       }
+      if (extra > 0) await this.checkRoom(extra + HEADER);
       this.reserved += extra;
       try {
         if (buf.length < this.packThreshold) {
@@ -752,6 +769,21 @@ export class ChunkStore {
     });
   }
 
+  /**
+   * Refuses a new chunk that would eat into the reserve (reserveBytes). The filesystem is asked at most once a second
+   * while there is room, and again before any refusal: space freed meanwhile (a delete, compaction) counts at once.
+   */
+  private async checkRoom(bytes: number): Promise<void> {
+    for (let asked = false; ; asked = true) {
+      if (asked || Date.now() - this.fsFree.at > 1000) {
+        const fs = await statfs(this.dir);
+        this.fsFree = { bytes: fs.bavail * fs.bsize, at: Date.now(), written: 0 };
+      }
+      if (this.fsFree.bytes - this.fsFree.written - this.reserved - bytes >= this.reserve) return;
+      if (asked) throw new DiskFullError(this.diskId, `the filesystem is full but for the ${this.reserve} bytes kept free for deletes and compaction`);
+    }
+  }
+
   /** temp file, fdatasync, rename into place, fsync of the directory: the file exists complete or not at all. */
   private async writeChunkFile(hex: string, data: Buffer): Promise<void> {
     const tmp = join(this.dir, 'tmp', `${hex}.${process.pid}.${++this.tmpSeq}`);
@@ -760,6 +792,7 @@ export class ChunkStore {
       const fh = await open(tmp, 'wx', 0o600);
       try {
         await writeAll(fh, data, 0);
+        this.fsFree.written += data.length;
         await fh.datasync();
         this.onFsync('file');
       } finally {
@@ -847,6 +880,7 @@ export class ChunkStore {
     });
     try {
       await writevAll(pack.fh, parts, pack.end);
+      this.fsFree.written += at;
     } catch (e) {
       // Nothing of this batch was synced, so cutting the pack back to its last good end makes it whole again (a full
       // disk would otherwise leave a new pack behind for every batch it refused).
@@ -1193,7 +1227,8 @@ export class ChunkStore {
   async stats(): Promise<ChunkStoreStats> {
     this.checkOpen();
     const fs = await statfs(this.dir);
-    const fsFree = fs.bavail * fs.bsize;
+    // What new chunks may still take: the reserve is not theirs (reserveBytes).
+    const fsFree = Math.max(0, fs.bavail * fs.bsize - this.reserve);
     const capacity = this.capacityBytes ?? fs.blocks * fs.bsize;
     const free = this.capacityBytes === undefined ? fsFree : Math.max(0, Math.min(fsFree, this.capacityBytes - this.bytes));
     return {
