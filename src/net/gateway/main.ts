@@ -13,7 +13,7 @@ import { selfSignedCert } from '../../lib/identity/tls-certs.ts';
 import { CLIENT_HEADER, NODE_HEADER, createHttpApp, listen, sendJson } from '../../lib/krpc/index.ts';
 import { TunnelClient, type TunnelPeer, startTunnelServer } from '../../lib/tunnel/index.ts';
 import type { KernelRuntime } from '../../kernel/runtime.ts';
-import { RouteTable, followRoutes, proxy } from './node-gateway.ts';
+import { RouteCache, RouteTable, followRoutes, proxy } from './node-gateway.ts';
 import { handleAnonymous, proxyFromTunnel, proxyThroughTunnel } from './tunnel-routes.ts';
 import { startUiListener } from './ui-listener.ts';
 
@@ -23,6 +23,9 @@ const UI_DIR = fileURLToPath(new URL('../../../dist/ui', import.meta.url));
 /** What a device that joined reaches before it has read any route: the zone's control plane on the core devices it
  * enrolled with. */
 const BOOTSTRAP_SERVICES: KernelServiceName[] = ['system-config', 'verify-hub', 'klog'];
+
+/** Under the node's run directory: the routes last read, which the gateway starts from (RouteCache). */
+const ROUTES_FILE = 'routes.json';
 
 function readPeers(rt: KernelRuntime): TunnelPeer[] {
   const path = join(rt.paths.etc, IDENTITY_FILES.peers);
@@ -42,7 +45,9 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
   if (peers.length) table.setBootstrap(BOOTSTRAP_SERVICES, peers.map((p) => p.name));
   const config = rt.configClient();
   const stop = new AbortController();
-  void followRoutes(config, table, stop.signal, (err) => rt.log.warn({ err: (err as Error).message }, 'route watch failed; retrying'));
+  const routesFile = join(rt.paths.run, ROUTES_FILE);
+  const cache = new RouteCache(routesFile, rt.identity.device.did, (message, err) => rt.log.warn({ path: routesFile, err: err.message }, message));
+  void followRoutes(config, table, stop.signal, (err) => rt.log.warn({ err: (err as Error).message }, 'route watch failed; retrying'), cache);
 
   const devices = rt.devices();
   const cert = await selfSignedCert({ key: rt.identity.deviceKey, commonName: `${self}.${rt.identity.boot.zone}` });

@@ -1,11 +1,15 @@
-// The node gateway's route table, and its proxy against real HTTP servers on loopback.
+// The node gateway's route table and its cache on disk, and its proxy against real HTTP servers on loopback.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RouteTable, proxy } from './node-gateway.ts';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RouteCache, RouteTable, followRoutes, proxy } from './node-gateway.ts';
 import type { ServiceInfo } from '../../lib/config/zone-records.ts';
+import { KrpcError } from '../../lib/krpc/index.ts';
 
 type Instance = ServiceInfo['instances'][number];
 
@@ -125,6 +129,124 @@ describe('RouteTable', () => {
     assert.deepEqual(t.pick('s'), { node: 'n1', host: '127.0.0.1', port: 2 });
     t.apply('services/s/info', info({ node: 'n2', host: '10.0.0.2', port: 1, state: 'running' }));
     assert.equal(t.pick('s')?.host, '10.0.0.2');
+  });
+});
+
+type ConfigClient = Parameters<typeof followRoutes>[0];
+
+/** A system-config that lists `entries` and then has no change to report until `signal` ends the watch. */
+function listingConfig(entries: { key: string; value: string }[], signal: AbortSignal): ConfigClient {
+  return {
+    list: async () => ({ entries: entries.map((e) => ({ ...e, revision: 5, create_revision: 5 })), revision: 7 }),
+    watch: () => new Promise((resolve) => signal.addEventListener('abort', () => resolve({ events: [], revision: 7 }), { once: true })),
+  } as Partial<ConfigClient> as ConfigClient;
+}
+
+/** A system-config out of reach, as for a device cut off from the zone's core. */
+function unreachableConfig(): ConfigClient {
+  const fail = async (): Promise<never> => {
+    throw new KrpcError('UNAVAILABLE', 'cannot reach system-config');
+  };
+  return { list: fail, watch: fail } as Partial<ConfigClient> as ConfigClient;
+}
+
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let i = 0; !done(); i++) {
+    assert.ok(i < 500, `${what} within 5 s`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('RouteCache', () => {
+  const DID = 'did:dev:n1';
+  let dir: string;
+  const warnings: string[] = [];
+  const warn = (message: string) => void warnings.push(message);
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'route-cache-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('keeps the routes listed, and a gateway restarted cut off from system-config routes by them', async () => {
+    const file = join(dir, 'run', 'routes.json');
+    const online = new AbortController();
+    const listed = [
+      { key: 'services/dfs/info', value: info({ node: 'n1', host: '10.0.0.1', port: 3700, state: 'running' }) },
+      { key: 'services/klog/info', value: info({ node: 'ood1', host: '10.0.0.2', port: 3500, state: 'running' }) },
+    ];
+    const first = followRoutes(listingConfig(listed, online.signal), new RouteTable('n1'), online.signal, () => {}, new RouteCache(file, DID, warn));
+    await until(() => existsSync(file), 'the listed routes written');
+    online.abort();
+    await first;
+    const kept = readFileSync(file, 'utf8');
+
+    const t = new RouteTable('n1');
+    const cutOff = new AbortController();
+    const failures: unknown[] = [];
+    const second = followRoutes(unreachableConfig(), t, cutOff.signal, (e) => failures.push(e), new RouteCache(file, DID, warn));
+    try {
+      await until(() => failures.length > 0, 'the first list failed');
+      assert.deepEqual(t.pick('dfs'), { node: 'n1', host: '127.0.0.1', port: 3700 });
+      assert.deepEqual(t.own('dfs'), { node: 'n1', host: '127.0.0.1', port: 3700 }, 'the tunnel reaches this device\'s own dfs');
+      assert.deepEqual(t.pick('klog'), { node: 'ood1', host: '10.0.0.2', port: 3500 });
+    } finally {
+      cutOff.abort();
+      await second;
+    }
+    assert.deepEqual(warnings, []);
+    assert.equal(readFileSync(file, 'utf8'), kept, 'a failed list leaves the cache as it was');
+  });
+
+  it('passes over a malformed, unreadable or another identity\'s cache, leaving the table empty', () => {
+    const route = { key: 'services/dfs/info', value: info(inst('n1', 3700, 'running')) };
+    for (const bad of ['{not json', JSON.stringify([route]), JSON.stringify({ device: DID, routes: [{ key: route.key }] })]) {
+      const file = join(dir, 'bad.json');
+      writeFileSync(file, bad);
+      warnings.length = 0;
+      const t = new RouteTable('n1');
+      new RouteCache(file, DID, warn).load(t);
+      assert.deepEqual(t.services(), [], bad);
+      assert.deepEqual(warnings, ['the cached routes are malformed; starting without them'], bad);
+    }
+    writeFileSync(join(dir, 'other.json'), JSON.stringify({ device: 'did:dev:before-reset', routes: [route] }));
+    warnings.length = 0;
+    const t = new RouteTable('n1');
+    new RouteCache(join(dir, 'other.json'), DID, warn).load(t);
+    assert.deepEqual(t.services(), [], 'routes another identity of this device wrote');
+    assert.deepEqual(warnings, ['the cached routes are from before this device was activated; starting without them']);
+    warnings.length = 0;
+    new RouteCache(dir, DID, warn).load(t);
+    assert.deepEqual(t.services(), []);
+    assert.deepEqual(warnings, ['the cached routes are unreadable; starting without them'], 'a directory in the file\'s place');
+    warnings.length = 0;
+    new RouteCache(join(dir, 'absent.json'), DID, warn).load(t);
+    assert.deepEqual(warnings, [], 'no cache yet (a first start) is no problem');
+  });
+
+  it('writes a burst of changes once, unchanged routes never, and what is still waiting when closed', async () => {
+    const file = join(dir, 'burst.json');
+    const cache = new RouteCache(file, DID, warn, 200);
+    const t = new RouteTable('n1');
+    const stored = () => (JSON.parse(readFileSync(file, 'utf8')) as { routes: { key: string }[] }).routes.map((e) => e.key);
+    t.apply('services/a/info', info(inst('n1', 1, 'running')));
+    cache.save(t);
+    assert.deepEqual(stored(), ['services/a/info'], 'the first change is written at once');
+    for (const s of ['b', 'c', 'd']) {
+      t.apply(`services/${s}/info`, info(inst('n1', 1, 'running')));
+      cache.save(t);
+    }
+    assert.deepEqual(stored(), ['services/a/info'], 'the burst waits');
+    await until(() => stored().length === 4, 'the burst written');
+    rmSync(file);
+    await new Promise((r) => setTimeout(r, 250));
+    cache.save(t);
+    assert.equal(existsSync(file), false, 'the same routes are not written again');
+    t.apply('services/a/info', null);
+    cache.save(t);
+    t.apply('services/b/info', null);
+    cache.save(t);
+    cache.close();
+    assert.deepEqual(stored(), ['services/c/info', 'services/d/info']);
   });
 });
 

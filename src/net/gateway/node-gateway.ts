@@ -1,8 +1,11 @@
 // The node gateway (DESIGN §8): one local entry, `http://127.0.0.1:3180/kapi/<service>`, for every service wherever
 // it runs. Routes come from `services/<s>/info` in system-config, followed by watch so a moved service is routed
-// to its new instance without a restart.
+// to its new instance without a restart, and kept on disk (RouteCache) for a start while system-config is out of reach.
+import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { z } from 'zod';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
+import { writeFileAtomic } from '../../lib/identity/keys.ts';
 import { sendJson, type Client } from '../../lib/krpc/index.ts';
 import { type ServiceInfo, serviceInfoSchema } from '../../lib/config/zone-records.ts';
 
@@ -98,6 +101,90 @@ export class RouteTable {
   services(): string[] {
     return [...this.routes.keys()].sort();
   }
+
+  /** The routes as the `services/<s>/info` entries replaceAll takes, in a stable order. */
+  entries(): { key: string; value: string }[] {
+    return this.services().map((s) => ({ key: `services/${s}/info`, value: JSON.stringify(this.routes.get(s)) }));
+  }
+}
+
+const cachedRoutesSchema = z.object({ device: z.string(), routes: z.array(z.object({ key: z.string(), value: z.string() })) });
+
+/**
+ * The last routes read, on disk: a device that restarts cut off from system-config still reaches the instances it
+ * runs itself (node_daemon starts them from its cached run config) and those it last knew of elsewhere, until a list
+ * succeeds. A burst of watch events costs one write, at most one per `minIntervalMs`; unchanged routes cost none.
+ * The file names the device (its DID) that wrote it: `buckyos reset` leaves run/ in place, and another zone's routes
+ * would send system-config calls to devices the new zone does not know instead of to its bootstrap peers.
+ */
+export class RouteCache {
+  private written: string | undefined;
+  private next: string | undefined;
+  private lastWriteAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly device: string,
+    private readonly warn: (message: string, err: Error) => void,
+    private readonly minIntervalMs = 1000,
+  ) {}
+
+  /** Fills `table` from the file. An unreadable or malformed file, or another identity's, is passed over: routes are
+   * only a start, and the first list replaces them anyway. */
+  load(table: RouteTable): void {
+    let text: string;
+    try {
+      text = readFileSync(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.warn('the cached routes are unreadable; starting without them', e as Error);
+      return;
+    }
+    let cached: z.infer<typeof cachedRoutesSchema>;
+    try {
+      cached = cachedRoutesSchema.parse(JSON.parse(text));
+    } catch (e) {
+      this.warn('the cached routes are malformed; starting without them', e as Error);
+      return;
+    }
+    if (cached.device !== this.device) {
+      this.warn('the cached routes are from before this device was activated; starting without them', new Error(`written by ${cached.device}`));
+      return;
+    }
+    table.replaceAll(cached.routes);
+    this.written = text;
+  }
+
+  save(table: RouteTable): void {
+    if (this.closed) return;
+    this.next = `${JSON.stringify({ device: this.device, routes: table.entries() })}\n`;
+    if (this.timer) return;
+    const wait = this.lastWriteAt + this.minIntervalMs - Date.now();
+    if (wait <= 0) this.flush();
+    else this.timer = setTimeout(() => this.flush(), wait).unref();
+  }
+
+  /** Writes what is still waiting, and nothing after: the last routes survive a stop. */
+  close(): void {
+    this.flush();
+    this.closed = true;
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const text = this.next;
+    this.next = undefined;
+    if (text === undefined || text === this.written) return;
+    try {
+      writeFileAtomic(this.path, text, 0o644);
+      this.written = text;
+    } catch (e) {
+      this.warn('could not cache the routes', e as Error);
+    }
+    this.lastWriteAt = Date.now();
+  }
 }
 
 /** `body`: the request's body when the caller has already read it (the UI listener checks kRPC envelopes first). */
@@ -155,15 +242,23 @@ export function cancelWhenGone(res: { once(event: 'finish' | 'close', fn: () => 
   });
 }
 
-/** Keeps `table` in step with system-config: a full list, then watch from its revision; on error, back off and relist. */
 const LIST_LIMIT = 10_000;
 
+/**
+ * Keeps `table` in step with system-config: a full list, then watch from its revision; on error, back off and relist.
+ * With a `cache`, the table starts from the routes it kept, and every change is kept in it.
+ */
 export async function followRoutes(
   config: Client<typeof systemConfigApi.methods>,
   table: RouteTable,
   signal: AbortSignal,
   onError: (err: unknown) => void,
+  cache?: RouteCache,
 ): Promise<void> {
+  if (cache) {
+    cache.load(table);
+    signal.addEventListener('abort', () => cache.close(), { once: true });
+  }
   let backoff = 500;
   while (!signal.aborted) {
     try {
@@ -171,11 +266,13 @@ export async function followRoutes(
       if (listed.entries.length >= LIST_LIMIT) onError(new Error(`services/ holds ${LIST_LIMIT} keys or more; routes past them are not seen`));
       // A full re-list replaces the table: a route deleted while the watch was down must not linger.
       table.replaceAll(listed.entries);
+      cache?.save(table);
       let rev = listed.revision;
       backoff = 500;
       while (!signal.aborted) {
         const w = await config.watch({ prefix: 'services/', after_revision: rev, timeout_ms: 25_000 }, { timeoutMs: 35_000 });
         for (const ev of w.events) table.apply(ev.key, ev.value);
+        cache?.save(table);
         rev = w.revision;
       }
     } catch (err) {
