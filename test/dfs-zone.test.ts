@@ -339,12 +339,13 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     });
     assert.equal(copies(moved), before, 'a move adds one copy and drops one');
     await ok(zone.cli(['fs', 'disk', 'rm', 'd2']));
-    await until('every chunk has its two copies on d1 and d3', async () => {
+    // Its copies leave it once the others hold two, and the empty disk is forgotten without --force.
+    await until('every chunk has its two copies on d1 and d3, and d2 holds nothing', async () => {
       const st = await dfs().status({});
       const on = (id: string) => st.disks.find((d) => d.disk_id === id)!.chunks;
-      return st.under_replicated === 0 && on('d1') === on('d3') && on('d1') * 2 === before ? true : undefined;
+      return st.under_replicated === 0 && on('d1') === on('d3') && on('d1') * 2 === before && on('d2') === 0 ? true : undefined;
     });
-    await ok(zone.cli(['fs', 'disk', 'rm', 'd2', '--force']));
+    assert.match(await ok(zone.cli(['fs', 'disk', 'rm', 'd2'])), /disk d2 on \S+ is empty and forgotten/);
     rmSync(disk(2), { recursive: true, force: true });
     const back = join(dir, 'after-drain.bin');
     await ok(as('alice', ALICE_PW, ['fs', 'get', 'home:/home/alice/big.bin', back]));

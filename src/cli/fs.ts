@@ -432,9 +432,9 @@ export function registerFs(program: Command): void {
     });
   disk
     .command('rm <id>')
-    .description('drain a disk (its chunks are copied elsewhere first); --force forgets it at once')
+    .description('drain a disk (its chunks are copied elsewhere first), or forget a drained one; --force forgets it at once')
     .option('--node <name>', 'the node it is on (default: this device)')
-    .option('--force', 'forget it now, without draining')
+    .option('--force', 'forget it now, without draining (for a dead disk: copies that exist nowhere else are lost)')
     .action(async (id: string, o2: { node?: string; force?: boolean }, cmd: Command) => {
       const c = ctx(cmd);
       const node = o2.node ?? (await loadNodeIdentity(c.paths.etc)).device.name;
@@ -447,8 +447,21 @@ export function registerFs(program: Command): void {
         return;
       }
       const r = diskRecordSchema.parse(JSON.parse(cur.value));
+      if (r.state === 'draining') {
+        // Forgotten only once it holds nothing: a copy still there may be the last one a volume has.
+        const held = (await c.client(dfsApi).status({})).disks.find((d) => d.node === node && d.disk_id === id);
+        if (!held || held.state === 'unreachable') throw new Error(`disk ${id} on ${node} is draining, but its node does not report it now, so whether it still holds chunks is unknown; try again when it does, or pass --force`);
+        if (held.chunks > 0) {
+          throw new Error(
+            `disk ${id} on ${node} is draining and still holds ${held.chunks} chunks: the copies volumes name leave it within a pass or two (30 s each) once they have their copies elsewhere, unreferenced ones with chunk collection; run this again when \`buckyos fs status\` shows 0, or pass --force`,
+          );
+        }
+        await config.delete({ key: diskKey(node, id), expect_revision: cur.revision });
+        console.log(`disk ${id} on ${node} is empty and forgotten`);
+        return;
+      }
       await config.set({ key: diskKey(node, id), value: JSON.stringify({ ...r, state: 'draining' }), expect_revision: cur.revision });
-      console.log(`disk ${id} on ${node} is draining; \`buckyos fs status\` shows when it holds nothing`);
+      console.log(`disk ${id} on ${node} is draining; run this again to forget it once \`buckyos fs status\` shows it holds nothing`);
     });
 
   const volume = fs.command('volume').description('volumes (storage/volumes/<name>)');

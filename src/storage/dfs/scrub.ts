@@ -145,6 +145,7 @@ export class Scrubber {
     if (this.replicating || this.stopped) return this.s.under_replicated;
     this.replicating = true;
     let short = 0;
+    let drained = 0;
     try {
       const z = this.zone();
       for (const v of this.volumes.all()) {
@@ -154,6 +155,7 @@ export class Scrubber {
         const policy = strictestPolicy(rec);
         const infos = await this.io.diskInfos();
         const usable = new Set(infos.filter((i) => i.live && i.state === 'active').map((i) => `${i.node}/${i.disk}`));
+        const draining = new Set(infos.filter((i) => i.live && i.state === 'draining').map((i) => `${i.node}/${i.disk}`));
         let moves = 0;
         for (let after = ''; ; ) {
           const batch = v.meta.chunkIds(after, 1000);
@@ -165,6 +167,16 @@ export class Scrubber {
             const have = (where.get(c.id) ?? []).filter((r) => usable.has(`${r.node}/${r.disk}`));
             const domains = new Set(have.map((r) => domainOf(policy, r)));
             if (domains.size >= policy.copies) {
+              // A copy on a draining disk counts for nothing, so once the others meet the policy it goes: that is how
+              // a draining disk empties, to be forgotten (`buckyos fs disk rm` again) when it holds nothing.
+              for (const r of (where.get(c.id) ?? []).filter((x) => draining.has(`${x.node}/${x.disk}`))) {
+                try {
+                  await this.io.dropFrom(r, c.id);
+                  drained++;
+                } catch (err) {
+                  this.log.warn({ chunk: c.id, from: r, err: (err as Error).message }, 'dfs: a copy on a draining disk could not be dropped yet');
+                }
+              }
               if (moves < REBALANCE_MOVES_PER_PASS && (await this.rebalance(c.id, c.size, policy, have, usable))) moves++;
               continue;
             }
@@ -180,6 +192,7 @@ export class Scrubber {
         }
       }
       this.s.under_replicated = short;
+      if (drained > 0) this.log.info({ copies: drained }, 'dfs: dropped copies from draining disks, kept elsewhere under their policy');
       return short;
     } finally {
       this.replicating = false;
