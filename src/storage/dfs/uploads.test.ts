@@ -82,4 +82,13 @@ describe('upload spools (uploads.ts)', () => {
     assert.equal(uploads.sweep(Date.now() + UPLOAD_TTL_MS + 1), 1);
     assert.deepEqual(readdirSync(dir), []);
   });
+
+  it('sweeps the temporary file of a begin a crash cut short, and answers NOT_FOUND for a record whose spool is gone', () => {
+    writeFileSync(join(dir, `${'C'.repeat(22)}.json.tmp-123-456`), '{');
+    assert.equal(uploads.sweep(), 0);
+    assert.deepEqual(readdirSync(dir), []);
+    const u = begin(uploads, 'home', 10);
+    rmSync(join(dir, `${u.id.slice(5)}.part`));
+    assert.throws(() => uploads.get(u.id, alice), code('NOT_FOUND', /no such upload/));
+  });
 });

@@ -4,9 +4,10 @@
 // normal write path. Spools outlive a restart of the service and expire after a day. An upload's id names its volume,
 // so that a call or part reaching another node is passed on to the primary (uploadVolume; service.ts, http.ts).
 import { randomBytes } from 'node:crypto';
-import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../../lib/identity/keys.ts';
 import { KrpcError, type Principal } from '../../lib/krpc/index.ts';
 import { UPLOAD_ID } from '../../lib/api/dfs.ts';
 
@@ -56,8 +57,10 @@ export class Uploads {
     const now = Date.now();
     const rec: UploadRecord = { ...r, id, created_at: now, expires_at: now + UPLOAD_TTL_MS };
     const p = this.paths(id);
-    writeFileSync(p.data, '');
-    writeFileSync(p.meta, JSON.stringify(rec));
+    // Durable before the id goes out, the spool first: a client told of an upload resumes it after a power cut, and
+    // a record never names a spool that is not there.
+    writeFileAtomic(p.data, '');
+    writeFileAtomic(p.meta, JSON.stringify(rec));
     return rec;
   }
 
@@ -77,7 +80,13 @@ export class Uploads {
       this.drop(id);
       throw new KrpcError('NOT_FOUND', 'the upload has expired; start again');
     }
-    return { ...rec, offset: statSync(paths.data).size };
+    let offset: number;
+    try {
+      offset = statSync(paths.data).size;
+    } catch {
+      throw new KrpcError('NOT_FOUND', GONE);
+    }
+    return { ...rec, offset };
   }
 
   /** Appends a part at `offset`, which must be where the upload stands; synced before it returns the new offset. */
@@ -133,6 +142,11 @@ export class Uploads {
   sweep(now = Date.now()): number {
     let n = 0;
     for (const f of readdirSync(this.dir)) {
+      // A temporary file of a create a crash interrupted (writeFileAtomic; creates are synchronous, so none is under way).
+      if (/^[A-Za-z0-9_-]{22}\.(json|part)\.tmp-\d+-\d+$/.test(f)) {
+        rmSync(join(this.dir, f), { force: true });
+        continue;
+      }
       const m = /^([A-Za-z0-9_-]{22})\.(json|part)$/.exec(f);
       if (!m) continue;
       const key = m[1]!;
