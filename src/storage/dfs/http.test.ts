@@ -3,8 +3,13 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import pino from 'pino';
 import { until } from '../../../test/support/wait.ts';
-import { continueWhenRead, streamTo } from './http.ts';
+import { openTestFiles } from './files.suite.ts';
+import { DfsHttp, continueWhenRead, streamTo } from './http.ts';
+import { MAX_CHUNK_BYTES } from './peers.ts';
+import { Uploads } from './uploads.ts';
 
 describe('streamTo', () => {
   it('stops and closes the source when the client goes away mid-transfer, instead of waiting for a drain', async () => {
@@ -101,6 +106,47 @@ describe('continueWhenRead', () => {
     } finally {
       server.closeAllConnections();
       server.close();
+    }
+  });
+});
+
+describe('chunk exchange between dfs instances', () => {
+  it('refuses a chunk larger than any chunk before holding it, declared or streamed', async () => {
+    const t = await openTestFiles('');
+    const http = new DfsHttp({
+      self: 'st1', gatewayUrl: 'http://127.0.0.1:9', files: t.files, uploads: new Uploads(join(t.dir, 'uploads')), disks: t.disks, volumes: t.volumes, io: t.io,
+      // Another dfs instance's token: verify-hub's part, which this test is not about.
+      authenticate: async () => ({ userId: 'dfs', appId: 'dfs', kind: 'service', expiresAt: 0 }),
+      basicLogin: () => Promise.reject(new Error('unused')),
+      basicRefresh: () => Promise.reject(new Error('unused')),
+      log: pino({ level: 'silent' }),
+    });
+    const server = createServer((req, res) => void http.handle(req, res, new URL(req.url!, 'http://st1')));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/kapi/dfs/chunks/d1/sha256:${'0'.repeat(64)}`;
+      const put = (body: Buffer | ReadableStream) => fetch(url, { method: 'PUT', headers: { authorization: 'Bearer peer' }, body, duplex: 'half' } as RequestInit);
+      const declared = await put(Buffer.alloc(MAX_CHUNK_BYTES + 1));
+      assert.equal(declared.status, 413);
+      assert.match(await declared.text(), /a chunk is at most 4194304 bytes/);
+      // Without a length, counted as it comes: the instance stops reading long before the sender would stop.
+      const piece = Buffer.alloc(1024 * 1024);
+      let sent = 0;
+      const endless = new ReadableStream({
+        pull(c) {
+          sent += piece.length;
+          if (sent > 256 * 1024 * 1024) c.close();
+          else c.enqueue(piece);
+        },
+      });
+      const streamed = await put(endless).catch((e: Error) => e);
+      if (!(streamed instanceof Error)) assert.equal(streamed.status, 413);
+      assert.ok(sent < 256 * 1024 * 1024, `${sent} bytes went before the instance stopped reading`);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+      await t.close();
     }
   });
 });

@@ -15,6 +15,7 @@ import type { DiskSet } from './disks.ts';
 import { BasicSessions, type BasicGrant } from './basic-sessions.ts';
 import { ElsewhereError, type Files, toKrpcError } from './files.ts';
 import { decodeUrlPath } from './paths.ts';
+import { MAX_CHUNK_BYTES } from './peers.ts';
 import { type Uploads, uploadVolume } from './uploads.ts';
 import type { VolumeSet } from './volumes.ts';
 import { DEFAULT_DAV_LIMITS, type DavHandler, bodyReadAhead, createDavHandler, hasBody } from './webdav.ts';
@@ -427,8 +428,16 @@ export class DfsHttp {
       const d = this.d.disks.get(disk);
       if (!d?.store) throw new KrpcError('UNAVAILABLE', `disk ${disk} is not open on ${this.d.self}`);
       if (d.record.state !== 'active') throw new KrpcError('FAILED_PRECONDITION', `disk ${disk} is draining`);
+      // The bound peers read chunks with: a larger body can only be a mistake or an attack, and is not held.
+      const tooLarge = () => new KrpcError('PAYLOAD_TOO_LARGE', `a chunk is at most ${MAX_CHUNK_BYTES} bytes`);
+      if (Number(req.headers['content-length'] ?? 0) > MAX_CHUNK_BYTES) throw tooLarge();
       const parts: Buffer[] = [];
-      for await (const c of req) parts.push(c as Buffer);
+      let size = 0;
+      for await (const c of req) {
+        size += (c as Buffer).length;
+        if (size > MAX_CHUNK_BYTES) throw tooLarge();
+        parts.push(c as Buffer);
+      }
       const r = await d.store.put(id, Buffer.concat(parts)).catch((err: Error) => {
         throw new KrpcError(/hash/i.test(err.message) ? 'INVALID_PARAMS' : 'UNAVAILABLE', `${this.d.self}/${disk}: ${err.message}`);
       });
