@@ -22,6 +22,7 @@ import {
   derive,
   isOwnedKey,
   planWrites,
+  storeTime,
 } from './derive.ts';
 import { createAuthorize } from './main.ts';
 import { Scheduler, TICK_INTERVAL_MS } from './scheduler.ts';
@@ -189,6 +190,29 @@ describe('derive: a single-device zone', () => {
     assert.deepEqual(out.keys, current);
     assert.deepEqual(planWrites(Object.fromEntries(Object.entries(current).map(([k, v]) => [k, { value: v, revision: 3 }])), out).ops, []);
     assert.match(out.problems[0], /no device/);
+  });
+});
+
+describe('storeTime', () => {
+  it('is the newest heartbeat, whatever the deciding clock says, but never one stamped over a minute ahead of it', () => {
+    const beats = [beat('gateway', 'c1', T0 - 5_000), beat('gateway', 's1', T0 - 95_000)];
+    assert.equal(storeTime(beats, T0), T0 - 5_000);
+    assert.equal(storeTime(beats, T0 + 3_000), T0 - 5_000, 'a clock 3 s ahead judges by the same time');
+    assert.equal(storeTime([...beats, beat('gateway', 's2', T0 + 3_600_000)], T0), T0 - 5_000, 'a node an hour ahead is not believed');
+    assert.equal(storeTime([], T0), T0);
+  });
+
+  it('makes two schedulers whose clocks differ by seconds derive the same output near the 90 s mark', () => {
+    const devices = { c1: device('core', 1), s1: device('storage', 2), s2: device('storage', 3) };
+    const specs: Record<string, ServiceSpec> = { share: { replicas: 1, roles: ['storage'] } };
+    const first = derive(world({ devices, specs }), T0);
+    // s1 last reported 89 s before the others' newest heartbeat: dead by a clock 3 s ahead, live by the store's time.
+    const input = written(world({ devices, specs, instances: [...beatsFor(first, ['c1', 's2'], T0 + 89_000), ...beatsFor(first, ['s1'], T0)] }), first);
+    const mine = derive(input, storeTime(input.instances, T0 + 89_000));
+    const ahead = derive(input, storeTime(input.instances, T0 + 92_000));
+    assert.deepEqual(ahead, mine);
+    assert.deepEqual(mine.placement.share, ['s1']);
+    assert.notDeepEqual(derive(input, T0 + 92_000).placement.share, ['s1'], 'by its own clock the one ahead would have moved share');
   });
 });
 

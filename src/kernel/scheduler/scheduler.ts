@@ -7,7 +7,7 @@ import { MAX_TX_OPS, type systemConfigApi } from '../../lib/api/system-config.ts
 import { type Client, KrpcError } from '../../lib/krpc/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { ZoneBootConfig } from '../../lib/identity/documents.ts';
-import { derive, planWrites } from './derive.ts';
+import { derive, planWrites, storeTime } from './derive.ts';
 import { SnapshotReader } from './snapshot.ts';
 
 export type SchedulerConfig = Pick<Client<typeof systemConfigApi.methods>, 'list' | 'get' | 'exec_tx' | 'watch'>;
@@ -81,11 +81,11 @@ export class Scheduler {
     const { config, log } = this.opts;
     try {
       const snapshot = await this.reader.read();
-      const now = this.now();
-      const output = derive(snapshot.input, now);
+      const at = this.now();
+      const output = derive(snapshot.input, storeTime(snapshot.input.instances, at));
       const plan = planWrites(snapshot.owned, output);
       this.stats.ticks++;
-      this.stats.last_tick_at = now;
+      this.stats.last_tick_at = at;
       this.stats.last_error = null;
       const problems = [...snapshot.problems, ...output.problems];
       if (JSON.stringify(problems) !== JSON.stringify(this.stats.problems)) {
