@@ -149,7 +149,10 @@ describe('etcd control: three core devices', { skip: skip ?? false, timeout: 900
     assert.equal(await until('ood2 reading it', 60_000, async () => ((await configGet(ood2, 'test/k')) === 'v3' ? 'v3' : null)), 'v3');
   });
 
-  it('moves back to SQLite on one device, and the others reach it there', async () => {
+  it('moves back to SQLite on one device, and the others reach it there, one that was away too', async () => {
+    // ood4, a member, is away during the move: its cluster is gone when it comes back.
+    const ood4 = devices.find((d) => d.name === 'ood4')!;
+    await ood4.kill();
     await ood1.cli(['zone', 'move', '--to', 'sqlite', '--wait'], {}, 300_000);
     const st = await until('the store on SQLite', 120_000, async () => {
       const s = await storeStatus(ood1);
@@ -160,5 +163,9 @@ describe('etcd control: three core devices', { skip: skip ?? false, timeout: 900
     assert.equal(await configGet(ood1, 'test/before'), 'written on SQLite');
     await until('ood2 reaching the store on ood1', 120_000, async () => (await ood2.tryCli(['config', 'set', 'test/after', 'back on SQLite'])).code === 0);
     assert.equal(await configGet(ood1, 'test/after'), 'back on SQLite');
+    // Its member finds no cluster; the other core devices tell it where the store went, and it reaches it there.
+    ood4.start();
+    await until('ood4 reaching the store on ood1 as a remote device', 240_000, async () => (await configGet(ood4, 'test/after')) === 'back on SQLite');
+    assert.equal(loadNodeConfig(nodePaths(ood4.root)).config_backend?.type, 'remote');
   });
 });

@@ -21,6 +21,7 @@ import { retryUntilDone } from '../../lib/retry.ts';
 import { createKernelRuntime, type KernelRuntime } from '../runtime.ts';
 import { type ChildStatus, Supervisor } from './supervisor.ts';
 import { StoreControl } from './store-control.ts';
+import type { TunnelPeer } from '../../lib/tunnel/index.ts';
 
 /** Kernel services in boot order; each waits for the one before to be healthy. */
 export const KERNEL_BOOT_ORDER = Object.keys(KERNEL_SERVICE_PORTS) as KernelServiceName[];
@@ -113,6 +114,10 @@ async function until(cond: () => boolean | Promise<boolean>, exited: Promise<unk
   }
   return false;
 }
+
+/** How long a member's store must have failed before the other core devices are asked where it went, and how often. */
+const ASK_WHERE_STORE_AFTER_MS = 60_000;
+const ASK_WHERE_STORE_EVERY_MS = 30_000;
 
 class NodeDaemon {
   private readonly supervisor: Supervisor;
@@ -241,6 +246,12 @@ class NodeDaemon {
       // that cannot answer yet (etcd without quorum, writes frozen during a move) is waited for, not given up on:
       // nothing restarts node_daemon, so giving up would leave the device down for good.
       await this.startKernel('system-config').catch((err) => this.log.warn({ err: (err as Error).message }, 'system-config is not healthy yet'));
+      // A member whose cluster does not answer may have missed a move back to SQLite made while it was away (the
+      // members left the cluster then): after a while the other core devices are asked where the store is now.
+      const elsewhere = new AbortController();
+      const moved: { to: TunnelPeer | null } = { to: null };
+      const failingSince = Date.now();
+      let askedAt = 0;
       await retryUntilDone(
         async () => {
           await this.seedZoneRecords();
@@ -249,10 +260,24 @@ class NodeDaemon {
         {
           firstMs: 500,
           maxMs: 10_000,
-          signal: this.stop.signal,
-          onFailure: (err, wait) => this.log.warn({ err: err.message, retry_ms: wait }, 'cannot publish this device\'s records yet; retrying'),
+          signal: AbortSignal.any([this.stop.signal, elsewhere.signal]),
+          onFailure: async (err, wait) => {
+            this.log.warn({ err: err.message, retry_ms: wait }, 'cannot publish this device\'s records yet; retrying');
+            if (this.rt!.backend !== 'etcd' || Date.now() - failingSince < ASK_WHERE_STORE_AFTER_MS || Date.now() - askedAt < ASK_WHERE_STORE_EVERY_MS) return;
+            askedAt = Date.now();
+            moved.to = await this.storeControl!.movedStore().catch(() => null);
+            if (moved.to) elsewhere.abort();
+          },
         },
       );
+      if (moved.to && !this.aborted) {
+        this.log.warn({ via: moved.to.name }, 'the zone store moved while this device was away; reaching it as a remote device from now on');
+        await this.storeControl.leaveForRemote(moved.to);
+        await this.supervisor.stopAll();
+        this.rt.close();
+        this.config = loadNodeConfig(this.paths);
+        return this.boot();
+      }
     }
     await this.converge();
     this.state = 'running';

@@ -2,7 +2,8 @@
 // move that its device left half done, undone through that device's own system-config.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -10,7 +11,10 @@ import pino from 'pino';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { CONFIG_STORE_KEY, FREEZE_KEY, MIGRATION_KEY, type MigrationRecord } from '../../lib/config/store-control.ts';
 import { loadNodeConfig, nodePaths, saveNodeConfig } from '../../lib/config/node-config.ts';
-import { didDev, generateKeyPair } from '../../lib/identity/keys.ts';
+import { type KeyPair, didDev, generateKeyPair } from '../../lib/identity/keys.ts';
+import { selfSignedCert } from '../../lib/identity/tls-certs.ts';
+import { startTunnelServer } from '../../lib/tunnel/index.ts';
+import { closedPort } from '../../lib/tunnel/testing.suite.ts';
 import { createTokenVerifier, signAccessToken } from '../../lib/identity/tokens.ts';
 import { createClient, createHttpApp, listen } from '../../lib/krpc/index.ts';
 import { openSqliteStore } from '../system-config/backends/sqlite.ts';
@@ -92,6 +96,99 @@ describe('UnstartedMembers', () => {
     assert.deepEqual(t.overdue([unstarted('3')], 250_000), [], 'seen unstarted again at 250 s');
     assert.deepEqual(t.overdue([unstarted('3')], 549_999), []);
     assert.deepEqual(t.overdue([unstarted('3')], 550_000), [unstarted('3')]);
+  });
+});
+
+describe('finding where the store went (a member that was away during a move back)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'store-moved-'));
+  const stop = new AbortController();
+  after(() => {
+    stop.abort();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Core device `name`: a real system-config on SQLite holding `record` as config-store, reached through its real
+   * tunnel server by `caller` (its gateway's part, handing the call to the local instance, written out here). */
+  async function core(name: string, record: unknown, caller: KeyPair) {
+    const store = openSqliteStore(join(dir, `${name}.db`));
+    await store.execTx([], [{ op: 'put', key: CONFIG_STORE_KEY, value: JSON.stringify(record) }]);
+    const callerDid = didDev(caller.publicKeyB64);
+    const endpoint = createSystemConfigEndpoint(store, {
+      guard: followControl(store, stop.signal, () => undefined),
+      authenticate: createTokenVerifier(() => ({ verifyHubKey: generateKeyPair().publicKey, deviceKey: (d) => (d === callerDid ? caller.publicKey : undefined) })),
+      access: await createRbacConfigAccess(store, stop.signal, () => undefined),
+    });
+    const srv = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');
+    const key = generateKeyPair();
+    const tunnel = await startTunnelServer({
+      host: '127.0.0.1',
+      port: 0,
+      key,
+      certPem: await selfSignedCert({ key, commonName: name }),
+      authorizePeer: (k) => (k === caller.publicKeyB64 ? 'ood3' : null),
+      handler: (req, res) => {
+        const up = request({ host: '127.0.0.1', port: srv.port, method: req.method, path: req.url, headers: { 'content-type': 'application/json', authorization: req.headers.authorization ?? '' } }, (r) => {
+          res.writeHead(r.statusCode ?? 502, { 'content-type': 'application/json' });
+          r.pipe(res);
+        });
+        req.pipe(up);
+      },
+    });
+    return {
+      peer: { name, key: key.publicKeyB64, address: `127.0.0.1:${tunnel.port}` },
+      async close() {
+        await tunnel.close();
+        await srv.close();
+        await store.close();
+      },
+    };
+  }
+
+  function controlOf(self: string, key: KeyPair, cores: unknown[]): StoreControl {
+    const paths = nodePaths(join(dir, self));
+    mkdirSync(join(paths.etc, 'etcd'), { recursive: true });
+    writeFileSync(join(paths.etc, 'etcd', 'cores.json'), JSON.stringify(cores));
+    const did = didDev(key.publicKeyB64);
+    const runtime = {
+      identity: { device: { name: self }, deviceKey: key, boot: { zone: 'test.example.com' } },
+      serviceToken: () => signAccessToken({ typ: 'service', sub: 'node-daemon', app: 'node-daemon', jti: randomUUID() }, key.privateKey, 600, did),
+    };
+    return new StoreControl({
+      paths,
+      log: pino({ level: 'silent' }),
+      runtime: () => runtime as unknown as KernelRuntime,
+      backend: () => 'etcd',
+      stopService: async () => undefined,
+      restartService: async () => undefined,
+      reboot: async () => undefined,
+    });
+  }
+
+  it('asks the other core devices, through their tunnels, and names the one now holding the store on SQLite', async () => {
+    const ood3 = generateKeyPair();
+    const back: unknown = { backend: 'sqlite', primary: 'ood1', first_revision: 7 };
+    const ood1 = await core('ood1', back, ood3);
+    const gone = { name: 'ood2', key: generateKeyPair().publicKeyB64, address: `127.0.0.1:${await closedPort()}` };
+    try {
+      const control = controlOf('ood3', ood3, [gone, ood1.peer]);
+      assert.deepEqual(await control.movedStore(), ood1.peer, 'ood2 is down too; ood1 answers');
+      await control.close();
+      const alone = controlOf('ood3b', ood3, [gone]);
+      assert.equal(await alone.movedStore(), null, 'nobody answers: nothing is known, nothing changes');
+      await alone.close();
+    } finally {
+      await ood1.close();
+    }
+    // A cluster that still has this device as a member is to be waited for, not left.
+    const member = (name: string) => ({ name, peer_url: `https://10.0.0.9:2380`, client_url: `https://10.0.0.9:2379` });
+    const same = await core('ood2', { backend: 'etcd', members: [member('ood2'), member('ood3')], token: 't', ca_cert: 'pem', first_revision: 1 }, ood3);
+    try {
+      const control = controlOf('ood3', ood3, [same.peer]);
+      assert.equal(await control.movedStore(), null);
+      await control.close();
+    } finally {
+      await same.close();
+    }
   });
 });
 

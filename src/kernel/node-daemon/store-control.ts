@@ -14,8 +14,12 @@ import {
 } from '../../lib/config/store-control.ts';
 import type { ClusterHealth } from '../../lib/etcd/cluster.ts';
 import type { EtcdMember, EtcdMemberSpec } from '../../lib/etcd/member.ts';
+import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { IDENTITY_FILES } from '../../lib/identity/node-identity.ts';
+import { enrolPeerSchema } from '../../lib/identity/names.ts';
 import { loadKeyFile, writeFileAtomic } from '../../lib/identity/keys.ts';
+import { createClient } from '../../lib/krpc/index.ts';
+import { TunnelClient, type TunnelPeer, tunnelTransport } from '../../lib/tunnel/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { collectDeviceInfo } from '../../lib/sysinfo.ts';
 import type { KernelRuntime } from '../runtime.ts';
@@ -38,6 +42,18 @@ const COPY_ATTEMPTS = 3;
 /** How long a member added for a device may stay unstarted before it is taken out of the cluster again. */
 const UNSTARTED_GRACE_MS = 5 * 60_000;
 
+const peerListSchema = z.array(enrolPeerSchema);
+
+/** A small file's text, or null when there is none. */
+function readTextOrNull(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
 export interface StoreControlHost {
   paths: NodePaths;
   log: Logger;
@@ -58,6 +74,8 @@ interface Files {
   ca: string;
   cert: string;
   log: string;
+  /** The other member devices, as last known while the cluster ran (noteCores). */
+  cores: string;
 }
 
 function files(paths: NodePaths): Files {
@@ -69,6 +87,7 @@ function files(paths: NodePaths): Files {
     ca: join(paths.etc, 'etcd', 'ca.pem'),
     cert: join(paths.etc, 'etcd', 'member.pem'),
     log: join(paths.logs, 'etcd', 'etcd.log'),
+    cores: join(paths.etc, 'etcd', 'cores.json'),
   };
 }
 
@@ -252,6 +271,7 @@ export class StoreControl {
       await this.ensureMember(c.members, c.token, c.ca_cert, 'existing');
       if (kind !== 'etcd') await this.switchToEtcd(c.members);
       else await this.followMembers(c.members);
+      await this.noteCores(c.members);
     }
     if (c?.backend === 'sqlite' && c.primary !== me && kind === 'etcd') await this.switchToRemote(c.primary);
   }
@@ -538,13 +558,78 @@ export class StoreControl {
     const d = rt.devices().byName(primary);
     const ip = d?.addresses.find((a) => !a.includes(':'));
     if (!d || !ip) throw new Error(`the zone store moved to ${primary}, whose address is not known yet`);
-    writeFileAtomic(join(this.host.paths.etc, IDENTITY_FILES.peers), JSON.stringify([{ name: primary, key: d.doc.key, address: `${ip}:${rt.config.ports.tunnel}` }], null, 2) + '\n', 0o644);
+    await this.leaveForRemote({ name: primary, key: d.doc.key, address: `${ip}:${rt.config.ports.tunnel}` });
+    await this.host.reboot(`the zone store moved to SQLite on ${primary}`);
+  }
+
+  /** This device reaches the store through `peer` from its next boot on, and runs no member any more. */
+  async leaveForRemote(peer: TunnelPeer): Promise<void> {
+    writeFileAtomic(join(this.host.paths.etc, IDENTITY_FILES.peers), JSON.stringify([peer], null, 2) + '\n', 0o644);
     const cfg = loadNodeConfig(this.host.paths);
     saveNodeConfig(this.host.paths, { ...cfg, config_backend: { type: 'remote' } });
     // The member goes first: node.json no longer names etcd, so nothing here needs it, and a reboot that failed or a
     // power cut after it would otherwise leave it running with a cluster's data for good.
     await this.dropMember();
-    await this.host.reboot(`the zone store moved to SQLite on ${primary}`);
+  }
+
+  /**
+   * The other member devices with their keys and tunnel addresses, kept on disk while the cluster runs: when it no
+   * longer answers this device (a move back to SQLite made while it was away, whose members then left), they are who
+   * can say where the store went (movedStore).
+   */
+  private async noteCores(members: EtcdMemberRecord[]): Promise<void> {
+    const rt = this.host.runtime();
+    await rt.devices().follow();
+    const cores: TunnelPeer[] = [];
+    for (const m of members) {
+      const d = rt.devices().byName(m.name);
+      if (m.name !== this.self && d) cores.push({ name: m.name, key: d.doc.key, address: `${new URL(m.peer_url).hostname}:${rt.config.ports.tunnel}` });
+    }
+    const text = JSON.stringify(cores, null, 2) + '\n';
+    if (readTextOrNull(this.f.cores) !== text) writeFileAtomic(this.f.cores, text, 0o644);
+  }
+
+  /**
+   * Where the zone's store is now, as another core device's own system-config says, for a device whose etcd cluster
+   * does not answer: the device holding it on SQLite, or a member of a cluster this device is not in (either way this
+   * device is to reach it as a remote one). Null while the record still names this device's cluster, or when no core
+   * device it knows of (its last members, its join peers) answers. Asked through the tunnels, by device key both ways.
+   */
+  async movedStore(): Promise<TunnelPeer | null> {
+    const rt = this.host.runtime();
+    const known = new Map<string, TunnelPeer>();
+    for (const file of [this.f.cores, join(this.host.paths.etc, IDENTITY_FILES.peers)]) {
+      const text = readTextOrNull(file);
+      if (text === null) continue;
+      try {
+        for (const p of peerListSchema.parse(JSON.parse(text))) if (p.name !== this.self && !known.has(p.name)) known.set(p.name, p);
+      } catch (err) {
+        this.host.log.warn({ file, err: (err as Error).message }, 'a list of core devices is unreadable; passing it over');
+      }
+    }
+    if (known.size === 0) return null;
+    const { selfSignedCert } = await tlsCerts();
+    const certPem = await selfSignedCert({ key: rt.identity.deviceKey, commonName: `${this.self}.${rt.identity.boot.zone}` });
+    const tunnel = new TunnelClient({ key: rt.identity.deviceKey, certPem, connectTimeoutMs: 5000 });
+    try {
+      for (const peer of known.values()) {
+        let record: ConfigStoreRecord | null;
+        try {
+          const client = createClient(systemConfigApi, { baseUrl: `tunnel://${peer.name}`, transport: tunnelTransport(tunnel, peer), token: rt.serviceToken, timeoutMs: 10_000 });
+          record = parseRecord(configStoreSchema, (await client.get({ key: CONFIG_STORE_KEY })).value);
+        } catch {
+          // Down too, or no system-config of its own: another may know.
+          continue;
+        }
+        if (record === null) continue;
+        const holder = record.backend === 'sqlite' ? record.primary : record.token !== this.savedToken() && !record.members.some((x) => x.name === this.self) ? record.members[0]?.name : undefined;
+        if (holder === undefined || holder === this.self) return null;
+        return holder === peer.name ? peer : (known.get(holder) ?? peer);
+      }
+      return null;
+    } finally {
+      await tunnel.close();
+    }
   }
 
   // ---- moves, on the device that holds the store ------------------------------------------------------------------
