@@ -285,14 +285,18 @@ export class Files {
     this.checkPut(p, volume, path, existing !== null);
     if (existing?.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder`, { reason: 'IS_A_DIRECTORY' });
     if (existing && opts.overwrite === false) throw new KrpcError('ALREADY_EXISTS', `${path} already exists`);
-    this.quotaRoom(v, p.userId, (opts.sizeHint ?? 0) - (existing?.size ?? 0));
+    // Charges follow the owner: an existing file's, else the writer, who will own it.
+    this.quotaRoom(v, existing?.owner ?? p.userId, (opts.sizeHint ?? 0) - (existing?.size ?? 0));
     const policy = policyFor(v.record, path);
     const refs: ChunkRef[] = [];
     let writes = this.writing.get(volume);
     if (!writes) this.writing.set(volume, (writes = new Set()));
     writes.add(refs);
+    // The check above looked before the bytes streamed in: a create-only write must also find no file at its commit,
+    // or two of them (or one and another writer) would both succeed, the first one's bytes lost as an older version.
+    const commitOpts = opts.overwrite === false && opts.expectVersion === undefined ? { ...opts, expectVersion: null } : opts;
     try {
-      return await this.storeAndCommit(v, path, body, p, opts, existing, policy, refs);
+      return await this.storeAndCommit(v, path, body, p, commitOpts, existing, policy, refs);
     } finally {
       writes.delete(refs);
     }
@@ -331,7 +335,7 @@ export class Files {
     const submit = async (chunks: Buffer[]) => {
       for (const data of chunks) {
         received += data.length;
-        if (received > (opts.sizeHint ?? 0)) this.quotaRoom(v, p.userId, received - (existing?.size ?? 0));
+        if (received > (opts.sizeHint ?? 0)) this.quotaRoom(v, existing?.owner ?? p.userId, received - (existing?.size ?? 0));
         const ref: ChunkRef = { id: '', size: data.length };
         refs.push(ref);
         const size = data.length;

@@ -1,12 +1,13 @@
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, request } from 'node:http';
+import { type Server, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import pino from 'pino';
 import { until } from '../../../test/support/wait.ts';
-import { openTestFiles } from './files.suite.ts';
+import { type TestFiles, openTestFiles, session } from './files.suite.ts';
 import { DfsHttp, continueWhenRead, streamTo } from './http.ts';
 import { MAX_CHUNK_BYTES } from './peers.ts';
 import { Uploads } from './uploads.ts';
@@ -148,5 +149,89 @@ describe('chunk exchange between dfs instances', () => {
       server.close();
       await t.close();
     }
+  });
+});
+
+describe('the file endpoint: PUT preconditions, conditional and ranged reads, malformed requests', () => {
+  let t: TestFiles;
+  let base: string;
+  let server: Server;
+  let uploads: Uploads;
+
+  before(async () => {
+    t = await openTestFiles('g, alice, user\ng, bob, user\n');
+    for (const u of ['alice', 'bob']) t.meta.ensureHome(u);
+    uploads = new Uploads(join(t.dir, 'uploads'));
+    const http = new DfsHttp({
+      self: 'st1', gatewayUrl: 'http://127.0.0.1:9', files: t.files, uploads, disks: t.disks, volumes: t.volumes, io: t.io,
+      // A token here is the user's name, through the files page: verify-hub's part, which these tests are not about.
+      authenticate: async (token) => session(token, 'control-panel'),
+      basicLogin: () => Promise.reject(new Error('unused')),
+      basicRefresh: () => Promise.reject(new Error('unused')),
+      log: pino({ level: 'silent' }),
+    });
+    server = createServer((req, res) => void http.handle(req, res, new URL(req.url!, 'http://st1')));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/kapi/dfs`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    server.close();
+    await t.close();
+  });
+
+  const put = (user: string, path: string, body: Buffer | string, headers: Record<string, string> = {}) =>
+    fetch(`${base}/files/home${path}`, { method: 'PUT', headers: { authorization: `Bearer ${user}`, ...headers }, body: typeof body === 'string' ? body : new Uint8Array(body) });
+  const etagOf = async (path: string) => (await fetch(`${base}/files/home${path}`, { method: 'HEAD', headers: { authorization: 'Bearer alice' } })).headers.get('etag')!;
+
+  it('creates only once with If-None-Match: *, also for two such PUTs racing', async () => {
+    assert.equal((await put('alice', '/public/once.txt', 'first', { 'if-none-match': '*' })).status, 201);
+    assert.equal((await put('alice', '/public/once.txt', 'second', { 'if-none-match': '*' })).status, 412);
+    const both = await Promise.all([randomBytes(4 << 20), randomBytes(4 << 20)].map((b) => put('alice', '/public/race.bin', b, { 'if-none-match': '*' })));
+    assert.deepEqual(both.map((r) => r.status).sort(), [201, 412], 'one wins, the other is refused at its commit');
+    assert.equal(t.meta.versions('/public/race.bin').length, 1);
+  });
+
+  it('writes with If-Match only over the version named, and refuses a changed or missing file with 412', async () => {
+    assert.equal((await put('alice', '/public/doc.txt', 'v1')).status, 201);
+    const v1 = await etagOf('/public/doc.txt');
+    assert.equal((await put('alice', '/public/doc.txt', 'v2', { 'if-match': v1 })).status, 200);
+    const stale = await put('alice', '/public/doc.txt', 'v3', { 'if-match': v1 });
+    assert.equal(stale.status, 412);
+    assert.match(await stale.text(), /has changed/);
+    assert.equal(await (await fetch(`${base}/files/home/public/doc.txt`, { headers: { authorization: 'Bearer alice' } })).text(), 'v2');
+    assert.equal((await put('alice', '/public/none.txt', 'x', { 'if-match': '*' })).status, 412);
+    assert.equal((await put('alice', '/public/doc.txt', 'v3', { 'if-none-match': await etagOf('/public/doc.txt') })).status, 412);
+  });
+
+  it('answers a weak If-None-Match with 304, a backwards range with the whole file, and a malformed escape with 400', async () => {
+    await put('alice', '/public/r.txt', '0123456789');
+    const tag = await etagOf('/public/r.txt');
+    assert.equal((await fetch(`${base}/files/home/public/r.txt`, { headers: { authorization: 'Bearer alice', 'if-none-match': `W/${tag}` } })).status, 304);
+    const backwards = await fetch(`${base}/files/home/public/r.txt`, { headers: { authorization: 'Bearer alice', range: 'bytes=5-2' } });
+    assert.deepEqual([backwards.status, await backwards.text()], [200, '0123456789']);
+    const bad = await fetch(`${base}/ndn/%E0%A4`, { headers: { authorization: 'Bearer alice' } });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /malformed %-escape/);
+  });
+
+  it('refuses an upload part whose Content-Range does not describe its body', async () => {
+    const u = uploads.create({ volume: 'home', path: '/public/up.bin', size: 999, user: 'alice', app: 'control-panel', overwrite: true });
+    const r = await fetch(`${base}/uploads/${u.id}`, { method: 'PUT', headers: { authorization: 'Bearer alice', 'content-range': 'bytes 0-9/999' }, body: 'abcd' });
+    assert.equal(r.status, 400);
+    assert.equal(uploads.get(u.id, session('alice', 'control-panel')).offset, 0, 'nothing was appended');
+  });
+
+  it('charges a write into a file to its owner, not the writer, when checking quotas early', async () => {
+    await put('alice', '/public/shared.txt', 'alice wrote this');
+    t.meta.setQuota('bob', 0);
+    assert.equal((await put('bob', '/public/shared.txt', 'bob adds to it')).status, 200, 'bob\'s own quota is not what this costs');
+    t.meta.setQuota('alice', 1024);
+    const over = await put('bob', '/public/shared.txt', randomBytes(64 * 1024), { 'content-length': String(64 * 1024) });
+    assert.equal(over.status, 412);
+    assert.match(await over.text(), /quota exceeded: alice uses/);
+    t.meta.setQuota('alice', null);
+    t.meta.setQuota('bob', null);
   });
 });

@@ -153,9 +153,20 @@ export function parseRange(header: string | undefined, size: number): { start: n
     return size === 0 ? 'unsatisfiable' : { start: Math.max(0, size - n), end: size - 1 };
   }
   const start = Number(m[1]);
+  // A last byte before the first makes the range invalid, which is answered as if there were none (RFC 9110 §14.2).
+  if (m[2] !== '' && Number(m[2]) < start) return null;
   const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
   if (start >= size || end < start) return 'unsatisfiable';
   return { start, end };
+}
+
+/** A URL path segment decoded; a malformed escape (`%E0%A4`) is the client's error, not the server's. */
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new KrpcError('BAD_REQUEST', `the path segment ${JSON.stringify(segment.slice(0, 80))} has a malformed %-escape`);
+  }
 }
 
 function contentRange(header: string | undefined): { start: number; end: number; total: number } | null {
@@ -234,7 +245,7 @@ export class DfsHttp {
     await this.guarded(req, res, url, async () => {
       let m: RegExpExecArray | null;
       if ((m = /^\/dav(\/.*)?$/.exec(url.pathname))) return await this.davRequest(req, res, url, m[1] ?? '/');
-      if ((m = /^\/ndn\/([^/]+)$/.exec(url.pathname)) && (req.method === 'GET' || req.method === 'HEAD')) return await this.ndn(req, res, decodeURIComponent(m[1]!));
+      if ((m = /^\/ndn\/([^/]+)$/.exec(url.pathname)) && (req.method === 'GET' || req.method === 'HEAD')) return await this.ndn(req, res, decodeSegment(m[1]!));
       if (url.pathname === '/' && req.method === 'OPTIONS') {
         // Windows' WebDAV redirector asks the server's root before it opens a folder under it.
         res.writeHead(200, { DAV: '1, 2', 'MS-Author-Via': 'DAV', Allow: 'OPTIONS', 'content-length': '0' });
@@ -253,7 +264,7 @@ export class DfsHttp {
       if ((m = /^\/dav(\/.*)?$/.exec(rest))) return await this.davRequest(req, res, url, m[1] ?? '/');
       if ((m = /^\/files\/([a-z][a-z0-9-]{0,31})(\/.*)?$/.exec(rest))) return await this.fileRequest(req, res, m[1]!, decodeUrlPath(m[2] ?? '/'), url);
       if ((m = /^\/uploads\/([^/]+)$/.exec(rest)) && req.method === 'PUT') return await this.uploadPart(req, res, m[1]!, url);
-      if ((m = /^\/ndn\/([^/]+)$/.exec(rest)) && (req.method === 'GET' || req.method === 'HEAD')) return await this.ndn(req, res, decodeURIComponent(m[1]!));
+      if ((m = /^\/ndn\/([^/]+)$/.exec(rest)) && (req.method === 'GET' || req.method === 'HEAD')) return await this.ndn(req, res, decodeSegment(m[1]!));
       if ((m = /^\/chunks\/([^/]+)\/(sha256:[0-9a-f]{64})$/.exec(rest))) return await this.chunk(req, res, m[1]!, m[2]!);
       if (rest === '/chunks-has' && req.method === 'POST') return await this.chunksHas(req, res);
       if ((m = /^\/meta\/([^/]+)\/log$/.exec(rest)) && req.method === 'GET') return await this.metaLog(req, res, m[1]!, url);
@@ -336,12 +347,39 @@ export class DfsHttp {
     }
     if (req.method === 'PUT') {
       const length = req.headers['content-length'] ? Number(req.headers['content-length']) : undefined;
-      const r = await files.write(volume, path, req, p, { sizeHint: length, overwrite: req.headers['if-none-match'] === '*' ? false : undefined });
+      const r = await files.write(volume, path, req, p, { sizeHint: length, ...this.putConditions(req, volume, path) });
       res.writeHead(r.created ? 201 : 200, { 'content-type': 'application/json', etag: `"${r.entry.content_id}"` });
       res.end(JSON.stringify({ entry: { path: r.entry.path, size: r.entry.size, content_id: r.entry.content_id } }));
       return;
     }
     throw new KrpcError('BAD_REQUEST', `${req.method} is not a file operation (GET, HEAD, PUT)`);
+  }
+
+  /**
+   * A PUT's preconditions (RFC 9110 §13): `If-Match` (the file as the client last saw it, or `*`: any) and
+   * `If-None-Match` (`*`: create only; tags: not while it is one of them) are checked against the file now, 412 when
+   * they fail, and held at the commit too (its version, or no file), so a write racing this one cannot slip between.
+   */
+  private putConditions(req: IncomingMessage, volume: string, path: string): { overwrite?: false; expectVersion?: string | null } {
+    const ifMatch = req.headers['if-match'];
+    const ifNoneMatch = req.headers['if-none-match'];
+    if (ifMatch === undefined && ifNoneMatch === undefined) return {};
+    const files = this.d.files;
+    const cur = files.meta(() => files.writable(volume).meta.tryStat(files.path(path)));
+    const etag = cur?.type === 'file' && cur.content_id !== null ? `"${cur.content_id}"` : null;
+    const tags = (h: string) => h.split(',').map((t) => t.trim());
+    const failed = (why: string) => new KrpcError('FAILED_PRECONDITION', `${path} ${why}`, { reason: 'PRECONDITION_FAILED' });
+    if (ifNoneMatch !== undefined) {
+      if (ifNoneMatch.trim() === '*') {
+        if (cur !== null) throw failed('exists (If-None-Match: *)');
+      } else if (etag !== null && tags(ifNoneMatch).some((t) => t === etag || t === `W/${etag}`)) {
+        throw failed('is the version If-None-Match names');
+      }
+    }
+    if (ifMatch === undefined) return ifNoneMatch?.trim() === '*' ? { overwrite: false } : {};
+    if (etag === null) throw failed('does not exist (If-Match)');
+    if (ifMatch.trim() !== '*' && !tags(ifMatch).includes(etag)) throw failed(`has changed: it is ${etag} now (If-Match)`);
+    return { expectVersion: cur!.version_id };
   }
 
   /** A version's bytes with HTTP caching and ranges: the ETag is the content id, so it is the same on every node. */
@@ -354,7 +392,8 @@ export class DfsHttp {
       'content-type': 'application/octet-stream',
     };
     const inm = req.headers['if-none-match'];
-    if (inm && inm.split(',').map((s) => s.trim()).some((t) => t === etag || t === '*')) {
+    // Weak comparison, as If-None-Match asks (RFC 9110 §13.1.2): W/"x" matches "x".
+    if (inm && inm.split(',').map((s) => s.trim().replace(/^W\//, '')).some((t) => t === etag || t === '*')) {
       res.writeHead(304, base);
       res.end();
       return;
@@ -396,6 +435,9 @@ export class DfsHttp {
     const offset = cr ? cr.start : Number(url.searchParams.get('offset') ?? 'NaN');
     if (!Number.isInteger(offset) || offset < 0) throw new KrpcError('INVALID_PARAMS', 'give the part\'s offset: Content-Range: bytes <start>-<end>/<size>, or ?offset=');
     const length = req.headers['content-length'] ? Number(req.headers['content-length']) : null;
+    if (cr && (cr.end < cr.start || (length !== null && length !== cr.end - cr.start + 1))) {
+      throw new KrpcError('INVALID_PARAMS', `Content-Range bytes ${cr.start}-${cr.end} does not describe a body of ${length ?? 'this'} bytes`);
+    }
     const at = await this.d.uploads.append(id, p, offset, req, length);
     sendJson(res, 200, { offset: at });
   }

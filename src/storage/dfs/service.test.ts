@@ -84,6 +84,13 @@ describe('dfs kRPC methods on folders (service.ts)', () => {
     });
   }
 
+  it('refuses mkdir -p of a path that is a file, and an upload under a file before any byte is sent', async () => {
+    t.meta.writeFile('/home/alice/Photos/note.txt', { content_id: 'sha256:' + 'a'.repeat(64), size: 0, chunks: [] }, { user: 'alice' });
+    const c = as('control-panel');
+    await assert.rejects(c.mkdir({ volume: VOLUME, path: '/home/alice/Photos/note.txt', parents: true }), (e: unknown) => e instanceof KrpcError && e.code === 'ALREADY_EXISTS' && /is a file, not a folder/.test(e.message));
+    await assert.rejects(c.upload_begin({ volume: VOLUME, path: '/home/alice/Photos/note.txt/x.bin', size: 10, overwrite: false }), (e: unknown) => e instanceof KrpcError && e.code === 'FAILED_PRECONDITION' && /is a file, not a folder/.test(e.message));
+  });
+
   it('copy, rename and delete of a folder are refused when something in it is not allowed, and change nothing', async () => {
     const base = { volume: VOLUME };
     await denied(as('photos').copy({ ...base, from: '/home/alice/Photos/2024', to: '/home/alice/apps/photos/2024' }), /may not read home:\/home\/alice\/Photos\/2024\/private/);

@@ -112,7 +112,10 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           for (const m of missing) f.check(caller, 'create', p.volume, m);
           let last = null;
           for (const m of missing) last = f.meta(() => meta.mkdir(m, caller.userId));
-          return apiEntry(last ?? f.meta(() => meta.stat(path)));
+          const made = last ?? f.meta(() => meta.stat(path));
+          // `mkdir -p` of a path that is a file is no success: nothing was made, and no folder is there.
+          if (made.type !== 'dir') throw new KrpcError('ALREADY_EXISTS', `${path} exists and is a file, not a folder`, { reason: 'NOT_A_DIRECTORY' });
+          return apiEntry(made);
         }),
       rename: (p, ctx) =>
         at('rename', p, ctx, () => {
@@ -230,13 +233,17 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           f.checkPut(caller, p.volume, path, existing !== null);
           if (existing?.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder`, { reason: 'IS_A_DIRECTORY' });
           if (existing && !p.overwrite) throw new KrpcError('ALREADY_EXISTS', `${path} already exists`);
-          const quota = meta.quota(caller.userId);
-          if (quota !== null && meta.usage(caller.userId) + p.size - (existing?.size ?? 0) > quota) {
-            throw new KrpcError('FAILED_PRECONDITION', `quota exceeded: ${caller.userId} uses ${meta.usage(caller.userId)} of ${quota} bytes on ${p.volume}`, { reason: 'QUOTA_EXCEEDED' });
+          // Charges follow the owner: an existing file's, else the uploader, who will own it.
+          const payer = existing?.owner ?? caller.userId;
+          const quota = meta.quota(payer);
+          if (quota !== null && meta.usage(payer) + p.size - (existing?.size ?? 0) > quota) {
+            throw new KrpcError('FAILED_PRECONDITION', `quota exceeded: ${payer} uses ${meta.usage(payer)} of ${quota} bytes on ${p.volume}`, { reason: 'QUOTA_EXCEEDED' });
           }
           const parent = path.slice(0, path.lastIndexOf('/')) || '/';
           const dir = f.meta(() => meta.tryStat(parent));
           if (!dir) throw new KrpcError('NOT_FOUND', `the folder ${parent} does not exist`, { reason: 'NOT_FOUND_PARENT' });
+          // Refused now, not after every byte was sent: the commit could never put a file under a file.
+          if (dir.type !== 'dir') throw new KrpcError('FAILED_PRECONDITION', `${parent} is a file, not a folder`, { reason: 'NOT_A_DIRECTORY' });
           const rec = d.uploads.create({ volume: p.volume, path, size: p.size, user: caller.userId, app: caller.appId, overwrite: p.overwrite });
           return { upload_id: rec.id, offset: 0, url: `/kapi/dfs/uploads/${rec.id}` };
         }),
@@ -264,7 +271,13 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
       upload_abort: (p, ctx) =>
         atUpload('upload_abort', p, ctx, () => {
           d.uploads.get(p.upload_id, who(ctx));
-          d.uploads.drop(p.upload_id);
+          // Not under a part being written or a commit: it would answer `aborted` for an upload that then completes.
+          d.uploads.lock(p.upload_id);
+          try {
+            d.uploads.drop(p.upload_id);
+          } finally {
+            d.uploads.unlock(p.upload_id);
+          }
           return { aborted: true as const };
         }),
       usage: (p, ctx) =>
