@@ -46,7 +46,7 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
   const config = rt.configClient();
   const stop = new AbortController();
   const routesFile = join(rt.paths.run, ROUTES_FILE);
-  const cache = new RouteCache(routesFile, rt.identity.device.did, (message, err) => rt.log.warn({ path: routesFile, err: err.message }, message));
+  const cache = new RouteCache(routesFile, rt.identity.device.did, (message, err) => rt.log.warn({ path: routesFile, err: err.message }, message), undefined, new Set(BOOTSTRAP_SERVICES));
   void followRoutes(config, table, stop.signal, (err) => rt.log.warn({ err: (err as Error).message }, 'route watch failed; retrying'), cache);
 
   const devices = rt.devices();

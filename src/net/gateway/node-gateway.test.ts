@@ -197,6 +197,24 @@ describe('RouteCache', () => {
     assert.equal(readFileSync(file, 'utf8'), kept, 'a failed list leaves the cache as it was');
   });
 
+  it('never routes a service with a bootstrap route by the cache: after a store move its cached instances are gone', async () => {
+    const file = join(dir, 'skip', 'routes.json');
+    const online = new AbortController();
+    const listed = [
+      { key: 'services/dfs/info', value: info({ node: 'n1', host: '10.0.0.1', port: 3700, state: 'running' }) },
+      { key: 'services/system-config/info', value: info({ node: 'n1', host: '10.0.0.1', port: 3200, state: 'running' }) },
+    ];
+    const first = followRoutes(listingConfig(listed, online.signal), new RouteTable('n1'), online.signal, () => {}, new RouteCache(file, DID, warn));
+    await until(() => existsSync(file), 'the listed routes written');
+    online.abort();
+    await first;
+    const t = new RouteTable('n1');
+    t.setBootstrap(['system-config'], ['ood1']);
+    new RouteCache(file, DID, warn, 1000, new Set(['system-config'])).load(t);
+    assert.equal(t.pick('dfs')?.port, 3700);
+    assert.deepEqual(t.pick('system-config'), { node: 'ood1', host: '', port: 0, fromBootstrap: true }, 'the peers this device was given, not its own old instance');
+  });
+
   it('passes over a malformed, unreadable or another identity\'s cache, leaving the table empty', () => {
     const route = { key: 'services/dfs/info', value: info(inst('n1', 3700, 'running')) };
     for (const bad of ['{not json', JSON.stringify([route]), JSON.stringify({ device: DID, routes: [{ key: route.key }] })]) {

@@ -129,6 +129,12 @@ export class RouteCache {
     private readonly device: string,
     private readonly warn: (message: string, err: Error) => void,
     private readonly minIntervalMs = 1000,
+    /**
+     * Services never taken from the cache: those with a bootstrap route (system-config above all). A cached route
+     * outranks the bootstrap one, and after the zone's store moved (a move back to SQLite, this device now remote) the
+     * cached system-config instances, its own among them, are gone: every list would fail through them, for good.
+     */
+    private readonly skip: ReadonlySet<string> = new Set(),
   ) {}
 
   /** Fills `table` from the file. An unreadable or malformed file, or another identity's, is passed over: routes are
@@ -152,7 +158,7 @@ export class RouteCache {
       this.warn('the cached routes are from before this device was activated; starting without them', new Error(`written by ${cached.device}`));
       return;
     }
-    table.replaceAll(cached.routes);
+    table.replaceAll(cached.routes.filter((r) => !this.skip.has(INFO_KEY.exec(r.key)?.[1] ?? '')));
     this.written = text;
   }
 
