@@ -19,6 +19,7 @@ import { IDENTITY_FILES } from '../../lib/identity/node-identity.ts';
 import { enrolPeerSchema } from '../../lib/identity/names.ts';
 import { loadKeyFile, writeFileAtomic } from '../../lib/identity/keys.ts';
 import { createClient } from '../../lib/krpc/index.ts';
+import { readTextIfExists } from '../../lib/read-if-exists.ts';
 import { TunnelClient, type TunnelPeer, tunnelTransport } from '../../lib/tunnel/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { collectDeviceInfo } from '../../lib/sysinfo.ts';
@@ -43,16 +44,6 @@ const COPY_ATTEMPTS = 3;
 const UNSTARTED_GRACE_MS = 5 * 60_000;
 
 const peerListSchema = z.array(enrolPeerSchema);
-
-/** A small file's text, or null when there is none. */
-function readTextOrNull(path: string): string | null {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-}
 
 export interface StoreControlHost {
   paths: NodePaths;
@@ -586,7 +577,7 @@ export class StoreControl {
       if (m.name !== this.self && d) cores.push({ name: m.name, key: d.doc.key, address: `${new URL(m.peer_url).hostname}:${rt.config.ports.tunnel}` });
     }
     const text = JSON.stringify(cores, null, 2) + '\n';
-    if (readTextOrNull(this.f.cores) !== text) writeFileAtomic(this.f.cores, text, 0o644);
+    if (readTextIfExists(this.f.cores) !== text) writeFileAtomic(this.f.cores, text, 0o644);
   }
 
   /**
@@ -599,7 +590,7 @@ export class StoreControl {
     const rt = this.host.runtime();
     const known = new Map<string, TunnelPeer>();
     for (const file of [this.f.cores, join(this.host.paths.etc, IDENTITY_FILES.peers)]) {
-      const text = readTextOrNull(file);
+      const text = readTextIfExists(file);
       if (text === null) continue;
       try {
         for (const p of peerListSchema.parse(JSON.parse(text))) if (p.name !== this.self && !known.has(p.name)) known.set(p.name, p);

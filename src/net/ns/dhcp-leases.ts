@@ -4,7 +4,7 @@
 // included, are kept in the lease file: an expired lease is remembered so that its client gets the same address back
 // as long as nobody else needed it, and the file is replaced atomically (temporary file, fsync, rename, fsync of the
 // directory) so that a power cut leaves the old file or the new one, never half of one.
-import { readFileSync } from 'node:fs';
+import { readTextIfExists } from '../../lib/read-if-exists.ts';
 import { mkdir, open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { intToIpv4, ipv4ToInt } from './dhcp-packet.ts';
@@ -120,13 +120,13 @@ export class LeaseDb {
   }
 
   private load(file: string): string[] {
-    let text: string;
+    let text: string | null;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readTextIfExists(file);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw new Error(`lease file ${file}: ${(err as Error).message}`);
     }
+    if (text === null) return [];
     let doc: unknown;
     try {
       doc = JSON.parse(text);

@@ -1,7 +1,8 @@
 // This node's disks (docs/dcfs.md, "Disks"): a chunk store opened on every directory `storage/disks/<this node>/...`
 // names, closed when its record goes, and marked unreachable (with why) when it cannot be opened, so status says
 // what is wrong instead of the node failing. Repairs and scrub times are counted here, per disk.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { readTextIfExists } from '../../lib/read-if-exists.ts';
 import { dirname } from 'node:path';
 import { writeFileAtomic } from '../../lib/identity/keys.ts';
 import type { Logger } from '../../lib/log/logger.ts';
@@ -149,13 +150,8 @@ export class DiskSet {
 }
 
 function readMade(file: string): string[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
+  const text = readTextIfExists(file);
+  if (text === null) return [];
   const ids: unknown = JSON.parse(text);
   if (!Array.isArray(ids) || !ids.every((x) => typeof x === 'string')) throw new Error(`${file} is not a list of disk ids`);
   return ids;

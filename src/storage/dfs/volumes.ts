@@ -1,7 +1,8 @@
 // The volumes this node keeps metadata for (docs/dcfs.md, "Volumes on nodes"): as primary it owns the volume's
 // metadata and its log; as follower it pulls the primary's log every second and applies it, so it can serve reads
 // when cut off. A node with no role in a volume keeps nothing and forwards to the primary.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync } from 'node:fs';
+import { readTextIfExists } from '../../lib/read-if-exists.ts';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../lib/identity/keys.ts';
 import type { Logger } from '../../lib/log/logger.ts';
@@ -27,12 +28,7 @@ const PULL_BATCH = 1000;
 const ROLE_FILE = 'role';
 
 function lastRole(dir: string): string | null {
-  try {
-    return readFileSync(join(dir, ROLE_FILE), 'utf8').trim();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
+  return readTextIfExists(join(dir, ROLE_FILE))?.trim() ?? null;
 }
 
 function fsyncDir(dir: string): void {
