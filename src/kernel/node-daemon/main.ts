@@ -265,7 +265,10 @@ class NodeDaemon {
             this.log.warn({ err: err.message, retry_ms: wait }, 'cannot publish this device\'s records yet; retrying');
             if (this.rt!.backend !== 'etcd' || Date.now() - failingSince < ASK_WHERE_STORE_AFTER_MS || Date.now() - askedAt < ASK_WHERE_STORE_EVERY_MS) return;
             askedAt = Date.now();
-            moved.to = await this.storeControl!.movedStore().catch(() => null);
+            moved.to = await this.storeControl!.movedStore().catch((e: unknown) => {
+              this.log.warn({ err: (e as Error).message }, 'asking the other core devices where the zone store is failed');
+              return null;
+            });
             if (moved.to) elsewhere.abort();
           },
         },

@@ -608,8 +608,9 @@ export class StoreControl {
         try {
           const client = createClient(systemConfigApi, { baseUrl: `tunnel://${peer.name}`, transport: tunnelTransport(tunnel, peer), token: rt.serviceToken, timeoutMs: 10_000 });
           record = parseRecord(configStoreSchema, (await client.get({ key: CONFIG_STORE_KEY })).value);
-        } catch {
+        } catch (err) {
           // Down too, or no system-config of its own: another may know.
+          this.host.log.info({ peer: peer.name, err: (err as Error).message }, 'a core device could not say where the zone store is');
           continue;
         }
         if (record === null) continue;
