@@ -2,10 +2,14 @@
 // on the volume given by --volume). Bytes move over HTTP through the node gateway, uploads resumably in parts, with a
 // progress bar on long transfers; disks and volumes are records in system-config that this command writes for
 // admins after checking them.
-import { createReadStream, createWriteStream, existsSync, mkdirSync, statSync, accessSync, constants } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { request } from 'node:http';
-import { basename, dirname, resolve as resolvePath } from 'node:path';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import { hostname } from 'node:os';
+import { Readable, pipeline } from 'node:stream';
+import { pipeline as pipe } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { dfsApi, type DfsEntry, uploadCommitTimeoutMs } from '../lib/api/dfs.ts';
 import { systemConfigApi } from '../lib/api/system-config.ts';
@@ -13,11 +17,15 @@ import {
   DISK_ID, diskKey, diskRecordSchema, placementPolicySchema, promoteFollower, volumeKey, volumeRecordSchema, withFollowers, type VolumeRecord,
 } from '../lib/config/storage-records.ts';
 import { serviceInfoSchema } from '../lib/config/zone-records.ts';
+import { KrpcError } from '../lib/krpc/index.ts';
 import { loadNodeIdentity } from '../lib/identity/node-identity.ts';
 import { CliContext } from './context.ts';
 
 /** Upload part size: large enough to amortise a request, small enough that a broken connection loses little. */
 const PART_BYTES = 16 * 1024 * 1024;
+/** Resumes in a row, the upload getting no further, before `fs put` gives up; it waits a little longer each time. */
+const RESUME_TRIES = 5;
+const RESUME_BACKOFF_MS = 500;
 
 interface FsOpts {
   volume: string;
@@ -71,9 +79,14 @@ class Progress {
   done(): void {
     if (this.on) process.stderr.write('\n');
   }
+
+  /** A line of its own, below the bar drawn so far. */
+  note(line: string): void {
+    process.stderr.write(`${this.on ? '\n' : ''}${line}\n`);
+  }
 }
 
-async function httpCall(c: CliContext, method: string, path: string, opts: { headers?: Record<string, string>; body?: NodeJS.ReadableStream; bodyLength?: number } = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; stream: NodeJS.ReadableStream }> {
+async function httpCall(c: CliContext, method: string, path: string, opts: { headers?: Record<string, string>; body?: Readable; bodyLength?: number } = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; stream: Readable }> {
   const token = await c.getToken();
   return new Promise((resolve, reject) => {
     const req = request(`${c.gatewayUrl}${path}`, {
@@ -82,12 +95,13 @@ async function httpCall(c: CliContext, method: string, path: string, opts: { hea
     });
     req.on('response', (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, stream: res }));
     req.on('error', reject);
-    if (opts.body) opts.body.pipe(req);
+    // Not pipe: a request that fails must close the body's file, and a body that fails must fail the request.
+    if (opts.body) pipeline(opts.body, req, (err) => err && reject(err));
     else req.end();
   });
 }
 
-async function failure(r: { status: number; stream: NodeJS.ReadableStream }): Promise<never> {
+async function answerOf(r: { status: number; stream: Readable }): Promise<string> {
   const parts: Buffer[] = [];
   for await (const c of r.stream) parts.push(c as Buffer);
   const text = Buffer.concat(parts).toString('utf8');
@@ -98,7 +112,11 @@ async function failure(r: { status: number; stream: NodeJS.ReadableStream }): Pr
   } catch {
     // A plain-text answer is its own message.
   }
-  throw new Error(`HTTP ${r.status} ${message}`);
+  return `HTTP ${r.status} ${message}`;
+}
+
+async function failure(r: { status: number; stream: Readable }): Promise<never> {
+  throw new Error(await answerOf(r));
 }
 
 function printEntries(entries: DfsEntry[]): void {
@@ -108,64 +126,194 @@ function printEntries(entries: DfsEntry[]): void {
   }
 }
 
+/**
+ * The content id of a local file as it is uploaded: each byte hashed once, in order, when first sent. A part sent again
+ * after a broken connection is read again, and if those bytes changed meanwhile, the server holds other bytes than were
+ * hashed and the commit refuses them.
+ */
+class SentDigest {
+  private readonly hash = createHash('sha256');
+  private hashed = 0;
+
+  constructor(private readonly local: string) {}
+
+  /** Bytes [start, end) of the file, as an upload part's body. */
+  part(start: number, end: number): Readable {
+    const { local } = this;
+    const self = this;
+    return Readable.from(
+      (async function* () {
+        let at = start;
+        for await (const b of createReadStream(local, { start, end: end - 1 })) {
+          const buf = b as Buffer;
+          if (at + buf.length > self.hashed) {
+            self.hash.update(buf.subarray(Math.max(0, self.hashed - at)));
+            self.hashed = at + buf.length;
+          }
+          at += buf.length;
+          yield buf;
+        }
+        // Else the request would wait for bytes that never come, until the server gives up on it.
+        if (at < end) throw new Error(`${local} shrank while it was uploaded`);
+      })(),
+      { objectMode: false },
+    );
+  }
+
+  digest(): string {
+    return `sha256:${this.hash.digest('hex')}`;
+  }
+}
+
+/**
+ * An upload that fails is aborted, its spool dropped: nothing can pick it up again (another `fs put` begins a new one),
+ * so it would only wait out its 24 hours on the primary's disk.
+ */
 async function put(c: CliContext, local: string, volume: string, path: string, progress: boolean): Promise<DfsEntry> {
-  const size = statSync(local).size;
+  const before = statSync(local);
+  const size = before.size;
+  const changed = () => {
+    const now = statSync(local);
+    return now.size !== size || now.mtimeMs !== before.mtimeMs;
+  };
   const dfs = c.client(dfsApi);
   const up = await dfs.upload_begin({ volume, path, size });
   const bar = new Progress(`put ${basename(local)}`, size, progress);
+  const sent = new SentDigest(local);
   let offset = up.offset;
-  while (offset < size) {
-    const end = Math.min(size, offset + PART_BYTES);
-    const r = await httpCall(c, 'PUT', up.url, {
-      body: createReadStream(local, { start: offset, end: end - 1 }),
-      bodyLength: end - offset,
-      headers: { 'content-range': `bytes ${offset}-${end - 1}/${size}`, 'content-type': 'application/octet-stream' },
-    });
-    if (r.status !== 200 && r.status !== 204) {
-      // Where to resume is the server's to say: a part may have landed partly.
-      const st = await dfs.upload_status({ upload_id: up.upload_id }).catch(() => null);
-      if (!st || st.offset === offset) await failure(r);
-      offset = st!.offset;
-      continue;
+  let failures = 0;
+  /** Where the server stands after a part failed: a part may have landed partly, and only the server knows how far. */
+  const resumeFrom = async (why: string): Promise<number> => {
+    for (;;) {
+      if (++failures > RESUME_TRIES) throw new Error(`${why}; gave up after resuming ${RESUME_TRIES} times`);
+      await sleep(RESUME_BACKOFF_MS * failures);
+      try {
+        const at = (await dfs.upload_status({ upload_id: up.upload_id })).offset;
+        // A link that breaks now and then but carries bytes is worth staying on, however large the file.
+        if (at > offset) failures = 0;
+        bar.note(`put ${basename(local)}: ${why}; resuming at ${at} of ${size} bytes`);
+        return at;
+      } catch (err) {
+        if (!(err instanceof KrpcError && (err.code === 'UNAVAILABLE' || err.code === 'TIMEOUT'))) throw err;
+        why = err.message;
+      }
     }
-    r.stream.resume();
-    offset = end;
-    bar.update(offset);
+  };
+  try {
+    while (offset < size) {
+      const end = Math.min(size, offset + PART_BYTES);
+      let r;
+      try {
+        r = await httpCall(c, 'PUT', up.url, {
+          body: sent.part(offset, end),
+          bodyLength: end - offset,
+          headers: { 'content-range': `bytes ${offset}-${end - 1}/${size}`, 'content-type': 'application/octet-stream' },
+        });
+      } catch (err) {
+        if (changed()) throw new Error(`${local} changed while it was uploaded; nothing was stored`);
+        offset = await resumeFrom(`connection lost (${(err as Error).message})`);
+        continue;
+      }
+      // 409: the server stands elsewhere, or still writes the part whose connection broke; 5xx: the gateway or dfs
+      // is restarting. Anything else will not go away by asking again.
+      if (r.status === 409 || r.status >= 500) {
+        offset = await resumeFrom(await answerOf(r));
+        continue;
+      }
+      if (r.status !== 200 && r.status !== 204) await failure(r);
+      r.stream.resume();
+      failures = 0;
+      offset = end;
+      bar.update(offset);
+    }
+    bar.update(size);
+    bar.done();
+    // The digest holds what was read; bytes changed since in a part already sent would not be in what is stored.
+    if (changed()) throw new Error(`${local} changed while it was uploaded; nothing was stored`);
+    return await dfs.upload_commit({ upload_id: up.upload_id, content_id: sent.digest() }, { timeoutMs: uploadCommitTimeoutMs(size) });
+  } catch (err) {
+    await dfs.upload_abort({ upload_id: up.upload_id }).catch(() => undefined);
+    throw err;
   }
-  bar.update(size);
-  bar.done();
-  return dfs.upload_commit({ upload_id: up.upload_id }, { timeoutMs: uploadCommitTimeoutMs(size) });
+}
+
+/** What a partial download `<local>.part` holds, kept beside it in `<local>.part.json`, written before its first byte. */
+interface PartOf {
+  volume: string;
+  path: string;
+  content_id: string;
+}
+
+function readPartOf(file: string): PartOf | null {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as PartOf;
+  } catch {
+    return null;
+  }
 }
 
 async function get(c: CliContext, volume: string, path: string, local: string, progress: boolean): Promise<number> {
   const entry = await c.client(dfsApi).stat({ volume, path });
   if (entry.type !== 'file') throw new Error(`${volume}:${path} is a folder; give a file`);
-  // A partial download of the same version resumes where it stopped.
   const partial = `${local}.part`;
-  let from = existsSync(partial) ? statSync(partial).size : 0;
-  if (from > entry.size) from = 0;
-  const headers: Record<string, string> = from > 0 ? { range: `bytes=${from}-`, 'if-range': `"${entry.content_id}"` } : {};
-  const r = await httpCall(c, 'GET', `/kapi/dfs/files/${volume}${encodePath(path)}`, { headers });
-  if (r.status !== 200 && r.status !== 206) await failure(r);
-  if (r.status === 200) from = 0;
-  const bar = new Progress(`get ${basename(path)}`, entry.size, progress);
-  let done = from;
-  const out = createWriteStream(partial, { flags: from > 0 ? 'a' : 'w' });
-  await new Promise<void>((resolve, reject) => {
-    r.stream.on('data', (b: Buffer) => {
-      done += b.length;
-      bar.update(done);
-    });
-    r.stream.on('error', reject);
-    out.on('error', reject);
-    out.on('finish', resolve);
-    r.stream.pipe(out);
-  });
-  bar.done();
-  if (done !== entry.size) throw new Error(`download stopped at ${done} of ${entry.size} bytes; run the same command again to resume`);
-  const { renameSync } = await import('node:fs');
+  const partOf = `${partial}.json`;
+  // Resumed only if it is the start of this very version of this file: joined to the rest of any other, it would be
+  // neither.
+  const saved = readPartOf(partOf);
+  const resume =
+    saved && saved.volume === volume && saved.path === path && saved.content_id === entry.content_id && existsSync(partial) && statSync(partial).size <= entry.size
+      ? saved
+      : null;
+  let done = resume ? statSync(partial).size : 0;
+  let sum = createHash('sha256');
+  // Hashed before asking for the rest, not while the answer waits: the server closes a connection idle for 120 s.
+  if (done > 0) for await (const b of createReadStream(partial)) sum.update(b as Buffer);
+  let id = resume?.content_id;
+  let total = entry.size;
+  if (!resume || done < entry.size) {
+    const headers: Record<string, string> = resume && done > 0 ? { range: `bytes=${done}-`, 'if-range': `"${resume.content_id}"` } : {};
+    const r = await httpCall(c, 'GET', `/kapi/dfs/files/${volume}${encodePath(path)}`, { headers });
+    if (r.status !== 200 && r.status !== 206) await failure(r);
+    id = /^"(sha256:[0-9a-f]{64})"$/.exec(String(r.headers.etag))?.[1];
+    if (!id) {
+      r.stream.destroy();
+      throw new Error(`${volume}:${path}: the server's answer names no content id (ETag), so the download cannot be checked`);
+    }
+    if (r.status === 200) {
+      // The whole file, perhaps a version newer than the part: start over, the part gone before the record changes.
+      done = 0;
+      sum = createHash('sha256');
+      rmSync(partial, { force: true });
+      writeFileSync(partOf, JSON.stringify({ volume, path, content_id: id } satisfies PartOf));
+    }
+    total = r.headers['content-length'] === undefined ? entry.size : done + Number(r.headers['content-length']);
+    const bar = new Progress(`get ${basename(path)}`, total, progress);
+    const hashing = async function* (src: AsyncIterable<Buffer>) {
+      for await (const b of src) {
+        sum.update(b);
+        done += b.length;
+        bar.update(done);
+        yield b;
+      }
+    };
+    try {
+      await pipe(r.stream, hashing, createWriteStream(partial, { flags: done > 0 ? 'a' : 'w' }));
+    } catch (err) {
+      bar.done();
+      throw new Error(`download stopped at ${done} of ${total} bytes (${(err as Error).message}); run the same command again to resume`);
+    }
+    bar.done();
+    if (done !== total) throw new Error(`download stopped at ${done} of ${total} bytes; run the same command again to resume`);
+  }
+  const got = `sha256:${sum.digest('hex')}`;
+  if (got !== id) {
+    rmSync(partial, { force: true });
+    rmSync(partOf, { force: true });
+    throw new Error(`the bytes downloaded hash to ${got}, not ${id} as ${volume}:${path} said: deleted them; run the same command again to download it afresh`);
+  }
   renameSync(partial, local);
-  return done;
+  rmSync(partOf, { force: true });
+  return total;
 }
 
 async function walkSize(c: CliContext, volume: string, path: string): Promise<{ bytes: number; files: number; dirs: number }> {
@@ -210,7 +358,7 @@ export function registerFs(program: Command): void {
     });
 
   fs.command('put <local> <target>')
-    .description('upload a file (or, with -r, a folder); resumable; a progress bar on a terminal')
+    .description('upload a file (or, with -r, a folder), resuming after a broken connection; a progress bar on a terminal')
     .option('-r, --recursive', 'upload a folder and everything in it')
     .option('--progress', 'show progress even when not on a terminal')
     .action(async (local: string, target: string, o2: { recursive?: boolean; progress?: boolean }, cmd: Command) => {
@@ -248,12 +396,13 @@ export function registerFs(program: Command): void {
     });
 
   fs.command('get <target> [local]')
-    .description('download a file; an interrupted download resumes')
+    .description('download a file (into a folder given as <local>: under its own name), checked against its content id; an interrupted download of the same version resumes')
     .option('--progress', 'show progress even when not on a terminal')
     .action(async (target: string, local: string | undefined, o2: { progress?: boolean }, cmd: Command) => {
       const o = { ...opts(cmd), ...o2 };
       const t = parseTarget(target, o.volume);
-      const dest = local ?? basename(t.path);
+      const intoDir = local !== undefined && (local.endsWith('/') || (existsSync(local) && statSync(local).isDirectory()));
+      const dest = local === undefined ? basename(t.path) : intoDir ? join(local, basename(t.path)) : local;
       mkdirSync(dirname(resolvePath(dest)), { recursive: true });
       const n = await get(ctx(cmd), t.volume, t.path, dest, showProgress(o));
       console.log(`${dest} ${human(n)}`);
@@ -283,6 +432,7 @@ export function registerFs(program: Command): void {
     .action(async (from: string, to: string, _o: unknown, cmd: Command) => {
       const a = parseTarget(from, opts(cmd).volume);
       const b = parseTarget(to, a.volume);
+      if (a.volume !== b.volume) throw new Error('cp works within one volume; copy with get and put across volumes');
       const e = await ctx(cmd).client(dfsApi).copy({ volume: a.volume, from: a.path, to: b.path });
       console.log(`${a.volume}:${e.path}`);
     });
