@@ -20,7 +20,7 @@ import { createLogShipper } from '../../lib/log/shipper.ts';
 import { retryUntilDone } from '../../lib/retry.ts';
 import { createKernelRuntime, type KernelRuntime } from '../runtime.ts';
 import { type ChildStatus, Supervisor } from './supervisor.ts';
-import { StoreControl } from './store-control.ts';
+import { ASK_WHERE_STORE_AFTER_MS, ASK_WHERE_STORE_EVERY_MS, StoreControl } from './store-control.ts';
 import type { TunnelPeer } from '../../lib/tunnel/index.ts';
 
 /** Kernel services in boot order; each waits for the one before to be healthy. */
@@ -114,10 +114,6 @@ async function until(cond: () => boolean | Promise<boolean>, exited: Promise<unk
   }
   return false;
 }
-
-/** How long a member's store must have failed before the other core devices are asked where it went, and how often. */
-const ASK_WHERE_STORE_AFTER_MS = 60_000;
-const ASK_WHERE_STORE_EVERY_MS = 30_000;
 
 class NodeDaemon {
   private readonly supervisor: Supervisor;
@@ -247,7 +243,8 @@ class NodeDaemon {
       // nothing restarts node_daemon, so giving up would leave the device down for good.
       await this.startKernel('system-config').catch((err) => this.log.warn({ err: (err as Error).message }, 'system-config is not healthy yet'));
       // A member whose cluster does not answer may have missed a move back to SQLite made while it was away (the
-      // members left the cluster then): after a while the other core devices are asked where the store is now.
+      // members left the cluster then): after a while the other core devices are asked where the store is now. (A
+      // store that still serves reads, frozen by that move, lets boot through; store control asks then.)
       const elsewhere = new AbortController();
       const moved: { to: TunnelPeer | null } = { to: null };
       const failingSince = Date.now();

@@ -45,6 +45,11 @@ const UNSTARTED_GRACE_MS = 5 * 60_000;
 
 const peerListSchema = z.array(enrolPeerSchema);
 
+/** How long a member's store must have stayed silent before the other core devices are asked where it went, and how
+ * often they are asked again. */
+export const ASK_WHERE_STORE_AFTER_MS = 60_000;
+export const ASK_WHERE_STORE_EVERY_MS = 30_000;
+
 export interface StoreControlHost {
   paths: NodePaths;
   log: Logger;
@@ -139,6 +144,9 @@ export class StoreControl {
   private readonly unstarted = new UnstartedMembers(UNSTARTED_GRACE_MS);
   /** A move recorded as done onto this device's SQLite file that the file does not hold: reported once. */
   private reportedUnfinished = false;
+  /** Since when the store has not answered store control (null while it does), and when others were last asked. */
+  private unansweredSince: number | null = null;
+  private askedWhereAt = 0;
 
   constructor(private readonly host: StoreControlHost) {
     this.f = files(host.paths);
@@ -166,6 +174,7 @@ export class StoreControl {
       this.enqueue(() => this.maybeAutoMove());
       this.enqueue(() => this.pruneRemovedMembers());
       this.enqueue(() => this.growMembers());
+      this.enqueue(() => this.noteCores());
     }, 10_000);
   }
 
@@ -203,11 +212,20 @@ export class StoreControl {
           changed = true;
         }
         rev = w.revision;
+        this.unansweredSince = null;
         if (changed) this.enqueue(() => this.reactOrRetry());
       } catch (err) {
         if (this.stop.signal.aborted) return;
         this.host.log.debug({ err: (err as Error).message }, 'store control watch failed; listing again');
         rev = 0;
+        // A member's store that stays silent may be a cluster the others left in a move back to SQLite made while
+        // this device was away: they are asked where the store is now (at most every ASK_WHERE_STORE_EVERY_MS).
+        const now = Date.now();
+        this.unansweredSince ??= now;
+        if (this.host.backend() === 'etcd' && now - this.unansweredSince >= ASK_WHERE_STORE_AFTER_MS && now - this.askedWhereAt >= ASK_WHERE_STORE_EVERY_MS) {
+          this.askedWhereAt = now;
+          this.enqueue(() => this.leaveIfMoved());
+        }
         await sleep(2000);
       }
     }
@@ -262,7 +280,7 @@ export class StoreControl {
       await this.ensureMember(c.members, c.token, c.ca_cert, 'existing');
       if (kind !== 'etcd') await this.switchToEtcd(c.members);
       else await this.followMembers(c.members);
-      await this.noteCores(c.members);
+      await this.noteCores();
     }
     if (c?.backend === 'sqlite' && c.primary !== me && kind === 'etcd') await this.switchToRemote(c.primary);
   }
@@ -566,18 +584,33 @@ export class StoreControl {
   /**
    * The other member devices with their keys and tunnel addresses, kept on disk while the cluster runs: when it no
    * longer answers this device (a move back to SQLite made while it was away, whose members then left), they are who
-   * can say where the store went (movedStore).
+   * can say where the store went (movedStore). Written only with every member's device known: a directory not read
+   * yet must not empty the list.
    */
-  private async noteCores(members: EtcdMemberRecord[]): Promise<void> {
+  private async noteCores(): Promise<void> {
+    const c = this.last.store;
+    if (c?.backend !== 'etcd' || !c.members.some((x) => x.name === this.self) || this.host.backend() !== 'etcd') return;
     const rt = this.host.runtime();
     await rt.devices().follow();
     const cores: TunnelPeer[] = [];
-    for (const m of members) {
+    for (const m of c.members) {
+      if (m.name === this.self) continue;
       const d = rt.devices().byName(m.name);
-      if (m.name !== this.self && d) cores.push({ name: m.name, key: d.doc.key, address: `${new URL(m.peer_url).hostname}:${rt.config.ports.tunnel}` });
+      if (!d) return;
+      cores.push({ name: m.name, key: d.doc.key, address: `${new URL(m.peer_url).hostname}:${rt.config.ports.tunnel}` });
     }
     const text = JSON.stringify(cores, null, 2) + '\n';
     if (readTextIfExists(this.f.cores) !== text) writeFileAtomic(this.f.cores, text, 0o644);
+  }
+
+  /** Leaves a cluster whose store the other core devices say is elsewhere now, to reach it as a remote device. */
+  private async leaveIfMoved(): Promise<void> {
+    if (this.host.backend() !== 'etcd' || this.unansweredSince === null) return;
+    const to = await this.movedStore();
+    if (!to) return;
+    this.host.log.warn({ via: to.name }, 'the zone store moved while this device was away; reaching it as a remote device from now on');
+    await this.leaveForRemote(to);
+    await this.host.reboot(`the zone store moved while this device was away (${to.name} knows where)`);
   }
 
   /**
