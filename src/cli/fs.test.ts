@@ -10,13 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import pino from 'pino';
-import { NODE, VOLUME, type TestFiles, openTestFiles, session } from '../storage/dfs/files.suite.ts';
-import { DfsHttp } from '../storage/dfs/http.ts';
-import { Scrubber } from '../storage/dfs/scrub.ts';
-import { Collector, fileMarks, localLivePage } from '../storage/dfs/gc.ts';
-import { createDfsEndpoint } from '../storage/dfs/service.ts';
-import { Uploads } from '../storage/dfs/uploads.ts';
+import { dfsFaces } from '../storage/dfs/endpoint.suite.ts';
+import { type TestFiles, openTestFiles, session } from '../storage/dfs/files.suite.ts';
 import { registerFs } from './fs.ts';
 
 /** What the server does to the next requests, set by each test. */
@@ -38,24 +33,7 @@ let work: string;
 beforeEach(async () => {
   t = await openTestFiles('g, alice, user\n');
   t.meta.ensureHome('alice');
-  const log = pino({ level: 'silent' });
-  const uploads = new Uploads(join(t.dir, 'uploads'));
-  const authenticate = async (token: string) => session(token.split(':')[0]!, token.split(':')[1]!);
-  const common = { self: NODE, gatewayUrl: 'http://127.0.0.1:9', files: t.files, uploads, disks: t.disks, volumes: t.volumes, authenticate, log };
-  const http = new DfsHttp({ ...common, io: t.io, basicLogin: () => Promise.reject(new Error('unused')), basicRefresh: () => Promise.reject(new Error('unused')) });
-  const endpoint = createDfsEndpoint({
-    ...common,
-    zone: t.zone,
-    scrubber: new Scrubber(t.disks, t.io, t.volumes, t.zone, log),
-    collector: new Collector({
-      disks: () => t.disks.open(),
-      volumes: async () => [{ name: VOLUME, primary: NODE, created_at: 1 }],
-      page: async (volume, _p, after, limit) => localLivePage(t.volumes, t.files, volume, after, limit),
-      marks: fileMarks(join(t.dir, 'gc-marks.json')),
-      log,
-    }),
-    roleOf: async () => 'user',
-  });
+  const { endpoint, http } = dfsFaces(t, async (token: string) => session(token.split(':')[0]!, token.split(':')[1]!));
   faults = { fileGets: 0 };
   server = createServer((req, res) => {
     const url = new URL(req.url!, 'http://st1');

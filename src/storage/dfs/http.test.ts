@@ -4,13 +4,12 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { type Server, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
-import pino from 'pino';
 import { until } from '../../../test/support/wait.ts';
 import { type TestFiles, openTestFiles, session } from './files.suite.ts';
-import { DfsHttp, continueWhenRead, streamTo } from './http.ts';
+import { dfsFaces } from './endpoint.suite.ts';
+import { continueWhenRead, streamTo } from './http.ts';
 import { MAX_CHUNK_BYTES } from './peers.ts';
-import { Uploads } from './uploads.ts';
+import type { Uploads } from './uploads.ts';
 
 describe('streamTo', () => {
   it('stops and closes the source when the client goes away mid-transfer, instead of waiting for a drain', async () => {
@@ -114,14 +113,8 @@ describe('continueWhenRead', () => {
 describe('chunk exchange between dfs instances', () => {
   it('refuses a chunk larger than any chunk before holding it, declared or streamed', async () => {
     const t = await openTestFiles('');
-    const http = new DfsHttp({
-      self: 'st1', gatewayUrl: 'http://127.0.0.1:9', files: t.files, uploads: new Uploads(join(t.dir, 'uploads')), disks: t.disks, volumes: t.volumes, io: t.io,
-      // Another dfs instance's token: verify-hub's part, which this test is not about.
-      authenticate: async () => ({ userId: 'dfs', appId: 'dfs', kind: 'service', expiresAt: 0 }),
-      basicLogin: () => Promise.reject(new Error('unused')),
-      basicRefresh: () => Promise.reject(new Error('unused')),
-      log: pino({ level: 'silent' }),
-    });
+    // Another dfs instance's token.
+    const { http } = dfsFaces(t, async () => ({ userId: 'dfs', appId: 'dfs', kind: 'service', expiresAt: 0 }));
     const server = createServer((req, res) => void http.handle(req, res, new URL(req.url!, 'http://st1')));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -161,15 +154,10 @@ describe('the file endpoint: PUT preconditions, conditional and ranged reads, ma
   before(async () => {
     t = await openTestFiles('g, alice, user\ng, bob, user\n');
     for (const u of ['alice', 'bob']) t.meta.ensureHome(u);
-    uploads = new Uploads(join(t.dir, 'uploads'));
-    const http = new DfsHttp({
-      self: 'st1', gatewayUrl: 'http://127.0.0.1:9', files: t.files, uploads, disks: t.disks, volumes: t.volumes, io: t.io,
-      // A token here is the user's name, through the files page: verify-hub's part, which these tests are not about.
-      authenticate: async (token) => session(token, 'control-panel'),
-      basicLogin: () => Promise.reject(new Error('unused')),
-      basicRefresh: () => Promise.reject(new Error('unused')),
-      log: pino({ level: 'silent' }),
-    });
+    // A token here is the user's name, through the files page.
+    const faces = dfsFaces(t, async (token) => session(token, 'control-panel'));
+    uploads = faces.uploads;
+    const http = faces.http;
     server = createServer((req, res) => void http.handle(req, res, new URL(req.url!, 'http://st1')));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');

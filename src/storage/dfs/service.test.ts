@@ -5,15 +5,10 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
-import pino from 'pino';
 import { dfsApi } from '../../lib/api/dfs.ts';
 import { type Client, KrpcError, createClient } from '../../lib/krpc/index.ts';
-import { type TestFiles, NODE, VOLUME, openTestFiles, session } from './files.suite.ts';
-import { Collector, fileMarks, localLivePage } from './gc.ts';
-import { Scrubber } from './scrub.ts';
-import { createDfsEndpoint } from './service.ts';
-import { Uploads } from './uploads.ts';
+import { dfsFaces } from './endpoint.suite.ts';
+import { type TestFiles, VOLUME, openTestFiles, session } from './files.suite.ts';
 
 // photos may read what is right inside alice's Photos folder and no deeper; tidy may also create and delete there.
 const TAIL = `g, alice, user
@@ -34,28 +29,8 @@ describe('dfs kRPC methods on folders (service.ts)', () => {
     t.meta.ensureHome('alice');
     t.meta.mkdir('/home/alice/apps', 'alice');
     t.meta.mkdir('/home/alice/apps/photos', 'alice');
-    const log = pino({ level: 'silent' });
-    const endpoint = createDfsEndpoint({
-      self: NODE,
-      gatewayUrl: 'http://127.0.0.1:9',
-      files: t.files,
-      uploads: new Uploads(join(t.dir, 'uploads')),
-      disks: t.disks,
-      volumes: t.volumes,
-      zone: t.zone,
-      scrubber: new Scrubber(t.disks, t.io, t.volumes, t.zone, log),
-      collector: new Collector({
-        disks: () => t.disks.open(),
-        volumes: async () => [{ name: VOLUME, primary: NODE, created_at: 1 }],
-        page: async (volume, _primary, after, limit) => localLivePage(t.volumes, t.files, volume, after, limit),
-        marks: fileMarks(join(t.dir, 'gc-marks.json')),
-        log,
-      }),
-      // A token here is `<user>:<app>`: verify-hub's part, which these tests are not about.
-      authenticate: async (token) => session(token.split(':')[0]!, token.split(':')[1]!),
-      roleOf: async () => 'user',
-      log,
-    });
+    // A token here is `<user>:<app>`.
+    const { endpoint } = dfsFaces(t, async (token) => session(token.split(':')[0]!, token.split(':')[1]!));
     server = createServer((req, res) => void endpoint.handle(req, res));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
