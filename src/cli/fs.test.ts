@@ -10,9 +10,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
+import type { DfsVolumeStatus } from '../lib/api/dfs.ts';
 import { dfsFaces } from '../storage/dfs/endpoint.suite.ts';
 import { type TestFiles, openTestFiles, session } from '../storage/dfs/files.suite.ts';
-import { registerFs } from './fs.ts';
+import { promotionRefusal, registerFs } from './fs.ts';
 
 /** What the server does to the next requests, set by each test. */
 interface Faults {
@@ -247,5 +248,26 @@ describe('buckyos fs cp', () => {
     await store('/home/alice/a.bin', randomBytes(10));
     await assert.rejects(fs('cp', 'home:/home/alice/a.bin', 'photos:/home/alice/b.bin'), /cp works within one volume/);
     assert.equal(await stored('/home/alice/b.bin'), null);
+  });
+});
+
+describe('buckyos fs volume promote: the candidate', () => {
+  const follower: DfsVolumeStatus = { name: 'home', role: 'follower', last_seq: 120, lag: 3, synced_at: 1, sync_error: null };
+
+  it('takes a follower that holds the log, behind or not', () => {
+    assert.equal(promotionRefusal('st2', follower, false), null);
+  });
+
+  it('refuses a follower that holds nothing, which would start the volume empty, unless forced', () => {
+    const empty = { ...follower, last_seq: 0, lag: null, synced_at: null, sync_error: 'st1: log of home: HTTP 503: going away' };
+    assert.match(promotionRefusal('st2', empty, false)!, /st2 holds nothing of home \(log seq 0; its last pull of the log failed: st1: log of home: HTTP 503: going away\): as primary it would start home anew, empty/);
+    assert.match(promotionRefusal('st2', { ...empty, sync_error: null }, false)!, /\(log seq 0; it has not pulled the log yet\)/);
+    assert.equal(promotionRefusal('st2', empty, true), null);
+  });
+
+  it('refuses a node that holds no follower copy, forced or not', () => {
+    for (const role of ['primary', 'none'] as const) {
+      assert.match(promotionRefusal('st2', { ...follower, role }, true)!, new RegExp(`st2 holds no follower copy of home \\(its role: ${role}\\)`));
+    }
   });
 });

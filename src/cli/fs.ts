@@ -11,7 +11,7 @@ import { Readable, pipeline } from 'node:stream';
 import { pipeline as pipe } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { dfsApi, type DfsEntry, uploadCommitTimeoutMs } from '../lib/api/dfs.ts';
+import { dfsApi, type DfsEntry, type DfsVolumeStatus, uploadCommitTimeoutMs } from '../lib/api/dfs.ts';
 import { systemConfigApi } from '../lib/api/system-config.ts';
 import {
   DISK_ID, diskKey, diskRecordSchema, placementPolicySchema, promoteFollower, volumeKey, volumeRecordSchema, withFollowers, type VolumeRecord,
@@ -39,6 +39,17 @@ export function parseTarget(text: string, defaultVolume: string): { volume: stri
   const path = m ? (m[2] ?? '/') : text;
   if (!path.startsWith('/')) throw new Error(`"${text}": give an absolute path in the volume, e.g. ${volume}:/photos/a.jpg`);
   return { volume, path };
+}
+
+/**
+ * Why a node's copy of a volume, as its dfs reports it, cannot become the volume's primary, or null. A follower at log
+ * seq 0 holds nothing: opened as primary it would start the volume anew, empty, which only --force does.
+ */
+export function promotionRefusal(node: string, held: DfsVolumeStatus, force: boolean): string | null {
+  if (held.role !== 'follower') return `${node} holds no follower copy of ${held.name} (its role: ${held.role})`;
+  if (held.last_seq > 0 || force) return null;
+  const why = held.sync_error ? `its last pull of the log failed: ${held.sync_error}` : 'it has not pulled the log yet';
+  return `${node} holds nothing of ${held.name} (log seq 0; ${why}): as primary it would start ${held.name} anew, empty. Promote a follower that has followed, or pass --force to start it empty`;
 }
 
 const encodePath = (p: string) => p.split('/').map(encodeURIComponent).join('/');
@@ -525,7 +536,11 @@ export function registerFs(program: Command): void {
           `${d.node.padEnd(12)} ${d.disk_id.padEnd(12)} ${d.state.padEnd(12)} ${String(d.chunks).padStart(6)} ${human(d.bytes).padStart(9)} ${human(d.free_bytes).padStart(10)}  ${`${d.errors.read}/${d.errors.write}/${d.errors.corrupt}`.padStart(18)}  ${String(d.repairs).padStart(7)}  ${d.last_scrub_at ? new Date(d.last_scrub_at).toISOString() : 'never'}`,
         );
       }
-      for (const v of s.volumes) console.log(`volume ${v.name}: ${v.role} at log ${v.last_seq}${v.lag === null ? '' : `, ${v.lag} behind`}`);
+      for (const v of s.volumes) {
+        const synced = v.synced_at ? `last synced ${new Date(v.synced_at).toISOString()}` : 'not synced since its service started';
+        const follower = v.role === 'follower' ? `; ${synced}${v.sync_error ? `; last sync failed: ${v.sync_error}` : ''}` : '';
+        console.log(`volume ${v.name}: ${v.role} at log ${v.last_seq}${v.lag === null ? '' : `, ${v.lag} behind`}${follower}`);
+      }
       console.log(`chunks below their policy: ${s.under_replicated}   copies moved to even out disks: ${s.rebalanced}`);
       const sc = s.scrub;
       console.log(`scrub: ${sc.running ? 'running' : 'idle'}; checked ${sc.checked}, corrupt ${sc.corrupt}, missing ${sc.missing}, repaired ${sc.repaired}`);
@@ -684,7 +699,7 @@ export function registerFs(program: Command): void {
   volume
     .command('promote <name> <node>')
     .description("make a follower the volume's primary, once the primary is lost for good")
-    .option('--force', 'promote although the primary still answers, or another follower has followed further')
+    .option('--force', 'promote although the primary still answers, another follower has followed further, or the follower holds nothing yet')
     .action(async (name: string, node: string, o2: { force?: boolean }, cmd: Command) => {
       const c = ctx(cmd);
       const config = c.client(systemConfigApi);
@@ -696,8 +711,8 @@ export function registerFs(program: Command): void {
       const held = async (n: string) => {
         try {
           const s = await c.client(dfsApi, { node: n, timeoutMs: 10_000 }).status({});
-          const mine = s.volumes.find((x) => x.name === name);
-          return { role: mine?.role ?? 'none', seq: mine?.last_seq ?? 0, lag: mine?.lag ?? null };
+          const none: DfsVolumeStatus = { name, role: 'none', last_seq: 0, lag: null, synced_at: null, sync_error: null };
+          return s.volumes.find((x) => x.name === name) ?? none;
         } catch (err) {
           return { error: (err as Error).message };
         }
@@ -707,7 +722,7 @@ export function registerFs(program: Command): void {
       const old = await held(v.primary);
       if (!o2.force) {
         if (!('error' in old)) {
-          throw new Error(`the primary ${v.primary} still answers (log seq ${old.seq}): promoting ${node} now would lose what ${v.primary} has not shipped yet. Promote once ${v.primary} is gone for good, or pass --force`);
+          throw new Error(`the primary ${v.primary} still answers (log seq ${old.last_seq}): promoting ${node} now would lose what ${v.primary} has not shipped yet. Promote once ${v.primary} is gone for good, or pass --force`);
         }
         const info = serviceInfoSchema.safeParse(JSON.parse((await config.get({ key: 'services/dfs/info' })).value ?? 'null'));
         if (!info.success || info.data.instances.some((i) => i.node === v.primary && i.state !== 'dead')) {
@@ -716,15 +731,16 @@ export function registerFs(program: Command): void {
       }
       const cand = await held(node);
       if ('error' in cand) throw new Error(`${node} does not answer (${cand.error}); it must be running to take over`);
-      if (cand.role !== 'follower') throw new Error(`${node} holds no follower copy of ${name} (its role: ${cand.role})`);
+      const refusal = promotionRefusal(node, cand, o2.force === true);
+      if (refusal) throw new Error(refusal);
       for (const f of next.followers) {
         const other = await held(f);
-        if (!('error' in other) && other.seq > cand.seq && !o2.force) {
-          throw new Error(`${f} has followed further (log seq ${other.seq}, ${node} ${cand.seq}): promote ${f} instead, or pass --force`);
+        if (!('error' in other) && other.last_seq > cand.last_seq && !o2.force) {
+          throw new Error(`${f} has followed further (log seq ${other.last_seq}, ${node} ${cand.last_seq}): promote ${f} instead, or pass --force`);
         }
       }
       await config.set({ key: volumeKey(name), value: JSON.stringify(next), expect_revision: cur.revision });
-      console.log(`volume ${name}: metadata now on ${node} (log seq ${cand.seq}); ${v.primary} has left the volume${'error' in old ? ` (it does not answer: ${old.error})` : ''}`);
+      console.log(`volume ${name}: metadata now on ${node} (log seq ${cand.last_seq}); ${v.primary} has left the volume${'error' in old ? ` (it does not answer: ${old.error})` : ''}`);
       if (cand.lag) console.log(`  ${node} was ${cand.lag} log entries behind the last it heard of ${v.primary}: those changes are lost with it`);
       console.log(`  chunk collection waits for \`buckyos fs gc --accept ${name}\` (the metadata's copy changed)`);
       console.log(`  ${v.primary}, if it comes back, can follow again: \`buckyos fs volume followers ${name} ${[...next.followers, v.primary].join(' ')}\``);

@@ -33,6 +33,20 @@ export const dfsEntry = z.object({
 });
 export type DfsEntry = z.infer<typeof dfsEntry>;
 
+/** A volume as one node holds it. */
+const volumeStatus = z.object({
+  name: z.string(),
+  role: z.enum(['primary', 'follower', 'none']),
+  last_seq: count,
+  /** Followers: entries the primary had, as it last answered, that this copy does not. */
+  lag: count.nullable(),
+  /** Followers: when a pull of the primary's log last succeeded (ms), null if none has since the service started. */
+  synced_at: count.nullable(),
+  /** Followers: why the last pull failed, null once one succeeds. */
+  sync_error: z.string().nullable(),
+});
+export type DfsVolumeStatus = z.infer<typeof volumeStatus>;
+
 const version = z.object({ version_id: z.string(), content_id: contentId, size: count, mtime: z.number(), author: z.string() });
 const trashItem = z.object({ trash_id: z.string(), path: z.string(), type: z.enum(['file', 'dir']), size: count, deleted_at: z.number(), deleted_by: z.string() });
 
@@ -187,7 +201,7 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
     result: z.object({
       node: z.string(),
       disks: z.array(diskStatus),
-      volumes: z.array(z.object({ name: z.string(), role: z.enum(['primary', 'follower', 'none']), last_seq: count, lag: count.nullable() })),
+      volumes: z.array(volumeStatus),
       under_replicated: count,
       /** Copies moved between disks to even them out (a disk was added) since the service started. */
       rebalanced: count,
@@ -195,7 +209,7 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
       /** Absent from a node running a version without collection. */
       gc: gcState.optional(),
     }),
-    doc: 'Every disk in the zone as its node last reported it, this node\'s volumes and the log lag of followers, chunks below their policy, copies moved by rebalancing, scrub progress, and chunk collection on this node (totals per disk since the service started).',
+    doc: 'Every disk in the zone as its node last reported it, this node\'s volumes with the log lag, last sync and last sync error of followers, chunks below their policy, copies moved by rebalancing, scrub progress, and chunk collection on this node (totals per disk since the service started).',
   }),
   scrub: method({
     params: z.object({ disk_id: diskIdSchema.optional() }).strict(),

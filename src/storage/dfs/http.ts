@@ -15,7 +15,7 @@ import type { DiskSet } from './disks.ts';
 import { BasicSessions, type BasicGrant } from './basic-sessions.ts';
 import { ElsewhereError, type Files, toKrpcError } from './files.ts';
 import { decodeUrlPath } from './paths.ts';
-import { MAX_CHUNK_BYTES } from './peers.ts';
+import { LOG_BATCH_BYTES, MAX_CHUNK_BYTES } from './peers.ts';
 import { type Uploads, uploadVolume } from './uploads.ts';
 import type { VolumeSet } from './volumes.ts';
 import { DEFAULT_DAV_LIMITS, type DavHandler, bodyReadAhead, createDavHandler, hasBody } from './webdav.ts';
@@ -528,7 +528,9 @@ export class DfsHttp {
     const after = Number(url.searchParams.get('after') ?? '0');
     const limit = Math.min(10_000, Number(url.searchParams.get('limit') ?? '1000'));
     if (!Number.isInteger(after) || after < 0 || !Number.isInteger(limit) || limit < 1) throw new KrpcError('INVALID_PARAMS', 'after and limit: whole numbers');
-    sendJson(res, 200, { entries: this.d.files.meta(() => v.meta.log(after, limit)), last_seq: v.meta.lastSeq });
+    // A follower asks from the last entry it holds, to compare it with this one: the entry after it comes as well,
+    // however large, or a follower whose next entry is over the batch bound would be sent only what it has, for good.
+    sendJson(res, 200, { entries: this.d.files.meta(() => v.meta.log(after, limit, LOG_BATCH_BYTES, 2)), last_seq: v.meta.lastSeq });
   }
 
   /** A page of the chunks a volume this node is primary for keeps alive, for another node's collection (gc.ts). */

@@ -1,6 +1,7 @@
 // Chunks between storage nodes (docs/dcfs.md, "Between nodes"): one dfs instance puts, gets and asks about chunks
 // on another node's disks through its own node gateway, which reaches the named device's instance (NODE_HEADER)
 // over the device tunnels. Plain HTTP with the raw bytes as the body: no JSON envelope around megabytes.
+import { constants } from 'node:buffer';
 import { request, type IncomingMessage } from 'node:http';
 import { NODE_HEADER, keepAliveAgent } from '../../lib/krpc/index.ts';
 
@@ -43,6 +44,18 @@ export interface PeerOptions {
 
 /** The largest body a chunk request moves: the chunker's largest chunk, with room. */
 export const MAX_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** How much of a volume's log a primary sends in one answer, past the first two entries, which it sends whatever
+ * their size (http.ts, metaLog). */
+export const LOG_BATCH_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The largest log answer a follower takes. An entry has no bound of its own: a write or copy lists every chunk (about
+ * 95 bytes each), so a 170 GiB file makes a 64 MiB entry, and a follower refusing the answer that carries it would ask
+ * for it again every second, for good. The answer is parsed as one string, so the longest string Node can hold is as
+ * much as a follower could take anyway; the primary too made each entry as one string to log it.
+ */
+const MAX_LOG_ANSWER_BYTES = constants.MAX_STRING_LENGTH;
 
 export class PeerChunks {
   constructor(private readonly opts: PeerOptions) {}
@@ -122,10 +135,12 @@ export class PeerChunks {
     return { ids: page.ids, writing: page.writing, ...(origin ? { origin: { instance: origin.instance as string, seq: origin.seq as number } } : {}) };
   }
 
-  /** Log entries of a volume's metadata after `afterSeq`, from its primary. */
-  async log(node: string, volume: string, afterSeq: number, limit: number): Promise<unknown[]> {
-    const r = await this.call(node, 'GET', `/meta/${encodeURIComponent(volume)}/log?after=${afterSeq}&limit=${limit}`, null, 64 * 1024 * 1024);
+  /** Log entries of a volume's metadata after `afterSeq`, from its primary, and the primary's last seq. */
+  async log(node: string, volume: string, afterSeq: number, limit: number): Promise<{ entries: unknown[]; lastSeq: number }> {
+    const r = await this.call(node, 'GET', `/meta/${encodeURIComponent(volume)}/log?after=${afterSeq}&limit=${limit}`, null, MAX_LOG_ANSWER_BYTES);
     if (r.status !== 200) PeerChunks.fail(node, `log of ${volume}`, r);
-    return (JSON.parse(r.body.toString('utf8')) as { entries: unknown[] }).entries;
+    const answer = JSON.parse(r.body.toString('utf8')) as { entries?: unknown; last_seq?: unknown };
+    if (!Array.isArray(answer.entries) || !Number.isSafeInteger(answer.last_seq)) throw new PeerError(`${node}: log of ${volume}: a malformed answer`, r.status);
+    return { entries: answer.entries as unknown[], lastSeq: answer.last_seq as number };
   }
 }

@@ -321,6 +321,8 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
             role: held?.role ?? ('none' as const),
             last_seq: held?.meta.lastSeq ?? 0,
             lag: held?.role === 'follower' && held.primarySeq !== null ? Math.max(0, held.primarySeq - held.meta.lastSeq) : null,
+            synced_at: held?.role === 'follower' ? held.syncedAt : null,
+            sync_error: held?.role === 'follower' ? held.syncError : null,
           };
         });
         const s = d.scrubber.state();

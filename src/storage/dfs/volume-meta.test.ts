@@ -994,6 +994,19 @@ describe('VolumeMeta', () => {
       fails(() => m.log(0, 0), 'INVALID_ARGUMENT');
     });
 
+    it('log pages are bounded by bytes too, past the entries a reader needs to get on', () => {
+      scenario(m);
+      const db = new Database(file, { readonly: true });
+      const sizes = db.prepare<[], { n: number }>('SELECT length(CAST(entry AS BLOB)) AS n FROM log ORDER BY seq').all().map((r) => r.n);
+      db.close();
+      const firstThree = sizes[0]! + sizes[1]! + sizes[2]!;
+      assert.deepEqual(m.log(0, 1000, firstThree).map((e) => e.seq), [1, 2, 3]);
+      assert.deepEqual(m.log(0, 1000, firstThree - 1).map((e) => e.seq), [1, 2]);
+      assert.deepEqual(m.log(0, 1000, 1).map((e) => e.seq), [1], 'one entry, however large');
+      assert.deepEqual(m.log(0, 1000, 1, 2).map((e) => e.seq), [1, 2]);
+      assert.deepEqual(m.log(0, 2, Infinity, 5).map((e) => e.seq), [1, 2], 'never past limit');
+    });
+
     it('a follower refuses every mutation', () => {
       m.writeFile('/f', blob('f'), { user: 'alice' });
       const f = open(join(dir, 'f.db'), { role: 'follower' });

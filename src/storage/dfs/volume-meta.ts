@@ -1071,9 +1071,10 @@ export class VolumeMeta {
     return this.seq;
   }
 
-  /** Entries after `afterSeq`, in order, at most `limit`. LOG_GAP when the entries right after `afterSeq` were
-   * truncated: that reader must restore a snapshot. */
-  log(afterSeq: number, limit = 1000): LogEntry[] {
+  /** Entries after `afterSeq`, in order, at most `limit`, and no more than `maxBytes` of them as stored once there are
+   * `atLeast`: those few come however large, so that a reader always gets on. LOG_GAP when the entries right after
+   * `afterSeq` were truncated: that reader must restore a snapshot. */
+  log(afterSeq: number, limit = 1000, maxBytes = Infinity, atLeast = 1): LogEntry[] {
     if (!Number.isSafeInteger(afterSeq) || afterSeq < 0 || !Number.isSafeInteger(limit) || limit < 1) {
       throw new MetaError('INVALID_ARGUMENT', `log(afterSeq, limit) needs afterSeq ≥ 0 and limit ≥ 1, not (${afterSeq}, ${limit})`);
     }
@@ -1085,7 +1086,13 @@ export class VolumeMeta {
         { expected: afterSeq + 1, actual: start + 1 },
       );
     }
-    const entries = this.q.logAfter.all(afterSeq, limit).map((r) => JSON.parse(r.entry) as LogEntry);
+    const entries: LogEntry[] = [];
+    let bytes = 0;
+    for (const r of this.q.logAfter.iterate(afterSeq, limit)) {
+      bytes += Buffer.byteLength(r.entry);
+      if (entries.length >= atLeast && bytes > maxBytes) break;
+      entries.push(JSON.parse(r.entry) as LogEntry);
+    }
     if (this.unsynced.size === 0) return entries;
     const durable = Math.min(...this.unsynced.keys());
     return entries.filter((e) => e.seq < durable);

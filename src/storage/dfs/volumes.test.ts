@@ -23,7 +23,9 @@ describe('volumes on a node (volumes.ts)', () => {
   let remote: VolumeMeta;
   let set: VolumeSet;
   /** The other node's primary, as this node's pulls reach it. */
-  const peers = { log: async (_node: string, _volume: string, after: number, limit: number) => remote.log(after, limit) } as unknown as PeerChunks;
+  const peers = {
+    log: async (_node: string, _volume: string, after: number, limit: number) => ({ entries: remote.log(after, limit), lastSeq: remote.lastSeq }),
+  } as unknown as PeerChunks;
 
   /** The primary's metadata lost and made anew, empty: another instance. */
   function remakeRemote(): void {

@@ -15,7 +15,8 @@ export interface HeldVolume {
   record: VolumeRecord;
   role: 'primary' | 'follower';
   meta: VolumeMeta;
-  /** Followers: the primary's last sequence number as last seen, and when the last pull succeeded. */
+  /** Followers: the primary's last sequence number as it last answered, when the last pull succeeded, and why the
+   * last one failed (null once one succeeds). */
   primarySeq: number | null;
   syncedAt: number | null;
   syncError: string | null;
@@ -141,13 +142,17 @@ export class VolumeSet {
         // that went another way (a lagging follower promoted, the primary's metadata made anew) is caught instead of
         // taking the primary's later entries onto a different tree.
         const have = v.meta.lastSeq;
-        const entries = (await this.peers.log(v.record.primary, v.name, Math.max(0, have - 1), PULL_BATCH)) as LogEntry[];
+        const answer = await this.peers.log(v.record.primary, v.name, Math.max(0, have - 1), PULL_BATCH);
+        const entries = answer.entries as LogEntry[];
         if (have > 0 && entries[0]?.seq !== have) {
           throw new MetaError('CONFLICT', `the primary ${v.record.primary} has no entry ${have}, which this copy holds: the copy went another way`);
         }
         if (entries.length > 0) v.meta.apply(entries);
-        v.primarySeq = Math.max(v.meta.lastSeq, v.primarySeq ?? 0);
-        if (entries.length < PULL_BATCH) break;
+        v.primarySeq = answer.lastSeq;
+        // The primary cuts a batch short by bytes as well as by count, so only its last seq tells whether more is
+        // waiting. It holds back entries not yet durable, which its last seq counts: an answer with nothing new ends
+        // the round rather than asking again at once.
+        if (v.meta.lastSeq === have || v.meta.lastSeq >= answer.lastSeq) break;
       }
       v.syncedAt = Date.now();
       v.syncError = null;
