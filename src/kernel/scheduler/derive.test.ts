@@ -194,11 +194,12 @@ describe('derive: a single-device zone', () => {
 });
 
 describe('storeTime', () => {
-  it('is the newest heartbeat, whatever the deciding clock says, but never one stamped over a minute ahead of it', () => {
+  it('is the newest heartbeat, whatever the deciding clock says, but never one stamped over 15 s ahead of it', () => {
     const beats = [beat('gateway', 'c1', T0 - 5_000), beat('gateway', 's1', T0 - 95_000)];
     assert.equal(storeTime(beats, T0), T0 - 5_000);
     assert.equal(storeTime(beats, T0 + 3_000), T0 - 5_000, 'a clock 3 s ahead judges by the same time');
     assert.equal(storeTime([...beats, beat('gateway', 's2', T0 + 3_600_000)], T0), T0 - 5_000, 'a node an hour ahead is not believed');
+    assert.equal(storeTime([...beats, beat('gateway', 's2', T0 + 20_000)], T0), T0 - 5_000, 'nor one 20 s ahead, which would age every other node by as much');
     assert.equal(storeTime([], T0), T0);
   });
 

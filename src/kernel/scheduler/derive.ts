@@ -108,14 +108,18 @@ export function isOwnedKey(key: string): boolean {
   return key === RBAC_TAIL_KEY || NODE_CONFIG_KEY.test(key) || SERVICE_INFO_KEY.test(key);
 }
 
-/** How far ahead of the deciding device's clock a heartbeat may be stamped and still be believed (storeTime). */
-const CLOCK_AHEAD_LIMIT_MS = 60_000;
+/**
+ * How far ahead of the deciding device's clock a heartbeat may be stamped and still be believed (storeTime). Every
+ * other node looks older by as much as the fastest believed clock is ahead, so this must stay well inside the 90 s
+ * a node may be silent (clocks are assumed within a few seconds of each other, by NTP).
+ */
+const CLOCK_AHEAD_LIMIT_MS = 15_000;
 
 /**
  * The time heartbeats are judged by: the newest heartbeat in the store, not the deciding device's clock. Every core
  * device runs a scheduler; with their own clocks, two a few seconds apart disagreed about a node near the 90 s mark
  * and undid each other's writes for as long. Reading the same store they now derive the same output. A heartbeat
- * stamped more than a minute ahead of `localNow` (a node whose clock is wrong) is not believed; with none, `localNow`.
+ * stamped more than 15 s ahead of `localNow` (a node whose clock is wrong) is not believed; with none, `localNow`.
  */
 export function storeTime(instances: readonly Pick<InstanceInput, 'heartbeat_at'>[], localNow: number): number {
   let newest = -Infinity;

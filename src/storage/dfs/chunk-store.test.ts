@@ -530,6 +530,11 @@ describe('ChunkStore', () => {
     assert.deepEqual(await store.put(a.id, a.data), { stored: false }, 'a duplicate costs nothing');
     await store.delete(a.id);
     await store.put(b.id, b.data);
+    // Puts under way count together: of two that fit alone but not both (50 KiB free), one is refused.
+    await reopen({ capacityBytes: 140 * KiB });
+    const [x, y] = [chunk(30 * KiB), chunk(30 * KiB)];
+    const both = await Promise.allSettled([store.put(x.id, x.data), store.put(y.id, y.data)]);
+    assert.deepEqual(both.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
   });
 
   it('a full filesystem refuses puts with DiskFullError, counts no fault, and recovers once space is freed', async (t) => {

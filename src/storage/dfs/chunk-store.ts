@@ -261,13 +261,24 @@ function parseRecords(buf: Buffer, base: number): { ops: AppliedOp[]; validEnd: 
   let pos = 0;
   let validEnd = 0;
   let skipped = 0;
+  let resynced = false;
   while (pos + HEADER <= buf.length) {
     const type = headerAt(pos) ? buf.readUInt32LE(pos + 4) : -1;
     if (type !== DATA && type !== LARGE && type !== DELETE) {
       const next = resync(pos + 1);
       if (next < 0) break;
       skipped++;
+      resynced = true;
       pos = next;
+      continue;
+    }
+    // Past a resync the scan may have landed inside a chunk's bytes (a chunk holding pack bytes, a disk image): a
+    // DATA record there proves itself (its bytes hash to its id), a LARGE or DELETE record does not, and applying a
+    // stray DELETE would drop a live chunk from the index. Passed over, the worst is a deleted chunk kept until
+    // collection takes it again.
+    if (resynced && type !== DATA) {
+      pos += HEADER;
+      validEnd = pos;
       continue;
     }
     const length = buf.readUInt32LE(pos + 8);
@@ -752,9 +763,10 @@ export class ChunkStore {
       if (this.capacityBytes !== undefined && this.bytes + this.reserved + extra > this.capacityBytes) {
         throw new DiskFullError(this.diskId, `capacity of ${this.capacityBytes} bytes reached`);
       }
-      if (extra > 0) await this.checkRoom(extra + HEADER);
+      // Reserved before anything is awaited, so puts under way together count against capacity and the free reserve.
       this.reserved += extra;
       try {
+        if (extra > 0) await this.checkRoom(HEADER);
         if (buf.length < this.packThreshold) {
           await this.enqueue({ type: DATA, key, size: buf.length, data: buf, crc });
           if (old && old.pack === null) await rm(this.chunkPath(hex), { force: true });
@@ -770,8 +782,9 @@ export class ChunkStore {
   }
 
   /**
-   * Refuses a new chunk that would eat into the reserve (reserveBytes). The filesystem is asked at most once a second
-   * while there is room, and again before any refusal: space freed meanwhile (a delete, compaction) counts at once.
+   * Refuses a new chunk that would eat into the reserve (reserveBytes): the bytes of puts under way (`reserved`, this
+   * one's included) and `bytes` more. The filesystem is asked at most once a second while there is room, and again
+   * before any refusal: space freed meanwhile (a delete, compaction) counts at once.
    */
   private async checkRoom(bytes: number): Promise<void> {
     for (let asked = false; ; asked = true) {

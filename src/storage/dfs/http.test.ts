@@ -187,10 +187,20 @@ describe('the file endpoint: PUT preconditions, conditional and ranged reads, ma
     assert.equal((await put('alice', '/public/doc.txt', 'v2', { 'if-match': v1 })).status, 200);
     const stale = await put('alice', '/public/doc.txt', 'v3', { 'if-match': v1 });
     assert.equal(stale.status, 412);
-    assert.match(await stale.text(), /has changed/);
+    assert.match(await stale.text(), /is no longer the version If-Match names/);
     assert.equal(await (await fetch(`${base}/files/home/public/doc.txt`, { headers: { authorization: 'Bearer alice' } })).text(), 'v2');
     assert.equal((await put('alice', '/public/none.txt', 'x', { 'if-match': '*' })).status, 412);
     assert.equal((await put('alice', '/public/doc.txt', 'v3', { 'if-none-match': await etagOf('/public/doc.txt') })).status, 412);
+  });
+
+  it('tells a caller who may not write a file nothing of it through preconditions: 403, as without them', async () => {
+    await put('alice', '/home/alice/secret.txt', 'alice only');
+    for (const headers of [{ 'if-match': '"nope"' }, { 'if-none-match': '*' }, {}] as Record<string, string>[]) {
+      const r = await put('bob', '/home/alice/secret.txt', 'x', headers);
+      assert.equal(r.status, 403, JSON.stringify(headers));
+      assert.doesNotMatch(await r.text(), /sha256/);
+    }
+    assert.equal((await put('bob', '/home/alice/none.txt', 'x', { 'if-none-match': '*' })).status, 403);
   });
 
   it('answers a weak If-None-Match with 304, a backwards range with the whole file, and a malformed escape with 400', async () => {

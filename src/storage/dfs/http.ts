@@ -347,7 +347,7 @@ export class DfsHttp {
     }
     if (req.method === 'PUT') {
       const length = req.headers['content-length'] ? Number(req.headers['content-length']) : undefined;
-      const r = await files.write(volume, path, req, p, { sizeHint: length, ...this.putConditions(req, volume, path) });
+      const r = await files.write(volume, path, req, p, { sizeHint: length, ...this.putConditions(req, p, volume, path) });
       res.writeHead(r.created ? 201 : 200, { 'content-type': 'application/json', etag: `"${r.entry.content_id}"` });
       res.end(JSON.stringify({ entry: { path: r.entry.path, size: r.entry.size, content_id: r.entry.content_id } }));
       return;
@@ -358,14 +358,17 @@ export class DfsHttp {
   /**
    * A PUT's preconditions (RFC 9110 §13): `If-Match` (the file as the client last saw it, or `*`: any) and
    * `If-None-Match` (`*`: create only; tags: not while it is one of them) are checked against the file now, 412 when
-   * they fail, and held at the commit too (its version, or no file), so a write racing this one cannot slip between.
+   * they fail. `If-Match` with a tag and `If-None-Match: *` are held at the commit too (that version, or no file), so
+   * a write racing this one cannot slip between. Only for a caller who may make this write: to anyone else the answer
+   * would tell whether the file exists.
    */
-  private putConditions(req: IncomingMessage, volume: string, path: string): { overwrite?: false; expectVersion?: string | null } {
+  private putConditions(req: IncomingMessage, p: Principal, volume: string, path: string): { overwrite?: false; expectVersion?: string | null } {
     const ifMatch = req.headers['if-match'];
     const ifNoneMatch = req.headers['if-none-match'];
     if (ifMatch === undefined && ifNoneMatch === undefined) return {};
     const files = this.d.files;
     const cur = files.meta(() => files.writable(volume).meta.tryStat(files.path(path)));
+    files.checkPut(p, volume, files.path(path), cur !== null);
     const etag = cur?.type === 'file' && cur.content_id !== null ? `"${cur.content_id}"` : null;
     const tags = (h: string) => h.split(',').map((t) => t.trim());
     const failed = (why: string) => new KrpcError('FAILED_PRECONDITION', `${path} ${why}`, { reason: 'PRECONDITION_FAILED' });
@@ -378,7 +381,8 @@ export class DfsHttp {
     }
     if (ifMatch === undefined) return ifNoneMatch?.trim() === '*' ? { overwrite: false } : {};
     if (etag === null) throw failed('does not exist (If-Match)');
-    if (ifMatch.trim() !== '*' && !tags(ifMatch).includes(etag)) throw failed(`has changed: it is ${etag} now (If-Match)`);
+    if (ifMatch.trim() === '*') return {};
+    if (!tags(ifMatch).includes(etag)) throw failed('is no longer the version If-Match names');
     return { expectVersion: cur!.version_id };
   }
 
