@@ -372,10 +372,12 @@ describe('token verifier cache', () => {
   it('answers a repeated token from cache but still expires it', async () => {
     const hub = generateKeyPair();
     const verify = createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: () => undefined }));
-    const token = await signAccessToken({ typ: 'session', sub: 'alice', app: 'control-panel', sid: 's', jti: 'j' }, hub.privateKey, 1, VERIFY_HUB_KID);
+    // Two seconds: `exp` is whole seconds from a whole-second `iat`, so a one-second token signed late in a second has
+    // (as a loaded CI machine showed) already expired by the first verify.
+    const token = await signAccessToken({ typ: 'session', sub: 'alice', app: 'control-panel', sid: 's', jti: 'j' }, hub.privateKey, 2, VERIFY_HUB_KID);
     assert.equal((await verify(token)).userId, 'alice');
-    assert.equal((await verify(token)).userId, 'alice');
-    await new Promise((r) => setTimeout(r, 1100));
+    const { expiresAt } = await verify(token);
+    await new Promise((r) => setTimeout(r, expiresAt * 1000 - Date.now() + 50));
     await assert.rejects(verify(token), { code: 'TOKEN_EXPIRED' });
     const forged = token.slice(0, -4) + (token.endsWith('AAAA') ? 'BBBB' : 'AAAA');
     await assert.rejects(verify(forged), { code: 'UNAUTHENTICATED' });
