@@ -203,12 +203,14 @@ describe('the file endpoint: PUT preconditions, conditional and ranged reads, ma
     assert.equal((await put('bob', '/home/alice/none.txt', 'x', { 'if-none-match': '*' })).status, 403);
   });
 
-  it('answers a weak If-None-Match with 304, a backwards range with the whole file, and a malformed escape with 400', async () => {
+  it('answers a weak If-None-Match with 304, a backwards range with the whole file, a whole file by id as private, and a malformed escape with 400', async () => {
     await put('alice', '/public/r.txt', '0123456789');
     const tag = await etagOf('/public/r.txt');
     assert.equal((await fetch(`${base}/files/home/public/r.txt`, { headers: { authorization: 'Bearer alice', 'if-none-match': `W/${tag}` } })).status, 304);
     const backwards = await fetch(`${base}/files/home/public/r.txt`, { headers: { authorization: 'Bearer alice', range: 'bytes=5-2' } });
     assert.deepEqual([backwards.status, await backwards.text()], [200, '0123456789']);
+    const byId = await fetch(`${base}/ndn/${tag.slice(1, -1)}`, { headers: { authorization: 'Bearer alice' } });
+    assert.deepEqual([byId.status, await byId.text(), byId.headers.get('cache-control')], [200, '0123456789', 'private, max-age=31536000, immutable']);
     const bad = await fetch(`${base}/ndn/%E0%A4`, { headers: { authorization: 'Bearer alice' } });
     assert.equal(bad.status, 400);
     assert.match(await bad.text(), /malformed %-escape/);

@@ -387,13 +387,17 @@ export class DfsHttp {
   }
 
   /** A version's bytes with HTTP caching and ranges: the ETag is the content id, so it is the same on every node. */
-  private async sendVersion(req: IncomingMessage, res: ServerResponse, version: Version, mtime: number, check: ReadCheck = 'crc'): Promise<void> {
+  private async sendVersion(req: IncomingMessage, res: ServerResponse, version: Version, mtime: number, byId = false): Promise<void> {
     const etag = `"${version.content_id}"`;
+    // By content id every chunk is hashed, not CRC-checked: the id is the promise made. Such an answer never changes,
+    // but it is permission-checked, so no shared cache may keep it for others.
+    const check: ReadCheck = byId ? 'hash' : 'crc';
     const base: Record<string, string> = {
       etag,
       'last-modified': new Date(mtime).toUTCString(),
       'accept-ranges': 'bytes',
       'content-type': 'application/octet-stream',
+      ...(byId ? { 'cache-control': 'private, max-age=31536000, immutable' } : {}),
     };
     const inm = req.headers['if-none-match'];
     // Weak comparison, as If-None-Match asks (RFC 9110 §13.1.2): W/"x" matches "x".
@@ -458,7 +462,7 @@ export class DfsHttp {
         } catch {
           continue;
         }
-        if (hit.version.content_id === id) return this.sendVersion(req, res, hit.version, hit.version.mtime, 'hash');
+        if (hit.version.content_id === id) return this.sendVersion(req, res, hit.version, hit.version.mtime, true);
         const data = await this.d.io.fetch(id);
         res.writeHead(200, { etag: `"${id}"`, 'content-type': 'application/octet-stream', 'content-length': String(data.length), 'cache-control': 'private, max-age=31536000, immutable' });
         res.end(req.method === 'HEAD' ? undefined : data);
