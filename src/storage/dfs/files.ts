@@ -269,6 +269,22 @@ export class Files {
   }
 
   /**
+   * What a write of `size` bytes must pass before any byte is stored, written in one request or begun as a resumable
+   * upload alike: the caller's right to it, no folder in the way, no file when it may not replace one, and room in the
+   * quota of whoever will own the file.
+   */
+  preflight(volume: string, pathText: string, p: Principal, size: number, mayReplace: boolean): { v: HeldVolume; path: string; existing: Entry | null } {
+    const path = this.path(pathText);
+    const v = this.writable(volume);
+    const existing = this.meta(() => v.meta.tryStat(path));
+    this.checkPut(p, volume, path, existing !== null);
+    if (existing?.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder`, { reason: 'IS_A_DIRECTORY' });
+    if (existing && !mayReplace) throw new KrpcError('ALREADY_EXISTS', `${path} already exists`);
+    this.quotaRoom(v, existing, p, size);
+    return { v, path, existing };
+  }
+
+  /**
    * Stores a file from a stream of bytes and makes it the path's new version. Every chunk has its policy's durable
    * copies before the metadata changes; a failure before then leaves the path as it was.
    */
@@ -279,14 +295,7 @@ export class Files {
     p: Principal,
     opts: { sizeHint?: number; expectVersion?: string | null; overwrite?: boolean; expectContentId?: string } = {},
   ): Promise<{ entry: Entry; created: boolean }> {
-    const path = this.path(pathText);
-    const v = this.writable(volume);
-    const existing = v.meta.tryStat(path);
-    this.checkPut(p, volume, path, existing !== null);
-    if (existing?.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder`, { reason: 'IS_A_DIRECTORY' });
-    if (existing && opts.overwrite === false) throw new KrpcError('ALREADY_EXISTS', `${path} already exists`);
-    // Charges follow the owner: an existing file's, else the writer, who will own it.
-    this.quotaRoom(v, existing?.owner ?? p.userId, (opts.sizeHint ?? 0) - (existing?.size ?? 0));
+    const { v, path, existing } = this.preflight(volume, pathText, p, opts.sizeHint ?? 0, opts.overwrite !== false);
     const policy = policyFor(v.record, path);
     const refs: ChunkRef[] = [];
     let writes = this.writing.get(volume);
@@ -335,7 +344,7 @@ export class Files {
     const submit = async (chunks: Buffer[]) => {
       for (const data of chunks) {
         received += data.length;
-        if (received > (opts.sizeHint ?? 0)) this.quotaRoom(v, existing?.owner ?? p.userId, received - (existing?.size ?? 0));
+        if (received > (opts.sizeHint ?? 0)) this.quotaRoom(v, existing, p, received);
         const ref: ChunkRef = { id: '', size: data.length };
         refs.push(ref);
         const size = data.length;
@@ -365,8 +374,13 @@ export class Files {
     }
   }
 
-  /** Refuses early a write that would clearly overrun the user's quota (the metadata checks exactly at commit). */
-  private quotaRoom(v: HeldVolume, user: string, growth: number): void {
+  /**
+   * Refuses early a write of `size` bytes over `existing` (or a new file) that would clearly overrun a quota (the
+   * metadata checks exactly at commit). Charges follow the owner: an existing file's, else the writer, who will own it.
+   */
+  private quotaRoom(v: HeldVolume, existing: Entry | null, p: Principal, size: number): void {
+    const user = existing?.owner ?? p.userId;
+    const growth = size - (existing?.size ?? 0);
     const quota = v.meta.quota(user);
     if (quota === null || growth <= 0) return;
     const used = v.meta.usage(user);

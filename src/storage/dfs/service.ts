@@ -226,21 +226,10 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
         }),
       upload_begin: (p, ctx) =>
         at('upload_begin', p, ctx, () => {
-          const path = f.path(p.path);
           const caller = who(ctx);
-          const meta = f.writable(p.volume).meta;
-          const existing = f.meta(() => meta.tryStat(path));
-          f.checkPut(caller, p.volume, path, existing !== null);
-          if (existing?.type === 'dir') throw new KrpcError('FAILED_PRECONDITION', `${path} is a folder`, { reason: 'IS_A_DIRECTORY' });
-          if (existing && !p.overwrite) throw new KrpcError('ALREADY_EXISTS', `${path} already exists`);
-          // Charges follow the owner: an existing file's, else the uploader, who will own it.
-          const payer = existing?.owner ?? caller.userId;
-          const quota = meta.quota(payer);
-          if (quota !== null && meta.usage(payer) + p.size - (existing?.size ?? 0) > quota) {
-            throw new KrpcError('FAILED_PRECONDITION', `quota exceeded: ${payer} uses ${meta.usage(payer)} of ${quota} bytes on ${p.volume}`, { reason: 'QUOTA_EXCEEDED' });
-          }
+          const { v, path } = f.preflight(p.volume, p.path, caller, p.size, p.overwrite);
           const parent = path.slice(0, path.lastIndexOf('/')) || '/';
-          const dir = f.meta(() => meta.tryStat(parent));
+          const dir = f.meta(() => v.meta.tryStat(parent));
           if (!dir) throw new KrpcError('NOT_FOUND', `the folder ${parent} does not exist`, { reason: 'NOT_FOUND_PARENT' });
           // Refused now, not after every byte was sent: the commit could never put a file under a file.
           if (dir.type !== 'dir') throw new KrpcError('FAILED_PRECONDITION', `${parent} is a file, not a folder`, { reason: 'NOT_A_DIRECTORY' });
