@@ -121,13 +121,14 @@ function isRead(req: IncomingMessage): boolean {
   return req.method === 'GET' || req.method === 'HEAD' || req.method === 'PROPFIND' || req.method === 'OPTIONS';
 }
 
-/** A request's whole body, refused past `max` bytes. */
-async function readSmallBody(req: IncomingMessage, max: number): Promise<Buffer> {
+/** A request's whole body, refused past `max` bytes (before any is read when its Content-Length says so already). */
+async function readSmallBody(req: IncomingMessage, max: number, tooLarge = `request body larger than ${max} bytes`): Promise<Buffer> {
+  if (Number(req.headers['content-length'] ?? 0) > max) throw new KrpcError('PAYLOAD_TOO_LARGE', tooLarge);
   const parts: Buffer[] = [];
   let n = 0;
   for await (const c of req) {
     n += (c as Buffer).length;
-    if (n > max) throw new KrpcError('PAYLOAD_TOO_LARGE', `request body larger than ${max} bytes`);
+    if (n > max) throw new KrpcError('PAYLOAD_TOO_LARGE', tooLarge);
     parts.push(c as Buffer);
   }
   return Buffer.concat(parts);
@@ -479,16 +480,8 @@ export class DfsHttp {
       if (!d?.store) throw new KrpcError('UNAVAILABLE', `disk ${disk} is not open on ${this.d.self}`);
       if (d.record.state !== 'active') throw new KrpcError('FAILED_PRECONDITION', `disk ${disk} is draining`);
       // The bound peers read chunks with: a larger body can only be a mistake or an attack, and is not held.
-      const tooLarge = () => new KrpcError('PAYLOAD_TOO_LARGE', `a chunk is at most ${MAX_CHUNK_BYTES} bytes`);
-      if (Number(req.headers['content-length'] ?? 0) > MAX_CHUNK_BYTES) throw tooLarge();
-      const parts: Buffer[] = [];
-      let size = 0;
-      for await (const c of req) {
-        size += (c as Buffer).length;
-        if (size > MAX_CHUNK_BYTES) throw tooLarge();
-        parts.push(c as Buffer);
-      }
-      const r = await d.store.put(id, Buffer.concat(parts)).catch((err: Error) => {
+      const body = await readSmallBody(req, MAX_CHUNK_BYTES, `a chunk is at most ${MAX_CHUNK_BYTES} bytes`);
+      const r = await d.store.put(id, body).catch((err: Error) => {
         throw new KrpcError(/hash/i.test(err.message) ? 'INVALID_PARAMS' : 'UNAVAILABLE', `${this.d.self}/${disk}: ${err.message}`);
       });
       sendJson(res, r.stored ? 201 : 200, { stored: r.stored });
