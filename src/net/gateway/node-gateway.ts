@@ -1,11 +1,11 @@
 // The node gateway (DESIGN §8): one local entry, `http://127.0.0.1:3180/kapi/<service>`, for every service wherever
 // it runs. Routes come from `services/<s>/info` in system-config, followed by watch so a moved service is routed
 // to its new instance without a restart, and kept on disk (RouteCache) for a start while system-config is out of reach.
-import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { writeFileAtomic } from '../../lib/identity/keys.ts';
+import { readTextIfExists } from '../../lib/read-if-exists.ts';
 import { sendJson, type Client } from '../../lib/krpc/index.ts';
 import { type ServiceInfo, serviceInfoSchema } from '../../lib/config/zone-records.ts';
 
@@ -140,13 +140,14 @@ export class RouteCache {
   /** Fills `table` from the file. An unreadable or malformed file, or another identity's, is passed over: routes are
    * only a start, and the first list replaces them anyway. */
   load(table: RouteTable): void {
-    let text: string;
+    let text: string | null;
     try {
-      text = readFileSync(this.path, 'utf8');
+      text = readTextIfExists(this.path);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.warn('the cached routes are unreadable; starting without them', e as Error);
+      this.warn('the cached routes are unreadable; starting without them', e as Error);
       return;
     }
+    if (text === null) return;
     let cached: z.infer<typeof cachedRoutesSchema>;
     try {
       cached = cachedRoutesSchema.parse(JSON.parse(text));

@@ -37,7 +37,7 @@ export function proxyThroughTunnel(
   res: ServerResponse,
   path: string,
   body?: Buffer,
-  elsewhere?: (failure: TunnelError) => boolean,
+  elsewhere?: () => boolean,
 ): void {
   const abort = new AbortController();
   res.on('close', () => {
@@ -58,7 +58,7 @@ export function proxyThroughTunnel(
     (err: unknown) => {
       // A streamed body is still whole when nothing of it was read: the tunnel reads it only once a stream is open.
       const canResend = body !== undefined || !req.readableDidRead;
-      if (err instanceof TunnelError && err.unsent && canResend && !abort.signal.aborted && elsewhere?.(err)) return;
+      if (err instanceof TunnelError && err.unsent && canResend && !abort.signal.aborted && elsewhere?.()) return;
       req.resume();
       const why = err instanceof TunnelError ? `${err.code}: ${err.message}` : (err as Error).message;
       if (!res.headersSent) sendJson(res, 503, { error: { code: 'UNAVAILABLE', message: `device ${peer.name} is unreachable through its tunnel (${why})` } });
