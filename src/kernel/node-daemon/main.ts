@@ -20,7 +20,7 @@ import { createLogShipper } from '../../lib/log/shipper.ts';
 import { retryUntilDone } from '../../lib/retry.ts';
 import { createKernelRuntime, type KernelRuntime } from '../runtime.ts';
 import { type ChildStatus, Supervisor } from './supervisor.ts';
-import { ASK_WHERE_STORE_AFTER_MS, ASK_WHERE_STORE_EVERY_MS, StoreControl } from './store-control.ts';
+import { StoreControl } from './store-control.ts';
 import type { TunnelPeer } from '../../lib/tunnel/index.ts';
 
 /** Kernel services in boot order; each waits for the one before to be healthy. */
@@ -247,12 +247,11 @@ class NodeDaemon {
       // store that still serves reads, frozen by that move, lets boot through; store control asks then.)
       const elsewhere = new AbortController();
       const moved: { to: TunnelPeer | null } = { to: null };
-      const failingSince = Date.now();
-      let askedAt = 0;
       await retryUntilDone(
         async () => {
           await this.seedZoneRecords();
           await this.readDesired();
+          this.storeControl!.storeAnswered();
         },
         {
           firstMs: 500,
@@ -260,8 +259,7 @@ class NodeDaemon {
           signal: AbortSignal.any([this.stop.signal, elsewhere.signal]),
           onFailure: async (err, wait) => {
             this.log.warn({ err: err.message, retry_ms: wait }, 'cannot publish this device\'s records yet; retrying');
-            if (this.rt!.backend !== 'etcd' || Date.now() - failingSince < ASK_WHERE_STORE_AFTER_MS || Date.now() - askedAt < ASK_WHERE_STORE_EVERY_MS) return;
-            askedAt = Date.now();
+            if (!this.storeControl!.storeSilent()) return;
             moved.to = await this.storeControl!.movedStore().catch((e: unknown) => {
               this.log.warn({ err: (e as Error).message }, 'asking the other core devices where the zone store is failed');
               return null;

@@ -47,8 +47,8 @@ const peerListSchema = z.array(enrolPeerSchema);
 
 /** How long a member's store must have stayed silent before the other core devices are asked where it went, and how
  * often they are asked again. */
-export const ASK_WHERE_STORE_AFTER_MS = 60_000;
-export const ASK_WHERE_STORE_EVERY_MS = 30_000;
+const ASK_WHERE_STORE_AFTER_MS = 60_000;
+const ASK_WHERE_STORE_EVERY_MS = 30_000;
 
 export interface StoreControlHost {
   paths: NodePaths;
@@ -212,20 +212,13 @@ export class StoreControl {
           changed = true;
         }
         rev = w.revision;
-        this.unansweredSince = null;
+        this.storeAnswered();
         if (changed) this.enqueue(() => this.reactOrRetry());
       } catch (err) {
         if (this.stop.signal.aborted) return;
         this.host.log.debug({ err: (err as Error).message }, 'store control watch failed; listing again');
         rev = 0;
-        // A member's store that stays silent may be a cluster the others left in a move back to SQLite made while
-        // this device was away: they are asked where the store is now (at most every ASK_WHERE_STORE_EVERY_MS).
-        const now = Date.now();
-        this.unansweredSince ??= now;
-        if (this.host.backend() === 'etcd' && now - this.unansweredSince >= ASK_WHERE_STORE_AFTER_MS && now - this.askedWhereAt >= ASK_WHERE_STORE_EVERY_MS) {
-          this.askedWhereAt = now;
-          this.enqueue(() => this.leaveIfMoved());
-        }
+        if (this.storeSilent()) this.enqueue(() => this.leaveIfMoved());
         await sleep(2000);
       }
     }
@@ -601,6 +594,25 @@ export class StoreControl {
     }
     const text = JSON.stringify(cores, null, 2) + '\n';
     if (readTextIfExists(this.f.cores) !== text) writeFileAtomic(this.f.cores, text, 0o644);
+  }
+
+  /**
+   * Told that the store did not answer this device (boot, or store control's watch): whether to ask the other core
+   * devices where it went now. A member's store that stays silent may be a cluster the others left in a move back to
+   * SQLite made while this device was away; they are asked once it has been silent ASK_WHERE_STORE_AFTER_MS, and at
+   * most every ASK_WHERE_STORE_EVERY_MS.
+   */
+  storeSilent(): boolean {
+    const now = Date.now();
+    this.unansweredSince ??= now;
+    if (this.host.backend() !== 'etcd' || now - this.unansweredSince < ASK_WHERE_STORE_AFTER_MS || now - this.askedWhereAt < ASK_WHERE_STORE_EVERY_MS) return false;
+    this.askedWhereAt = now;
+    return true;
+  }
+
+  /** Told that the store answered: its silence, if any, is over. */
+  storeAnswered(): void {
+    this.unansweredSince = null;
   }
 
   /** Leaves a cluster whose store the other core devices say is elsewhere now, to reach it as a remote device. */
