@@ -167,17 +167,21 @@ describe('RouteCache', () => {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('keeps the routes listed, and a gateway restarted cut off from system-config routes by them', async () => {
-    const file = join(dir, 'run', 'routes.json');
+  /** A gateway that lists `listed` from system-config, cached in `file`, until it has written them there. */
+  async function cacheListed(file: string, listed: { key: string; value: string }[]): Promise<void> {
     const online = new AbortController();
-    const listed = [
-      { key: 'services/dfs/info', value: info({ node: 'n1', host: '10.0.0.1', port: 3700, state: 'running' }) },
-      { key: 'services/klog/info', value: info({ node: 'ood1', host: '10.0.0.2', port: 3500, state: 'running' }) },
-    ];
-    const first = followRoutes(listingConfig(listed, online.signal), new RouteTable('n1'), online.signal, () => {}, new RouteCache(file, DID, warn));
+    const following = followRoutes(listingConfig(listed, online.signal), new RouteTable('n1'), online.signal, () => {}, new RouteCache(file, DID, warn));
     await until(() => existsSync(file), 'the listed routes written');
     online.abort();
-    await first;
+    await following;
+  }
+
+  it('keeps the routes listed, and a gateway restarted cut off from system-config routes by them', async () => {
+    const file = join(dir, 'run', 'routes.json');
+    await cacheListed(file, [
+      { key: 'services/dfs/info', value: info({ node: 'n1', host: '10.0.0.1', port: 3700, state: 'running' }) },
+      { key: 'services/klog/info', value: info({ node: 'ood1', host: '10.0.0.2', port: 3500, state: 'running' }) },
+    ]);
     const kept = readFileSync(file, 'utf8');
 
     const t = new RouteTable('n1');
@@ -199,15 +203,10 @@ describe('RouteCache', () => {
 
   it('never routes a service with a bootstrap route by the cache: after a store move its cached instances are gone', async () => {
     const file = join(dir, 'skip', 'routes.json');
-    const online = new AbortController();
-    const listed = [
+    await cacheListed(file, [
       { key: 'services/dfs/info', value: info({ node: 'n1', host: '10.0.0.1', port: 3700, state: 'running' }) },
       { key: 'services/system-config/info', value: info({ node: 'n1', host: '10.0.0.1', port: 3200, state: 'running' }) },
-    ];
-    const first = followRoutes(listingConfig(listed, online.signal), new RouteTable('n1'), online.signal, () => {}, new RouteCache(file, DID, warn));
-    await until(() => existsSync(file), 'the listed routes written');
-    online.abort();
-    await first;
+    ]);
     const t = new RouteTable('n1');
     t.setBootstrap(['system-config'], ['ood1']);
     new RouteCache(file, DID, warn, 1000, new Set(['system-config'])).load(t);
