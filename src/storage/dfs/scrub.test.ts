@@ -47,27 +47,27 @@ describe('scrub repair', () => {
     t = undefined;
   });
 
-  it('never deletes a copy it could not read before the rewrite holds: a disk that then refuses the write keeps it', async () => {
+  /** One scrub over the only copy of a chunk, on a disk whose first read fails (and whose writes do unless `writes`). */
+  async function scrubOneFlakyCopy(writes: boolean) {
     t = await openTestFiles('');
     const store = t.disks.open()[0]!.store;
     const data = randomBytes(100_000);
     await store.put(sha(data), data);
-    const restore = flaky(store, false);
+    const restore = flaky(store, writes);
     const state = await scrubOnce(t);
     restore();
+    return { store, data, state };
+  }
+
+  it('never deletes a copy it could not read before the rewrite holds: a disk that then refuses the write keeps it', async () => {
+    const { store, data, state } = await scrubOneFlakyCopy(false);
     assert.deepEqual([state.checked, state.missing, state.repaired], [1, 1, 0], 'the repair failed');
     assert.equal(store.has(sha(data)), true);
     assert.deepEqual(await store.get(sha(data)), data, 'the only copy is still there');
   });
 
   it('rewrites a copy a passing I/O error kept it from reading, from bytes it checked', async () => {
-    t = await openTestFiles('');
-    const store = t.disks.open()[0]!.store;
-    const data = randomBytes(100_000);
-    await store.put(sha(data), data);
-    const restore = flaky(store, true);
-    const state = await scrubOnce(t);
-    restore();
+    const { store, data, state } = await scrubOneFlakyCopy(true);
     assert.deepEqual([state.checked, state.missing, state.repaired], [1, 1, 1]);
     assert.deepEqual(await store.get(sha(data)), data);
   });
