@@ -1,4 +1,4 @@
-import { describe, it, beforeEach, afterEach } from 'node:test';
+import { type TestContext, describe, it, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -68,6 +68,20 @@ describe('ChunkStore', () => {
     }
     store = await open();
   };
+
+  /** A tmpfs of `size` mounted at `name` under the test's root (the caller unmounts it); null, the test skipped,
+   * where none can be mounted. */
+  function smallFs(t: TestContext, name: string, size: string): string | null {
+    const mnt = join(root, name);
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt], { stdio: 'ignore' });
+      return mnt;
+    } catch {
+      t.skip('cannot mount a small tmpfs here (needs root)');
+      return null;
+    }
+  }
 
   beforeEach(async () => {
     root = mkdtempSync(join(tmpdir(), 'chunk-store-'));
@@ -538,14 +552,8 @@ describe('ChunkStore', () => {
   });
 
   it('a full filesystem refuses puts with DiskFullError, counts no fault, and recovers once space is freed', async (t) => {
-    const mnt = join(root, 'small-fs');
-    mkdirSync(mnt);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', mnt], { stdio: 'ignore' });
-    } catch {
-      t.skip('cannot mount a small tmpfs here (needs root)');
-      return;
-    }
+    const mnt = smallFs(t, 'small-fs', '3m');
+    if (mnt === null) return;
     let full: ChunkStore | undefined;
     try {
       full = await ChunkStore.open(join(mnt, 'disk'), { diskId: 'small' });
@@ -583,14 +591,8 @@ describe('ChunkStore', () => {
   });
 
   it('keeps room on a full filesystem to delete and compact, so that a full disk can always be freed', async (t) => {
-    const mnt = join(root, 'full-fs');
-    mkdirSync(mnt);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt], { stdio: 'ignore' });
-    } catch {
-      t.skip('cannot mount a small tmpfs here (needs root)');
-      return;
-    }
+    const mnt = smallFs(t, 'full-fs', '8m');
+    if (mnt === null) return;
     let full: ChunkStore | undefined;
     try {
       // Every chunk packed, as the service stores them: a delete is a record in a pack and a row in the index.
