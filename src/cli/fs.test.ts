@@ -115,10 +115,15 @@ describe('buckyos fs get', () => {
   const A = randomBytes(3 << 20);
   const B = randomBytes(3 << 20);
 
-  it('resumes a download only while the server has the version it began, else starts over', async () => {
+  /** /home/alice/f.bin holds A, and its download to work/f.bin was cut after 1 MiB, leaving a part. */
+  async function cutDownloadOfA(): Promise<void> {
     await store('/home/alice/f.bin', A);
     faults.cutGetAt = 1 << 20;
-    await assert.rejects(fs('get', 'home:/home/alice/f.bin', join(work, 'f.bin')));
+    await assert.rejects(fs('get', 'home:/home/alice/f.bin', join(work, 'f.bin')), /download stopped at \d+ of 3145728 bytes .*run the same command again to resume/);
+  }
+
+  it('resumes a download only while the server has the version it began, else starts over', async () => {
+    await cutDownloadOfA();
     await store('/home/alice/f.bin', B);
     await fs('get', 'home:/home/alice/f.bin', join(work, 'f.bin'));
     assert.ok(readFileSync(join(work, 'f.bin')).equals(B), 'the new version, not the old one\'s start joined to its end');
@@ -135,17 +140,13 @@ describe('buckyos fs get', () => {
   });
 
   it('resumes an unchanged file from where it stopped, having said it would', async () => {
-    await store('/home/alice/f.bin', A);
-    faults.cutGetAt = 1 << 20;
-    await assert.rejects(fs('get', 'home:/home/alice/f.bin', join(work, 'f.bin')), /download stopped at \d+ of 3145728 bytes .*run the same command again to resume/);
+    await cutDownloadOfA();
     await fs('get', 'home:/home/alice/f.bin', join(work, 'f.bin'));
     assert.ok(readFileSync(join(work, 'f.bin')).equals(A));
   });
 
   it('checks a resumed download against the content id, and deletes what does not match', async () => {
-    await store('/home/alice/f.bin', A);
-    faults.cutGetAt = 1 << 20;
-    await assert.rejects(fs('get', 'home:/home/alice/f.bin', join(work, 'f.bin')));
+    await cutDownloadOfA();
     const part = join(work, 'f.bin.part');
     const damaged = readFileSync(part);
     damaged[10]! ^= 0xff;
@@ -157,9 +158,7 @@ describe('buckyos fs get', () => {
   });
 
   it('finishes a part that holds every byte without asking for more', async () => {
-    await store('/home/alice/f.bin', A);
-    faults.cutGetAt = 1 << 20;
-    await assert.rejects(fs('get', 'home:/home/alice/f.bin', join(work, 'f.bin')));
+    await cutDownloadOfA();
     // As if the command had been stopped after the last byte was written, before the part was renamed.
     const part = join(work, 'f.bin.part');
     appendFileSync(part, A.subarray(statSync(part).size));
