@@ -447,11 +447,8 @@ export class StoreControl {
 
   private async ensureMember(members: EtcdMemberRecord[], token: string, caCert: string, state: 'new' | 'existing'): Promise<void> {
     if (this.member?.running) return;
-    // Data left by a cluster this device served before (a move that failed while it was down, a power cut before it
-    // dropped its member) would make etcd restart into that dead cluster, whatever the new token and members say.
-    if (this.savedToken() !== token && existsSync(this.f.data)) {
-      this.host.log.warn({ dir: this.f.data }, 'etcd data of an earlier cluster found; deleting it before joining this one');
-      rmSync(this.f.data, { recursive: true, force: true });
+    if ((await etcdMember()).clearDataOfOtherCluster(this.f.data, this.savedToken(), token)) {
+      this.host.log.warn({ dir: this.f.data }, 'etcd data of an earlier cluster found; deleted it before joining this one');
     }
     const mine = members.find((x) => x.name === this.self)!;
     const ip = new URL(mine.peer_url).hostname;

@@ -8,7 +8,7 @@ import { Etcd3 } from 'etcd3';
 import { freePort } from '../../../test/support/ports.ts';
 import { generateKeyPair, privateKeyToPem } from '../identity/keys.ts';
 import { createCaCert, issueCert } from '../identity/tls-certs.ts';
-import { EtcdMember, etcdArgs, hasMemberData, type EtcdMemberSpec } from './member.ts';
+import { EtcdMember, clearDataOfOtherCluster, etcdArgs, hasMemberData, type EtcdMemberSpec } from './member.ts';
 import { clusterHealth, type ClusterHealth } from './cluster.ts';
 
 const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
@@ -204,6 +204,35 @@ describe('EtcdMember', () => {
       again.close();
     }
     assert.ok(existsSync(logFile));
+  });
+
+  it('joins a new cluster afresh once the data of the cluster it served before is cleared, and keeps its own', async () => {
+    const old = await singleSpec('moved');
+    const first = track(new EtcdMember(old, { binary: ETCD_BIN }));
+    await first.start();
+    const client = new Etcd3({ hosts: old.clientUrls });
+    try {
+      await client.put('from').value('the old cluster');
+    } finally {
+      client.close();
+    }
+    await first.stop();
+
+    assert.equal(clearDataOfOtherCluster(old.dataDir, old.clusterToken, old.clusterToken), false, 'its own cluster\'s data stays');
+    assert.equal(hasMemberData(old.dataDir), true);
+    assert.equal(clearDataOfOtherCluster(old.dataDir, old.clusterToken, 'member-test-next'), true);
+    assert.equal(existsSync(old.dataDir), false);
+    assert.equal(clearDataOfOtherCluster(old.dataDir, null, 'member-test-next'), false, 'nothing left to clear');
+
+    // What store control then does: a member without data joins as the record says, here a new cluster.
+    const next = track(new EtcdMember({ ...old, clusterToken: 'member-test-next', state: hasMemberData(old.dataDir) ? 'existing' : 'new' }, { binary: ETCD_BIN }));
+    await next.start();
+    const again = new Etcd3({ hosts: old.clientUrls });
+    try {
+      assert.equal(await again.get('from').string(), null);
+    } finally {
+      again.close();
+    }
   });
 
   it('fails its start with etcd\'s own words when the member exits', async () => {

@@ -1,7 +1,7 @@
 // This node's etcd member, run as a child process of node_daemon when the zone keeps system-config in etcd
 // (DESIGN §4). The flags are chosen for a home LAN of small devices; docs/etcd-control.md explains each one.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, type WriteStream } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
@@ -74,6 +74,19 @@ const CLUSTER_TOKEN = /^[A-Za-z0-9._-]{1,128}$/;
 /** True when `dataDir` already holds an etcd member: starting it restarts that member with its data. */
 export function hasMemberData(dataDir: string): boolean {
   return existsSync(join(dataDir, 'member', 'wal'));
+}
+
+/**
+ * Deletes `dataDir` when it holds a member of a cluster other than the one about to be joined: etcd restarts a member
+ * from its data whatever the new token and member list say, so data left by a cluster this device served before (a
+ * move that failed while it was down, a power cut before it dropped its member) would take it back into that dead
+ * cluster. `lastToken` is the token the data was written under (null when unknown, which counts as other). Returns
+ * whether it deleted anything.
+ */
+export function clearDataOfOtherCluster(dataDir: string, lastToken: string | null, token: string): boolean {
+  if (lastToken === token || !existsSync(dataDir)) return false;
+  rmSync(dataDir, { recursive: true, force: true });
+  return true;
 }
 
 export function assertMemberName(name: string, what = 'etcd member name'): void {
