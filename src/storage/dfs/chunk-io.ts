@@ -5,7 +5,7 @@ import { contentIdAsync } from './hashing.ts';
 import { DiskFullError, type ReadCheck } from './chunk-store.ts';
 import type { DiskSet } from './disks.ts';
 import type { PeerChunks } from './peers.ts';
-import { type DiskInfo, type DiskRef, placeChunk } from './placement.ts';
+import { type DiskInfo, type DiskRef, domainOf, placeChunk } from './placement.ts';
 import type { PlacementPolicy } from '../../lib/config/storage-records.ts';
 import type { ZoneStorage } from './zone-view.ts';
 
@@ -32,6 +32,8 @@ const MAX_LOCATIONS = 100_000;
 
 export class ChunkIO {
   private readonly locations = new Map<string, string[]>();
+  /** `<disk>/<chunk>` of copies on this node being dropped right now (dropLocalIfCovered). */
+  private readonly leaving = new Set<string>();
   private infos: { at: number; value: Promise<DiskInfo[]> } | null = null;
 
   constructor(
@@ -129,20 +131,49 @@ export class ChunkIO {
     return this.putOn(t, id, data);
   }
 
-  /** Drops one copy from a given disk. Only after the chunk's other copies are known to be in place. */
-  async dropFrom(t: DiskRef, id: string): Promise<void> {
+  /**
+   * Drops the copy on `t` only if the chunk's other copies, looked up now, still meet `policy` on active disks of live
+   * nodes; resolves whether it dropped it. The node holding the copy decides (dropLocalIfCovered), so that two nodes
+   * dropping two copies of one chunk at once (two primaries rebalancing or draining a chunk their volumes share) never
+   * both go.
+   */
+  async dropIfCovered(t: DiskRef, id: string, policy: PlacementPolicy): Promise<boolean> {
     this.infos = null;
-    if (t.node === this.self) {
-      const d = this.disks.get(t.disk);
-      if (!d?.store) throw new Error(`disk ${t.disk} of ${t.node} is not open`);
+    return t.node === this.self ? this.dropLocalIfCovered(t.disk, id, policy) : this.peers.dropIfCovered(t.node, t.disk, id, policy);
+  }
+
+  /**
+   * dropIfCovered's decision on this node. The copy is marked leaving before the others are looked up, and a leaving
+   * copy is not reported by `holds` (nor so by `locate`, here or to other nodes): of two drops that overlap, the later
+   * look-up sees the earlier copy marked or gone, so at most one of them counts the other's copy and goes.
+   */
+  async dropLocalIfCovered(disk: string, id: string, policy: PlacementPolicy): Promise<boolean> {
+    const d = this.disks.get(disk);
+    if (!d?.store) throw new Error(`disk ${disk} of ${this.self} is not open`);
+    const key = `${disk}/${id}`;
+    if (!d.store.has(id) || this.leaving.has(key)) return false;
+    this.leaving.add(key);
+    try {
+      this.infos = null;
+      const usable = new Set((await this.diskInfos()).filter((i) => i.live && i.state === 'active').map((i) => `${i.node}/${i.disk}`));
+      const others = ((await this.locate([id])).get(id) ?? []).filter((r) => usable.has(`${r.node}/${r.disk}`) && !(r.node === this.self && r.disk === disk));
+      if (new Set(others.map((r) => domainOf(policy, r))).size < policy.copies) return false;
       await d.store.delete(id);
-    } else await this.peers.drop(t.node, t.disk, id);
+      return true;
+    } finally {
+      this.leaving.delete(key);
+    }
+  }
+
+  /** This node's disks holding a copy of `id` that is not on its way out (dropLocalIfCovered). */
+  holds(id: string): string[] {
+    return this.disks.open().filter((d) => d.store.has(id) && !this.leaving.has(`${d.id}/${id}`)).map((d) => d.id);
   }
 
   /** Where copies of `ids` are: this node's disks, and every live node's (asked in one request per node). */
   async locate(ids: readonly string[]): Promise<Map<string, DiskRef[]>> {
     const out = new Map<string, DiskRef[]>(ids.map((id) => [id, []]));
-    for (const d of this.disks.open()) for (const id of ids) if (d.store.has(id)) out.get(id)!.push({ node: this.self, disk: d.id });
+    for (const id of ids) for (const disk of this.holds(id)) out.get(id)!.push({ node: this.self, disk });
     const nodes = [...this.zone().live].filter((n) => n !== this.self);
     await Promise.all(
       nodes.map(async (node) => {

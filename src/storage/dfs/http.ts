@@ -19,7 +19,7 @@ import { LOG_BATCH_BYTES, MAX_CHUNK_BYTES } from './peers.ts';
 import { type Uploads, uploadVolume } from './uploads.ts';
 import type { VolumeSet } from './volumes.ts';
 import { DEFAULT_DAV_LIMITS, type DavHandler, bodyReadAhead, createDavHandler, hasBody } from './webdav.ts';
-import { VOLUME_NAME } from '../../lib/config/storage-records.ts';
+import { VOLUME_NAME, placementPolicySchema } from '../../lib/config/storage-records.ts';
 import type { Version } from './volume-meta.ts';
 
 export interface HttpDeps {
@@ -266,7 +266,7 @@ export class DfsHttp {
       if ((m = /^\/files\/([a-z][a-z0-9-]{0,31})(\/.*)?$/.exec(rest))) return await this.fileRequest(req, res, m[1]!, decodeUrlPath(m[2] ?? '/'), url);
       if ((m = /^\/uploads\/([^/]+)$/.exec(rest)) && req.method === 'PUT') return await this.uploadPart(req, res, m[1]!, url);
       if ((m = /^\/ndn\/([^/]+)$/.exec(rest)) && (req.method === 'GET' || req.method === 'HEAD')) return await this.ndn(req, res, decodeSegment(m[1]!));
-      if ((m = /^\/chunks\/([^/]+)\/(sha256:[0-9a-f]{64})$/.exec(rest))) return await this.chunk(req, res, m[1]!, m[2]!);
+      if ((m = /^\/chunks\/([^/]+)\/(sha256:[0-9a-f]{64})$/.exec(rest))) return await this.chunk(req, res, url, m[1]!, m[2]!);
       if (rest === '/chunks-has' && req.method === 'POST') return await this.chunksHas(req, res);
       if ((m = /^\/meta\/([^/]+)\/log$/.exec(rest)) && req.method === 'GET') return await this.metaLog(req, res, m[1]!, url);
       if ((m = /^\/meta\/([^/]+)\/live$/.exec(rest)) && req.method === 'GET') return await this.metaLive(req, res, m[1]!, url);
@@ -473,7 +473,7 @@ export class DfsHttp {
     throw new KrpcError('NOT_FOUND', `no file you may read holds ${id} on this node's volumes`);
   }
 
-  private async chunk(req: IncomingMessage, res: ServerResponse, disk: string, id: string): Promise<void> {
+  private async chunk(req: IncomingMessage, res: ServerResponse, url: URL, disk: string, id: string): Promise<void> {
     this.kernelOnly(await this.principal(req));
     if (req.method === 'PUT') {
       const d = this.d.disks.get(disk);
@@ -502,9 +502,10 @@ export class DfsHttp {
       throw new KrpcError('NOT_FOUND', `${this.d.self} holds no readable copy of ${id}`);
     }
     if (req.method === 'DELETE') {
-      const d = this.d.disks.get(disk);
-      if (!d?.store) throw new KrpcError('UNAVAILABLE', `disk ${disk} is not open on ${this.d.self}`);
-      sendJson(res, 200, { deleted: await d.store.delete(id) });
+      const parsed = placementPolicySchema.safeParse({ copies: Number(url.searchParams.get('copies')), failure_domain: url.searchParams.get('failure_domain') });
+      if (!parsed.success) throw new KrpcError('INVALID_PARAMS', 'a chunk is dropped only with the policy its other copies must meet: ?copies=<1-8>&failure_domain=disk|node');
+      if (!this.d.disks.get(disk)?.store) throw new KrpcError('UNAVAILABLE', `disk ${disk} is not open on ${this.d.self}`);
+      sendJson(res, 200, { deleted: await this.d.io.dropLocalIfCovered(disk, id, parsed.data) });
       return;
     }
     throw new KrpcError('BAD_REQUEST', `${req.method} is not a chunk operation`);
@@ -516,7 +517,7 @@ export class DfsHttp {
     if (!Array.isArray(body.ids) || body.ids.length > 100_000 || !body.ids.every(isChunkId)) throw new KrpcError('INVALID_PARAMS', 'ids: a list of chunk ids');
     const found: Record<string, string[]> = {};
     for (const id of body.ids as string[]) {
-      const on = this.d.disks.open().filter((d) => d.store.has(id)).map((d) => d.id);
+      const on = this.d.io.holds(id);
       if (on.length > 0) found[id] = on;
     }
     sendJson(res, 200, { found });

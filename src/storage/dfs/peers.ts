@@ -4,6 +4,7 @@
 import { constants } from 'node:buffer';
 import { request, type IncomingMessage } from 'node:http';
 import { NODE_HEADER, keepAliveAgent } from '../../lib/krpc/index.ts';
+import type { PlacementPolicy } from '../../lib/config/storage-records.ts';
 
 export class PeerError extends Error {
   constructor(
@@ -102,10 +103,14 @@ export class PeerChunks {
     if (r.status !== 200 && r.status !== 201) PeerChunks.fail(node, `put ${id}`, r);
   }
 
-  /** Removes a chunk from one of the node's disks (rebalancing, once the copy moved). */
-  async drop(node: string, disk: string, id: string): Promise<void> {
-    const r = await this.call(node, 'DELETE', `/chunks/${encodeURIComponent(disk)}/${id}`, null, 64 * 1024);
+  /** Removes a chunk from one of the node's disks if its other copies still meet `policy` (ChunkIO.dropIfCovered). */
+  async dropIfCovered(node: string, disk: string, id: string, policy: PlacementPolicy): Promise<boolean> {
+    const query = `copies=${policy.copies}&failure_domain=${policy.failure_domain}`;
+    const r = await this.call(node, 'DELETE', `/chunks/${encodeURIComponent(disk)}/${id}?${query}`, null, 64 * 1024);
     if (r.status !== 200) PeerChunks.fail(node, `drop ${id}`, r);
+    const answer = JSON.parse(r.body.toString('utf8')) as { deleted?: unknown };
+    if (typeof answer.deleted !== 'boolean') throw new PeerError(`${node}: drop ${id}: a malformed answer`, r.status);
+    return answer.deleted;
   }
 
   /** A chunk's bytes, verified by the peer before it sends them (and again by the caller). */

@@ -171,13 +171,12 @@ export class Scrubber {
               // a draining disk empties, to be forgotten (`buckyos fs disk rm` again) when it holds nothing.
               for (const r of (where.get(c.id) ?? []).filter((x) => draining.has(`${x.node}/${x.disk}`))) {
                 try {
-                  await this.io.dropFrom(r, c.id);
-                  drained++;
+                  if (await this.io.dropIfCovered(r, c.id, policy)) drained++;
                 } catch (err) {
                   this.log.warn({ chunk: c.id, from: r, err: (err as Error).message }, 'dfs: a copy on a draining disk could not be dropped yet');
                 }
               }
-              if (moves < REBALANCE_MOVES_PER_PASS && (await this.rebalance(c.id, c.size, policy, have, usable))) moves++;
+              if (moves < REBALANCE_MOVES_PER_PASS && (await this.rebalance(c.id, c.size, policy, have))) moves++;
               continue;
             }
             try {
@@ -203,21 +202,18 @@ export class Scrubber {
    * Moves one copy of a chunk that is in place from a clearly fuller disk to an emptier one (a disk just added, say):
    * the new copy is durable before the old one goes, so the chunk never has fewer copies than its policy.
    */
-  private async rebalance(id: string, size: number, policy: PlacementPolicy, have: DiskRef[], usable: ReadonlySet<string>): Promise<boolean> {
+  private async rebalance(id: string, size: number, policy: PlacementPolicy, have: DiskRef[]): Promise<boolean> {
     const disks = await this.io.diskInfos();
     const move = rebalanceMove({ size, policy, disks, have });
     if (!move) return false;
     try {
       await this.io.copyTo(move.to, id, await this.io.fetch(id));
       // The same chunk may belong to volumes with other primaries, moving it at the same time from another disk to the
-      // same emptier one: looked up again, the copies left without the source must still meet the policy.
-      const now = ((await this.io.locate([id])).get(id) ?? []).filter((r) => !sameDisk(r, move.from) && usable.has(`${r.node}/${r.disk}`));
-      const left = new Set(now.map((r) => domainOf(policy, r)));
-      if (left.size < policy.copies) {
+      // same emptier one: the node holding the source drops it only if the copies left still meet the policy.
+      if (!(await this.io.dropIfCovered(move.from, id, policy))) {
         this.log.info({ chunk: id, from: move.from }, 'dfs: a copy stays where it was: without it the chunk would fall below its policy');
         return false;
       }
-      await this.io.dropFrom(move.from, id);
       // Until the next reports, placement must see the move.
       for (const d of disks) {
         if (sameDisk(d, move.to)) d.used_bytes = (d.used_bytes ?? 0) + size;
