@@ -5,7 +5,7 @@
 import type { Logger } from '../../lib/log/logger.ts';
 import type { PlacementPolicy } from '../../lib/config/storage-records.ts';
 import type { ChunkIO } from './chunk-io.ts';
-import { type DiskRef, domainOf, rebalanceMove, sameDisk } from './placement.ts';
+import { type DiskRef, domainOf, rebalanceMove } from './placement.ts';
 import type { DiskSet } from './disks.ts';
 import type { VolumeSet } from './volumes.ts';
 import type { ZoneStorage } from './zone-view.ts';
@@ -203,8 +203,7 @@ export class Scrubber {
    * the new copy is durable before the old one goes, so the chunk never has fewer copies than its policy.
    */
   private async rebalance(id: string, size: number, policy: PlacementPolicy, have: DiskRef[]): Promise<boolean> {
-    const disks = await this.io.diskInfos();
-    const move = rebalanceMove({ size, policy, disks, have });
+    const move = rebalanceMove({ size, policy, disks: await this.io.diskInfos(), have });
     if (!move) return false;
     try {
       await this.io.copyTo(move.to, id, await this.io.fetch(id));
@@ -213,11 +212,6 @@ export class Scrubber {
       if (!(await this.io.dropIfCovered(move.from, id, policy))) {
         this.log.info({ chunk: id, from: move.from }, 'dfs: a copy stays where it was: without it the chunk would fall below its policy');
         return false;
-      }
-      // Until the next reports, placement must see the move.
-      for (const d of disks) {
-        if (sameDisk(d, move.to)) d.used_bytes = (d.used_bytes ?? 0) + size;
-        if (sameDisk(d, move.from)) d.used_bytes = Math.max(0, (d.used_bytes ?? 0) - size);
       }
       this.s.rebalanced++;
       return true;
