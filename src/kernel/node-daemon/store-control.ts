@@ -20,7 +20,7 @@ import { enrolPeerSchema } from '../../lib/identity/names.ts';
 import { loadKeyFile, writeFileAtomic } from '../../lib/identity/keys.ts';
 import { createClient } from '../../lib/krpc/index.ts';
 import { readTextIfExists } from '../../lib/read-if-exists.ts';
-import { TunnelClient, type TunnelPeer, tunnelTransport } from '../../lib/tunnel/index.ts';
+import { TunnelClient, type TunnelPeer, deviceTunnelCert, tunnelTransport } from '../../lib/tunnel/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { collectDeviceInfo } from '../../lib/sysinfo.ts';
 import type { KernelRuntime } from '../runtime.ts';
@@ -641,8 +641,7 @@ export class StoreControl {
       }
     }
     if (known.size === 0) return null;
-    const { selfSignedCert } = await tlsCerts();
-    const certPem = await selfSignedCert({ key: rt.identity.deviceKey, commonName: `${this.self}.${rt.identity.boot.zone}` });
+    const certPem = await deviceTunnelCert(rt.identity);
     const tunnel = new TunnelClient({ key: rt.identity.deviceKey, certPem, connectTimeoutMs: 5000 });
     try {
       for (const peer of known.values()) {

@@ -5,3 +5,4 @@ export {
   TunnelClient, type TunnelClientOptions, type TunnelPeer, type TunnelRequest, type TunnelResponse, type TunnelState,
 } from './tunnel-client.ts';
 export { tunnelTransport } from './krpc-transport.ts';
+export { type TunnelCertIdentity, deviceTunnelCert } from './device-cert.ts';

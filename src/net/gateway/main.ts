@@ -9,9 +9,8 @@ import { z } from 'zod';
 import type { KernelServiceName } from '../../lib/config/node-config.ts';
 import { enrolPeerSchema } from '../../lib/identity/documents.ts';
 import { IDENTITY_FILES } from '../../lib/identity/node-identity.ts';
-import { selfSignedCert } from '../../lib/identity/tls-certs.ts';
 import { CLIENT_HEADER, NODE_HEADER, createHttpApp, listen, sendJson } from '../../lib/krpc/index.ts';
-import { TunnelClient, type TunnelPeer, startTunnelServer } from '../../lib/tunnel/index.ts';
+import { TunnelClient, type TunnelPeer, deviceTunnelCert, startTunnelServer } from '../../lib/tunnel/index.ts';
 import type { KernelRuntime } from '../../kernel/runtime.ts';
 import { RouteCache, RouteTable, followRoutes, proxy } from './node-gateway.ts';
 import { handleAnonymous, proxyFromTunnel, proxyThroughTunnel } from './tunnel-routes.ts';
@@ -50,7 +49,7 @@ export async function runNodeGateway(rt: KernelRuntime, port: number): Promise<{
   void followRoutes(config, table, stop.signal, (err) => rt.log.warn({ err: (err as Error).message }, 'route watch failed; retrying'), cache);
 
   const devices = rt.devices();
-  const cert = await selfSignedCert({ key: rt.identity.deviceKey, commonName: `${self}.${rt.identity.boot.zone}` });
+  const cert = await deviceTunnelCert(rt.identity);
   const tunnel = new TunnelClient({
     key: rt.identity.deviceKey,
     certPem: cert,
