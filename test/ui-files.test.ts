@@ -4,10 +4,11 @@
 // folder with progress, sees thumbnails drawn from an image and a video, previews an image, a video, audio, text and
 // a PDF, downloads, renames, moves, searches, keeps and restores versions, deletes to the trash and restores or
 // deletes for good, is stopped by the quota before anything is sent, and resumes an upload whose connection broke
-// from the bytes the zone already held. axe-core audits every state, the console stays clean (but for the refusals
-// a step causes on purpose, which it removes by name), and screenshots land in test-artifacts/ui/. Beside the
-// browser: dfs.search and trash_purge with their permissions and limits, ?version= downloads, and the LAN listener's
-// dfs file routes against the real gateway.
+// from the bytes the zone already held; an entry's open menu stays on its file while the list refreshes under it,
+// and an overlapping listing of another folder is not shown. axe-core audits every state, the console stays clean
+// (but for the refusals a step causes on purpose, which it removes by name), and screenshots land in
+// test-artifacts/ui/. Beside the browser: dfs.search and trash_purge with their permissions and limits, ?version=
+// downloads, and the LAN listener's dfs file routes against the real gateway.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -113,23 +114,11 @@ async function browserMedia(ui: UiZone): Promise<{ png: Buffer; webm: Buffer }> 
 
 const row = (page: Page, name: string) => page.locator(`li[data-entry="${name}"]`);
 
-/**
- * Opens an entry's menu and picks `action`. The list may still be settling when the menu opens (previews loading
- * shift the rows; a refresh after the last change renders them again), which can move the menu under another row or
- * close it before the click lands (seen in CI: "li[data-entry=photo.png] intercepts pointer events", then the item
- * gone): the menu is opened again, up to three times, as a person would.
- */
+/** Opens an entry's menu and picks `action`. A refresh landing meanwhile does not move the menu (the page holds the
+ * rows still under an open menu), so one try is enough. */
 async function entryAction(page: Page, name: string, action: string): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    await page.getByRole('button', { name: `Actions for ${name}`, exact: true }).click();
-    try {
-      await page.getByRole('menuitem', { name: action, exact: true }).click({ timeout: 5_000 });
-      return;
-    } catch (err) {
-      if (attempt === 3) throw err;
-      await page.keyboard.press('Escape');
-    }
-  }
+  await page.getByRole('button', { name: `Actions for ${name}`, exact: true }).click();
+  await page.getByRole('menuitem', { name: action, exact: true }).click();
 }
 
 /** Waits for a notice and closes it, so that the next one is not mistaken for it. */
@@ -271,6 +260,105 @@ describe('the files page in Chromium against a real zone with storage', { timeou
     assert.equal((await fetch(url, { headers: { authorization: `Bearer ${bob}` } })).status, 403, 'dfs checks the caller\'s rights');
     assert.equal((await fetch(`${zone.uiUrl}/kapi/dfs/dav/${VOLUME}${path}`, { headers: { authorization: `Bearer ${alice}` } })).status, 404, 'no WebDAV from the LAN');
     await a.delete({ volume: VOLUME, path }).then((t) => a.trash_purge({ volume: VOLUME, trash_id: t.trash_id }));
+  });
+
+  it('keeps an open entry menu on its file while the list refreshes under it, closes it when the file goes, and shows only the last listing asked for', async () => {
+    const { context, page, assertClean } = await openPage(ui.browser, VIEWPORTS[0]!, 'files-menu');
+    const a = dfsAs(alice);
+    const folder = `/home/${OWNER}/Menu`;
+    const local = join(dir, 'menu');
+    mkdirSync(local, { recursive: true });
+    const put = async (name: string) => {
+      const r = await fetch(`${zone.gatewayUrl}/kapi/dfs/files/${VOLUME}${folder}/${name}`, { method: 'PUT', headers: { authorization: `Bearer ${alice}` }, body: name });
+      assert.ok(r.ok, `PUT ${name}: ${r.status}`);
+    };
+    const names = () => page.locator('li[data-entry]').evaluateAll((els) => els.map((e) => e.getAttribute('data-entry')));
+    // The list refreshes when an upload finishes: each upload's part is held until the menu is open, then let go.
+    const held: (() => void)[] = [];
+    await page.route('**/kapi/dfs/uploads/**', async (route) => {
+      await new Promise<void>((r) => held.push(r));
+      await route.continue();
+    });
+    const heldUpload = async (name: string) => {
+      writeFileSync(join(local, name), name);
+      await page.locator('input[data-pick="files"]').setInputFiles(join(local, name));
+      await until(`${name} held`, () => (held.length > 0 ? true : undefined), 10_000);
+    };
+    /** Lets the held upload go and waits until the refresh after it has been rendered (the space used grows). */
+    const refresh = async (name: string) => {
+      const usage = page.getByText(/ used$/);
+      const before = await usage.innerText();
+      held.shift()!();
+      await page.locator(`li[data-upload="${name}"][data-state="done"]`).waitFor();
+      await until('the refreshed listing', async () => ((await usage.innerText()) !== before ? true : undefined), 10_000);
+    };
+    try {
+      await a.mkdir({ volume: VOLUME, path: folder, parents: false });
+      for (const name of ['b.txt', 'd.txt', 'f.txt', 'h.txt']) await put(name);
+      await signIn(page, zone.uiUrl);
+      await page.goto(`${zone.uiUrl}/files?dir=${encodeURIComponent(folder)}`);
+      await row(page, 'h.txt').waitFor();
+
+      // A person opens f.txt's menu and points at Rename; meanwhile two files arrive before it in the list (one put
+      // by another device, one uploaded from this page) and the list refreshes. The click lands where Rename was.
+      await heldUpload('c.txt');
+      await page.getByRole('button', { name: 'Actions for f.txt', exact: true }).click();
+      const rename = page.getByRole('menuitem', { name: 'Rename', exact: true });
+      await (await rename.elementHandle())!.waitForElementState('stable');
+      const box = (await rename.boundingBox())!;
+      await put('a.txt');
+      await refresh('c.txt');
+      // Two frames: a menu following a moved row has been placed anew by then.
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+      assert.deepEqual(await names(), ['b.txt', 'd.txt', 'f.txt', 'h.txt'], 'the rows stay as they were under the open menu');
+      await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+      await until('the click done', async () => ((await page.getByRole('dialog').count()) > 0 || (await page.getByRole('menu').count()) === 0 ? true : undefined), 10_000);
+      assert.deepEqual(await page.getByRole('dialog').locator('h2').allInnerTexts(), ['Rename f.txt'], 'the click acted on the file the menu was opened for');
+      await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+      await until('the refreshed rows once the menu closed', async () => (JSON.stringify(await names()) === JSON.stringify(['a.txt', 'b.txt', 'c.txt', 'd.txt', 'f.txt', 'h.txt']) ? true : undefined), 10_000);
+
+      // The menu's file goes while its menu is open: the menu closes with the refresh that no longer lists it.
+      await heldUpload('e.txt');
+      await page.getByRole('button', { name: 'Actions for d.txt', exact: true }).click();
+      await page.getByRole('menu').waitFor();
+      await a.delete({ volume: VOLUME, path: `${folder}/d.txt` });
+      await refresh('e.txt');
+      await page.getByRole('menu').waitFor({ state: 'detached' });
+      await row(page, 'd.txt').waitFor({ state: 'detached' });
+      assert.deepEqual(await names(), ['a.txt', 'b.txt', 'c.txt', 'e.txt', 'f.txt', 'h.txt']);
+      // Another menu opens and acts on its own file as usual.
+      await entryAction(page, 'h.txt', 'Rename');
+      await page.getByRole('dialog', { name: 'Rename h.txt' }).waitFor();
+      await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+
+      // Listings overlap: this folder's, asked for when an upload finished, answers only after the person has gone
+      // up to their home, and is not shown there.
+      const heldLists: (() => void)[] = [];
+      const isMenuList = (body: string | null) => {
+        const call = JSON.parse(body ?? '{}') as { method?: string; params?: { path?: string } };
+        return call.method === 'list' && call.params?.path === folder;
+      };
+      await page.route('**/kapi/dfs', async (route) => {
+        if (isMenuList(route.request().postData())) await new Promise<void>((r) => heldLists.push(r));
+        await route.continue();
+      });
+      await heldUpload('g.txt');
+      held.shift()!();
+      await until('the listing held', () => (heldLists.length > 0 ? true : undefined), 10_000);
+      await page.getByRole('navigation', { name: 'Folder path' }).getByRole('button', { name: 'My files' }).click();
+      await row(page, 'Menu').waitFor();
+      const late = page.waitForResponse((r) => isMenuList(r.request().postData()));
+      heldLists.shift()!();
+      await (await late).finished();
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+      assert.deepEqual(await names(), ['Menu'], 'the home folder still shows its own listing');
+      assertClean();
+    } finally {
+      await context.close();
+      await a.delete({ volume: VOLUME, path: folder }).then((t) => a.trash_purge({ volume: VOLUME, trash_id: t.trash_id }), () => undefined);
+      const trash = await a.trash_list({ volume: VOLUME });
+      for (const item of trash.items.filter((t) => t.path.startsWith(`${folder}/`))) await a.trash_purge({ volume: VOLUME, trash_id: item.trash_id });
+    }
   });
 
   for (const vp of VIEWPORTS) {

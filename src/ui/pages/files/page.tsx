@@ -310,7 +310,16 @@ function Thumb({ volume, entry }: { volume: string; entry: DfsEntry }) {
 
 type EntryAction = 'preview' | 'download' | 'rename' | 'move' | 'versions' | 'delete';
 
-function EntryRow({ volume, entry, showFolder, onOpen, onAction }: { volume: string; entry: DfsEntry; showFolder?: boolean; onOpen(): void; onAction(a: EntryAction): void }) {
+function EntryRow({ volume, entry, showFolder, menuOpen, onMenu, onOpen, onAction }: {
+  volume: string;
+  entry: DfsEntry;
+  showFolder?: boolean;
+  /** Whether this entry's menu is open: held by the folder view, which keeps the rows still under an open menu. */
+  menuOpen: boolean;
+  onMenu(open: boolean): void;
+  onOpen(): void;
+  onAction(a: EntryAction): void;
+}) {
   const { t, locale, timeZone } = useI18n();
   const name = baseName(entry.path);
   const file = entry.type === 'file';
@@ -326,7 +335,7 @@ function EntryRow({ volume, entry, showFolder, onOpen, onAction }: { volume: str
           </UnstyledButton>
           <Text size="xs" c="dimmed" truncate="end">{details.join(' · ')}</Text>
         </Box>
-        <Menu position="bottom-end" withinPortal withInitialFocusPlaceholder={false}>
+        <Menu position="bottom-end" withinPortal withInitialFocusPlaceholder={false} opened={menuOpen} onChange={onMenu}>
           <Menu.Target>
             <ActionIcon variant="subtle" color="gray" size="lg" aria-label={t('files.actions_for', { name })}>
               <MoreGlyph />
@@ -558,13 +567,19 @@ function FolderView({ volume, root, user, onNotice }: { volume: string; root: Ro
     return () => window.removeEventListener('popstate', back);
   }, [open, root, user]);
 
+  // Loads overlap (every finished upload asks for the folder again, and the person may have opened another folder
+  // meanwhile): only the last one asked is shown, so an older answer, perhaps another folder's, never replaces it.
+  const asked = useRef(0);
   const load = useCallback(async () => {
+    const mine = ++asked.current;
     try {
       const [list, use] = await Promise.all([api.dfs.list({ volume, path: dir }), api.dfs.usage({ volume })]);
+      if (mine !== asked.current) return;
       setEntries(sortEntries(list.entries, locale));
       setUsage(use);
       setProblem(null);
     } catch (e) {
+      if (mine !== asked.current) return;
       setEntries([]);
       setProblem(explainFileError(e));
     }
@@ -632,7 +647,22 @@ function FolderView({ volume, root, user, onNotice }: { volume: string; root: Ro
     else void act(e, 'download');
   };
 
-  const shown = results ? results.entries : entries;
+  const fresh = results ? results.entries : entries;
+  // An open entry menu holds the rows as they were when it opened: a refresh landing meanwhile (an upload finished)
+  // would otherwise insert or drop rows above it and move the menu, with its row, from under the pointer, so that a
+  // click meant for one item lands on another item or on another file's row. The refresh shows when the menu
+  // closes. The menu closes at once when its file is no longer listed, or when another folder or list is shown.
+  const [menu, setMenu] = useState<{ path: string; rows: DfsEntry[]; dir: string; searching: boolean } | null>(null);
+  const menuLost = menu !== null && (menu.dir !== dir || menu.searching !== (results !== null) || !fresh?.some((e) => e.path === menu.path));
+  useEffect(() => {
+    if (menuLost) setMenu(null);
+  }, [menuLost]);
+  const shown = menu && !menuLost ? menu.rows : fresh;
+  /** What a menu item acts on: the file as last listed, found by its path (the row shown may be older). */
+  const actFromMenu = (path: string, a: EntryAction) => {
+    const entry = fresh?.find((e) => e.path === path);
+    if (entry) void act(entry, a);
+  };
   const quota = usage?.quota_bytes ?? null;
 
   return (
@@ -680,7 +710,12 @@ function FolderView({ volume, root, user, onNotice }: { volume: string; root: Ro
           problem ? null : <Text>{results ? t('files.search.none') : t('files.empty')}</Text>
         ) : (
           <Stack component="ul" className="bk-plain-list" gap="xs">
-            {shown.map((e) => <EntryRow key={e.path} volume={volume} entry={e} showFolder={results !== null} onOpen={() => openEntry(e)} onAction={(a) => void act(e, a)} />)}
+            {shown.map((e) => (
+              <EntryRow key={e.path} volume={volume} entry={e} showFolder={results !== null}
+                menuOpen={!menuLost && menu?.path === e.path}
+                onMenu={(o) => setMenu((m) => (o ? { path: e.path, rows: shown, dir, searching: results !== null } : m?.path === e.path ? null : m))}
+                onOpen={() => openEntry(e)} onAction={(a) => actFromMenu(e.path, a)} />
+            ))}
           </Stack>
         )}
       </section>
