@@ -141,10 +141,14 @@ export class DiskDavBackend implements DavBackend {
       },
     });
     const tmp = join(this.root, `upload-${randomUUID()}`);
+    const out = createWriteStream(tmp);
     try {
-      await pipeline(body, counter, createWriteStream(tmp));
+      await pipeline(body, counter, out);
       await rename(tmp, this.fsPath(path));
     } catch (err) {
+      // A body that failed at once (its client already gone) rejects the pipeline while the file is still being
+      // opened: removed before the open completes, it would be created after the removal and left behind.
+      if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
       await rm(tmp, { force: true });
       throw err;
     }
