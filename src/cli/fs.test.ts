@@ -251,7 +251,7 @@ describe('buckyos fs cp', () => {
 });
 
 describe('buckyos fs volume promote: the candidate', () => {
-  const follower: DfsVolumeStatus = { name: 'home', role: 'follower', last_seq: 120, lag: 3, synced_at: 1, sync_error: null };
+  const follower: DfsVolumeStatus = { name: 'home', role: 'follower', last_seq: 120, log_start: 0, lag: 3, synced_at: 1, sync_error: null };
 
   it('takes a follower that holds the log, behind or not', () => {
     assert.equal(promotionRefusal('st2', follower, false), null);

@@ -537,9 +537,10 @@ export function registerFs(program: Command): void {
         );
       }
       for (const v of s.volumes) {
-        const synced = v.synced_at ? `last synced ${new Date(v.synced_at).toISOString()}` : 'not synced since its service started';
+        const synced = v.synced_at ? `last synced ${new Date(v.synced_at).toISOString()}` : 'never synced';
         const follower = v.role === 'follower' ? `; ${synced}${v.sync_error ? `; last sync failed: ${v.sync_error}` : ''}` : '';
-        console.log(`volume ${v.name}: ${v.role} at log ${v.last_seq}${v.lag === null ? '' : `, ${v.lag} behind`}${follower}`);
+        const kept = v.log_start > 0 ? ` (log kept from ${v.log_start + 1})` : '';
+        console.log(`volume ${v.name}: ${v.role} at log ${v.last_seq}${kept}${v.lag === null ? '' : `, ${v.lag} behind`}${follower}`);
       }
       console.log(`chunks below their policy: ${s.under_replicated}   copies moved to even out disks: ${s.rebalanced}`);
       const sc = s.scrub;
@@ -711,7 +712,7 @@ export function registerFs(program: Command): void {
       const held = async (n: string) => {
         try {
           const s = await c.client(dfsApi, { node: n, timeoutMs: 10_000 }).status({});
-          const none: DfsVolumeStatus = { name, role: 'none', last_seq: 0, lag: null, synced_at: null, sync_error: null };
+          const none: DfsVolumeStatus = { name, role: 'none', last_seq: 0, log_start: 0, lag: null, synced_at: null, sync_error: null };
           return s.volumes.find((x) => x.name === name) ?? none;
         } catch (err) {
           return { error: (err as Error).message };

@@ -38,9 +38,11 @@ const volumeStatus = z.object({
   name: z.string(),
   role: z.enum(['primary', 'follower', 'none']),
   last_seq: count,
+  /** The last entry this copy's log no longer keeps (0: it keeps them all); the log holds the entries after it. */
+  log_start: count,
   /** Followers: entries the primary had, as it last answered, that this copy does not. */
   lag: count.nullable(),
-  /** Followers: when a pull of the primary's log last succeeded (ms), null if none has since the service started. */
+  /** Followers: when a pull of the primary's log last caught up (ms; kept across restarts), null if none ever has. */
   synced_at: count.nullable(),
   /** Followers: why the last pull failed, null once one succeeds. */
   sync_error: z.string().nullable(),

@@ -88,6 +88,11 @@ export const nodeConfigSchema = z
      * between storing its chunks and committing them, and clock skew between nodes. Keep the default; tests shorten it
      * to see chunks go. */
     dfs_gc_grace_s: z.number().int().min(1).max(7 * 86_400).default(3600),
+    /** How long a follower of a dfs volume may go unheard before its primary stops keeping the metadata log for it
+     * (it then catches up from a snapshot): a week, so a device away for a holiday or a repair comes back to the log. */
+    dfs_log_retention_s: z.number().int().min(60).max(365 * 86_400).default(7 * 86_400),
+    /** The most recent metadata log entries every copy of a dfs volume keeps, whatever its followers' positions. */
+    dfs_log_keep_entries: z.number().int().min(1).max(10_000_000).default(10_000),
   })
   .strict();
 

@@ -13,7 +13,7 @@ import { DiskSet } from './disks.ts';
 import { Files } from './files.ts';
 import { PeerChunks } from './peers.ts';
 import type { VolumeMeta } from './volume-meta.ts';
-import { VolumeSet } from './volumes.ts';
+import { VolumeSet, type VolumeSetOptions } from './volumes.ts';
 import type { ZoneStorage } from './zone-view.ts';
 
 export const NODE = 'st1';
@@ -36,7 +36,7 @@ export function session(user: string, app: string): Principal {
   return { userId: user, appId: app, kind: 'session', expiresAt: 0 };
 }
 
-export async function openTestFiles(tail: string): Promise<TestFiles> {
+export async function openTestFiles(tail: string, volumeOptions: VolumeSetOptions = {}): Promise<TestFiles> {
   const dir = mkdtempSync(join(tmpdir(), 'dfs-files-'));
   const log = pino({ level: 'silent' });
   const record: VolumeRecord = { primary: NODE, followers: [], policy: { copies: 1, failure_domain: 'disk' }, folders: {}, keep_versions: 10, created_at: 1 };
@@ -53,7 +53,7 @@ export async function openTestFiles(tail: string): Promise<TestFiles> {
   const peers = new PeerChunks({ gatewayUrl: 'http://127.0.0.1:9', token: async () => 'unused' });
   const disks = new DiskSet(log);
   await disks.sync(new Map([['d1', disk]]));
-  const volumes = new VolumeSet(NODE, join(dir, 'data'), peers, log);
+  const volumes = new VolumeSet(NODE, join(dir, 'data'), peers, log, volumeOptions);
   volumes.sync(storage.volumes);
   const io = new ChunkIO(NODE, disks, peers, zone);
   const rbac = await Rbac.create(tail);

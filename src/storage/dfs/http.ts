@@ -2,7 +2,9 @@
 // parts), reads by content id (NDN), WebDAV, and the chunk and log exchange between storage nodes. Everything under
 // `/kapi/dfs/`, reached through the node gateway (which also maps `/ndn/` and `/dav/` here); WebDAV and NDN also on
 // dfs's own LAN listener (lanHandle). A request for a volume this node does not serve is passed to the node that does.
+import { createReadStream } from 'node:fs';
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
 import { GATEWAY_ONLY_HEADERS, KrpcError, NODE_HEADER, type Principal, clientAddress, sendJson } from '../../lib/krpc/index.ts';
 import { RateLimiter } from '../../lib/rate-limiter.ts';
 import type { Logger } from '../../lib/log/logger.ts';
@@ -15,11 +17,12 @@ import type { DiskSet } from './disks.ts';
 import { BasicSessions, type BasicGrant } from './basic-sessions.ts';
 import { ElsewhereError, type Files, toKrpcError } from './files.ts';
 import { decodeUrlPath } from './paths.ts';
-import { LOG_BATCH_BYTES, MAX_CHUNK_BYTES } from './peers.ts';
+import { LOG_BATCH_BYTES, MAX_CHUNK_BYTES, SNAPSHOT_SEQ_HEADER, SNAPSHOT_SHA256_HEADER } from './peers.ts';
 import { type Uploads, uploadVolume } from './uploads.ts';
 import type { VolumeSet } from './volumes.ts';
 import { DEFAULT_DAV_LIMITS, type DavHandler, bodyReadAhead, createDavHandler, hasBody } from './webdav.ts';
 import { VOLUME_NAME, placementPolicySchema } from '../../lib/config/storage-records.ts';
+import { DEVICE_NAME } from '../../lib/identity/names.ts';
 import type { Version } from './volume-meta.ts';
 
 export interface HttpDeps {
@@ -170,6 +173,14 @@ function decodeSegment(segment: string): string {
   }
 }
 
+/** The follower a log or snapshot request says it comes from (`from`), whose position the primary keeps its log
+ * for; null when it names none. Only dfs instances ask, so the name is taken as given. */
+function askingNode(url: URL): string | null {
+  const from = url.searchParams.get('from');
+  if (from !== null && !DEVICE_NAME.test(from)) throw new KrpcError('INVALID_PARAMS', `from: a node name, not ${JSON.stringify(from.slice(0, 40))}`);
+  return from;
+}
+
 function contentRange(header: string | undefined): { start: number; end: number; total: number } | null {
   const m = header ? /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header.trim()) : null;
   return m ? { start: Number(m[1]), end: Number(m[2]), total: Number(m[3]) } : null;
@@ -180,6 +191,8 @@ export class DfsHttp {
   /** The caller of each WebDAV request being served, for the backend made for it. */
   private readonly davCallers = new WeakMap<IncomingMessage, Principal>();
   private readonly basicLogins = new RateLimiter(BASIC_LOGIN_RATE);
+  /** Volumes whose snapshot is being sent from here. */
+  private readonly snapshotting = new Set<string>();
   private readonly basicGrants: BasicSessions;
   /** The session a request's Basic credentials logged in to, so that a request passed on to another node carries
    * the session rather than the password, and costs that node no login of its own. */
@@ -270,6 +283,7 @@ export class DfsHttp {
       if (rest === '/chunks-has' && req.method === 'POST') return await this.chunksHas(req, res);
       if ((m = /^\/meta\/([^/]+)\/log$/.exec(rest)) && req.method === 'GET') return await this.metaLog(req, res, m[1]!, url);
       if ((m = /^\/meta\/([^/]+)\/live$/.exec(rest)) && req.method === 'GET') return await this.metaLive(req, res, m[1]!, url);
+      if ((m = /^\/meta\/([^/]+)\/snapshot$/.exec(rest)) && req.method === 'GET') return await this.metaSnapshot(req, res, m[1]!, url);
       sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no route for ${req.method} ${url.pathname}` } });
     });
 
@@ -530,9 +544,46 @@ export class DfsHttp {
     const after = Number(url.searchParams.get('after') ?? '0');
     const limit = Math.min(10_000, Number(url.searchParams.get('limit') ?? '1000'));
     if (!Number.isInteger(after) || after < 0 || !Number.isInteger(limit) || limit < 1) throw new KrpcError('INVALID_PARAMS', 'after and limit: whole numbers');
+    const from = askingNode(url);
+    const start = v.meta.logStart;
     // A follower asks from the last entry it holds, to compare it with this one: the entry after it comes as well,
     // however large, or a follower whose next entry is over the batch bound would be sent only what it has, for good.
-    sendJson(res, 200, { entries: this.d.files.meta(() => v.meta.log(after, limit, LOG_BATCH_BYTES, 2)), last_seq: v.meta.lastSeq });
+    // One asking from before what this log still keeps gets none, and `log_start` says it needs a snapshot.
+    const entries = after < start ? [] : this.d.files.meta(() => v.meta.log(after, limit, LOG_BATCH_BYTES, 2));
+    if (from !== null) this.d.volumes.heard(volume, from, after);
+    sendJson(res, 200, { entries, last_seq: v.meta.lastSeq, log_start: start });
+  }
+
+  /**
+   * A consistent snapshot of a volume's metadata, streamed as the SQLite file it is, for a follower whose next entry
+   * this primary's log no longer keeps. Its length, the seq it holds and its SHA-256 come as headers. One at a time
+   * per volume: each is a file as large as the metadata.
+   */
+  private async metaSnapshot(req: IncomingMessage, res: ServerResponse, volume: string, url: URL): Promise<void> {
+    this.kernelOnly(await this.principal(req));
+    const from = askingNode(url);
+    const v = this.d.volumes.get(volume);
+    if (!v || v.role !== 'primary') throw new KrpcError('UNAVAILABLE', `${this.d.self} is not the primary of volume ${volume}`);
+    if (this.snapshotting.has(volume)) throw new KrpcError('UNAVAILABLE', `a snapshot of volume ${volume} is being sent from ${this.d.self} already; try again once it is done`);
+    this.snapshotting.add(volume);
+    try {
+      const snap = await this.d.volumes.snapshot(volume);
+      try {
+        // The follower reads the log on from the snapshot's last entry: those entries are kept for it from now.
+        if (from !== null) this.d.volumes.heard(volume, from, Math.max(0, snap.seq - 1));
+        res.writeHead(200, {
+          'content-type': 'application/vnd.sqlite3',
+          'content-length': String(snap.bytes),
+          [SNAPSHOT_SEQ_HEADER]: String(snap.seq),
+          [SNAPSHOT_SHA256_HEADER]: snap.sha256,
+        });
+        await pipeline(createReadStream(snap.file), res);
+      } finally {
+        snap.release();
+      }
+    } finally {
+      this.snapshotting.delete(volume);
+    }
   }
 
   /** A page of the chunks a volume this node is primary for keeps alive, for another node's collection (gc.ts). */

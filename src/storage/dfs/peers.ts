@@ -2,7 +2,10 @@
 // on another node's disks through its own node gateway, which reaches the named device's instance (NODE_HEADER)
 // over the device tunnels. Plain HTTP with the raw bytes as the body: no JSON envelope around megabytes.
 import { constants } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import { open, rm, statfs } from 'node:fs/promises';
 import { request, type IncomingMessage } from 'node:http';
+import { dirname } from 'node:path';
 import { NODE_HEADER, keepAliveAgent } from '../../lib/krpc/index.ts';
 import type { PlacementPolicy } from '../../lib/config/storage-records.ts';
 
@@ -57,6 +60,19 @@ export const LOG_BATCH_BYTES = 8 * 1024 * 1024;
  * much as a follower could take anyway; the primary too made each entry as one string to log it.
  */
 const MAX_LOG_ANSWER_BYTES = constants.MAX_STRING_LENGTH;
+
+/** Headers of a metadata snapshot's answer (http.ts metaSnapshot): the seq it holds and its SHA-256 (hex). */
+export const SNAPSHOT_SEQ_HEADER = 'x-dfs-snapshot-seq';
+export const SNAPSHOT_SHA256_HEADER = 'x-dfs-snapshot-sha256';
+
+/**
+ * How long a snapshot request may go without a byte moving. The primary answers once the snapshot is made and
+ * hashed, which for a large namespace takes a while (SQLite's backup and a SHA-256 pass over gigabytes).
+ */
+const SNAPSHOT_IDLE_MS = 10 * 60_000;
+
+/** Room a received snapshot must leave on the follower's filesystem: the metadata it replaces still grows meanwhile. */
+const SNAPSHOT_SPARE_BYTES = 64 * 1024 * 1024;
 
 export class PeerChunks {
   constructor(private readonly opts: PeerOptions) {}
@@ -140,12 +156,71 @@ export class PeerChunks {
     return { ids: page.ids, writing: page.writing, ...(origin ? { origin: { instance: origin.instance as string, seq: origin.seq as number } } : {}) };
   }
 
-  /** Log entries of a volume's metadata after `afterSeq`, from its primary, and the primary's last seq. */
-  async log(node: string, volume: string, afterSeq: number, limit: number): Promise<{ entries: unknown[]; lastSeq: number }> {
-    const r = await this.call(node, 'GET', `/meta/${encodeURIComponent(volume)}/log?after=${afterSeq}&limit=${limit}`, null, MAX_LOG_ANSWER_BYTES);
+  /**
+   * Log entries of a volume's metadata after `afterSeq`, from its primary, with the primary's last seq and the last
+   * entry it no longer keeps (`logStart`: when that is past `afterSeq`, no entries come, and the caller needs a
+   * snapshot). `from` is the asking follower, whose position the primary keeps its log for.
+   */
+  async log(node: string, volume: string, afterSeq: number, limit: number, from: string): Promise<{ entries: unknown[]; lastSeq: number; logStart: number }> {
+    const query = `after=${afterSeq}&limit=${limit}&from=${encodeURIComponent(from)}`;
+    const r = await this.call(node, 'GET', `/meta/${encodeURIComponent(volume)}/log?${query}`, null, MAX_LOG_ANSWER_BYTES);
     if (r.status !== 200) PeerChunks.fail(node, `log of ${volume}`, r);
-    const answer = JSON.parse(r.body.toString('utf8')) as { entries?: unknown; last_seq?: unknown };
-    if (!Array.isArray(answer.entries) || !Number.isSafeInteger(answer.last_seq)) throw new PeerError(`${node}: log of ${volume}: a malformed answer`, r.status);
-    return { entries: answer.entries as unknown[], lastSeq: answer.last_seq as number };
+    const answer = JSON.parse(r.body.toString('utf8')) as { entries?: unknown; last_seq?: unknown; log_start?: unknown };
+    if (!Array.isArray(answer.entries) || !Number.isSafeInteger(answer.last_seq) || !Number.isSafeInteger(answer.log_start)) {
+      throw new PeerError(`${node}: log of ${volume}: a malformed answer`, r.status);
+    }
+    return { entries: answer.entries as unknown[], lastSeq: answer.last_seq as number, logStart: answer.log_start as number };
+  }
+
+  /**
+   * A snapshot of a volume's metadata from its primary, streamed into `file` (made anew) and synced: its length and
+   * SHA-256 are checked against what the primary declared, and it must fit on the filesystem with room to spare.
+   * Answers the seq the primary says it holds (the caller checks that against the file). On any failure the file is
+   * removed.
+   */
+  async snapshot(node: string, volume: string, file: string, from: string): Promise<{ seq: number; bytes: number }> {
+    const token = await this.opts.token();
+    const url = `${this.opts.gatewayUrl.replace(/\/$/, '')}/kapi/dfs/meta/${encodeURIComponent(volume)}/snapshot?from=${encodeURIComponent(from)}`;
+    const what = `snapshot of ${volume}`;
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(url, { method: 'GET', agent, timeout: SNAPSHOT_IDLE_MS, headers: { [NODE_HEADER]: node, authorization: `Bearer ${token}` } }, resolve);
+      req.on('timeout', () => req.destroy(new PeerError(`${node}: ${what}: nothing moved for ${SNAPSHOT_IDLE_MS} ms`, 0)));
+      req.on('error', (err) => reject(err instanceof PeerError ? err : new PeerError(`${node}: ${what}: ${err.message}`, 0)));
+      req.end();
+    });
+    if (res.statusCode !== 200) PeerChunks.fail(node, what, { status: res.statusCode ?? 0, body: await collect(res, 64 * 1024) });
+    const seq = Number(res.headers[SNAPSHOT_SEQ_HEADER]);
+    const sha256 = res.headers[SNAPSHOT_SHA256_HEADER];
+    const length = Number(res.headers['content-length']);
+    if (!Number.isSafeInteger(seq) || seq < 0 || typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256) || !Number.isSafeInteger(length) || length < 1) {
+      res.destroy();
+      throw new PeerError(`${node}: ${what}: the answer lacks its seq, SHA-256 or length`, 200);
+    }
+    const fs = await statfs(dirname(file));
+    if (length + SNAPSHOT_SPARE_BYTES > fs.bavail * fs.bsize) {
+      res.destroy();
+      throw new PeerError(`${node}: ${what}: ${length} bytes do not fit beside this node's metadata (${fs.bavail * fs.bsize} bytes free)`, 200);
+    }
+    const fh = await open(file, 'wx', 0o600);
+    try {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        bytes += chunk.length;
+        if (bytes > length) throw new PeerError(`${node}: ${what}: more than the ${length} bytes declared`, 200);
+        hash.update(chunk);
+        await fh.write(chunk);
+      }
+      if (bytes !== length) throw new PeerError(`${node}: ${what}: ended after ${bytes} of ${length} bytes`, 200);
+      if (hash.digest('hex') !== sha256) throw new PeerError(`${node}: ${what}: the bytes received do not have the SHA-256 the primary declared`, 200);
+      await fh.datasync();
+      await fh.close();
+      return { seq, bytes };
+    } catch (err) {
+      res.destroy();
+      await fh.close().catch(() => undefined);
+      await rm(file, { force: true });
+      throw err instanceof PeerError ? err : new PeerError(`${node}: ${what}: ${(err as Error).message}`, 0);
+    }
   }
 }

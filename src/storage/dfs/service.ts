@@ -309,6 +309,7 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
             name,
             role: held?.role ?? ('none' as const),
             last_seq: held?.meta.lastSeq ?? 0,
+            log_start: held?.meta.logStart ?? 0,
             lag: held?.role === 'follower' && held.primarySeq !== null ? Math.max(0, held.primarySeq - held.meta.lastSeq) : null,
             synced_at: held?.role === 'follower' ? held.syncedAt : null,
             sync_error: held?.role === 'follower' ? held.syncError : null,

@@ -1,7 +1,9 @@
 import { describe, it, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -43,6 +45,15 @@ function fails(fn: () => unknown, code: MetaErrorCode, message?: RegExp): MetaEr
   });
   return caught!;
 }
+
+/** Holds each WAL sync until the test settles it: a disk's timing and failures are beyond this machine's reach, so
+ * the sync (an fdatasync on the thread pool) is the one thing these tests replace. */
+const heldSyncs = (v: VolumeMeta) => {
+  const pending: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  (v as unknown as { syncWal: () => Promise<void> }).syncWal = () => new Promise<void>((resolve, reject) => pending.push({ resolve, reject }));
+  return pending;
+};
+const nextTurn = () => new Promise((r) => setImmediate(r));
 
 const T0 = 1_700_000_000_000;
 class Clock {
@@ -455,15 +466,6 @@ describe('VolumeMeta', () => {
       m.mkdir('/e', 'alice');
       assert.deepEqual(m.log(seq).map((e) => e.seq), [seq + 1, seq + 2]);
     });
-
-    /** Holds each WAL sync until the test settles it: a disk's timing and failures are beyond this machine's reach, so
-     * the sync (an fdatasync on the thread pool) is the one thing these tests replace. */
-    const heldSyncs = (v: VolumeMeta) => {
-      const pending: { resolve: () => void; reject: (e: Error) => void }[] = [];
-      (v as unknown as { syncWal: () => Promise<void> }).syncWal = () => new Promise<void>((resolve, reject) => pending.push({ resolve, reject }));
-      return pending;
-    };
-    const nextTurn = () => new Promise((r) => setImmediate(r));
 
     it('a group that logged nothing does not clear the mark of the next group, which starts at the same seq', async () => {
       m.mkdir('/d', 'alice');
@@ -1069,23 +1071,29 @@ describe('VolumeMeta', () => {
   });
 
   describe('log truncation and snapshots', () => {
-    it('a follower too far behind a truncated log catches up from a snapshot, then from the log', () => {
+    it('a follower too far behind a truncated log catches up from a snapshot, then from the log', async () => {
       m.ensureHome('alice');
       for (let i = 0; i < 5; i++) m.writeFile(`/home/alice/${i}`, blob(`f${i}`), { user: 'alice' });
       const cut = m.lastSeq - 2;
       assert.equal(m.truncateLog(cut), cut);
+      assert.equal(m.logStart, cut);
       const e = fails(() => m.log(0), 'LOG_GAP', new RegExp(`entries up to ${cut} of volume main are no longer kept here`));
       assert.deepEqual(e.detail, { expected: 1, actual: cut + 1 });
       assert.equal(m.log(cut).length, 2);
       fails(() => m.truncateLog(m.lastSeq + 1), 'INVALID_ARGUMENT');
 
-      const fFile = join(dir, 'f.db');
+      const fFile = join(dir, 'f', 'meta.db');
+      mkdirSync(join(dir, 'f'));
+      const info = await m.snapshotTo(fFile);
+      assert.deepEqual(info, { seq: m.lastSeq, logStart: cut, instance: m.instance });
+      assert.deepEqual(VolumeMeta.inspectSnapshot(fFile, 'main', { integrity: true }), info);
       const f = open(fFile, { role: 'follower' });
-      f.restoreSnapshot(m.snapshot());
       assert.equal(f.lastSeq, m.lastSeq);
+      assert.equal(f.instance, m.instance, 'a snapshot keeps its primary\'s instance');
       m.rename('/home/alice/0', '/home/alice/zero', { user: 'alice' });
       m.remove('/home/alice/1', 'alice');
-      f.apply(m.log(f.lastSeq));
+      // From the last entry the snapshot holds, as a follower asks: compared, then skipped.
+      assert.equal(f.apply(m.log(f.lastSeq - 1)).applied, 2);
       assert.deepEqual(dump(f, ['alice']).tree, dump(m, ['alice']).tree);
       assert.deepEqual(tables(fFile), tables(file));
       f.close();
@@ -1095,24 +1103,97 @@ describe('VolumeMeta', () => {
       assert.deepEqual(again.apply(m.log(cut)), { applied: 0, skipped: m.lastSeq - cut, lastSeq: m.lastSeq });
     });
 
-    it('an in-memory follower restores a snapshot too', () => {
-      m.mkdir('/a', 'alice');
-      const f = open(':memory:', { role: 'follower' });
-      f.restoreSnapshot(m.snapshot());
+    it('a snapshot taken while grouped writes commit is the state at one seq, answered once all of it is durable', async () => {
+      m.mkdir('/d', 'alice');
+      const syncs = heldSyncs(m);
+      const writes = Array.from({ length: 20 }, (_, i) => m.grouped(() => m.writeFile(`/d/${i}`, blob(`g${i}`), { user: 'alice' })));
+      await nextTurn();
+      assert.equal(syncs.length, 1, 'one group, committed, its sync held');
+      let answered = false;
+      const snapFile = join(dir, 'snap.db');
+      const snap = m.snapshotTo(snapFile).then((i) => ((answered = true), i));
+      // More commits while the backup runs are carried into it.
+      const more = m.grouped(() => m.mkdir('/during', 'bob'));
+      for (let i = 0; i < 50; i++) await nextTurn();
+      assert.equal(answered, false, 'not answered while entries in it may still be lost');
+      syncs[0]!.resolve();
+      for (let i = 0; i < 5 && syncs.length < 2; i++) await nextTurn();
+      syncs[1]!.resolve();
+      await Promise.all([...writes, more]);
+      const info = await snap;
+      assert.equal(info.seq, m.lastSeq);
+      const f = open(snapFile, { role: 'follower' });
       assert.deepEqual(dump(f), dump(m));
-      m.mkdir('/b', 'alice');
-      f.apply(m.log(f.lastSeq));
-      assert.deepEqual(dump(f), dump(m));
+      assert.deepEqual(tables(snapFile), tables(file));
     });
 
-    it('refuses a snapshot of another volume, garbage, and a restore on the primary', () => {
-      const f = open(join(dir, 'f.db'), { role: 'follower' });
+    it('refuses to answer a snapshot holding a group whose sync failed', async () => {
+      const syncs = heldSyncs(m);
+      const lost = m.grouped(() => m.mkdir('/lost', 'alice'));
+      await nextTurn();
+      const snap = m.snapshotTo(join(dir, 'snap.db'));
+      for (let i = 0; i < 20; i++) await nextTurn();
+      syncs[0]!.reject(new Error('EIO: i/o error, fdatasync'));
+      await assert.rejects(lost, (e: MetaError) => e.code === 'READ_ONLY');
+      await assert.rejects(snap, (e: MetaError) => e.code === 'READ_ONLY' && /could not be made durable/.test(e.message));
+    });
+
+    it('inspectSnapshot refuses another volume\'s metadata, a file that is no database, and a damaged one', async () => {
       const other = open(join(dir, 'o.db'), { volume: 'other' });
-      fails(() => f.restoreSnapshot(other.snapshot()), 'CONFLICT', /not a schema 1 snapshot of volume "main"/);
-      fails(() => f.restoreSnapshot(Buffer.from('not a database at all, not even close to one')), 'INVALID_ARGUMENT');
-      fails(() => m.restoreSnapshot(m.snapshot()), 'CONFLICT');
-      f.apply(m.log(0));
-      assert.deepEqual(dump(f), dump(m));
+      const otherSnap = join(dir, 'o-snap.db');
+      await other.snapshotTo(otherSnap);
+      fails(() => VolumeMeta.inspectSnapshot(otherSnap, 'main', { integrity: true }), 'CONFLICT', /is not a schema 1 snapshot of volume "main"/);
+      const garbage = join(dir, 'garbage.db');
+      writeFileSync(garbage, 'not a database at all, not even close to one'.repeat(200));
+      fails(() => VolumeMeta.inspectSnapshot(garbage, 'main', { integrity: true }), 'INVALID_ARGUMENT', /is damaged: file is not a database/);
+      fails(() => VolumeMeta.inspectSnapshot(join(dir, 'none.db'), 'main', { integrity: true }), 'INVALID_ARGUMENT', /cannot be opened/);
+
+      m.mkdir('/d', 'alice');
+      for (let i = 0; i < 300; i++) m.writeFile(`/d/${i}`, blob(`x${i}`), { user: 'alice' });
+      const snapFile = join(dir, 'snap.db');
+      await m.snapshotTo(snapFile);
+      // The header of the versions table's root page overwritten, as a torn or misdirected write would.
+      const db = new Database(snapFile, { readonly: true });
+      const page = (db.prepare("SELECT rootpage FROM sqlite_schema WHERE name = 'versions'").get() as { rootpage: number }).rootpage;
+      const size = db.pragma('page_size', { simple: true }) as number;
+      db.close();
+      const bytes = readFileSync(snapFile);
+      bytes.fill(0xa5, (page - 1) * size + 8, (page - 1) * size + 64);
+      writeFileSync(snapFile, bytes);
+      fails(() => VolumeMeta.inspectSnapshot(snapFile, 'main', { integrity: true }), 'INVALID_ARGUMENT', /is damaged/);
+    });
+  });
+
+  describe('promotion', () => {
+    it('a follower\'s copy opened as primary has everything it applied durable first, also what a killed process left in its WAL', async () => {
+      for (let i = 0; i < 20; i++) m.mkdir(`/d${i}`, 'alice');
+      const fFile = join(dir, 'f', 'meta.db');
+      // A follower in a process of its own applies the log (synchronous=NORMAL: its WAL is not synced) and is killed
+      // before it closes the copy, which would have checkpointed it.
+      const child = spawn(process.execPath, [...process.execArgv, '--input-type=module', '-e', `
+        import { VolumeMeta } from ${JSON.stringify(new URL('./volume-meta.ts', import.meta.url).href)};
+        const [primary, follower] = process.argv.slice(1);
+        const p = VolumeMeta.open(primary, { volume: 'main', role: 'follower' });
+        const f = VolumeMeta.open(follower, { volume: 'main', role: 'follower' });
+        f.apply(p.log(0));
+        process.stdout.write(String(f.lastSeq) + '\\n');
+        setInterval(() => {}, 1000);
+      `, file, fFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+      assert.equal(Number(line.toString().trim()), m.lastSeq);
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+      assert.ok(statSync(`${fFile}-wal`).size > 0, 'the applied entries sit in an unsynced WAL');
+
+      const promoted = open(fFile, { role: 'primary' });
+      assert.equal(promoted.lastSeq, m.lastSeq);
+      // A power cut now loses nothing that was not synced: what the database file alone holds is everything. (The
+      // WAL is what a power cut could take: it had never been synced.)
+      const alone = join(dir, 'alone.db');
+      copyFileSync(fFile, alone);
+      const survivor = open(alone, { role: 'follower' });
+      assert.equal(survivor.lastSeq, m.lastSeq);
+      assert.equal(survivor.stat('/d19').owner, 'alice');
     });
   });
 

@@ -9,7 +9,7 @@
 // nothing is recomputed from configuration or clocks on the follower.
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
@@ -165,6 +165,16 @@ export interface ApplyResult {
   /** Entries at or below lastSeq, already applied (or covered by the snapshot this replica was restored from). */
   skipped: number;
   lastSeq: number;
+}
+
+/** What a snapshot of a volume's metadata holds (VolumeMeta.snapshotTo, inspectSnapshot). */
+export interface SnapshotInfo {
+  /** The seq of the last entry it holds: a replica made from it reads the log on from here. */
+  seq: number;
+  /** The last entry dropped from its log (0: none). */
+  logStart: number;
+  /** The metadata's identity, its primary's (instance). */
+  instance: string;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -531,8 +541,8 @@ export class VolumeMeta {
   readonly keepVersions: number;
   private readonly file: string;
   private readonly now: () => number;
-  private db: Database.Database;
-  private q: Statements;
+  private readonly db: Database.Database;
+  private readonly q: Statements;
   /** Mutations waiting for the next group commit (`grouped`). */
   private group: { op: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   /** The first log seq of each group commit whose WAL fdatasync is still under way: followers are not sent those. */
@@ -541,6 +551,8 @@ export class VolumeMeta {
   private readonly unsynced = new Map<number, number>();
   /** Set when a WAL sync failed: see commitGroup. */
   private syncFailure: MetaError | null = null;
+  /** Group commits whose WAL sync is under way, each settled (answered) once it is done (durable()). */
+  private readonly syncing = new Set<Promise<void>>();
   private closed = false;
   /**
    * Directories' node ids by path, so a path costs one lookup for its name rather than one per segment (a WebDAV PUT
@@ -620,10 +632,26 @@ export class VolumeMeta {
         const names = `${JSON.stringify(stored)}, not ${JSON.stringify(this.volume)}`;
         throw new MetaError('CONFLICT', `${this.file} holds the metadata of volume ${names}`);
       }
+      if (this.role === 'primary' && this.file !== ':memory:') this.makeDurable(db);
       return db;
     } catch (err) {
       db.close();
       throw err;
+    }
+  }
+
+  /**
+   * Makes everything the file holds durable before it acts as a primary. A follower commits with synchronous=NORMAL,
+   * so what it applied last may sit in a WAL that was never synced (its process killed, then promoted; or opened
+   * after a crash): a primary's entries are the volume's truth, shipped to the other followers and reported by the
+   * CLI, and a power cut must not take them back. A TRUNCATE checkpoint syncs the WAL, copies it into the database
+   * file, syncs that and empties the WAL; with no other connection open (a primary's file is this process's alone) it
+   * always completes.
+   */
+  private makeDurable(db: Database.Database): void {
+    const [r] = db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[];
+    if (!r || r.busy !== 0 || r.log !== r.checkpointed) {
+      throw new MetaError('CONFLICT', `${this.file}: its log could not be made durable before acting as primary (another connection holds the database)`);
     }
   }
 
@@ -702,7 +730,7 @@ export class VolumeMeta {
     }
     const answer = () => group.forEach((g, i) => (results[i]!.ok ? g.resolve(results[i]!.value) : g.reject(results[i]!.value)));
     if (!deferSync) return answer();
-    void this.syncWal().then(
+    const sync = this.syncWal().then(
       () => {
         const n = this.unsynced.get(firstSeq)!;
         if (n > 1) this.unsynced.set(firstSeq, n - 1);
@@ -722,6 +750,14 @@ export class VolumeMeta {
         for (const g of group) g.reject(this.syncFailure);
       },
     );
+    this.syncing.add(sync);
+    void sync.finally(() => this.syncing.delete(sync));
+  }
+
+  /** Resolves once every change committed so far is durable; rejects when a group commit could not be made so. */
+  async durable(): Promise<void> {
+    await Promise.allSettled([...this.syncing]);
+    if (this.syncFailure) throw this.syncFailure;
   }
 
   /** fdatasync of the WAL, on the thread pool. */
@@ -1067,7 +1103,7 @@ export class VolumeMeta {
 
   /** The seq of the last entry applied here; 0 for a replica that has applied nothing. */
   get lastSeq(): number {
-    this.seq ??= this.q.lastSeq.get()?.seq ?? this.logStart();
+    this.seq ??= this.q.lastSeq.get()?.seq ?? this.logStart;
     return this.seq;
   }
 
@@ -1078,7 +1114,7 @@ export class VolumeMeta {
     if (!Number.isSafeInteger(afterSeq) || afterSeq < 0 || !Number.isSafeInteger(limit) || limit < 1) {
       throw new MetaError('INVALID_ARGUMENT', `log(afterSeq, limit) needs afterSeq ≥ 0 and limit ≥ 1, not (${afterSeq}, ${limit})`);
     }
-    const start = this.logStart();
+    const start = this.logStart;
     if (afterSeq < start) {
       throw new MetaError(
         'LOG_GAP',
@@ -1149,6 +1185,11 @@ export class VolumeMeta {
     });
   }
 
+  /** The seq of the last entry dropped from this replica's log (0: none were); the log holds the entries after it. */
+  get logStart(): number {
+    return Number(this.q.meta.get('log_start')?.value ?? 0);
+  }
+
   /** Drops the entries up to `throughSeq` (at most lastSeq) from this replica's log; a reader further behind must then
    * start from a snapshot. Local housekeeping: not itself logged. Returns how many entries were dropped. */
   truncateLog(throughSeq: number): number {
@@ -1158,74 +1199,81 @@ export class VolumeMeta {
     }
     return this.inTransaction(() => {
       const dropped = this.q.truncateLog.run(throughSeq).changes;
-      if (throughSeq > this.logStart()) this.q.setMeta.run('log_start', String(throughSeq));
+      if (throughSeq > this.logStart) this.q.setMeta.run('log_start', String(throughSeq));
       return dropped;
     });
   }
 
-  /** The whole metadata as of lastSeq, log included, as a SQLite database image. */
-  snapshot(): Buffer {
-    const image = this.db.serialize();
-    // Bytes 18 and 19 mark the image as a WAL database, which SQLite cannot open in memory; 1 marks it rollback-journal,
-    // and opening it as a file switches it back to WAL.
-    image[18] = 1;
-    image[19] = 1;
-    return image;
+  /**
+   * Writes a consistent copy of the whole metadata, log included, to `file` (which must not exist yet), and answers
+   * what it holds. SQLite's online backup copies the pages a step at a time between turns of the event loop, so a
+   * large namespace does not stall the node, and carries into the copy whatever this connection commits meanwhile:
+   * the copy is the state at one seq. It is answered only once every change in it is durable here: a group commit is
+   * readable before its WAL sync is done, and a follower must never install an entry a power cut could take from
+   * the primary.
+   */
+  async snapshotTo(file: string): Promise<SnapshotInfo> {
+    if (this.file === ':memory:') throw new MetaError('INVALID_ARGUMENT', 'an in-memory volume makes no snapshot');
+    await this.db.backup(file);
+    await this.durable();
+    // The copy keeps this database's WAL mode, in which even a read-only reader makes -wal and -shm files beside it. A
+    // snapshot is one file: it goes back to WAL when a replica opens it.
+    const copy = new Database(file);
+    try {
+      copy.pragma('journal_mode = DELETE');
+    } finally {
+      copy.close();
+    }
+    return VolumeMeta.inspectSnapshot(file, this.volume, { integrity: false });
   }
 
-  /** Replaces this follower's metadata with a snapshot of the same volume (from the primary or another follower).
-   * The file is replaced atomically: a crash leaves either the old metadata or the snapshot. */
-  restoreSnapshot(image: Buffer): void {
-    if (this.role !== 'follower') {
-      throw new MetaError('CONFLICT', `volume ${this.volume} is the primary here; only a follower restores a snapshot`);
-    }
-    let incoming: Database.Database;
+  /**
+   * What a snapshot file holds: the last seq, the log's start and the instance, once it proves to be metadata of this
+   * schema and of `volume` (CONFLICT otherwise). With `integrity`, SQLite's integrity and foreign-key checks must
+   * pass too (INVALID_ARGUMENT when they fail, or when the file is no SQLite database at all): they read every page,
+   * so dfs runs them in a process of its own (snapshot-check.ts), not on its event loop.
+   */
+  static inspectSnapshot(file: string, volume: string, opts: { integrity: boolean }): SnapshotInfo {
+    let db: Database.Database;
     try {
-      incoming = new Database(image);
+      db = new Database(file, { readonly: true, fileMustExist: true });
     } catch (err) {
-      throw new MetaError('INVALID_ARGUMENT', `the snapshot is not a SQLite database: ${(err as Error).message}`, {}, err);
+      throw new MetaError('INVALID_ARGUMENT', `the snapshot ${file} cannot be opened: ${(err as Error).message}`, {}, err);
     }
     try {
-      const version = incoming.pragma('user_version', { simple: true }) as number;
-      const row = version === SCHEMA_VERSION ? incoming.prepare('SELECT value FROM meta WHERE name = ?').get('volume') : undefined;
-      const volume = (row as { value: string } | undefined)?.value;
-      if (volume !== this.volume) {
-        throw new MetaError('CONFLICT', `the snapshot is not a schema ${SCHEMA_VERSION} snapshot of volume ${JSON.stringify(this.volume)}`);
+      if (opts.integrity) {
+        let problems: string[];
+        try {
+          problems = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check);
+        } catch (err) {
+          // Damage SQLite meets before it can list it (a page header that makes no sense).
+          problems = [(err as Error).message];
+        }
+        if (problems.length !== 1 || problems[0] !== 'ok') {
+          throw new MetaError('INVALID_ARGUMENT', `the snapshot ${file} is damaged: ${problems.slice(0, 3).join('; ')}`);
+        }
+        const dangling = (db.pragma('foreign_key_check') as unknown[]).length;
+        if (dangling > 0) throw new MetaError('INVALID_ARGUMENT', `the snapshot ${file} holds ${dangling} dangling references`);
       }
+      const version = db.pragma('user_version', { simple: true }) as number;
+      const meta = (name: string) => (db.prepare('SELECT value FROM meta WHERE name = ?').get(name) as { value: string } | undefined)?.value;
+      const held = version === SCHEMA_VERSION ? meta('volume') : undefined;
+      if (held !== volume) {
+        throw new MetaError('CONFLICT', `the snapshot ${file} is not a schema ${SCHEMA_VERSION} snapshot of volume ${JSON.stringify(volume)}`);
+      }
+      const instance = meta('instance');
+      const logStart = Number(meta('log_start') ?? 0);
+      if (!instance || !Number.isSafeInteger(logStart) || logStart < 0) {
+        throw new MetaError('INVALID_ARGUMENT', `the snapshot ${file} lacks its instance or log start`);
+      }
+      const seq = (db.prepare('SELECT MAX(seq) AS seq FROM log').get() as { seq: number | null }).seq ?? logStart;
+      return { seq, logStart, instance };
     } catch (err) {
-      incoming.close();
       if (err instanceof MetaError) throw err;
-      throw new MetaError('INVALID_ARGUMENT', `the snapshot cannot be read: ${(err as Error).message}`, {}, err);
+      throw new MetaError('INVALID_ARGUMENT', `the snapshot ${file} cannot be read: ${(err as Error).message}`, {}, err);
+    } finally {
+      db.close();
     }
-    if (this.file === ':memory:') {
-      this.db.close();
-      this.db = this.openDb(incoming);
-    } else {
-      incoming.close();
-      const tmp = `${this.file}.snapshot`;
-      const fd = openSync(tmp, 'w', 0o600);
-      try {
-        writeSync(fd, image);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      this.db.close();
-      // A WAL left beside the old file would be replayed into the new one.
-      rmSync(`${this.file}-wal`, { force: true });
-      rmSync(`${this.file}-shm`, { force: true });
-      renameSync(tmp, this.file);
-      const dirFd = openSync(dirname(this.file), 'r');
-      try {
-        fsyncSync(dirFd);
-      } finally {
-        closeSync(dirFd);
-      }
-      this.db = this.openDb(new Database(this.file));
-    }
-    this.q = statements(this.db);
-    this.dirIds.clear();
-    this.seq = undefined;
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -1238,10 +1286,6 @@ export class VolumeMeta {
       if (err instanceof PathError) throw new MetaError('INVALID_PATH', err.message, { reason: err.reason, path: err.input }, err);
       throw err;
     }
-  }
-
-  private logStart(): number {
-    return Number(this.q.meta.get('log_start')?.value ?? 0);
   }
 
   /** Runs `fn` in a transaction, turning a deferred foreign-key failure at commit (a change that left a dangling

@@ -1,5 +1,6 @@
 // Volumes on a node as their records change: a follower's copy promoted to primary goes on from where it is, and a
-// copy that was primary is set aside, not followed, when the node is to follow another primary.
+// copy that was primary is set aside, not followed, when the node is to follow another primary. And what each copy
+// keeps of the log (log-retention.ts) as followers report, fall silent, and nodes restart.
 import { describe, it, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -24,7 +25,11 @@ describe('volumes on a node (volumes.ts)', () => {
   let set: VolumeSet;
   /** The other node's primary, as this node's pulls reach it. */
   const peers = {
-    log: async (_node: string, _volume: string, after: number, limit: number) => ({ entries: remote.log(after, limit), lastSeq: remote.lastSeq }),
+    log: async (_node: string, _volume: string, after: number, limit: number) => ({
+      entries: after < remote.logStart ? [] : remote.log(after, limit),
+      lastSeq: remote.lastSeq,
+      logStart: remote.logStart,
+    }),
   } as unknown as PeerChunks;
 
   /** The primary's metadata lost and made anew, empty: another instance. */
@@ -121,6 +126,88 @@ describe('volumes on a node (volumes.ts)', () => {
     assert.equal(set.get('home')!.meta.lastSeq, remote.lastSeq);
     assert.equal(set.get('home')!.meta.tryStat('/second'), null);
     assert.equal(readdirSync(join(dir, 'data', 'volumes')).filter((n) => n.startsWith('home.diverged-')).length, 1);
+  });
+
+  describe('log retention', () => {
+    const HOUR = 3_600_000;
+    const retention = { windowMs: 24 * HOUR, keepEntries: 5 };
+    let now = 1_700_000_000_000;
+    const clock = () => now;
+    const primaryRecord = () => record('st2', ['st3', 'st4']);
+    /** This node as the volume's primary, with the retention above and the test's clock. */
+    function asPrimary(): VolumeSet {
+      set.close();
+      set = new VolumeSet('st2', join(dir, 'data'), peers, log, { retention, now: clock });
+      set.sync(new Map([['home', primaryRecord()]]));
+      return set;
+    }
+    const grow = (n: number) => {
+      const meta = set.get('home')!.meta;
+      for (let i = 0; i < n; i++) meta.mkdir(`/d-${meta.lastSeq}`, 'alice');
+      return meta;
+    };
+
+    it('the primary keeps what its followers need, not what one silent past the window needs, and holds to it across a restart', async () => {
+      asPrimary();
+      const meta = grow(40);
+      await set.retainAll();
+      assert.equal(meta.logStart, 0, 'followers not heard from yet hold the whole log');
+
+      set.heard('home', 'st3', 10);
+      set.heard('home', 'st4', 20);
+      set.heard('home', 'st9', 0);
+      await set.retainAll();
+      assert.equal(meta.logStart, 10, 'kept after the furthest-behind follower; a node that is no follower counts for nothing');
+      set.heard('home', 'st3', 30);
+      await set.retainAll();
+      assert.equal(meta.logStart, 20);
+
+      // A restart: st4, away meanwhile, still has what it needs, and its silence is counted from when it was heard.
+      now += HOUR;
+      const again = asPrimary().get('home')!.meta;
+      grow(10);
+      await set.retainAll();
+      assert.equal(again.logStart, 20);
+      assert.deepEqual(again.log(20, 1).map((e) => e.seq), [21], 'st4 reads on from where it stood');
+
+      now += retention.windowMs;
+      set.heard('home', 'st3', again.lastSeq - 1);
+      await set.retainAll();
+      assert.equal(again.logStart, again.lastSeq - retention.keepEntries, 'st4, silent past the window, holds nothing back');
+    });
+
+    it('a follower keeps what its primary keeps, and its own recent entries', async () => {
+      while (remote.lastSeq < 30) remote.mkdir(`/r-${remote.lastSeq}`, 'bob');
+      set.close();
+      set = new VolumeSet('st2', join(dir, 'data'), peers, log, { retention, now: clock });
+      set.sync(new Map([['home', record('st1', ['st2'])]]));
+      await set.pullAll();
+      const copy = set.get('home')!.meta;
+      assert.equal(copy.lastSeq, 30);
+      await set.retainAll();
+      assert.equal(copy.logStart, 0, 'the primary keeps all of it');
+
+      remote.truncateLog(12);
+      await set.pullAll();
+      await set.retainAll();
+      assert.equal(copy.logStart, 12);
+      remote.truncateLog(29);
+      await set.pullAll();
+      await set.retainAll();
+      assert.equal(copy.logStart, 30 - retention.keepEntries);
+      assert.equal(copy.lastSeq, 30);
+    });
+  });
+
+  it('a follower\'s last sync time survives a restart of the service', async () => {
+    set.sync(new Map([['home', record('st1', ['st2'])]]));
+    await set.pullAll();
+    const synced = set.get('home')!.syncedAt;
+    assert.ok(synced !== null);
+    set.close();
+    set = new VolumeSet('st2', join(dir, 'data'), peers, log);
+    set.sync(new Map([['home', record('st1', ['st2'])]]));
+    assert.equal(set.get('home')!.syncedAt, synced);
   });
 
   it('a node leaving a volume closes its copy and keeps it', () => {

@@ -1,35 +1,66 @@
 // The volumes this node keeps metadata for (docs/dcfs.md, "Volumes on nodes"): as primary it owns the volume's
 // metadata and its log; as follower it pulls the primary's log every second and applies it, so it can serve reads
-// when cut off. A node with no role in a volume keeps nothing and forwards to the primary.
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync } from 'node:fs';
+// when cut off, and catches up from a snapshot when the primary no longer keeps the entries it needs. Every copy
+// truncates its log in the background (log-retention.ts). A node with no role in a volume keeps nothing and forwards
+// to the primary.
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
 import { readTextIfExists } from '../../lib/read-if-exists.ts';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../lib/identity/keys.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { VolumeRecord } from '../../lib/config/storage-records.ts';
+import { DEFAULT_RETENTION, FollowerPositions, type RetentionConfig, followerTruncation, primaryTruncation } from './log-retention.ts';
 import type { PeerChunks } from './peers.ts';
-import { type LogEntry, MetaError, VolumeMeta } from './volume-meta.ts';
+import { type OutgoingSnapshot, checkSnapshot, makeSnapshot } from './snapshots.ts';
+import { type LogEntry, MetaError, type SnapshotInfo, VolumeMeta } from './volume-meta.ts';
 
 export interface HeldVolume {
   name: string;
   record: VolumeRecord;
   role: 'primary' | 'follower';
   meta: VolumeMeta;
-  /** Followers: the primary's last sequence number as it last answered, when the last pull succeeded, and why the
-   * last one failed (null once one succeeds). */
+  /** Followers: the primary's last sequence number as it last answered, when a pull last caught up (kept across
+   * restarts, SYNCED_FILE), and why the last one failed (null once one succeeds). */
   primarySeq: number | null;
   syncedAt: number | null;
   syncError: string | null;
+  /** Followers: the last entry the primary no longer keeps, as it last answered; null until it has. */
+  primaryLogStart: number | null;
+  /** Followers: the syncedAt last written down. */
+  savedSyncedAt: number | null;
+  /** Primaries: where its followers stand, for retention. */
+  positions: FollowerPositions | null;
+}
+
+export interface VolumeSetOptions {
+  retention?: RetentionConfig;
+  /** Milliseconds since the epoch: when followers are heard from and judged silent, and when a pull caught up. */
+  now?: () => number;
 }
 
 const PULL_MS = 1000;
 const PULL_BATCH = 1000;
+/** How often every copy's log is truncated to what it must keep. */
+const RETAIN_MS = 60_000;
+/** Entries dropped per transaction, so that the first truncation of a long log does not hold the event loop. */
+const TRUNCATE_STEP = 10_000;
+/** How often, at most, a follower writes down when it last caught up (and when dfs stops). */
+const SYNCED_SAVE_MS = 60_000;
 
 /** Beside a volume's metadata: the role this node last opened it in. */
 const ROLE_FILE = 'role';
+/** Beside a primary's metadata: its followers' positions (FollowerPositions). */
+const POSITIONS_FILE = 'followers.json';
+/** Beside a follower's metadata: when a pull last caught up (ms), so `synced_at` means the same after a restart. */
+const SYNCED_FILE = 'synced-at';
 
 function lastRole(dir: string): string | null {
   return readTextIfExists(join(dir, ROLE_FILE))?.trim() ?? null;
+}
+
+function savedSyncedAt(dir: string): number | null {
+  const at = Number(readTextIfExists(join(dir, SYNCED_FILE))?.trim());
+  return Number.isSafeInteger(at) && at > 0 ? at : null;
 }
 
 function fsyncDir(dir: string): void {
@@ -41,19 +72,40 @@ function fsyncDir(dir: string): void {
   }
 }
 
+const message = (err: unknown): string => (err instanceof MetaError ? `${err.code}: ${err.message}` : (err as Error).message);
+
 
 export class VolumeSet {
   private readonly held = new Map<string, HeldVolume>();
   private timer: NodeJS.Timeout | null = null;
+  private retainTimer: NodeJS.Timeout | null = null;
   private pulling = false;
+  private retaining = false;
   private stopped = false;
+  private readonly retention: RetentionConfig;
+  private readonly now: () => number;
 
   constructor(
     private readonly self: string,
     private readonly dataDir: string,
     private readonly peers: PeerChunks,
     private readonly log: Logger,
-  ) {}
+    opts: VolumeSetOptions = {},
+  ) {
+    this.retention = opts.retention ?? DEFAULT_RETENTION;
+    this.now = opts.now ?? Date.now;
+    const { windowMs, keepEntries } = this.retention;
+    if (!Number.isSafeInteger(windowMs) || windowMs < 0 || !Number.isSafeInteger(keepEntries) || keepEntries < 1) {
+      throw new Error(`log retention needs a window of 0 ms or more and at least 1 entry kept, not ${windowMs} ms and ${keepEntries}`);
+    }
+    // Snapshots being made when the service last stopped.
+    rmSync(this.snapshotDir, { recursive: true, force: true });
+  }
+
+  /** Where a primary makes the snapshots it sends. */
+  private get snapshotDir(): string {
+    return join(this.dataDir, 'snapshots');
+  }
 
   /** Opens the metadata of volumes this node now has a role in, closes the others. */
   sync(volumes: ReadonlyMap<string, VolumeRecord>): void {
@@ -68,6 +120,7 @@ export class VolumeSet {
     }
     for (const [name, rec] of volumes) if (!this.held.has(name)) this.hold(name, rec);
     if (!this.timer && !this.stopped) this.timer = setInterval(() => void this.pullAll(), PULL_MS);
+    if (!this.retainTimer && !this.stopped) this.retainTimer = setInterval(() => void this.retainAll(), RETAIN_MS);
   }
 
   private hold(name: string, rec: VolumeRecord): void {
@@ -76,7 +129,11 @@ export class VolumeSet {
     try {
       const dir = this.metadataDir(name, role);
       const meta = VolumeMeta.open(join(dir, 'meta.db'), { volume: name, role, keepVersions: rec.keep_versions });
-      this.held.set(name, { name, record: rec, role, meta, primarySeq: null, syncedAt: null, syncError: null });
+      const positions = role === 'primary' ? new FollowerPositions(join(dir, POSITIONS_FILE)) : null;
+      if (positions?.problem) this.log.warn({ volume: name, problem: positions.problem }, 'dfs: the followers\' positions cannot be read; each keeps the log until it reports');
+      positions?.track(rec.followers, this.now());
+      const syncedAt = role === 'follower' ? savedSyncedAt(dir) : null;
+      this.held.set(name, { name, record: rec, role, meta, primarySeq: null, syncedAt, syncError: null, primaryLogStart: null, savedSyncedAt: syncedAt, positions });
       this.log.info({ volume: name, role }, 'dfs: holding volume metadata');
     } catch (err) {
       this.log.error({ volume: name, role, err: (err as Error).message }, 'dfs: cannot open volume metadata');
@@ -92,6 +149,8 @@ export class VolumeSet {
   private metadataDir(name: string, role: 'primary' | 'follower'): string {
     const volumes = join(this.dataDir, 'volumes');
     const dir = join(volumes, name);
+    // A snapshot that was being fetched when the service stopped: it is fetched again if still needed.
+    rmSync(join(volumes, `${name}.incoming`), { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     if (role === 'follower' && lastRole(dir) === 'primary') {
       const aside = this.setAside(name, 'retired');
@@ -103,7 +162,7 @@ export class VolumeSet {
   }
 
   /** Moves a volume's metadata directory to `<name>.<why>-<ms>` beside it, durably; answers where it went. */
-  private setAside(name: string, why: 'retired' | 'diverged'): string {
+  private setAside(name: string, why: 'retired' | 'diverged' | 'replaced'): string {
     const volumes = join(this.dataDir, 'volumes');
     const aside = join(volumes, `${name}.${why}-${Date.now()}`);
     renameSync(join(volumes, name), aside);
@@ -123,6 +182,57 @@ export class VolumeSet {
     return [...this.held.values()];
   }
 
+  /** `node` asked this primary for the log of `volume` after `seq`: a follower of it keeps needing what comes after. */
+  heard(volume: string, node: string, seq: number): void {
+    const v = this.held.get(volume);
+    if (v?.positions && v.record.followers.includes(node)) v.positions.heard(node, seq, this.now());
+  }
+
+  /** A consistent snapshot of a volume this node is primary for, in a file of its own (snapshots.ts). */
+  async snapshot(volume: string): Promise<OutgoingSnapshot> {
+    const v = this.held.get(volume);
+    if (v?.role !== 'primary') throw new MetaError('CONFLICT', `${this.self} is not the primary of volume ${volume}`);
+    return makeSnapshot(v.meta, this.snapshotDir);
+  }
+
+  /** One round of log retention for every volume held here; a round still running is not doubled. */
+  async retainAll(): Promise<void> {
+    if (this.retaining) return;
+    this.retaining = true;
+    try {
+      for (const v of [...this.held.values()]) {
+        try {
+          await this.retain(v);
+        } catch (err) {
+          this.log.warn({ volume: v.name, err: message(err) }, 'dfs: truncating the volume\'s metadata log failed; trying again next round');
+        }
+      }
+    } finally {
+      this.retaining = false;
+    }
+  }
+
+  private async retain(v: HeldVolume): Promise<void> {
+    const now = this.now();
+    let through: number;
+    if (v.positions) {
+      v.positions.track(v.record.followers, now);
+      through = primaryTruncation({ lastSeq: v.meta.lastSeq, logStart: v.meta.logStart, followers: v.record.followers, positions: v.positions.positions, now }, this.retention);
+      // Before anything is dropped: after a restart the positions must not be ahead of what is kept.
+      v.positions.save();
+    } else {
+      through = followerTruncation({ lastSeq: v.meta.lastSeq, logStart: v.meta.logStart, primaryLogStart: v.primaryLogStart }, this.retention);
+    }
+    const from = v.meta.logStart;
+    let dropped = 0;
+    for (let at = from; at < through && this.held.get(v.name) === v; ) {
+      at = Math.min(through, at + TRUNCATE_STEP);
+      dropped += v.meta.truncateLog(at);
+      if (at < through) await new Promise((r) => setImmediate(r));
+    }
+    if (dropped > 0) this.log.info({ volume: v.name, role: v.role, through, dropped }, 'dfs: truncated the volume\'s metadata log');
+  }
+
   /** One round of log shipping for every followed volume; a round still running is not doubled. */
   async pullAll(): Promise<void> {
     if (this.pulling) return;
@@ -136,13 +246,24 @@ export class VolumeSet {
   }
 
   private async pull(v: HeldVolume): Promise<void> {
+    let restored = false;
     try {
       for (;;) {
         // From the last entry held here, not after it: apply() checks that entry against the primary's, so a copy
         // that went another way (a lagging follower promoted, the primary's metadata made anew) is caught instead of
         // taking the primary's later entries onto a different tree.
         const have = v.meta.lastSeq;
-        const answer = await this.peers.log(v.record.primary, v.name, Math.max(0, have - 1), PULL_BATCH);
+        const after = Math.max(0, have - 1);
+        const answer = await this.peers.log(v.record.primary, v.name, after, PULL_BATCH, this.self);
+        v.primaryLogStart = answer.logStart;
+        if (after < answer.logStart) {
+          // The primary no longer keeps the entries this copy needs next (it was away past the retention window, or
+          // is new): it catches up from a snapshot, then reads the log on from the snapshot's seq.
+          if (restored) throw new MetaError('LOG_GAP', `the primary ${v.record.primary} no longer keeps entry ${after + 1}, even after this copy took its snapshot`);
+          v = await this.installSnapshot(v);
+          restored = true;
+          continue;
+        }
         const entries = answer.entries as LogEntry[];
         if (have > 0 && entries[0]?.seq !== have) {
           throw new MetaError('CONFLICT', `the primary ${v.record.primary} has no entry ${have}, which this copy holds: the copy went another way`);
@@ -154,14 +275,73 @@ export class VolumeSet {
         // the round rather than asking again at once.
         if (v.meta.lastSeq === have || v.meta.lastSeq >= answer.lastSeq) break;
       }
-      v.syncedAt = Date.now();
+      v.syncedAt = this.now();
       v.syncError = null;
+      if (v.syncedAt - (v.savedSyncedAt ?? 0) >= SYNCED_SAVE_MS) this.saveSyncedAt(v);
     } catch (err) {
       if (err instanceof MetaError && err.code === 'CONFLICT') return this.setAsideDiverged(v, err);
-      const msg = err instanceof MetaError ? `${err.code}: ${err.message}` : (err as Error).message;
+      const msg = message(err);
       if (v.syncError !== msg) this.log.warn({ volume: v.name, err: msg }, 'dfs: following the primary\'s log failed; serving what is here');
       v.syncError = msg;
     }
+  }
+
+  /** Writes down when the follower last caught up, for `synced_at` after a restart. A failure costs only that. */
+  private saveSyncedAt(v: HeldVolume): void {
+    if (v.syncedAt === null || v.syncedAt === v.savedSyncedAt) return;
+    try {
+      writeFileAtomic(join(this.dataDir, 'volumes', v.name, SYNCED_FILE), `${v.syncedAt}\n`);
+      v.savedSyncedAt = v.syncedAt;
+    } catch (err) {
+      this.log.warn({ volume: v.name, err: (err as Error).message }, 'dfs: could not write down when the volume last caught up');
+    }
+  }
+
+  /**
+   * Replaces this follower's copy with a snapshot of the primary's metadata: fetched into `<volume>.incoming`, synced,
+   * checked (its SHA-256 and length as sent, SQLite's integrity checks, this volume's, the seq it was sent as), then
+   * put in place of the copy, which is set aside (`<volume>.replaced-<ms>`, kept for whatever it holds that the
+   * primary does not; an empty copy is just removed). A failure before that leaves the copy as it was; answers the
+   * volume as now held.
+   */
+  private async installSnapshot(v: HeldVolume): Promise<HeldVolume> {
+    const volumes = join(this.dataDir, 'volumes');
+    const staging = join(volumes, `${v.name}.incoming`);
+    let info: SnapshotInfo;
+    try {
+      rmSync(staging, { recursive: true, force: true });
+      mkdirSync(staging);
+      const file = join(staging, 'meta.db');
+      const sent = await this.peers.snapshot(v.record.primary, v.name, file, this.self);
+      info = await checkSnapshot(file, v.name);
+      if (info.seq !== sent.seq) throw new Error(`it holds entries up to ${info.seq}, not up to ${sent.seq} as sent`);
+      writeFileAtomic(join(staging, ROLE_FILE), 'follower\n');
+      if (this.held.get(v.name) !== v) throw new Error('the copy was closed here meanwhile');
+    } catch (err) {
+      rmSync(staging, { recursive: true, force: true });
+      throw new Error(`catching up from a snapshot of the primary ${v.record.primary} failed; the copy here is kept as it was: ${message(err)}`);
+    }
+    const dir = join(volumes, v.name);
+    const holds = v.meta.lastSeq > 0;
+    v.meta.close();
+    this.held.delete(v.name);
+    let aside: string | null = null;
+    try {
+      if (holds) aside = this.setAside(v.name, 'replaced');
+      else rmSync(dir, { recursive: true, force: true });
+      renameSync(staging, dir);
+      fsyncDir(volumes);
+    } catch (err) {
+      if (aside && !existsSync(dir)) renameSync(aside, dir);
+      rmSync(staging, { recursive: true, force: true });
+      this.hold(v.name, v.record);
+      throw new Error(`installing the snapshot of the primary ${v.record.primary} failed; the copy here is kept as it was: ${message(err)}`);
+    }
+    this.log.info({ volume: v.name, seq: info.seq, kept: aside }, 'dfs: the primary no longer keeps the log this copy needed; caught up from its snapshot');
+    this.hold(v.name, v.record);
+    const now = this.held.get(v.name);
+    if (!now) throw new Error(`the snapshot of the primary ${v.record.primary} is in place but cannot be opened`);
+    return now;
   }
 
   /**
@@ -183,8 +363,13 @@ export class VolumeSet {
   close(): void {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.retainTimer) clearInterval(this.retainTimer);
     this.timer = null;
-    for (const v of this.held.values()) v.meta.close();
+    this.retainTimer = null;
+    for (const v of this.held.values()) {
+      if (v.role === 'follower') this.saveSyncedAt(v);
+      v.meta.close();
+    }
     this.held.clear();
   }
 }
