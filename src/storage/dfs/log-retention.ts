@@ -17,9 +17,9 @@ export interface RetentionConfig {
 }
 
 /**
- * A week covers a device switched off for a holiday or a repair: it comes back to the log, not to a whole snapshot.
- * 10,000 entries cover a follower restarting during a burst of writes (a folder of small files uploaded) and cost
- * a few megabytes of typical entries.
+ * The node config's defaults (`dfs_log_retention_s`, `dfs_log_keep_entries`). A week covers a device switched off for
+ * a holiday or a repair: it comes back to the log, not to a whole snapshot. 10,000 entries cover a follower restarting
+ * during a burst of writes (a folder of small files uploaded) and cost a few megabytes of typical entries.
  */
 export const DEFAULT_RETENTION: RetentionConfig = { windowMs: 7 * 86_400_000, keepEntries: 10_000 };
 
