@@ -120,6 +120,21 @@ describe('normalizePath', () => {
     refused(() => normalizePath(`/${'a/'.repeat(100_000)}`), 'path_too_long');
   });
 
+  it('measures a path after NFC, so a macOS (NFD) spelling of a path within the limit is taken', () => {
+    // A Hangul syllable is 3 bytes in NFC and 3 jamo of 3 bytes in NFD.
+    const atLimit = `/${Array(16).fill('한'.repeat(85)).join('/')}`;
+    assert.equal(Buffer.byteLength(atLimit), MAX_PATH_BYTES);
+    const nfd = atLimit.normalize('NFD');
+    assert.ok(Buffer.byteLength(nfd) > 3 * MAX_PATH_BYTES - 100);
+    assert.equal(normalizePath(nfd), atLimit);
+    assert.equal(normalizePath(`${nfd}/`), atLimit);
+    assert.equal(decodeUrlPath(encodeURI(nfd)), atLimit);
+    const over = `${nfd.slice(0, nfd.lastIndexOf('/'))}/${'한'.repeat(84).normalize('NFD')}/abc`;
+    refused(() => normalizePath(over), 'path_too_long', /4097 bytes/);
+    // Past three times the limit no NFC form could fit: refused before normalising.
+    refused(() => normalizePath(`/${'a'.repeat(3 * MAX_PATH_BYTES + 1)}`), 'path_too_long', /longer than 12289 bytes/);
+  });
+
   it('keeps messages short for huge inputs', () => {
     try {
       normalizePath(`/${'a'.repeat(10_000)}`);

@@ -17,6 +17,9 @@
 
 export const MAX_NAME_BYTES = 255;
 export const MAX_PATH_BYTES = 4096;
+/** The longest path text looked at: a path of MAX_PATH_BYTES in NFC, decomposed (NFD at most triples UTF-8), with a
+ * trailing `/`. */
+export const MAX_INPUT_PATH_BYTES = 3 * MAX_PATH_BYTES + 1;
 
 export type PathErrorReason =
   | 'not_a_string'
@@ -88,9 +91,11 @@ function checkString(value: unknown, what: string): string {
 export function normalizePath(path: unknown): string {
   const p = checkString(path, 'a path');
   if (!p.startsWith('/')) throw new PathError('not_absolute', p, 'must start with "/"');
-  // Bounded before normalising so that a huge input costs nothing; NFC can lengthen a string, so checked again after.
-  if (utf8Bytes(p) > MAX_PATH_BYTES + 1) {
-    throw new PathError('path_too_long', p, `longer than ${MAX_PATH_BYTES} bytes in UTF-8`);
+  // Bounded before normalising so that a huge input costs nothing, with room for decomposed input: only the length
+  // after NFC counts (checked below), and NFC shrinks an NFD path up to 3 times (a Hangul syllable of 3 bytes is sent
+  // by macOS as 3 jamo of 3 bytes each).
+  if (utf8Bytes(p) > MAX_INPUT_PATH_BYTES) {
+    throw new PathError('path_too_long', p, `longer than ${MAX_INPUT_PATH_BYTES} bytes in UTF-8, more than any path of ${MAX_PATH_BYTES} bytes in NFC`);
   }
   if (p === '/') return '/';
   const body = p.endsWith('/') ? p.slice(1, -1) : p.slice(1);
