@@ -109,14 +109,14 @@ export function volumeDavBackend(files: Files, volume: string, caller: Principal
         const p = caller;
         files.checkTransfer(p, 'move', volume, from, to, { overwrite: opts.overwrite });
         const r = writer().rename(from, to, { user: p.userId, overwrite: opts.overwrite });
-        return { created: r.replaced === null };
+        return { created: !r.overwritten };
       }),
     copy: (from, to, opts) =>
       run(() => {
         const p = caller;
         files.checkTransfer(p, 'copy', volume, from, to, { overwrite: opts.overwrite, depth: opts.depth });
         const r = writer().copy(from, to, { user: p.userId, overwrite: opts.overwrite, depth: opts.depth });
-        return { created: r.replaced === null };
+        return { created: !r.overwritten };
       }),
     getProps: (path) =>
       run(() => {

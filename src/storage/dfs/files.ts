@@ -45,6 +45,8 @@ export function toKrpcError(err: unknown): Error {
       case 'QUOTA_EXCEEDED':
         return new KrpcError('FAILED_PRECONDITION', err.message, { reason: 'QUOTA_EXCEEDED', ...err.detail });
       case 'INVALID_PATH':
+        // Why, as for a path refused before it reached the metadata (`path_too_long`, ...).
+        return new KrpcError('INVALID_PARAMS', err.message, { reason: typeof err.detail.reason === 'string' ? err.detail.reason : err.code });
       case 'INVALID_ARGUMENT':
         return new KrpcError('INVALID_PARAMS', err.message, { reason: err.code });
       case 'READ_ONLY':

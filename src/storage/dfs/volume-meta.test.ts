@@ -557,6 +557,50 @@ describe('VolumeMeta', () => {
       assert.equal(m.stat('/b/inner').owner, 'bob');
     });
 
+    it('a file moved over a file becomes its newest version, the replaced content kept, not trashed (a safe save)', () => {
+      m.setQuota('alice', 250);
+      m.writeFile('/doc', blob('v1'), { user: 'alice' });
+      const before = m.stat('/doc');
+      for (const i of [2, 3, 4]) {
+        clock.advance();
+        m.writeFile('/doc.tmp', blob(`v${i}`), { user: 'alice' });
+        const r = m.rename('/doc.tmp', '/doc', { user: 'alice', overwrite: true });
+        assert.deepEqual([r.overwritten, r.replaced, r.entry.mtime], [true, null, clock.t]);
+      }
+      assert.deepEqual(m.versions('/doc').map((v) => v.content_id), ['v4', 'v3', 'v2', 'v1'].map((v) => sha(`file:${v}`)));
+      const after = m.stat('/doc');
+      assert.deepEqual([after.id, after.created, after.owner], [before.id, before.created, 'alice']);
+      assert.equal(m.tryStat('/doc.tmp'), null);
+      assert.deepEqual(m.trashList(), []);
+      assert.equal(m.usage('alice'), 100, 'only the current version is charged, as after a write');
+    });
+
+    it('a file moved over a file brings its kept versions and properties, prunes to keepVersions, charges the owner', () => {
+      const kFile = join(dir, 'keep3.db');
+      const k = open(kFile, { keepVersions: 3 });
+      k.writeFile('/shared', content('d1', [['d1', 10]]), { user: 'alice' });
+      k.writeFile('/shared', content('d2', [['d2', 20]]), { user: 'alice' });
+      k.patchProps('/shared', { old: 'x', same: 's' }, []);
+      k.writeFile('/mine', content('s1', [['s1', 30]]), { user: 'bob' });
+      clock.advance();
+      k.writeFile('/mine', content('s2', [['s2', 40], ['d2', 20]]), { user: 'bob' });
+      k.patchProps('/mine', { same: 's', new: 'y' }, []);
+      const r = k.rename('/mine', '/shared', { user: 'bob', overwrite: true });
+      assert.deepEqual([r.entry.owner, r.entry.size, r.entry.mtime], ['alice', 60, clock.t]);
+      assert.deepEqual(
+        k.versions('/shared').map((v) => [v.content_id, v.author]),
+        [[sha('file:s2'), 'bob'], [sha('file:s1'), 'bob'], [sha('file:d2'), 'alice']],
+        'the source\'s history on top of the destination\'s, the oldest dropped',
+      );
+      assert.deepEqual(k.props('/shared'), { same: 's', new: 'y' });
+      assert.deepEqual([k.usage('alice'), k.usage('bob')], [60, 0]);
+      assert.deepEqual(k.chunkIds().map((c) => c.id), [chunkId('d2'), chunkId('s1'), chunkId('s2')].sort(), 'the dropped version\'s chunk is released');
+      const f = open(join(dir, 'keep3-f.db'), { role: 'follower', keepVersions: 3 });
+      sync(k, f);
+      assert.deepEqual(dump(f), dump(k));
+      checkInvariants(kFile, 3);
+    });
+
     it('refuses moving into itself, onto itself, over an ancestor, the root, and missing paths', () => {
       m.mkdir('/a', 'alice');
       m.mkdir('/a/b', 'alice');
@@ -651,6 +695,39 @@ describe('VolumeMeta', () => {
       fails(() => m.copy('/nope', '/x', { user: 'alice' }), 'NOT_FOUND');
       fails(() => m.copy('/a', '/nope/x', { user: 'alice' }), 'NOT_FOUND_PARENT');
       assert.equal(m.lastSeq, seq);
+    });
+  });
+
+  describe('paths past the limit', () => {
+    it('a move, copy or restore that would put an entry past 4096 bytes is refused, changing nothing', () => {
+      // /p holds a file whose path is 4090 bytes: under a name 6 bytes longer than /p it is at the limit.
+      m.mkdir('/p', 'alice');
+      let deep = '/p';
+      for (let i = 0; i < 16; i++) m.mkdir((deep += `/${'d'.repeat(250)}`), 'alice');
+      const file = `${deep}/${'f'.repeat(4090 - Buffer.byteLength(deep) - 1)}`;
+      m.writeFile(file, blob('f'), { user: 'alice' });
+      assert.equal(Buffer.byteLength(file), 4090);
+      m.mkdir('/p2345678', 'bob');
+      const seq = m.lastSeq;
+      const tooLong = (fn: () => unknown, bytes = 4097) => {
+        const e = fails(fn, 'INVALID_PATH', new RegExp(`would take a path of ${bytes} bytes in UTF-8; the limit is 4096`));
+        assert.equal(e.detail.reason, 'path_too_long');
+      };
+      tooLong(() => m.rename('/p', '/p2345678', { user: 'alice', overwrite: true }));
+      tooLong(() => m.rename('/p', '/p2345678/p', { user: 'alice' }), 4099);
+      tooLong(() => m.copy('/p', '/p2345678', { user: 'alice', overwrite: true }));
+      assert.equal(m.lastSeq, seq);
+      assert.equal(m.stat('/p2345678').owner, 'bob');
+      assert.deepEqual(m.trashList(), []);
+      // The folder alone is short enough.
+      assert.equal(m.copy('/p', '/p23456789', { user: 'alice', depth: 0 }).entry.path, '/p23456789');
+      // At the limit, and back under it.
+      assert.equal(m.rename('/p', '/p234567', { user: 'alice' }).entry.path, '/p234567');
+      assert.equal(m.stat(file.replace('/p/', '/p234567/')).size, 100);
+      const t = m.remove('/p234567', 'alice');
+      tooLong(() => m.restore(t.trash_id, { user: 'alice', to: '/p2345670' }));
+      m.restore(t.trash_id, { user: 'alice', to: '/p' });
+      assert.equal(m.stat(file).size, 100);
     });
   });
 

@@ -15,7 +15,7 @@ import { dirname } from 'node:path';
 import { z } from 'zod';
 import { VOLUME_NAME } from '../../lib/config/storage-records.ts';
 import { USER_NAME } from '../../lib/identity/documents.ts';
-import { PathError, baseName, isSameOrInside, normalizePath, parentPath, splitPath } from './paths.ts';
+import { MAX_PATH_BYTES, PathError, baseName, isSameOrInside, normalizePath, parentPath, splitPath } from './paths.ts';
 
 const SCHEMA_VERSION = 1;
 export const DEFAULT_KEEP_VERSIONS = 10;
@@ -151,7 +151,10 @@ export interface Subtree {
 
 export interface MoveResult {
   entry: Entry;
-  /** The destination an overwrite replaced, now in the trash; null when the destination was free. */
+  /** Whether the destination was taken (and overwritten). */
+  overwritten: boolean;
+  /** The destination an overwrite replaced, now in the trash; null when the destination was free, or when a file
+   * moved over a file made the replaced content one of its kept versions instead (rename). */
   replaced: TrashEntry | null;
 }
 
@@ -398,6 +401,21 @@ function statements(db: Database.Database) {
          UNION ALL SELECT n.id, below.rel || '/' || n.name FROM nodes n JOIN below ON n.parent = below.id
          LIMIT ?)
        SELECT rel FROM below`,
+    ),
+    // The first entry below a node whose path relative to it is longer than the given UTF-8 bytes.
+    tooDeep: db.prepare<[number, number], { rel: string }>(
+      `WITH RECURSIVE below(id, rel) AS (
+         SELECT id, name FROM nodes WHERE parent = ?
+         UNION ALL SELECT n.id, below.rel || '/' || n.name FROM nodes n JOIN below ON n.parent = below.id)
+       SELECT rel FROM below WHERE LENGTH(CAST(rel AS BLOB)) > ? LIMIT 1`,
+    ),
+    // The first entry at or below a node (a path relative to it, '' for the node) that `user` does not own.
+    notOwned: db.prepare<[number, string], { rel: string; owner: string }>(
+      `WITH RECURSIVE sub(id, rel, owner) AS (
+         SELECT id, '', owner FROM nodes WHERE id = ?
+         UNION ALL SELECT n.id, CASE sub.rel WHEN '' THEN n.name ELSE sub.rel || '/' || n.name END, n.owner
+           FROM nodes n JOIN sub ON n.parent = sub.id)
+       SELECT rel, owner FROM sub WHERE owner <> ? LIMIT 1`,
     ),
     subtreeSize: db.prepare<[number], { size: number }>(
       `${SUBTREE} SELECT IFNULL(SUM(v.size), 0) AS size FROM sub JOIN nodes n USING (id) JOIN versions v ON v.vid = n.cur`,
@@ -935,8 +953,9 @@ export class VolumeMeta {
     });
   }
 
-  /** Moves an entry and its subtree; owners, versions and properties go with it. With overwrite, whatever is at the
-   * destination goes to the trash first (as WebDAV MOVE with Overwrite: T deletes it). */
+  /** Moves an entry and its subtree; owners, versions and properties go with it. With overwrite, a file moved over a
+   * file becomes its new content (moveOntoFile); anything else at the destination goes to the trash first (as WebDAV
+   * MOVE with Overwrite: T deletes it). */
   rename(from: string, to: string, opts: { user: string; overwrite?: boolean }): MoveResult {
     const f = this.path(from);
     const t = this.path(to);
@@ -945,11 +964,14 @@ export class VolumeMeta {
       if (f === '/') throw new MetaError('CONFLICT', 'the root of a volume cannot be moved', { path: f });
       const src = this.mustResolve(f);
       this.checkSourceAndDestination(f, t, 'move');
+      this.checkRoomBelow(src, f, t, 'move');
+      const existing = opts.overwrite && src.type === 'file' ? this.resolve(t) : undefined;
+      if (existing?.type === 'file') return this.moveOntoFile(w, src, f, existing, t, u);
       const { parent, name, replaced } = this.clearDestination(w, f, t, u, opts.overwrite ?? false);
       w.emit({ t: 'move', id: src.id, parent: parent.id, name });
       w.touch(src.parent!);
       w.touch(parent.id);
-      return { entry: this.stat(t), replaced };
+      return { entry: this.stat(t), overwritten: replaced !== null, replaced };
     });
   }
 
@@ -967,10 +989,11 @@ export class VolumeMeta {
     return this.mutate('copy', u, [f, t], (w) => {
       const src = this.mustResolve(f);
       this.checkSourceAndDestination(f, t, 'copy');
+      if (depth === 'infinity') this.checkRoomBelow(src, f, t, 'copy');
       const { parent, name, replaced } = this.clearDestination(w, f, t, u, opts.overwrite ?? false);
       this.copyTree(w, src, parent.id, name, u, depth === 'infinity');
       w.touch(parent.id);
-      return { entry: this.stat(t), replaced };
+      return { entry: this.stat(t), overwritten: replaced !== null, replaced };
     });
   }
 
@@ -995,6 +1018,7 @@ export class VolumeMeta {
       const p = to ?? row.path;
       paths.push(p);
       if (p === '/') throw new MetaError('EXISTS', 'cannot restore onto the root of the volume', { path: p });
+      this.checkRoomBelow(this.q.node.get(row.node)!, row.path, p, 'restore');
       const parent = this.mustResolveParent(p);
       if (this.q.child.get(parent.id, baseName(p))) {
         throw new MetaError('EXISTS', `cannot restore ${trashId} to ${p}: the path is taken; pass another path as "to"`, { path: p });
@@ -1587,6 +1611,25 @@ export class VolumeMeta {
     return { entry, version, dropped: dropped.map(toVersion), released: w.released() };
   }
 
+  /**
+   * INVALID_PATH (`path_too_long`, as a path given that long is) when putting what is below `node`, now at `from`,
+   * under `to` would make a path longer than MAX_PATH_BYTES, which no operation could name again. Only a longer `to`
+   * can: the paths below `from` are within the limit.
+   */
+  private checkRoomBelow(node: NodeRow, from: string, to: string, verb: 'move' | 'copy' | 'restore'): void {
+    const grows = utf8Length(to) - utf8Length(from);
+    if (node.type !== 'dir' || grows <= 0) return;
+    const deep = this.q.tooDeep.get(node.id, MAX_PATH_BYTES - utf8Length(to) - 1);
+    if (!deep) return;
+    const short = (s: string) => (s.length > 80 ? `${s.slice(0, 80)}…` : s);
+    throw new MetaError(
+      'INVALID_PATH',
+      `cannot ${verb} ${short(from)} to ${short(to)}: ${short(`${from}/${deep.rel}`)} in it would take a path of ` +
+        `${utf8Length(to) + 1 + utf8Length(deep.rel)} bytes in UTF-8; the limit is ${MAX_PATH_BYTES}`,
+      { reason: 'path_too_long', path: short(to) },
+    );
+  }
+
   private checkSourceAndDestination(f: string, t: string, verb: 'move' | 'copy'): void {
     if (t === f) throw new MetaError('CONFLICT', `cannot ${verb} ${f} onto itself`, { path: f });
     if (isSameOrInside(t, f)) throw new MetaError('CONFLICT', `cannot ${verb} ${f} into itself (${t})`, { path: t });
@@ -1608,6 +1651,37 @@ export class VolumeMeta {
     if (!overwrite) throw new MetaError('EXISTS', `${t} already exists`, { path: t });
     if (isSameOrInside(f, t)) throw new MetaError('CONFLICT', `cannot replace ${t}: it contains the source ${f}`, { path: t });
     return { parent, name, replaced: this.trashNode(w, existing, t, user) };
+  }
+
+  /**
+   * A file moved over a file: an editor's safe save (write a temporary file, move it over the original; LibreOffice,
+   * vim, Office over WebDAV). The destination stays the same file, with its id, owner, creation time and history, and
+   * takes the source's content as its newest version; the content it replaces stays a kept version, pruned by
+   * keepVersions like any overwrite, instead of going to the trash, where it would be charged to the owner until
+   * purged, every save, and be missing from the file's history.
+   *
+   * The source's own kept versions come along too, oldest first, after the destination's: the history at the path
+   * then reads as what it was and then what the source was, and nothing the source held is lost but what
+   * keepVersions drops (a safe save's temporary file has one version; a file with a history moved over another keeps
+   * it). Its dead properties replace the destination's, as a moved entry's go with it. The source entry is then gone:
+   * trashed and purged within this one log entry, which releases only chunks no kept version names.
+   */
+  private moveOntoFile(w: Writer, src: NodeRow, f: string, dest: NodeRow, t: string, user: string): MoveResult {
+    for (const v of this.q.versionsOf.all(src.id).slice(0, this.keepVersions).reverse()) {
+      const chunks = JSON.parse(v.chunks) as ChunkRef[];
+      w.emit({ t: 'version', file: dest.id, vid: w.alloc('version'), content_id: v.content_id, size: v.size, chunks, mtime: v.mtime, author: v.author });
+    }
+    for (const v of this.q.versionsOf.all(dest.id).slice(this.keepVersions)) w.emit({ t: 'drop', file: dest.id, vid: v.vid });
+    const props = new Map(this.q.props.all(src.id).map((r) => [r.name, r.value]));
+    const old = this.q.props.all(dest.id);
+    const set = [...props].filter(([name, value]) => !old.some((r) => r.name === name && r.value === value));
+    const remove = old.filter((r) => !props.has(r.name)).map((r) => r.name);
+    if (set.length > 0 || remove.length > 0) w.emit({ t: 'props', id: dest.id, set, remove });
+    const tid = w.alloc('trash');
+    w.emit({ t: 'trash', tid, id: src.id, path: f, deleted_at: w.at, deleted_by: user });
+    w.emit({ t: 'purge', tid });
+    w.touch(src.parent!);
+    return { entry: this.stat(t), overwritten: true, replaced: null };
   }
 
   private trashNode(w: Writer, node: NodeRow, p: string, user: string): TrashEntry {
