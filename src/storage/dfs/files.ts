@@ -10,9 +10,9 @@ import { Chunker } from './chunker.ts';
 import { FileSums } from './hashing.ts';
 import { type ChunkIO, ChunkUnavailableError, PlacementError } from './chunk-io.ts';
 import type { ReadCheck } from './chunk-store.ts';
-import { PathError, normalizePath } from './paths.ts';
+import { PathError, normalizePath, parentPath } from './paths.ts';
 import type { HeldVolume, VolumeSet } from './volumes.ts';
-import { type ChunkRef, type Entry, MetaError, type Subtree, type TrashEntry, type Version } from './volume-meta.ts';
+import { type ChunkRef, type Entry, HOME_DIR, MetaError, PUBLIC_DIR, type Subtree, type TrashEntry, type Version } from './volume-meta.ts';
 import type { ZoneStorage } from './zone-view.ts';
 
 export type Action = 'read' | 'write' | 'create' | 'delete';
@@ -148,11 +148,13 @@ export class Files {
   // hold `…/Photos/*`, which matches the folder Photos/2024 but nothing in it). So each check below covers the
   // entries under a folder too, all before anything changes: a refusal leaves the volume as it was.
 
-  /** What removing `path` needs: `delete` on it and on everything below it. */
+  /** What removing `path` needs: `delete` on it and on everything below it; not a folder of the volume's own, and in
+   * /public, all of it the caller's. */
   checkRemove(p: Principal | null, volume: string, path: string): void {
     this.check(p, 'delete', volume, path);
     const meta = this.writable(volume).meta;
     if (meta.tryStat(path)?.type === 'dir') this.checkBelow(p, 'delete', volume, path, (limit) => meta.below(path, limit), path);
+    this.checkTakeAway(p, 'delete', volume, path, () => meta.notOwnedBy(path, p!.userId));
   }
 
   /**
@@ -171,9 +173,12 @@ export class Files {
   }
 
   /**
-   * What moving (`delete` at the source) or copying (`read` there) `from` to `to` needs: `create` at the target, and
-   * `delete` of what an overwrite would replace. For a folder, the same on every entry below: at the source, where the
-   * entry lands below `to`, and below a replaced folder; a copy of depth 0 takes the folder alone.
+   * What moving or copying `from` to `to` needs: at the source `read` (a move hands over what it moves, kept versions
+   * included, so it needs what a copy needs) and for a move `delete`; `create` at the target, and `delete` of what an
+   * overwrite would replace. A file moved over a file becomes that file's new version (VolumeMeta.rename), so that
+   * needs `write` on it instead, as storing it would. For a folder, the same on every entry below: at the source,
+   * where the entry lands below `to`, and below a replaced folder; a copy of depth 0 takes the folder alone. What a
+   * move or an overwrite takes away must also be allowed to go (checkTakeAway).
    */
   checkTransfer(
     p: Principal | null,
@@ -184,38 +189,103 @@ export class Files {
     opts: { overwrite: boolean; depth?: 0 | 'infinity' },
   ): void {
     const meta = this.writable(volume).meta;
-    const source = kind === 'move' ? 'delete' : 'read';
-    this.check(p, source, volume, from);
-    this.check(p, 'create', volume, to);
+    const source: Action[] = kind === 'move' ? ['delete', 'read'] : ['read'];
+    for (const action of source) this.check(p, action, volume, from);
+    const moved = meta.tryStat(from);
     const replaced = opts.overwrite ? meta.tryStat(to) : null;
-    if (replaced) this.check(p, 'delete', volume, to);
-    if (meta.tryStat(from)?.type === 'dir' && (kind === 'move' || opts.depth !== 0)) {
+    const intoFile = kind === 'move' && moved?.type === 'file' && replaced?.type === 'file';
+    this.check(p, intoFile ? 'write' : 'create', volume, to);
+    if (replaced && !intoFile) this.check(p, 'delete', volume, to);
+    if (moved?.type === 'dir' && (kind === 'move' || opts.depth !== 0)) {
       let listed: Subtree | undefined;
       const tree = (limit: number) => (listed ??= meta.below(from, limit));
-      this.checkBelow(p, source, volume, from, tree, from);
+      for (const action of source) this.checkBelow(p, action, volume, from, tree, from);
       this.checkBelow(p, 'create', volume, to, tree, from);
     }
     if (replaced?.type === 'dir') this.checkBelow(p, 'delete', volume, to, (limit) => meta.below(to, limit), to);
+    if (kind === 'move') this.checkTakeAway(p, 'move', volume, from, () => meta.notOwnedBy(from, p!.userId));
+    if (replaced && !intoFile) this.checkTakeAway(p, 'replace', volume, to, () => meta.notOwnedBy(to, p!.userId));
   }
 
   /** What restoring a trash entry to `to` needs: `read` where it was and `create` at `to`, and for a folder the same
-   * on everything it holds. */
+   * on everything it holds; and what was in /public, all of it the caller's (checkShared). */
   checkRestore(p: Principal | null, volume: string, item: TrashEntry, to: string): void {
     const meta = this.writable(volume).meta;
     this.check(p, 'read', volume, item.path);
     this.check(p, 'create', volume, to);
-    if (item.type !== 'dir') return;
-    let listed: Subtree | undefined;
-    const tree = (limit: number) => (listed ??= meta.trashBelow(item.trash_id, limit));
-    this.checkBelow(p, 'read', volume, item.path, tree, item.path);
-    this.checkBelow(p, 'create', volume, to, tree, item.path);
+    if (item.type === 'dir') {
+      let listed: Subtree | undefined;
+      const tree = (limit: number) => (listed ??= meta.trashBelow(item.trash_id, limit));
+      this.checkBelow(p, 'read', volume, item.path, tree, item.path);
+      this.checkBelow(p, 'create', volume, to, tree, item.path);
+    }
+    this.checkShared(p, 'restore', volume, item.path, () => meta.trashNotOwnedBy(item.trash_id, p!.userId));
   }
 
-  /** What purging a trash entry needs: `delete` where it was, and for a folder on everything it holds. */
+  /** What purging a trash entry needs: `delete` where it was, and for a folder on everything it holds; and what was in
+   * /public, all of it the caller's (checkShared). */
   checkPurge(p: Principal | null, volume: string, item: TrashEntry): void {
     const meta = this.writable(volume).meta;
     this.check(p, 'delete', volume, item.path);
     if (item.type === 'dir') this.checkBelow(p, 'delete', volume, item.path, (limit) => meta.trashBelow(item.trash_id, limit), item.path);
+    this.checkShared(p, 'purge', volume, item.path, () => meta.trashNotOwnedBy(item.trash_id, p!.userId));
+  }
+
+  /**
+   * What taking `path` away from where it is (moving, renaming, removing or replacing it) needs besides RBAC, which
+   * cannot say either: it is not one of the folders the volume itself keeps, and in /public it is the caller's
+   * (checkShared). The volume's folders are the root, /home, /public and each /home/<user>: a user's grant on their
+   * home (`home/{user}/**`) and everyone's on /public (`public/**`) match those folders themselves, and without them
+   * the paths every user's grants name would be gone or somewhere else. Whoever administers the volume may.
+   */
+  private checkTakeAway(
+    p: Principal | null,
+    verb: 'move' | 'delete' | 'replace',
+    volume: string,
+    path: string,
+    notOwned: () => { path: string; owner: string } | null,
+  ): void {
+    if (!p) throw new KrpcError('UNAUTHENTICATED', 'files need a token');
+    const own = path === '/' || path === HOME_DIR || path === PUBLIC_DIR || parentPath(path) === HOME_DIR;
+    if (own && !this.administers(p, volume)) {
+      throw new KrpcError(
+        'PERMISSION_DENIED',
+        `${p.userId} (app ${p.appId}) may not ${verb} ${volume}:${path}: it is one of the volume's own folders (/, ${HOME_DIR}, ${PUBLIC_DIR}, ${HOME_DIR}/<user>), which only an admin may move, rename or delete`,
+        { reason: 'SYSTEM_FOLDER' },
+      );
+    }
+    this.checkShared(p, verb, volume, path, notOwned);
+  }
+
+  /**
+   * /public is shared the way a sticky folder is (/tmp): every user may add to it and write into what is there, but
+   * an entry in it, at any depth, may be moved, renamed, removed or replaced, and once trashed restored or purged,
+   * only by its owner, and a folder only when everything in it is theirs too. Otherwise one user could take
+   * another's files out of their sight (still charged to them), or delete them. Whoever administers the volume may.
+   */
+  private checkShared(
+    p: Principal | null,
+    verb: 'move' | 'delete' | 'replace' | 'restore' | 'purge',
+    volume: string,
+    path: string,
+    notOwned: () => { path: string; owner: string } | null,
+  ): void {
+    if (!p) throw new KrpcError('UNAUTHENTICATED', 'files need a token');
+    if (!path.startsWith(`${PUBLIC_DIR}/`)) return;
+    const other = notOwned();
+    if (!other || this.administers(p, volume)) return;
+    const what = other.path === path ? `${volume}:${path}, which ${other.owner} owns` : `${volume}:${path}: ${other.owner} owns ${volume}:${other.path} in it`;
+    throw new KrpcError(
+      'PERMISSION_DENIED',
+      `${p.userId} (app ${p.appId}) may not ${verb} ${what}; in ${PUBLIC_DIR} only an entry's owner or an admin may move, rename or delete it`,
+      { reason: 'NOT_OWNER', owner: other.owner },
+    );
+  }
+
+  /** Whether `p` holds `delete` on the whole volume, as admins and the kernel do (`obj://dfs/**`, `obj://**`). */
+  private administers(p: Principal, volume: string): boolean {
+    const req = { user: p.userId, app: p.appId, resource: Files.resource(volume, '/'), action: 'delete' };
+    return this.d.rbac.check(req) && this.d.rbac.checkBelow(req);
   }
 
   /**
@@ -369,8 +439,15 @@ export class Files {
       throw new KrpcError('CONFLICT', `the bytes received hash to ${content_id}, not ${opts.expectContentId}; nothing was changed`);
     }
     try {
-      const r = await v.meta.grouped(() => v.meta.writeFile(path, { content_id, size: sums.size, chunks: refs }, { user: p.userId, expectVersion: opts.expectVersion }));
-      return { entry: r.entry, created: existing === null };
+      return await v.meta.grouped(() => {
+        // Permission was checked for what was there before the bytes streamed in: `create` where nothing was, `write`
+        // over a file. A file may have come or gone since; then the write is checked again, in the transaction that
+        // commits it, for what it now does, or a create-only caller would replace a file that appeared meanwhile.
+        const now = v.meta.tryStat(path);
+        if ((now === null) !== (existing === null)) this.checkPut(p, v.name, path, now !== null);
+        const r = v.meta.writeFile(path, { content_id, size: sums.size, chunks: refs }, { user: p.userId, expectVersion: opts.expectVersion });
+        return { entry: r.entry, created: now === null };
+      });
     } catch (err) {
       throw toKrpcError(err);
     }

@@ -11,7 +11,9 @@ import { dfsFaces } from './endpoint.suite.ts';
 import { type TestFiles, VOLUME, openTestFiles, session } from './files.suite.ts';
 
 // photos may read what is right inside alice's Photos folder and no deeper; tidy may also create and delete there.
+// bob is another member of the zone.
 const TAIL = `g, alice, user
+g, bob, user
 g2, photos, app
 p2, photos, obj://dfs/home/home/alice/Photos/*, read
 g2, tidy, app
@@ -21,12 +23,13 @@ p2, tidy, obj://dfs/home/home/alice/Photos/*, read|create|delete
 describe('dfs kRPC methods on folders (service.ts)', () => {
   let t: TestFiles;
   let server: Server;
-  /** A client whose token stands for alice using `app`. */
-  let as: (app: string) => Client<typeof dfsApi.methods>;
+  /** A client whose token stands for `user` (alice unless named) using `app`. */
+  let as: (app: string, user?: string) => Client<typeof dfsApi.methods>;
 
   before(async () => {
     t = await openTestFiles(TAIL);
     t.meta.ensureHome('alice');
+    t.meta.ensureHome('bob');
     t.meta.mkdir('/home/alice/apps', 'alice');
     t.meta.mkdir('/home/alice/apps/photos', 'alice');
     // A token here is `<user>:<app>`.
@@ -35,7 +38,7 @@ describe('dfs kRPC methods on folders (service.ts)', () => {
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    as = (app) => createClient(dfsApi, { baseUrl, token: `alice:${app}` });
+    as = (app, user = 'alice') => createClient(dfsApi, { baseUrl, token: `${user}:${app}` });
   });
   after(async () => {
     server.closeAllConnections();
@@ -83,5 +86,26 @@ describe('dfs kRPC methods on folders (service.ts)', () => {
     assert.deepEqual(t.meta.trashList().map((i) => i.trash_id), [trash_id]);
     const back = await as('buckyos-cli').restore({ volume: VOLUME, trash_id });
     assert.equal(back.path, '/home/alice/Photos/2024');
+  });
+
+  it('another user may not take a file of /public into their home, nor /public itself', async () => {
+    t.meta.writeFile('/public/readme.txt', { content_id: `sha256:${'b'.repeat(64)}`, size: 0, chunks: [] }, { user: 'alice' });
+    const bob = as('buckyos-cli', 'bob');
+    await denied(bob.rename({ volume: VOLUME, from: '/public/readme.txt', to: '/home/bob/mine.txt' }), /may not move home:\/public\/readme\.txt, which alice owns/);
+    await denied(bob.delete({ volume: VOLUME, path: '/public/readme.txt' }), /may not delete home:\/public\/readme\.txt, which alice owns/);
+    await denied(bob.rename({ volume: VOLUME, from: '/public', to: '/home/bob/all-public' }), /may not move home:\/public: it is one of the volume's own folders/);
+    assert.equal((await as('buckyos-cli').stat({ volume: VOLUME, path: '/public/readme.txt' })).owner, 'alice');
+  });
+
+  it('a move that would put a path past the limit is refused with the reason a path that long is', async () => {
+    let deep = '/home/alice/Photos/2024';
+    for (let i = 0; i < 16; i++) t.meta.mkdir((deep += `/${'d'.repeat(250)}`), 'alice');
+    t.meta.mkdir(`${deep}/${'e'.repeat(4096 - Buffer.byteLength(deep) - 1)}`, 'alice');
+    await assert.rejects(as('buckyos-cli').rename({ volume: VOLUME, from: '/home/alice/Photos/2024', to: '/home/alice/Photos/20245' }), (err: unknown) => {
+      assert.ok(err instanceof KrpcError && err.code === 'INVALID_PARAMS', String(err));
+      assert.deepEqual(err.data, { reason: 'path_too_long' });
+      return true;
+    });
+    assert.ok(t.meta.tryStat('/home/alice/Photos/2024'));
   });
 });

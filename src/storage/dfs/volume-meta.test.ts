@@ -927,6 +927,21 @@ describe('VolumeMeta', () => {
       fails(() => m.trashBelow('99', 10), 'NOT_FOUND');
       fails(() => m.below('/d', -1), 'INVALID_ARGUMENT', /a limit is a whole number of entries/);
     });
+
+    it('names an entry at or below a folder, live or trashed, that a user does not own', () => {
+      m.mkdir('/d', 'alice');
+      m.mkdir('/d/e', 'alice');
+      m.writeFile('/d/e/f', blob('f'), { user: 'alice' });
+      assert.equal(m.notOwnedBy('/d', 'alice'), null);
+      assert.deepEqual(m.notOwnedBy('/d', 'bob'), { path: '/d', owner: 'alice' });
+      m.writeFile('/d/e/g', blob('g'), { user: 'bob' });
+      assert.deepEqual(m.notOwnedBy('/d', 'alice'), { path: '/d/e/g', owner: 'bob' });
+      assert.equal(m.notOwnedBy('/d/e/f', 'alice'), null);
+      const t = m.remove('/d/e', 'alice');
+      assert.deepEqual(m.trashNotOwnedBy(t.trash_id, 'alice'), { path: '/d/e/g', owner: 'bob' });
+      assert.equal(m.notOwnedBy('/d', 'alice'), null);
+      fails(() => m.notOwnedBy('/nope', 'alice'), 'NOT_FOUND');
+    });
   });
 
   describe('quotas', () => {

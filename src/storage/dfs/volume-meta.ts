@@ -890,6 +890,24 @@ export class VolumeMeta {
     return this.belowNode(this.mustTrash(trashId).node, limit);
   }
 
+  /**
+   * The first entry at or below `path` that `user` does not own, and its owner; null when all of it is theirs. What a
+   * caller checks before someone moves or removes something in a shared folder (files.ts, `/public`). One query over
+   * the subtree, which stops at the first such entry.
+   */
+  notOwnedBy(path: string, user: string): { path: string; owner: string } | null {
+    const p = this.path(path);
+    const row = this.q.notOwned.get(this.mustResolve(p).id, checkUser(user));
+    return row ? { path: row.rel === '' ? p : joinChild(p, row.rel), owner: row.owner } : null;
+  }
+
+  /** `notOwnedBy` for what a trash entry holds, named by where it was. */
+  trashNotOwnedBy(trashId: string, user: string): { path: string; owner: string } | null {
+    const item = this.mustTrash(trashId);
+    const row = this.q.notOwned.get(item.node, checkUser(user));
+    return row ? { path: row.rel === '' ? item.path : joinChild(item.path, row.rel), owner: row.owner } : null;
+  }
+
   trashList(): TrashEntry[] {
     return this.q.trashAll.all().map((r) => this.trashEntryOf(r));
   }
