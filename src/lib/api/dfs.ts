@@ -121,7 +121,7 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
   rename: method({
     params: z.object({ volume, from: path, to: path, overwrite: z.boolean().default(false) }).strict(),
     result: dfsEntry,
-    doc: 'Moves a file or folder (with everything in it). Needs delete on the source and create on the destination, for a folder on everything in it too (and delete on all of a folder `overwrite` replaces).',
+    doc: 'Moves a file or folder (with everything in it). Needs read and delete on the source and create on the destination, for a folder on everything in it too (and delete on all of a folder `overwrite` replaces). A file moved over a file (`overwrite`) becomes its newest version, the replaced content kept as an older one: that needs write on it instead. In /public only an entry\'s owner or an admin may move it; only an admin the root, /home, /public and a home folder.',
   }),
   copy: method({
     params: z.object({ volume, from: path, to: path, overwrite: z.boolean().default(false) }).strict(),
@@ -131,7 +131,7 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
   delete: method({
     params: z.object({ volume, path }).strict(),
     result: z.object({ trash_id: z.string() }),
-    doc: 'Moves a file or folder to the volume\'s trash, from where `restore` brings it back. Needs delete, for a folder on everything in it.',
+    doc: 'Moves a file or folder to the volume\'s trash, from where `restore` brings it back. Needs delete, for a folder on everything in it. In /public only an entry\'s owner or an admin may delete it; only an admin the root, /home, /public and a home folder.',
   }),
   trash_list: method({
     params: z.object({ volume }).strict(),
@@ -141,12 +141,12 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
   restore: method({
     params: z.object({ volume, trash_id: z.string().min(1).max(64), to: path.optional() }).strict(),
     result: dfsEntry,
-    doc: 'Brings an item back from the trash, to where it was or to `to`. ALREADY_EXISTS when that place is taken. Needs read where it was and create there, for a folder on everything it holds.',
+    doc: 'Brings an item back from the trash, to where it was or to `to`. ALREADY_EXISTS when that place is taken. Needs read where it was and create there, for a folder on everything it holds; from /public, only by whoever owns all of it, or an admin.',
   }),
   trash_purge: method({
     params: z.object({ volume, trash_id: z.string().min(1).max(64) }).strict(),
     result: z.object({ purged: z.literal(true) }),
-    doc: 'Deletes an item in the trash for good: it can no longer be restored. Needs delete on the path it was removed from, for a folder on everything it held.',
+    doc: 'Deletes an item in the trash for good: it can no longer be restored. Needs delete on the path it was removed from, for a folder on everything it held; from /public, only by whoever owns all of it, or an admin.',
   }),
   search: method({
     params: z.object({
