@@ -298,16 +298,92 @@ describe('derive: dead nodes', () => {
     assert.deepEqual(out.problems, []);
   });
 
-  it('treats a device whose document no longer verifies like a dead one: work moves, its run config stays, no routes', () => {
+  it('treats a device whose document no longer verifies like a dead one: work moves, its run config stays less what moved, no routes', () => {
     const first = derive(world({ devices, specs }), T0);
     assert.deepEqual(first.placement.share, ['s1']);
     const { s1: _untrusted, ...trusted } = devices;
     const input = world({ devices: trusted, untrusted: ['s1'], specs, current: { ...first.keys }, instances: beatsFor(first, Object.keys(devices), T0) });
     const out = derive(input, T0 + 1000);
     assert.deepEqual(out.placement.share, ['s2'], 'moved at once: the device is not trusted with it');
-    assert.equal(out.keys['nodes/s1/config'], first.keys['nodes/s1/config'], 'its run config is kept, not deleted');
+    assert.deepEqual(runConfig(out, 's1'), { kernel: ['gateway'], apps: [] }, 'its run config is kept, less what moved');
     assert.ok(!info(out, 'gateway').instances.some((i) => i.node === 's1'), 'nothing is routed to it');
     assert.deepEqual(planWrites(Object.fromEntries(Object.entries(out.keys).map(([k, v]) => [k, { value: v, revision: 1 }])), derive(written(input, out), T0 + 2000)).ops, []);
+  });
+
+  describe('what an untrusted device keeps of its run config', () => {
+    const rows: {
+      name: string;
+      devices: Record<string, DeviceInput>;
+      specs?: Record<string, ServiceSpec>;
+      storageNodes?: string[];
+      /** s1's run config when its document stopped verifying. */
+      kept: string;
+      expect: string;
+    }[] = [
+      {
+        name: 'a counted service placed elsewhere meanwhile is struck',
+        devices: { c1: device('core', 1), s2: device('storage', 3) },
+        specs,
+        kept: JSON.stringify({ kernel: ['gateway'], apps: ['share'] }),
+        expect: JSON.stringify({ kernel: ['gateway'], apps: [] }),
+      },
+      {
+        name: 'a counted service with nowhere else to go stays',
+        devices: { c1: device('core', 1) },
+        specs,
+        kept: JSON.stringify({ kernel: ['gateway'], apps: ['share'] }),
+        expect: JSON.stringify({ kernel: ['gateway'], apps: ['share'] }),
+      },
+      {
+        name: '"all" services stay, though placed only on the trusted devices',
+        devices: { c1: device('core', 1), s2: device('storage', 3) },
+        specs: { ...specs, index: { replicas: 'all', roles: ['storage'] } },
+        kept: JSON.stringify({ kernel: ['gateway'], apps: ['index'] }),
+        expect: JSON.stringify({ kernel: ['gateway'], apps: ['index'] }),
+      },
+      {
+        name: 'dfs placed by storage stays',
+        devices: { c1: device('core', 1), s2: device('storage', 3) },
+        storageNodes: ['s1', 's2'],
+        kept: JSON.stringify({ kernel: ['gateway', 'dfs'], apps: [] }),
+        expect: JSON.stringify({ kernel: ['gateway', 'dfs'], apps: [] }),
+      },
+      {
+        name: 'a run config that does not parse is kept as it is',
+        devices: { c1: device('core', 1), s2: device('storage', 3) },
+        specs,
+        kept: 'not json',
+        expect: 'not json',
+      },
+    ];
+    for (const row of rows) {
+      it(row.name, () => {
+        const input = world({ devices: row.devices, untrusted: ['s1'], specs: row.specs ?? {}, storageNodes: row.storageNodes, current: { 'nodes/s1/config': row.kept } });
+        assert.equal(derive(input, T0).keys['nodes/s1/config'], row.expect);
+      });
+    }
+  });
+
+  it('does not move a counted service back to a device trusted again, though its name comes first', () => {
+    const first = derive(world({ devices, specs }), T0);
+    assert.deepEqual(first.placement.share, ['s1']);
+    // s1's document stops verifying: share goes to s2, which starts it; s1, told nothing new, still runs it.
+    const { s1: _untrusted, ...trusted } = devices;
+    let t = T0 + 1000;
+    let now = world({ devices: trusted, untrusted: ['s1'], specs, current: { ...first.keys }, instances: beatsFor(first, Object.keys(devices), t) });
+    let out = derive(now, t);
+    assert.deepEqual(out.placement.share, ['s2']);
+    t += 10_000;
+    now = written({ ...now, instances: [...beatsFor(first, ['s1'], t), ...beatsFor(out, ['c1', 's2'], t)] }, out);
+    out = derive(now, t);
+
+    // s1's document verifies again (renewed): s2 keeps share, and s1 is told to stop it.
+    t += 10_000;
+    now = written({ ...now, devices, untrusted: [], instances: [...beatsFor(first, ['s1'], t), ...beatsFor(out, ['c1', 's2'], t)] }, out);
+    out = derive(now, t);
+    assert.deepEqual(out.placement.share, ['s2']);
+    assert.deepEqual(runConfig(out, 's1'), { kernel: ['gateway'], apps: [] });
+    assert.deepEqual(runConfig(out, 's2'), { kernel: ['gateway'], apps: ['share'] });
   });
 
   it('gives work to a node that never reported, but prefers a live one', () => {

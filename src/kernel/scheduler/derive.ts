@@ -186,11 +186,12 @@ function place(
   liveness: ReadonlyMap<string, Liveness>,
   nowMs: number,
   problems: string[],
-): Record<string, string[]> {
+): { placement: Record<string, string[]>; counted: Set<string> } {
   const load = new Map(nodes.map((n) => [n, 0]));
   const current = currentPlacement(input);
   const running = new Set(input.instances.filter((i) => instanceState(i, nowMs) === 'running').map((i) => `${i.service}/${i.node}`));
   const placement: Record<string, string[]> = {};
+  const counted = new Set<string>();
   for (const [service, spec] of effectiveSpecs(input.specs, problems)) {
     const eligible = nodes.filter((n) => {
       const d = input.devices[n];
@@ -204,6 +205,7 @@ function place(
       chosen = eligible;
       if (chosen.length === 0) problems.push(`${service}: no node has one of the roles ${spec.roles.join(', ')} and the memory it needs`);
     } else {
+      counted.add(service);
       const here = current.get(service) ?? new Set<string>();
       // Liveness first: a node that never reported may have been given the service only for want of a live one,
       // and must not keep it once a live one exists (it may never boot).
@@ -231,18 +233,18 @@ function place(
     for (const n of chosen) load.set(n, load.get(n)! + 1);
     placement[service] = chosen;
   }
-  return placement;
+  return { placement, counted };
 }
 
 /**
- * A dead node's run config as it is, less the services placed elsewhere meanwhile: were they left listed, the node
- * would count as running them (currentPlacement) and could take them back on its return, stopping them a second
- * time where they went. Text that does not parse is kept as it is, and text that loses nothing byte for byte.
+ * The run config a node that cannot act on a new one keeps (a dead node, an untrusted device): the one it has, less
+ * the services that do not `stay`, those placed elsewhere meanwhile. Were they left listed, the node would count as
+ * running them (currentPlacement) and could take them back on its return, stopping them a second time where they
+ * went. Text that does not parse is kept as it is, and text that loses nothing byte for byte.
  */
-function deadNodeConfig(node: string, text: string | undefined, placement: Readonly<Record<string, string[]>>): string | undefined {
+function keptConfig(text: string | undefined, stays: (service: string) => boolean): string | undefined {
   const config = parseJson(text, nodeRunConfigSchema);
   if (config === null) return text;
-  const stays = (s: string) => placement[s]?.includes(node) ?? true;
   if ([...config.kernel, ...config.apps].every(stays)) return text;
   const kept: NodeRunConfig = { kernel: config.kernel.filter(stays), apps: config.apps.filter(stays) };
   return JSON.stringify(kept);
@@ -385,18 +387,23 @@ export function derive(input: SchedulerInput, nowMs: number): SchedulerOutput {
     return { keys: sortedRecord(Object.entries(input.current)), placement: {}, problems: ['no device has a verified device document'] };
   }
   const liveness = nodeLiveness(nodes, input.instances, nowMs);
-  const placement = place(input, nodes, liveness, nowMs, problems);
+  const { placement, counted } = place(input, nodes, liveness, nowMs, problems);
   const keys: [string, string][] = nodes.map((node) => {
     const key = `nodes/${node}/config`;
     // A dead node cannot act on a new run config, and finding one that stops its services would make its return
-    // a restart; it keeps its config but for what has moved elsewhere.
-    const kept = liveness.get(node) === 'dead' ? deadNodeConfig(node, input.current[key], placement) : undefined;
+    // a restart; it keeps its config but for what has moved elsewhere. A service still placed on it (an "all"
+    // service, dfs by storage, a counted one with nowhere else to go) stays.
+    const kept = liveness.get(node) === 'dead' ? keptConfig(input.current[key], (s) => placement[s]?.includes(node) ?? true) : undefined;
     return [key, kept ?? runConfig(node, placement)];
   });
-  // An untrusted device gets nothing new, and loses nothing either: like a dead node, it keeps the run config it has.
+  // An untrusted device gets nothing new, and like a dead node keeps its run config but for the counted services
+  // placed elsewhere meanwhile. It is placed nothing, so "placed elsewhere" cannot be read as for a dead node: an
+  // "all" service or dfs is not on it only because it is untrusted, and is its own again once it is trusted.
+  const movedAway = (s: string) => counted.has(s) && (placement[s]?.length ?? 0) > 0;
   for (const node of [...new Set(input.untrusted ?? [])].sort()) {
-    const current = input.current[`nodes/${node}/config`];
-    if (current !== undefined && !Object.hasOwn(input.devices, node)) keys.push([`nodes/${node}/config`, current]);
+    const key = `nodes/${node}/config`;
+    const kept = keptConfig(input.current[key], (s) => !movedAway(s));
+    if (kept !== undefined && !Object.hasOwn(input.devices, node)) keys.push([key, kept]);
   }
   keys.push(...serviceInfos(input, placement, nowMs));
   keys.push([RBAC_TAIL_KEY, rbacTail(input.apps, problems)]);
