@@ -57,6 +57,23 @@ describe('multi-device zone on a LAN', { skip: skip ?? false, timeout: 600_000 }
     assert.deepEqual(list.map((d) => [d.name, d.role]).sort(), [['node2', 'storage'], ['ood1', 'core']]);
   });
 
+  it('a storage device\'s kernel keeps to its own records: its heartbeats land, the zone\'s accounts are refused', async () => {
+    // Its node_daemon's heartbeats and report went through (RBAC lets it write its own records).
+    assert.match(await ood1.cli(['config', 'get', 'services/gateway/instances/node2']), /"node":"node2"/);
+    const report = (await ood1.cli(['config', 'get', 'devices/node2/info'])).trim();
+    assert.match(report, /reported_at/);
+    // Root on node2 signs as its kernel, and RBAC's device side refuses it the zone's configuration.
+    const settings = JSON.stringify({ name: 'mole', role: 'admin', state: 'active' });
+    const direct = await callAs(net, ood1, node2, 3200, 'system-config', 'set', { key: 'users/mole/settings', value: settings });
+    assert.equal(direct.error?.code, 'PERMISSION_DENIED');
+    assert.match(direct.error?.message ?? '', /on storage device node2 may not write config key "users\/mole\/settings"/);
+    const viaCli = await node2.tryCli(['config', 'set', 'system/rbac/policy', 'g, mole, admin']);
+    assert.notEqual(viaCli.code, 0);
+    assert.match(viaCli.stderr, /PERMISSION_DENIED|may not write/);
+    const own = await callAs(net, ood1, node2, 3200, 'system-config', 'set', { key: 'devices/node2/info', value: report });
+    assert.ok(own.result, `its own report is its to write: ${JSON.stringify(own.error)}`);
+  });
+
   it('a join code that was tampered with is refused, and the genuine one works', async () => {
     const offer = JSON.parse(await ood1.cli(['device', 'add', '--role', 'portable', '--name', 'pn1', '--json'])) as { code: string };
     const parts = offer.code.split('.');

@@ -29,7 +29,7 @@ await store.set(`users/${spec.user}/settings`, JSON.stringify({ name: spec.user,
 const hub = generateKeyPair();
 const stop = new AbortController();
 const endpoint = createSystemConfigEndpoint(store, {
-  authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: () => undefined })),
+  authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, device: () => undefined })),
   access: await createRbacConfigAccess(store, stop.signal, (err) => console.error('RBAC policy sync failed:', err)),
 });
 const running = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');

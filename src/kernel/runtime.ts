@@ -73,9 +73,11 @@ export async function createKernelRuntime(name: string, root?: string): Promise<
     }
     return directory;
   };
+  const self = { key: identity.deviceKey.publicKey, name: identity.device.name, role: identity.device.role };
   const authenticate = createTokenVerifier(() => ({
     verifyHubKey: identity.verifyHubKey,
-    deviceKey: (did) => (did === ownDid ? identity.deviceKey.publicKey : devices().keyForDid(did)),
+    device: (did) =>
+      did === ownDid ? self : devices().byDid(did).then((d) => d && { key: d.publicKey, name: d.doc.name, role: d.doc.role }),
   }));
 
   // A device that reaches the zone remotely has no klog of its own: its audit events go to a core device's.

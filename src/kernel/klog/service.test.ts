@@ -12,8 +12,10 @@ import { KlogStore } from './store.ts';
 // its own tests; here each test token maps straight to the principal such a token would carry. Everything behind the
 // token boundary (kRPC server, authorization, redaction, store) is the real code.
 const PRINCIPALS: Record<string, Principal> = {
-  'svc-node-daemon': { userId: 'node-daemon', appId: 'node-daemon', kind: 'service', expiresAt: 0 },
-  'svc-verify-hub': { userId: 'verify-hub', appId: 'verify-hub', kind: 'service', expiresAt: 0 },
+  'svc-node-daemon': { userId: 'node-daemon', appId: 'node-daemon', kind: 'service', expiresAt: 0, deviceName: 'ood1', deviceRole: 'core' },
+  'svc-verify-hub': { userId: 'verify-hub', appId: 'verify-hub', kind: 'service', expiresAt: 0, deviceName: 'ood1', deviceRole: 'core' },
+  'svc-nas': { userId: 'node-daemon', appId: 'node-daemon', kind: 'service', expiresAt: 0, deviceName: 'nas1', deviceRole: 'storage' },
+  'svc-unknown-device': { userId: 'node-daemon', appId: 'node-daemon', kind: 'service', expiresAt: 0 },
   'alice-panel': { userId: 'alice', appId: 'control-panel', kind: 'session', expiresAt: 0 },
   'alice-sudo-cli': { userId: 'alice', appId: 'buckyos-cli', kind: 'sudo', expiresAt: 0 },
   'alice-via-app': { userId: 'alice', appId: 'some-downloader', kind: 'session', expiresAt: 0 },
@@ -74,6 +76,16 @@ describe('klog service over HTTP', () => {
       await assert.rejects(client(t).audit_verify({}), { code: 'PERMISSION_DENIED' }, t);
     }
     await assert.rejects(client('carol-panel').query({}), { code: 'UNAVAILABLE' });
+    // A storage device's kernel ships its own logs and audit events but reads nobody's; nor does one whose device's
+    // role is unknown.
+    assert.equal((await client('svc-nas').append({ records: [rec('from nas1')] })).accepted, 1);
+    await client('svc-nas').audit_append({ event: { kind: 'login', actor: 'alice', target: 'device:nas1' } });
+    for (const t of ['svc-nas', 'svc-unknown-device']) {
+      await assert.rejects(client(t).query({}), { code: 'PERMISSION_DENIED', message: /may not read the zone's logs/ }, t);
+      await assert.rejects(client(t).tail({ timeout_ms: 0 }), { code: 'PERMISSION_DENIED' }, t);
+      await assert.rejects(client(t).audit_query({}), { code: 'PERMISSION_DENIED' }, t);
+      await assert.rejects(client(t).audit_verify({}), { code: 'PERMISSION_DENIED' }, t);
+    }
     await assert.rejects(client('nobody').query({}), { code: 'UNAUTHENTICATED' });
     await assert.rejects(createClient(klogApi, { baseUrl: base }).query({}), { code: 'UNAUTHENTICATED' });
   });

@@ -2,7 +2,8 @@
 // tail. Storage is KlogStore's; who may do what is decided by the `authorize` function the caller passes.
 import type { Logger } from 'pino';
 import { klogApi, KLOG_MAX_BODY_BYTES } from '../../lib/api/klog.ts';
-import { KrpcError, type CallContext, type KrpcEndpoint, type Principal, createKrpcEndpoint } from '../../lib/krpc/index.ts';
+import { KrpcError, type CallContext, type KrpcEndpoint, type Principal, createKrpcEndpoint, isCoreKernel } from '../../lib/krpc/index.ts';
+import { requesterText } from '../../lib/rbac/model.ts';
 import { type KlogStore, KlogStoreClosedError } from './store.ts';
 
 export type KlogAction = 'append' | 'query' | 'audit_append' | 'audit_query';
@@ -26,17 +27,22 @@ export const DEFAULT_LOG_READER_APPS: readonly string[] = ['control-panel', 'buc
 
 /**
  * The zone's klog policy:
- * - append, audit_append: service tokens only (principal.kind 'service'). verify-hub mints those only for kernel
- *   services, so no user or app can write a log line or forge an audit event.
- * - query (query, tail), audit_query (audit_query, audit_verify): kernel services, and users whose role is owner or
- *   admin calling through one of `readerApps`. Logs reveal every user's activity, so ordinary users see none of them.
+ * - append, audit_append: service tokens only (principal.kind 'service'). Only a zone device's key signs those, for
+ *   the kernel services it runs, so no user or app can write a log line or forge an audit event.
+ * - query (query, tail), audit_query (audit_query, audit_verify): kernel services on a core device, and users whose
+ *   role is owner or admin calling through one of `readerApps`. Logs reveal every user's activity, so ordinary users
+ *   see none of them, and neither does a storage, portable or gateway device, whose kernel only ships its own logs.
  * A failing roleOf (system-config unreachable) refuses with UNAVAILABLE rather than guessing.
  */
 export function createDefaultAuthorize(opts: { roleOf: RoleOf; readerApps?: readonly string[] }): KlogAuthorize {
   const readerApps = opts.readerApps ?? DEFAULT_LOG_READER_APPS;
   return async (principal, action) => {
-    if (principal.kind === 'service') return;
-    if (action === 'append' || action === 'audit_append') {
+    const appending = action === 'append' || action === 'audit_append';
+    if (principal.kind === 'service') {
+      if (appending || isCoreKernel(principal)) return;
+      throw new KrpcError('PERMISSION_DENIED', `${requesterText(principal)} may not read the zone's logs: of kernel services, only a core device's may`);
+    }
+    if (appending) {
       throw new KrpcError('PERMISSION_DENIED', `klog.${action} is for kernel services only`);
     }
     if (!readerApps.includes(principal.appId)) {

@@ -295,12 +295,16 @@ class NodeDaemon {
 
   /** Publishes this node's owner-signed documents (always the ones on disk: they are the truth) and, on first
    * boot, this node's run config: the zone has to start before the scheduler runs, and the scheduler then derives
-   * the same list for the core node of a one-device zone, so its first tick leaves the key as it is. */
+   * the same list for the core node of a one-device zone, so its first tick leaves the key as it is. The boot config
+   * is the core devices' to publish: RBAC lets another device's kernel read it, not write it (docs/rbac.md). */
   private async seedZoneRecords(): Promise<void> {
     const rt = this.rt!;
     const cfg = this.config_client();
     const node = rt.identity.device.name;
-    for (const [key, value] of [['boot/config', rt.identity.bootJwt], [`devices/${node}/doc`, rt.identity.deviceJwt]]) {
+    const documents = [['boot/config', rt.identity.bootJwt], [`devices/${node}/doc`, rt.identity.deviceJwt]].filter(
+      ([key]) => key !== 'boot/config' || rt.identity.device.role === 'core',
+    );
+    for (const [key, value] of documents) {
       const cur = await cfg.get({ key });
       if (cur.value === value) continue;
       try {

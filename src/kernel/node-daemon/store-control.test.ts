@@ -50,7 +50,7 @@ async function deviceOn(dir: string, signal: AbortSignal, records: [string, unkn
   const did = didDev(device.publicKeyB64);
   const endpoint = createSystemConfigEndpoint(store, {
     guard: followControl(store, signal, () => undefined),
-    authenticate: createTokenVerifier(() => ({ verifyHubKey: generateKeyPair().publicKey, deviceKey: (d) => (d === did ? device.publicKey : undefined) })),
+    authenticate: createTokenVerifier(() => ({ verifyHubKey: generateKeyPair().publicKey, device: (d) => (d === did ? { key: device.publicKey, name: self, role: 'core' } : undefined) })),
     access: await createRbacConfigAccess(store, signal, () => undefined),
   });
   const srv = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');
@@ -115,7 +115,7 @@ describe('finding where the store went (a member that was away during a move bac
     const callerDid = didDev(caller.publicKeyB64);
     const endpoint = createSystemConfigEndpoint(store, {
       guard: followControl(store, stop.signal, () => undefined),
-      authenticate: createTokenVerifier(() => ({ verifyHubKey: generateKeyPair().publicKey, deviceKey: (d) => (d === callerDid ? caller.publicKey : undefined) })),
+      authenticate: createTokenVerifier(() => ({ verifyHubKey: generateKeyPair().publicKey, device: (d) => (d === callerDid ? { key: caller.publicKey, name: 'caller', role: 'core' } : undefined) })),
       access: await createRbacConfigAccess(store, stop.signal, () => undefined),
     });
     const srv = await listen(createHttpApp({ name: 'system-config', endpoints: [endpoint] }), 0, '127.0.0.1');

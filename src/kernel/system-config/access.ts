@@ -2,7 +2,7 @@
 // scheduler-generated policy tail from `system/rbac/policy`. Deleting a user's settings removes every grant at once,
 // in the same process that enforces them, so there is no window where a deleted user still passes.
 import type { Principal } from '../../lib/krpc/index.ts';
-import { Rbac } from '../../lib/rbac/enforcer.ts';
+import { Rbac, accessRequest } from '../../lib/rbac/enforcer.ts';
 import type { ConfigStore } from './store.ts';
 import type { ConfigAccess } from './service.ts';
 import { RBAC_TAIL_KEY, affectsPolicy, applyPolicyEntry } from '../../lib/rbac/config-sync.ts';
@@ -12,7 +12,7 @@ export async function createRbacConfigAccess(store: ConfigStore, signal: AbortSi
   const rbac = await Rbac.create();
   const policy = await followAccessPolicy(store, rbac, signal, onError);
   return {
-    allowed: (p: Principal, key: string, action) => rbac.check({ user: p.userId, app: p.appId, resource: `obj://config/${key}`, action }),
+    allowed: (p: Principal, key: string, action) => rbac.check(accessRequest(p, `obj://config/${key}`, action)),
     afterWrite: async (changes) => {
       if (changes.some((c) => affectsPolicy(c.key))) await policy.catchUp();
     },

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { type KeyObject, randomUUID } from 'node:crypto';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { generateKeyPair, didDev } from '../../lib/identity/keys.ts';
 import { VERIFY_HUB_KID, createTokenVerifier, signAccessToken } from '../../lib/identity/tokens.ts';
@@ -21,6 +21,13 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
   const hub = generateKeyPair();
   const device = generateKeyPair();
   const deviceDid = didDev(device.publicKeyB64);
+  /** Other devices of the zone, by did: their key, name and role as their documents say. */
+  const others = new Map<string, { key: KeyObject; name: string; role: string }>();
+  const addDevice = (name: string, role: string) => {
+    const key = generateKeyPair();
+    others.set(didDev(key.publicKeyB64), { key: key.publicKey, name, role });
+    return (sub: string) => signAccessToken({ typ: 'service', sub, app: sub, jti: randomUUID() }, key.privateKey, 600, didDev(key.publicKeyB64));
+  };
   let store: ConfigStore;
   let srv: RunningServer;
   let base: string;
@@ -38,7 +45,7 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
     store = openSqliteStore(join(dir, 'config.db'));
     const endpoint = createSystemConfigEndpoint(store, {
       guard: { frozen: () => frozen, firstRevision: () => 0 },
-      authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: (d) => (d === deviceDid ? device.publicKey : undefined) })),
+      authenticate: createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, device: (d) => (d === deviceDid ? { key: device.publicKey, name: 'ood1', role: 'core' } : others.get(d)) })),
       access: await createRbacConfigAccess(store, stop.signal, (e) => assert.fail(String(e))),
       checkValue: (key, value) => {
         const schema = settingsSchemaFor(key);
@@ -64,6 +71,59 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
     const r = await k.set({ key: 'nodes/ood1/config', value: '{"kernel":[]}' });
     assert.ok(r.revision > 0);
     assert.equal((await k.get({ key: 'nodes/ood1/config' })).value, '{"kernel":[]}');
+  });
+
+  it('bounds a storage device\'s kernel to its own records and what its services follow', async () => {
+    const nasToken = addDevice('nas1', 'storage');
+    const nas = await client(await nasToken('node-daemon'));
+    const k = await client(await serviceToken('scheduler'));
+    await k.set({ key: 'nodes/nas1/config', value: '{"kernel":["gateway"],"apps":[]}' });
+    await k.set({ key: 'services/gateway/info', value: '{"instances":[]}' });
+
+    // What node_daemon, the gateway and dfs do there.
+    assert.equal((await nas.get({ key: 'nodes/nas1/config' })).value, '{"kernel":["gateway"],"apps":[]}');
+    await nas.set({ key: 'devices/nas1/info', value: '{"reported_at":1}' });
+    await nas.set({ key: 'services/gateway/instances/nas1', value: '{}' });
+    await nas.delete({ key: 'services/gateway/instances/nas1' });
+    await nas.set({ key: 'services/dfs/status/nas1', value: '{}' });
+    assert.equal((await nas.get({ key: 'services/gateway/info' })).value, '{"instances":[]}');
+    assert.ok((await nas.list({ prefix: 'users/' })).entries.every((e) => /^users\/[^/]+\/settings$/.test(e.key)), 'of users/, only the account records dfs checks files by');
+
+    // The zone's configuration, and anything of another device's, is refused, saying by whom.
+    const refused: [() => Promise<unknown>, string, string][] = [
+      [() => nas.set({ key: 'users/mallory/settings', value: JSON.stringify({ name: 'mallory', role: 'admin', state: 'active' }) }), 'write', 'users/mallory/settings'],
+      [() => nas.create({ key: 'users/mallory/settings', value: '{}' }), 'create', 'users/mallory/settings'],
+      [() => nas.set({ key: 'system/rbac/policy', value: 'g, mallory, admin' }), 'write', 'system/rbac/policy'],
+      [() => nas.set({ key: 'boot/config', value: 'x' }), 'write', 'boot/config'],
+      [() => nas.get({ key: 'system/verify-hub/credentials/alice' }), 'read', 'system/verify-hub/credentials/alice'],
+      [() => nas.set({ key: 'nodes/ood1/config', value: '{}' }), 'write', 'nodes/ood1/config'],
+      [() => nas.set({ key: 'nodes/nas1/config', value: '{"kernel":["gateway","verify-hub"],"apps":[]}' }), 'write', 'nodes/nas1/config'],
+      [() => nas.set({ key: 'services/verify-hub/info', value: '{}' }), 'write', 'services/verify-hub/info'],
+      [() => nas.set({ key: 'services/share/spec', value: '{}' }), 'write', 'services/share/spec'],
+      [() => nas.set({ key: 'devices/ood1/info', value: '{}' }), 'write', 'devices/ood1/info'],
+      [() => nas.set({ key: 'devices/nas1/revoked', value: '[]' }), 'write', 'devices/nas1/revoked'],
+      [() => nas.set({ key: 'services/gateway/instances/ood1', value: '{}' }), 'write', 'services/gateway/instances/ood1'],
+      [() => nas.exec_tx({ ops: [{ op: 'put', key: 'devices/nas1/info', value: '{}' }, { op: 'put', key: 'users/alice/settings', value: '{}' }] }), 'write', 'users/alice/settings'],
+    ];
+    for (const [call, action, key] of refused) {
+      await assert.rejects(call(), (e: KrpcError) => {
+        assert.equal(e.code, 'PERMISSION_DENIED', key);
+        assert.equal(e.message, `node-daemon (app node-daemon) on storage device nas1 may not ${action} config key "${key}"`);
+        return true;
+      });
+    }
+    assert.equal((await k.get({ key: 'users/mallory/settings' })).value, null);
+    assert.equal((await k.get({ key: 'devices/nas1/info' })).value, '{"reported_at":1}', 'the refused transaction wrote nothing');
+    assert.deepEqual((await nas.list({ prefix: 'system/' })).entries.map((e) => e.key).filter((key) => !key.startsWith('system/rbac/') && !key.startsWith('system/control/')), []);
+  });
+
+  it('takes a device\'s role as its document says now, for a token already in use', async () => {
+    const token = await addDevice('ood2', 'core')('node-daemon');
+    const c = await client(token);
+    await c.set({ key: 'storage/volumes/v2', value: '{}' });
+    const did = [...others].find(([, d]) => d.name === 'ood2')![0];
+    others.set(did, { ...others.get(did)!, role: 'portable' });
+    await assert.rejects(c.set({ key: 'storage/volumes/v2', value: '{}' }), (e: KrpcError) => e.code === 'PERMISSION_DENIED' && /on portable device ood2/.test(e.message));
   });
 
   it('enforces RBAC per role on obj://config/<key>', async () => {

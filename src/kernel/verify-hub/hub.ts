@@ -10,7 +10,8 @@ import { KERNEL_SERVICES, SESSION_TOKEN_TTL_SEC, SUDO_TOKEN_TTL_SEC } from '../.
 import { type CallContext, type Handlers, KrpcError, type Principal } from '../../lib/krpc/index.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { DEFAULT_POLICY } from '../../lib/rbac/default-policy.ts';
-import { parsePolicyCsv } from '../../lib/rbac/enforcer.ts';
+import { type AccessRequest, accessRequest, parsePolicyCsv, requesterText } from '../../lib/rbac/enforcer.ts';
+import { policyNames } from '../../lib/rbac/policy-text.ts';
 import { type KvStore, type KvTxOp, KV_TX_MAX_OPS, isKrpcCode, listAll } from './kv.ts';
 import { type Clock, RateLimiter } from '../../lib/rate-limiter.ts';
 import { NonceStore, PhantomLockout } from './limits.ts';
@@ -50,7 +51,7 @@ export interface AuditEvent {
 }
 
 export type AuditFn = (event: AuditEvent) => void | Promise<void>;
-export type CheckFn = (req: { user: string; app: string; resource: string; action: string }) => boolean | Promise<boolean>;
+export type CheckFn = (req: AccessRequest) => boolean | Promise<boolean>;
 
 export interface VerifyHubOptions {
   kv: KvStore;
@@ -82,13 +83,11 @@ const WRONG_CREDENTIALS = 'wrong user name or password';
 
 const BASE_POLICY = parsePolicyCsv(DEFAULT_POLICY, 'base policy');
 
-/** Kernel services and every subject of the base RBAC policy (roles, services, trusted apps): RBAC checks a user by
- * name, so a user called `scheduler` would be checked as the kernel. As app ids of a login they are refused too: a
- * session for app `system-config` would pass RBAC's app side as the kernel. */
-const RESERVED_NAMES: ReadonlySet<string> = new Set([
-  ...KERNEL_SERVICES,
-  ...BASE_POLICY.flatMap((r) => (r.ptype.startsWith('p') ? [r.fields[0]] : r.fields)),
-]);
+/** Kernel services and every subject of the base RBAC policy's user and app sides (roles, services, trusted apps):
+ * RBAC checks a user by name, so a user called `scheduler` would be checked as the kernel. As app ids of a login they
+ * are refused too: a session for app `system-config` would pass RBAC's app side as the kernel. Device roles are a
+ * namespace of their own, which no user or app name reaches. */
+const RESERVED_NAMES: ReadonlySet<string> = new Set([...KERNEL_SERVICES, ...policyNames(BASE_POLICY)]);
 
 /** The system UI and the CLI (RBAC's trusted-ui), which any user may log in with. Until apps get tokens of their
  * own, any other app id must be an app installed for the user logging in. */
@@ -500,8 +499,8 @@ export class VerifyHub {
   }
 
   private async requireCheck(p: Principal, resource: string, action: string): Promise<void> {
-    if (!(await this.opts.check({ user: p.userId, app: p.appId, resource, action }))) {
-      throw new KrpcError('PERMISSION_DENIED', `${p.userId} (app ${p.appId}) may not ${action} ${resource}`);
+    if (!(await this.opts.check(accessRequest(p, resource, action)))) {
+      throw new KrpcError('PERMISSION_DENIED', `${requesterText(p)} may not ${action} ${resource}`);
     }
   }
 

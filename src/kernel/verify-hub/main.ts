@@ -93,7 +93,7 @@ export async function runVerifyHubService(rt: KernelRuntime, port: number, deps:
     signingKey: signing.privateKey,
     owner: { name: owner, key: rt.identity.ownerKey },
     // This device always knows itself, even before node_daemon has published its document.
-    deviceKey: async (did) => (did === rt.identity.device.did ? rt.identity.deviceKey.publicKey : rt.devices().keyForDid(did)),
+    deviceKey: async (did) => (did === rt.identity.device.did ? rt.identity.deviceKey.publicKey : (await rt.devices().byDid(did))?.publicKey),
     verifyToken: rt.authenticate,
     check: deps.check,
     audit: deps.audit,

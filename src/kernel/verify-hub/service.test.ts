@@ -527,4 +527,29 @@ describe('verify-hub service on system-config', () => {
     await rejectsWith(svc.logout({}), 'FAILED_PRECONDITION');
     await rejectsWith(svc.sudo({ password: OWNER_PW }), 'PERMISSION_DENIED', /user session/);
   });
+
+  it('refuses a storage device\'s kernel managing users, sessions or devices: RBAC bounds it by its device\'s role', async () => {
+    const nas = generateKeyPair();
+    const now = Math.floor(Date.now() / 1000);
+    const doc = await signDocument(
+      { typ: 'device', name: 'nas1', zone: ZONE, did: didDev(nas.publicKeyB64), key: nas.publicKeyB64, role: 'storage', iat: now, exp: now + 3600 },
+      owner.privateKey,
+    );
+    await config.set({ key: 'devices/nas1/doc', value: doc });
+    const token = await signAccessToken({ typ: 'service', sub: 'node-daemon', app: 'buckyos-cli', jti: randomUUID() }, nas.privateKey, 600, didDev(nas.publicKeyB64));
+    const svc = client(token);
+    const onNas = /node-daemon \(app buckyos-cli\) on storage device nas1 may not/;
+    await rejectsWith(svc.user_create({ name: 'mole', password: 'Quiet-field-4711', role: 'admin' }), 'PERMISSION_DENIED', onNas);
+    await rejectsWith(svc.user_set_password({ name: OWNER, new_password: 'Taken-over-4711' }), 'PERMISSION_DENIED', onNas);
+    await rejectsWith(svc.user_set_role({ name: OWNER, role: 'guest' }), 'PERMISSION_DENIED', onNas);
+    await rejectsWith(svc.device_offer({ role: 'core', ttl_sec: 600 }), 'PERMISSION_DENIED', onNas);
+    await rejectsWith(svc.device_offer({ role: 'storage', ttl_sec: 600 }), 'PERMISSION_DENIED', onNas);
+    await rejectsWith(svc.device_remove({ name: 'ood1', force: true, ignore_quorum: false }), 'PERMISSION_DENIED', onNas);
+    const o = await login(OWNER, OWNER_PW);
+    await rejectsWith(svc.session_revoke({ sid: o.refresh_token.split('.')[0] }), 'PERMISSION_DENIED', onNas);
+    assert.equal((await config.get({ key: 'users/mole/settings' })).value, null);
+    assert.ok((await login(OWNER, OWNER_PW)).session_token, 'the owner\'s password is unchanged');
+    // It may still see the zone's devices, as `buckyos device list` on it shows them.
+    assert.ok((await svc.device_list({})).devices.some((d) => d.name === 'nas1'));
+  });
 });

@@ -89,7 +89,7 @@ describe('DeviceDirectory', () => {
 
       // A lookup of a device not known yet lists again; that listing is taken now and answered late.
       const held = store.holdNextList();
-      const lookup = directory.keyForDid(didDev(generateKeyPair().publicKeyB64));
+      const lookup = directory.byDid(didDev(generateKeyPair().publicKeyB64));
       await held.asked;
       store.commit('devices/nas2/revoked', JSON.stringify([nas2.key.publicKeyB64]));
       store.commit('devices/nas2/doc', null);

@@ -103,10 +103,10 @@ export class DeviceDirectory {
     return [...this.devices.values()].sort((a, b) => (a.doc.name < b.doc.name ? -1 : 1));
   }
 
-  /** The device's key for a did:dev, listing again (rate-limited) when it is not known yet: a device that has just
-   * been enrolled may call before the watch delivered its document. */
-  async keyForDid(did: string): Promise<KeyObject | undefined> {
-    const find = () => [...this.devices.values()].find((d) => d.doc.did === did)?.publicKey;
+  /** The device of a did:dev, listing again (rate-limited) when it is not known yet: a device that has just been
+   * enrolled may call before the watch delivered its document. */
+  async byDid(did: string): Promise<ZoneDevice | undefined> {
+    const find = () => [...this.devices.values()].find((d) => d.doc.did === did);
     const known = find();
     if (known) return known;
     // Misses wait for the next listing slot rather than being refused inside it, so a device enrolled a moment ago

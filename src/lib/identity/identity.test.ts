@@ -247,7 +247,7 @@ describe('createTokenVerifier', () => {
   const hub = generateKeyPair();
   const dev = generateKeyPair();
   const devDid = didDev(dev.publicKeyB64);
-  const verify = createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: (did) => (did === devDid ? dev.publicKey : undefined) }));
+  const verify = createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, device: (did) => (did === devDid ? { key: dev.publicKey, name: 'ood1', role: 'core' } : undefined) }));
   const session = { typ: 'session' as const, sub: 'alice', app: 'control-panel', sid: 's1', jti: 'j1' };
   const code = (c: string) => (e: KrpcError) => e.code === c;
 
@@ -258,12 +258,13 @@ describe('createTokenVerifier', () => {
     assert.equal(p.kind, 'session');
     assert.equal(p.sessionId, 's1');
     assert.equal(p.device, undefined);
+    assert.equal(p.deviceRole, undefined);
   });
 
   it('accepts a device-signed service token for a kernel service only, naming the device', async () => {
     const svc = { typ: 'service' as const, sub: 'scheduler', app: 'scheduler', jti: 'j2' };
     const p = await verify(await signAccessToken(svc, dev.privateKey, 60, devDid));
-    assert.deepEqual([p.kind, p.device], ['service', devDid]);
+    assert.deepEqual([p.kind, p.device, p.deviceName, p.deviceRole], ['service', devDid, 'ood1', 'core']);
     await rejectsWith(verify(await signAccessToken({ ...svc, sub: 'evil' }, dev.privateKey, 60, devDid)), KrpcError, code('UNAUTHENTICATED'));
   });
 
@@ -371,7 +372,7 @@ describe('node identity on disk', () => {
 describe('token verifier cache', () => {
   it('answers a repeated token from cache but still expires it', async () => {
     const hub = generateKeyPair();
-    const verify = createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, deviceKey: () => undefined }));
+    const verify = createTokenVerifier(() => ({ verifyHubKey: hub.publicKey, device: () => undefined }));
     // Two seconds: `exp` is whole seconds from a whole-second `iat`, so a one-second token signed late in a second has
     // (as a loaded CI machine showed) already expired by the first verify.
     const token = await signAccessToken({ typ: 'session', sub: 'alice', app: 'control-panel', sid: 's', jti: 'j' }, hub.privateKey, 2, VERIFY_HUB_KID);

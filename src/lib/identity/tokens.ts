@@ -30,10 +30,17 @@ export function signAccessToken(claims: Omit<AccessClaims, 'iat' | 'exp'>, key: 
   return signJwt(claims, key, { kid, expiresInSec: ttlSec });
 }
 
+/** A device of this zone as its verified document describes it. */
+export interface TrustedDevice {
+  key: KeyObject;
+  name: string;
+  role: string;
+}
+
 export interface TrustAnchors {
   verifyHubKey: KeyObject;
-  /** did:dev → public key, for devices of this zone whose signed documents this node has verified. */
-  deviceKey(did: string): KeyObject | undefined | Promise<KeyObject | undefined>;
+  /** did:dev → the device, for devices of this zone whose signed documents this node has verified. */
+  device(did: string): TrustedDevice | undefined | Promise<TrustedDevice | undefined>;
 }
 
 export type TokenVerifier = ((token: string) => Promise<Principal>) & {
@@ -56,13 +63,15 @@ export function createTokenVerifier(anchors: () => TrustAnchors): TokenVerifier 
         verified.delete(token);
         throw new KrpcError('TOKEN_EXPIRED', 'token has expired; refresh or log in again');
       }
-      // A device removed while its token was being verified would otherwise stay cached: its key is looked up again
-      // (a map lookup for a known device) on every hit.
-      if (hit.kid !== VERIFY_HUB_KID && !(await anchors().deviceKey(hit.kid ?? ''))) {
+      if (hit.kid === VERIFY_HUB_KID) return hit.principal;
+      // A device removed while its token was being verified would otherwise stay cached: it is looked up again (a map
+      // lookup for a known device) on every hit, and its name and role are taken as they stand now.
+      const device = await anchors().device(hit.kid ?? '');
+      if (!device) {
         verified.delete(token);
         throw new KrpcError('UNAUTHENTICATED', 'token is signed by a key this zone does not trust');
       }
-      return hit.principal;
+      return withDevice(hit.principal, device);
     }
     const result = await verifyUncached(token);
     if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
@@ -83,7 +92,8 @@ export function createTokenVerifier(anchors: () => TrustAnchors): TokenVerifier 
       throw new KrpcError('UNAUTHENTICATED', 'token is malformed');
     }
     const a = anchors();
-    const key = kid === VERIFY_HUB_KID ? a.verifyHubKey : kid?.startsWith('did:dev:') ? await a.deviceKey(kid) : undefined;
+    const device = kid !== VERIFY_HUB_KID && kid?.startsWith('did:dev:') ? await a.device(kid) : undefined;
+    const key = kid === VERIFY_HUB_KID ? a.verifyHubKey : device?.key;
     if (!key) throw new KrpcError('UNAUTHENTICATED', 'token is signed by a key this zone does not trust');
     let payload: Record<string, unknown>;
     try {
@@ -100,7 +110,13 @@ export function createTokenVerifier(anchors: () => TrustAnchors): TokenVerifier 
       throw new KrpcError('UNAUTHENTICATED', 'service token names an unknown kernel service');
     }
     const principal: Principal = { userId: c.data.sub, appId: c.data.app, kind: c.data.typ, sessionId: c.data.sid, expiresAt: c.data.exp };
-    if (kid !== VERIFY_HUB_KID) principal.device = kid;
-    return { principal, kid };
+    if (!device) return { principal, kid };
+    principal.device = kid;
+    return { principal: withDevice(principal, device), kid };
   }
+}
+
+/** The principal of a device-signed token, naming the device as its document does now. */
+function withDevice(p: Principal, device: TrustedDevice): Principal {
+  return { ...p, deviceName: device.name, deviceRole: device.role };
 }

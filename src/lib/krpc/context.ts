@@ -16,6 +16,17 @@ export interface Principal {
   expiresAt: number;
   /** For service tokens: the device (`did:dev:...`) whose key signed it, i.e. where the service runs. */
   device?: string;
+  /** For service tokens: that device's name and role, from its signed document as trusted when the token was last
+   * used. RBAC bounds a kernel service by its device's role (docs/rbac.md, the device side). */
+  deviceName?: string;
+  deviceRole?: string;
+}
+
+/** Whether `p` is a kernel service on a core device: the kernel in full. A kernel service on any other device, or on
+ * one whose role is unknown, is bounded by its device's role (RBAC's device side); a service that authorises without
+ * RBAC gives it only what such a device needs. */
+export function isCoreKernel(p: Principal): boolean {
+  return p.kind === 'service' && p.deviceRole === 'core';
 }
 
 export interface CallContext {

@@ -8,7 +8,8 @@ export const USER_ROLES = ['admin', 'user', 'limited', 'guest'] as const;
 /** App-side roles the tail may give an app (`g2` lines). */
 export const APP_ROLES = ['app'] as const;
 
-export const DEFAULT_POLICY = `# BuckyOS base RBAC policy. Lines: p/g are the user side, p2/g2 the app side; a request needs both.
+export const DEFAULT_POLICY = `# BuckyOS base RBAC policy. Lines: p/g are the user side, p2/g2 the app side; a request needs both. p3/g3 are the
+# device side, which also bounds every request made with a kernel service token.
 # p, <subject or role>, <resource pattern>, <actions>      g, <member>, <role>
 
 # =====================================================================================================================
@@ -16,8 +17,10 @@ export const DEFAULT_POLICY = `# BuckyOS base RBAC policy. Lines: p/g are the us
 # =====================================================================================================================
 
 # kernel: the kernel ring (DESIGN §2) is the system itself and owns the disks, so there is nothing it could be kept
-# from that it could not reach anyway; limiting it would only break repair. Kernel services call as themselves: the
-# service id is both the user and the app of the request. The ids are those node_daemon mints service tokens for
+# from that it could not reach anyway; limiting it would only break repair. But a kernel service runs on one device,
+# which signs its token, and the device side below bounds it by that device's role: all of this on a core device,
+# only what it needs on any other. Kernel services call as themselves: the service id is both the user and the app of
+# the request. The ids are those node_daemon mints service tokens for
 # (KERNEL_SERVICES in lib/identity/tokens.ts), except klog, which needs no more than frame.
 p, kernel, obj://**, *
 g, system-config, kernel
@@ -146,4 +149,50 @@ p2, app, obj://config/boot/config, read
 p2, app, obj://config/users/*/apps/{app}/**, read
 p2, app, obj://config/users/*/apps/{app}/settings/**, write|create|delete
 p2, app, obj://dfs/*/home/*/apps/{app}/**, read|write|create|delete
+
+# =====================================================================================================================
+# Device side
+# =====================================================================================================================
+# A kernel service token is signed by the key of the device the service runs on, and whatever the service, the role
+# in that device's signed document (core, storage, portable, gateway) bounds what the call may do: p3 lines are keyed
+# by device role, {device} is the signing device's name. A user's token carries no device and is not bound here. A
+# device whose role cannot be read matches no line: its kernel gets nothing rather than everything. Device roles are
+# a namespace of their own: a user or an app named like one gets nothing from it, and the tail cannot touch this side.
+
+# core: the control plane runs here (system-config, verify-hub, the scheduler) and the device holds the zone's
+# verify-hub and enrolment keys; there is nothing to protect from it.
+p3, core, obj://**, *
+
+# edge: storage, portable and gateway devices. They run the gateway, dfs where they have storage, and what an admin
+# places on them; none of them is the control plane. A compromised one must not be able to write the zone's
+# configuration (users and their roles, the RBAC tail, the boot config, service specs and routes, other devices'
+# records) nor read the kernel's secrets under system/, so that removing it ends what it could do. It gets:
+g3, storage, edge
+g3, portable, edge
+g3, gateway, edge
+# what every device follows: the boot config, the zone's devices (the tunnel's peers, other devices' tokens), the
+# routes (services/*/info) and where the zone's store is (system/control/, for a store moved while it was away);
+p3, edge, obj://config/boot/config, read
+p3, edge, obj://config/devices/**, read
+p3, edge, obj://config/services/*/info, read
+p3, edge, obj://config/system/control/**, read
+# its own records, under its own name only: its document (node_daemon publishes the copy it holds), its report, its
+# run config (created at its first boot if absent; the scheduler's to write from then on) and the heartbeats of the
+# instances it runs;
+p3, edge, obj://config/devices/{device}/doc, write
+p3, edge, obj://config/devices/{device}/info, write
+p3, edge, obj://config/nodes/{device}/config, read|create
+p3, edge, obj://config/services/*/instances/{device}, write|delete
+# for dfs: the storage records (disks and volumes are an admin's to write), every node's dfs status and its own to
+# report, and the inputs of the RBAC it checks file access by (each user's record and the tail);
+p3, edge, obj://config/storage/**, read
+p3, edge, obj://config/services/dfs/status/*, read
+p3, edge, obj://config/services/dfs/status/{device}, write
+p3, edge, obj://config/users/*/settings, read
+p3, edge, obj://config/system/rbac/policy, read
+# for ns on a gateway device: its configuration, the records admins set through it, and the installed apps whose
+# names it answers for.
+p3, gateway, obj://config/services/ns/config, read
+p3, gateway, obj://config/services/ns/records, read|write
+p3, gateway, obj://config/users/*/apps/*/spec, read
 `;

@@ -1,7 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { DEVICE_ROLES } from '../identity/names.ts';
+import type { Principal } from '../krpc/index.ts';
 import { DEFAULT_POLICY } from './default-policy.ts';
-import { Rbac, casbinReference, parsePolicyCsv, ruleText, type AccessRequest } from './enforcer.ts';
+import { Rbac, accessRequest, casbinReference, parsePolicyCsv, requesterText, ruleText, type AccessRequest, type RequestDevice } from './enforcer.ts';
 
 // A small zone: carol is the owner (admin), alice and bob are members, dave is a limited account, gina a guest;
 // share and notes are installed apps.
@@ -14,7 +16,7 @@ g2, share, app
 g2, notes, app
 `;
 
-type Who = { user: string; app: string };
+type Who = { user: string; app: string; device?: RequestDevice };
 type Case = readonly [resource: string, action: string, who?: Partial<Who>];
 interface RuleCases {
   rule: string;
@@ -25,6 +27,11 @@ interface RuleCases {
 
 const CLI = 'buckyos-cli';
 const cli = (user: string): Who => ({ user, app: CLI });
+/** node_daemon on a device: the kernel on the user and app sides, so only the device side can refuse. */
+const kernelOn = (name: string, role: string): Who => ({ user: 'node-daemon', app: 'node-daemon', device: { name, role } });
+const NAS = kernelOn('nas1', 'storage');
+const GW = kernelOn('gw1', 'gateway');
+const on = (name: string, role: string): Partial<Who> => ({ device: { name, role } });
 
 // The frame rules are the same on both sides; on the user side the service calls as itself (klog, klog), on the app
 // side klog serves a kernel caller so that only the app side can refuse.
@@ -311,19 +318,123 @@ const RULES: RuleCases[] = [
     allow: [['obj://dfs/main/home/alice/apps/share/db', 'read'], ['obj://dfs/main/home/alice/apps/share/db', 'write'], ['obj://dfs/main/home/bob/apps/notes/n1.md', 'create', { user: 'bob', app: 'notes' }]],
     deny: [['obj://dfs/main/home/alice/photos/x.jpg', 'read'], ['obj://dfs/main/home/alice/apps/notes/n1.md', 'write'], ['obj://dfs/main/public/x', 'read']],
   },
+  // -------------------------------------------------------------------------------------------------- device side
+  {
+    rule: 'p3, core, obj://**, *',
+    who: kernelOn('ood1', 'core'),
+    allow: [['obj://config/users/alice/settings', 'write'], ['obj://config/system/rbac/policy', 'write'], ['obj://config/nodes/ood2/config', 'write', on('ood2', 'core')]],
+    deny: [['obj://config/users/alice/settings', 'write', on('nas1', 'storage')], ['obj://config/boot/config', 'read', on('ood1', '')], ['obj://config/boot/config', 'sudo']],
+  },
+  {
+    rule: 'p3, edge, obj://config/boot/config, read',
+    who: NAS,
+    allow: [['obj://config/boot/config', 'read'], ['obj://config/boot/config', 'read', on('pn1', 'portable')], ['obj://config/boot/config', 'read', on('gw1', 'gateway')]],
+    deny: [['obj://config/boot/config', 'write'], ['obj://config/boot/config', 'create'], ['obj://config/boot/other', 'read']],
+  },
+  {
+    rule: 'p3, edge, obj://config/devices/**, read',
+    who: NAS,
+    allow: [['obj://config/devices/ood1/doc', 'read'], ['obj://config/devices/nas2/revoked', 'read'], ['obj://config/devices', 'read']],
+    deny: [['obj://config/devices/ood1/doc', 'write'], ['obj://config/devices/nas1/revoked', 'write'], ['obj://config/devices/nas2/doc', 'delete']],
+  },
+  {
+    rule: 'p3, edge, obj://config/services/*/info, read',
+    who: NAS,
+    allow: [['obj://config/services/gateway/info', 'read'], ['obj://config/services/dfs/info', 'read'], ['obj://config/services/verify-hub/info', 'read', on('gw1', 'gateway')]],
+    deny: [['obj://config/services/gateway/info', 'write'], ['obj://config/services/gateway/spec', 'read'], ['obj://config/services/dfs/config', 'read']],
+  },
+  {
+    rule: 'p3, edge, obj://config/system/control/**, read',
+    who: NAS,
+    allow: [['obj://config/system/control/config-store', 'read'], ['obj://config/system/control/migration', 'read'], ['obj://config/system/control/freeze', 'read']],
+    deny: [['obj://config/system/control/migration', 'write'], ['obj://config/system/control/freeze', 'create'], ['obj://config/system/verify-hub/credentials/alice', 'read']],
+  },
+  {
+    rule: 'p3, edge, obj://config/devices/{device}/doc, write',
+    who: NAS,
+    allow: [['obj://config/devices/nas1/doc', 'write'], ['obj://config/devices/gw1/doc', 'write', on('gw1', 'gateway')], ['obj://config/devices/pn1/doc', 'write', on('pn1', 'portable')]],
+    deny: [['obj://config/devices/ood1/doc', 'write'], ['obj://config/devices/nas1/doc', 'create'], ['obj://config/devices/nas1/doc', 'delete']],
+  },
+  {
+    rule: 'p3, edge, obj://config/devices/{device}/info, write',
+    who: NAS,
+    allow: [['obj://config/devices/nas1/info', 'write'], ['obj://config/devices/gw1/info', 'write', on('gw1', 'gateway')], ['obj://config/devices/pn1/info', 'write', on('pn1', 'portable')]],
+    deny: [['obj://config/devices/ood1/info', 'write'], ['obj://config/devices/nas1/info', 'delete'], ['obj://config/devices/nas1/revoked', 'write']],
+  },
+  {
+    rule: 'p3, edge, obj://config/nodes/{device}/config, read|create',
+    who: NAS,
+    allow: [['obj://config/nodes/nas1/config', 'read'], ['obj://config/nodes/nas1/config', 'create'], ['obj://config/nodes/gw1/config', 'read', on('gw1', 'gateway')]],
+    deny: [['obj://config/nodes/nas1/config', 'write'], ['obj://config/nodes/ood1/config', 'read'], ['obj://config/nodes/ood1/config', 'create']],
+  },
+  {
+    rule: 'p3, edge, obj://config/services/*/instances/{device}, write|delete',
+    who: NAS,
+    allow: [['obj://config/services/gateway/instances/nas1', 'write'], ['obj://config/services/dfs/instances/nas1', 'delete'], ['obj://config/services/ns/instances/gw1', 'write', on('gw1', 'gateway')]],
+    deny: [['obj://config/services/gateway/instances/ood1', 'write'], ['obj://config/services/gateway/instances/ood1', 'delete'], ['obj://config/services/gateway/instances/nas1/x', 'write']],
+  },
+  {
+    rule: 'p3, edge, obj://config/storage/**, read',
+    who: NAS,
+    allow: [['obj://config/storage/volumes/home', 'read'], ['obj://config/storage/disks/nas2/d1', 'read'], ['obj://config/storage', 'read']],
+    deny: [['obj://config/storage/volumes/home', 'write'], ['obj://config/storage/disks/nas1/d1', 'create'], ['obj://config/storage/disks/nas1/d1', 'delete']],
+  },
+  {
+    rule: 'p3, edge, obj://config/services/dfs/status/*, read',
+    who: NAS,
+    allow: [['obj://config/services/dfs/status/nas1', 'read'], ['obj://config/services/dfs/status/nas2', 'read'], ['obj://config/services/dfs/status/ood1', 'read']],
+    deny: [['obj://config/services/dfs/status/nas2', 'write'], ['obj://config/services/dfs/spec', 'read'], ['obj://config/services/dfs/status/nas1/x', 'read']],
+  },
+  {
+    rule: 'p3, edge, obj://config/services/dfs/status/{device}, write',
+    who: NAS,
+    allow: [['obj://config/services/dfs/status/nas1', 'write'], ['obj://config/services/dfs/status/nas2', 'write', on('nas2', 'storage')], ['obj://config/services/dfs/status/pn1', 'write', on('pn1', 'portable')]],
+    deny: [['obj://config/services/dfs/status/nas2', 'write'], ['obj://config/services/dfs/status/nas1', 'delete'], ['obj://config/services/dfs/spec', 'write']],
+  },
+  {
+    rule: 'p3, edge, obj://config/users/*/settings, read',
+    who: NAS,
+    allow: [['obj://config/users/alice/settings', 'read'], ['obj://config/users/bob/settings', 'read'], ['obj://config/users/alice/settings', 'read', on('gw1', 'gateway')]],
+    deny: [['obj://config/users/alice/settings', 'write'], ['obj://config/users/mallory/settings', 'create'], ['obj://config/users/alice/apps/share/settings', 'read']],
+  },
+  {
+    rule: 'p3, edge, obj://config/system/rbac/policy, read',
+    who: NAS,
+    allow: [['obj://config/system/rbac/policy', 'read'], ['obj://config/system/rbac/policy', 'read', on('gw1', 'gateway')], ['obj://config/system/rbac/policy', 'read', on('pn1', 'portable')]],
+    deny: [['obj://config/system/rbac/policy', 'write'], ['obj://config/system/rbac/policy', 'create'], ['obj://config/system/rbac/other', 'read']],
+  },
+  {
+    rule: 'p3, gateway, obj://config/services/ns/config, read',
+    who: GW,
+    allow: [['obj://config/services/ns/config', 'read'], ['obj://config/services/ns/config', 'read', on('gw2', 'gateway')], ['obj://config/services/ns/config', 'read', { user: 'ns', app: 'ns' }]],
+    deny: [['obj://config/services/ns/config', 'write'], ['obj://config/services/ns/config', 'read', on('nas1', 'storage')], ['obj://config/services/ns/spec', 'read']],
+  },
+  {
+    rule: 'p3, gateway, obj://config/services/ns/records, read|write',
+    who: GW,
+    allow: [['obj://config/services/ns/records', 'read'], ['obj://config/services/ns/records', 'write'], ['obj://config/services/ns/records', 'write', on('gw2', 'gateway')]],
+    deny: [['obj://config/services/ns/records', 'delete'], ['obj://config/services/ns/records', 'write', on('nas1', 'storage')], ['obj://config/services/ns/records', 'write', on('pn1', 'portable')]],
+  },
+  {
+    rule: 'p3, gateway, obj://config/users/*/apps/*/spec, read',
+    who: GW,
+    allow: [['obj://config/users/alice/apps/share/spec', 'read'], ['obj://config/users/bob/apps/notes/spec', 'read'], ['obj://config/users/alice/apps/share/spec', 'read', on('gw2', 'gateway')]],
+    deny: [['obj://config/users/alice/apps/share/spec', 'write'], ['obj://config/users/alice/apps/share/spec', 'read', on('nas1', 'storage')], ['obj://config/users/alice/apps/share/settings', 'read']],
+  },
 ];
 
 const rbac = await Rbac.create(TAIL);
 const reference = await casbinReference(rbac.policyText());
 
 function req(rc: RuleCases, c: Case): AccessRequest {
-  return { user: c[2]?.user ?? rc.who.user, app: c[2]?.app ?? rc.who.app, resource: c[0], action: c[1] };
+  const device = c[2]?.device ?? rc.who.device;
+  return { user: c[2]?.user ?? rc.who.user, app: c[2]?.app ?? rc.who.app, ...(device ? { device } : {}), resource: c[0], action: c[1] };
 }
 
 describe('default policy, rule by rule', () => {
   it('covers every rule of the default policy with at least three allowed and three denied requests', () => {
     const policyRules = parsePolicyCsv(DEFAULT_POLICY)
-      .filter((r) => r.ptype === 'p' || r.ptype === 'p2')
+      .filter((r) => r.ptype === 'p' || r.ptype === 'p2' || r.ptype === 'p3')
       .map(ruleText);
     assert.deepEqual([...RULES.map((r) => r.rule)].sort(), [...policyRules].sort());
     for (const rc of RULES) {
@@ -332,7 +443,7 @@ describe('default policy, rule by rule', () => {
   });
 
   for (const rc of RULES) {
-    const side = rc.rule.startsWith('p2') ? 'appRule' : 'userRule';
+    const side = rc.rule.startsWith('p2') ? 'appRule' : rc.rule.startsWith('p3') ? 'deviceRule' : 'userRule';
     it(rc.rule, () => {
       for (const c of rc.allow) {
         const r = req(rc, c);
@@ -345,7 +456,7 @@ describe('default policy, rule by rule', () => {
         const r = req(rc, c);
         const d = rbac.explain(r);
         assert.equal(d.allowed, false, `should deny ${JSON.stringify(r)}`);
-        assert.equal(d[side], null, `${JSON.stringify(r)} should be refused on the ${side === 'userRule' ? 'user' : 'app'} side`);
+        assert.equal(d[side], null, `${JSON.stringify(r)} should be refused on the ${side.replace('Rule', '')} side`);
         assert.equal(rbac.check(r), false);
       }
     });
@@ -436,6 +547,137 @@ describe('user AND app', () => {
     const req = { user: 'share', app: 'share', resource: 'obj://config/users/alice/apps/share/settings', action: 'read' };
     assert.equal(r.explain(req).appRule, 'p2, app, obj://config/users/*/apps/{app}/**, read');
     assert.equal(r.check(req), false);
+  });
+});
+
+describe('device side: a kernel service is bounded by its device\'s role', () => {
+  const core = kernelOn('ood1', 'core');
+  const as = (who: Who, resource: string, action: string): AccessRequest => ({ ...who, resource, action });
+  // What a compromised storage, portable or gateway device would want, and must not get: the zone's accounts and
+  // their roles, the RBAC tail, the boot config, other devices' records, the kernel's secrets, service placement and
+  // routes, user passwords through verify-hub, user files through dfs, kernel membership.
+  const zoneConfiguration: [string, string][] = [
+    ['obj://config/users/mallory/settings', 'create'],
+    ['obj://config/users/alice/settings', 'write'],
+    ['obj://config/users/alice/apps/share/spec', 'write'],
+    ['obj://config/system/rbac/policy', 'write'],
+    ['obj://config/boot/config', 'write'],
+    ['obj://config/devices/ood1/doc', 'write'],
+    ['obj://config/devices/ood1/info', 'write'],
+    ['obj://config/devices/nas1/revoked', 'write'],
+    ['obj://config/devices/mallory/doc', 'create'],
+    ['obj://config/nodes/ood1/config', 'write'],
+    ['obj://config/nodes/nas1/config', 'write'],
+    ['obj://config/services/share/spec', 'write'],
+    ['obj://config/services/verify-hub/info', 'write'],
+    ['obj://config/services/verify-hub/instances/ood1', 'write'],
+    ['obj://config/storage/volumes/home', 'write'],
+    ['obj://config/zone/settings', 'write'],
+    ['obj://config/system/verify-hub/credentials/alice', 'read'],
+    ['obj://config/system/verify-hub/sessions/alice/s1', 'read'],
+    ['obj://config/system/enrol/offers/x', 'read'],
+    ['obj://user/alice/password', 'write'],
+    ['obj://user/mallory', 'create'],
+    ['obj://dfs/home/home/alice/diary.txt', 'read'],
+    ['obj://system/tokens/service', 'create'],
+    ['obj://log/audit/2024', 'delete'],
+  ];
+  // What node_daemon, the gateway and dfs do on such a device.
+  const ownRecords: [string, string][] = [
+    ['obj://config/boot/config', 'read'],
+    ['obj://config/devices/ood1/doc', 'read'],
+    ['obj://config/devices/nas1/doc', 'write'],
+    ['obj://config/devices/nas1/info', 'write'],
+    ['obj://config/nodes/nas1/config', 'read'],
+    ['obj://config/nodes/nas1/config', 'create'],
+    ['obj://config/services/gateway/instances/nas1', 'write'],
+    ['obj://config/services/gateway/instances/nas1', 'delete'],
+    ['obj://config/services/verify-hub/info', 'read'],
+    ['obj://config/services/dfs/status/nas1', 'write'],
+    ['obj://config/storage/volumes/home', 'read'],
+    ['obj://config/system/control/config-store', 'read'],
+  ];
+
+  it('refuses a storage, portable or gateway device\'s kernel the zone\'s configuration, on the device side alone', () => {
+    for (const who of [NAS, kernelOn('pn1', 'portable'), GW]) {
+      for (const [resource, action] of zoneConfiguration) {
+        const r = as(who, resource, action);
+        const d = rbac.explain(r);
+        assert.equal(d.allowed, false, JSON.stringify(r));
+        assert.equal(d.deviceRule, null, JSON.stringify(r));
+        assert.ok(d.userRule !== null && d.appRule !== null, `only the device side refuses ${JSON.stringify(r)}`);
+        assert.equal(reference(r), false, JSON.stringify(r));
+      }
+    }
+  });
+
+  it('allows it its own records and what its services follow, under its own name only', () => {
+    for (const [resource, action] of ownRecords) {
+      assert.equal(rbac.check(as(NAS, resource, action)), true, `${action} ${resource}`);
+      assert.equal(reference(as(NAS, resource, action)), true, `${action} ${resource}`);
+      const elsewhere = resource.replace('/nas1/', '/nas2/').replace(/\/nas1$/, '/nas2');
+      if (elsewhere !== resource && action !== 'read') assert.equal(rbac.check(as(NAS, elsewhere, action)), false, `${action} ${elsewhere}`);
+    }
+  });
+
+  it('leaves a core device\'s kernel everything', () => {
+    for (const [resource, action] of [...zoneConfiguration, ...ownRecords]) {
+      const r = as(core, resource, action);
+      assert.equal(rbac.check(r), true, JSON.stringify(r));
+      assert.equal(rbac.explain(r).deviceRule, 'p3, core, obj://**, *');
+      assert.equal(reference(r), true, JSON.stringify(r));
+    }
+  });
+
+  it('fails closed for a device whose role cannot be read: not even its own records', () => {
+    for (const device of [{ name: 'nas1', role: '' }, { name: '', role: '' }, { name: 'nas1', role: 'unheard-of' }]) {
+      for (const [resource, action] of ownRecords) {
+        const r = { user: 'node-daemon', app: 'node-daemon', device, resource, action };
+        assert.equal(rbac.check(r), false, JSON.stringify(r));
+        assert.equal(reference(r), false, JSON.stringify(r));
+      }
+    }
+    const unknown: Principal = { userId: 'node-daemon', appId: 'node-daemon', kind: 'service', expiresAt: 0, device: 'did:dev:x' };
+    assert.deepEqual(accessRequest(unknown, 'obj://config/nodes/nas1/config', 'read').device, { name: '', role: '' });
+    assert.equal(rbac.check(accessRequest(unknown, 'obj://config/boot/config', 'read')), false);
+    assert.equal(requesterText(unknown), 'node-daemon (app node-daemon) on a device whose role is unknown');
+  });
+
+  it('makes a kernel service\'s request bounded by its device, and leaves a user\'s token unbounded', () => {
+    const svc: Principal = { userId: 'dfs', appId: 'dfs', kind: 'service', expiresAt: 0, device: 'did:dev:x', deviceName: 'nas1', deviceRole: 'storage' };
+    assert.deepEqual(accessRequest(svc, 'obj://config/storage/volumes/home', 'read'), {
+      user: 'dfs', app: 'dfs', device: { name: 'nas1', role: 'storage' }, resource: 'obj://config/storage/volumes/home', action: 'read',
+    });
+    assert.equal(requesterText(svc), 'dfs (app dfs) on storage device nas1');
+    const carol: Principal = { userId: 'carol', appId: CLI, kind: 'sudo', expiresAt: 0 };
+    assert.equal(accessRequest(carol, 'obj://config/services/share/spec', 'write').device, undefined);
+    assert.equal(rbac.check(accessRequest(carol, 'obj://config/services/share/spec', 'write')), true);
+    assert.equal(rbac.explain(accessRequest(carol, 'obj://config/services/share/spec', 'write')).deviceRule, undefined);
+  });
+
+  it('bounds whole subtrees too', () => {
+    assert.equal(rbac.checkBelow(as(NAS, 'obj://config/storage', 'read')), true);
+    assert.equal(rbac.checkBelow(as(NAS, 'obj://config/users', 'read')), false, 'only users/*/settings');
+    assert.equal(rbac.checkBelow(as(core, 'obj://config/users', 'write')), true);
+    assert.equal(rbac.checkSomeBelow(as(NAS, 'obj://config/users', 'read')), true);
+    assert.equal(rbac.checkSomeBelow(as(NAS, 'obj://dfs/home', 'read')), false);
+  });
+
+  it('places every device role: core in full, every other one as edge', () => {
+    const rules = parsePolicyCsv(DEFAULT_POLICY);
+    const edge = rules.filter((r) => r.ptype === 'g3' && r.fields[1] === 'edge').map((r) => r.fields[0]);
+    assert.deepEqual(['core', ...edge].sort(), [...DEVICE_ROLES].sort());
+  });
+
+  it('keeps device roles a namespace of their own, which the tail cannot touch', async () => {
+    const r = await Rbac.create(TAIL);
+    // A user or app named like a device role is just a name.
+    r.setUserRole('core', 'user');
+    assert.equal(r.check({ user: 'core', app: CLI, resource: 'obj://config/system/rbac/policy', action: 'write' }), false);
+    for (const line of ['p3, storage, obj://**, *', 'g3, storage, core', 'g3, nas1, core']) {
+      assert.throws(() => r.loadTail(`${line}\n`), /the tail cannot hold p3 lines|the tail cannot hold g3 lines/, line);
+    }
+    assert.equal(r.check(as(NAS, 'obj://config/users/alice/settings', 'write')), false);
   });
 });
 

@@ -9,6 +9,7 @@ import { DEFAULT_POLICY, USER_ROLES } from './default-policy.ts';
 import { type PolicyType, type Rule, parsePolicyCsv, policyNames, ruleText, tailViolation } from './policy-text.ts';
 import {
   RBAC_MODEL,
+  type AccessRequest,
   actMatch,
   actionBit,
   compilePattern,
@@ -23,24 +24,21 @@ import {
 } from './model.ts';
 
 export { parsePolicyCsv, ruleText, type PolicyRule, type PolicyType, type Rule } from './policy-text.ts';
+export { accessRequest, requesterText, type AccessRequest, type RequestDevice } from './model.ts';
 
-export interface AccessRequest {
-  user: string;
-  app: string;
-  resource: string;
-  action: string;
-}
-
-/** Which rule allowed each side of a request (as its CSV line), or null where no rule did. */
+/** Which rule allowed each side of a request (as its CSV line), or null where no rule did. `deviceRule` is
+ * undefined for a request without a device, which the device side does not bound. */
 export interface AccessDecision {
   allowed: boolean;
   userRule: string | null;
   appRule: string | null;
+  deviceRule?: string | null;
 }
 
 /**
- * The stock casbin evaluation of `RBAC_MODEL` over `policyCsv` (user side AND app side, `enforceSync` each). It is
- * the executable statement of what a policy means; `Rbac.check` must agree with it on every request.
+ * The stock casbin evaluation of `RBAC_MODEL` over `policyCsv` (user side AND app side, AND the device side for a
+ * request with a device; `enforceSync` each). It is the executable statement of what a policy means; `Rbac.check`
+ * must agree with it on every request.
  */
 export async function casbinReference(policyCsv: string): Promise<(req: AccessRequest) => boolean> {
   const rules = parsePolicyCsv(policyCsv);
@@ -48,9 +46,11 @@ export async function casbinReference(policyCsv: string): Promise<(req: AccessRe
   await e.addFunction('objMatch', objMatch);
   await e.addFunction('actMatch', actMatch);
   const appSide = new EnforceContext('r', 'p2', 'e', 'm2');
-  return (req) =>
-    e.enforceSync(req.user, req.app, req.resource, req.action) &&
-    e.enforceSync(appSide, req.user, req.app, req.resource, req.action);
+  const deviceSide = new EnforceContext('r', 'p3', 'e', 'm3');
+  return (req) => {
+    const r = [req.user, req.app, req.device?.name ?? '', req.device?.role ?? '', req.resource, req.action];
+    return e.enforceSync(...r) && e.enforceSync(appSide, ...r) && (req.device === undefined || e.enforceSync(deviceSide, ...r));
+  };
 }
 
 interface Grant {
@@ -65,6 +65,7 @@ type SideIndex = ReadonlyMap<string, readonly Grant[]>;
 interface Compiled {
   user: SideIndex;
   app: SideIndex;
+  device: SideIndex;
   /** Compiled patterns of this policy, reused by the next compile for the lines it keeps. */
   patterns: ReadonlyMap<string, CompiledPattern>;
 }
@@ -76,7 +77,12 @@ function compilePolicy(rules: readonly Rule[], previous: ReadonlyMap<string, Com
     patterns.set(text, p);
     return p;
   };
-  return { user: compileSide(rules, 'p', 'g', pattern), app: compileSide(rules, 'p2', 'g2', pattern), patterns };
+  return {
+    user: compileSide(rules, 'p', 'g', pattern),
+    app: compileSide(rules, 'p2', 'g2', pattern),
+    device: compileSide(rules, 'p3', 'g3', pattern),
+    patterns,
+  };
 }
 
 function compileSide(
@@ -129,8 +135,9 @@ function findGrant(
 ): Grant | null {
   const grants = side.get(name);
   if (grants === undefined) return null;
+  const device = req.device?.name ?? '';
   for (const g of grants) {
-    if ((g.actions & bit) !== 0 && match(g.pattern, segs, req.user, req.app)) return g;
+    if ((g.actions & bit) !== 0 && match(g.pattern, segs, req.user, req.app, device)) return g;
   }
   return null;
 }
@@ -171,7 +178,7 @@ function effectiveTail(tail: readonly Rule[], roles: ReadonlyMap<string, string>
  */
 export class Rbac {
   readonly #base: readonly Rule[];
-  /** Every name the base policy uses, as subject, member or role, on either side. */
+  /** Every name the base policy uses, as subject, member or role, on the user or the app side. */
   readonly #reserved: ReadonlySet<string>;
   #tail: readonly Rule[] = [];
   #roles: ReadonlyMap<string, string> = new Map();
@@ -191,52 +198,66 @@ export class Rbac {
     return rbac;
   }
 
-  /** Whether the user AND the app may perform `action` on `resource`. Synchronous and allocation-light; an unknown
-   * action, a non-canonical resource or an unknown subject is simply denied. */
+  /** Whether the user AND the app (AND, for a kernel service token, its device) may perform `action` on `resource`.
+   * Synchronous and allocation-light; an unknown action, a non-canonical resource or an unknown subject is simply
+   * denied. */
   check(req: AccessRequest): boolean {
-    return this.#bothSides(req, matchPattern);
+    return this.#everySide(req, matchPattern);
   }
 
-  /** Whether the user side and the app side each hold a grant of the action whose pattern `match`es the resource. */
-  #bothSides(req: AccessRequest, match: typeof matchPattern): boolean {
+  /** Whether the user side, the app side and (for a request with a device) the device side each hold a grant of the
+   * action whose pattern `match`es the resource. */
+  #everySide(req: AccessRequest, match: typeof matchPattern): boolean {
     const bit = actionBit(req.action);
     const segs = bit === 0 ? null : splitResource(req.resource);
     if (segs === null) return false;
     const s = this.#state;
-    return findGrant(s.user, req.user, segs, bit, req, match) !== null && findGrant(s.app, req.app, segs, bit, req, match) !== null;
+    return (
+      findGrant(s.user, req.user, segs, bit, req, match) !== null &&
+      findGrant(s.app, req.app, segs, bit, req, match) !== null &&
+      (req.device === undefined || findGrant(s.device, req.device.role, segs, bit, req, match) !== null)
+    );
   }
 
   /**
-   * Whether the user AND the app may perform `action` on every resource strictly below `resource`, at any depth and
-   * under any name, answered from the policy alone: each side must hold one grant that covers the whole subtree, a
-   * pattern ending in `**` whose segments before it match `resource` or one of its ancestors, or `resource` and a `*`.
+   * Whether the user AND the app (AND a kernel service's device) may perform `action` on every resource strictly below
+   * `resource`, at any depth and under any name, answered from the policy alone: each side must hold one grant that
+   * covers the whole subtree, a pattern ending in `**` whose segments before it match `resource` or one of its
+   * ancestors, or `resource` and a `*`.
    * It never says yes where `check` would refuse some resource below. It may say no where every resource below is in
    * fact allowed, by grants that cover the subtree only together or that stop at a depth (a pattern ending in `*`):
    * a caller that gets false checks the resources that exist, one by one.
    */
   checkBelow(req: AccessRequest): boolean {
-    return this.#bothSides(req, matchesAllBelow);
+    return this.#everySide(req, matchesAllBelow);
   }
 
   /**
-   * Whether the user AND the app each hold a grant of `action` on some resource strictly below `resource`, answered
-   * from the policy alone: what lets a caller see the folders on the way to what they were granted (a WebDAV client
-   * mounts a volume's root and lists it before it goes to the user's home). It says nothing of whether anything
-   * there exists.
+   * Whether the user AND the app (AND a kernel service's device) each hold a grant of `action` on some resource
+   * strictly below `resource`, answered from the policy alone: what lets a caller see the folders on the way to what
+   * they were granted (a WebDAV client mounts a volume's root and lists it before it goes to the user's home). It says
+   * nothing of whether anything there exists.
    */
   checkSomeBelow(req: AccessRequest): boolean {
-    return this.#bothSides(req, matchesSomeBelow);
+    return this.#everySide(req, matchesSomeBelow);
   }
 
   /** `check`, with the rule that allowed each side: for audit records and for telling a user which side refused. */
   explain(req: AccessRequest): AccessDecision {
     const bit = actionBit(req.action);
     const segs = bit === 0 ? null : splitResource(req.resource);
-    if (segs === null) return { allowed: false, userRule: null, appRule: null };
+    const bounded = req.device !== undefined;
+    if (segs === null) return { allowed: false, userRule: null, appRule: null, ...(bounded ? { deviceRule: null } : {}) };
     const s = this.#state;
     const u = findGrant(s.user, req.user, segs, bit, req);
     const a = findGrant(s.app, req.app, segs, bit, req);
-    return { allowed: u !== null && a !== null, userRule: u?.text ?? null, appRule: a?.text ?? null };
+    const d = bounded ? findGrant(s.device, req.device!.role, segs, bit, req) : null;
+    return {
+      allowed: u !== null && a !== null && (!bounded || d !== null),
+      userRule: u?.text ?? null,
+      appRule: a?.text ?? null,
+      ...(bounded ? { deviceRule: d?.text ?? null } : {}),
+    };
   }
 
   /**

@@ -4,7 +4,7 @@
 import { APP_ROLES, USER_ROLES } from './default-policy.ts';
 import { compilePattern, isValidSubject, parseActions } from './model.ts';
 
-export type PolicyType = 'p' | 'p2' | 'g' | 'g2';
+export type PolicyType = 'p' | 'p2' | 'p3' | 'g' | 'g2' | 'g3';
 
 export interface Rule {
   ptype: PolicyType;
@@ -16,7 +16,10 @@ export interface PolicyRule extends Rule {
   line: number;
 }
 
-const FIELD_COUNT: Readonly<Record<PolicyType, number>> = { p: 3, p2: 3, g: 2, g2: 2 };
+const FIELD_COUNT: Readonly<Record<PolicyType, number>> = { p: 3, p2: 3, p3: 3, g: 2, g2: 2, g3: 2 };
+
+/** The device side's rule types: what a device may do by its role. Only the base policy has them. */
+const DEVICE_SIDE: ReadonlySet<PolicyType> = new Set(['p3', 'g3']);
 
 function isPolicyType(s: string): s is PolicyType {
   return Object.hasOwn(FIELD_COUNT, s);
@@ -90,8 +93,8 @@ export function validateRule(ptype: PolicyType, fields: readonly string[]): void
 }
 
 /**
- * Parses and validates policy CSV: one rule a line (`p`/`p2`: subject, resource pattern, actions; `g`/`g2`: member,
- * role), blank lines and `#` comments ignored. A malformed line throws an Error that starts
+ * Parses and validates policy CSV: one rule a line (`p`/`p2`/`p3`: subject, resource pattern, actions; `g`/`g2`/`g3`:
+ * member, role), blank lines and `#` comments ignored. A malformed line throws an Error that starts
  * `<source> line <n>: <reason>`, so a bad policy is rejected whole instead of loading with a rule silently missing.
  */
 export function parsePolicyCsv(text: string, source = 'policy'): PolicyRule[] {
@@ -102,7 +105,7 @@ export function parsePolicyCsv(text: string, source = 'policy'): PolicyRule[] {
     if (trimmed === '' || trimmed.startsWith('#')) continue;
     try {
       const [ptype, ...fields] = splitCsvLine(trimmed);
-      if (!isPolicyType(ptype)) throw new Error(`unknown rule type "${ptype}" (expected p, p2, g or g2)`);
+      if (!isPolicyType(ptype)) throw new Error(`unknown rule type "${ptype}" (expected p, p2, p3, g, g2 or g3)`);
       validateRule(ptype, fields);
       rules.push({ ptype, fields, line: i + 1 });
     } catch (e) {
@@ -112,18 +115,21 @@ export function parsePolicyCsv(text: string, source = 'policy'): PolicyRule[] {
   return rules;
 }
 
-/** Every name a policy uses, as a subject, a member or a role, on either side. */
+/** Every name a policy uses, as a subject, a member or a role, on the user or the app side: the names a user or an
+ * app may not take. The device side's names are device roles, a namespace of their own that no tail line reaches. */
 export function policyNames(rules: readonly Rule[]): Set<string> {
-  return new Set(rules.flatMap((r) => (r.ptype.startsWith('p') ? [r.fields[0]] : r.fields)));
+  return new Set(rules.filter((r) => !DEVICE_SIDE.has(r.ptype)).flatMap((r) => (r.ptype.startsWith('p') ? [r.fields[0]] : r.fields)));
 }
 
 /**
  * Why a tail may not contain `r`, or null when it may. `reserved` is every name of the base policy: the tail adds
  * users, apps, their grants and tail-defined roles, and may not change what the base policy says. So it may not grant
  * to, or give a role to, a base name, and of the base roles it may assign only the user roles (`USER_ROLES`, with
- * `g`) and `app` (with `g2`): nothing in the tail can make a subject kernel, frame or a trusted UI.
+ * `g`) and `app` (with `g2`): nothing in the tail can make a subject kernel, frame or a trusted UI. Nor may it say
+ * anything on the device side (`p3`, `g3`), which bounds what a device's kernel may do by the device's role.
  */
 export function tailViolation(r: Rule, reserved: ReadonlySet<string>): string | null {
+  if (DEVICE_SIDE.has(r.ptype)) return `what a device may do by its role is the base policy's alone; the tail cannot hold ${r.ptype} lines`;
   if (r.ptype === 'p' || r.ptype === 'p2') {
     const sub = r.fields[0];
     return reserved.has(sub) ? `"${sub}" is defined by the base policy; the tail cannot grant it more` : null;

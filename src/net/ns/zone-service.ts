@@ -123,7 +123,8 @@ export async function runNsService(rt: KernelRuntime, port: number, roleOf: Role
     }
   }
 
-  const admin = async (ctx: CallContext) => authorize(ctx);
+  /** `changes`: the call writes the zone's configuration (the API records), with this service's own token. */
+  const admin = async (ctx: CallContext, changes = false) => authorize(ctx, changes);
   const running = (): StartedNs => {
     if (!ns) throw new KrpcError('UNAVAILABLE', `the DNS server is not running: ${configError ?? 'starting'}`);
     return ns;
@@ -197,14 +198,14 @@ export async function runNsService(rt: KernelRuntime, port: number, roleOf: Role
         return { records: parseApiRecords(cur.value), revision: cur.revision };
       },
       records_put: async (p, ctx) => {
-        await admin(ctx);
+        await admin(ctx, true);
         const same = (r: NsRecord) => r.name.toLowerCase() === p.record.name.toLowerCase() && r.type === p.record.type && r.value === p.record.value;
         const r = await changeRecords((list) => [...list.filter((x) => !same(x)), p.record]);
         rt.audit.emit({ kind: 'config_change', actor: ctx.principal?.userId ?? 'kernel', target: NS_RECORDS_KEY, detail: { put: p.record } });
         return { records: r.list.length, revision: r.revision };
       },
       records_delete: async (p, ctx) => {
-        await admin(ctx);
+        await admin(ctx, true);
         const hit = (r: NsRecord) => r.name.toLowerCase() === p.name.toLowerCase() && r.type === p.type && (p.value === undefined || r.value === p.value);
         let deleted = 0;
         const r = await changeRecords((list) => {

@@ -3,7 +3,7 @@
 // then one metadata transaction, so a file is visible only once all of it is safe), ranged reads from whichever
 // copies are healthy, and the metadata operations. Called by the kRPC methods, the HTTP routes and WebDAV alike.
 import { KrpcError, type Principal } from '../../lib/krpc/index.ts';
-import type { Rbac } from '../../lib/rbac/enforcer.ts';
+import { type Rbac, accessRequest, requesterText } from '../../lib/rbac/enforcer.ts';
 import { type PlacementPolicy, policyFor } from '../../lib/config/storage-records.ts';
 import type { DfsEntry } from '../../lib/api/dfs.ts';
 import { Chunker } from './chunker.ts';
@@ -125,8 +125,8 @@ export class Files {
 
   check(p: Principal | null, action: Action, volume: string, path: string): void {
     if (!p) throw new KrpcError('UNAUTHENTICATED', 'files need a token');
-    if (!this.d.rbac.check({ user: p.userId, app: p.appId, resource: Files.resource(volume, path), action })) {
-      throw new KrpcError('PERMISSION_DENIED', `${p.userId} (app ${p.appId}) may not ${action} ${volume}:${path}`);
+    if (!this.d.rbac.check(accessRequest(p, Files.resource(volume, path), action))) {
+      throw new KrpcError('PERMISSION_DENIED', `${requesterText(p)} may not ${action} ${volume}:${path}`);
     }
   }
 
@@ -136,12 +136,12 @@ export class Files {
    * what leads on to what they may read.
    */
   leadsToReadable(p: Principal, volume: string, path: string): boolean {
-    return this.d.rbac.checkSomeBelow({ user: p.userId, app: p.appId, resource: Files.resource(volume, path), action: 'read' });
+    return this.d.rbac.checkSomeBelow(accessRequest(p, Files.resource(volume, path), 'read'));
   }
 
   /** Whether `p` may read `path`, without saying why not. */
   mayRead(p: Principal, volume: string, path: string): boolean {
-    return this.d.rbac.check({ user: p.userId, app: p.appId, resource: Files.resource(volume, path), action: 'read' });
+    return this.d.rbac.check(accessRequest(p, Files.resource(volume, path), 'read'));
   }
 
   // An operation on a folder acts on everything in it, and RBAC grants need not reach below the folder (an app may
@@ -295,8 +295,8 @@ export class Files {
    */
   private checkBelow(p: Principal | null, action: Action, volume: string, base: string, tree: (limit: number) => Subtree, of: string): void {
     if (!p) throw new KrpcError('UNAUTHENTICATED', 'files need a token');
-    const who = `${p.userId} (app ${p.appId})`;
-    if (this.d.rbac.checkBelow({ user: p.userId, app: p.appId, resource: Files.resource(volume, base), action })) return;
+    const who = requesterText(p);
+    if (this.d.rbac.checkBelow(accessRequest(p, Files.resource(volume, base), action))) return;
     const { paths, complete } = tree(SUBTREE_CHECK_MAX);
     if (!complete) {
       throw new KrpcError(
@@ -307,7 +307,7 @@ export class Files {
     }
     for (const rel of paths) {
       const path = base === '/' ? `/${rel}` : `${base}/${rel}`;
-      if (!this.d.rbac.check({ user: p.userId, app: p.appId, resource: Files.resource(volume, path), action })) {
+      if (!this.d.rbac.check(accessRequest(p, Files.resource(volume, path), action))) {
         throw new KrpcError('PERMISSION_DENIED', `${who} may not ${action} ${volume}:${path}, which is inside ${volume}:${base}`);
       }
     }
