@@ -301,9 +301,8 @@ class NodeDaemon {
     const rt = this.rt!;
     const cfg = this.config_client();
     const node = rt.identity.device.name;
-    const documents = [['boot/config', rt.identity.bootJwt], [`devices/${node}/doc`, rt.identity.deviceJwt]].filter(
-      ([key]) => key !== 'boot/config' || rt.identity.device.role === 'core',
-    );
+    const documents: [string, string][] = [[`devices/${node}/doc`, rt.identity.deviceJwt]];
+    if (rt.identity.device.role === 'core') documents.unshift(['boot/config', rt.identity.bootJwt]);
     for (const [key, value] of documents) {
       const cur = await cfg.get({ key });
       if (cur.value === value) continue;
