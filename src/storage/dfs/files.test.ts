@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { KrpcError, type Principal } from '../../lib/krpc/index.ts';
 import { SUBTREE_CHECK_MAX } from './files.ts';
-import { type TestFiles, VOLUME, openTestFiles, session } from './files.suite.ts';
+import { NODE, type TestFiles, VOLUME, openTestFiles, session } from './files.suite.ts';
 import type { VolumeMeta } from './volume-meta.ts';
 
 // alice is a member of the zone; the apps act for her. photos may read what is right inside Photos (a folder, or a
@@ -228,7 +228,7 @@ describe('the shared /public folder, the volume\'s own folders, and writes that 
   let t: TestFiles;
   let meta: VolumeMeta;
   const [alice, bob, carol] = ['alice', 'bob', 'carol'].map((u) => session(u, 'buckyos-cli'));
-  const kernel: Principal = { userId: 'dfs', appId: 'dfs', kind: 'service', expiresAt: 0 };
+  const kernel: Principal = { userId: 'dfs', appId: 'dfs', kind: 'service', expiresAt: 0, deviceName: NODE, deviceRole: 'core' };
   const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
   const store = (path: string, user: string, tag = path) =>
     meta.writeFile(path, { content_id: sha(tag), size: tag.length, chunks: [{ id: sha(tag), size: tag.length }] }, { user });

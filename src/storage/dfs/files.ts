@@ -250,7 +250,7 @@ export class Files {
     if (own && !this.administers(p, volume)) {
       throw new KrpcError(
         'PERMISSION_DENIED',
-        `${p.userId} (app ${p.appId}) may not ${verb} ${volume}:${path}: it is one of the volume's own folders (/, ${HOME_DIR}, ${PUBLIC_DIR}, ${HOME_DIR}/<user>), which only an admin may move, rename or delete`,
+        `${requesterText(p)} may not ${verb} ${volume}:${path}: it is one of the volume's own folders (/, ${HOME_DIR}, ${PUBLIC_DIR}, ${HOME_DIR}/<user>), which only an admin may move, rename or delete`,
         { reason: 'SYSTEM_FOLDER' },
       );
     }
@@ -277,14 +277,14 @@ export class Files {
     const what = other.path === path ? `${volume}:${path}, which ${other.owner} owns` : `${volume}:${path}: ${other.owner} owns ${volume}:${other.path} in it`;
     throw new KrpcError(
       'PERMISSION_DENIED',
-      `${p.userId} (app ${p.appId}) may not ${verb} ${what}; in ${PUBLIC_DIR} only an entry's owner or an admin may move, rename or delete it`,
+      `${requesterText(p)} may not ${verb} ${what}; in ${PUBLIC_DIR} only an entry's owner or an admin may move, rename or delete it`,
       { reason: 'NOT_OWNER', owner: other.owner },
     );
   }
 
   /** Whether `p` holds `delete` on the whole volume, as admins and the kernel do (`obj://dfs/**`, `obj://**`). */
   private administers(p: Principal, volume: string): boolean {
-    const req = { user: p.userId, app: p.appId, resource: Files.resource(volume, '/'), action: 'delete' };
+    const req = accessRequest(p, Files.resource(volume, '/'), 'delete');
     return this.d.rbac.check(req) && this.d.rbac.checkBelow(req);
   }
 
