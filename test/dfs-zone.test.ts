@@ -26,6 +26,7 @@ const ALICE_PW = 'Correct-horse-battery-9';
 const BOB_PW = 'Staple-Battery-42x';
 const CAROL_PW = 'Lantern-Quartz-77q';
 const GWEN_PW = 'Meadow-Violet-58k';
+const DAVE_PW = 'Harbor-Copper-31z';
 /** dfs's chunk collection grace in this zone: short, so a round can take a purged file's chunks within the test. */
 const GC_GRACE_S = 2;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -211,6 +212,34 @@ describe('dcfs-lite on a single-device zone with two disks', { timeout: 300_000 
     const bad = await fetch(`${zone.gatewayUrl}/kapi/dfs/files/home/home/alice/%C3%28`, { headers: { authorization: `Bearer ${alice}` } });
     assert.equal(bad.status, 400);
     assert.match(await bad.text(), /UTF-8/);
+  });
+
+  it('sets a deleted user\'s home aside: a later account of the name starts with nothing, and an admin finds the files', async () => {
+    const hub = createClient(verifyHubApi, { baseUrl: zone.gatewayUrl, token: alice });
+    await hub.user_create({ name: 'dave', password: DAVE_PW, role: 'user' });
+    await until('dave has a home folder', async () => ((await dfs().stat({ volume: 'home', path: '/home/dave' })).type === 'dir' ? true : undefined));
+    const note = join(dir, 'dave.txt');
+    writeFileSync(note, 'dave\'s medical records\n');
+    await ok(as('dave', DAVE_PW, ['fs', 'put', note, 'home:/home/dave/medical.txt']));
+    await ok(as('dave', DAVE_PW, ['fs', 'put', note, 'home:/home/dave/old.txt']));
+    await ok(as('dave', DAVE_PW, ['fs', 'rm', 'home:/home/dave/old.txt']));
+    tokens.delete('dave');
+
+    const { sudo_token } = await hub.sudo({ password: ALICE_PW });
+    await createClient(verifyHubApi, { baseUrl: zone.gatewayUrl, token: sudo_token }).user_delete({ name: 'dave' });
+    await hub.user_create({ name: 'dave', password: DAVE_PW, role: 'user' });
+    const aside = await until('the former dave\'s home is set aside', async () => {
+      const retired = (await dfs().list({ volume: 'home', path: '/home/.deleted' })).entries.find((e) => /^\/home\/\.deleted\/dave-/.test(e.path));
+      return retired?.path;
+    });
+    await until('the new dave has a home folder', async () => ((await dfs().stat({ volume: 'home', path: '/home/dave' })).type === 'dir' ? true : undefined));
+    assert.deepEqual(JSON.parse(await ok(as('dave', DAVE_PW, ['fs', 'ls', 'home:/home/dave', '--json']))), []);
+    assert.equal(await ok(as('dave', DAVE_PW, ['fs', 'trash', 'home'])), '');
+    const daveClient = createClient(dfsApi, { baseUrl: zone.gatewayUrl, token: tokens.get('dave')! });
+    assert.deepEqual(await daveClient.usage({ volume: 'home' }), { user: 'dave', used_bytes: 0, quota_bytes: null });
+    await assert.rejects(daveClient.list({ volume: 'home', path: aside }), (e: KrpcError) => e.code === 'PERMISSION_DENIED');
+    assert.deepEqual((await dfs().list({ volume: 'home', path: aside })).entries.map((e) => [e.path, e.owner]), [[`${aside}/medical.txt`, 'kernel']]);
+    assert.ok((await dfs().trash_list({ volume: 'home' })).items.some((i) => i.path === `${aside}/old.txt`));
   });
 
   it('enforces quotas before anything is stored', async () => {

@@ -1,7 +1,7 @@
 // verify-hub's logic behind its kRPC methods: logins, refresh, sudo, and user and session management. State lives in
 // system-config (through KvStore) so that sessions survive restarts; only rate limits and nonces are in memory.
 // docs/verify-hub.md describes the flows and the rules enforced here.
-import type { KeyObject } from 'node:crypto';
+import { type KeyObject, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { type UserRole, verifyHubApi } from '../../lib/api/verify-hub.ts';
 import { userName } from '../../lib/identity/documents.ts';
@@ -234,7 +234,7 @@ export class VerifyHub {
    */
   async ensureOwner(initialPassword: PasswordHash | null): Promise<{ imported: boolean }> {
     const name = this.opts.owner.name;
-    const settings: UserSettings = { name, role: 'admin', state: 'active', created_at: this.nowSec() };
+    const settings: UserSettings = { name, role: 'admin', state: 'active', created_at: this.nowSec(), id: randomUUID() };
     try {
       await this.kv.set({ key: KEYS.settings(name), value: JSON.stringify(settings), expect_revision: 0 });
     } catch (e) {
@@ -543,7 +543,7 @@ export class VerifyHub {
     this.strongPassword(p.password, p.name);
     const hash = await hashPassword(p.password);
     const now = this.nowSec();
-    const settings: UserSettings = { name: p.name, role: p.role, state: 'active', created_at: now };
+    const settings: UserSettings = { name: p.name, role: p.role, state: 'active', created_at: now, id: randomUUID() };
     const cred: Credential = { ...hash, failed_attempts: 0, locked_until: 0, updated_at: now, session_epoch: 0 };
     const r = await this.kv.exec_tx({
       compares: [

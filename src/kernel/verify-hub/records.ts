@@ -1,7 +1,6 @@
 // What verify-hub keeps in system-config, and where. Every record is validated when read, so a hand-edited or
 // corrupt value fails loudly at the key that holds it instead of deep inside a login.
 import { z } from 'zod';
-import { userRole } from '../../lib/api/verify-hub.ts';
 import { USER_NAME } from '../../lib/identity/documents.ts';
 import { passwordHashSchema } from './password.ts';
 import type { KvStore } from './kv.ts';
@@ -32,18 +31,8 @@ export function sidOfKey(key: string): string | null {
   return SID_RE.test(sid) ? sid : null;
 }
 
-export const SETTINGS_KEY_RE = /^users\/([^/]+)\/settings$/;
-
-/** The public user record. Loose, because other parts of the system may keep more facts about a user here. */
-export const userSettingsSchema = z
-  .object({
-    name: z.string(),
-    role: userRole,
-    state: z.enum(['active', 'disabled']),
-    created_at: z.number().int(),
-  })
-  .passthrough();
-export type UserSettings = z.infer<typeof userSettingsSchema>;
+/** The public user record; its shape is shared with the services that read it. */
+export { USER_SETTINGS_KEY as SETTINGS_KEY_RE, type UserSettings, userSettingsSchema } from '../../lib/config/user-records.ts';
 
 export const credentialSchema = passwordHashSchema.extend({
   /** Consecutive failures since the last success or lock. */

@@ -413,6 +413,24 @@ describe('verify-hub service on system-config', () => {
     await rejectsWith(client(sudo).user_delete({ name: 'ivan' }), 'NOT_FOUND');
   });
 
+  it('gives every account an id of its own in its record, so a later account of the same name is told apart', async () => {
+    const idOf = async (name: string) => (JSON.parse((await config.get({ key: `users/${name}/settings` })).value!) as { id?: unknown }).id;
+    const owner = await idOf(OWNER);
+    assert.match(String(owner), /^[0-9a-f-]{36}$/);
+    await createUser('iris', 'Green-leaf-4711');
+    const first = await idOf('iris');
+    assert.match(String(first), /^[0-9a-f-]{36}$/);
+    assert.notEqual(first, owner);
+    const { sudo } = await sudoAs(OWNER, OWNER_PW);
+    await client(sudo).user_set_role({ name: 'iris', role: 'limited' });
+    assert.equal(await idOf('iris'), first, 'kept through changes of the account');
+    await client(sudo).user_delete({ name: 'iris' });
+    await createUser('iris', 'Green-leaf-4711');
+    const second = await idOf('iris');
+    assert.match(String(second), /^[0-9a-f-]{36}$/);
+    assert.notEqual(second, first);
+  });
+
   it('lists and revokes sessions: one\'s own, or anyone\'s as admin', async () => {
     await createUser('judy', 'Bright-star-4711');
     const j1 = await login('judy', 'Bright-star-4711');

@@ -146,7 +146,7 @@ export const dfsApi = defineService('dfs', 'dcfs-lite: the zone\'s files (volume
   trash_purge: method({
     params: z.object({ volume, trash_id: z.string().min(1).max(64) }).strict(),
     result: z.object({ purged: z.literal(true) }),
-    doc: 'Deletes an item in the trash for good: it can no longer be restored. Needs delete on the path it was removed from, for a folder on everything it held; from /public, only by whoever owns all of it, or an admin.',
+    doc: 'Deletes an item in the trash for good: it can no longer be restored. An item of more than 250 entries leaves the trash at once and is deleted in batches over the following moments, its owners\' usage going down as they go. Needs delete on the path it was removed from, for a folder on everything it held; from /public, only by whoever owns all of it, or an admin.',
   }),
   search: method({
     params: z.object({

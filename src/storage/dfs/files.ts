@@ -12,7 +12,7 @@ import { type ChunkIO, ChunkUnavailableError, PlacementError } from './chunk-io.
 import type { ReadCheck } from './chunk-store.ts';
 import { PathError, normalizePath, parentPath } from './paths.ts';
 import type { HeldVolume, VolumeSet } from './volumes.ts';
-import { type ChunkRef, type Entry, HOME_DIR, MetaError, PUBLIC_DIR, type Subtree, type TrashEntry, type Version } from './volume-meta.ts';
+import { type ChunkRef, type Entry, HOME_DIR, MetaError, PUBLIC_DIR, type Subtree, type TrashItem, type Version } from './volume-meta.ts';
 import type { ZoneStorage } from './zone-view.ts';
 
 export type Action = 'read' | 'write' | 'create' | 'delete';
@@ -209,7 +209,7 @@ export class Files {
 
   /** What restoring a trash entry to `to` needs: `read` where it was and `create` at `to`, and for a folder the same
    * on everything it holds; and what was in /public, all of it the caller's (checkShared). */
-  checkRestore(p: Principal | null, volume: string, item: TrashEntry, to: string): void {
+  checkRestore(p: Principal | null, volume: string, item: TrashItem, to: string): void {
     const meta = this.writable(volume).meta;
     this.check(p, 'read', volume, item.path);
     this.check(p, 'create', volume, to);
@@ -224,7 +224,7 @@ export class Files {
 
   /** What purging a trash entry needs: `delete` where it was, and for a folder on everything it holds; and what was in
    * /public, all of it the caller's (checkShared). */
-  checkPurge(p: Principal | null, volume: string, item: TrashEntry): void {
+  checkPurge(p: Principal | null, volume: string, item: TrashItem): void {
     const meta = this.writable(volume).meta;
     this.check(p, 'delete', volume, item.path);
     if (item.type === 'dir') this.checkBelow(p, 'delete', volume, item.path, (limit) => meta.trashBelow(item.trash_id, limit), item.path);

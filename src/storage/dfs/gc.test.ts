@@ -123,6 +123,34 @@ describe('chunk collection', () => {
     assert.equal(s.live_chunks, kept.length);
   });
 
+  it('keeps the chunks of a folder purged in batches until the batch deleting them commits', async () => {
+    metas.get('a')!.close();
+    const a = VolumeMeta.open(join(root, 'a.db'), { volume: 'a', role: 'primary', now, purgeBatch: 2 });
+    metas.set('a', a);
+    a.mkdir('/d', 'alice');
+    const refs: ChunkRef[] = [];
+    for (let i = 0; i < 5; i++) {
+      const [r] = await chunks(1);
+      write('a', `/d/${i}`, [r!]);
+      refs.push(r!);
+    }
+    a.purge(a.remove('/d', 'alice').trash_id);
+    const held = () => refs.filter((r) => store.has(r.id)).map((r) => r.id).sort();
+    t += 2 * HOUR;
+    await collector.collect();
+    assert.deepEqual(held(), refs.map((r) => r.id).sort(), 'out of the trash, not yet deleted: all kept');
+    const step = a.purgeStep();
+    assert.equal(step.released.length, 2);
+    t += 2 * HOUR;
+    await collector.collect();
+    const released = new Set(step.released.map((r) => r.id));
+    assert.deepEqual(held(), refs.map((r) => r.id).filter((id) => !released.has(id)).sort());
+    await a.finishPurges();
+    t += 2 * HOUR;
+    await collector.collect();
+    assert.deepEqual(held(), []);
+  });
+
   it('goes on with the other disks when one fails, and says which failed and why', async () => {
     const broken = await ChunkStore.open(join(root, 'disk0'), { diskId: 'd0', packThreshold: Infinity, now });
     try {

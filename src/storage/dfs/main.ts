@@ -17,6 +17,7 @@ import { ChunkIO } from './chunk-io.ts';
 import { DiskSet } from './disks.ts';
 import { Files } from './files.ts';
 import { hashEngine } from './hashing.ts';
+import { AccountReader, syncHomes } from './homes.ts';
 import { DfsHttp, continueWhenRead } from './http.ts';
 import { PeerChunks } from './peers.ts';
 import { Collector, DEFAULT_GC, fileMarks, localLivePage, withDiskMarks } from './gc.ts';
@@ -133,16 +134,21 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
   await disks.sync(myDisks(zone()));
   await report();
   const reporter = setInterval(() => void disks.sync(myDisks(zone())).then(report), REPORT_MS);
-  // Every user has a home folder on every volume this node is primary for (created here, owned by the user).
+  // Every account has a home folder on every volume this node is primary for (made here, owned by the user), and what
+  // a volume keeps for an account that is gone is set aside before the name can pass to another (homes.ts).
+  const accounts = new AccountReader(config);
   const homes = async () => {
     try {
-      const users = new Set((await config.list({ prefix: 'users/', keys_only: true, limit: 10_000 })).entries.map((e) => e.key.split('/')[1]!));
+      const zoneAccounts = await accounts.read();
+      for (const p of zoneAccounts.problems) rt.log.warn({ user: p.user, problem: p.problem }, 'dfs: a user record cannot be read; that user\'s home folders are left as they are');
       for (const v of volumes.all()) {
         if (v.role !== 'primary') continue;
-        for (const u of users) if (!v.meta.tryStat(`/home/${u}`)) v.meta.ensureHome(u);
+        const r = syncHomes(v.meta, zoneAccounts);
+        for (const x of r.retired) rt.log.info({ volume: v.name, user: x.user, to: x.to }, 'dfs: the account is gone; set aside what the volume kept for it');
+        for (const x of r.failed) rt.log.warn({ volume: v.name, user: x.user, err: x.error }, 'dfs: bringing a home folder in line with its account failed; retrying');
       }
     } catch (err) {
-      rt.log.warn({ err: (err as Error).message }, 'dfs: creating home folders failed; retrying');
+      rt.log.warn({ err: (err as Error).message }, 'dfs: reading the zone\'s accounts for home folders failed; retrying');
     }
   };
   await homes();

@@ -2,13 +2,18 @@
 // endpoint made of the real parts: each must be allowed on everything in the folder, not only on the folder.
 import { describe, it, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dfsApi } from '../../lib/api/dfs.ts';
 import { type Client, KrpcError, createClient } from '../../lib/krpc/index.ts';
+import { until } from '../../../test/support/wait.ts';
 import { dfsFaces } from './endpoint.suite.ts';
 import { type TestFiles, VOLUME, openTestFiles, session } from './files.suite.ts';
+import { PURGE_BATCH } from './volume-meta.ts';
+
+const sha = (s: string) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 
 // photos may read what is right inside alice's Photos folder and no deeper; tidy may also create and delete there.
 // bob is another member of the zone.
@@ -107,5 +112,33 @@ describe('dfs kRPC methods on folders (service.ts)', () => {
       return true;
     });
     assert.ok(t.meta.tryStat('/home/alice/Photos/2024'));
+  });
+
+  it('restore and trash_purge find their item by its id, never listing the trash; a folder larger than a purge batch leaves the trash at once and is deleted after', async () => {
+    const c = as('buckyos-cli');
+    const file = (path: string, size: number) =>
+      t.meta.writeFile(path, { content_id: sha(path), size, chunks: [{ id: sha(`chunk ${path}`), size }] }, { user: 'alice' });
+    await Promise.all(Array.from({ length: 40 }, (_, i) => t.meta.grouped(() => t.meta.remove(file(`/home/alice/Photos/n${i}`, 1).entry.path, 'alice'))));
+    t.meta.mkdir('/home/alice/Photos/big', 'alice');
+    await Promise.all(Array.from({ length: PURGE_BATCH + 20 }, (_, i) => t.meta.grouped(() => file(`/home/alice/Photos/big/${i}`, 10))));
+    const big = (await c.delete({ volume: VOLUME, path: '/home/alice/Photos/big' })).trash_id;
+    const small = (await c.delete({ volume: VOLUME, path: '/home/alice/Photos/2024' })).trash_id;
+    const usage = t.meta.usage('alice');
+    assert.equal(usage, 40 + (PURGE_BATCH + 20) * 10);
+
+    const trashList = t.meta.trashList;
+    t.meta.trashList = () => assert.fail('the whole trash was listed');
+    try {
+      assert.equal((await c.restore({ volume: VOLUME, trash_id: small })).path, '/home/alice/Photos/2024');
+      assert.deepEqual(await c.trash_purge({ volume: VOLUME, trash_id: big }), { purged: true });
+      await assert.rejects(c.restore({ volume: VOLUME, trash_id: big }), /no trash item/);
+      await assert.rejects(c.trash_purge({ volume: VOLUME, trash_id: 'x' }), /no trash item x in home/);
+    } finally {
+      t.meta.trashList = trashList;
+    }
+    assert.equal(t.meta.trashItem(big), null);
+    await until('the purged folder is deleted', () => (t.meta.purgesLeft ? undefined : true), 30_000, 20);
+    assert.equal(t.meta.usage('alice'), 40);
+    assert.equal((await c.trash_list({ volume: VOLUME })).items.length, 40);
   });
 });

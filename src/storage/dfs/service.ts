@@ -11,7 +11,7 @@ import type { DiskSet } from './disks.ts';
 import type { VolumeSet } from './volumes.ts';
 import type { Scrubber } from './scrub.ts';
 import type { Collector } from './gc.ts';
-import type { TrashEntry, VolumeMeta } from './volume-meta.ts';
+import type { TrashItem, VolumeMeta } from './volume-meta.ts';
 
 export interface ServiceDeps {
   self: string;
@@ -40,8 +40,8 @@ function who(ctx: CallContext): Principal {
 }
 
 /** A trash item of the volume whose metadata is `meta`, or NOT_FOUND. */
-function trashItem(meta: VolumeMeta, volume: string, trashId: string): TrashEntry {
-  const item = meta.trashList().find((t) => t.trash_id === trashId);
+function trashItem(meta: VolumeMeta, volume: string, trashId: string): TrashItem {
+  const item = meta.trashItem(trashId);
   if (!item) throw new KrpcError('NOT_FOUND', `no trash item ${trashId} in ${volume}`);
   return item;
 }
@@ -170,6 +170,8 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
           const item = trashItem(meta, p.volume, p.trash_id);
           f.checkPurge(caller, p.volume, item);
           f.meta(() => meta.purge(p.trash_id));
+          // A large folder only left the trash: its entries are deleted from now on, batch by batch.
+          d.volumes.finishPurges();
           return { purged: true as const };
         }),
       search: (p, ctx) =>

@@ -16,6 +16,7 @@ import {
   MAX_PROPS,
   MAX_PROPS_BYTES,
   MetaError,
+  RETIRED_HOMES_DIR,
   SYSTEM_OWNER,
   VolumeMeta,
 } from './volume-meta.ts';
@@ -65,7 +66,7 @@ class Clock {
   }
 }
 
-const TABLES = ['meta', 'counters', 'nodes', 'versions', 'props', 'trash', 'quotas', 'usage', 'chunk_refs', 'log'];
+const TABLES = ['meta', 'counters', 'nodes', 'versions', 'props', 'trash', 'quotas', 'usage', 'chunk_refs', 'log', 'homes'];
 
 /** Every row of every table, read through a connection of its own; but the metadata's instance, which is each
  * database's own (a follower's is not its primary's). */
@@ -96,8 +97,9 @@ function dump(m: VolumeMeta, users: string[] = ['alice', 'bob', SYSTEM_OWNER]) {
   };
 }
 
-/** Derived state recomputed from scratch must equal what the changes maintained. */
-function checkInvariants(file: string, keepVersions: number): void {
+/** Derived state recomputed from scratch must equal what the changes maintained. `purging`: a purge is under way, so
+ * detached subtrees in no trash entry are expected. */
+function checkInvariants(file: string, keepVersions: number, opts: { purging?: boolean } = {}): void {
   const db = new Database(file, { readonly: true });
   try {
     const all = (sql: string): unknown[] => db.prepare(sql).all();
@@ -112,7 +114,7 @@ function checkInvariants(file: string, keepVersions: number): void {
       'chunk references',
     );
     assert.deepEqual(all('PRAGMA foreign_key_check'), [], 'dangling references');
-    assert.deepEqual(all('SELECT id FROM nodes WHERE parent IS NULL AND id <> 1 AND id NOT IN (SELECT node FROM trash)'), [], 'lost nodes');
+    if (!opts.purging) assert.deepEqual(all('SELECT id FROM nodes WHERE parent IS NULL AND id <> 1 AND id NOT IN (SELECT node FROM trash)'), [], 'lost nodes');
     assert.deepEqual(all("SELECT id FROM nodes WHERE (type = 'file') <> (cur IS NOT NULL)"), [], 'files without versions, or directories with');
     assert.deepEqual(all(`SELECT file FROM versions GROUP BY file HAVING COUNT(*) > ${keepVersions}`), [], 'too many versions kept');
     assert.deepEqual(all('SELECT n.id FROM nodes n JOIN versions v ON v.vid = n.cur WHERE v.file <> n.id'), [], 'a current version of another file');
@@ -813,6 +815,94 @@ describe('VolumeMeta', () => {
       assert.equal(m.usage('alice'), 0);
       fails(() => m.emptyTrash(Number.NaN), 'INVALID_ARGUMENT');
     });
+
+    it('trashItem finds an entry by its id, without adding up its size', () => {
+      m.mkdir('/d', 'alice');
+      m.writeFile('/d/f', blob('f', 30), { user: 'alice' });
+      const t = m.remove('/d', 'alice');
+      const { size, ...item } = t;
+      assert.equal(size, 30);
+      assert.deepEqual(m.trashItem(t.trash_id), item);
+      for (const bad of ['99', '0', 'x', '', '1.5']) assert.equal(m.trashItem(bad), null);
+    });
+  });
+
+  describe('purging a folder larger than one transaction takes', () => {
+    it('takes it out of the trash at once, then deletes it batch by batch; interrupted, the rest is deleted after a restart', async () => {
+      const pFile = join(dir, 'p.db');
+      const p = open(pFile, { purgeBatch: 5 });
+      p.writeFile('/keep', content('keep', [['shared', 7]]), { user: 'bob' });
+      p.mkdir('/big', 'alice');
+      for (const d of ['a', 'b', 'c']) {
+        p.mkdir(`/big/${d}`, 'alice');
+        for (let i = 0; i < 4; i++) {
+          p.writeFile(`/big/${d}/${i}`, content(`${d}${i}v1`, [[`${d}${i}old`, 5]]), { user: 'alice' });
+          p.writeFile(`/big/${d}/${i}`, content(`${d}${i}`, [[`${d}${i}`, 10], ['shared', 7]]), { user: 'alice' });
+          p.patchProps(`/big/${d}/${i}`, { p: 'v' }, []);
+        }
+      }
+      p.writeFile('/big/top', blob('top', 3), { user: 'bob' });
+      const t = p.remove('/big', 'alice');
+      assert.equal(t.size, 12 * 17 + 3);
+      const chunks = p.chunkIds('', 1000);
+      assert.deepEqual(p.purge(t.trash_id), { purged: [t.trash_id], released: [] });
+      // Out of the trash for good, and nothing of it deleted yet: still charged, its chunks still referenced.
+      assert.equal(p.trashItem(t.trash_id), null);
+      assert.deepEqual(p.trashList(), []);
+      fails(() => p.restore(t.trash_id, { user: 'alice' }), 'NOT_FOUND');
+      fails(() => p.purge(t.trash_id), 'NOT_FOUND');
+      assert.deepEqual([p.usage('alice'), p.usage('bob')], [204, 10]);
+      assert.deepEqual(p.chunkIds('', 1000), chunks);
+      assert.equal(p.purgesLeft, true);
+      checkInvariants(pFile, 10, { purging: true });
+
+      const step = p.purgeStep();
+      assert.deepEqual([step.erased, step.remaining], [5, true]);
+      assert.ok(p.usage('alice') < 204 && p.usage('alice') > 0);
+      checkInvariants(pFile, 10, { purging: true });
+
+      // Interrupted here: opened again, the rest is deleted.
+      p.close();
+      const again = open(pFile, { purgeBatch: 5 });
+      assert.equal(again.purgesLeft, true);
+      await again.finishPurges();
+      assert.equal(again.purgesLeft, false);
+      assert.deepEqual([again.usage('alice'), again.usage('bob')], [0, 7]);
+      assert.deepEqual(again.chunkIds('', 1000), [{ id: chunkId('shared'), size: 7 }]);
+      checkInvariants(pFile, 10);
+      assert.deepEqual(again.purgeStep(), { erased: 0, released: [], remaining: false });
+      const erased = again
+        .log(0, 10_000)
+        .flatMap((e) => e.changes)
+        .flatMap((c) => (c.t === 'erase' ? [c.ids.length] : []));
+      assert.ok(erased.every((n) => n <= 5), `batches of ${erased.join(', ')} entries`);
+      assert.equal(erased.reduce((a, b) => a + b, 0), 1 + 3 + 12 + 1, 'every entry deleted once');
+
+      // A follower applying the log one entry at a time ends identical.
+      const fFile = join(dir, 'f.db');
+      const f = open(fFile, { role: 'follower' });
+      sync(again, f, 1, 0);
+      assert.deepEqual(tables(fFile), tables(pFile));
+      checkInvariants(fFile, 10);
+    });
+
+    it('emptyTrash deletes at most one batch at once and leaves larger entries to finishPurges', async () => {
+      const pFile = join(dir, 'p.db');
+      const p = open(pFile, { purgeBatch: 4 });
+      p.writeFile('/a', blob('a', 1), { user: 'alice' });
+      p.remove('/a', 'alice');
+      p.mkdir('/d', 'alice');
+      for (let i = 0; i < 6; i++) p.writeFile(`/d/${i}`, blob(`d${i}`, 1), { user: 'alice' });
+      p.remove('/d', 'alice');
+      p.writeFile('/b', blob('b', 1), { user: 'alice' });
+      p.remove('/b', 'alice');
+      assert.deepEqual(p.emptyTrash().purged, ['1', '2', '3']);
+      assert.deepEqual(p.trashList(), []);
+      assert.equal(p.usage('alice'), 6, '/a and /b deleted at once, /d left');
+      await p.finishPurges();
+      assert.equal(p.usage('alice'), 0);
+      checkInvariants(pFile, 10);
+    });
   });
 
   describe('dead properties', () => {
@@ -1023,6 +1113,73 @@ describe('VolumeMeta', () => {
       assert.equal(m.lastSeq, seq + 1);
     });
 
+    it('records the account a home was made for: a home recorded for none is taken, another account\'s refused', () => {
+      m.ensureHome('alice');
+      assert.equal(m.homeAccount('alice'), null);
+      m.ensureHome('alice', { account: 'a1' });
+      assert.equal(m.homeAccount('alice'), 'a1');
+      const seq = m.lastSeq;
+      m.ensureHome('alice', { account: 'a1' });
+      assert.equal(m.lastSeq, seq, 'nothing to record, nothing logged');
+      fails(() => m.ensureHome('alice', { account: 'a2' }), 'CONFLICT', /\/home\/alice is the home of an earlier account named alice/);
+      for (const bad of ['', 'with space', 'x'.repeat(129)]) fails(() => m.ensureHome('bob', { account: bad }), 'INVALID_ARGUMENT');
+      m.mkdir(RETIRED_HOMES_DIR, SYSTEM_OWNER);
+      m.mkdir('/home/legacy', 'legacy');
+      assert.deepEqual(m.homeUsers(), [{ user: 'alice', account: 'a1' }, { user: 'legacy', account: null }]);
+    });
+
+    it('retireHome sets aside what a volume keeps for a user whose account is gone: a new account of the name starts with nothing', () => {
+      m.ensureHome('alice', { account: 'a1' });
+      m.ensureHome('bob', { account: 'b1' });
+      m.setQuota('bob', 5000);
+      m.mkdir('/home/bob/docs', 'bob');
+      m.writeFile('/home/bob/docs/medical.pdf', blob('med', 1234), { user: 'bob' });
+      m.writeFile('/home/bob/docs/from-alice', blob('fa', 50), { user: 'alice' });
+      m.writeFile('/public/bob.txt', blob('pub', 20), { user: 'bob' });
+      m.writeFile('/home/bob/docs/old.pdf', blob('old', 100), { user: 'bob' });
+      const inHome = m.remove('/home/bob/docs/old.pdf', 'bob');
+      m.writeFile('/public/gone.txt', blob('gone', 10), { user: 'bob' });
+      const outside = m.remove('/public/gone.txt', 'bob');
+      clock.advance();
+      const to = m.retireHome('bob');
+      assert.equal(to, `${RETIRED_HOMES_DIR}/bob-20231114T221321Z`);
+      assert.equal(m.tryStat('/home/bob'), null);
+      assert.deepEqual(m.list(RETIRED_HOMES_DIR).map((e) => [e.path, e.owner]), [[to, SYSTEM_OWNER]]);
+      assert.deepEqual(m.stat(RETIRED_HOMES_DIR).owner, SYSTEM_OWNER);
+      assert.deepEqual(m.list(`${to}/docs`).map((e) => [e.name, e.owner]), [['from-alice', 'alice'], ['medical.pdf', SYSTEM_OWNER]]);
+      assert.equal(m.stat('/public/bob.txt').owner, SYSTEM_OWNER, 'what the user owned elsewhere is no longer theirs either');
+      assert.deepEqual(
+        m.trashList().map((e) => [e.trash_id, e.path, e.owner]),
+        [[inHome.trash_id, `${to}/docs/old.pdf`, SYSTEM_OWNER], [outside.trash_id, '/public/gone.txt', SYSTEM_OWNER]],
+      );
+      assert.deepEqual([m.usage('bob'), m.quota('bob'), m.usage('alice'), m.usage(SYSTEM_OWNER)], [0, null, 50, 1234 + 20 + 100 + 10]);
+      assert.equal(m.homeAccount('bob'), null);
+      assert.deepEqual(m.homeUsers(), [{ user: 'alice', account: 'a1' }]);
+
+      const h = m.ensureHome('bob', { account: 'b2' });
+      assert.deepEqual([h.owner, m.list('/home/bob'), m.homeAccount('bob'), m.usage('bob')], ['bob', [], 'b2', 0]);
+      // What was set aside is all there: its trash restores into the set-aside home.
+      assert.equal(m.restore(inHome.trash_id, { user: 'alice' }).path, `${to}/docs/old.pdf`);
+      // Set aside again in the same second, under another name; nothing left to set aside, nothing moves.
+      m.writeFile('/home/bob/x', blob('x', 1), { user: 'bob' });
+      assert.equal(m.retireHome('bob'), `${to}-2`);
+      assert.equal(m.retireHome('bob'), null);
+      fails(() => m.retireHome('Bob'), 'INVALID_ARGUMENT');
+      checkInvariants(file, 10);
+    });
+
+    it('retireHome refuses, changing nothing, when the longer name would put a path in the home past the limit', () => {
+      m.ensureHome('bob', { account: 'b1' });
+      let deep = '/home/bob';
+      for (let i = 0; i < 16; i++) m.mkdir((deep += `/${'d'.repeat(250)}`), 'bob');
+      m.mkdir(`${deep}/${'e'.repeat(4096 - Buffer.byteLength(deep) - 1)}`, 'bob');
+      const seq = m.lastSeq;
+      fails(() => m.retireHome('bob'), 'INVALID_PATH', /cannot set aside \/home\/bob to \/home\/\.deleted\/bob-.* the limit is 4096/);
+      assert.equal(m.lastSeq, seq);
+      assert.equal(m.homeAccount('bob'), 'b1');
+      assert.equal(m.tryStat(RETIRED_HOMES_DIR), null);
+    });
+
     it('refuses names that are not user names and a home that is a file', () => {
       for (const bad of ['Alice', '../x', 'a', 'x/y', '']) fails(() => m.ensureHome(bad), 'INVALID_ARGUMENT');
       m.mkdir('/home', SYSTEM_OWNER);
@@ -1033,6 +1190,12 @@ describe('VolumeMeta', () => {
   });
 
   describe('log shipping', () => {
+    beforeEach(() => {
+      // Small purge batches, so the scenario's purge of a folder goes in steps.
+      m.close();
+      m = open(file, { purgeBatch: 3 });
+    });
+
     /** Every kind of operation, so a follower has to apply every kind of change. */
     function scenario(p: VolumeMeta): void {
       p.ensureHome('alice');
@@ -1054,6 +1217,16 @@ describe('VolumeMeta', () => {
       p.restoreVersion('/home/alice/photos/one.jpg', p.versions('/home/alice/photos/one.jpg')[1].version_id, { user: 'alice' });
       p.patchProps('/home/alice/photos', { '{urn:x}year': '2024' }, ['{urn:x}album']);
       p.remove('/home/bob/b', 'bob');
+      p.ensureHome('carol', { account: 'c1' });
+      p.writeFile('/home/carol/c', blob('c', 9), { user: 'carol' });
+      p.remove('/home/carol/c', 'carol');
+      p.retireHome('carol');
+      p.ensureHome('carol', { account: 'c2' });
+      p.mkdir('/home/alice/big', 'alice');
+      p.mkdir('/home/alice/big/sub', 'alice');
+      for (let i = 0; i < 6; i++) p.writeFile(`/home/alice/big/${i % 2 ? 'sub/' : ''}${i}`, blob(`big${i}`, 4), { user: 'alice' });
+      p.purge(p.remove('/home/alice/big', 'alice').trash_id);
+      while (p.purgeStep().remaining);
       p.setQuota('alice', null);
     }
 
@@ -1118,6 +1291,9 @@ describe('VolumeMeta', () => {
         () => f.patchProps('/f', { a: 'b' }, []),
         () => f.setQuota('alice', 1),
         () => f.ensureHome('alice'),
+        () => f.ensureHome('alice', { account: 'a1' }),
+        () => f.retireHome('alice'),
+        () => f.purgeStep(),
       ];
       for (const t of tries) fails(t, 'READ_ONLY', /volume main is a read-only follower here; write through its primary/);
       assert.equal(f.stat('/f').content_id, sha('file:f'));
@@ -1152,6 +1328,8 @@ describe('VolumeMeta', () => {
       fails(() => f.apply([bogus]), 'CONFLICT', /does not apply to this replica: move: node 999 not found/);
       const dangling: LogEntry = { ...m.log(5, 1)[0], changes: [{ t: 'node', id: 500, parent: 400, name: 'x', type: 'dir', owner: 'a', created: 1, mtime: 1 }] };
       fails(() => f.apply([dangling]), 'CONFLICT', /dangling reference/);
+      // Deleting in parts what no purge took out of the trash: the root, a live folder.
+      for (const id of [1, 2]) fails(() => f.apply([{ ...m.log(5, 1)[0], changes: [{ t: 'erase', ids: [id] }] }]), 'CONFLICT', new RegExp(`erase: node ${id} is not being purged`));
       assert.equal(f.lastSeq, 5);
       sync(m, f);
       assert.deepEqual(dump(f), dump(m));
@@ -1290,7 +1468,9 @@ describe('VolumeMeta', () => {
   });
 
   describe('randomised: random operations on the primary, replayed on a follower', () => {
-    const USERS = ['alice', 'bob'];
+    const USERS = ['alice', 'bob', 'carol'];
+    /** Users given quotas; carol's home is set aside (retireHome) now and then instead. */
+    const LIMITED = ['alice', 'bob'];
     const NAMES = ['a', 'b', 'c'];
     const CHUNKS = ['k0', 'k1', 'k2', 'k3', 'k4', 'k5'];
     const chunkSize = (c: string): number => (Number(c.slice(1)) + 1) * 10;
@@ -1311,7 +1491,8 @@ describe('VolumeMeta', () => {
         const keep = 3;
         const pFile = join(dir, `p${seed}.db`);
         const fFile = join(dir, `f${seed}.db`);
-        const p = open(pFile, { keepVersions: keep });
+        // Small purge batches, so purges go in steps, interleaved with everything else.
+        const p = open(pFile, { keepVersions: keep, purgeBatch: 3 });
         const f = open(fFile, { role: 'follower' });
         const rand = rng(seed);
         const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
@@ -1374,7 +1555,9 @@ describe('VolumeMeta', () => {
             },
           ],
           ['props', () => p.patchProps(path(), rand() < 0.7 ? { [pick(NAMES)]: String(rand()) } : {}, rand() < 0.3 ? [pick(['x', 'y'])] : [])],
-          ['quota', () => p.setQuota(pick(USERS), rand() < 0.3 ? null : Math.floor(rand() * 600))],
+          ['quota', () => p.setQuota(pick(LIMITED), rand() < 0.3 ? null : Math.floor(rand() * 600))],
+          ['purge-step', () => p.purgeStep()],
+          ['retire-home', () => p.retireHome('carol')],
           [
             'restore-version',
             () => {
@@ -1402,6 +1585,7 @@ describe('VolumeMeta', () => {
             }
             if (rand() < 0.1) sync(p, f, 1 + Math.floor(rand() * 10), Math.floor(rand() * 4));
           }
+          while (p.purgeStep().remaining);
           sync(p, f, 5, 2);
           assert.deepEqual(dump(f), dump(p));
           assert.deepEqual(tables(fFile), tables(pFile));

@@ -26,6 +26,12 @@ const DIR_CACHE = 10_000;
 export const SYSTEM_OWNER = 'kernel';
 export const HOME_DIR = '/home';
 export const PUBLIC_DIR = '/public';
+/** Where the homes of accounts that are gone are set aside (retireHome): no user name starts with a dot, so no user's
+ * grants reach it; admins' do. */
+export const RETIRED_HOMES_DIR = `${HOME_DIR}/.deleted`;
+/** Entries a purge deletes in one transaction: a larger trashed folder leaves the trash at once and is deleted this
+ * many entries at a time (finishPurges), so no commit holds the event loop for long. */
+export const PURGE_BATCH = 250;
 /** Dead properties are small XML fragments; bounds keep one PROPPATCH from bloating the log every follower ships. */
 export const MAX_PROP_NAME_BYTES = 1024;
 export const MAX_PROP_VALUE_BYTES = 64 * 1024;
@@ -80,6 +86,8 @@ export interface VolumeMetaOptions {
   keepVersions?: number;
   /** Milliseconds since the epoch; the primary's clock stamps every change and followers copy the stamps. */
   now?: () => number;
+  /** Entries one purge transaction deletes at most (PURGE_BATCH). */
+  purgeBatch?: number;
 }
 
 export interface ChunkRef {
@@ -130,16 +138,20 @@ export interface WriteResult {
   released: ChunkRef[];
 }
 
-export interface TrashEntry {
+/** A trash entry as found by its id, without what it would cost to add up. */
+export interface TrashItem {
   trash_id: string;
   /** Where the entry was when it was removed. */
   path: string;
   type: EntryType;
   owner: string;
-  /** Bytes of the current versions of every file in the removed subtree. */
-  size: number;
   deleted_at: number;
   deleted_by: string;
+}
+
+export interface TrashEntry extends TrashItem {
+  /** Bytes of the current versions of every file in the removed subtree. */
+  size: number;
 }
 
 /** Entries below a folder, as paths relative to it. */
@@ -161,6 +173,15 @@ export interface MoveResult {
 export interface PurgeResult {
   purged: string[];
   released: ChunkRef[];
+}
+
+/** One step of finishing purges (purgeStep). */
+export interface EraseResult {
+  /** Entries deleted. */
+  erased: number;
+  released: ChunkRef[];
+  /** Whether purged entries are left to delete. */
+  remaining: boolean;
 }
 
 export interface ApplyResult {
@@ -226,7 +247,13 @@ const changeSchema = z.discriminatedUnion('t', [
     .strict(),
   z.object({ t: z.literal('untrash'), tid: rowId, parent: rowId, name: z.string().min(1) }).strict(),
   z.object({ t: z.literal('purge'), tid: rowId }).strict(),
+  z.object({ t: z.literal('purging'), tid: rowId }).strict(),
+  z.object({ t: z.literal('erase'), ids: z.array(rowId).min(1) }).strict(),
   z.object({ t: z.literal('quota'), user: z.string().min(1), bytes: count.nullable() }).strict(),
+  z.object({ t: z.literal('home'), user: z.string().min(1), account: z.string().min(1).nullable() }).strict(),
+  z
+    .object({ t: z.literal('disown'), user: z.string().min(1), owner: z.string().min(1), from: z.string().min(1), to: z.string().min(1).nullable() })
+    .strict(),
 ]);
 
 export const LOG_OPS = [
@@ -242,6 +269,7 @@ export const LOG_OPS = [
   'props',
   'quota',
   'ensure-home',
+  'retire-home',
 ] as const;
 export type LogOp = (typeof LOG_OPS)[number];
 
@@ -337,6 +365,9 @@ CREATE TABLE chunk_refs (id TEXT PRIMARY KEY, size INTEGER NOT NULL, refs INTEGE
 CREATE TABLE log (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
 PRAGMA user_version = ${SCHEMA_VERSION};
 `;
+/** The account each home folder was made for (ensureHome), so a later account of the same name is told apart. Made
+ * where missing, in files from before it too. */
+const HOMES_TABLE = 'CREATE TABLE IF NOT EXISTS homes (user TEXT PRIMARY KEY, account TEXT NOT NULL) WITHOUT ROWID';
 
 interface NodeRow {
   id: number;
@@ -389,6 +420,12 @@ function statements(db: Database.Database) {
     node: db.prepare<[number], NodeRow>(`SELECT ${NODE_COLS} FROM nodes WHERE id = ?`),
     child: db.prepare<[number, string], NodeRow>(`SELECT ${NODE_COLS} FROM nodes WHERE parent = ? AND name = ?`),
     children: db.prepare<[number], NodeRow>(`SELECT ${NODE_COLS} FROM nodes WHERE parent = ? ORDER BY name`),
+    childIds: db.prepare<[number, number], { id: number; type: EntryType }>('SELECT id, type FROM nodes WHERE parent = ? ORDER BY name LIMIT ?'),
+    hasChild: db.prepare<[number], { id: number }>('SELECT id FROM nodes WHERE parent = ? LIMIT 1'),
+    // Detached subtrees no trash entry holds: purges under way (purge, purgeStep).
+    purging: db.prepare<[], { id: number }>(
+      `SELECT id FROM nodes n WHERE parent IS NULL AND id <> ${ROOT_ID} AND NOT EXISTS (SELECT 1 FROM trash t WHERE t.node = n.id) ORDER BY id LIMIT 2`,
+    ),
     listing: db.prepare<[number], ListingRow>(
       `SELECT n.id, n.parent, n.name, n.type, n.owner, n.created, n.mtime, n.cur, v.content_id, v.size
        FROM nodes n LEFT JOIN versions v ON v.vid = n.cur WHERE n.parent = ? ORDER BY n.name`,
@@ -453,6 +490,22 @@ function statements(db: Database.Database) {
       'INSERT INTO trash (tid, node, path, deleted_at, deleted_by) VALUES (?, ?, ?, ?, ?)',
     ),
     deleteTrash: db.prepare<[number]>('DELETE FROM trash WHERE tid = ?'),
+    trashOfNode: db.prepare<[number], { tid: number }>('SELECT tid FROM trash WHERE node = ?'),
+    trashUnder: db.prepare<[{ path: string }], { tid: number }>(
+      "SELECT tid FROM trash WHERE path = @path OR substr(path, 1, length(@path) + 1) = @path || '/' LIMIT 1",
+    ),
+    // The trash entries at or below `from` as if removed from the same place below `to`.
+    repathTrash: db.prepare<[{ from: string; to: string }]>(
+      "UPDATE trash SET path = @to || substr(path, length(@from) + 1) WHERE path = @from OR substr(path, 1, length(@from) + 1) = @from || '/'",
+    ),
+    home: db.prepare<[string], { account: string }>('SELECT account FROM homes WHERE user = ?'),
+    homes: db.prepare<[], { user: string; account: string }>('SELECT user, account FROM homes ORDER BY user'),
+    setHome: db.prepare<[string, string]>(
+      'INSERT INTO homes (user, account) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET account = excluded.account',
+    ),
+    deleteHome: db.prepare<[string]>('DELETE FROM homes WHERE user = ?'),
+    reown: db.prepare<[string, string]>('UPDATE nodes SET owner = ? WHERE owner = ?'),
+    deleteUsage: db.prepare<[string]>('DELETE FROM usage WHERE user = ?'),
     quota: db.prepare<[string], { bytes: number }>('SELECT bytes FROM quotas WHERE user = ?'),
     setQuota: db.prepare<[string, number]>(
       'INSERT INTO quotas (user, bytes) VALUES (?, ?) ON CONFLICT (user) DO UPDATE SET bytes = excluded.bytes',
@@ -517,6 +570,24 @@ function checkUser(user: unknown): string {
   return user;
 }
 
+/** A user whose home a volume keeps: a user name (USER_NAME). */
+function homeUser(user: unknown): string {
+  const u = checkUser(user);
+  if (!USER_NAME.test(u)) {
+    throw new MetaError('INVALID_ARGUMENT', `"${u}" is not a user name (2-32 lowercase letters, digits, _ or -, starting with a letter)`);
+  }
+  return u;
+}
+
+const MAX_ACCOUNT_BYTES = 128;
+
+function checkAccount(account: unknown): string {
+  if (typeof account !== 'string' || account === '' || utf8Length(account) > MAX_ACCOUNT_BYTES || !/^[\x21-\x7e]+$/.test(account)) {
+    throw new MetaError('INVALID_ARGUMENT', `invalid account ${JSON.stringify(account)}: 1 to ${MAX_ACCOUNT_BYTES} printable ASCII characters, no spaces`);
+  }
+  return account;
+}
+
 function parseId(id: string): number | null {
   return /^[1-9][0-9]{0,15}$/.test(id) ? Number(id) : null;
 }
@@ -557,6 +628,7 @@ export class VolumeMeta {
   readonly volume: string;
   readonly role: Role;
   readonly keepVersions: number;
+  readonly purgeBatch: number;
   private readonly file: string;
   private readonly now: () => number;
   private readonly db: Database.Database;
@@ -584,6 +656,10 @@ export class VolumeMeta {
   /** The primary's WAL, kept open for the group commits' fdatasyncs (opening it each time cost as much as the sync's
    * dispatch). */
   private wal: Promise<FileHandle> | null = null;
+  /** Whether purges left entries to delete; undefined until asked (purgesLeft). */
+  private purging: boolean | undefined;
+  /** The run of finishPurges under way. */
+  private finishing: Promise<void> | null = null;
 
   private constructor(file: string, opts: VolumeMetaOptions) {
     if (!VOLUME_NAME.test(opts.volume)) {
@@ -599,10 +675,15 @@ export class VolumeMeta {
     if (!Number.isInteger(keep) || keep < 1 || keep > 1000) {
       throw new MetaError('INVALID_ARGUMENT', `keepVersions must be an integer from 1 to 1000, not ${keep}`);
     }
+    const batch = opts.purgeBatch ?? PURGE_BATCH;
+    if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) {
+      throw new MetaError('INVALID_ARGUMENT', `purgeBatch must be an integer from 1 to 100000, not ${batch}`);
+    }
     this.file = file;
     this.volume = opts.volume;
     this.role = opts.role;
     this.keepVersions = keep;
+    this.purgeBatch = batch;
     this.now = opts.now ?? Date.now;
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = this.openDb(new Database(file));
@@ -642,6 +723,7 @@ export class VolumeMeta {
       } else if (version !== SCHEMA_VERSION) {
         throw new MetaError('CONFLICT', `${this.file} has metadata schema ${version}; this code reads schema ${SCHEMA_VERSION}`);
       }
+      db.exec(HOMES_TABLE);
       // Which metadata this is: a file made anew (lost and recreated, or replaced) gets another instance, which chunk
       // collection notices (gc.ts). A database from before instances gets one now; a snapshot keeps its primary's.
       db.prepare('INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)').run('instance', randomUUID());
@@ -912,6 +994,36 @@ export class VolumeMeta {
     return this.q.trashAll.all().map((r) => this.trashEntryOf(r));
   }
 
+  /** The trash entry `trashId`, found by its id and without its size (which trashList adds up), or null. */
+  trashItem(trashId: string): TrashItem | null {
+    const tid = typeof trashId === 'string' ? parseId(trashId) : null;
+    const row = tid === null ? undefined : this.q.trash.get(tid);
+    return row ? this.trashItemOf(row) : null;
+  }
+
+  /** Whether purges left entries to delete (finishPurges). */
+  get purgesLeft(): boolean {
+    this.purging ??= this.q.purging.get() !== undefined;
+    return this.purging;
+  }
+
+  /** The account the home folder of `user` was made for (ensureHome), or null when none is recorded. */
+  homeAccount(user: string): string | null {
+    return this.q.home.get(homeUser(user))?.account ?? null;
+  }
+
+  /** Each user this volume keeps a home for: every folder in /home named like a user, and every home recorded for an
+   * account, with that account (null: none recorded, as for homes made before accounts were). */
+  homeUsers(): { user: string; account: string | null }[] {
+    const users = new Map<string, string | null>();
+    const home = this.resolve(HOME_DIR);
+    if (home?.type === 'dir') {
+      for (const c of this.q.children.all(home.id)) if (USER_NAME.test(c.name) && c.name !== SYSTEM_OWNER) users.set(c.name, null);
+    }
+    for (const r of this.q.homes.all()) users.set(r.user, r.account);
+    return [...users].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([user, account]) => ({ user, account }));
+  }
+
   /** null: no quota. */
   quota(user: string): number | null {
     return this.q.quota.get(checkUser(user))?.bytes ?? null;
@@ -1047,18 +1159,23 @@ export class VolumeMeta {
     });
   }
 
-  /** Deletes a trashed subtree for good. */
+  /**
+   * Deletes a trashed subtree for good. One of at most purgeBatch entries is deleted in this transaction. A larger one
+   * only leaves the trash here (nothing restores it any more); finishPurges deletes its entries, purgeBatch at a time,
+   * each batch its own transaction, and its owners' usage and the chunks' references go down batch by batch.
+   */
   purge(trashId: string): PurgeResult {
     const paths: string[] = [];
     return this.mutate('purge', null, paths, (w) => {
       const row = this.mustTrash(trashId);
       paths.push(row.path);
-      w.emit({ t: 'purge', tid: row.tid });
+      this.purgeRow(w, row, this.purgeBatch);
       return { purged: [String(row.tid)], released: w.released() };
     });
   }
 
-  /** Purges every trash entry removed before `olderThan` (ms since the epoch); all of them when omitted. */
+  /** Purges every trash entry removed before `olderThan` (ms since the epoch); all of them when omitted. As with purge,
+   * at most purgeBatch entries are deleted in this transaction, the rest by finishPurges. */
   emptyTrash(olderThan?: number): PurgeResult {
     if (olderThan !== undefined && !Number.isFinite(olderThan)) {
       throw new MetaError('INVALID_ARGUMENT', `olderThan must be a time in milliseconds, not ${olderThan}`);
@@ -1066,12 +1183,44 @@ export class VolumeMeta {
     const paths: string[] = [];
     return this.mutate('purge', null, paths, (w) => {
       const rows = olderThan === undefined ? this.q.trashAll.all() : this.q.trashBefore.all(olderThan);
+      let room = this.purgeBatch;
       for (const r of rows) {
         paths.push(r.path);
-        w.emit({ t: 'purge', tid: r.tid });
+        room -= this.purgeRow(w, r, room);
       }
       return { purged: rows.map((r) => String(r.tid)), released: w.released() };
     });
+  }
+
+  /**
+   * Deletes up to purgeBatch entries that purges took out of the trash and left to delete, in one transaction (with its
+   * log entry, as every change): a crash between two steps leaves the rest for the next. `remaining`: more is left.
+   */
+  purgeStep(): EraseResult {
+    const result = this.mutate('purge', null, [], (w): EraseResult => {
+      const tops = this.q.purging.all();
+      if (tops.length === 0) return { erased: 0, released: [], remaining: false };
+      const { ids, whole } = this.eraseBatch(tops[0]!.id, this.purgeBatch);
+      w.emit({ t: 'erase', ids });
+      return { erased: ids.length, released: w.released(), remaining: !whole || tops.length > 1 };
+    });
+    this.purging = result.remaining;
+    return result;
+  }
+
+  /**
+   * Deletes everything purges left to delete, one purgeStep at a time, each in a group commit of its own (grouped), so
+   * other requests are served between them. A call while a run is under way joins it.
+   */
+  finishPurges(): Promise<void> {
+    this.finishing ??= (async () => {
+      try {
+        while (!this.closed && (await this.grouped(() => this.purgeStep())).remaining);
+      } finally {
+        this.finishing = null;
+      }
+    })();
+    return this.finishing;
   }
 
   /** Sets and removes dead properties in one step; returns them all afterwards. A name both set and removed is
@@ -1109,29 +1258,64 @@ export class VolumeMeta {
     });
   }
 
-  /** Creates whatever is missing of /home, /public (both owned by the system) and /home/<user> (owned by the user);
-   * returns the home folder. */
-  ensureHome(user: string): Entry {
-    const u = checkUser(user);
-    if (!USER_NAME.test(u)) {
-      throw new MetaError('INVALID_ARGUMENT', `"${u}" is not a user name (2-32 lowercase letters, digits, _ or -, starting with a letter)`);
-    }
+  /**
+   * Creates whatever is missing of /home, /public (both owned by the system) and /home/<user> (owned by the user);
+   * returns the home folder. With `account` (which account of the name this is, see retireHome) the home is recorded
+   * as that account's: a home recorded for another account is CONFLICT, one recorded for none (made before accounts
+   * were recorded) is taken as this account's.
+   */
+  ensureHome(user: string, opts: { account?: string } = {}): Entry {
+    const u = homeUser(user);
+    const account = opts.account === undefined ? undefined : checkAccount(opts.account);
     const home = `${HOME_DIR}/${u}`;
     return this.mutate('ensure-home', u, [home], (w) => {
-      const ensure = (p: string, owner: string): void => {
-        const row = this.resolve(p);
-        if (row) {
-          if (row.type !== 'dir') throw new MetaError('NOT_A_DIRECTORY', `${p} is a file, not a directory`, { path: p });
-          return;
-        }
-        const parent = this.mustResolveParent(p);
-        w.emit({ t: 'node', id: w.alloc('node'), parent: parent.id, name: baseName(p), type: 'dir', owner, created: w.at, mtime: w.at });
-        w.touch(parent.id);
-      };
-      ensure(HOME_DIR, SYSTEM_OWNER);
-      ensure(PUBLIC_DIR, SYSTEM_OWNER);
-      ensure(home, u);
+      const recorded = this.q.home.get(u)?.account;
+      if (account !== undefined && recorded !== undefined && recorded !== account) {
+        throw new MetaError('CONFLICT', `${home} is the home of an earlier account named ${u}; set it aside first (retireHome)`, { path: home });
+      }
+      this.ensureDir(w, HOME_DIR, SYSTEM_OWNER);
+      this.ensureDir(w, PUBLIC_DIR, SYSTEM_OWNER);
+      this.ensureDir(w, home, u);
+      if (account !== undefined && recorded !== account) w.emit({ t: 'home', user: u, account });
       return this.stat(home);
+    });
+  }
+
+  /**
+   * Sets aside what the volume keeps for `user` once their account is gone (deleted, or the name now another
+   * account's), so that none of it passes to a later account of the name and none of it is lost. The home folder moves
+   * to RETIRED_HOMES_DIR/<user>-<UTC time>, where only admins reach it; every entry the user owns, there or anywhere
+   * else, live or in the trash, passes to SYSTEM_OWNER, and the user's usage with it; their quota and the home's
+   * account record are dropped; trash entries removed from inside the home are listed as removed from the same place in
+   * the new folder. Entries other users own inside the home stay theirs. Answers where the home went, or null when
+   * there was no home and no trash from it.
+   */
+  retireHome(user: string): string | null {
+    const u = homeUser(user);
+    const home = `${HOME_DIR}/${u}`;
+    const paths = [home];
+    return this.mutate('retire-home', u, paths, (w) => {
+      const row = this.resolve(home);
+      let to: string | null = null;
+      if (row || this.q.trashUnder.get({ path: home })) {
+        this.ensureDir(w, HOME_DIR, SYSTEM_OWNER);
+        const parent = this.ensureDir(w, RETIRED_HOMES_DIR, SYSTEM_OWNER);
+        const base = `${u}-${new Date(w.at).toISOString().replace(/[-:]|\.\d+/g, '')}`;
+        let name = base;
+        for (let i = 2; this.q.child.get(parent, name); i++) name = `${base}-${i}`;
+        to = `${RETIRED_HOMES_DIR}/${name}`;
+        if (row) {
+          this.checkRoomBelow(row, home, to, 'set aside');
+          w.emit({ t: 'move', id: row.id, parent, name });
+          w.touch(row.parent!);
+        } else {
+          w.emit({ t: 'node', id: w.alloc('node'), parent, name, type: 'dir', owner: SYSTEM_OWNER, created: w.at, mtime: w.at });
+        }
+        w.touch(parent);
+        paths.push(to);
+      }
+      w.emit({ t: 'disown', user: u, owner: SYSTEM_OWNER, from: home, to });
+      return to;
     });
   }
 
@@ -1469,20 +1653,36 @@ export class VolumeMeta {
         if (!row) throw new Error(`purge: trash entry ${c.tid} not found`);
         const nodes = q.subtree.all(row.node);
         q.deleteTrash.run(c.tid);
-        for (const n of nodes) {
-          if (n.cur !== null) this.addUsage(ctx, n.owner, -q.version.get(n.cur)!.size);
-          for (const v of q.versionsOf.all(n.id)) {
-            this.unrefChunks(ctx, v);
-            q.deleteVersion.run(v.vid);
-          }
-          q.removeAllProps.run(n.id);
-        }
-        for (const n of nodes) q.deleteNode.run(n.id);
+        this.eraseNodes(ctx, nodes);
+        return;
+      }
+      case 'purging':
+        one(q.deleteTrash.run(c.tid).changes, `trash entry ${c.tid}`);
+        this.purging = true;
+        return;
+      case 'erase': {
+        if (new Set(c.ids).size !== c.ids.length) throw new Error('erase: a node is named twice');
+        const known = new Set<number>();
+        const nodes = c.ids.map((id) => this.purgingNode(id, known));
+        this.eraseNodes(ctx, nodes);
+        for (const n of nodes) if (q.hasChild.get(n.id)) throw new Error(`erase: node ${n.id} still holds entries`);
         return;
       }
       case 'quota':
         if (c.bytes === null) q.deleteQuota.run(c.user);
         else q.setQuota.run(c.user, c.bytes);
+        return;
+      case 'home':
+        if (c.account === null) q.deleteHome.run(c.user);
+        else q.setHome.run(c.user, c.account);
+        return;
+      case 'disown':
+        q.reown.run(c.owner, c.user);
+        this.addUsage(ctx, c.owner, q.usage.get(c.user)?.bytes ?? 0);
+        q.deleteUsage.run(c.user);
+        q.deleteQuota.run(c.user);
+        q.deleteHome.run(c.user);
+        if (c.to !== null) q.repathTrash.run({ from: c.from, to: c.to });
         return;
     }
   }
@@ -1552,6 +1752,92 @@ export class VolumeMeta {
     return parent;
   }
 
+  /** The directory at `p`, made (owned by `owner`) when missing; its node id. */
+  private ensureDir(w: Writer, p: string, owner: string): number {
+    const row = this.resolve(p);
+    if (row) {
+      if (row.type !== 'dir') throw new MetaError('NOT_A_DIRECTORY', `${p} is a file, not a directory`, { path: p });
+      return row.id;
+    }
+    const parent = this.mustResolveParent(p);
+    const id = w.alloc('node');
+    w.emit({ t: 'node', id, parent: parent.id, name: baseName(p), type: 'dir', owner, created: w.at, mtime: w.at });
+    w.touch(parent.id);
+    return id;
+  }
+
+  /** 'purge' of a trash entry whose subtree fits in `room` entries, else 'purging' (finishPurges deletes it);
+   * answers the entries deleted now. */
+  private purgeRow(w: Writer, row: TrashRow, room: number): number {
+    const { ids, whole } = this.eraseBatch(row.node, room);
+    w.emit(whole ? { t: 'purge', tid: row.tid } : { t: 'purging', tid: row.tid });
+    return whole ? ids.length : 0;
+  }
+
+  /**
+   * Up to `limit` entries of the subtree at `top` that can go together: files, and folders whose every entry is among
+   * them (each after what it holds). `whole`: all of it, `top` included. One query per folder entered, so a batch costs
+   * about its own size however large the subtree is.
+   */
+  private eraseBatch(top: number, limit: number): { ids: number[]; whole: boolean } {
+    const ids: number[] = [];
+    const take = (id: number, type: EntryType): boolean => {
+      if (ids.length >= limit) return false;
+      if (type === 'dir') {
+        const room = limit - ids.length;
+        const kids = this.q.childIds.all(id, room);
+        // Fewer than asked for: that is all of them.
+        let all = kids.length < room;
+        for (const k of kids) {
+          if (take(k.id, k.type)) continue;
+          all = false;
+          if (ids.length >= limit) break;
+        }
+        if (!all || ids.length >= limit) return false;
+      }
+      ids.push(id);
+      return true;
+    };
+    return { ids, whole: take(top, this.q.node.get(top)!.type) };
+  }
+
+  /** Node `id`, which must lie in a subtree a purge is deleting: detached, and held by no trash entry. `known`: nodes
+   * already found to. */
+  private purgingNode(id: number, known: Set<number>): NodeRow {
+    const node = this.q.node.get(id);
+    if (!node) throw new Error(`erase: node ${id} not found`);
+    const seen: number[] = [];
+    for (let n = node; !known.has(n.id); ) {
+      seen.push(n.id);
+      if (n.parent === null) {
+        if (n.id === ROOT_ID || this.q.trashOfNode.get(n.id)) throw new Error(`erase: node ${id} is not being purged`);
+        break;
+      }
+      const up = this.q.node.get(n.parent);
+      if (!up) throw new Error(`erase: node ${n.parent} not found`);
+      n = up;
+    }
+    for (const s of seen) known.add(s);
+    return node;
+  }
+
+  /** Deletes nodes with their versions and properties, giving back their owners' usage and the chunks' references. */
+  private eraseNodes(ctx: ApplyContext, nodes: readonly NodeRow[]): void {
+    const q = this.q;
+    // One usage update per owner, not per file.
+    const freed = new Map<string, number>();
+    for (const n of nodes) {
+      if (n.cur !== null) freed.set(n.owner, (freed.get(n.owner) ?? 0) + q.version.get(n.cur)!.size);
+      for (const v of q.versionsOf.all(n.id)) {
+        this.unrefChunks(ctx, v);
+        q.deleteVersion.run(v.vid);
+      }
+      q.removeAllProps.run(n.id);
+    }
+    for (const n of nodes) q.deleteNode.run(n.id);
+    for (const [owner, bytes] of freed) this.addUsage(ctx, owner, -bytes);
+  }
+
   private mustTrash(trashId: string): TrashRow {
     const tid = typeof trashId === 'string' ? parseId(trashId) : null;
     const row = tid === null ? undefined : this.q.trash.get(tid);
@@ -1570,17 +1856,13 @@ export class VolumeMeta {
     return entryWith(row, p, row.cur === null ? undefined : this.q.version.get(row.cur));
   }
 
-  private trashEntryOf(r: TrashRow): TrashEntry {
+  private trashItemOf(r: TrashRow): TrashItem {
     const node = this.q.node.get(r.node)!;
-    return {
-      trash_id: String(r.tid),
-      path: r.path,
-      type: node.type,
-      owner: node.owner,
-      size: this.q.subtreeSize.get(r.node)!.size,
-      deleted_at: r.deleted_at,
-      deleted_by: r.deleted_by,
-    };
+    return { trash_id: String(r.tid), path: r.path, type: node.type, owner: node.owner, deleted_at: r.deleted_at, deleted_by: r.deleted_by };
+  }
+
+  private trashEntryOf(r: TrashRow): TrashEntry {
+    return { ...this.trashItemOf(r), size: this.q.subtreeSize.get(r.node)!.size };
   }
 
   private addVersion(
@@ -1634,7 +1916,7 @@ export class VolumeMeta {
    * under `to` would make a path longer than MAX_PATH_BYTES, which no operation could name again. Only a longer `to`
    * can: the paths below `from` are within the limit.
    */
-  private checkRoomBelow(node: NodeRow, from: string, to: string, verb: 'move' | 'copy' | 'restore'): void {
+  private checkRoomBelow(node: NodeRow, from: string, to: string, verb: 'move' | 'copy' | 'restore' | 'set aside'): void {
     const grows = utf8Length(to) - utf8Length(from);
     if (node.type !== 'dir' || grows <= 0) return;
     const deep = this.q.tooDeep.get(node.id, MAX_PATH_BYTES - utf8Length(to) - 1);

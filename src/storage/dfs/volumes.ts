@@ -84,6 +84,8 @@ export class VolumeSet {
   private stopped = false;
   private readonly retention: RetentionConfig;
   private readonly now: () => number;
+  /** Volumes whose purges are being finished (finishPurges). */
+  private readonly erasing = new Set<string>();
 
   constructor(
     private readonly self: string,
@@ -119,7 +121,12 @@ export class VolumeSet {
       } else v.record = rec!;
     }
     for (const [name, rec] of volumes) if (!this.held.has(name)) this.hold(name, rec);
-    if (!this.timer && !this.stopped) this.timer = setInterval(() => void this.pullAll(), PULL_MS);
+    if (!this.timer && !this.stopped) {
+      this.timer = setInterval(() => {
+        void this.pullAll();
+        this.finishPurges();
+      }, PULL_MS);
+    }
     if (!this.retainTimer && !this.stopped) this.retainTimer = setInterval(() => void this.retainAll(), RETAIN_MS);
   }
 
@@ -231,6 +238,24 @@ export class VolumeSet {
       if (at < through) await new Promise((r) => setImmediate(r));
     }
     if (dropped > 0) this.log.info({ volume: v.name, role: v.role, through, dropped }, 'dfs: truncated the volume\'s metadata log');
+  }
+
+  /**
+   * Deletes, batch by batch, what purges left to delete on the volumes this node is primary for
+   * (VolumeMeta.finishPurges): at once after a purge, and on the timer, so a purge a restart interrupted is finished.
+   */
+  finishPurges(): void {
+    for (const v of this.held.values()) {
+      if (v.role !== 'primary' || this.erasing.has(v.name) || !v.meta.purgesLeft) continue;
+      this.erasing.add(v.name);
+      v.meta
+        .finishPurges()
+        .catch((err: unknown) => {
+          if (this.held.get(v.name)?.meta !== v.meta) return;
+          this.log.warn({ volume: v.name, err: message(err) }, 'dfs: deleting purged entries failed; trying again in a second');
+        })
+        .finally(() => this.erasing.delete(v.name));
+    }
   }
 
   /** One round of log shipping for every followed volume; a round still running is not doubled. */
