@@ -558,12 +558,10 @@ class MemoryConfig implements Pick<Client<Methods>, 'list' | 'get' | 'exec_tx' |
   }
 
   async list(p: ParamsIn<Methods['list']>) {
-    const entries = [...this.data]
-      .filter(([k]) => k.startsWith(p.prefix))
-      .sort(([a], [b]) => (a < b ? -1 : 1))
-      .slice(0, p.limit ?? 1000)
-      .map(([key, e]) => ({ key, ...e, value: p.keys_only ? '' : e.value }));
-    return { entries, revision: this.rev };
+    const under = [...this.data].filter(([k]) => k.startsWith(p.prefix)).sort(([a], [b]) => (a < b ? -1 : 1));
+    const limit = p.limit ?? 1000;
+    const entries = under.slice(0, limit).map(([key, e]) => ({ key, ...e, value: p.keys_only ? '' : e.value }));
+    return { entries, revision: this.rev, more: under.length > limit };
   }
 
   async get(p: ParamsIn<Methods['get']>) {

@@ -182,6 +182,20 @@ describe('system-config service (SQLite backend, real RBAC)', () => {
     assert.ok(dumped.entries.every((e) => !e.key.startsWith('users/alice/')));
   });
 
+  it('says when a listing stopped at its limit, even where the caller may read none of what it left out', async () => {
+    const kernel = await client(await serviceToken('verify-hub'));
+    const all = (await kernel.list({ prefix: 'users/', keys_only: true })).entries.map((e) => e.key);
+    assert.ok(all.length >= 3);
+    assert.equal((await kernel.list({ prefix: 'users/', limit: all.length })).more, false);
+    const cut = await kernel.list({ prefix: 'users/', limit: all.length - 1 });
+    assert.deepEqual([cut.entries.map((e) => e.key), cut.more], [all.slice(0, -1), true]);
+    // bob reads only his own keys: a listing cut before them returns nothing of his, and says there was more.
+    const bob = await client(await userToken('bob'));
+    const firstBob = all.findIndex((k) => k.startsWith('users/bob/'));
+    assert.ok(firstBob > 0);
+    assert.deepEqual(await bob.list({ prefix: 'users/', limit: firstBob }).then((r) => [r.entries.length, r.more]), [0, true]);
+  });
+
   it('removes a deleted user\'s grants before the delete is acknowledged', async () => {
     const kernel = await client(await serviceToken('verify-hub'));
     await kernel.set({ key: 'users/carol/settings', value: JSON.stringify({ name: 'carol', role: 'user', state: 'active' }) });

@@ -129,9 +129,11 @@ export function createSystemConfigEndpoint(store: ConfigStore, opts: SystemConfi
       },
       async list({ prefix, limit, keys_only }, ctx) {
         const readable = canRead(ctx);
-        const r = await store.list(prefix, limit);
-        const entries = r.entries.filter((e) => readable(e.key)).map(wire);
-        return { entries: keys_only ? entries.map((e) => ({ ...e, value: '' })) : entries, revision: r.revision };
+        // One key past the limit says whether the listing stopped short, which the readable part alone cannot: a
+        // caller that may read only some keys would otherwise take a cut listing for the whole.
+        const r = await store.list(prefix, limit + 1);
+        const entries = r.entries.slice(0, limit).filter((e) => readable(e.key)).map(wire);
+        return { entries: keys_only ? entries.map((e) => ({ ...e, value: '' })) : entries, revision: r.revision, more: r.entries.length > limit };
       },
       async exec_tx({ compares, ops }, ctx) {
         let p: Principal | undefined;

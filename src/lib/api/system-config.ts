@@ -68,8 +68,8 @@ export const systemConfigApi = defineService('system-config', 'The zone\'s key-v
   }),
   list: method({
     params: z.object({ prefix: configPrefix, limit: z.number().int().min(1).max(10_000).default(1000), keys_only: z.boolean().default(false) }).strict(),
-    result: z.object({ entries: z.array(entry), revision }),
-    doc: 'Lists keys under a prefix, sorted; only keys the caller may read are returned. `revision` is the store revision of the read: pass it to watch.',
+    result: z.object({ entries: z.array(entry), revision, more: z.boolean() }),
+    doc: 'Lists keys under a prefix, sorted; only keys the caller may read are returned. `revision` is the store revision of the read: pass it to watch. `more`: the store holds keys under the prefix past the first `limit` (readable or not), which this answer leaves out.',
   }),
   exec_tx: method({
     params: z

@@ -137,7 +137,7 @@ type ConfigClient = Parameters<typeof followRoutes>[0];
 /** A system-config that lists `entries` and then has no change to report until `signal` ends the watch. */
 function listingConfig(entries: { key: string; value: string }[], signal: AbortSignal): ConfigClient {
   return {
-    list: async () => ({ entries: entries.map((e) => ({ ...e, revision: 5, create_revision: 5 })), revision: 7 }),
+    list: async () => ({ entries: entries.map((e) => ({ ...e, revision: 5, create_revision: 5 })), revision: 7, more: false }),
     watch: () => new Promise((resolve) => signal.addEventListener('abort', () => resolve({ events: [], revision: 7 }), { once: true })),
   } as Partial<ConfigClient> as ConfigClient;
 }

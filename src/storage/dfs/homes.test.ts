@@ -43,7 +43,11 @@ describe('home folders follow the zone\'s accounts (homes.ts)', () => {
     root = mkdtempSync(join(tmpdir(), 'dfs-homes-'));
     store = await openStore({ type: 'sqlite' }, nodePaths(root));
     reader = new AccountReader({
-      list: async ({ prefix, limit }) => store.list(prefix, limit),
+      // What system-config's list answers: at most `limit` keys, and whether the store held more.
+      list: async ({ prefix, limit = 1000 }) => {
+        const r = await store.list(prefix, limit + 1);
+        return { entries: r.entries.slice(0, limit), more: r.entries.length > limit };
+      },
       get: async ({ key }) => (await store.get(key)) ?? { value: null, revision: 0 },
     });
     t = await openTestFiles('');
@@ -148,6 +152,22 @@ describe('home folders follow the zone\'s accounts (homes.ts)', () => {
     for (const name of ['alice', 'bob', 'dave']) await deleteAccount(name);
     assert.deepEqual(await round(), { made: [], retired: [], failed: [] });
     assert.ok(t.meta.tryStat('/home/dave'));
+  });
+
+  it('refuses a listing of users/ the store cut short, which would make the accounts past it look deleted', async () => {
+    await createAccount('bob');
+    await round();
+    put('/home/bob/a', 10, 'bob');
+    const cut = new AccountReader({
+      list: async ({ prefix }) => {
+        const r = await store.list(prefix, 2);
+        return { entries: r.entries.slice(0, 1), more: r.entries.length > 1 };
+      },
+      get: async ({ key }) => (await store.get(key)) ?? { value: null, revision: 0 },
+    });
+    await store.set('users/alice/apps/notes/settings/a', '1');
+    await assert.rejects(cut.read(), /more than 10000 keys under users\/: the accounts cannot all be read at once/);
+    assert.equal(t.meta.stat('/home/bob/a').owner, 'bob');
   });
 
   it('one home that cannot be made does not hold up the others', async () => {

@@ -16,7 +16,7 @@ export interface ZoneAccounts {
 
 /** The part of a system-config client reading accounts takes. */
 export interface AccountSource {
-  list(p: { prefix: string; limit?: number; keys_only?: boolean }): Promise<{ entries: { key: string; revision: number }[] }>;
+  list(p: { prefix: string; limit?: number; keys_only?: boolean }): Promise<{ entries: { key: string; revision: number }[]; more: boolean }>;
   get(p: { key: string }): Promise<{ value: string | null; revision: number }>;
 }
 
@@ -32,8 +32,8 @@ export class AccountReader {
 
   /** `problems`: records read this time that cannot be used, and why (each is reported once, not every round). */
   async read(): Promise<ZoneAccounts & { problems: { user: string; problem: string }[] }> {
-    const { entries } = await this.source.list({ prefix: 'users/', keys_only: true, limit: USER_LIST_MAX });
-    if (entries.length >= USER_LIST_MAX) throw new Error(`more than ${USER_LIST_MAX - 1} keys under users/: the accounts cannot all be read at once`);
+    const { entries, more } = await this.source.list({ prefix: 'users/', keys_only: true, limit: USER_LIST_MAX });
+    if (more) throw new Error(`more than ${USER_LIST_MAX} keys under users/: the accounts cannot all be read at once`);
     const listed = new Map<string, number>();
     for (const e of entries) {
       const m = USER_SETTINGS_KEY.exec(e.key);
