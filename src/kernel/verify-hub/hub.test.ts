@@ -23,7 +23,7 @@ async function setup(opts: { ownerPassword?: boolean; kv?: KvStore } = {}) {
     kv,
     signingKey: vh.privateKey,
     owner: { name: 'alice', key: owner.publicKey },
-    deviceKey: async () => undefined,
+    device: async () => undefined,
     verifyToken: createTokenVerifier(() => ({ verifyHubKey: vh.publicKey, device: () => undefined })),
     check: () => true,
     audit: (e) => void events.push(e),

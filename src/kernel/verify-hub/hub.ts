@@ -58,8 +58,9 @@ export interface VerifyHubOptions {
   /** The verify-hub private key (etc/verify_hub_key.pem); the zone boot config names its public half. */
   signingKey: KeyObject;
   owner: { name: string; key: KeyObject };
-  /** The public key of a device of this zone, by did:dev; undefined for any other device. */
-  deviceKey: (did: string) => Promise<KeyObject | undefined>;
+  /** A device of this zone by did:dev (its public key, and its role from its signed document); undefined for any
+   * other device. */
+  device: (did: string) => Promise<{ key: KeyObject; role: string } | undefined>;
   /** Signature and expiry check of access tokens (the runtime's verifier). */
   verifyToken: (token: string) => Promise<Principal>;
   check: CheckFn;
@@ -401,11 +402,18 @@ export class VerifyHub {
       throw new KrpcError('UNAUTHENTICATED', 'login JWT is malformed');
     }
     const isDevice = kid?.startsWith('did:dev:') ?? false;
-    const key = isDevice ? await this.opts.deviceKey(kid!) : this.opts.owner.key;
+    const device = isDevice ? await this.opts.device(kid!) : undefined;
+    const key = isDevice ? device?.key : this.opts.owner.key;
     const login = isDevice ? 'device_key' : 'owner_key';
     if (!key) {
       this.emit({ type: 'login_failed', action: login, actor: null, app: p.app_id, ip, reason: 'unknown_device' });
       throw new KrpcError('UNAUTHENTICATED', 'login JWT is signed by a device that is not part of this zone');
+    }
+    // A session is signed by verify-hub and carries no device, so RBAC's device side could not bound what a storage,
+    // portable or gateway device did with one: any user, the owner included, would be that device's to act as.
+    if (device && device.role !== 'core') {
+      this.emit({ type: 'login_failed', action: login, actor: null, app: p.app_id, ip, reason: 'device_not_core' });
+      throw new KrpcError('PERMISSION_DENIED', `login JWT is signed by a ${device.role} device: only a core device's key logs a user in; elsewhere log in with a password`);
     }
     let payload: Record<string, unknown>;
     try {
@@ -457,8 +465,9 @@ export class VerifyHub {
 
   private async refresh(p: { refresh_token: string }, ctx: CallContext) {
     const r = await this.sessions.refresh(p.refresh_token, async (s) => {
-      // A session opened with a device key ends with that device: once it is removed, its sessions cannot refresh.
-      if (s.device !== undefined && !(await this.opts.deviceKey(s.device))) return 'revoked';
+      // A session opened with a device key ends with that device: once it is removed, or is no longer a core device,
+      // its sessions cannot refresh.
+      if (s.device !== undefined && (await this.opts.device(s.device))?.role !== 'core') return 'revoked';
       // An app uninstalled for the user ends its sessions there, as a login would now be refused.
       if (!(await this.installedFor(s.user, s.app))) return 'revoked';
       return endedByAccount(await this.account(s.user), s);

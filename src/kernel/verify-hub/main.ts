@@ -93,7 +93,11 @@ export async function runVerifyHubService(rt: KernelRuntime, port: number, deps:
     signingKey: signing.privateKey,
     owner: { name: owner, key: rt.identity.ownerKey },
     // This device always knows itself, even before node_daemon has published its document.
-    deviceKey: async (did) => (did === rt.identity.device.did ? rt.identity.deviceKey.publicKey : (await rt.devices().byDid(did))?.publicKey),
+    device: async (did) => {
+      if (did === rt.identity.device.did) return { key: rt.identity.deviceKey.publicKey, role: rt.identity.device.role };
+      const d = await rt.devices().byDid(did);
+      return d && { key: d.publicKey, role: d.doc.role };
+    },
     verifyToken: rt.authenticate,
     check: deps.check,
     audit: deps.audit,

@@ -504,24 +504,30 @@ describe('verify-hub service on system-config', () => {
     await rejectsWith(loginJwt(owner, OWNER, { nonce: 'never-issued' }), 'UNAUTHENTICATED', /nonce/);
   });
 
-  it('logs in with a zone device key: this node\'s own, or another device the owner signed', async () => {
+  it('logs in with a core device key: this node\'s own, or another core device the owner signed; never a storage, portable or gateway device\'s', async () => {
     const own = await loginJwt(device, OWNER, { kid: didDev(device.publicKeyB64) });
     assert.equal(own.user.name, OWNER);
     const stranger = generateKeyPair();
     await rejectsWith(loginJwt(stranger, OWNER, { kid: didDev(stranger.publicKeyB64) }), 'UNAUTHENTICATED', /not part of this zone/);
 
-    const laptop = generateKeyPair();
     const now = Math.floor(Date.now() / 1000);
-    const doc = await signDocument(
-      { typ: 'device', name: 'laptop', zone: ZONE, did: didDev(laptop.publicKeyB64), key: laptop.publicKeyB64, role: 'portable', iat: now, exp: now + 3600 },
-      owner.privateKey,
-    );
-    await config.set({ key: 'devices/laptop/doc', value: doc });
-    const viaLaptop = await loginJwt(laptop, OWNER, { kid: didDev(laptop.publicKeyB64) });
-    const sessions = (await client(viaLaptop.session_token).session_list({})).sessions;
+    const enrol = async (name: string, role: string) => {
+      const key = generateKeyPair();
+      const doc = await signDocument({ typ: 'device', name, zone: ZONE, did: didDev(key.publicKeyB64), key: key.publicKeyB64, role, iat: now, exp: now + 3600 }, owner.privateKey);
+      await config.set({ key: `devices/${name}/doc`, value: doc });
+      return key;
+    };
+    const ood2 = await enrol('ood2', 'core');
+    const viaOod2 = await loginJwt(ood2, OWNER, { kid: didDev(ood2.publicKeyB64) });
+    const sessions = (await client(viaOod2.session_token).session_list({})).sessions;
     assert.equal(sessions.find((s) => s.current)?.login, 'device_key');
+    // A session carries no device, so RBAC's device side could not bound one opened by a non-core device's key: such
+    // a key logs nobody in, the owner least of all.
+    const laptop = await enrol('laptop', 'portable');
+    await rejectsWith(loginJwt(laptop, OWNER, { kid: didDev(laptop.publicKeyB64) }), 'PERMISSION_DENIED', /signed by a portable device: only a core device's key logs a user in/);
+    assert.ok(events.some((e) => e.type === 'login_failed' && e.reason === 'device_not_core'));
     // A key that merely claims a zone device's DID does not verify.
-    await rejectsWith(loginJwt(stranger, OWNER, { kid: didDev(laptop.publicKeyB64) }), 'UNAUTHENTICATED', /not signed by the device key/);
+    await rejectsWith(loginJwt(stranger, OWNER, { kid: didDev(ood2.publicKeyB64) }), 'UNAUTHENTICATED', /not signed by the device key/);
   });
 
   it('lets a kernel service token (root on a device) manage users on RBAC alone, but not log in or out', async () => {

@@ -104,7 +104,7 @@ export const verifyHubApi = defineService('verify-hub', 'Logins, session and sud
     params: z.object({ jwt: z.string().min(1).max(8192), app_id: appId }).strict(),
     result: tokens,
     auth: 'none',
-    doc: 'Key login: an EdDSA JWT {typ:"login", sub, nonce, exp} living at most 5 minutes, signed by the owner key (sub must be the owner) or by a zone device key (header kid did:dev:..., sub an active user). app_id as for login_password.',
+    doc: 'Key login: an EdDSA JWT {typ:"login", sub, nonce, exp} living at most 5 minutes, signed by the owner key (sub must be the owner) or by the key of a core device (header kid did:dev:..., sub an active user; the key of a storage, portable or gateway device is refused). app_id as for login_password.',
   }),
   refresh: method({
     params: z.object({ refresh_token: z.string().min(1).max(256) }).strict(),
