@@ -511,7 +511,7 @@ describe('verify-hub service on system-config', () => {
     await rejectsWith(loginJwt(stranger, OWNER, { kid: didDev(stranger.publicKeyB64) }), 'UNAUTHENTICATED', /not part of this zone/);
 
     const now = Math.floor(Date.now() / 1000);
-    const enrol = async (name: string, role: string) => {
+    const enrol = async (name: string, role: 'core' | 'portable') => {
       const key = generateKeyPair();
       const doc = await signDocument({ typ: 'device', name, zone: ZONE, did: didDev(key.publicKeyB64), key: key.publicKeyB64, role, iat: now, exp: now + 3600 }, owner.privateKey);
       await config.set({ key: `devices/${name}/doc`, value: doc });
