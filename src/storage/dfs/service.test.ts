@@ -142,3 +142,40 @@ describe('dfs kRPC methods on folders (service.ts)', () => {
     assert.equal((await c.trash_list({ volume: VOLUME })).items.length, 40);
   });
 });
+
+describe('quotas and disk upkeep: who may (service.ts)', () => {
+  let t: TestFiles;
+  let server: Server;
+  let as: (token: string) => Client<typeof dfsApi.methods>;
+  // Root's CLI on a device calls with that device's kernel token; the device's role bounds it.
+  const kernelOn = (role: 'core' | 'storage') => ({ userId: 'node-daemon', appId: 'buckyos-cli', kind: 'service' as const, expiresAt: 0, deviceName: `${role}1`, deviceRole: role });
+
+  before(async () => {
+    t = await openTestFiles('g, bob, user\n');
+    t.meta.ensureHome('bob');
+    const { endpoint } = dfsFaces(t, async (token) => (token === 'core' || token === 'storage' ? kernelOn(token) : session(token, 'buckyos-cli')));
+    server = createServer((req, res) => void endpoint.handle(req, res));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    as = (token) => createClient(dfsApi, { baseUrl, token });
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    await t.close();
+  });
+
+  it('sets quotas and reads others\' usage for an admin or a core device\'s kernel, never a storage device\'s', async () => {
+    const refused = (e: unknown) => e instanceof KrpcError && e.code === 'PERMISSION_DENIED';
+    await assert.rejects(as('storage').quota_set({ volume: VOLUME, user: 'bob', quota_bytes: 0 }), refused);
+    await assert.rejects(as('storage').usage({ volume: VOLUME, user: 'bob' }), refused);
+    await assert.rejects(as('bob').quota_set({ volume: VOLUME, user: 'bob', quota_bytes: 0 }), refused);
+    assert.equal(t.meta.quota('bob'), null, 'nothing was set');
+    await as('core').quota_set({ volume: VOLUME, user: 'bob', quota_bytes: 1000 });
+    assert.equal((await as('core').usage({ volume: VOLUME, user: 'bob' })).quota_bytes, 1000);
+    // Scrub is upkeep of the disks, which root on any device may start.
+    await as('storage').scrub({});
+    await assert.rejects(as('bob').scrub({}), refused);
+  });
+});

@@ -1,7 +1,7 @@
 // The dfs kRPC methods (src/lib/api/dfs.ts) on this node: file operations run where the volume's metadata is (its
 // primary; a follower serves reads while cut off from it), and a call that reached another node is passed on to the
 // primary with the caller's own token, so permissions are checked once, as the caller.
-import { type Client, createClient, type CallContext, KrpcError, type Principal, createKrpcEndpoint, type KrpcEndpoint } from '../../lib/krpc/index.ts';
+import { type Client, createClient, type CallContext, KrpcError, type Principal, createKrpcEndpoint, isCoreKernel, type KrpcEndpoint } from '../../lib/krpc/index.ts';
 import { SEARCH_MAX_VISITED, type DfsEntry, dfsApi, uploadCommitTimeoutMs } from '../../lib/api/dfs.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import { ElsewhereError, type Files, apiEntry, toKrpcError } from './files.ts';
@@ -84,7 +84,11 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
     }, method === 'upload_commit' ? commitTimeout : undefined);
   }
 
-  const isAdmin = async (p: Principal) => p.kind === 'service' || (await d.roleOf(p.userId).catch(() => undefined)) === 'admin';
+  // Quotas and other users' usage are the zone's to manage: an admin, or the kernel of a core device, never that of a
+  // storage, portable or gateway device (RBAC's device side keeps those to their own records). Scrub and chunk
+  // collection are upkeep of the disks themselves, which root on any device may start.
+  const isAdmin = async (p: Principal) => isCoreKernel(p) || (p.kind !== 'service' && (await d.roleOf(p.userId).catch(() => undefined)) === 'admin');
+  const mayUpkeep = async (p: Principal) => p.kind === 'service' || (await isAdmin(p));
 
   return createKrpcEndpoint(
     dfsApi,
@@ -321,11 +325,11 @@ export function createDfsEndpoint(d: ServiceDeps): KrpcEndpoint {
         return { node: d.self, disks, volumes, under_replicated: s.under_replicated, rebalanced: s.rebalanced, scrub: { running: s.running, checked: s.checked, corrupt: s.corrupt, missing: s.missing, repaired: s.repaired }, gc: d.collector.state() };
       },
       scrub: async (p, ctx) => {
-        if (!(await isAdmin(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'starting a scrub needs the admin role');
+        if (!(await mayUpkeep(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'starting a scrub needs the admin role');
         return { started: d.scrubber.start(p.disk_id) };
       },
       gc: async (p, ctx) => {
-        if (!(await isAdmin(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'starting chunk collection needs the admin role');
+        if (!(await mayUpkeep(who(ctx)))) throw new KrpcError('PERMISSION_DENIED', 'starting chunk collection needs the admin role');
         return { started: d.collector.start(p.accept ?? []) };
       },
     },
