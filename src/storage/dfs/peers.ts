@@ -166,10 +166,12 @@ export class PeerChunks {
     const r = await this.call(node, 'GET', `/meta/${encodeURIComponent(volume)}/log?${query}`, null, MAX_LOG_ANSWER_BYTES);
     if (r.status !== 200) PeerChunks.fail(node, `log of ${volume}`, r);
     const answer = JSON.parse(r.body.toString('utf8')) as { entries?: unknown; last_seq?: unknown; log_start?: unknown };
-    if (!Array.isArray(answer.entries) || !Number.isSafeInteger(answer.last_seq) || !Number.isSafeInteger(answer.log_start)) {
+    // A primary that does not say where its log starts runs a version from before logs were truncated: it keeps all.
+    const logStart = answer.log_start ?? 0;
+    if (!Array.isArray(answer.entries) || !Number.isSafeInteger(answer.last_seq) || !Number.isSafeInteger(logStart)) {
       throw new PeerError(`${node}: log of ${volume}: a malformed answer`, r.status);
     }
-    return { entries: answer.entries as unknown[], lastSeq: answer.last_seq as number, logStart: answer.log_start as number };
+    return { entries: answer.entries as unknown[], lastSeq: answer.last_seq as number, logStart: logStart as number };
   }
 
   /**
