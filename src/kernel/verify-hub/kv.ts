@@ -1,6 +1,7 @@
 // The part of system-config verify-hub needs. The typed system-config client satisfies it as is, so the store can be
 // SQLite or etcd behind the service, or memory in unit tests, without verify-hub knowing.
 import { KrpcError } from '../../lib/krpc/index.ts';
+import { type ListAllOptions, LIST_PAGE_MAX, listAll as listAllKeys } from '../../lib/config/list-all.ts';
 
 export type KvTxOp =
   | { op: 'put'; key: string; value: string }
@@ -21,9 +22,9 @@ export interface KvStore {
   set(params: { key: string; value: string; expect_revision?: number }): Promise<{ revision: number }>;
   /** KrpcError NOT_FOUND when absent, CONFLICT when expect_revision does not hold. */
   delete(params: { key: string; expect_revision?: number }): Promise<{ revision: number }>;
-  /** At most `limit` entries, sorted by key (values empty with keys_only); there is no way to start after a key,
-   * hence `listAll`. */
-  list(params: { prefix: string; limit?: number; keys_only?: boolean }): Promise<{ entries: KvEntry[] }>;
+  /** At most `limit` entries, sorted by key (values empty with keys_only), and whether the store held more; there is
+   * no way to start after a key, hence `listAll`. */
+  list(params: { prefix: string; limit?: number; keys_only?: boolean }): Promise<{ entries: KvEntry[]; more: boolean }>;
   exec_tx(params: {
     compares?: { key: string; revision: number }[];
     ops: KvTxOp[];
@@ -31,7 +32,7 @@ export interface KvStore {
 }
 
 /** system-config's limits: a listing answers at most this many keys, a transaction holds at most this many ops. */
-export const KV_LIST_LIMIT = 10_000;
+export const KV_LIST_LIMIT = LIST_PAGE_MAX;
 export const KV_TX_MAX_OPS = 128;
 
 /** The KvStore semantics of system-config, in memory. */
@@ -67,12 +68,9 @@ export class MemoryKv implements KvStore {
   }
 
   async list({ prefix, limit = 1000, keys_only = false }: { prefix: string; limit?: number; keys_only?: boolean }) {
-    const entries = [...this.data]
-      .filter(([k]) => k.startsWith(prefix))
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .slice(0, limit)
-      .map(([key, e]) => ({ key, value: keys_only ? '' : e.value, revision: e.revision }));
-    return { entries };
+    const under = [...this.data].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const entries = under.slice(0, limit).map(([key, e]) => ({ key, value: keys_only ? '' : e.value, revision: e.revision }));
+    return { entries, more: under.length > limit };
   }
 
   async exec_tx({ compares = [], ops }: { compares?: { key: string; revision: number }[]; ops: KvTxOp[] }) {
@@ -89,48 +87,9 @@ export class MemoryKv implements KvStore {
   }
 }
 
-/** Every character a system-config key may hold, in the order listings sort them (code units). */
-const KEY_CHARS = '-./0123456789:@ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz';
-
-interface ListAllOptions {
-  keysOnly?: boolean;
-  /** The most a listing answers; system-config's limit unless a test makes pages small. */
-  pageSize?: number;
-}
-
-/**
- * Every entry under `prefix`, sorted, however many there are. A listing answers one page and cannot start after a
- * key, so a full page is listed again one character narrower, under each character a key can continue with: the
- * usual case costs one call, and only the crowded parts of the key space are split further. A short page is taken
- * as complete, which holds for a caller that may read every key (system-config leaves out unreadable ones), as
- * verify-hub, a kernel service, may.
- */
-export async function listAll(kv: KvStore, prefix: string, opts: ListAllOptions = {}): Promise<KvEntry[]> {
-  const out: KvEntry[] = [];
-  await collect(kv, prefix, { keysOnly: opts.keysOnly ?? false, pageSize: opts.pageSize ?? KV_LIST_LIMIT }, out);
-  return out;
-}
-
-async function collect(kv: KvStore, prefix: string, opts: Required<ListAllOptions>, out: KvEntry[]): Promise<void> {
-  const { keysOnly, pageSize } = opts;
-  const segment = prefix.slice(prefix.lastIndexOf('/') + 1);
-  // system-config refuses a prefix ending in a "." or ".." segment, yet keys may go on from it ("a/.b"): such a
-  // prefix is split without being listed. No key equals it, since keys have no dot segments.
-  const listable = segment !== '.' && segment !== '..';
-  if (listable) {
-    const { entries } = await kv.list({ prefix, limit: pageSize, keys_only: keysOnly });
-    if (entries.length < pageSize) {
-      out.push(...entries);
-      return;
-    }
-    // The prefix itself, when it is a key, sorts first and belongs to no narrower prefix.
-    if (entries[0]!.key === prefix) out.push(entries[0]!);
-  }
-  for (const c of KEY_CHARS) {
-    // Keys have no empty and no dot segments.
-    if (c === '/' && (segment === '' || !listable)) continue;
-    await collect(kv, prefix + c, opts, out);
-  }
+/** Every entry under `prefix`, sorted, however many there are (lib/config/list-all.ts). */
+export function listAll(kv: KvStore, prefix: string, opts: ListAllOptions = {}): Promise<KvEntry[]> {
+  return listAllKeys((p) => kv.list(p), prefix, opts);
 }
 
 export function isKrpcCode(err: unknown, code: string): boolean {

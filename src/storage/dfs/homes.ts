@@ -2,6 +2,7 @@
 // a home on every volume this node is primary for, recorded as that account's; what a volume keeps for an account that
 // is gone (deleted, or its name now another account's) is set aside (VolumeMeta.retireHome) before a later account of
 // the name gets a home, so nothing of one account ever passes to another, and nothing is lost either.
+import { listAll } from '../../lib/config/list-all.ts';
 import { USER_SETTINGS_KEY, accountOf } from '../../lib/config/user-records.ts';
 import { USER_NAME } from '../../lib/identity/documents.ts';
 import { HOME_DIR, type VolumeMeta } from './volume-meta.ts';
@@ -20,10 +21,6 @@ export interface AccountSource {
   get(p: { key: string }): Promise<{ value: string | null; revision: number }>;
 }
 
-/** The most keys one listing of users/ reads; a zone with more is refused rather than half read (a name missed would
- * look deleted). */
-const USER_LIST_MAX = 10_000;
-
 /** Reads the zone's accounts: the settings keys under users/, each record read again only when its revision moved. */
 export class AccountReader {
   private readonly known = new Map<string, { revision: number; account: string | null; problem: string | null }>();
@@ -32,8 +29,8 @@ export class AccountReader {
 
   /** `problems`: records read this time that cannot be used, and why (each is reported once, not every round). */
   async read(): Promise<ZoneAccounts & { problems: { user: string; problem: string }[] }> {
-    const { entries, more } = await this.source.list({ prefix: 'users/', keys_only: true, limit: USER_LIST_MAX });
-    if (more) throw new Error(`more than ${USER_LIST_MAX} keys under users/: the accounts cannot all be read at once`);
+    // Every key, however many apps keep settings under users/: a name missed would look deleted.
+    const entries = await listAll((p) => this.source.list(p), 'users/', { keysOnly: true });
     const listed = new Map<string, number>();
     for (const e of entries) {
       const m = USER_SETTINGS_KEY.exec(e.key);
