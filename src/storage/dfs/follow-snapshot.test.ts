@@ -1,7 +1,8 @@
 // Followers catching up from a snapshot once their primary no longer keeps the log they need, made of the real parts:
 // the primary's VolumeSet (its retention) and HTTP endpoints (DfsHttp: the log and the snapshot), and each follower's
 // PeerChunks and VolumeSet. A follower away past the retention window, and a new empty one, take the primary's
-// snapshot and then follow the log; a snapshot cut short or damaged on the way leaves the copy as it was.
+// snapshot and then follow the log; a snapshot cut short or damaged on the way leaves the copy as it was, and is asked
+// for again only after growing waits. A snapshot that never comes holds up none of the node's other volumes.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -18,7 +19,7 @@ import { DfsHttp } from './http.ts';
 import { PeerChunks } from './peers.ts';
 import { Uploads } from './uploads.ts';
 import { VolumeMeta } from './volume-meta.ts';
-import { VolumeSet } from './volumes.ts';
+import { SNAPSHOT_RETRY_MS, VolumeSet } from './volumes.ts';
 
 const log = pino({ level: 'silent' });
 const HOUR = 3_600_000;
@@ -27,8 +28,9 @@ const RETENTION = { windowMs: HOUR, keepEntries: 5 };
 const authenticate = async (token: string): Promise<Principal> =>
   token === 'dfs' ? { userId: 'dfs', appId: 'dfs', kind: 'service', expiresAt: 0 } : session(token.split(':')[0]!, token.split(':')[1]!);
 
-/** How the primary's test server sends a snapshot: whole, cut off after CUT_AT bytes, or with a byte flipped there. */
-type SnapshotMode = 'whole' | 'cut' | 'corrupt';
+/** How the primary's test server sends a snapshot: whole, cut off after CUT_AT bytes, with a byte flipped there, or
+ * not at all (the request is held unanswered, as by a primary still making a snapshot of a large namespace). */
+type SnapshotMode = 'whole' | 'cut' | 'corrupt' | 'hold';
 const CUT_AT = 8192;
 
 describe('followers catching up from a snapshot of the primary\'s metadata (volumes.ts, snapshots.ts, http.ts)', () => {
@@ -39,19 +41,24 @@ describe('followers catching up from a snapshot of the primary\'s metadata (volu
   let mode: SnapshotMode = 'whole';
   /** Snapshots the primary sent whole. */
   let sent = 0;
+  /** Snapshot requests the primary was sent, and log requests, by asking node. */
+  let asked = 0;
+  const logAsks = new Map<string, number>();
+  /** Snapshot requests held unanswered ('hold'). */
+  const holding: ServerResponse[] = [];
   const followers: VolumeSet[] = [];
   const record = (names: string[]): VolumeRecord => ({ primary: NODE, followers: names, policy: { copies: 1, failure_domain: 'disk' }, folders: {}, keep_versions: 10, created_at: 1 });
 
   /** The zone's volume record, as every node sees it. */
-  function setFollowers(names: string[]): void {
-    t.zone().volumes.set(VOLUME, record(names));
+  function setFollowers(names: string[], volume = VOLUME): void {
+    t.zone().volumes.set(volume, record(names));
     t.volumes.sync(t.zone().volumes);
     for (const f of followers) f.sync(t.zone().volumes);
   }
   /** A follower node's dfs, started (again) on its own data directory. */
-  function startFollower(name: string): VolumeSet {
+  function startFollower(name: string, clock?: () => number): VolumeSet {
     const peers = new PeerChunks({ gatewayUrl: primaryUrl, token: async () => 'dfs' });
-    const f = new VolumeSet(name, join(t.dir, name), peers, log, { retention: RETENTION });
+    const f = new VolumeSet(name, join(t.dir, name), peers, log, { retention: RETENTION, ...(clock ? { now: clock } : {}) });
     followers.push(f);
     f.sync(t.zone().volumes);
     return f;
@@ -85,8 +92,17 @@ describe('followers catching up from a snapshot of the primary\'s metadata (volu
     });
     primary = createServer((req: IncomingMessage, res: ServerResponse) => {
       const url = new URL(req.url!, `http://${NODE}`);
+      if (url.pathname.endsWith('/log')) {
+        const from = url.searchParams.get('from')!;
+        logAsks.set(from, (logAsks.get(from) ?? 0) + 1);
+      }
       if (url.pathname.endsWith('/snapshot')) {
+        asked++;
         const how = mode;
+        if (how === 'hold') {
+          holding.push(res);
+          return;
+        }
         let at = 0;
         const write = res.write.bind(res) as (chunk: Buffer, cb?: () => void) => boolean;
         res.write = ((chunk: Buffer) => {
@@ -113,6 +129,7 @@ describe('followers catching up from a snapshot of the primary\'s metadata (volu
   });
   after(async () => {
     for (const f of followers.splice(0)) f.close();
+    for (const res of holding.splice(0)) res.destroy();
     primary.closeAllConnections();
     await new Promise((r) => primary.close(r));
     await t.close();
@@ -195,5 +212,70 @@ describe('followers catching up from a snapshot of the primary\'s metadata (volu
     const v = await caughtUp(st3);
     assert.equal(sent, 2);
     assert.equal(v.meta.stat(`/v/d${t.meta.lastSeq - 1}`).owner, 'alice');
+  });
+
+  it('a volume whose snapshot never comes holds up none of the node\'s other volumes', async () => {
+    const OTHER = 'media';
+    setFollowers(['st2', 'st3', 'st4']);
+    setFollowers(['st4'], OTHER);
+    const other = t.volumes.get(OTHER)!.meta;
+    other.mkdir('/m', 'alice');
+    other.mkdir('/m/a', 'alice');
+    assert.ok(t.meta.logStart > 0, 'st4 can catch up with home only from a snapshot');
+    mode = 'hold';
+    const st4 = startFollower('st4');
+    const otherCaughtUp = () => until(`st4 caught up with ${OTHER}`, () => {
+      const v = st4.get(OTHER);
+      return v && v.meta.lastSeq === other.lastSeq && v.syncError === null ? v : undefined;
+    }, 20_000);
+    await otherCaughtUp();
+    await until('st4 asked for a snapshot of home', () => (holding.length === 1 ? true : undefined));
+    // And it goes on following while that snapshot is still awaited.
+    other.mkdir('/m/b', 'alice');
+    const v = await otherCaughtUp();
+    assert.equal(v.meta.stat('/m/b').type, 'dir');
+    assert.equal(st4.get(VOLUME)!.meta.lastSeq, 0, 'home still waits for its snapshot');
+    assert.equal(holding.length, 1, 'one snapshot request at a time');
+    // Stopping the node aborts the download, leaving nothing fetched behind.
+    stopFollower(st4);
+    await until('the snapshot awaited is given up', () => (existsSync(join(t.dir, 'st4', 'volumes', `${VOLUME}.incoming`)) ? undefined : true));
+    for (const res of holding.splice(0)) res.destroy();
+    setFollowers(['st2', 'st3']);
+    setFollowers([], OTHER);
+  });
+
+  it('a snapshot that keeps failing is asked for again after growing waits, not every second, until one comes whole', async () => {
+    setFollowers(['st2', 'st3', 'st5']);
+    mode = 'cut';
+    let clock = 1_800_000_000_000;
+    const first = asked;
+    const st5 = startFollower('st5', () => clock);
+    /** Until the `n`th snapshot has failed and st5 says it waits `seconds` before the next. */
+    const failed = (n: number, seconds: number) => until(`the snapshot failed ${n} times`, () => {
+      const why = st5.get(VOLUME)?.syncError ?? '';
+      return asked === first + n && why.endsWith(`; asking for another in ${seconds} s`) ? why : undefined;
+    }, 20_000);
+    /** Until st5 has pulled the log `n` times more: each pull could have asked for a snapshot. */
+    const pulls = async (n: number) => {
+      const from = logAsks.get('st5') ?? 0;
+      await until(`st5 pulled ${n} more times`, () => ((logAsks.get('st5') ?? 0) >= from + n ? true : undefined));
+    };
+    await until('the first snapshot failed', () => (asked === first + 1 && st5.get(VOLUME)?.syncError ? true : undefined), 20_000);
+    await pulls(3);
+    assert.equal(asked, first + 1, 'not asked again before its wait is over');
+    assert.match(await failed(1, 5), /^catching up from a snapshot of the primary st1 failed; the copy here is kept as it was: /);
+    clock += SNAPSHOT_RETRY_MS.first;
+    await failed(2, 10);
+    clock += SNAPSHOT_RETRY_MS.first;
+    await pulls(3);
+    assert.equal(asked, first + 2, 'the second wait is twice the first');
+    clock += SNAPSHOT_RETRY_MS.first;
+    await failed(3, 20);
+    mode = 'whole';
+    clock += 4 * SNAPSHOT_RETRY_MS.first;
+    await caughtUp(st5);
+    assert.equal(asked, first + 4);
+    stopFollower(st5);
+    setFollowers(['st2', 'st3']);
   });
 });

@@ -178,14 +178,14 @@ export class PeerChunks {
    * A snapshot of a volume's metadata from its primary, streamed into `file` (made anew) and synced: its length and
    * SHA-256 are checked against what the primary declared, and it must fit on the filesystem with room to spare.
    * Answers the seq the primary says it holds (the caller checks that against the file). On any failure the file is
-   * removed.
+   * removed; `signal` aborts the download.
    */
-  async snapshot(node: string, volume: string, file: string, from: string): Promise<{ seq: number; bytes: number }> {
+  async snapshot(node: string, volume: string, file: string, from: string, signal?: AbortSignal): Promise<{ seq: number; bytes: number }> {
     const token = await this.opts.token();
     const url = `${this.opts.gatewayUrl.replace(/\/$/, '')}/kapi/dfs/meta/${encodeURIComponent(volume)}/snapshot?from=${encodeURIComponent(from)}`;
     const what = `snapshot of ${volume}`;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request(url, { method: 'GET', agent, timeout: SNAPSHOT_IDLE_MS, headers: { [NODE_HEADER]: node, authorization: `Bearer ${token}` } }, resolve);
+      const req = request(url, { method: 'GET', agent, signal, timeout: SNAPSHOT_IDLE_MS, headers: { [NODE_HEADER]: node, authorization: `Bearer ${token}` } }, resolve);
       req.on('timeout', () => req.destroy(new PeerError(`${node}: ${what}: nothing moved for ${SNAPSHOT_IDLE_MS} ms`, 0)));
       req.on('error', (err) => reject(err instanceof PeerError ? err : new PeerError(`${node}: ${what}: ${err.message}`, 0)));
       req.end();

@@ -34,12 +34,19 @@ export interface HeldVolume {
 
 export interface VolumeSetOptions {
   retention?: RetentionConfig;
-  /** Milliseconds since the epoch: when followers are heard from and judged silent, and when a pull caught up. */
+  /** Milliseconds since the epoch: when followers are heard from and judged silent, when a pull caught up, and when a
+   * failed snapshot may be asked for again. */
   now?: () => number;
 }
 
 const PULL_MS = 1000;
 const PULL_BATCH = 1000;
+/**
+ * After a failed snapshot a volume waits this long before it asks for another, doubling with each failure up to the
+ * last: each request has the primary back up and hash the whole metadata, and a follower short on disk learns so only
+ * once the answer's headers arrive. The log is still pulled every second meanwhile.
+ */
+export const SNAPSHOT_RETRY_MS = { first: 5_000, max: 300_000 };
 /** How often every copy's log is truncated to what it must keep. */
 const RETAIN_MS = 60_000;
 /** Entries dropped per transaction, so that the first truncation of a long log does not hold the event loop. */
@@ -79,7 +86,12 @@ export class VolumeSet {
   private readonly held = new Map<string, HeldVolume>();
   private timer: NodeJS.Timeout | null = null;
   private retainTimer: NodeJS.Timeout | null = null;
-  private pulling = false;
+  /** Followed volumes whose pull is under way, by name: each volume is pulled on its own, one pull at a time. */
+  private readonly pulling = new Map<string, Promise<void>>();
+  /** Followed volumes whose last snapshot failed, by name: from which primary, how long it waited, until when. */
+  private readonly snapshotWaits = new Map<string, { primary: string; waitMs: number; until: number }>();
+  /** Aborts the snapshot downloads under way when the set is closed. */
+  private readonly stopping = new AbortController();
   private retaining = false;
   private stopped = false;
   private readonly retention: RetentionConfig;
@@ -117,6 +129,7 @@ export class VolumeSet {
       if (role !== v.role) {
         v.meta.close();
         this.held.delete(name);
+        this.snapshotWaits.delete(name);
         this.log.info({ volume: name, was: v.role }, 'dfs: no longer holding volume metadata');
       } else v.record = rec!;
     }
@@ -258,16 +271,23 @@ export class VolumeSet {
     }
   }
 
-  /** One round of log shipping for every followed volume; a round still running is not doubled. */
+  /**
+   * One round of log shipping for every followed volume, each on its own, so that one volume's long snapshot or slow
+   * primary holds up no other; a volume whose pull is still under way is not pulled again, that pull is awaited.
+   */
   async pullAll(): Promise<void> {
-    if (this.pulling) return;
-    this.pulling = true;
-    try {
-      // A snapshot: a copy set aside during the round is replaced in `held`, and its replacement waits for the next.
-      for (const v of [...this.held.values()]) if (v.role === 'follower') await this.pull(v);
-    } finally {
-      this.pulling = false;
+    const rounds: Promise<void>[] = [];
+    for (const v of [...this.held.values()]) {
+      if (v.role !== 'follower') continue;
+      let round = this.pulling.get(v.name);
+      if (!round) {
+        // A snapshot replaces the volume in `held` under the same name, so the name is what is marked.
+        round = this.pull(v).finally(() => this.pulling.delete(v.name));
+        this.pulling.set(v.name, round);
+      }
+      rounds.push(round);
     }
+    await Promise.all(rounds);
   }
 
   private async pull(v: HeldVolume): Promise<void> {
@@ -285,7 +305,10 @@ export class VolumeSet {
           // The primary no longer keeps the entries this copy needs next (it was away past the retention window, or
           // is new): it catches up from a snapshot, then reads the log on from the snapshot's seq.
           if (restored) throw new MetaError('LOG_GAP', `the primary ${v.record.primary} no longer keeps entry ${after + 1}, even after this copy took its snapshot`);
-          v = await this.installSnapshot(v);
+          const wait = this.snapshotWaits.get(v.name);
+          // Still waiting after a failed snapshot: `sync_error` keeps saying why, and when it is tried again.
+          if (wait && wait.primary === v.record.primary && this.now() < wait.until) return;
+          v = await this.snapshotOrWait(v, wait);
           restored = true;
           continue;
         }
@@ -308,6 +331,19 @@ export class VolumeSet {
       const msg = message(err);
       if (v.syncError !== msg) this.log.warn({ volume: v.name, err: msg }, 'dfs: following the primary\'s log failed; serving what is here');
       v.syncError = msg;
+    }
+  }
+
+  /** installSnapshot, and after a failure the time to wait before the next (SNAPSHOT_RETRY_MS) in its message. */
+  private async snapshotOrWait(v: HeldVolume, last: { primary: string; waitMs: number } | undefined): Promise<HeldVolume> {
+    try {
+      const now = await this.installSnapshot(v);
+      this.snapshotWaits.delete(v.name);
+      return now;
+    } catch (err) {
+      const waitMs = last?.primary === v.record.primary ? Math.min(SNAPSHOT_RETRY_MS.max, last.waitMs * 2) : SNAPSHOT_RETRY_MS.first;
+      this.snapshotWaits.set(v.name, { primary: v.record.primary, waitMs, until: this.now() + waitMs });
+      throw new Error(`${message(err)}; asking for another in ${Math.ceil(waitMs / 1000)} s`);
     }
   }
 
@@ -337,7 +373,7 @@ export class VolumeSet {
       rmSync(staging, { recursive: true, force: true });
       mkdirSync(staging);
       const file = join(staging, 'meta.db');
-      const sent = await this.peers.snapshot(v.record.primary, v.name, file, this.self);
+      const sent = await this.peers.snapshot(v.record.primary, v.name, file, this.self, this.stopping.signal);
       info = await checkSnapshot(file, v.name);
       if (info.seq !== sent.seq) throw new Error(`it holds entries up to ${info.seq}, not up to ${sent.seq} as sent`);
       writeFileAtomic(join(staging, ROLE_FILE), 'follower\n');
@@ -385,8 +421,10 @@ export class VolumeSet {
     this.hold(v.name, v.record);
   }
 
+  /** Closes every copy held here; a snapshot being downloaded is aborted (and what came of it removed). */
   close(): void {
     this.stopped = true;
+    this.stopping.abort();
     if (this.timer) clearInterval(this.timer);
     if (this.retainTimer) clearInterval(this.retainTimer);
     this.timer = null;
