@@ -116,6 +116,21 @@ describe('derive: placement', () => {
       problems: [/verify-hub\/spec is ignored: verify-hub needs at least one instance/],
     },
     {
+      name: 'verify-hub and klog go to core devices only, ns to core and gateway ones: elsewhere the device side leaves them unable to work',
+      devices: { c1: device('core', 1), s1: device('storage', 2), g1: device('gateway', 3) },
+      specs: {
+        'verify-hub': { replicas: 'all', roles: ['core', 'storage'] },
+        klog: { replicas: 1, roles: ['storage'] },
+        ns: { replicas: 'all', roles: ['gateway', 'portable'] },
+      },
+      expect: { c1: { kernel: ALL, apps: [] }, s1: { kernel: ['gateway'], apps: [] }, g1: { kernel: ['gateway', 'ns'], apps: [] } },
+      problems: [
+        /^services\/klog\/spec: klog works only on core devices; storage named alone: the spec is ignored$/,
+        /^services\/ns\/spec: ns works only on core or gateway devices; portable left out$/,
+        /^services\/verify-hub\/spec: verify-hub works only on core devices; storage left out$/,
+      ],
+    },
+    {
       name: 'the gateway, system-config and the scheduler cannot be moved by a spec',
       devices: { c1: device('core', 1) },
       specs: { gateway: { replicas: 0, roles: ['core'] }, scheduler: { replicas: 0, roles: ['core'] } },

@@ -100,6 +100,11 @@ const STORAGE_PLACED = 'dfs';
  * or reached (gateway), so a mistaken spec could not be undone. */
 const PINNED: ReadonlySet<string> = new Set<KernelServiceName>(['system-config', 'scheduler', 'gateway']);
 
+/** The device roles on which a kernel service can do its work: RBAC's device side gives the kernel of a storage,
+ * portable or gateway device only its own records (docs/rbac.md), so verify-hub (credentials, sessions) and klog
+ * (reading the zone's logs) work only on core devices, and ns (its configuration and records) on core and gateway ones. */
+const ABLE_ROLES: Partial<Record<string, readonly DeviceRole[]>> = { 'verify-hub': ['core'], klog: ['core'], ns: ['core', 'gateway'] };
+
 const NODE_CONFIG_KEY = /^nodes\/([^/]+)\/config$/;
 const SERVICE_INFO_KEY = /^services\/([^/]+)\/info$/;
 
@@ -165,7 +170,16 @@ function effectiveSpecs(specs: Readonly<Record<string, ServiceSpec>>, problems: 
     else if (PINNED.has(name)) problems.push(`services/${name}/spec is ignored: ${name} always runs where the kernel places it`);
     // Without verify-hub nobody can log in to change the spec back: the zone would lock its admins out.
     else if (name === 'verify-hub' && specs[name].replicas === 0) problems.push('services/verify-hub/spec is ignored: verify-hub needs at least one instance');
-    else out.set(name, specs[name]);
+    else {
+      const spec = specs[name];
+      const able = ABLE_ROLES[name];
+      const unable = able ? spec.roles.filter((r) => !able.includes(r)) : [];
+      if (unable.length > 0) {
+        const roles = spec.roles.filter((r) => !unable.includes(r));
+        problems.push(`services/${name}/spec: ${name} works only on ${able!.join(' or ')} devices; ${unable.join(', ')} ${roles.length ? 'left out' : 'named alone: the spec is ignored'}`);
+        if (roles.length) out.set(name, { ...spec, roles });
+      } else out.set(name, spec);
+    }
   }
   return [...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
