@@ -91,6 +91,10 @@ export const nodeConfigSchema = z
     /** How long a follower of a dfs volume may go unheard before its primary stops keeping the metadata log for it
      * (it then catches up from a snapshot): a week, so a device away for a holiday or a repair comes back to the log. */
     dfs_log_retention_s: z.number().int().min(60).max(365 * 86_400).default(7 * 86_400),
+    /** How long a deleted file or folder stays in a dfs volume's trash (restorable, and charged to its owner) before
+     * the volume's primary purges it: 30 days, as file services commonly keep deleted files; 0 keeps it until a user
+     * or an admin purges it. */
+    dfs_trash_retention_s: z.number().int().min(0).max(10 * 365 * 86_400).default(30 * 86_400),
     /** The most recent metadata log entries every copy of a dfs volume keeps, whatever its followers' positions. */
     dfs_log_keep_entries: z.number().int().min(1).max(10_000_000).default(10_000),
   })

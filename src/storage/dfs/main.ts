@@ -53,6 +53,7 @@ export async function runDfsService(rt: KernelRuntime, port: number, roleOf: Rol
   const disks = new DiskSet(rt.log, join(dataDir, 'disks-made.json'));
   const volumes = new VolumeSet(self, dataDir, peers, rt.log, {
     retention: { windowMs: rt.config.dfs_log_retention_s * 1000, keepEntries: rt.config.dfs_log_keep_entries },
+    trashRetentionMs: rt.config.dfs_trash_retention_s * 1000,
   });
   const io = new ChunkIO(self, disks, peers, zone, () => zoneView.refresh());
   const files = new Files({ self, volumes, io, zone, rbac });

@@ -210,6 +210,33 @@ describe('volumes on a node (volumes.ts)', () => {
     assert.equal(set.get('home')!.syncedAt, synced);
   });
 
+  it('a primary purges what has been in its trash past the retention, freeing its owner\'s quota; retention 0 keeps it', async () => {
+    const DAY = 86_400_000;
+    let now = Date.now();
+    const primaryWith = (trashRetentionMs: number) => {
+      set.close();
+      set = new VolumeSet('st2', join(dir, 'data'), peers, log, { trashRetentionMs, now: () => now });
+      set.sync(new Map([['home', record('st2', [])]]));
+      return set.get('home')!.meta;
+    };
+    let meta = primaryWith(30 * DAY);
+    const file = (path: string) => meta.writeFile(path, { content_id: sha(path), size: 10, chunks: [{ id: sha(`chunk ${path}`), size: 10 }] }, { user: 'alice' });
+    file('/old');
+    file('/young');
+    // Deletion times are the metadata's own clock; the set's clock is put just past the first's retention.
+    const old = meta.remove('/old', 'alice').deleted_at;
+    while (Date.now() < old + 3) await new Promise((r) => setTimeout(r, 1));
+    meta.remove('/young', 'alice');
+    now = old + 1 + 30 * DAY;
+    await set.retainAll();
+    assert.deepEqual(meta.trashList().map((t) => t.path), ['/young']);
+    assert.equal(meta.usage('alice'), 10, 'the purged file is no longer charged');
+    meta = primaryWith(0);
+    now += 365 * DAY;
+    await set.retainAll();
+    assert.deepEqual(meta.trashList().map((t) => t.path), ['/young']);
+  });
+
   it('a node leaving a volume closes its copy and keeps it', () => {
     set.sync(new Map([['home', record('st2', [])]]));
     set.sync(new Map());

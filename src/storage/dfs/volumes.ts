@@ -34,6 +34,8 @@ export interface HeldVolume {
 
 export interface VolumeSetOptions {
   retention?: RetentionConfig;
+  /** How long an entry stays in a volume's trash before its primary purges it; 0 keeps it until someone does. */
+  trashRetentionMs?: number;
   /** Milliseconds since the epoch: when followers are heard from and judged silent, when a pull caught up, and when a
    * failed snapshot may be asked for again. */
   now?: () => number;
@@ -95,6 +97,7 @@ export class VolumeSet {
   private retaining = false;
   private stopped = false;
   private readonly retention: RetentionConfig;
+  private readonly trashRetentionMs: number;
   private readonly now: () => number;
   /** Volumes whose purges are being finished (finishPurges). */
   private readonly erasing = new Set<string>();
@@ -107,6 +110,8 @@ export class VolumeSet {
     opts: VolumeSetOptions = {},
   ) {
     this.retention = opts.retention ?? DEFAULT_RETENTION;
+    this.trashRetentionMs = opts.trashRetentionMs ?? 0;
+    if (!Number.isSafeInteger(this.trashRetentionMs) || this.trashRetentionMs < 0) throw new Error(`trash retention must be 0 ms or more, not ${this.trashRetentionMs}`);
     this.now = opts.now ?? Date.now;
     const { windowMs, keepEntries } = this.retention;
     if (!Number.isSafeInteger(windowMs) || windowMs < 0 || !Number.isSafeInteger(keepEntries) || keepEntries < 1) {
@@ -226,10 +231,25 @@ export class VolumeSet {
         } catch (err) {
           this.log.warn({ volume: v.name, err: message(err) }, 'dfs: truncating the volume\'s metadata log failed; trying again next round');
         }
+        try {
+          this.expireTrash(v);
+        } catch (err) {
+          this.log.warn({ volume: v.name, err: message(err) }, 'dfs: purging expired trash failed; trying again next round');
+        }
       }
     } finally {
       this.retaining = false;
     }
+  }
+
+  /** On a primary, purges what has been in the trash longer than the retention (a large folder only leaves the trash
+   * here; finishPurges deletes its entries after). The quota it was charged to is freed with it. */
+  private expireTrash(v: HeldVolume): void {
+    if (v.role !== 'primary' || this.trashRetentionMs === 0) return;
+    const { purged } = v.meta.emptyTrash(this.now() - this.trashRetentionMs);
+    if (purged.length === 0) return;
+    this.log.info({ volume: v.name, items: purged.length }, 'dfs: purged trash past its retention');
+    this.finishPurges();
   }
 
   private async retain(v: HeldVolume): Promise<void> {
