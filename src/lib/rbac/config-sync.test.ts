@@ -3,13 +3,18 @@ import assert from 'node:assert/strict';
 import { Rbac } from './enforcer.ts';
 import { type PolicySource, followPolicy } from './config-sync.ts';
 
-/** A PolicySource over an in-memory map whose watch fails once, so the follower must re-list. */
-function source(entries: Map<string, string>): PolicySource & { failNextWatch(): void } {
+/** A PolicySource over an in-memory map whose watch fails once, so the follower must re-list; a listing answers at
+ * most `page` keys, as system-config answers at most its limit. */
+function source(entries: Map<string, string>, page = 10_000): PolicySource & { failNextWatch(): void } {
   let fail = false;
   let rev = 1;
   return {
     failNextWatch: () => (fail = true),
-    list: async ({ prefix }) => ({ entries: [...entries].filter(([k]) => k.startsWith(prefix)).map(([key, value]) => ({ key, value })), revision: rev }),
+    list: async ({ prefix, limit = 1000 }) => {
+      const under = [...entries].filter(([k]) => k.startsWith(prefix)).sort(([a], [b]) => (a < b ? -1 : 1));
+      const n = Math.min(limit, page);
+      return { entries: under.slice(0, n).map(([key, value]) => ({ key, value })), revision: rev, more: under.length > n };
+    },
     watch: async ({ after_revision }) => {
       await new Promise((r) => setTimeout(r, 20));
       if (fail) {
@@ -42,4 +47,16 @@ it('drops users deleted while the watch was down when it re-lists', async () => 
   assert.equal(rbac.check(eveReads), false);
   assert.equal(rbac.check({ ...eveReads, user: 'bob', resource: 'obj://config/boot/config' }), true);
   assert.ok(errors.length >= 1, 'the broken watch was reported');
+});
+
+it('loads every user however many keys apps keep under users/ (a listing cut at its limit is split)', async () => {
+  const entries = new Map<string, string>();
+  for (let i = 0; i < 8; i++) entries.set(`users/amy/apps/notes/settings/k${i}`, '1');
+  entries.set('users/amy/settings', JSON.stringify({ role: 'user', state: 'active' }));
+  entries.set('users/zed/settings', JSON.stringify({ role: 'admin', state: 'active' }));
+  const rbac = await Rbac.create();
+  const stop = new AbortController();
+  await followPolicy(source(entries, 4), rbac, stop.signal, () => {});
+  stop.abort();
+  assert.equal(rbac.check({ user: 'zed', app: 'buckyos-cli', resource: 'obj://config/devices/x/info', action: 'read' }), true, 'zed, past the first page, has his role');
 });

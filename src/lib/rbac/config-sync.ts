@@ -2,6 +2,7 @@
 // `role` of `users/<u>/settings` (a disabled or deleted user has none), and the scheduler-generated tail is the
 // CSV text at `system/rbac/policy`.
 import type { Rbac } from './enforcer.ts';
+import { listAll } from '../config/list-all.ts';
 
 export const RBAC_TAIL_KEY = 'system/rbac/policy';
 const SETTINGS_KEY = /^users\/([^/]+)\/settings$/;
@@ -51,7 +52,7 @@ export function applyPolicyEntry(rbac: Rbac, key: string, value: string | null, 
 
 /** The part of the system-config client a policy follower needs. */
 export interface PolicySource {
-  list(p: { prefix: string; limit?: number }): Promise<{ entries: { key: string; value: string }[]; revision: number }>;
+  list(p: { prefix: string; limit?: number; keys_only?: boolean }): Promise<{ entries: { key: string; value: string }[]; revision: number; more: boolean }>;
   watch(
     p: { prefix: string; after_revision: number; timeout_ms?: number },
     o?: { timeoutMs?: number },
@@ -72,15 +73,17 @@ export async function followPolicy(source: PolicySource, rbac: Rbac, signal: Abo
     applyPolicyEntry(rbac, key, value, onError);
   };
   const load = async (prefix: string) => {
-    const listed = await source.list({ prefix, limit: 10_000 });
+    // The watch starts from before the listing, which may take several pages: a change meanwhile is applied again.
+    const { revision } = await source.list({ prefix, limit: 1, keys_only: true });
+    const entries = await listAll((p) => source.list(p), prefix);
     const present = new Set<string>();
-    for (const e of listed.entries) {
+    for (const e of entries) {
       const m = SETTINGS_KEY.exec(e.key);
       if (m) present.add(m[1]);
       apply(e.key, e.value);
     }
     if (prefix === 'users/') for (const name of [...known]) if (!present.has(name)) apply(`users/${name}/settings`, null);
-    return listed.revision;
+    return revision;
   };
   const follow = async (prefix: string, from: number) => {
     let rev = from;
