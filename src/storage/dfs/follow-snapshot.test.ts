@@ -15,9 +15,8 @@ import { until } from '../../../test/support/wait.ts';
 import type { VolumeRecord } from '../../lib/config/storage-records.ts';
 import type { Principal } from '../../lib/krpc/index.ts';
 import { type TestFiles, NODE, VOLUME, openTestFiles, session } from './files.suite.ts';
-import { DfsHttp } from './http.ts';
+import { dfsFaces } from './endpoint.suite.ts';
 import { PeerChunks } from './peers.ts';
-import { Uploads } from './uploads.ts';
 import { VolumeMeta } from './volume-meta.ts';
 import { SNAPSHOT_RETRY_MS, VolumeSet } from './volumes.ts';
 
@@ -83,13 +82,7 @@ describe('followers catching up from a snapshot of the primary\'s metadata (volu
     t = await openTestFiles('', { retention: RETENTION, now: () => now });
     t.meta.mkdir('/v', 'alice');
     write(20);
-    const http = new DfsHttp({
-      self: NODE, gatewayUrl: 'http://127.0.0.1:9', files: t.files, uploads: new Uploads(join(t.dir, 'uploads')), disks: t.disks, volumes: t.volumes, io: t.io,
-      authenticate,
-      basicLogin: () => Promise.reject(new Error('unused')),
-      basicRefresh: () => Promise.reject(new Error('unused')),
-      log,
-    });
+    const { http } = dfsFaces(t, authenticate);
     primary = createServer((req: IncomingMessage, res: ServerResponse) => {
       const url = new URL(req.url!, `http://${NODE}`);
       if (url.pathname.endsWith('/log')) {

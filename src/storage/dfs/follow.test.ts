@@ -14,9 +14,9 @@ import { type DfsVolumeStatus, dfsApi } from '../../lib/api/dfs.ts';
 import type { VolumeRecord } from '../../lib/config/storage-records.ts';
 import { type Principal, createClient } from '../../lib/krpc/index.ts';
 import { type TestFiles, NODE, VOLUME, openTestFiles, session } from './files.suite.ts';
+import { dfsFaces } from './endpoint.suite.ts';
 import { Files } from './files.ts';
 import { Collector, fileMarks } from './gc.ts';
-import { DfsHttp } from './http.ts';
 import { PeerChunks } from './peers.ts';
 import { Scrubber } from './scrub.ts';
 import { createDfsEndpoint } from './service.ts';
@@ -61,13 +61,7 @@ describe('a follower catching up with its primary over HTTP (volumes.ts, peers.t
   before(async () => {
     t = await openTestFiles('');
     t.meta.mkdir('/v', 'alice');
-    const http = new DfsHttp({
-      self: NODE, gatewayUrl: 'http://127.0.0.1:9', files: t.files, uploads: new Uploads(join(t.dir, 'uploads')), disks: t.disks, volumes: t.volumes, io: t.io,
-      authenticate,
-      basicLogin: () => Promise.reject(new Error('unused')),
-      basicRefresh: () => Promise.reject(new Error('unused')),
-      log,
-    });
+    const { http } = dfsFaces(t, authenticate);
     const p = await serve((req, res) => {
       const url = new URL(req.url!, `http://${NODE}`);
       if (url.pathname.endsWith('/log') && answering-- <= 0) {
