@@ -94,24 +94,24 @@ export function hostFromDidWeb(did: string): string {
 
 // ---- key files -------------------------------------------------------------------------------------------------
 
-/** Writes a file atomically and durably: temp file, fsync, rename, fsync of the directory. */
-export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  writeFileSync(tmp, data, { mode });
-  const fd = openSync(tmp, 'r');
+/** fsync of a file or a directory (a directory's, for the names a rename or a creation left in it), by its path. */
+export function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
+}
+
+/** Writes a file atomically and durably: temp file, fsync, rename, fsync of the directory. */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  writeFileSync(tmp, data, { mode });
+  fsyncPath(tmp);
   renameSync(tmp, path);
-  const dfd = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
+  fsyncPath(dirname(path));
 }
 
 export function saveKeyFile(path: string, kp: KeyPair): void {

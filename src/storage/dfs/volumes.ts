@@ -3,10 +3,10 @@
 // when cut off, and catches up from a snapshot when the primary no longer keeps the entries it needs. Every copy
 // truncates its log in the background (log-retention.ts). A node with no role in a volume keeps nothing and forwards
 // to the primary.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { readTextIfExists } from '../../lib/read-if-exists.ts';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../lib/identity/keys.ts';
+import { fsyncPath, writeFileAtomic } from '../../lib/identity/keys.ts';
 import type { Logger } from '../../lib/log/logger.ts';
 import type { VolumeRecord } from '../../lib/config/storage-records.ts';
 import { DEFAULT_RETENTION, FollowerPositions, type RetentionConfig, followerTruncation, primaryTruncation } from './log-retention.ts';
@@ -70,15 +70,6 @@ function lastRole(dir: string): string | null {
 function savedSyncedAt(dir: string): number | null {
   const at = Number(readTextIfExists(join(dir, SYNCED_FILE))?.trim());
   return Number.isSafeInteger(at) && at > 0 ? at : null;
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 const message = (err: unknown): string => (err instanceof MetaError ? `${err.code}: ${err.message}` : (err as Error).message);
@@ -191,7 +182,7 @@ export class VolumeSet {
     const volumes = join(this.dataDir, 'volumes');
     const aside = join(volumes, `${name}.${why}-${Date.now()}`);
     renameSync(join(volumes, name), aside);
-    fsyncDir(volumes);
+    fsyncPath(volumes);
     return aside;
   }
 
@@ -411,7 +402,7 @@ export class VolumeSet {
       if (holds) aside = this.setAside(v.name, 'replaced');
       else rmSync(dir, { recursive: true, force: true });
       renameSync(staging, dir);
-      fsyncDir(volumes);
+      fsyncPath(volumes);
     } catch (err) {
       if (aside && !existsSync(dir)) renameSync(aside, dir);
       rmSync(staging, { recursive: true, force: true });
