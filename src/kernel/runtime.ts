@@ -5,7 +5,7 @@ import { type ConfigBackendKind, type NodeConfig, type NodePaths, configBackendK
 import { systemConfigApi } from '../lib/api/system-config.ts';
 import { DeviceDirectory } from '../lib/identity/device-directory.ts';
 import { type NodeIdentity, loadNodeIdentity } from '../lib/identity/node-identity.ts';
-import { SERVICE_TOKEN_TTL_SEC, createTokenVerifier, signAccessToken } from '../lib/identity/tokens.ts';
+import { SERVICE_TOKEN_TTL_SEC, type TrustedDevice, createTokenVerifier, signAccessToken } from '../lib/identity/tokens.ts';
 import { didDev } from '../lib/identity/keys.ts';
 import { type Client, type MethodMap, type Principal, type ServiceDef, createClient } from '../lib/krpc/index.ts';
 import { type Logger, createLogger } from '../lib/log/logger.ts';
@@ -22,6 +22,9 @@ export interface KernelRuntime {
   authenticate(token: string): Promise<Principal>;
   /** The zone's devices, followed from system-config once something asks (a token from another device, a tunnel). */
   devices(): DeviceDirectory;
+  /** A device of this zone by did:dev, as its verified document describes it (this device always knows itself, even
+   * before node_daemon has published its document); undefined for any other device. */
+  trustedDevice(did: string): Promise<TrustedDevice | undefined>;
   /** Where this node's system-config is (node-config.ts configBackendKind). */
   backend: ConfigBackendKind;
   /** system-config: on this node's own port when it runs an instance, else through the gateway to a core device. */
@@ -73,11 +76,15 @@ export async function createKernelRuntime(name: string, root?: string): Promise<
     }
     return directory;
   };
-  const self = { key: identity.deviceKey.publicKey, name: identity.device.name, role: identity.device.role };
+  const self: TrustedDevice = { key: identity.deviceKey.publicKey, name: identity.device.name, role: identity.device.role };
+  const trustedDevice = async (did: string): Promise<TrustedDevice | undefined> => {
+    if (did === ownDid) return self;
+    const d = await devices().byDid(did);
+    return d && { key: d.publicKey, name: d.doc.name, role: d.doc.role };
+  };
   const authenticate = createTokenVerifier(() => ({
     verifyHubKey: identity.verifyHubKey,
-    device: (did) =>
-      did === ownDid ? self : devices().byDid(did).then((d) => d && { key: d.publicKey, name: d.doc.name, role: d.doc.role }),
+    device: trustedDevice,
   }));
 
   // A device that reaches the zone remotely has no klog of its own: its audit events go to a core device's.
@@ -94,6 +101,7 @@ export async function createKernelRuntime(name: string, root?: string): Promise<
     serviceToken,
     authenticate,
     devices,
+    trustedDevice,
     backend,
     configClient,
     localClient,

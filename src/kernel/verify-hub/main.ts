@@ -92,12 +92,7 @@ export async function runVerifyHubService(rt: KernelRuntime, port: number, deps:
     kv,
     signingKey: signing.privateKey,
     owner: { name: owner, key: rt.identity.ownerKey },
-    // This device always knows itself, even before node_daemon has published its document.
-    device: async (did) => {
-      if (did === rt.identity.device.did) return { key: rt.identity.deviceKey.publicKey, role: rt.identity.device.role };
-      const d = await rt.devices().byDid(did);
-      return d && { key: d.publicKey, role: d.doc.role };
-    },
+    device: rt.trustedDevice,
     verifyToken: rt.authenticate,
     check: deps.check,
     audit: deps.audit,
