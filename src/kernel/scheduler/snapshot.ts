@@ -11,6 +11,7 @@ import {
 } from '../../lib/config/zone-records.ts';
 import { parseRecord } from '../../lib/config/store-control.ts';
 import { DISK_KEY, VOLUME_KEY, diskRecordSchema, volumeRecordSchema } from '../../lib/config/storage-records.ts';
+import { USER_SETTINGS_KEY } from '../../lib/config/user-records.ts';
 import { type DeviceDoc, type ZoneBootConfig, verifyZoneDeviceDoc } from '../../lib/identity/documents.ts';
 import { revokedKeysOf } from '../../lib/identity/device-directory.ts';
 import type { Client } from '../../lib/krpc/index.ts';
@@ -33,7 +34,6 @@ const DEVICE_DOC = /^devices\/([^/]+)\/doc$/;
 const DEVICE_INFO = /^devices\/([^/]+)\/info$/;
 const INSTANCE = /^services\/([^/]+)\/instances\/([^/]+)$/;
 const SPEC = /^services\/([^/]+)\/spec$/;
-const USER_SETTINGS = /^users\/([^/]+)\/settings$/;
 const APP_SPEC = /^users\/([^/]+)\/apps\/([^/]+)\/spec$/;
 
 /** What the scheduler needs of `devices/<n>/info`: lenient, since a report with less in it is still a report. */
@@ -166,7 +166,7 @@ export class SnapshotReader {
 
   /** Installed apps of users who exist: a deleted user's leftover specs grant nothing. */
   private async apps(keys: string[], problems: string[]): Promise<InstalledApp[]> {
-    const users = new Set(keys.flatMap((k) => USER_SETTINGS.exec(k)?.[1] ?? []));
+    const users = new Set(keys.flatMap((k) => USER_SETTINGS_KEY.exec(k)?.[1] ?? []));
     const specKeys = keys.filter((k) => {
       const m = APP_SPEC.exec(k);
       return m !== null && users.has(m[1]);

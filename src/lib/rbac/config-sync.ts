@@ -3,12 +3,12 @@
 // CSV text at `system/rbac/policy`.
 import type { Rbac } from './enforcer.ts';
 import { listAll } from '../config/list-all.ts';
+import { USER_SETTINGS_KEY } from '../config/user-records.ts';
 
 export const RBAC_TAIL_KEY = 'system/rbac/policy';
-const SETTINGS_KEY = /^users\/([^/]+)\/settings$/;
 
 export function affectsPolicy(key: string): boolean {
-  return key === RBAC_TAIL_KEY || SETTINGS_KEY.test(key);
+  return key === RBAC_TAIL_KEY || USER_SETTINGS_KEY.test(key);
 }
 
 /** The role a `users/<u>/settings` record (null: absent) gives its user: none when it is missing, malformed or the
@@ -35,7 +35,7 @@ export function applyPolicyEntry(rbac: Rbac, key: string, value: string | null, 
     }
     return;
   }
-  const m = SETTINGS_KEY.exec(key);
+  const m = USER_SETTINGS_KEY.exec(key);
   if (!m) return;
   const role = effectiveRole(value);
   if (role === undefined) {
@@ -65,7 +65,7 @@ export async function followPolicy(source: PolicySource, rbac: Rbac, signal: Abo
   // Users this follower has seen, so a re-list after a watch gap can drop those deleted meanwhile.
   const known = new Set<string>();
   const apply = (key: string, value: string | null) => {
-    const m = SETTINGS_KEY.exec(key);
+    const m = USER_SETTINGS_KEY.exec(key);
     if (m) {
       if (value === null) known.delete(m[1]);
       else known.add(m[1]);
@@ -78,7 +78,7 @@ export async function followPolicy(source: PolicySource, rbac: Rbac, signal: Abo
     const entries = await listAll((p) => source.list(p), prefix);
     const present = new Set<string>();
     for (const e of entries) {
-      const m = SETTINGS_KEY.exec(e.key);
+      const m = USER_SETTINGS_KEY.exec(e.key);
       if (m) present.add(m[1]);
       apply(e.key, e.value);
     }
